@@ -1,1 +1,18 @@
-//! placeholder
+//! The modelgate configuration file: one YAML document with the sections
+//! `listen`, `admin`, `models`, `auth`, `policies`, `log` and `runtime`.
+//!
+//! Parsing is strict (unknown keys are errors), `${ENV}` references are
+//! expanded in string values, and every error found is reported at once with
+//! its key path and a fix.
+
+mod error;
+mod interpolate;
+mod load;
+pub mod raw;
+mod types;
+pub mod units;
+mod validate;
+
+pub use error::{ConfigError, ConfigErrors};
+pub use load::{load_file, parse_str};
+pub use types::*;

@@ -70,7 +70,7 @@ pub enum ErrorShape {
 }
 
 /// What a request asks the model server to do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Operation {
     /// V2 `GET /v2/health/live`, gRPC `ServerLive`.
     ServerLive,

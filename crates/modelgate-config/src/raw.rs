@@ -1,0 +1,160 @@
+//! The file's shape as written: serde types that reject unknown keys. They are
+//! converted once into the validated types of [`crate::types`].
+
+use serde::Deserialize;
+
+use crate::units::RawSize;
+
+/// A value that may be written as one item or a list.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany<T> {
+    One(T),
+    Many(Vec<T>),
+}
+
+impl<T> OneOrMany<T> {
+    pub fn into_vec(self) -> Vec<T> {
+        match self {
+            OneOrMany::One(t) => vec![t],
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListener {
+    pub address: String,
+    #[serde(default)]
+    pub tls: Option<RawTls>,
+    #[serde(default)]
+    pub http2: Option<bool>,
+    #[serde(default)]
+    pub max_body_bytes: Option<RawSize>,
+    #[serde(default)]
+    pub header_read_timeout: Option<String>,
+    #[serde(default)]
+    pub drain_timeout: Option<String>,
+    #[serde(default)]
+    pub credentials: Option<Vec<RawCredentialSource>>,
+    #[serde(default)]
+    pub trusted_proxies: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub cert: String,
+    pub key: String,
+    #[serde(default)]
+    pub client_ca: Option<String>,
+    #[serde(default)]
+    pub require_client_cert: Option<bool>,
+}
+
+/// Where an API key may be sent (Authorino's `credentials` vocabulary).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub enum RawCredentialSource {
+    /// `Authorization: <scheme> <key>`, e.g. `Bearer` or `APIKEY`.
+    AuthorizationHeader(String),
+    /// A header carrying the key alone, e.g. `x-api-key`.
+    CustomHeader(String),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    pub address: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawModel {
+    pub name: String,
+    #[serde(default)]
+    pub protocols: Option<Vec<String>>,
+    #[serde(default)]
+    pub upstream: Option<RawUpstream>,
+    #[serde(default)]
+    pub builtin: Option<RawBuiltin>,
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+    #[serde(default)]
+    pub hosts: Option<Vec<String>>,
+    #[serde(default)]
+    pub public_operations: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    pub url: OneOrMany<String>,
+    #[serde(default)]
+    pub grpc_url: Option<String>,
+    #[serde(default)]
+    pub timeout: Option<String>,
+    #[serde(default)]
+    pub connect_timeout: Option<String>,
+    #[serde(default)]
+    pub host: Option<String>,
+    #[serde(default)]
+    pub http2: Option<bool>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBuiltin {
+    pub dir: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub prefix: String,
+    pub rewrite: String,
+    #[serde(default)]
+    pub methods: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    #[serde(default)]
+    pub realm: Option<String>,
+    #[serde(default)]
+    pub api_keys: Option<RawApiKeys>,
+    #[serde(default)]
+    pub identity_header: Option<String>,
+    #[serde(default)]
+    pub strip_headers: Option<Vec<String>>,
+    #[serde(default)]
+    pub public_paths: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApiKeys {
+    pub file: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    #[serde(default)]
+    pub level: Option<String>,
+    #[serde(default)]
+    pub format: Option<String>,
+    #[serde(default)]
+    pub decisions: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRuntime {
+    #[serde(default)]
+    pub threads: Option<usize>,
+    #[serde(default)]
+    pub queue_depth: Option<usize>,
+}
