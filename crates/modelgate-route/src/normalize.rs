@@ -1,0 +1,215 @@
+//! Request normalisation, applied before any matching; the normalised path is
+//! also what is forwarded, so the gateway and the upstream read one URL alike.
+//!
+//! - percent-escapes of unreserved characters are decoded once;
+//! - other escapes are kept, upper-cased; `%2F`, `%5C` and `%00` are refused;
+//! - `//` is merged, `.` and `..` segments are resolved (RFC 3986);
+//! - control characters, `\`, `#` and `;` path parameters are refused;
+//! - case is kept: `/V2/…` is a different (unknown) path.
+
+use std::fmt;
+
+/// Why a path was refused (answered with 400).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NormalizeError {
+    NotAbsolute,
+    BadEscape,
+    EncodedSlash,
+    Nul,
+    ControlChar,
+    Backslash,
+    Fragment,
+    PathParameter,
+    TooLong,
+}
+
+impl fmt::Display for NormalizeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            NormalizeError::NotAbsolute => "path must start with '/'",
+            NormalizeError::BadEscape => "path has an invalid percent-escape",
+            NormalizeError::EncodedSlash => "path has an encoded '/' or '\\'",
+            NormalizeError::Nul => "path has an encoded NUL",
+            NormalizeError::ControlChar => "path has a control character",
+            NormalizeError::Backslash => "path has a '\\'",
+            NormalizeError::Fragment => "path has a '#' fragment",
+            NormalizeError::PathParameter => "path has a ';' parameter",
+            NormalizeError::TooLong => "path is too long",
+        })
+    }
+}
+
+/// Longest path accepted (bytes, before normalisation).
+pub const MAX_PATH: usize = 8192;
+
+fn unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Normalises a request path (without its query).
+pub fn normalize_path(raw: &str) -> Result<String, NormalizeError> {
+    if raw.len() > MAX_PATH {
+        return Err(NormalizeError::TooLong);
+    }
+    if !raw.starts_with('/') {
+        return Err(NormalizeError::NotAbsolute);
+    }
+    // Pass 1: check characters and decode escapes of unreserved characters.
+    let bytes = raw.as_bytes();
+    let mut decoded = String::with_capacity(raw.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        match b {
+            b'%' => {
+                let (Some(h), Some(l)) = (
+                    bytes.get(i + 1).copied().and_then(hex),
+                    bytes.get(i + 2).copied().and_then(hex),
+                ) else {
+                    return Err(NormalizeError::BadEscape);
+                };
+                let v = h * 16 + l;
+                match v {
+                    0 => return Err(NormalizeError::Nul),
+                    b'/' | b'\\' => return Err(NormalizeError::EncodedSlash),
+                    v if unreserved(v) => decoded.push(char::from(v)),
+                    v => {
+                        decoded.push('%');
+                        decoded.push(char::from(b"0123456789ABCDEF"[usize::from(v >> 4)]));
+                        decoded.push(char::from(b"0123456789ABCDEF"[usize::from(v & 15)]));
+                    }
+                }
+                i += 3;
+                continue;
+            }
+            b'\\' => return Err(NormalizeError::Backslash),
+            b'#' => return Err(NormalizeError::Fragment),
+            b';' => return Err(NormalizeError::PathParameter),
+            b if b < 0x20 || b == 0x7f => return Err(NormalizeError::ControlChar),
+            _ => {}
+        }
+        // Multi-byte UTF-8 sequences are copied whole.
+        let ch_len = raw[i..].chars().next().map_or(1, char::len_utf8);
+        decoded.push_str(&raw[i..i + ch_len]);
+        i += ch_len;
+    }
+    // Pass 2: merge slashes and resolve dot segments.
+    let trailing = decoded.ends_with('/') || decoded.ends_with("/.") || decoded.ends_with("/..");
+    let mut out: Vec<&str> = Vec::new();
+    for seg in decoded.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            s => out.push(s),
+        }
+    }
+    let mut path = String::with_capacity(decoded.len());
+    for seg in &out {
+        path.push('/');
+        path.push_str(seg);
+    }
+    if path.is_empty() || (trailing && !path.ends_with('/')) {
+        path.push('/');
+    }
+    Ok(path)
+}
+
+/// Lower-cases a host and strips its port (`Model.Example.com:443` → `model.example.com`).
+pub fn normalize_host(raw: &str) -> String {
+    let lower = raw.trim().to_ascii_lowercase();
+    if lower.starts_with('[') {
+        // IPv6 literal: keep the bracketed address, drop the port.
+        return match lower.find(']') {
+            Some(end) => lower[..=end].to_string(),
+            None => lower,
+        };
+    }
+    match lower.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h.to_string(),
+        _ => lower,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn canonical_forms() {
+        let cases = [
+            ("/v2/models/iris/infer", "/v2/models/iris/infer"),
+            ("//v2//models/iris/infer", "/v2/models/iris/infer"),
+            ("/v2/models/./iris/infer", "/v2/models/iris/infer"),
+            ("/v2/x/../models/iris/infer", "/v2/models/iris/infer"),
+            ("/../../v2", "/v2"),
+            ("/v2/models/ir%69s/infer", "/v2/models/iris/infer"),
+            ("/v2/models/%2e%2e/x", "/v2/x"),
+            ("/a%3ab", "/a%3Ab"),
+            ("/", "/"),
+            ("/a/", "/a/"),
+            ("/a/.", "/a/"),
+            ("/a/b/..", "/a/"),
+            ("/V2/models", "/V2/models"),
+            ("/é", "/é"),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(normalize_path(raw).as_deref(), Ok(want), "{raw}");
+        }
+    }
+
+    #[test]
+    fn refusals() {
+        let cases = [
+            ("/v2/models/iris%2Finfer", NormalizeError::EncodedSlash),
+            ("/v2/models/iris%2finfer", NormalizeError::EncodedSlash),
+            ("/v2/models/iris%5Cinfer", NormalizeError::EncodedSlash),
+            ("/v2/models/iris%00", NormalizeError::Nul),
+            ("/v2/models/iris\\infer", NormalizeError::Backslash),
+            ("/v2/models/iris/infer#x", NormalizeError::Fragment),
+            ("/admin;jsessionid=1", NormalizeError::PathParameter),
+            ("/a%zz", NormalizeError::BadEscape),
+            ("/a%4", NormalizeError::BadEscape),
+            ("/a\u{1}", NormalizeError::ControlChar),
+            ("v2/models", NormalizeError::NotAbsolute),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(normalize_path(raw), Err(want), "{raw}");
+        }
+    }
+
+    #[test]
+    fn hosts() {
+        assert_eq!(normalize_host("Secret.COM:8080"), "secret.com");
+        assert_eq!(normalize_host("a.b"), "a.b");
+        assert_eq!(normalize_host("[::1]:80"), "[::1]");
+    }
+
+    proptest! {
+        #[test]
+        fn idempotent(raw in "/[a-zA-Z0-9%./;#\\\\_~:-]{0,40}") {
+            if let Ok(once) = normalize_path(&raw) {
+                prop_assert_eq!(normalize_path(&once), Ok(once.clone()));
+                prop_assert!(!once.contains("//"));
+                prop_assert!(!once.split('/').any(|s| s == "." || s == ".."));
+            }
+        }
+
+        #[test]
+        fn never_panics(raw in any::<String>()) {
+            let _ = normalize_path(&raw);
+            let _ = normalize_host(&raw);
+        }
+    }
+}
