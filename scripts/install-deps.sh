@@ -1,0 +1,195 @@
+#!/usr/bin/env bash
+# Install everything modelgate's end-to-end tests and benchmarks need on this
+# machine kind (Debian 12, root, Python 3.11, registries only). Idempotent:
+# re-running skips what is already in place.
+#
+#   scripts/install-deps.sh            # apt packages + both Python venvs
+#   MODELGATE_CACHE=/somewhere scripts/install-deps.sh
+#
+# Results:
+#   $MODELGATE_CACHE/venv          tests/requirements.txt (+ -lock.txt): pytest,
+#                                  MLServer 1.7.1, KServe 0.16.0, sklearn, onnx,
+#                                  tritonclient, openai, ...
+#   $MODELGATE_CACHE/venv-litellm  tests/requirements-litellm.txt (+ -lock.txt):
+#                                  LiteLLM proxy (mock OpenAI-compatible server)
+#   Debian: nginx-light redis-server wrk nghttp2-client curl jq
+#           (their system services are stopped and disabled: tests start
+#           their own instances on free ports)
+#
+# Env knobs: MODELGATE_CACHE (default ~/.cache/modelgate), MODELGATE_PYTHON
+# (interpreter for the venvs, default python3; must be 3.10-3.12),
+# MODELGATE_SKIP_APT=1, MODELGATE_SKIP_LITELLM=1.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CACHE="${MODELGATE_CACHE:-$HOME/.cache/modelgate}"
+PYTHON="${MODELGATE_PYTHON:-python3}"
+START=$(date +%s)
+SUMMARY=()
+
+export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
+
+log() { echo "install-deps: $*" >&2; }
+die() { echo "install-deps: ERROR: $*" >&2; exit 1; }
+trap 'rc=$?; [ $rc -eq 0 ] || echo "install-deps: FAILED (exit $rc) at line $LINENO; see messages above" >&2' EXIT
+
+# --------------------------------------------------------------------------
+# 1. Debian packages
+# --------------------------------------------------------------------------
+APT_PACKAGES=(nginx-light redis-server wrk nghttp2-client curl jq)
+
+apt_missing() {
+  local p
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$' || echo "$p"
+  done
+}
+
+stop_system_services() {
+  # The packages' init scripts may have started nginx / redis on :80 / :6379.
+  # Tests start their own instances; stop and disable the system ones.
+  local svc
+  for svc in nginx redis-server; do
+    if [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
+      systemctl disable --now "$svc" >/dev/null 2>&1 || true
+    else
+      if [ -x "/etc/init.d/$svc" ]; then
+        "/etc/init.d/$svc" stop >/dev/null 2>&1 || true
+      fi
+      command -v update-rc.d >/dev/null && update-rc.d "$svc" disable >/dev/null 2>&1 || true
+    fi
+  done
+  # Belt and braces: the packages' own pid files (only those daemons).
+  local pidfile pid
+  for pidfile in /run/nginx.pid /run/redis/redis-server.pid /var/run/redis/redis-server.pid; do
+    [ -s "$pidfile" ] || continue
+    pid="$(cat "$pidfile" 2>/dev/null || true)"
+    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+      log "stopping system daemon pid $pid ($pidfile)"
+      kill -TERM "$pid" 2>/dev/null || true
+    fi
+  done
+}
+
+install_apt() {
+  if [ "${MODELGATE_SKIP_APT:-0}" = 1 ]; then
+    SUMMARY+=("apt: skipped")
+    return
+  fi
+  local missing
+  missing="$(apt_missing | tr '\n' ' ')"
+  missing="${missing% }"
+  if [ -z "$missing" ]; then
+    SUMMARY+=("apt: all present")
+  else
+    local SUDO=""
+    if [ "$(id -u)" -ne 0 ]; then
+      command -v sudo >/dev/null || die "need root (or sudo) to apt-get install: $missing"
+      SUDO="sudo"
+    fi
+    log "apt-get install $missing"
+    # Keep the packages' postinst from starting services where we can.
+    local made_policy=0
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+      printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+      $SUDO chmod +x /usr/sbin/policy-rc.d
+      made_policy=1
+    fi
+    local rc=0
+    $SUDO apt-get update -qq || rc=$?
+    if [ $rc -eq 0 ]; then
+      # shellcheck disable=SC2086
+      DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing || rc=$?
+    fi
+    [ $made_policy -eq 1 ] && $SUDO rm -f /usr/sbin/policy-rc.d
+    [ $rc -eq 0 ] || die "apt-get failed (exit $rc) installing: $missing"
+    local still
+    still="$(apt_missing | tr '\n' ' ')"
+    [ -z "${still// /}" ] || die "apt packages still missing after install: $still"
+    SUMMARY+=("apt: installed $missing")
+  fi
+  stop_system_services
+  local b
+  for b in nginx redis-server wrk h2load curl jq; do
+    command -v "$b" >/dev/null || [ -x "/usr/sbin/$b" ] || die "'$b' not found after apt install"
+  done
+}
+
+# --------------------------------------------------------------------------
+# 2. Python venvs (skip when the stamp matches the requirement files' hash)
+# --------------------------------------------------------------------------
+check_python() {
+  command -v "$PYTHON" >/dev/null || die "python '$PYTHON' not found (set MODELGATE_PYTHON)"
+  local v
+  v="$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+  case "$v" in
+    3.10|3.11|3.12) ;;
+    *) die "python $v at $(command -v "$PYTHON"): need 3.10-3.12 (mlserver 1.7.1); set MODELGATE_PYTHON" ;;
+  esac
+  "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null \
+    || die "python $v lacks venv/ensurepip (apt-get install python3-venv?)"
+}
+
+# make_venv NAME REQUIREMENTS LOCK SMOKE_PYTHON_CODE
+make_venv() {
+  local name="$1" req="$2" lock="$3" smoke="$4"
+  local venv="$CACHE/$name" stamp="$CACHE/$name/.modelgate-stamp"
+  [ -f "$req" ] || die "missing $req"
+  local want
+  want="$( { "$PYTHON" -c 'import sys; print(sys.version)'; cat "$req"; [ -f "$lock" ] && cat "$lock"; } | sha256sum | cut -d' ' -f1)"
+  if [ -x "$venv/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+    SUMMARY+=("$name: cached")
+    return
+  fi
+  local t0; t0=$(date +%s)
+  log "building $venv from ${req#"$ROOT"/}"
+  rm -rf "$venv"
+  mkdir -p "$CACHE"
+  "$PYTHON" -m venv "$venv" || die "could not create venv $venv"
+  local args=(-r "$req")
+  [ -f "$lock" ] && args+=(-c "$lock")
+  if ! "$venv/bin/pip" install -q "${args[@]}"; then
+    die "pip install ${args[*]} into $venv failed (the stamp is not written; fix and re-run)"
+  fi
+  "$venv/bin/pip" check >&2 || log "warning: 'pip check' reports conflicts in $venv (see above)"
+  if ! "$venv/bin/python" -c "$smoke"; then
+    die "smoke import failed in $venv: $smoke"
+  fi
+  echo "$want" > "$stamp"
+  SUMMARY+=("$name: built in $(( $(date +%s) - t0 ))s")
+}
+
+MAIN_SMOKE='
+import mlserver, mlserver_sklearn, kserve, sklearn, skl2onnx, onnx, onnxruntime, joblib, numpy
+import tritonclient.grpc, tritonclient.http, openai, requests, pytest, jwt, cryptography
+assert mlserver.__version__ == "1.7.1", mlserver.__version__
+'
+# Importing the proxy app proves the [proxy] extra is complete.
+LITELLM_SMOKE='
+import os
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+import litellm, litellm.proxy.proxy_server
+'
+
+# --------------------------------------------------------------------------
+# 3. npm (reserved: oidc-provider for the OIDC/JWT end-to-end tests).
+#    Not installed yet. When added: a package.json + package-lock.json under
+#    tests/oidc/ and `npm ci --prefix "$CACHE/node"` guarded by a stamp, like
+#    the venvs above.
+# --------------------------------------------------------------------------
+install_npm() {
+  SUMMARY+=("npm: nothing yet")
+}
+
+install_apt
+check_python
+make_venv venv "$ROOT/tests/requirements.txt" "$ROOT/tests/requirements-lock.txt" "$MAIN_SMOKE"
+if [ "${MODELGATE_SKIP_LITELLM:-0}" = 1 ]; then
+  SUMMARY+=("venv-litellm: skipped")
+else
+  make_venv venv-litellm "$ROOT/tests/requirements-litellm.txt" "$ROOT/tests/requirements-litellm-lock.txt" "$LITELLM_SMOKE"
+fi
+install_npm
+
+summary="$(printf '%s; ' "${SUMMARY[@]}")"
+echo "install-deps: OK in $(( $(date +%s) - START ))s: ${summary%; } (cache $CACHE)"
