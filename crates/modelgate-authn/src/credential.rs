@@ -1,0 +1,131 @@
+//! Finding the one credential a request carries, in the listener's configured
+//! locations (`Authorization: Bearer …`, `Authorization: APIKEY …`, `x-api-key`).
+
+use http::HeaderMap;
+use http::header::AUTHORIZATION;
+use modelgate_config::CredentialSource;
+use modelgate_core::AuthFailure;
+
+/// Longest credential accepted; anything longer is refused unread.
+pub const MAX_CREDENTIAL_LEN: usize = 16 * 1024;
+
+/// A credential as presented. `Debug` never prints the value.
+pub struct Credential {
+    value: String,
+}
+
+impl Credential {
+    pub fn value(&self) -> &str {
+        &self.value
+    }
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Credential([redacted])")
+    }
+}
+
+fn invalid(msg: &str) -> AuthFailure {
+    AuthFailure::InvalidToken(msg.to_string())
+}
+
+/// Returns the single credential in `sources`. Several different credentials,
+/// a repeated header, or a malformed value are refused rather than guessed at.
+pub fn find_credential(headers: &HeaderMap, sources: &[CredentialSource]) -> Result<Credential, AuthFailure> {
+    let mut found: Option<String> = None;
+    let mut auth_values = headers.get_all(AUTHORIZATION).iter();
+    let authorization = auth_values.next();
+    if auth_values.next().is_some() {
+        return Err(invalid("more than one Authorization header"));
+    }
+    for source in sources {
+        let value = match source {
+            CredentialSource::AuthorizationHeader { scheme } => {
+                let Some(v) = authorization else { continue };
+                let v = v.to_str().map_err(|_| invalid("malformed Authorization header"))?;
+                let Some((s, rest)) = v.split_once(' ') else { continue };
+                if !s.eq_ignore_ascii_case(scheme) {
+                    continue;
+                }
+                rest.trim().to_string()
+            }
+            CredentialSource::Header { name } => {
+                let mut values = headers.get_all(name).iter();
+                let Some(v) = values.next() else { continue };
+                if values.next().is_some() {
+                    return Err(invalid("credential header repeated"));
+                }
+                v.to_str()
+                    .map_err(|_| invalid("malformed credential header"))?
+                    .trim()
+                    .to_string()
+            }
+        };
+        if value.is_empty() {
+            return Err(invalid("empty credential"));
+        }
+        if value.len() > MAX_CREDENTIAL_LEN {
+            return Err(invalid("credential too long"));
+        }
+        match &found {
+            Some(f) if *f != value => return Err(invalid("more than one credential")),
+            Some(_) => {}
+            None => found = Some(value),
+        }
+    }
+    found
+        .map(|value| Credential { value })
+        .ok_or(AuthFailure::CredentialNotFound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::{HeaderName, HeaderValue};
+
+    fn sources() -> Vec<CredentialSource> {
+        vec![
+            CredentialSource::AuthorizationHeader { scheme: "Bearer".into() },
+            CredentialSource::AuthorizationHeader { scheme: "APIKEY".into() },
+            CredentialSource::Header { name: HeaderName::from_static("x-api-key") },
+        ]
+    }
+
+    fn find(pairs: &[(&'static str, &'static str)]) -> Result<String, AuthFailure> {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(HeaderName::from_static(k), HeaderValue::from_static(v));
+        }
+        find_credential(&h, &sources()).map(|c| c.value().to_string())
+    }
+
+    #[test]
+    fn locations() {
+        assert_eq!(find(&[("authorization", "Bearer abc")]).unwrap(), "abc");
+        assert_eq!(find(&[("authorization", "bearer abc")]).unwrap(), "abc");
+        assert_eq!(find(&[("authorization", "APIKEY abc")]).unwrap(), "abc");
+        assert_eq!(find(&[("x-api-key", "abc")]).unwrap(), "abc");
+        assert_eq!(find(&[("authorization", "Bearer abc"), ("x-api-key", "abc")]).unwrap(), "abc");
+    }
+
+    #[test]
+    fn missing() {
+        assert_eq!(find(&[]).unwrap_err(), AuthFailure::CredentialNotFound);
+        assert_eq!(find(&[("authorization", "Basic dXNlcjpwdw==")]).unwrap_err(), AuthFailure::CredentialNotFound);
+    }
+
+    #[test]
+    fn ambiguous_or_malformed_is_refused() {
+        assert!(matches!(find(&[("authorization", "Bearer a"), ("x-api-key", "b")]), Err(AuthFailure::InvalidToken(_))));
+        assert!(matches!(find(&[("authorization", "Bearer a"), ("authorization", "Bearer a")]), Err(AuthFailure::InvalidToken(_))));
+        assert!(matches!(find(&[("x-api-key", "a"), ("x-api-key", "b")]), Err(AuthFailure::InvalidToken(_))));
+        assert!(matches!(find(&[("authorization", "Bearer ")]), Err(AuthFailure::InvalidToken(_))));
+    }
+
+    #[test]
+    fn debug_hides_value() {
+        let c = Credential { value: "secret".into() };
+        assert!(!format!("{c:?}").contains("secret"));
+    }
+}

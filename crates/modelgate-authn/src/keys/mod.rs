@@ -1,0 +1,17 @@
+//! API keys: the key format, the on-disk key file (written atomically by the
+//! `modelgate keys` commands) and the in-memory store that verifies keys.
+//!
+//! A key looks like `mgk_<id>_<secret>`: `id` (12 base62 characters) is public
+//! and used for lookup; the whole key is stored only as its SHA-256 digest and
+//! compared in constant time.
+
+mod file;
+mod format;
+mod store;
+
+pub use file::{KeyEntry, KeyFile, KeyFileError, KeySummary, PreviousKey};
+pub use format::{GeneratedKey, KEY_PREFIX, parse_key_id};
+pub use store::{KeyStore, KeyStoreError};
+
+#[cfg(test)]
+mod tests;
