@@ -1,0 +1,51 @@
+//! A permission to call the backend. Only the authorizer constructs one.
+
+use modelgate_core::{ModelName, Principal};
+
+/// Why a request was permitted, for the decision log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PermitBasis {
+    /// A public path or operation: no credential needed.
+    Public,
+    /// The credential grants the model.
+    Grant,
+    /// Any authenticated identity may perform this server-level operation.
+    Authenticated,
+}
+
+impl PermitBasis {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            PermitBasis::Public => "public",
+            PermitBasis::Grant => "grant",
+            PermitBasis::Authenticated => "authenticated",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Permit {
+    principal: Option<Principal>,
+    model: Option<ModelName>,
+    basis: PermitBasis,
+}
+
+impl Permit {
+    pub(crate) fn new(principal: Option<Principal>, model: Option<ModelName>, basis: PermitBasis) -> Self {
+        Self { principal, model, basis }
+    }
+
+    /// The verified identity, absent for public routes.
+    pub fn principal(&self) -> Option<&Principal> {
+        self.principal.as_ref()
+    }
+
+    /// The model this permit is for (`None` for server-level operations).
+    pub fn model(&self) -> Option<&ModelName> {
+        self.model.as_ref()
+    }
+
+    pub fn basis(&self) -> PermitBasis {
+        self.basis
+    }
+}
