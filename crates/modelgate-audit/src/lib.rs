@@ -1,1 +1,10 @@
-//! placeholder
+//! Audit: every request ends in exactly one [`Decision`] record — allowed,
+//! denied or failed — written as a JSON line, and counted in [`Metrics`].
+
+mod decision;
+mod log;
+mod metrics;
+
+pub use decision::{Decision, Outcome, authorino_response};
+pub use log::DecisionLog;
+pub use metrics::Metrics;
