@@ -1,0 +1,185 @@
+//! Header hygiene between client and upstream: hop-by-hop headers are removed,
+//! identity headers a client could spoof are stripped unconditionally, and
+//! forwarding headers are trusted only from configured proxies.
+
+use std::net::IpAddr;
+
+use http::header::{CONNECTION, HeaderName, HeaderValue};
+use http::HeaderMap;
+
+/// Headers that describe one connection and are never forwarded.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Identity headers set by auth proxies (Istio, oauth2-proxy, Kubeflow).
+/// Backends trust them blindly, so no client may send them (§5.5).
+const IDENTITY_EXACT: &[&str] = &[
+    "kubeflow-userid",
+    "kubeflow-groups",
+    "x-forwarded-user",
+    "x-forwarded-email",
+    "x-forwarded-groups",
+    "x-forwarded-preferred-username",
+    "x-forwarded-access-token",
+    "x-remote-user",
+    "x-remote-group",
+    "x-user",
+    "x-userid",
+    "x-email",
+];
+const IDENTITY_PREFIXES: &[&str] = &["x-auth-request-", "x-jwt-", "x-modelgate-", "x-ext-auth-"];
+
+/// Forwarding headers, kept only when the peer is a trusted proxy.
+const FORWARDING: &[&str] = &["x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-forwarded-port", "x-real-ip", "forwarded"];
+
+/// A header name compared the way oauth2-proxy ≥ 7.13 does: case- and
+/// `_`/`-`-insensitively (CVE-2025-64484).
+fn canonical(name: &str) -> String {
+    name.to_ascii_lowercase().replace('_', "-")
+}
+
+fn is_identity(name: &str, extra: &[HeaderName]) -> bool {
+    let c = canonical(name);
+    IDENTITY_EXACT.contains(&c.as_str())
+        || IDENTITY_PREFIXES.iter().any(|p| c.starts_with(p))
+        || extra.iter().any(|h| canonical(h.as_str()) == c)
+}
+
+/// Removes hop-by-hop headers, including any named in `Connection`.
+/// `te: trailers` survives (gRPC needs it).
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let listed: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for n in listed {
+        headers.remove(n);
+    }
+    for n in HOP_BY_HOP {
+        headers.remove(*n);
+    }
+    let te_trailers = headers
+        .get_all("te")
+        .iter()
+        .any(|v| v.to_str().is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case("trailers"))));
+    headers.remove("te");
+    if te_trailers {
+        headers.insert("te", HeaderValue::from_static("trailers"));
+    }
+}
+
+/// Prepares client request headers for the upstream.
+pub struct RequestHeaderPolicy<'a> {
+    /// Headers that carried credentials (removed unless forwarding is wanted).
+    pub credential_headers: &'a [HeaderName],
+    /// Extra identity headers to strip (config `identity_header`, `strip_headers`).
+    pub strip: &'a [HeaderName],
+    /// Whether the peer is a trusted proxy whose forwarding headers we keep.
+    pub trusted_peer: bool,
+    pub client_ip: IpAddr,
+}
+
+impl RequestHeaderPolicy<'_> {
+    pub fn apply(&self, headers: &mut HeaderMap) {
+        remove_hop_by_hop(headers);
+        for h in self.credential_headers {
+            headers.remove(h);
+        }
+        let spoofable: Vec<HeaderName> = headers
+            .keys()
+            .filter(|k| is_identity(k.as_str(), self.strip) || (!self.trusted_peer && FORWARDING.contains(&k.as_str())))
+            .cloned()
+            .collect();
+        for h in spoofable {
+            headers.remove(h);
+        }
+        let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+            Some(prev) if self.trusted_peer => format!("{prev}, {}", self.client_ip),
+            _ => self.client_ip.to_string(),
+        };
+        if let Ok(v) = HeaderValue::from_str(&xff) {
+            headers.insert("x-forwarded-for", v);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn strips_spoofed_identity_in_every_spelling() {
+        let mut h = map(&[
+            ("kubeflow-userid", "admin@example.com"),
+            ("Kubeflow_Userid", "admin@example.com"),
+            ("x-auth-request-email", "a@b"),
+            ("X-Forwarded-User", "root"),
+            ("x-jwt-payload", "e30"),
+            ("x-modelgate-principal", "x"),
+            ("my-identity", "x"),
+            ("content-type", "application/json"),
+            ("traceparent", "00-abc-def-01"),
+        ]);
+        RequestHeaderPolicy {
+            credential_headers: &[],
+            strip: &[HeaderName::from_static("my-identity")],
+            trusted_peer: false,
+            client_ip: "10.0.0.9".parse().unwrap(),
+        }
+        .apply(&mut h);
+        let mut names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["content-type", "traceparent", "x-forwarded-for"]);
+        assert_eq!(h["x-forwarded-for"], "10.0.0.9");
+    }
+
+    #[test]
+    fn forwarding_headers_only_from_trusted_peers() {
+        let base = [("x-forwarded-for", "6.6.6.6"), ("x-real-ip", "6.6.6.6"), ("forwarded", "for=6.6.6.6")];
+        let mut h = map(&base);
+        RequestHeaderPolicy { credential_headers: &[], strip: &[], trusted_peer: false, client_ip: "10.0.0.9".parse().unwrap() }.apply(&mut h);
+        assert_eq!(h["x-forwarded-for"], "10.0.0.9");
+        assert!(h.get("x-real-ip").is_none() && h.get("forwarded").is_none());
+        let mut h = map(&base);
+        RequestHeaderPolicy { credential_headers: &[], strip: &[], trusted_peer: true, client_ip: "10.0.0.9".parse().unwrap() }.apply(&mut h);
+        assert_eq!(h["x-forwarded-for"], "6.6.6.6, 10.0.0.9");
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_listed_headers_go() {
+        let mut h = map(&[
+            ("connection", "keep-alive, x-secret"),
+            ("x-secret", "1"),
+            ("keep-alive", "timeout=5"),
+            ("te", "trailers, deflate"),
+            ("authorization", "Bearer k"),
+        ]);
+        RequestHeaderPolicy {
+            credential_headers: &[http::header::AUTHORIZATION],
+            strip: &[],
+            trusted_peer: false,
+            client_ip: "127.0.0.1".parse().unwrap(),
+        }
+        .apply(&mut h);
+        assert!(h.get("x-secret").is_none() && h.get("keep-alive").is_none() && h.get("authorization").is_none());
+        assert_eq!(h["te"], "trailers");
+    }
+}
