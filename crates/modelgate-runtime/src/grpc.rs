@@ -1,0 +1,271 @@
+//! OIP V2 over gRPC: the tonic-generated `GRPCInferenceService` over the same
+//! models as REST. `ModelInfer` takes typed `contents` or
+//! `raw_input_contents`, and answers in the same form (raw in, raw out, as
+//! Triton does). Rejections become gRPC statuses with the codes of
+//! [`Reject::grpc_code`].
+
+use http::{HeaderValue, Response};
+use http_body_util::BodyExt;
+use modelgate_core::{BoxBody, BoxError, ModelName, Reject};
+use modelgate_proto::inference::{
+    InferTensorContents, ModelInferRequest, ModelInferResponse, ModelMetadataRequest,
+    ModelMetadataResponse, ModelReadyRequest, ModelReadyResponse, ServerLiveRequest,
+    ServerLiveResponse, ServerMetadataRequest, ServerMetadataResponse, ServerReadyRequest,
+    ServerReadyResponse, model_infer_request::InferInputTensor,
+    model_infer_response::InferOutputTensor, model_metadata_response::TensorMetadata,
+};
+use modelgate_proto::{GrpcInferenceService, GrpcInferenceServiceServer};
+use tonic::codegen::Service;
+use tonic::{Code, Request, Status};
+
+use crate::model::LoadedModel;
+use crate::{Datatype, InputTensor, Runtime, TensorData, infer};
+
+/// Server name reported by `ServerMetadata`.
+pub const SERVER_NAME: &str = "modelgate";
+
+/// Runs one gRPC exchange through the generated server.
+pub async fn serve(rt: &Runtime, req: http::Request<BoxBody>) -> Response<BoxBody> {
+    let mut svc = GrpcInferenceServiceServer::new(Api { rt: rt.clone() })
+        .max_decoding_message_size(rt.max_body_bytes());
+    let resp = match svc.call(req).await {
+        Ok(resp) => resp,
+        Err(never) => match never {},
+    };
+    let mut resp = resp.map(|b| b.map_err(|s| Box::new(s) as BoxError).boxed_unsync());
+    too_large_is_resource_exhausted(&mut resp);
+    resp
+}
+
+/// tonic reports an over-limit message as OUT_OF_RANGE; gRPC convention (and
+/// [`Reject::PayloadTooLarge`]) is RESOURCE_EXHAUSTED.
+fn too_large_is_resource_exhausted(resp: &mut Response<BoxBody>) {
+    let h = resp.headers();
+    let is_too_large = h.get("grpc-status").is_some_and(|v| v == "11")
+        && h.get("grpc-message")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|m| m.contains("message length too large"));
+    if is_too_large {
+        resp.headers_mut().insert(
+            "grpc-status",
+            HeaderValue::from(Code::ResourceExhausted as i32),
+        );
+    }
+}
+
+fn status(r: Reject) -> Status {
+    Status::new(Code::from_i32(i32::from(r.grpc_code())), r.client_message())
+}
+
+fn model_name(name: &str) -> Result<ModelName, Status> {
+    ModelName::parse(name).map_err(|_| {
+        status(Reject::NotFound(format!(
+            "Model with name {} does not exist.",
+            infer::shown(name)
+        )))
+    })
+}
+
+struct Api {
+    rt: Runtime,
+}
+
+#[tonic::async_trait]
+impl GrpcInferenceService for Api {
+    async fn server_live(
+        &self,
+        _: Request<ServerLiveRequest>,
+    ) -> Result<tonic::Response<ServerLiveResponse>, Status> {
+        Ok(tonic::Response::new(ServerLiveResponse { live: true }))
+    }
+
+    async fn server_ready(
+        &self,
+        _: Request<ServerReadyRequest>,
+    ) -> Result<tonic::Response<ServerReadyResponse>, Status> {
+        // Every configured model is loaded before the runtime exists.
+        Ok(tonic::Response::new(ServerReadyResponse { ready: true }))
+    }
+
+    async fn model_ready(
+        &self,
+        req: Request<ModelReadyRequest>,
+    ) -> Result<tonic::Response<ModelReadyResponse>, Status> {
+        let req = req.into_inner();
+        let name = model_name(&req.name)?;
+        self.rt.lookup(&name, Some(&req.version)).map_err(status)?;
+        Ok(tonic::Response::new(ModelReadyResponse { ready: true }))
+    }
+
+    async fn server_metadata(
+        &self,
+        _: Request<ServerMetadataRequest>,
+    ) -> Result<tonic::Response<ServerMetadataResponse>, Status> {
+        Ok(tonic::Response::new(ServerMetadataResponse {
+            name: SERVER_NAME.into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            extensions: Vec::new(),
+        }))
+    }
+
+    async fn model_metadata(
+        &self,
+        req: Request<ModelMetadataRequest>,
+    ) -> Result<tonic::Response<ModelMetadataResponse>, Status> {
+        let req = req.into_inner();
+        let name = model_name(&req.name)?;
+        let model = self.rt.lookup(&name, Some(&req.version)).map_err(status)?;
+        Ok(tonic::Response::new(metadata(&model)))
+    }
+
+    async fn model_infer(
+        &self,
+        req: Request<ModelInferRequest>,
+    ) -> Result<tonic::Response<ModelInferResponse>, Status> {
+        let req = req.into_inner();
+        let name = model_name(&req.model_name)?;
+        let model = self
+            .rt
+            .lookup(&name, Some(&req.model_version))
+            .map_err(status)?;
+        let raw = !req.raw_input_contents.is_empty();
+        let inputs = decode_inputs(req.inputs, req.raw_input_contents).map_err(status)?;
+        let picked = infer::select_outputs(&model, req.outputs.iter().map(|o| o.name.as_str()))
+            .map_err(status)?;
+        let values = infer::prepare(&model, inputs).map_err(status)?;
+        let (model, outputs) = self.rt.execute(model, values).await.map_err(status)?;
+        let outputs = infer::pick(outputs, &picked);
+        let mut resp = ModelInferResponse {
+            model_name: model.name.to_string(),
+            model_version: model.version.clone(),
+            id: req.id,
+            ..Default::default()
+        };
+        for o in outputs {
+            let spec_name = model
+                .outputs
+                .get(o.index)
+                .map_or(String::new(), |s| s.name.clone());
+            let mut out = InferOutputTensor {
+                name: spec_name,
+                datatype: o.data.datatype().as_str().into(),
+                shape: o
+                    .shape
+                    .iter()
+                    .map(|d| i64::try_from(*d).unwrap_or(i64::MAX))
+                    .collect(),
+                ..Default::default()
+            };
+            if raw {
+                resp.raw_output_contents.push(o.data.to_le_bytes());
+            } else {
+                out.contents = Some(contents_of(o.data));
+            }
+            resp.outputs.push(out);
+        }
+        Ok(tonic::Response::new(resp))
+    }
+}
+
+/// Decodes typed or raw inputs; mixing the two is refused.
+fn decode_inputs(
+    inputs: Vec<InferInputTensor>,
+    raw: Vec<Vec<u8>>,
+) -> Result<Vec<InputTensor>, Reject> {
+    if !raw.is_empty() && raw.len() != inputs.len() {
+        return Err(Reject::BadRequest(format!(
+            "raw_input_contents has {} entries for {} inputs",
+            raw.len(),
+            inputs.len()
+        )));
+    }
+    let mut raw = raw.into_iter();
+    let mut out = Vec::with_capacity(inputs.len());
+    for input in inputs {
+        let name = infer::shown(&input.name);
+        let bad = |m: String| Reject::BadRequest(format!("input '{name}': {m}"));
+        let declared = Datatype::parse(&input.datatype).map_err(bad)?;
+        let data = match (raw.next(), input.contents) {
+            (Some(_), Some(c)) if !is_empty(&c) => {
+                return Err(bad(
+                    "contents and raw_input_contents are both set; use one".into()
+                ));
+            }
+            (Some(bytes), _) => TensorData::from_le_bytes(declared, &bytes).map_err(bad)?,
+            (None, c) => typed_contents(declared, c.unwrap_or_default()).map_err(bad)?,
+        };
+        out.push(InputTensor {
+            name: input.name,
+            shape: input.shape,
+            data,
+        });
+    }
+    Ok(out)
+}
+
+fn is_empty(c: &InferTensorContents) -> bool {
+    c.bool_contents.is_empty()
+        && c.int_contents.is_empty()
+        && c.int64_contents.is_empty()
+        && c.uint_contents.is_empty()
+        && c.uint64_contents.is_empty()
+        && c.fp32_contents.is_empty()
+        && c.fp64_contents.is_empty()
+        && c.bytes_contents.is_empty()
+}
+
+/// Takes the repeated field that matches `declared`; values in another
+/// field are a client mistake worth naming.
+fn typed_contents(declared: Datatype, c: InferTensorContents) -> Result<TensorData, String> {
+    let (data, field) = match declared {
+        Datatype::Bool => (TensorData::Bool(c.bool_contents), "bool_contents"),
+        Datatype::Int32 => (TensorData::Int32(c.int_contents), "int_contents"),
+        Datatype::Int64 => (TensorData::Int64(c.int64_contents), "int64_contents"),
+        Datatype::Fp32 => (TensorData::Fp32(c.fp32_contents), "fp32_contents"),
+        Datatype::Fp64 => (TensorData::Fp64(c.fp64_contents), "fp64_contents"),
+    };
+    if data.is_empty() {
+        return Err(format!(
+            "no values: {declared} values go in contents.{field}"
+        ));
+    }
+    Ok(data)
+}
+
+fn contents_of(data: TensorData) -> InferTensorContents {
+    let mut c = InferTensorContents::default();
+    match data {
+        TensorData::Bool(v) => c.bool_contents = v,
+        TensorData::Int32(v) => c.int_contents = v,
+        TensorData::Int64(v) => c.int64_contents = v,
+        TensorData::Fp32(v) => c.fp32_contents = v,
+        TensorData::Fp64(v) => c.fp64_contents = v,
+    }
+    c
+}
+
+fn metadata(model: &LoadedModel) -> ModelMetadataResponse {
+    ModelMetadataResponse {
+        name: model.name.to_string(),
+        versions: vec![model.version.clone()],
+        platform: crate::v2::PLATFORM.into(),
+        inputs: model
+            .inputs
+            .iter()
+            .map(|i| TensorMetadata {
+                name: i.name.clone(),
+                datatype: i.datatype.as_str().into(),
+                shape: i.shape(),
+            })
+            .collect(),
+        outputs: model
+            .outputs
+            .iter()
+            .map(|o| TensorMetadata {
+                name: o.name.clone(),
+                datatype: o.datatype.as_str().into(),
+                shape: o.shape.clone(),
+            })
+            .collect(),
+    }
+}

@@ -1,0 +1,52 @@
+//! Reading request bodies under the size limit and writing JSON responses.
+
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
+use http::{HeaderMap, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use modelgate_core::{BoxBody, Reject, full};
+
+/// Reads the whole body, refusing more than `limit` bytes with 413 (early,
+/// from `Content-Length`, when the client declares it).
+pub async fn read_body(headers: &HeaderMap, body: BoxBody, limit: usize) -> Result<Bytes, Reject> {
+    let too_large = Reject::PayloadTooLarge {
+        limit: u64::try_from(limit).unwrap_or(u64::MAX),
+    };
+    if let Some(len) = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        && len > u64::try_from(limit).unwrap_or(u64::MAX)
+    {
+        return Err(too_large);
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large),
+        Err(e) => Err(Reject::BadRequest(format!("reading the request body: {e}"))),
+    }
+}
+
+/// A 200 response with a JSON body.
+pub fn json_response(body: Vec<u8>) -> Response<BoxBody> {
+    let mut resp = Response::new(full(body));
+    *resp.status_mut() = StatusCode::OK;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+/// Serializes `value` as a JSON response; failure is an internal error.
+pub fn to_json_response<T: serde::Serialize>(value: &T) -> Result<Response<BoxBody>, Reject> {
+    serde_json::to_vec(value)
+        .map(json_response)
+        .map_err(|e| Reject::Internal {
+            detail: format!("serializing response: {e}"),
+        })
+}
+
+/// Parses a JSON request body; the message says what was wrong where.
+pub fn parse_json<'a, T: serde::Deserialize<'a>>(body: &'a [u8]) -> Result<T, Reject> {
+    serde_json::from_slice(body)
+        .map_err(|e| Reject::BadRequest(format!("invalid JSON request body: {e}")))
+}

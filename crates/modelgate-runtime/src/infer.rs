@@ -1,0 +1,180 @@
+//! Protocol-independent inference: check decoded inputs against the model
+//! (names, datatypes, shapes, batch limits), order them, and pick outputs.
+//! Every refusal is a `BadRequest` naming the input or output.
+
+use modelgate_core::Reject;
+use tract_onnx::prelude::{IntoTValue, TValue, TVec};
+
+use crate::model::{Dim, LoadedModel};
+use crate::{InputTensor, OutputTensor};
+
+fn bad(msg: String) -> Reject {
+    Reject::BadRequest(msg)
+}
+
+/// Validates `inputs` against `model` and returns tract values in the model's
+/// input order.
+pub fn prepare(model: &LoadedModel, inputs: Vec<InputTensor>) -> Result<TVec<TValue>, Reject> {
+    let mut slots: Vec<Option<(Vec<usize>, crate::TensorData)>> = vec![None; model.inputs.len()];
+    let mut bound: Vec<Option<usize>> = vec![None; model.symbols];
+    for input in inputs {
+        let Some(idx) = model.inputs.iter().position(|s| s.name == input.name) else {
+            return Err(bad(format!(
+                "unexpected inference input '{}' for model '{}'",
+                shown(&input.name),
+                model.name
+            )));
+        };
+        let spec = &model.inputs[idx];
+        let name = &spec.name;
+        if slots[idx].is_some() {
+            return Err(bad(format!("input '{name}' is given more than once")));
+        }
+        let declared = input.data.datatype();
+        if !declared.widens_to(spec.datatype) {
+            return Err(bad(format!(
+                "input '{name}': datatype {declared} does not match the model's {}",
+                spec.datatype
+            )));
+        }
+        let shape = check_shape(model, idx, &input.shape, &mut bound)?;
+        let volume = shape
+            .iter()
+            .try_fold(1usize, |acc, d| acc.checked_mul(*d))
+            .ok_or_else(|| bad(format!("input '{name}': shape is too large")))?;
+        if volume == 0 {
+            return Err(bad(format!(
+                "input '{name}': empty tensor (shape {:?})",
+                input.shape
+            )));
+        }
+        if input.data.len() != volume {
+            return Err(bad(format!(
+                "input '{name}': shape {:?} needs {volume} values, data has {}",
+                input.shape,
+                input.data.len()
+            )));
+        }
+        let data = input.data.widen(spec.datatype).ok_or_else(|| {
+            bad(format!(
+                "input '{name}': cannot convert {declared} to {}",
+                spec.datatype
+            ))
+        })?;
+        slots[idx] = Some((shape, data));
+    }
+    let mut values = TVec::new();
+    for (spec, slot) in model.inputs.iter().zip(slots) {
+        let Some((shape, data)) = slot else {
+            return Err(bad(format!(
+                "missing inference input '{}' for model '{}'",
+                spec.name, model.name
+            )));
+        };
+        let tensor = data.into_tensor(&shape).map_err(|e| Reject::Internal {
+            detail: format!("building input '{}': {e}", spec.name),
+        })?;
+        values.push(tensor.into_tvalue());
+    }
+    Ok(values)
+}
+
+/// Checks a request shape against input `idx` of `model`, binding variable
+/// dimensions (the same symbol must get the same size in every input).
+fn check_shape(
+    model: &LoadedModel,
+    idx: usize,
+    shape: &[i64],
+    bound: &mut [Option<usize>],
+) -> Result<Vec<usize>, Reject> {
+    let spec = &model.inputs[idx];
+    let name = &spec.name;
+    if shape.len() != spec.dims.len() {
+        return Err(bad(format!(
+            "input '{name}': shape {shape:?} has rank {}, the model expects {:?}",
+            shape.len(),
+            spec.shape()
+        )));
+    }
+    let mut out = Vec::with_capacity(shape.len());
+    for (axis, (&got, want)) in shape.iter().zip(&spec.dims).enumerate() {
+        let got = usize::try_from(got).map_err(|_| {
+            bad(format!(
+                "input '{name}': negative dimension in shape {shape:?}"
+            ))
+        })?;
+        match *want {
+            Dim::Fixed(n) if n != got => {
+                return Err(bad(format!(
+                    "input '{name}': shape {shape:?} does not match the model's {:?} at axis {axis}",
+                    spec.shape()
+                )));
+            }
+            Dim::Fixed(_) => {}
+            Dim::Var(sym) => {
+                match bound.get(sym).copied().flatten() {
+                    Some(b) if b != got => {
+                        return Err(bad(format!(
+                            "input '{name}': dimension {axis} is {got}, another input has {b}"
+                        )));
+                    }
+                    Some(_) => {}
+                    None => {
+                        if let Some(slot) = bound.get_mut(sym) {
+                            *slot = Some(got);
+                        }
+                    }
+                }
+                if model.batch_symbol == Some(sym)
+                    && let Some(max) = model.max_batch_size
+                    && got > max
+                {
+                    return Err(bad(format!(
+                        "input '{name}': batch of {got} exceeds the model's max_batch_size {max}"
+                    )));
+                }
+            }
+        }
+        out.push(got);
+    }
+    Ok(out)
+}
+
+/// Indexes of the outputs to return: the requested ones in request order, or
+/// all of them.
+pub fn select_outputs<'a>(
+    model: &LoadedModel,
+    requested: impl IntoIterator<Item = &'a str>,
+) -> Result<Vec<usize>, Reject> {
+    let mut picked = Vec::new();
+    for name in requested {
+        let idx = model.output_index(name).ok_or_else(|| {
+            bad(format!(
+                "unexpected inference output '{}' for model '{}'",
+                shown(name),
+                model.name
+            ))
+        })?;
+        if !picked.contains(&idx) {
+            picked.push(idx);
+        }
+    }
+    if picked.is_empty() {
+        picked = (0..model.outputs.len()).collect();
+    }
+    Ok(picked)
+}
+
+/// Keeps `outputs` at `picked` indexes, in that order.
+pub fn pick(outputs: Vec<OutputTensor>, picked: &[usize]) -> Vec<OutputTensor> {
+    let mut slots: Vec<Option<OutputTensor>> = outputs.into_iter().map(Some).collect();
+    picked
+        .iter()
+        .filter_map(|i| slots.get_mut(*i).and_then(Option::take))
+        .collect()
+}
+
+/// A client-supplied name, shortened for error messages.
+pub fn shown(name: &str) -> String {
+    name.chars().take(64).collect()
+}

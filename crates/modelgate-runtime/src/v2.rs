@@ -1,0 +1,287 @@
+//! Open Inference Protocol V2 over REST: model metadata, model readiness and
+//! `/infer` with typed tensors, nested or flat `data`, `outputs` selection
+//! and `id` echo.
+//!
+//! Class labels of a ZipMap classifier are in the metadata of its probability
+//! output: `outputs[i].parameters.class_labels` (MLServer's tensor-metadata
+//! `parameters`). The binary tensor extension is refused with a clear 400.
+
+use std::borrow::Cow;
+
+use http::{HeaderMap, Response};
+use modelgate_core::{BoxBody, Operation, Reject};
+use serde::{Deserialize, Serialize};
+
+use crate::http_io::{parse_json, read_body, to_json_response};
+use crate::json_data::JsonData;
+use crate::json_out::Flat;
+use crate::model::{ClassLabels, LoadedModel};
+use crate::runtime::BuiltinCall;
+use crate::{InputTensor, Runtime, infer};
+
+/// The OIP platform name of ONNX models.
+pub const PLATFORM: &str = "onnx_onnxv1";
+
+/// Header of the binary tensor extension (not supported).
+const BINARY_HEADER: &str = "inference-header-content-length";
+
+type Params = serde_json::Map<String, serde_json::Value>;
+
+#[derive(Deserialize)]
+struct InferRequest<'a> {
+    #[serde(default, borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(default)]
+    parameters: Option<Params>,
+    #[serde(borrow)]
+    inputs: Vec<RequestInput<'a>>,
+    #[serde(default, borrow)]
+    outputs: Option<Vec<RequestOutput<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct RequestInput<'a> {
+    #[serde(borrow)]
+    name: Cow<'a, str>,
+    shape: Vec<i64>,
+    #[serde(borrow)]
+    datatype: Cow<'a, str>,
+    #[serde(default)]
+    parameters: Option<Params>,
+    data: JsonData,
+}
+
+#[derive(Deserialize)]
+struct RequestOutput<'a> {
+    #[serde(borrow)]
+    name: Cow<'a, str>,
+    #[serde(default)]
+    parameters: Option<Params>,
+}
+
+#[derive(Serialize)]
+struct InferResponse<'a> {
+    model_name: &'a str,
+    model_version: &'a str,
+    id: &'a str,
+    outputs: Vec<ResponseOutput<'a>>,
+}
+
+#[derive(Serialize)]
+struct ResponseOutput<'a> {
+    name: &'a str,
+    datatype: &'static str,
+    shape: &'a [usize],
+    data: Flat<'a>,
+}
+
+#[derive(Serialize)]
+struct Ready<'a> {
+    name: &'a str,
+    ready: bool,
+}
+
+#[derive(Serialize)]
+struct Metadata<'a> {
+    name: &'a str,
+    versions: [&'a str; 1],
+    platform: &'static str,
+    inputs: Vec<TensorMeta<'a>>,
+    outputs: Vec<TensorMeta<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parameters: Option<ModelParams>,
+}
+
+#[derive(Serialize)]
+struct TensorMeta<'a> {
+    name: &'a str,
+    datatype: &'static str,
+    shape: Vec<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parameters: Option<TensorParams<'a>>,
+}
+
+#[derive(Serialize)]
+struct TensorParams<'a> {
+    class_labels: LabelsJson<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum LabelsJson<'a> {
+    Int(&'a [i64]),
+    Text(&'a [String]),
+}
+
+#[derive(Serialize)]
+struct ModelParams {
+    /// A newer model file failed to load; the previous one is serving.
+    reload_failed: bool,
+}
+
+pub async fn handle(
+    rt: &Runtime,
+    call: &BuiltinCall,
+    headers: &HeaderMap,
+    body: BoxBody,
+) -> Result<Response<BoxBody>, Reject> {
+    let model = rt.lookup(&call.model, call.version.as_deref())?;
+    match call.operation {
+        Operation::ModelReady => to_json_response(&Ready {
+            name: call.model.as_str(),
+            ready: true,
+        }),
+        Operation::ModelMetadata => {
+            let reload_failed = rt.reload_error(&call.model).is_some();
+            to_json_response(&metadata(&model, reload_failed))
+        }
+        Operation::Infer => {
+            if headers.contains_key(BINARY_HEADER) {
+                return Err(Reject::BadRequest(
+                    "the binary tensor data extension is not supported by the built-in runtime; send JSON tensors".into(),
+                ));
+            }
+            let bytes = read_body(headers, body, rt.max_body_bytes()).await?;
+            let req: InferRequest<'_> = parse_json(&bytes)?;
+            infer(rt, model, req, headers).await
+        }
+        other => Err(Reject::NotFound(format!(
+            "operation {} is not served for model '{}' over V2",
+            other.as_str(),
+            call.model
+        ))),
+    }
+}
+
+async fn infer(
+    rt: &Runtime,
+    model: std::sync::Arc<LoadedModel>,
+    req: InferRequest<'_>,
+    headers: &HeaderMap,
+) -> Result<Response<BoxBody>, Reject> {
+    check_params(req.parameters.as_ref(), "the request")?;
+    let mut inputs = Vec::with_capacity(req.inputs.len());
+    for input in req.inputs {
+        inputs.push(decode_input(input)?);
+    }
+    let requested = req.outputs.unwrap_or_default();
+    for o in &requested {
+        check_params(
+            o.parameters.as_ref(),
+            &format!("output '{}'", infer::shown(&o.name)),
+        )?;
+    }
+    let picked = infer::select_outputs(&model, requested.iter().map(|o| o.name.as_ref()))?;
+    let values = infer::prepare(&model, inputs)?;
+    let (model, outputs) = rt.execute(model, values).await?;
+    let outputs = infer::pick(outputs, &picked);
+    let id = request_id(req.id.as_deref(), headers);
+    let body = InferResponse {
+        model_name: model.name.as_str(),
+        model_version: &model.version,
+        id: &id,
+        outputs: outputs
+            .iter()
+            .map(|o| ResponseOutput {
+                name: model
+                    .outputs
+                    .get(o.index)
+                    .map_or("", |spec| spec.name.as_str()),
+                datatype: o.data.datatype().as_str(),
+                shape: &o.shape,
+                data: Flat(&o.data),
+            })
+            .collect(),
+    };
+    to_json_response(&body)
+}
+
+/// Decodes one request input; checks that nested `data` spells its `shape`.
+fn decode_input(input: RequestInput<'_>) -> Result<InputTensor, Reject> {
+    let name = infer::shown(&input.name);
+    let bad = |m: String| Reject::BadRequest(format!("input '{name}': {m}"));
+    check_params(input.parameters.as_ref(), &format!("input '{name}'"))?;
+    let declared = crate::Datatype::parse(&input.datatype).map_err(bad)?;
+    if input.data.is_nested()
+        && input.data.problem.is_none()
+        && !input
+            .data
+            .dims
+            .iter()
+            .map(|d| i64::try_from(*d).ok())
+            .eq(input.shape.iter().map(|s| Some(*s)))
+    {
+        return Err(bad(format!(
+            "data nested as {:?} does not match shape {:?}",
+            input.data.dims, input.shape
+        )));
+    }
+    let data = input.data.to_tensor_data(declared).map_err(bad)?;
+    Ok(InputTensor {
+        name: input.name.into_owned(),
+        shape: input.shape,
+        data,
+    })
+}
+
+/// Parameters are accepted and ignored, except the binary-data ones, which
+/// would change the body format.
+fn check_params(params: Option<&Params>, whose: &str) -> Result<(), Reject> {
+    let Some(params) = params else { return Ok(()) };
+    for key in ["binary_data_size", "binary_data", "binary_data_output"] {
+        if params.contains_key(key) {
+            return Err(Reject::BadRequest(format!(
+                "{whose}: parameter '{key}' (binary tensor data) is not supported by the built-in runtime"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The response `id`: the request's, else the gateway's `x-request-id`, else
+/// a fresh UUID (KServe always answers with one).
+fn request_id<'a>(id: Option<&'a str>, headers: &'a HeaderMap) -> Cow<'a, str> {
+    if let Some(id) = id {
+        return Cow::Borrowed(id);
+    }
+    if let Some(v) = headers.get("x-request-id").and_then(|v| v.to_str().ok()) {
+        return Cow::Borrowed(v);
+    }
+    Cow::Owned(uuid::Uuid::new_v4().to_string())
+}
+
+fn metadata(model: &LoadedModel, reload_failed: bool) -> Metadata<'_> {
+    Metadata {
+        name: model.name.as_str(),
+        versions: [model.version.as_str()],
+        platform: PLATFORM,
+        inputs: model
+            .inputs
+            .iter()
+            .map(|i| TensorMeta {
+                name: &i.name,
+                datatype: i.datatype.as_str(),
+                shape: i.shape(),
+                parameters: None,
+            })
+            .collect(),
+        outputs: model
+            .outputs
+            .iter()
+            .map(|o| TensorMeta {
+                name: &o.name,
+                datatype: o.datatype.as_str(),
+                shape: o.shape.clone(),
+                parameters: o.class_labels.as_ref().map(|l| TensorParams {
+                    class_labels: match l {
+                        ClassLabels::Int(v) => LabelsJson::Int(v),
+                        ClassLabels::Text(v) => LabelsJson::Text(v),
+                    },
+                }),
+            })
+            .collect(),
+        parameters: reload_failed.then_some(ModelParams {
+            reload_failed: true,
+        }),
+    }
+}
