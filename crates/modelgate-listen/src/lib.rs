@@ -1,1 +1,11 @@
-//! placeholder
+//! Listening: accepts TCP (and TLS) connections and serves HTTP/1.1 and
+//! HTTP/2 on them, handing each request with its connection facts to a
+//! handler; on shutdown, stops accepting and drains in-flight requests.
+
+mod conn;
+mod serve;
+pub mod tls;
+
+pub use conn::ConnInfo;
+pub use serve::{Handler, ServeOptions, serve};
+pub use tls::{TlsError, TlsSetup};
