@@ -31,7 +31,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
 
 log() { echo "install-deps: $*" >&2; }
 die() { echo "install-deps: ERROR: $*" >&2; exit 1; }
-trap 'rc=$?; [ $rc -eq 0 ] || echo "install-deps: FAILED (exit $rc) at line $LINENO; see messages above" >&2' EXIT
+trap 'rc=$?; [ $rc -eq 0 ] || echo "install-deps: FAILED (exit $rc); see the messages above" >&2' EXIT
 
 # --------------------------------------------------------------------------
 # 1. Debian packages
@@ -46,27 +46,28 @@ apt_missing() {
 }
 
 stop_system_services() {
-  # The packages' init scripts may have started nginx / redis on :80 / :6379.
-  # Tests start their own instances; stop and disable the system ones.
-  local svc
+  # The packages' init scripts may have started nginx / redis on :80 / :6379
+  # (not here: the image's policy-rc.d forbids it, and we add one while
+  # installing if it is missing). Tests start their own instances; make sure
+  # the system ones are neither running nor enabled. Only the packages' own
+  # daemons are touched (their pid files), never the tests' instances.
+  local svc pidfile pid
   for svc in nginx redis-server; do
     if [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
       systemctl disable --now "$svc" >/dev/null 2>&1 || true
-    else
-      if [ -x "/etc/init.d/$svc" ]; then
-        "/etc/init.d/$svc" stop >/dev/null 2>&1 || true
-      fi
-      command -v update-rc.d >/dev/null && update-rc.d "$svc" disable >/dev/null 2>&1 || true
+    elif command -v update-rc.d >/dev/null && [ -x "/etc/init.d/$svc" ]; then
+      update-rc.d "$svc" disable >/dev/null 2>&1 || true
     fi
   done
-  # Belt and braces: the packages' own pid files (only those daemons).
-  local pidfile pid
-  for pidfile in /run/nginx.pid /run/redis/redis-server.pid /var/run/redis/redis-server.pid; do
+  for pidfile in /run/nginx.pid /run/redis/redis-server.pid; do
     [ -s "$pidfile" ] || continue
     pid="$(cat "$pidfile" 2>/dev/null || true)"
     if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-      log "stopping system daemon pid $pid ($pidfile)"
-      kill -TERM "$pid" 2>/dev/null || true
+      log "stopping the system daemon with pid $pid ($pidfile)"
+      case "$pidfile" in
+        *nginx*) [ -x /etc/init.d/nginx ] && /etc/init.d/nginx stop >/dev/null 2>&1 || kill -TERM "$pid" 2>/dev/null || true ;;
+        *) [ -x /etc/init.d/redis-server ] && /etc/init.d/redis-server stop >/dev/null 2>&1 || kill -TERM "$pid" 2>/dev/null || true ;;
+      esac
     fi
   done
 }
@@ -130,9 +131,11 @@ check_python() {
     || die "python $v lacks venv/ensurepip (apt-get install python3-venv?)"
 }
 
-# make_venv NAME REQUIREMENTS LOCK SMOKE_PYTHON_CODE
+# make_venv NAME REQUIREMENTS LOCK SMOKE_PYTHON_CODE...
+# (each smoke snippet runs in its own interpreter)
 make_venv() {
-  local name="$1" req="$2" lock="$3" smoke="$4"
+  local name="$1" req="$2" lock="$3"
+  shift 3
   local venv="$CACHE/$name" stamp="$CACHE/$name/.modelgate-stamp"
   [ -f "$req" ] || die "missing $req"
   local want
@@ -152,17 +155,23 @@ make_venv() {
     die "pip install ${args[*]} into $venv failed (the stamp is not written; fix and re-run)"
   fi
   "$venv/bin/pip" check >&2 || log "warning: 'pip check' reports conflicts in $venv (see above)"
-  if ! "$venv/bin/python" -c "$smoke"; then
-    die "smoke import failed in $venv: $smoke"
-  fi
+  local smoke
+  for smoke in "$@"; do
+    "$venv/bin/python" -c "$smoke" || die "smoke import failed in $venv: $smoke"
+  done
   echo "$want" > "$stamp"
   SUMMARY+=("$name: built in $(( $(date +%s) - t0 ))s")
 }
 
-MAIN_SMOKE='
-import mlserver, mlserver_sklearn, kserve, sklearn, skl2onnx, onnx, onnxruntime, joblib, numpy
+# mlserver, kserve and tritonclient.grpc each register the protobuf package
+# `inference` (OIP V2): any two in one interpreter fail with "duplicate symbol
+# 'inference.ServerLiveRequest'". Hence separate snippets (and the tests only
+# run the servers as subprocesses).
+MAIN_SMOKE1='import mlserver, mlserver_sklearn; assert mlserver.__version__ == "1.7.1", mlserver.__version__'
+MAIN_SMOKE2='import kserve, sklearn, joblib'
+MAIN_SMOKE3='
+import sklearn, skl2onnx, onnx, onnxruntime, joblib, numpy
 import tritonclient.grpc, tritonclient.http, openai, requests, pytest, jwt, cryptography
-assert mlserver.__version__ == "1.7.1", mlserver.__version__
 '
 # Importing the proxy app proves the [proxy] extra is complete.
 LITELLM_SMOKE='
@@ -183,7 +192,8 @@ install_npm() {
 
 install_apt
 check_python
-make_venv venv "$ROOT/tests/requirements.txt" "$ROOT/tests/requirements-lock.txt" "$MAIN_SMOKE"
+make_venv venv "$ROOT/tests/requirements.txt" "$ROOT/tests/requirements-lock.txt" \
+  "$MAIN_SMOKE1" "$MAIN_SMOKE2" "$MAIN_SMOKE3"
 if [ "${MODELGATE_SKIP_LITELLM:-0}" = 1 ]; then
   SUMMARY+=("venv-litellm: skipped")
 else

@@ -159,14 +159,25 @@ class Proc:
         _live[self.pid] = self
 
     # -- output -------------------------------------------------------------
-    def log(self) -> str:
-        """Everything the process wrote to its log (stdout+stderr unless split)."""
+    def log(self, since: int = 0) -> str:
+        """What the process wrote to its log (stdout+stderr unless split),
+        from byte offset `since` (see log_mark())."""
         try:
-            return self.log_path.read_text(errors="replace")
+            with open(self.log_path, "rb") as f:
+                f.seek(since)
+                return f.read().decode(errors="replace")
         except FileNotFoundError:
             return ""
 
     read_log = log
+
+    def log_mark(self) -> int:
+        """Current end of the log. Session-scoped peers are shared by many
+        tests: take a mark first, then look only at log(since=mark)."""
+        try:
+            return self.log_path.stat().st_size
+        except FileNotFoundError:
+            return 0
 
     def stderr(self) -> str:
         if not self.stderr_path:
@@ -189,18 +200,29 @@ class Proc:
             parts.append(f"--- {self.name} {label} ({path}), last {lines} lines ---\n{tail}")
         return "\n".join(parts)
 
-    def log_lines(self, containing: str | None = None) -> list[str]:
-        lines = self.log().splitlines()
+    def log_lines(self, containing: str | None = None, since: int = 0) -> list[str]:
+        lines = self.log(since).splitlines()
         return [ln for ln in lines if containing is None or containing in ln]
 
-    def saw_path(self, path: str) -> bool:
-        """True if `path` appears in the log, raw or percent-encoded the way
-        uvicorn's access log writes it (MLServer/KServe/LiteLLM log
-        `/v1/models/m:predict` as `/v1/models/m%3Apredict`)."""
+    def saw_path(self, path: str, since: int = 0) -> bool:
+        """True if `path` appears in the log (from offset `since`), raw or
+        percent-encoded the way uvicorn's access log writes it
+        (MLServer/KServe/LiteLLM log `/v1/models/m:predict` as
+        `/v1/models/m%3Apredict`)."""
         from urllib.parse import quote
 
-        text = self.log()
+        text = self.log(since)
         return path in text or quote(path) in text
+
+    def wait_for_log(self, text: str, since: int = 0, timeout: float = 5.0) -> None:
+        """Wait until `text` (or, for a path, its percent-encoded form) shows
+        up in the log; AssertionError with the log tail otherwise. Access log
+        lines can land a moment after the client has its response."""
+        deadline = time.monotonic() + timeout
+        while not self.saw_path(text, since):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.name}: {text!r} not in the log after {timeout}s\n{self.log_tail()}")
+            time.sleep(0.05)
 
     # -- lifecycle ----------------------------------------------------------
     @property
@@ -764,10 +786,11 @@ class Modelgate(Proc):
     def stdout(self) -> str:
         return self.log()
 
-    def decisions(self) -> list[dict]:
-        """The decision log: one JSON object per complete stdout line.
-        Raises ValueError on a complete line that is not a JSON object."""
-        text = self.log()
+    def decisions(self, since: int = 0) -> list[dict]:
+        """The decision log: one JSON object per complete stdout line (from
+        byte offset `since`, see log_mark()). Raises ValueError on a complete
+        line that is not a JSON object."""
+        text = self.log(since)
         lines = text.split("\n")
         if not text.endswith("\n"):
             lines = lines[:-1]  # a line still being written
@@ -784,11 +807,11 @@ class Modelgate(Proc):
             out.append(obj)
         return out
 
-    def wait_decisions(self, count: int, timeout: float = 5.0) -> list[dict]:
+    def wait_decisions(self, count: int, timeout: float = 5.0, since: int = 0) -> list[dict]:
         """Poll until at least `count` decision lines exist; return them all."""
         deadline = time.monotonic() + timeout
         while True:
-            d = self.decisions()
+            d = self.decisions(since)
             if len(d) >= count or time.monotonic() > deadline:
                 if len(d) < count:
                     raise AssertionError(f"expected >= {count} decision log lines, got {len(d)}:\n{self.log_tail()}")

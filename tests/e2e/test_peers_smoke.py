@@ -33,6 +33,7 @@ def test_iris_onnx_matches_sklearn(iris_model_dir):
 
 
 def test_mlserver_v2_rest(mlserver_iris):
+    mark = mlserver_iris.log_mark()  # the server is shared: look at this test's lines only
     url = mlserver_iris.infer_url()
     r = requests.post(url, json=V2_BODY, timeout=10)
     assert r.status_code == 200, r.text
@@ -47,7 +48,7 @@ def test_mlserver_v2_rest(mlserver_iris):
     r = requests.post(url, data=json.dumps(V2_BODY), headers={"Content-Type": "text/plain"}, timeout=10)
     assert r.status_code == 422
     # The request shows up in MLServer's access log.
-    assert mlserver_iris.saw_path("/v2/models/iris/infer"), mlserver_iris.log_tail()
+    mlserver_iris.wait_for_log('"POST /v2/models/iris/infer HTTP/1.1" 422', since=mark)
 
 
 def test_mlserver_v2_grpc(mlserver_iris):
@@ -72,12 +73,13 @@ def test_mlserver_metrics(mlserver_iris):
 
 
 def test_kserve_v1_predict(kserve_iris):
+    mark = kserve_iris.log_mark()
     r = requests.post(kserve_iris.predict_url(), json={"instances": IRIS_ROWS}, timeout=10)
     assert r.status_code == 200, r.text
     assert r.json() == {"predictions": IRIS_LABELS}
     # uvicorn's access log percent-encodes the colon: saw_path() matches both.
-    assert kserve_iris.saw_path("/v1/models/sklearn-iris:predict"), kserve_iris.log_tail()
-    assert not kserve_iris.saw_path("/v1/models/sklearn-iris:explain")
+    kserve_iris.wait_for_log("/v1/models/sklearn-iris:predict", since=mark)
+    assert not kserve_iris.saw_path("/v1/models/sklearn-iris:explain", since=mark)
 
 
 def test_kserve_v2_infer(kserve_iris):
@@ -174,3 +176,61 @@ def test_nginx_proxy_to_mlserver(start_nginx, mlserver_iris):
     r = requests.post(f"{srv.url}/v2/models/iris/infer", json=V2_BODY, timeout=10)
     assert r.status_code == 200, r.text
     assert r.json()["outputs"][0]["data"] == IRIS_LABELS
+
+
+# --- the modelgate fixtures themselves, against a stand-in binary -------------
+# (the real binary is exercised by the other e2e test files; this proves the
+# factory's plumbing: config file, address tokens, /readyz wait, stdout as the
+# JSON decision log, stop by SIGTERM, run_modelgate for CLI subcommands)
+FAKE_MODELGATE = r'''
+import http.server, json, re, sys, threading
+args = sys.argv[1:]
+if args[:1] != ["serve"]:
+    print("fake modelgate " + " ".join(args)); sys.exit(3 if args[:1] == ["fail"] else 0)
+text = open(args[args.index("--config") + 1]).read()
+admin = re.search(r"admin:\s*\{address:\s*([\d.]+):(\d+)", text)
+listen = re.search(r"listen:\s*\{address:\s*([\d.]+):(\d+)", text)
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.end_headers(); self.wfile.write(b"ok")
+        if self.server.server_port == int(listen.group(2)):
+            print(json.dumps({"path": self.path, "decision": "allow"}), flush=True)
+    def log_message(self, *a):
+        sys.stderr.write("access %s\n" % (a,))
+srv = http.server.HTTPServer((admin.group(1), int(admin.group(2))), H)
+threading.Thread(target=srv.serve_forever, daemon=True).start()
+http.server.HTTPServer((listen.group(1), int(listen.group(2))), H).serve_forever()
+'''
+
+
+def _fake_binary(tmp_path, monkeypatch):
+    import sys
+
+    fake = tmp_path / "fake-modelgate"
+    fake.write_text(f"#!{sys.executable}\n{FAKE_MODELGATE}")
+    fake.chmod(0o755)
+    monkeypatch.setenv("MODELGATE_BIN", str(fake))
+    return fake
+
+
+def test_modelgate_fixture_plumbing(tmp_path, monkeypatch, start_modelgate, run_modelgate):
+    _fake_binary(tmp_path, monkeypatch)
+    mg = start_modelgate("listen: {address: __LISTEN__}\nadmin: {address: __ADMIN__}\n")
+    assert mg.url.startswith("http://127.0.0.1:") and mg.admin_url != mg.url
+    assert requests.get(f"{mg.admin_url}/readyz", timeout=5).status_code == 200
+    requests.get(f"{mg.url}/v1/models/iris", timeout=5)
+    assert mg.wait_decisions(1)[0] == {"path": "/v1/models/iris", "decision": "allow"}
+    assert "access" in mg.stderr()
+    assert mg.stop() is not None and not mg.alive()
+    cp = run_modelgate(["keys", "create", "--name", "x"])
+    assert cp.returncode == 0 and cp.stdout.strip() == "fake modelgate keys create --name x"
+    assert run_modelgate(["fail"]).returncode == 3
+
+
+def test_modelgate_missing_binary_is_a_clear_error(tmp_path, monkeypatch):
+    import peers
+    import pytest
+
+    monkeypatch.setenv("MODELGATE_BIN", str(tmp_path / "nope"))
+    with pytest.raises(peers.PeerError, match="Build it first"):
+        peers.start_modelgate(tmp_path, "admin: {address: __ADMIN__}\n")
