@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
 use http::{HeaderMap, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use modelgate_core::{BoxBody, Reject, full};
 
 /// Reads the whole body, refusing more than `limit` bytes with 413 (early,
@@ -20,11 +20,37 @@ pub async fn read_body(headers: &HeaderMap, body: BoxBody, limit: usize) -> Resu
     {
         return Err(too_large);
     }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large),
-        Err(e) => Err(Reject::BadRequest(format!("reading the request body: {e}"))),
+    // A frame loop rather than `http_body_util::Limited`, whose boxed error
+    // bound makes the caller's future fail to be `Send` (rustc's higher-ranked
+    // lifetime limitation).
+    let mut body = body;
+    let mut first: Option<Bytes> = None;
+    let mut buf: Vec<u8> = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|e| Reject::BadRequest(format!("reading the request body: {e}")))?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        let so_far = first.as_ref().map_or(0, Bytes::len) + buf.len();
+        if so_far + data.len() > limit {
+            return Err(too_large);
+        }
+        match first.take() {
+            None if buf.is_empty() => first = Some(data),
+            None => buf.extend_from_slice(&data),
+            Some(f) => {
+                buf.reserve(f.len() + data.len());
+                buf.extend_from_slice(&f);
+                buf.extend_from_slice(&data);
+            }
+        }
     }
+    // One frame (the common case) is returned without copying.
+    Ok(match first {
+        Some(f) => f,
+        None => Bytes::from(buf),
+    })
 }
 
 /// A 200 response with a JSON body.

@@ -178,3 +178,146 @@ pub fn pick(outputs: Vec<OutputTensor>, picked: &[usize]) -> Vec<OutputTensor> {
 pub fn shown(name: &str) -> String {
     name.chars().take(64).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::{load, tests::fixture};
+    use crate::{TensorData, settings::BuiltinModelSpec};
+
+    fn input(name: &str, shape: &[i64], data: TensorData) -> InputTensor {
+        InputTensor {
+            name: name.into(),
+            shape: shape.to_vec(),
+            data,
+        }
+    }
+
+    fn bad_request(r: Result<TVec<TValue>, Reject>) -> String {
+        match r {
+            Err(Reject::BadRequest(m)) => m,
+            Err(other) => panic!("expected BadRequest, got {other:?}"),
+            Ok(_) => panic!("expected BadRequest, got Ok"),
+        }
+    }
+
+    #[test]
+    fn each_bad_input_names_the_input() {
+        let m = load(&fixture("iris-logreg")).unwrap();
+        let rows = |n: usize| TensorData::Fp32(vec![1.0; n]);
+        let cases: Vec<(Vec<InputTensor>, &str)> = vec![
+            (
+                vec![input("x", &[1, 4], rows(4))],
+                "unexpected inference input 'x'",
+            ),
+            (vec![], "missing inference input 'input'"),
+            (
+                vec![input("input", &[1, 4], TensorData::Fp64(vec![1.0; 4]))],
+                "input 'input': datatype FP64 does not match the model's FP32",
+            ),
+            (
+                vec![input("input", &[2, 4], rows(7))],
+                "input 'input': shape [2, 4] needs 8 values, data has 7",
+            ),
+            (
+                vec![input("input", &[1, 5], rows(5))],
+                "input 'input': shape [1, 5] does not match",
+            ),
+            (
+                vec![input("input", &[4], rows(4))],
+                "input 'input': shape [4] has rank 1",
+            ),
+            (
+                vec![input("input", &[0, 4], rows(0))],
+                "input 'input': empty tensor",
+            ),
+            (
+                vec![input("input", &[-1, 4], rows(4))],
+                "input 'input': negative dimension",
+            ),
+            (
+                vec![input("input", &[i64::MAX, 4], rows(4))],
+                "input 'input': shape is too large",
+            ),
+            (
+                vec![
+                    input("input", &[1, 4], rows(4)),
+                    input("input", &[1, 4], rows(4)),
+                ],
+                "input 'input' is given more than once",
+            ),
+        ];
+        for (inputs, want) in cases {
+            let got = bad_request(prepare(&m, inputs));
+            assert!(got.contains(want), "{got:?} should contain {want:?}");
+        }
+    }
+
+    #[test]
+    fn batch_limits_and_shared_symbols() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec =
+            BuiltinModelSpec::new(modelgate_core::ModelName::parse("m").unwrap(), dir.path());
+        std::fs::copy(fixture("iris-logreg").model_file(), spec.model_file()).unwrap();
+        std::fs::write(spec.settings_file(), "max_batch_size: 2\n").unwrap();
+        let m = load(&spec).unwrap();
+        assert!(
+            prepare(
+                &m,
+                vec![input("input", &[2, 4], TensorData::Fp32(vec![0.0; 8]))]
+            )
+            .is_ok()
+        );
+        let e = bad_request(prepare(
+            &m,
+            vec![input("input", &[3, 4], TensorData::Fp32(vec![0.0; 12]))],
+        ));
+        assert!(e.contains("max_batch_size 2"), "{e}");
+
+        let typed = load(&fixture("typed")).unwrap();
+        let e = bad_request(prepare(
+            &typed,
+            vec![
+                input("f64_in", &[1, 2], TensorData::Fp64(vec![0.0; 2])),
+                input("i32_in", &[2, 2], TensorData::Int32(vec![0; 4])),
+                input("i64_in", &[1, 2], TensorData::Int64(vec![0; 2])),
+                input("bool_in", &[1, 2], TensorData::Bool(vec![true; 2])),
+            ],
+        ));
+        assert!(
+            e.contains("input 'i32_in': dimension 0 is 2, another input has 1"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn lossless_widening_is_accepted() {
+        let typed = load(&fixture("typed")).unwrap();
+        let values = prepare(
+            &typed,
+            vec![
+                input("f64_in", &[1, 2], TensorData::Fp32(vec![0.5, 1.0])),
+                input("i32_in", &[1, 2], TensorData::Int32(vec![1, 2])),
+                input("i64_in", &[1, 2], TensorData::Int32(vec![3, 4])),
+                input("bool_in", &[1, 2], TensorData::Bool(vec![true, false])),
+            ],
+        )
+        .unwrap();
+        let out = typed.run(values).unwrap();
+        assert_eq!(out[0].data, TensorData::Fp64(vec![1.0, 2.0]));
+        assert_eq!(out[2].data, TensorData::Int64(vec![4, 5]));
+        assert_eq!(out[3].data, TensorData::Bool(vec![false, true]));
+    }
+
+    #[test]
+    fn output_selection() {
+        let m = load(&fixture("iris-logreg")).unwrap();
+        assert_eq!(select_outputs(&m, ["probabilities"]).unwrap(), vec![1]);
+        assert_eq!(select_outputs(&m, []).unwrap(), vec![0, 1]);
+        let e = select_outputs(&m, ["nope"]).unwrap_err();
+        assert_eq!(
+            e,
+            Reject::BadRequest("unexpected inference output 'nope' for model 'iris-logreg'".into())
+        );
+    }
+}

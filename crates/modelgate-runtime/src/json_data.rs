@@ -117,7 +117,9 @@ fn show(s: Scalar) -> String {
         Scalar::Bool(b) => b.to_string(),
         Scalar::Int(i) => i.to_string(),
         Scalar::UInt(u) => u.to_string(),
-        Scalar::Float(f) => f.to_string(),
+        Scalar::Float(f) => {
+            serde_json::Number::from_f64(f).map_or_else(|| f.to_string(), |n| n.to_string())
+        }
     }
 }
 

@@ -211,3 +211,87 @@ fn event_model(e: &ReloadEvent) -> &ModelName {
         ReloadEvent::Reloaded { model, .. } | ReloadEvent::Failed { model, .. } => model,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::tests::fixture;
+
+    fn copy_model(from: &str, to: &Path) {
+        // Write then rename, as deployment tools do, so the inode changes.
+        let tmp = to.with_extension("tmp");
+        std::fs::copy(fixture(from).model_file(), &tmp).unwrap();
+        std::fs::rename(&tmp, to).unwrap();
+    }
+
+    fn spec(name: &str, dir: &Path) -> BuiltinModelSpec {
+        BuiltinModelSpec::new(ModelName::parse(name).unwrap(), dir)
+    }
+
+    #[test]
+    fn broken_file_keeps_the_old_model() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = spec("iris", dir.path());
+        copy_model("iris-logreg", &s.model_file());
+        let reg = Registry::start(vec![s.clone()]).unwrap();
+        let entry = reg.get(&s.name).unwrap();
+        let before = entry.model();
+        assert!(reg.reload_changed().is_empty());
+
+        std::fs::write(s.model_file(), b"garbage").unwrap();
+        let events = reg.reload_changed();
+        assert!(
+            matches!(&events[..], [ReloadEvent::Failed { model, error }] if model.as_str() == "iris" && error.contains("model.onnx")),
+            "{events:?}"
+        );
+        assert!(
+            Arc::ptr_eq(&before, &entry.model()),
+            "old model keeps serving"
+        );
+        assert!(entry.reload_error().is_some());
+        assert!(
+            reg.reload_changed().is_empty(),
+            "one report per broken state"
+        );
+
+        copy_model("iris-rf", &s.model_file());
+        let events = reg.reload_changed();
+        assert_eq!(
+            events,
+            vec![ReloadEvent::Reloaded {
+                model: s.name.clone(),
+                version: "1".into()
+            }]
+        );
+        assert!(!Arc::ptr_eq(&before, &entry.model()));
+        assert!(entry.reload_error().is_none());
+    }
+
+    #[test]
+    fn update_keeps_adds_and_drops() {
+        let a = fixture("iris-logreg");
+        let b = fixture("iris-rf");
+        let reg = Registry::start(vec![a.clone()]).unwrap();
+        let kept = reg.get(&a.name).unwrap();
+        reg.update(vec![a.clone(), b.clone()]).unwrap();
+        assert!(
+            Arc::ptr_eq(&kept, &reg.get(&a.name).unwrap()),
+            "unchanged model not reloaded"
+        );
+        assert_eq!(reg.names(), vec![a.name.clone(), b.name.clone()]);
+        reg.update(vec![b.clone()]).unwrap();
+        assert_eq!(reg.names(), vec![b.name.clone()]);
+
+        let broken = spec("broken", Path::new("/nonexistent/modelgate"));
+        let e = reg.update(vec![a.clone(), broken]).unwrap_err();
+        assert!(e.to_string().contains("'broken'"), "{e}");
+        assert_eq!(
+            reg.names(),
+            vec![b.name.clone()],
+            "failed update changes nothing"
+        );
+
+        let e = reg.update(vec![a.clone(), a.clone()]).unwrap_err();
+        assert!(matches!(e, RuntimeError::Duplicate(_)));
+    }
+}
