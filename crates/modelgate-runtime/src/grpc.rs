@@ -4,9 +4,9 @@
 //! Triton does). Rejections become gRPC statuses with the codes of
 //! [`Reject::grpc_code`].
 
-use http::{HeaderValue, Response};
+use http::Response;
 use http_body_util::BodyExt;
-use modelgate_core::{BoxBody, BoxError, ModelName, Reject};
+use modelgate_core::{BoxBody, BoxError, ModelName, Reject, full};
 use modelgate_proto::inference::{
     InferTensorContents, ModelInferRequest, ModelInferResponse, ModelMetadataRequest,
     ModelMetadataResponse, ModelReadyRequest, ModelReadyResponse, ServerLiveRequest,
@@ -18,39 +18,42 @@ use modelgate_proto::{GrpcInferenceService, GrpcInferenceServiceServer};
 use tonic::codegen::Service;
 use tonic::{Code, Request, Status};
 
+use crate::http_io::read_body;
 use crate::model::LoadedModel;
 use crate::{Datatype, InputTensor, Runtime, TensorData, infer};
 
 /// Server name reported by `ServerMetadata`.
 pub const SERVER_NAME: &str = "modelgate";
 
-/// Runs one gRPC exchange through the generated server.
+/// Runs one gRPC exchange through the generated server. The request body is
+/// read here first, bounded by `max_body_bytes` (plus the 5-byte gRPC frame
+/// header), so an oversized message is refused with RESOURCE_EXHAUSTED before
+/// tonic buffers it.
 pub async fn serve(rt: &Runtime, req: http::Request<BoxBody>) -> Response<BoxBody> {
-    let mut svc = GrpcInferenceServiceServer::new(Api { rt: rt.clone() })
-        .max_decoding_message_size(rt.max_body_bytes());
+    let limit = rt.max_body_bytes();
+    let (parts, body) = req.into_parts();
+    let bytes = match read_body(&parts.headers, body, limit.saturating_add(5)).await {
+        Ok(bytes) => bytes,
+        Err(Reject::PayloadTooLarge { .. }) => {
+            return trailers_only(Status::resource_exhausted(format!(
+                "request message is larger than the limit of {limit} bytes"
+            )));
+        }
+        Err(r) => return trailers_only(status(r)),
+    };
+    let req = http::Request::from_parts(parts, full(bytes));
+    let mut svc =
+        GrpcInferenceServiceServer::new(Api { rt: rt.clone() }).max_decoding_message_size(limit);
     let resp = match svc.call(req).await {
         Ok(resp) => resp,
         Err(never) => match never {},
     };
-    let mut resp = resp.map(|b| b.map_err(|s| Box::new(s) as BoxError).boxed_unsync());
-    too_large_is_resource_exhausted(&mut resp);
-    resp
+    resp.map(|b| b.map_err(|s| Box::new(s) as BoxError).boxed_unsync())
 }
 
-/// tonic reports an over-limit message as OUT_OF_RANGE; gRPC convention (and
-/// [`Reject::PayloadTooLarge`]) is RESOURCE_EXHAUSTED.
-fn too_large_is_resource_exhausted(resp: &mut Response<BoxBody>) {
-    let h = resp.headers();
-    let is_too_large = h.get("grpc-status").is_some_and(|v| v == "11")
-        && h.get("grpc-message")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|m| m.contains("message length too large"));
-    if is_too_large {
-        resp.headers_mut().insert(
-            "grpc-status",
-            HeaderValue::from(Code::ResourceExhausted as i32),
-        );
-    }
+/// A gRPC response carrying only `status`, in its headers.
+fn trailers_only(status: Status) -> Response<BoxBody> {
+    status.into_http::<BoxBody>()
 }
 
 fn status(r: Reject) -> Status {
