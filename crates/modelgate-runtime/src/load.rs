@@ -67,6 +67,9 @@ pub fn load(spec: &BuiltinModelSpec) -> Result<LoadedModel, RuntimeError> {
                 onnx_type_name(*elem)
             ))
         })?;
+        let dims = dims
+            .as_ref()
+            .ok_or_else(|| fail(format!("input '{input_name}' declares no shape")))?;
         let mut spec_dims = Vec::new();
         let mut fact_dims = Vec::new();
         for (axis, d) in dims.iter().enumerate() {
@@ -199,7 +202,10 @@ enum DeclaredDim {
 }
 
 /// Graph inputs that are not initializers: name → (element type, dims).
-fn declared_inputs(graph: &pb::GraphProto) -> HashMap<&str, (i32, Vec<Option<DeclaredDim>>)> {
+/// An input's ONNX element type and dims (`None`: no shape declared).
+type DeclaredInput = (i32, Option<Vec<Option<DeclaredDim>>>);
+
+fn declared_inputs(graph: &pb::GraphProto) -> HashMap<&str, DeclaredInput> {
     let mut out = HashMap::new();
     for vi in &graph.input {
         if graph.initializer.iter().any(|t| t.name == vi.name) {
@@ -210,20 +216,17 @@ fn declared_inputs(graph: &pb::GraphProto) -> HashMap<&str, (i32, Vec<Option<Dec
         else {
             continue;
         };
-        let dims = t
-            .shape
-            .as_ref()
-            .map(|s| {
-                s.dim
-                    .iter()
-                    .map(|d| match &d.value {
-                        Some(dimension::Value::DimValue(v)) => Some(DeclaredDim::Value(*v)),
-                        Some(dimension::Value::DimParam(p)) => Some(DeclaredDim::Param(p.clone())),
-                        None => None,
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        // No shape at all (not even rank) is kept apart from a scalar.
+        let dims = t.shape.as_ref().map(|s| {
+            s.dim
+                .iter()
+                .map(|d| match &d.value {
+                    Some(dimension::Value::DimValue(v)) => Some(DeclaredDim::Value(*v)),
+                    Some(dimension::Value::DimParam(p)) => Some(DeclaredDim::Param(p.clone())),
+                    None => None,
+                })
+                .collect()
+        });
         out.insert(vi.name.as_str(), (t.elem_type, dims));
     }
     out
