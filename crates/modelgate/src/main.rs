@@ -1,1 +1,20 @@
-fn main() {}
+//! The `modelgate` command: parse arguments, run the subcommand, exit with a
+//! clear message and a non-zero code on failure — never a panic.
+
+mod cli;
+mod keys;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    match cli::run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("modelgate: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,48 @@
+//! The admin listener: `/healthz` (the process is up), `/readyz` (ready for
+//! traffic: configuration loaded, built-in models loaded) and `/metrics`.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use http::header::{CONTENT_TYPE, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use modelgate_core::{BoxBody, full};
+use modelgate_listen::{ConnInfo, Handler};
+
+use crate::gateway::Shared;
+
+pub struct Admin {
+    pub shared: Arc<Shared>,
+}
+
+fn text(status: StatusCode, ct: &'static str, body: String) -> Response<BoxBody> {
+    let mut r = Response::new(full(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(ct));
+    r
+}
+
+impl Handler for Admin {
+    async fn handle(&self, req: Request<Incoming>, _conn: Arc<ConnInfo>) -> Response<BoxBody> {
+        if req.method() != Method::GET && req.method() != Method::HEAD {
+            return text(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "method not allowed\n".into());
+        }
+        match req.uri().path() {
+            "/healthz" => text(StatusCode::OK, "text/plain", "ok\n".into()),
+            "/readyz" => {
+                if self.shared.ready.load(Ordering::Acquire) {
+                    text(StatusCode::OK, "text/plain", "ready\n".into())
+                } else {
+                    text(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "not ready\n".into())
+                }
+            }
+            "/metrics" => text(
+                StatusCode::OK,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                self.shared.metrics.encode(),
+            ),
+            _ => text(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
+        }
+    }
+}

@@ -1,0 +1,29 @@
+//! Start-up checks beyond the configuration file itself, shared by
+//! `modelgate validate` and `serve`: routes, key file, TLS files.
+
+use modelgate_authn::KeyStore;
+use modelgate_config::Config;
+use modelgate_listen::TlsSetup;
+use modelgate_route::RouteTable;
+
+/// Everything that would stop `serve` from starting with this configuration
+/// (except ports already in use).
+pub fn check_startable(config: &Config) -> Vec<String> {
+    let mut problems = Vec::new();
+    if let Err(errors) = RouteTable::build(config) {
+        problems.extend(errors.iter().map(ToString::to_string));
+    }
+    if let Some(k) = &config.auth.api_keys
+        && let Err(e) = KeyStore::load(&k.file)
+    {
+        problems.push(format!("auth.api_keys.file: {e}\n    fix: repair the file or recreate keys with `modelgate keys create`"));
+    }
+    for (i, l) in config.listeners.iter().enumerate() {
+        if let Some(t) = &l.tls
+            && let Err(e) = TlsSetup::new(t, l.http2)
+        {
+            problems.push(format!("listen[{i}].tls: {e}\n    fix: point cert and key at matching PEM files"));
+        }
+    }
+    problems
+}

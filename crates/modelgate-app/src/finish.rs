@@ -1,0 +1,117 @@
+//! The end of every request: the response (a rejection rendered in the
+//! client's protocol shape, or the backend's answer), one decision record and
+//! the metrics. Nothing else writes either.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime};
+
+use http::{HeaderValue, Response};
+use modelgate_audit::{Decision, Metrics, Outcome, authorino_response};
+use modelgate_core::respond::{RenderContext, X_EXT_AUTH_REASON, render};
+use modelgate_core::{AuthMethod, BoxBody, ErrorShape, Operation, Principal, Protocol, Reject};
+
+use crate::facts::X_REQUEST_ID;
+use crate::pipeline::Pipeline;
+
+/// What a request learned on its way through the pipeline.
+pub struct Trace {
+    pub request_id: String,
+    pub client: SocketAddr,
+    pub method: String,
+    pub path: String,
+    pub host: Option<String>,
+    pub grpc: bool,
+    pub received: Instant,
+    pub protocol: Option<Protocol>,
+    pub operation: Option<Operation>,
+    pub model: Option<String>,
+    pub identity: Option<(String, AuthMethod, Option<String>)>,
+    pub authorized: bool,
+    pub upstream: Option<String>,
+    pub upstream_elapsed: Option<Duration>,
+}
+
+impl Trace {
+    pub fn identify(&mut self, p: &Principal) {
+        self.identity = Some((p.name.clone(), p.method, p.issuer.clone()));
+    }
+
+    /// The error shape the client expects.
+    fn shape(&self) -> ErrorShape {
+        if self.grpc {
+            return ErrorShape::Grpc;
+        }
+        match self.protocol {
+            Some(p) => p.error_shape(),
+            None if self.path.starts_with("/v1/chat/") || self.path.starts_with("/v1/completions") || self.path.starts_with("/v1/embeddings") => ErrorShape::OpenAi,
+            None => ErrorShape::KServe,
+        }
+    }
+
+    fn decision(&self, status: u16, outcome: Outcome, reason: Option<String>) -> Decision {
+        let (identity, auth_method, issuer) = match &self.identity {
+            Some((n, m, i)) => (Some(n.clone()), Some(m.as_str()), i.clone()),
+            None => (None, None, None),
+        };
+        Decision {
+            ts: SystemTime::now(),
+            request_id: self.request_id.clone(),
+            client: self.client,
+            method: self.method.clone(),
+            path: self.path.clone(),
+            host: self.host.clone(),
+            model: self.model.clone(),
+            protocol: self.protocol.map(Protocol::as_str),
+            operation: self.operation.map(Operation::as_str),
+            identity,
+            auth_method,
+            issuer,
+            decision: outcome,
+            authorized: outcome == Outcome::Allow,
+            response: authorino_response(status, outcome),
+            reason,
+            status,
+            upstream: self.upstream.clone(),
+            upstream_ms: self.upstream_elapsed,
+            total_ms: self.received.elapsed(),
+        }
+    }
+}
+
+fn set_request_id(resp: &mut Response<BoxBody>, id: &str) {
+    if let Ok(v) = HeaderValue::from_str(id) {
+        resp.headers_mut().insert(X_REQUEST_ID, v);
+    }
+}
+
+/// Finishes a request the backend answered.
+pub fn answered(p: &Pipeline, metrics: &Metrics, trace: &Trace, mut resp: Response<BoxBody>) -> Response<BoxBody> {
+    set_request_id(&mut resp, &trace.request_id);
+    let status = resp.status().as_u16();
+    let d = trace.decision(status, Outcome::Allow, None);
+    metrics.record(&d, None, None);
+    p.decisions.write(&d, metrics);
+    resp
+}
+
+/// Finishes a refused or failed request.
+pub fn rejected(p: &Pipeline, metrics: &Metrics, trace: &Trace, reject: Reject, upstream_error: Option<&'static str>) -> Response<BoxBody> {
+    let ctx = RenderContext { realm: &p.config.auth.realm };
+    let mut resp = render(&reject, trace.shape(), &ctx);
+    if let Reject::Forbidden(msg) = &reject
+        && let Ok(v) = HeaderValue::from_str(msg)
+    {
+        resp.headers_mut().insert(X_EXT_AUTH_REASON, v);
+    }
+    set_request_id(&mut resp, &trace.request_id);
+    let (outcome, deny_reason) = match &reject {
+        Reject::Unauthenticated(f) => (Outcome::Deny, Some(f.label())),
+        Reject::Forbidden(_) => (Outcome::Deny, Some("forbidden")),
+        _ if trace.authorized => (Outcome::Allow, None),
+        _ => (Outcome::Reject, None),
+    };
+    let d = trace.decision(reject.status().as_u16(), outcome, Some(reject.log_reason()));
+    metrics.record(&d, deny_reason, upstream_error);
+    p.decisions.write(&d, metrics);
+    resp
+}

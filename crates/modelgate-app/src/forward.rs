@@ -1,0 +1,59 @@
+//! Building the upstream request from an authorized one: the normalised (and
+//! possibly rewritten) path, cleaned headers, the verified identity header,
+//! the request id, and a size-limited body.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use http::{HeaderValue, Request};
+use http_body_util::BodyExt;
+use modelgate_authz::Permit;
+use modelgate_core::{BoxBody, RequestFacts};
+use modelgate_route::RouteMatch;
+use modelgate_upstream::headers::RequestHeaderPolicy;
+use modelgate_upstream::limit::Limited;
+
+use crate::facts::X_REQUEST_ID;
+use crate::pipeline::{ListenerView, Pipeline};
+
+/// The request to send upstream, and the flag that trips if its body passes the limit.
+pub fn upstream_request(
+    p: &Pipeline,
+    listener: &ListenerView,
+    facts: RequestFacts,
+    route: &RouteMatch,
+    permit: &Permit,
+    body: BoxBody,
+) -> Result<(Request<BoxBody>, Arc<AtomicBool>), modelgate_core::Reject> {
+    let RequestFacts { method, mut headers, query, client, request_id, .. } = facts;
+    let trusted_peer = listener.config.trusted_proxies.iter().any(|n| n.contains(client.ip()));
+    let mut strip = p.config.auth.strip_headers.clone();
+    strip.extend(p.config.auth.identity_header.iter().cloned());
+    RequestHeaderPolicy {
+        credential_headers: &listener.credential_headers,
+        strip: &strip,
+        trusted_peer,
+        client_ip: client.ip(),
+    }
+    .apply(&mut headers);
+    if let (Some(h), Some(who)) = (&p.config.auth.identity_header, permit.principal())
+        && let Ok(v) = HeaderValue::from_str(&who.name)
+    {
+        headers.insert(h.clone(), v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        headers.insert(X_REQUEST_ID, v);
+    }
+    let pq = match &query {
+        Some(q) => format!("{}?{}", route.upstream_path, q),
+        None => route.upstream_path.clone(),
+    };
+    let (limited, tripped) = Limited::new(body, listener.config.max_body_bytes);
+    let mut req = Request::builder()
+        .method(method)
+        .uri(pq)
+        .body(limited.boxed_unsync())
+        .map_err(|e| modelgate_core::Reject::BadRequest(format!("cannot forward this request: {e}")))?;
+    *req.headers_mut() = headers;
+    Ok((req, tripped))
+}

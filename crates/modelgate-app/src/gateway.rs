@@ -1,0 +1,184 @@
+//! The request pipeline, in flow order: read → route → authenticate → bind
+//! body model → authorize → backend → audit. Each stage is one named step;
+//! see `docs/pipeline.md` for the chart.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Instant, SystemTime};
+
+use arc_swap::ArcSwap;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use modelgate_audit::Metrics;
+use modelgate_authn::KeyStore;
+use modelgate_core::{BoxBody, Reject, full};
+use modelgate_listen::{ConnInfo, Handler};
+use modelgate_route::{ModelRef, RouteMatch};
+
+use crate::body::{Prefixed, boxed, check_declared_length, grpc_model, openai_model, read_bounded};
+use crate::facts;
+use crate::finish::{Trace, answered, rejected};
+use crate::forward::upstream_request;
+use crate::local;
+use crate::pipeline::{ModelBackend, Pipeline};
+
+/// State shared by every request for the life of the process.
+pub struct Shared {
+    pub pipeline: ArcSwap<Pipeline>,
+    pub metrics: Arc<Metrics>,
+    pub keys: Arc<ArcSwap<KeyStore>>,
+    pub ready: AtomicBool,
+}
+
+/// The client-facing handler.
+pub struct Gateway {
+    pub shared: Arc<Shared>,
+}
+
+impl Handler for Gateway {
+    async fn handle(&self, req: Request<Incoming>, conn: Arc<ConnInfo>) -> Response<BoxBody> {
+        // In-flight requests keep the pipeline they started with.
+        let p = self.shared.pipeline.load_full();
+        let metrics = &self.shared.metrics;
+        let received = Instant::now();
+        let mut trace = Trace {
+            request_id: String::new(),
+            client: conn.client,
+            method: req.method().to_string(),
+            path: facts::raw_path_of(&req),
+            host: None,
+            grpc: false,
+            received,
+            protocol: None,
+            operation: None,
+            model: None,
+            identity: None,
+            authorized: false,
+            upstream: None,
+            upstream_elapsed: None,
+        };
+        let ready = self.shared.ready.load(Ordering::Acquire);
+        match flow(&p, req, &conn, &mut trace, ready).await {
+            Ok(resp) => answered(&p, metrics, &trace, resp),
+            Err((reject, upstream_error)) => rejected(&p, metrics, &trace, reject, upstream_error),
+        }
+    }
+}
+
+type Failure = (Reject, Option<&'static str>);
+
+fn refuse(r: Reject) -> Failure {
+    (r, None)
+}
+
+async fn flow(p: &Pipeline, req: Request<Incoming>, conn: &ConnInfo, trace: &mut Trace, ready: bool) -> Result<Response<BoxBody>, Failure> {
+    let listener = p
+        .listeners
+        .get(conn.listener)
+        .ok_or_else(|| refuse(Reject::Unavailable { message: "listener is being reconfigured".into(), retry_after_secs: Some(1) }))?;
+    let limit = listener.config.max_body_bytes;
+
+    // 1. Read: normalise the request head; refuse ambiguity.
+    let (parts, body) = req.into_parts();
+    trace.grpc = facts::is_grpc(&parts);
+    let facts = match facts::build(parts, conn, trace.received) {
+        Ok(f) => f,
+        Err((id, r)) => {
+            trace.request_id = id;
+            return Err(refuse(r));
+        }
+    };
+    trace.request_id = facts.request_id.clone();
+    trace.path = facts.path.clone();
+    trace.host = facts.host.clone();
+    check_declared_length(&facts.headers, limit).map_err(refuse)?;
+
+    // 2. Route: only protocol paths exist; everything else is 404, never forwarded.
+    let mut route = p
+        .routes
+        .resolve(&facts.method, &facts.path, facts.host.as_deref(), &facts.headers, facts.grpc)
+        .map_err(refuse)?;
+    note_route(trace, &route);
+
+    // 3. Authenticate, unless the route is public.
+    let who = if route.public {
+        None
+    } else {
+        let a = p
+            .authn
+            .authenticate(&facts, &listener.config.credentials, SystemTime::now())
+            .await
+            .map_err(|f| refuse(Reject::Unauthenticated(f)))?;
+        trace.identify(a.principal());
+        Some(a)
+    };
+
+    // 4. Bind the model named in the body (OpenAI JSON, gRPC message), bounded.
+    let mut body = Some(body);
+    let mut head = None;
+    if route.model_in_body {
+        let incoming = body.take().ok_or_else(|| refuse(Reject::Internal { detail: "body taken twice".into() }))?;
+        if facts.grpc {
+            let mut incoming = incoming;
+            let (name, read) = grpc_model(&mut incoming, limit).await.map_err(refuse)?;
+            p.routes.bind_body_model(&mut route, &name, facts.host.as_deref(), &facts.headers).map_err(refuse)?;
+            head = Some((read, Some(incoming)));
+        } else {
+            let bytes = read_bounded(incoming, limit).await.map_err(refuse)?;
+            let name = openai_model(&bytes).map_err(refuse)?;
+            p.routes.bind_body_model(&mut route, &name, facts.host.as_deref(), &facts.headers).map_err(refuse)?;
+            head = Some((bytes, None));
+        }
+        note_route(trace, &route);
+    }
+
+    // 5. Authorize: a Permit or a refusal.
+    let permit = match &who {
+        Some(a) => p.authz.authorize(a, &facts, &route).map_err(refuse)?,
+        None => p.authz.public(&route).ok_or_else(|| refuse(Reject::Internal { detail: "public route without permit".into() }))?,
+    };
+    trace.authorized = true;
+
+    // 6. Backend: modelgate itself, the built-in runtime, or the upstream.
+    if local::is_local(&route) {
+        return Ok(local::answer(p, &route, &permit, ready));
+    }
+    let model = match &route.model {
+        ModelRef::Known(m) => m.clone(),
+        ModelRef::Unknown(name) => return Err(refuse(Reject::NotFound(format!("Model with name {name} does not exist.")))),
+        ModelRef::None => return Err(refuse(Reject::NotFound("no model named".into()))),
+    };
+    let request_body: BoxBody = match (head, body) {
+        (Some((bytes, None)), _) => full(bytes),
+        (Some((bytes, Some(rest))), _) => http_body_util::BodyExt::boxed_unsync(Prefixed::new(bytes, rest)),
+        (None, Some(incoming)) => boxed(incoming),
+        (None, None) => full(bytes::Bytes::new()),
+    };
+    match p.backends.get(&model) {
+        Some(ModelBackend::Proxy(target)) => {
+            let (req, tripped) = upstream_request(p, listener, facts, &route, &permit, request_body).map_err(refuse)?;
+            let grpc = trace.grpc;
+            match target.forward(req, grpc, Some(tripped)).await {
+                Ok(fwd) => {
+                    trace.upstream = Some(fwd.upstream);
+                    trace.upstream_elapsed = Some(fwd.elapsed);
+                    Ok(fwd.response)
+                }
+                Err((Reject::PayloadTooLarge { .. }, _)) => Err(refuse(Reject::PayloadTooLarge { limit })),
+                Err((r, kind)) => Err((r, Some(kind))),
+            }
+        }
+        Some(ModelBackend::Builtin) => Err(refuse(Reject::Unavailable {
+            message: "the built-in runtime is not available in this build".into(),
+            retry_after_secs: None,
+        })),
+        None => Err(refuse(Reject::NotFound(format!("Model with name {model} does not exist.")))),
+    }
+}
+
+fn note_route(trace: &mut Trace, route: &RouteMatch) {
+    trace.protocol = Some(route.protocol);
+    trace.operation = Some(route.operation);
+    let name = route.model.log_name();
+    trace.model = (!name.is_empty()).then(|| name.to_string());
+}

@@ -1,0 +1,205 @@
+//! Applying changes while running. The configuration file and the key file
+//! are watched (inotify via `notify`, plus a 1 s metadata poll that also
+//! catches Kubernetes' symlink-swapped Secret mounts); SIGHUP reloads
+//! everything. A new configuration that fails to load is logged and the old
+//! one keeps serving.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use modelgate_authn::KeyStore;
+use modelgate_config::Listener;
+use modelgate_listen::TlsSetup;
+use notify::Watcher;
+
+use crate::gateway::Shared;
+use crate::pipeline::Pipeline;
+
+/// What identifies a file's version without reading it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Fingerprint {
+    modified: Option<SystemTime>,
+    len: u64,
+    inode: u64,
+}
+
+fn fingerprint(path: &Path) -> Option<Fingerprint> {
+    let m = std::fs::metadata(path).ok()?;
+    #[cfg(unix)]
+    let inode = std::os::unix::fs::MetadataExt::ino(&m);
+    #[cfg(not(unix))]
+    let inode = 0;
+    Some(Fingerprint { modified: m.modified().ok(), len: m.len(), inode })
+}
+
+struct Watched {
+    config: Option<Fingerprint>,
+    keys_path: Option<PathBuf>,
+    keys: Option<Fingerprint>,
+}
+
+pub struct Reloader {
+    shared: Arc<Shared>,
+    config_path: PathBuf,
+    listeners: Vec<Listener>,
+    tls: Vec<Arc<TlsSetup>>,
+    watched: Mutex<Watched>,
+}
+
+impl Reloader {
+    pub fn new(shared: Arc<Shared>, config_path: PathBuf, listeners: Vec<Listener>, tls: Vec<Arc<TlsSetup>>) -> Self {
+        let keys_path = shared.pipeline.load().config.auth.api_keys.as_ref().map(|k| k.file.clone());
+        let watched = Watched {
+            config: fingerprint(&config_path),
+            keys: keys_path.as_deref().and_then(fingerprint),
+            keys_path,
+        };
+        Self { shared, config_path, listeners, tls, watched: Mutex::new(watched) }
+    }
+
+    /// Reloads configuration, keys and TLS certificates (SIGHUP).
+    pub fn reload_all(&self) {
+        self.reload_config();
+        self.reload_keys();
+        for t in &self.tls {
+            match t.reload() {
+                Ok(()) => tracing::info!("TLS certificate reloaded"),
+                Err(e) => tracing::error!(error = %e, "TLS certificate reload failed; the old certificate stays in use"),
+            }
+        }
+    }
+
+    fn reload_config(&self) {
+        let metrics = &self.shared.metrics;
+        let config = match modelgate_config::load_file(&self.config_path) {
+            Ok(c) => c,
+            Err(e) => {
+                metrics.config_reloaded(false);
+                tracing::error!(errors = %e, "configuration reload rejected; the previous configuration stays in force");
+                return;
+            }
+        };
+        if config.listeners != self.listeners {
+            tracing::warn!("listener changes (addresses, TLS files, limits) take effect after a restart; other changes apply now");
+        }
+        let old = self.shared.pipeline.load_full();
+        let mut config = config;
+        config.listeners = self.listeners.clone();
+        let new_keys_path = config.auth.api_keys.as_ref().map(|k| k.file.clone());
+        match Pipeline::build(config, self.shared.keys.clone(), Some(old.decisions.clone())) {
+            Ok(p) => {
+                self.shared.pipeline.store(Arc::new(p));
+                metrics.config_reloaded(true);
+                tracing::info!("configuration reloaded");
+                let changed = self.watched.lock().is_ok_and(|mut w| {
+                    let changed = w.keys_path != new_keys_path;
+                    w.keys_path = new_keys_path;
+                    changed
+                });
+                if changed {
+                    self.reload_keys();
+                }
+            }
+            Err(e) => {
+                metrics.config_reloaded(false);
+                tracing::error!(errors = %e, "configuration reload rejected; the previous configuration stays in force");
+            }
+        }
+    }
+
+    fn reload_keys(&self) {
+        let path = self.watched.lock().ok().and_then(|w| w.keys_path.clone());
+        let metrics = &self.shared.metrics;
+        let Some(path) = path else {
+            self.shared.keys.store(Arc::new(KeyStore::empty()));
+            return;
+        };
+        match KeyStore::load(&path) {
+            Ok(store) => {
+                let n = store.len();
+                self.shared.keys.store(Arc::new(store));
+                metrics.keystore_reloaded(true, n);
+                tracing::info!(keys = n, path = %path.display(), "API-key store reloaded");
+            }
+            Err(e) => {
+                metrics.keystore_reloaded(false, 0);
+                tracing::error!(error = %e, "API-key store reload rejected; the previous keys stay in force");
+            }
+        }
+    }
+
+    /// Reloads whatever changed since the last check.
+    fn check(&self) {
+        let (config_changed, keys_changed) = {
+            let Ok(mut w) = self.watched.lock() else { return };
+            let c = fingerprint(&self.config_path);
+            let config_changed = c.is_some() && c != w.config;
+            if config_changed {
+                w.config = c;
+            }
+            let k = w.keys_path.as_deref().and_then(fingerprint);
+            let keys_changed = k != w.keys;
+            if keys_changed {
+                w.keys = k;
+            }
+            (config_changed, keys_changed)
+        };
+        if config_changed {
+            self.reload_config();
+        }
+        if keys_changed {
+            self.reload_keys();
+            if let Ok(mut w) = self.watched.lock() {
+                w.keys = w.keys_path.as_deref().and_then(fingerprint);
+            }
+        }
+    }
+
+    /// Starts the file watcher and the poll; returns the task to abort on exit.
+    pub fn spawn_watchers(self: Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(16);
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        let parent = |p: &Path| p.parent().filter(|d| !d.as_os_str().is_empty()).map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        dirs.push(parent(&self.config_path));
+        if let Some(k) = self.watched.lock().ok().and_then(|w| w.keys_path.clone()) {
+            dirs.push(parent(&k));
+        }
+        dirs.dedup();
+        let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            if res.is_ok() {
+                let _ = tx.try_send(());
+            }
+        });
+        let watcher = match watcher {
+            Ok(mut w) => {
+                for d in &dirs {
+                    if let Err(e) = w.watch(d, notify::RecursiveMode::NonRecursive) {
+                        tracing::warn!(error = %e, dir = %d.display(), "cannot watch folder; relying on polling");
+                    }
+                }
+                Some(w)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "file watching unavailable; relying on polling");
+                None
+            }
+        };
+        tokio::spawn(async move {
+            let _keep = watcher;
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    Some(()) = rx.recv() => {
+                        // Let a burst of events (temp file, rename) settle.
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        while rx.try_recv().is_ok() {}
+                    }
+                    _ = tick.tick() => {}
+                }
+                let me = self.clone();
+                let _ = tokio::task::spawn_blocking(move || me.check()).await;
+            }
+        })
+    }
+}

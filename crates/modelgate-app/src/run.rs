@@ -1,0 +1,131 @@
+//! `modelgate serve`: load, bind, serve, reload on change, drain on signal.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use modelgate_audit::Metrics;
+use modelgate_authn::KeyStore;
+use modelgate_config::Config;
+use modelgate_listen::{ServeOptions, TlsSetup, serve};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::admin::Admin;
+use crate::gateway::{Gateway, Shared};
+use crate::pipeline::{BuildError, Pipeline};
+use crate::reload::Reloader;
+
+/// Why the server could not start. Each names what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("invalid configuration:\n{0}")]
+    Build(#[from] BuildError),
+    #[error("cannot load the API-key store: {0}")]
+    Keys(#[from] modelgate_authn::KeyStoreError),
+    #[error("listen[{index}]: {source}")]
+    Tls { index: usize, source: modelgate_listen::TlsError },
+    #[error("cannot listen on {addr}: {source} (is another process using the port?)")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+}
+
+/// Runs the server until SIGTERM or SIGINT, then drains and returns.
+pub async fn run(config: Config, config_path: PathBuf) -> Result<(), StartError> {
+    let metrics = Arc::new(Metrics::new());
+    let keys = Arc::new(ArcSwap::from_pointee(match &config.auth.api_keys {
+        Some(k) => KeyStore::load(&k.file)?,
+        None => KeyStore::empty(),
+    }));
+    metrics.keystore_reloaded(true, keys.load().len());
+    let listeners_cfg = config.listeners.clone();
+    let admin_addr = config.admin.address;
+    let pipeline = Pipeline::build(config, keys.clone(), None)?;
+    let shared = Arc::new(Shared {
+        pipeline: ArcSwap::from_pointee(pipeline),
+        metrics,
+        keys,
+        ready: AtomicBool::new(false),
+    });
+
+    let mut tls_setups = Vec::new();
+    let mut bound = Vec::new();
+    for (index, l) in listeners_cfg.iter().enumerate() {
+        let tls = match &l.tls {
+            Some(t) => Some(Arc::new(TlsSetup::new(t, l.http2).map_err(|source| StartError::Tls { index, source })?)),
+            None => None,
+        };
+        if let Some(t) = &tls {
+            tls_setups.push(t.clone());
+        }
+        let tcp = TcpListener::bind(l.address).await.map_err(|source| StartError::Bind { addr: l.address, source })?;
+        bound.push((index, tcp, tls));
+    }
+    let admin_tcp = TcpListener::bind(admin_addr).await.map_err(|source| StartError::Bind { addr: admin_addr, source })?;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let gateway = Arc::new(Gateway { shared: shared.clone() });
+    let mut tasks = Vec::new();
+    let mut drain = Duration::ZERO;
+    for (index, tcp, tls) in bound {
+        let l = &listeners_cfg[index];
+        drain = drain.max(l.drain_timeout);
+        tracing::info!(address = %tcp.local_addr().map_or(l.address, |a| a), tls = tls.is_some(), http2 = l.http2, "listening");
+        let opts = ServeOptions { listener: index, http2: l.http2, header_read_timeout: l.header_read_timeout, drain_timeout: l.drain_timeout, tls };
+        tasks.push(tokio::spawn(serve(tcp, opts, gateway.clone(), stop_rx.clone())));
+    }
+    tracing::info!(address = %admin_tcp.local_addr().map_or(admin_addr, |a| a), "admin listening");
+    let admin_opts = ServeOptions { listener: 0, http2: false, header_read_timeout: Duration::from_secs(10), drain_timeout: Duration::from_secs(1), tls: None };
+    let admin_task = tokio::spawn(serve(admin_tcp, admin_opts, Arc::new(Admin { shared: shared.clone() }), stop_rx.clone()));
+
+    let reloader = Arc::new(Reloader::new(shared.clone(), config_path, listeners_cfg.clone(), tls_setups));
+    let watch_task = reloader.clone().spawn_watchers();
+    shared.ready.store(true, Ordering::Release);
+    tracing::info!(models = shared.pipeline.load().config.models.len(), "modelgate ready");
+
+    wait_for_stop(reloader).await;
+    shared.ready.store(false, Ordering::Release);
+    tracing::info!(drain_timeout = ?drain, "shutting down: no new connections, draining in-flight requests");
+    let _ = stop_tx.send(true);
+    for t in tasks {
+        let _ = t.await;
+    }
+    let _ = admin_task.await;
+    watch_task.abort();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Waits for SIGTERM/SIGINT; SIGHUP triggers a reload meanwhile.
+async fn wait_for_stop(reloader: Arc<Reloader>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::hangup()),
+        ) else {
+            tracing::error!("cannot install signal handlers; stop with SIGKILL");
+            std::future::pending::<()>().await;
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = term.recv() => return,
+                _ = int.recv() => return,
+                _ = hup.recv() => {
+                    tracing::info!("SIGHUP: reloading configuration, keys and certificates");
+                    reloader.reload_all();
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        let _ = reloader;
+    }
+}

@@ -1,0 +1,106 @@
+//! Subcommands and their wiring.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use modelgate_config::{Config, ConfigErrors, LogFormat};
+
+#[derive(Parser)]
+#[command(name = "modelgate", version, about = "Authentication and authorization in front of ML model endpoints, and a small model server.")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the gateway described by a configuration file.
+    Serve {
+        #[arg(long, short, env = "MODELGATE_CONFIG")]
+        config: PathBuf,
+    },
+    /// Check a configuration file; print every error with its key and a fix (exit 2 if invalid).
+    Validate {
+        #[arg(long, short, env = "MODELGATE_CONFIG")]
+        config: PathBuf,
+    },
+    /// Manage API keys in the key file (picked up live by a running server).
+    Keys(crate::keys::KeysArgs),
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve { config } => serve(&config),
+        Command::Validate { config } => Ok(validate(&config)),
+        Command::Keys(args) => crate::keys::run(args),
+    }
+}
+
+fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    modelgate_config::load_file(path)
+}
+
+fn validate(path: &Path) -> ExitCode {
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprint!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let problems = modelgate_app::check_startable(&config);
+    if !problems.is_empty() {
+        eprintln!("{}: {} error{} in configuration", path.display(), problems.len(), if problems.len() == 1 { "" } else { "s" });
+        for p in problems {
+            eprintln!("  - {p}");
+        }
+        return ExitCode::from(2);
+    }
+    println!(
+        "{}: OK ({} listener{}, {} model{})",
+        path.display(),
+        config.listeners.len(),
+        if config.listeners.len() == 1 { "" } else { "s" },
+        config.models.len(),
+        if config.models.len() == 1 { "" } else { "s" },
+    );
+    ExitCode::SUCCESS
+}
+
+fn init_tracing(config: &Config) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log.level)
+        .with_context(|| format!("log.level: invalid filter {:?}; use e.g. info or modelgate_app=debug", config.log.level))?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let result = match config.log.format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+    result.map_err(|e| anyhow::anyhow!("cannot initialise logging: {e}"))
+}
+
+fn serve(path: &Path) -> anyhow::Result<ExitCode> {
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprint!("{e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    init_tracing(&config)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("modelgate")
+        .build()
+        .context("cannot start the async runtime")?;
+    let config_path = path.to_path_buf();
+    match rt.block_on(modelgate_app::run(config, config_path)) {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start");
+            eprintln!("modelgate: {e}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}

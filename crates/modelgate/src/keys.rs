@@ -1,0 +1,125 @@
+//! `modelgate keys …`: create, list, revoke and rotate API keys. Secrets are
+//! printed once, on creation or rotation, to stdout only.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use modelgate_authn::keys::KeyFile;
+use modelgate_core::ModelName;
+
+#[derive(Args)]
+pub struct KeysArgs {
+    /// The key file to change (default: `auth.api_keys.file` of --config).
+    #[arg(long, global = true, env = "MODELGATE_KEYS_FILE")]
+    file: Option<PathBuf>,
+    /// Configuration whose `auth.api_keys.file` names the key file.
+    #[arg(long, short, global = true, env = "MODELGATE_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: KeysCommand,
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a key and print it once.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Models the key may call: comma-separated names, or '*' for all.
+        #[arg(long, default_value = "*")]
+        models: String,
+        /// Lifetime, e.g. 30d or 12h (default: no expiry).
+        #[arg(long)]
+        expires: Option<humantime::Duration>,
+    },
+    /// List keys (names, ids, grants, status — never secrets).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key at once (and any rotated-out predecessor in grace).
+    Revoke { name: String },
+    /// Replace a key's secret; the old one keeps working for the grace period.
+    Rotate {
+        name: String,
+        #[arg(long, default_value = "0s")]
+        grace: humantime::Duration,
+    },
+}
+
+fn key_file(args: &KeysArgs) -> anyhow::Result<PathBuf> {
+    if let Some(f) = &args.file {
+        return Ok(f.clone());
+    }
+    let Some(cfg) = &args.config else {
+        bail!("say which key file to use: --file PATH, or --config FILE whose auth.api_keys.file names it");
+    };
+    let config = modelgate_config::load_file(cfg).map_err(|e| anyhow::anyhow!("{e}"))?;
+    config
+        .auth
+        .api_keys
+        .map(|k| k.file)
+        .with_context(|| format!("{}: auth.api_keys.file is not set; add it or pass --file", cfg.display()))
+}
+
+fn models(list: &str) -> anyhow::Result<Vec<String>> {
+    let items: Vec<String> = list.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+    if items.is_empty() {
+        bail!("--models is empty: give model names (a,b) or '*'");
+    }
+    for m in &items {
+        if m != "*" {
+            ModelName::parse(m).map_err(|e| anyhow::anyhow!("--models: {m:?}: {e}"))?;
+        }
+    }
+    Ok(items)
+}
+
+pub fn run(args: KeysArgs) -> anyhow::Result<ExitCode> {
+    let path = key_file(&args)?;
+    let now = SystemTime::now();
+    match args.command {
+        KeysCommand::Create { name, models: m, expires } => {
+            let grants = models(&m)?;
+            let shown = grants.join(",");
+            let key = KeyFile::update(&path, |f| f.create(&name, grants, expires.map(Duration::from), now))?;
+            eprintln!("created key {name:?} (id {}) for models {shown} in {}; it is shown once:", key.id, path.display());
+            println!("{}", key.key);
+        }
+        KeysCommand::List { json } => {
+            let list = KeyFile::read(&path)?.summaries(now);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                println!("{:<24} {:<14} {:<9} {:<22} {:<22} MODELS", "NAME", "ID", "STATUS", "CREATED", "EXPIRES");
+                for k in list {
+                    let grace = if k.grace_until.is_empty() { String::new() } else { format!(" (old key valid until {})", k.grace_until.join(", ")) };
+                    println!(
+                        "{:<24} {:<14} {:<9} {:<22} {:<22} {}{}",
+                        k.name,
+                        k.id,
+                        k.status,
+                        k.created_at,
+                        k.expires_at.as_deref().unwrap_or("never"),
+                        k.models.join(","),
+                        grace
+                    );
+                }
+            }
+        }
+        KeysCommand::Revoke { name } => {
+            KeyFile::update(&path, |f| f.revoke(&name, now))?;
+            eprintln!("revoked key {name:?}; running servers stop accepting it within a second");
+        }
+        KeysCommand::Rotate { name, grace } => {
+            let g: Duration = grace.into();
+            let key = KeyFile::update(&path, |f| f.rotate(&name, g, now))?;
+            eprintln!("rotated key {name:?} (new id {}); the old key stays valid for {}; new key (shown once):", key.id, humantime::format_duration(g));
+            println!("{}", key.key);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
