@@ -141,8 +141,12 @@ fn hint_for(message: &str) -> String {
     "see docs/config.md".into()
 }
 
-/// The candidate within edit distance 2 of `word`, if any.
+/// The candidate within edit distance 2 of `word`, or one that `word`
+/// starts with (`loging` → `log`), if any.
 pub(crate) fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    if let Some(c) = candidates.iter().find(|c| c.len() >= 3 && word.starts_with(**c)) {
+        return Some(c);
+    }
     candidates
         .iter()
         .map(|c| (edit_distance(word, c), *c))
