@@ -58,9 +58,18 @@ impl Handler for Gateway {
             upstream_elapsed: None,
         };
         let ready = self.shared.ready.load(Ordering::Acquire);
-        match flow(&p, req, &conn, &mut trace, ready).await {
+        let (parts, body) = req.into_parts();
+        let mut body = Some(body);
+        match flow(&p, parts, &mut body, &conn, &mut trace, ready).await {
             Ok(resp) => answered(&p, metrics, &trace, resp),
-            Err((reject, upstream_error)) => rejected(&p, metrics, &trace, reject, upstream_error),
+            Err((reject, upstream_error)) => {
+                if let Some(unread) = body
+                    && !matches!(reject, Reject::PayloadTooLarge { .. })
+                {
+                    tokio::spawn(drain(unread));
+                }
+                rejected(&p, metrics, &trace, reject, upstream_error)
+            }
         }
     }
 }
@@ -71,7 +80,32 @@ fn refuse(r: Reject) -> Failure {
     (r, None)
 }
 
-async fn flow(p: &Pipeline, req: Request<Incoming>, conn: &ConnInfo, trace: &mut Trace, ready: bool) -> Result<Response<BoxBody>, Failure> {
+/// Reads and discards the body of a request refused before its body was read,
+/// so the client's upload completes and an HTTP/2 stream ends cleanly instead
+/// of being reset. Bounded in bytes and time.
+async fn drain(mut body: Incoming) {
+    use http_body_util::BodyExt;
+    const MAX: usize = 1 << 20;
+    let mut seen = 0usize;
+    let read = async {
+        while let Some(Ok(frame)) = body.frame().await {
+            seen += frame.data_ref().map_or(0, bytes::Bytes::len);
+            if seen > MAX {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), read).await;
+}
+
+async fn flow(
+    p: &Pipeline,
+    parts: http::request::Parts,
+    body: &mut Option<Incoming>,
+    conn: &ConnInfo,
+    trace: &mut Trace,
+    ready: bool,
+) -> Result<Response<BoxBody>, Failure> {
     let listener = p
         .listeners
         .get(conn.listener)
@@ -79,7 +113,6 @@ async fn flow(p: &Pipeline, req: Request<Incoming>, conn: &ConnInfo, trace: &mut
     let limit = listener.config.max_body_bytes;
 
     // 1. Read: normalise the request head; refuse ambiguity.
-    let (parts, body) = req.into_parts();
     trace.grpc = facts::is_grpc(&parts);
     let facts = match facts::build(parts, conn, trace.received) {
         Ok(f) => f,
@@ -114,7 +147,6 @@ async fn flow(p: &Pipeline, req: Request<Incoming>, conn: &ConnInfo, trace: &mut
     };
 
     // 4. Bind the model named in the body (OpenAI JSON, gRPC message), bounded.
-    let mut body = Some(body);
     let mut head = None;
     if route.model_in_body {
         let incoming = body.take().ok_or_else(|| refuse(Reject::Internal { detail: "body taken twice".into() }))?;
@@ -148,7 +180,7 @@ async fn flow(p: &Pipeline, req: Request<Incoming>, conn: &ConnInfo, trace: &mut
         ModelRef::Unknown(name) => return Err(refuse(Reject::NotFound(format!("Model with name {name} does not exist.")))),
         ModelRef::None => return Err(refuse(Reject::NotFound("no model named".into()))),
     };
-    let request_body: BoxBody = match (head, body) {
+    let request_body: BoxBody = match (head, body.take()) {
         (Some((bytes, None)), _) => full(bytes),
         (Some((bytes, Some(rest))), _) => http_body_util::BodyExt::boxed_unsync(Prefixed::new(bytes, rest)),
         (None, Some(incoming)) => boxed(incoming),
