@@ -18,6 +18,43 @@ use modelgate_runtime::{BuiltinCall, BuiltinModelSpec, Runtime, RuntimeSettings}
 
 const BODY: &str = r#"{"inputs":[{"name":"input","shape":[2,4],"datatype":"FP32","data":[6.8,2.8,4.8,1.4,6.0,3.4,4.5,1.6]}]}"#;
 
+/// tract alone: the same model, plan and input, without the runtime; per run
+/// with a fresh state (`plan.run`) and with one reused state (as the pool does).
+fn tract_alone(
+    dir: &std::path::Path,
+    runs: usize,
+) -> Result<(Duration, Duration), Box<dyn std::error::Error>> {
+    use tract_onnx::prelude::*;
+    let mut onnx = tract_onnx::onnx();
+    onnx.op_register.insert("ZipMap", |_, _| {
+        Ok((
+            Box::<tract_onnx::tract_hir::ops::identity::Identity>::default(),
+            vec![],
+        ))
+    });
+    let mut model = onnx.model_for_path(dir.join("model.onnx"))?;
+    let n = model.sym("N");
+    model.set_input_fact(0, f32::fact([TDim::from(n), TDim::from(4)]).into())?;
+    let plan = model.into_optimized()?.into_runnable()?;
+    let input: Tensor =
+        tract_ndarray::arr2(&[[6.8f32, 2.8, 4.8, 1.4], [6.0, 3.4, 4.5, 1.6]]).into();
+    let input = input.into_tvalue();
+    for _ in 0..2_000 {
+        plan.run(tvec![input.clone()])?;
+    }
+    let t = Instant::now();
+    for _ in 0..runs {
+        std::hint::black_box(plan.run(tvec![input.clone()])?);
+    }
+    let fresh = t.elapsed() / u32::try_from(runs)?;
+    let mut state = plan.spawn()?;
+    let t = Instant::now();
+    for _ in 0..runs {
+        std::hint::black_box(state.run(tvec![input.clone()])?);
+    }
+    Ok((fresh, t.elapsed() / u32::try_from(runs)?))
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let dir = args.next().map_or_else(
@@ -25,6 +62,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         PathBuf::from,
     );
     let requests: usize = args.next().map_or(Ok(50_000), |s| s.parse())?;
+    let (fresh, reused) = tract_alone(&dir, requests)?;
+    println!(
+        "tract alone, 2 rows: {fresh:?} per run with a fresh state, {reused:?} with a reused one"
+    );
     let name = ModelName::parse("iris")?;
     let rt = Runtime::start(
         vec![BuiltinModelSpec::new(name.clone(), dir)],

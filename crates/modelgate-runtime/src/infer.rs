@@ -303,7 +303,9 @@ mod tests {
             ],
         )
         .unwrap();
-        let out = typed.run(values).unwrap();
+        let out = typed
+            .run(&mut crate::model::WorkerContext::default(), values)
+            .unwrap();
         assert_eq!(out[0].data, TensorData::Fp64(vec![1.0, 2.0]));
         assert_eq!(out[2].data, TensorData::Int64(vec![4, 5]));
         assert_eq!(out[3].data, TensorData::Bool(vec![false, true]));

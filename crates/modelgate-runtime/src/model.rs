@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use modelgate_core::ModelName;
-use tract_onnx::prelude::{TValue, TVec, TypedRunnableModel};
+use tract_onnx::prelude::{TValue, TVec, TractResult, TypedRunnableModel, TypedSimpleState};
 
 use crate::reload::Fingerprint;
 use crate::{Datatype, OutputTensor, TensorData};
@@ -99,8 +99,12 @@ impl std::fmt::Debug for LoadedModel {
 impl LoadedModel {
     /// Runs the plan on inputs already validated and ordered like
     /// `self.inputs`. Blocking and CPU-bound: call it on the inference pool.
-    pub fn run(&self, inputs: TVec<TValue>) -> Result<Vec<OutputTensor>, String> {
-        let outs = self.plan.run(inputs).map_err(|e| format!("{e:#}"))?;
+    pub fn run(
+        &self,
+        ctx: &mut WorkerContext,
+        inputs: TVec<TValue>,
+    ) -> Result<Vec<OutputTensor>, String> {
+        let outs = ctx.run(&self.plan, inputs).map_err(|e| format!("{e:#}"))?;
         outs.iter()
             .enumerate()
             .map(|(index, v)| {
@@ -116,5 +120,77 @@ impl LoadedModel {
     /// Index of the output called `name`.
     pub fn output_index(&self, name: &str) -> Option<usize> {
         self.outputs.iter().position(|o| o.name == name)
+    }
+}
+
+/// Execution states kept per inference thread, at most this many.
+const CACHED_STATES: usize = 8;
+
+/// What one inference thread keeps between jobs: reusable tract states of
+/// the plans it ran lately (creating one per request costs allocations on the
+/// hot path). Owned by the thread's loop, so it is dropped before the thread's
+/// locals are torn down.
+#[derive(Default)]
+pub struct WorkerContext {
+    states: Vec<TypedSimpleState>,
+}
+
+impl WorkerContext {
+    /// Runs `plan` on the cached state for it (made on first use). States of
+    /// plans no model references any more are dropped here, so a reloaded
+    /// model's old plan does not linger.
+    fn run(
+        &mut self,
+        plan: &Arc<TypedRunnableModel>,
+        inputs: TVec<TValue>,
+    ) -> TractResult<TVec<TValue>> {
+        self.states.retain(|s| Arc::strong_count(s.plan()) > 1);
+        let mut state = match self.states.iter().position(|s| Arc::ptr_eq(s.plan(), plan)) {
+            Some(i) => self.states.swap_remove(i),
+            None => plan.spawn()?,
+        };
+        let result = state.run(inputs);
+        // A state whose run failed is not trusted again.
+        if result.is_ok() {
+            if self.states.len() >= CACHED_STATES {
+                self.states.remove(0);
+            }
+            self.states.push(state);
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::{load, tests::fixture};
+    use tract_onnx::prelude::{IntoTValue, Tensor, tvec};
+
+    fn rows(n: usize) -> TVec<TValue> {
+        tvec![
+            Tensor::from_shape(&[n, 4], &vec![5.0f32; n * 4])
+                .unwrap()
+                .into_tvalue()
+        ]
+    }
+
+    #[test]
+    fn one_cached_state_serves_every_batch_size() {
+        let m = load(&fixture("iris-logreg")).unwrap();
+        let mut ctx = WorkerContext::default();
+        for n in [1, 2, 7, 2, 1] {
+            let out = m.run(&mut ctx, rows(n)).unwrap();
+            assert_eq!(out[0].shape, vec![n]);
+            assert_eq!(out[1].shape, vec![n, 3]);
+            assert_eq!(out[0].data.len(), n);
+        }
+        assert_eq!(ctx.states.len(), 1);
+        // A model that is gone (reloaded or removed) loses its cached state.
+        drop(m);
+        let other = load(&fixture("iris-rf")).unwrap();
+        other.run(&mut ctx, rows(2)).unwrap();
+        assert_eq!(ctx.states.len(), 1);
+        assert!(Arc::ptr_eq(ctx.states[0].plan(), &other.plan));
     }
 }

@@ -8,7 +8,9 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use crossbeam_channel::{Sender, TrySendError};
 use tokio::sync::oneshot;
 
-type Job = Box<dyn FnOnce() + Send + 'static>;
+use crate::model::WorkerContext;
+
+type Job = Box<dyn FnOnce(&mut WorkerContext) + Send + 'static>;
 
 /// Why a job was not queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,11 +35,14 @@ impl Pool {
             std::thread::Builder::new()
                 .name(format!("modelgate-infer-{i}"))
                 .spawn(move || {
+                    let mut ctx = WorkerContext::default();
                     while let Ok(job) = rx.recv() {
                         // A panic inside tract must not shrink the pool: the
                         // job's result channel is dropped and its caller
-                        // answers with an internal error.
-                        if catch_unwind(AssertUnwindSafe(job)).is_err() {
+                        // answers with an internal error; the thread's cached
+                        // states are discarded as possibly inconsistent.
+                        if catch_unwind(AssertUnwindSafe(|| job(&mut ctx))).is_err() {
+                            ctx = WorkerContext::default();
                             tracing::error!("inference job panicked");
                         }
                     }
@@ -51,12 +56,12 @@ impl Pool {
     pub fn submit<T, F>(&self, f: F) -> Result<oneshot::Receiver<T>, Refused>
     where
         T: Send + 'static,
-        F: FnOnce() -> T + Send + 'static,
+        F: FnOnce(&mut WorkerContext) -> T + Send + 'static,
     {
         let (done, result) = oneshot::channel();
-        let job: Job = Box::new(move || {
+        let job: Job = Box::new(move |ctx| {
             // The caller may have gone away (client disconnect); nothing to do then.
-            let _ = done.send(f());
+            let _ = done.send(f(ctx));
         });
         match self.tx.try_send(job) {
             Ok(()) => Ok(result),
@@ -75,20 +80,20 @@ mod tests {
     #[tokio::test]
     async fn runs_jobs_and_refuses_when_full() {
         let pool = Pool::start(1, 1).unwrap();
-        assert_eq!(pool.submit(|| 2 + 2).unwrap().await.unwrap(), 4);
+        assert_eq!(pool.submit(|_| 2 + 2).unwrap().await.unwrap(), 4);
 
         let (release, gate) = mpsc::channel::<()>();
         let (started_tx, started) = mpsc::channel::<()>();
         let busy = pool
-            .submit(move || {
+            .submit(move |_| {
                 started_tx.send(()).unwrap();
                 gate.recv_timeout(Duration::from_secs(10)).ok();
                 1
             })
             .unwrap();
         started.recv_timeout(Duration::from_secs(10)).unwrap();
-        let queued = pool.submit(|| 2).unwrap(); // fills the queue of 1
-        assert_eq!(pool.submit(|| 3).unwrap_err(), Refused::Full);
+        let queued = pool.submit(|_| 2).unwrap(); // fills the queue of 1
+        assert_eq!(pool.submit(|_| 3).unwrap_err(), Refused::Full);
         release.send(()).unwrap();
         assert_eq!(busy.await.unwrap(), 1);
         assert_eq!(queued.await.unwrap(), 2);
@@ -97,8 +102,8 @@ mod tests {
     #[tokio::test]
     async fn survives_a_panicking_job() {
         let pool = Pool::start(1, 4).unwrap();
-        let r = pool.submit(|| -> u8 { panic!("boom") }).unwrap();
+        let r = pool.submit(|_| -> u8 { panic!("boom") }).unwrap();
         assert!(r.await.is_err());
-        assert_eq!(pool.submit(|| 7).unwrap().await.unwrap(), 7);
+        assert_eq!(pool.submit(|_| 7).unwrap().await.unwrap(), 7);
     }
 }

@@ -152,7 +152,7 @@ impl Runtime {
         let pending = self
             .inner
             .pool
-            .submit(move || job.run(inputs))
+            .submit(move |ctx| job.run(ctx, inputs))
             .map_err(|r| Reject::Unavailable {
                 message: match r {
                     Refused::Full => "the model server is busy; retry later".into(),

@@ -45,8 +45,7 @@ pub struct RuntimeSettings {
     /// Dedicated inference threads (default: the number of cores). At least 1.
     pub threads: usize,
     /// Requests that may wait for a free thread (default 256). When full, new
-    /// requests get 503 with `Retry-After: 1`. 0 accepts a request only when a
-    /// thread is idle.
+    /// requests get 503 with `Retry-After: 1`. At least 1.
     pub queue_depth: usize,
     /// Largest request body (REST) or message (gRPC) accepted, in bytes
     /// (default 4 MiB). At least 1.
@@ -67,6 +66,11 @@ impl RuntimeSettings {
     pub(crate) fn validate(&self) -> Result<(), RuntimeError> {
         if self.threads == 0 {
             return Err(RuntimeError::Settings("threads must be at least 1".into()));
+        }
+        if self.queue_depth == 0 {
+            return Err(RuntimeError::Settings(
+                "queue_depth must be at least 1".into(),
+            ));
         }
         if self.max_body_bytes == 0 {
             return Err(RuntimeError::Settings(

@@ -375,10 +375,15 @@ async fn v1_predict_ready_and_explain() {
 async fn a_full_pool_answers_unavailable_with_retry_after() {
     let settings = RuntimeSettings {
         threads: 1,
-        queue_depth: 0,
+        queue_depth: 1,
         ..RuntimeSettings::default()
     };
-    let rt = Runtime::start(vec![spec("iris-rf")], settings).unwrap();
+    let rt = Runtime::start(vec![spec("iris-rf")], settings.clone()).unwrap();
+    let zero = RuntimeSettings {
+        queue_depth: 0,
+        ..settings
+    };
+    assert!(Runtime::start(vec![], zero).is_err());
     let rows: Vec<Value> = (0..200).map(|_| json!([6.8, 2.8, 4.8, 1.4])).collect();
     let body = v2_body(&Value::Array(rows));
     let mut set = tokio::task::JoinSet::new();
