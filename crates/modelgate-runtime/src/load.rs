@@ -3,11 +3,11 @@
 //! plan serves any batch size), optimize, and read back the metadata.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use tract_onnx::pb::{self, tensor_shape_proto::dimension, type_proto};
 use tract_onnx::prelude::{
-    DatumType, Framework, InferenceFact, InferenceModelExt, IntoRunnable, TDim,
+    DatumType, Framework, InferenceFact, InferenceModel, InferenceModelExt, IntoRunnable, TDim,
+    TypedModel,
 };
 use tract_onnx::tract_hir::ops::identity::Identity;
 
@@ -45,92 +45,110 @@ pub fn load(spec: &BuiltinModelSpec) -> Result<LoadedModel, RuntimeError> {
         .graph
         .as_ref()
         .ok_or_else(|| fail("the ONNX model has no graph".into()))?;
-    let declared = declared_inputs(graph);
     let mut model = onnx
         .model_for_proto_model(&proto)
         .map_err(|e| fail(format!("{e:#}")))?;
+    let (inputs, symbols) = fix_inputs(&mut model, &declared_inputs(graph)).map_err(fail)?;
+    let typed = model.into_optimized().map_err(|e| fail(format!("{e:#}")))?;
+    let mut outputs = read_outputs(&typed, &zipmap_labels(graph)).map_err(fail)?;
+    if let Some(labels) = settings.labels {
+        apply_labels(&mut outputs, labels)
+            .map_err(|cause| RuntimeError::load(name, spec.settings_file(), cause))?;
+    }
+    let batch_symbol = match inputs.first().and_then(|i| i.dims.first()) {
+        Some(Dim::Var(s)) => Some(*s),
+        _ => None,
+    };
+    let plan = typed.into_runnable().map_err(|e| fail(format!("{e:#}")))?;
+    Ok(LoadedModel {
+        name: name.clone(),
+        version: settings.version.unwrap_or_else(|| DEFAULT_VERSION.into()),
+        inputs,
+        outputs,
+        symbols,
+        batch_symbol,
+        max_batch_size: settings.max_batch_size,
+        plan,
+        fingerprint,
+    })
+}
 
+/// Gives every model input its declared type and shape, variable dimensions
+/// as symbols; returns the input specs and the number of symbols.
+fn fix_inputs(
+    model: &mut InferenceModel,
+    declared: &HashMap<&str, DeclaredInput>,
+) -> Result<(Vec<InputSpec>, usize), String> {
     let mut symbols: Vec<String> = Vec::new();
     let mut inputs = Vec::new();
-    let outlets = model
-        .input_outlets()
-        .map_err(|e| fail(e.to_string()))?
-        .to_vec();
+    let outlets = model.input_outlets().map_err(|e| e.to_string())?.to_vec();
     for (i, outlet) in outlets.iter().enumerate() {
         let input_name = model.node(outlet.node).name.clone();
         let (elem, dims) = declared
             .get(input_name.as_str())
-            .ok_or_else(|| fail(format!("input '{input_name}' has no declared tensor type")))?;
+            .ok_or_else(|| format!("input '{input_name}' has no declared tensor type"))?;
         let datatype = datatype_of_onnx(*elem).ok_or_else(|| {
-            fail(format!(
+            format!(
                 "input '{input_name}' has unsupported element type {}",
                 onnx_type_name(*elem)
-            ))
+            )
         })?;
         let dims = dims
             .as_ref()
-            .ok_or_else(|| fail(format!("input '{input_name}' declares no shape")))?;
+            .ok_or_else(|| format!("input '{input_name}' declares no shape"))?;
         let mut spec_dims = Vec::new();
         let mut fact_dims = Vec::new();
         for (axis, d) in dims.iter().enumerate() {
-            match d {
-                Some(DeclaredDim::Value(v)) => {
-                    let v = usize::try_from(*v).map_err(|_| {
-                        fail(format!("input '{input_name}' has a negative dimension"))
-                    })?;
-                    spec_dims.push(Dim::Fixed(v));
-                    fact_dims.push(TDim::from(v));
-                }
-                other => {
-                    let sym_name = match other {
-                        Some(DeclaredDim::Param(p)) if is_symbol_name(p) => p.clone(),
-                        _ if i == 0 && axis == 0 => "N".to_string(),
-                        _ => format!("d{i}_{axis}"),
-                    };
-                    let idx = match symbols.iter().position(|s| *s == sym_name) {
-                        Some(idx) => idx,
-                        None => {
-                            symbols.push(sym_name.clone());
-                            symbols.len() - 1
-                        }
-                    };
-                    spec_dims.push(Dim::Var(idx));
-                    fact_dims.push(TDim::from(model.sym(&sym_name)));
-                }
+            if let Some(DeclaredDim::Value(v)) = d {
+                let v = usize::try_from(*v)
+                    .map_err(|_| format!("input '{input_name}' has a negative dimension"))?;
+                spec_dims.push(Dim::Fixed(v));
+                fact_dims.push(TDim::from(v));
+                continue;
             }
+            let sym_name = match d {
+                Some(DeclaredDim::Param(p)) if is_symbol_name(p) => p.clone(),
+                _ if i == 0 && axis == 0 => "N".to_string(),
+                _ => format!("d{i}_{axis}"),
+            };
+            let idx = symbols
+                .iter()
+                .position(|s| *s == sym_name)
+                .unwrap_or_else(|| {
+                    symbols.push(sym_name.clone());
+                    symbols.len() - 1
+                });
+            spec_dims.push(Dim::Var(idx));
+            fact_dims.push(TDim::from(model.sym(&sym_name)));
         }
         model
             .set_input_fact(i, InferenceFact::dt_shape(datum_of(datatype), fact_dims))
-            .map_err(|e| fail(format!("{e:#}")))?;
+            .map_err(|e| format!("{e:#}"))?;
         inputs.push(InputSpec {
             name: input_name,
             datatype,
             dims: spec_dims,
         });
     }
-    let batch_symbol = match inputs.first().and_then(|i| i.dims.first()) {
-        Some(Dim::Var(s)) => Some(*s),
-        _ => None,
-    };
+    Ok((inputs, symbols.len()))
+}
 
-    let typed = model.into_optimized().map_err(|e| fail(format!("{e:#}")))?;
+/// The optimized model's outputs, in ONNX order, with ZipMap class labels.
+fn read_outputs(
+    typed: &TypedModel,
+    zipmaps: &HashMap<String, ClassLabels>,
+) -> Result<Vec<OutputSpec>, String> {
     let mut outputs = Vec::new();
-    let zipmaps = zipmap_labels(graph);
-    for outlet in typed.output_outlets().map_err(|e| fail(e.to_string()))? {
-        let out_name = typed
+    for outlet in typed.output_outlets().map_err(|e| e.to_string())? {
+        let name = typed
             .outlet_label(*outlet)
             .map(str::to_string)
             .unwrap_or_else(|| typed.node(outlet.node).name.clone());
-        let fact = typed
-            .outlet_fact(*outlet)
-            .map_err(|e| fail(e.to_string()))?;
+        let fact = typed.outlet_fact(*outlet).map_err(|e| e.to_string())?;
         let datatype = match fact.datum_type {
             DatumType::TDim => Datatype::Int64,
-            dt => datatype_of_datum(dt).ok_or_else(|| {
-                fail(format!(
-                    "output '{out_name}' has unsupported element type {dt:?}"
-                ))
-            })?,
+            dt => datatype_of_datum(dt)
+                .ok_or_else(|| format!("output '{name}' has unsupported element type {dt:?}"))?,
         };
         let shape = fact
             .shape
@@ -138,30 +156,15 @@ pub fn load(spec: &BuiltinModelSpec) -> Result<LoadedModel, RuntimeError> {
             .iter()
             .map(|d| d.to_i64().unwrap_or(-1))
             .collect();
-        let class_labels = zipmaps.get(out_name.as_str()).cloned();
+        let class_labels = zipmaps.get(name.as_str()).cloned();
         outputs.push(OutputSpec {
-            name: out_name,
+            name,
             datatype,
             shape,
             class_labels,
         });
     }
-    if let Some(labels) = settings.labels {
-        apply_labels(&mut outputs, labels)
-            .map_err(|cause| RuntimeError::load(name, spec.settings_file(), cause))?;
-    }
-    let plan = typed.into_runnable().map_err(|e| fail(format!("{e:#}")))?;
-    Ok(LoadedModel {
-        name: name.clone(),
-        version: settings.version.unwrap_or_else(|| DEFAULT_VERSION.into()),
-        inputs,
-        outputs,
-        symbols: symbols.len(),
-        batch_symbol,
-        max_batch_size: settings.max_batch_size,
-        plan: Arc::clone(&plan),
-        fingerprint,
-    })
+    Ok(outputs)
 }
 
 /// `model.yaml` `labels` name the classes of the probability output: the
