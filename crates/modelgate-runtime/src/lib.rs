@@ -6,6 +6,7 @@
 //! models are swapped atomically on config update or file change
 //! ([`Runtime::update`], [`Runtime::reload_changed`]).
 
+mod binary;
 mod datatype;
 mod error;
 mod grpc;

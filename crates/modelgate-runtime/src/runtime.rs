@@ -38,7 +38,9 @@ struct Inner {
 
 impl Runtime {
     /// Loads every model and starts the inference threads. The error names
-    /// the model, the file and the cause.
+    /// the model, the file and the cause. Blocking (reads and optimizes the
+    /// models): call it before serving or via `spawn_blocking`, as
+    /// [`Runtime::update`] and [`Runtime::reload_changed`].
     pub fn start(
         specs: Vec<BuiltinModelSpec>,
         settings: RuntimeSettings,

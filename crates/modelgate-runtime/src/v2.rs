@@ -4,7 +4,7 @@
 //!
 //! Class labels of a ZipMap classifier are in the metadata of its probability
 //! output: `outputs[i].parameters.class_labels` (MLServer's tensor-metadata
-//! `parameters`). The binary tensor extension is refused with a clear 400.
+//! `parameters`). The binary tensor extension is served (see `crate::binary`).
 
 use std::borrow::Cow;
 
@@ -12,20 +12,16 @@ use http::{HeaderMap, Response};
 use modelgate_core::{BoxBody, Operation, Reject};
 use serde::{Deserialize, Serialize};
 
+use crate::binary::{self, Params, Tail};
 use crate::http_io::{parse_json, read_body, to_json_response};
 use crate::json_data::JsonData;
 use crate::json_out::Flat;
 use crate::model::{ClassLabels, LoadedModel};
 use crate::runtime::BuiltinCall;
-use crate::{InputTensor, Runtime, infer};
+use crate::{InputTensor, Runtime, TensorData, infer};
 
 /// The OIP platform name of ONNX models.
 pub const PLATFORM: &str = "onnx_onnxv1";
-
-/// Header of the binary tensor extension (not supported).
-const BINARY_HEADER: &str = "inference-header-content-length";
-
-type Params = serde_json::Map<String, serde_json::Value>;
 
 #[derive(Deserialize)]
 struct InferRequest<'a> {
@@ -48,7 +44,8 @@ struct RequestInput<'a> {
     datatype: Cow<'a, str>,
     #[serde(default)]
     parameters: Option<Params>,
-    data: JsonData,
+    #[serde(default)]
+    data: Option<JsonData>,
 }
 
 #[derive(Deserialize)]
@@ -72,7 +69,15 @@ struct ResponseOutput<'a> {
     name: &'a str,
     datatype: &'static str,
     shape: &'a [usize],
-    data: Flat<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parameters: Option<BinarySize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<Flat<'a>>,
+}
+
+#[derive(Serialize)]
+struct BinarySize {
+    binary_data_size: usize,
 }
 
 #[derive(Serialize)]
@@ -136,14 +141,10 @@ pub async fn handle(
             to_json_response(&metadata(&model, reload_failed))
         }
         Operation::Infer => {
-            if headers.contains_key(BINARY_HEADER) {
-                return Err(Reject::BadRequest(
-                    "the binary tensor data extension is not supported by the built-in runtime; send JSON tensors".into(),
-                ));
-            }
             let bytes = read_body(headers, body, rt.max_body_bytes()).await?;
-            let req: InferRequest<'_> = parse_json(&bytes)?;
-            infer(rt, model, req, headers).await
+            let (json, tail) = binary::split(headers, bytes)?;
+            let req: InferRequest<'_> = parse_json(&json)?;
+            infer(rt, model, req, Tail::new(tail), headers).await
         }
         other => Err(Reject::NotFound(format!(
             "operation {} is not served for model '{}' over V2",
@@ -157,85 +158,117 @@ async fn infer(
     rt: &Runtime,
     model: std::sync::Arc<LoadedModel>,
     req: InferRequest<'_>,
+    mut tail: Tail,
     headers: &HeaderMap,
 ) -> Result<Response<BoxBody>, Reject> {
-    check_params(req.parameters.as_ref(), "the request")?;
+    let all_binary = binary::flag(req.parameters.as_ref(), "binary_data_output", "the request")?;
     let mut inputs = Vec::with_capacity(req.inputs.len());
     for input in req.inputs {
-        inputs.push(decode_input(input)?);
+        inputs.push(decode_input(input, &mut tail)?);
     }
+    tail.finish()?;
     let requested = req.outputs.unwrap_or_default();
+    // Output index → whether it is answered in binary.
+    let mut binary_outputs = Vec::new();
     for o in &requested {
-        check_params(
-            o.parameters.as_ref(),
-            &format!("output '{}'", infer::shown(&o.name)),
-        )?;
+        let whose = format!("output '{}'", infer::shown(&o.name));
+        if let Some(b) = binary::flag(o.parameters.as_ref(), "binary_data", &whose)? {
+            binary_outputs.push((o.name.as_ref(), b));
+        }
     }
     let picked = infer::select_outputs(&model, requested.iter().map(|o| o.name.as_ref()))?;
     let values = infer::prepare(&model, inputs)?;
     let (model, outputs) = rt.execute(model, values).await?;
     let outputs = infer::pick(outputs, &picked);
     let id = request_id(req.id.as_deref(), headers);
-    let body = InferResponse {
+    let mut tail_out = Vec::new();
+    let mut body = InferResponse {
         model_name: model.name.as_str(),
         model_version: &model.version,
         id: &id,
-        outputs: outputs
-            .iter()
-            .map(|o| ResponseOutput {
-                name: model
-                    .outputs
-                    .get(o.index)
-                    .map_or("", |spec| spec.name.as_str()),
-                datatype: o.data.datatype().as_str(),
-                shape: &o.shape,
-                data: Flat(&o.data),
-            })
-            .collect(),
+        outputs: Vec::with_capacity(outputs.len()),
     };
-    to_json_response(&body)
+    for o in &outputs {
+        let name = model
+            .outputs
+            .get(o.index)
+            .map_or("", |spec| spec.name.as_str());
+        let binary = binary_outputs
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, b)| *b)
+            .or(all_binary)
+            .unwrap_or(false);
+        let (parameters, data) = if binary {
+            let bytes = o.data.to_le_bytes();
+            let size = bytes.len();
+            tail_out.extend_from_slice(&bytes);
+            (
+                Some(BinarySize {
+                    binary_data_size: size,
+                }),
+                None,
+            )
+        } else {
+            (None, Some(Flat(&o.data)))
+        };
+        body.outputs.push(ResponseOutput {
+            name,
+            datatype: o.data.datatype().as_str(),
+            shape: &o.shape,
+            parameters,
+            data,
+        });
+    }
+    if body.outputs.iter().all(|o| o.parameters.is_none()) {
+        return to_json_response(&body);
+    }
+    let json = serde_json::to_vec(&body).map_err(|e| Reject::Internal {
+        detail: format!("serializing response: {e}"),
+    })?;
+    Ok(binary::response(json, &tail_out))
 }
 
-/// Decodes one request input; checks that nested `data` spells its `shape`.
-fn decode_input(input: RequestInput<'_>) -> Result<InputTensor, Reject> {
+/// Decodes one request input, from JSON `data` or from the binary tail;
+/// checks that nested `data` spells its `shape`.
+fn decode_input(input: RequestInput<'_>, tail: &mut Tail) -> Result<InputTensor, Reject> {
     let name = infer::shown(&input.name);
     let bad = |m: String| Reject::BadRequest(format!("input '{name}': {m}"));
-    check_params(input.parameters.as_ref(), &format!("input '{name}'"))?;
     let declared = crate::Datatype::parse(&input.datatype).map_err(bad)?;
-    if input.data.is_nested()
-        && input.data.problem.is_none()
-        && !input
-            .data
-            .dims
-            .iter()
-            .map(|d| i64::try_from(*d).ok())
-            .eq(input.shape.iter().map(|s| Some(*s)))
-    {
-        return Err(bad(format!(
-            "data nested as {:?} does not match shape {:?}",
-            input.data.dims, input.shape
-        )));
-    }
-    let data = input.data.to_tensor_data(declared).map_err(bad)?;
+    let size = binary::size(input.parameters.as_ref(), &format!("input '{name}'"))?;
+    let data = match (input.data, size) {
+        (Some(_), Some(_)) => {
+            return Err(bad("has both data and binary_data_size".into()));
+        }
+        (None, None) => return Err(bad("has no data".into())),
+        (None, Some(n)) => {
+            let bytes = tail
+                .take(n)
+                .ok_or_else(|| bad(format!("binary_data_size {n} exceeds the binary data left")))?;
+            TensorData::from_le_bytes(declared, &bytes).map_err(bad)?
+        }
+        (Some(data), None) => {
+            if data.is_nested()
+                && data.problem.is_none()
+                && !data
+                    .dims
+                    .iter()
+                    .map(|d| i64::try_from(*d).ok())
+                    .eq(input.shape.iter().map(|s| Some(*s)))
+            {
+                return Err(bad(format!(
+                    "data nested as {:?} does not match shape {:?}",
+                    data.dims, input.shape
+                )));
+            }
+            data.to_tensor_data(declared).map_err(bad)?
+        }
+    };
     Ok(InputTensor {
         name: input.name.into_owned(),
         shape: input.shape,
         data,
     })
-}
-
-/// Parameters are accepted and ignored, except the binary-data ones, which
-/// would change the body format.
-fn check_params(params: Option<&Params>, whose: &str) -> Result<(), Reject> {
-    let Some(params) = params else { return Ok(()) };
-    for key in ["binary_data_size", "binary_data", "binary_data_output"] {
-        if params.contains_key(key) {
-            return Err(Reject::BadRequest(format!(
-                "{whose}: parameter '{key}' (binary tensor data) is not supported by the built-in runtime"
-            )));
-        }
-    }
-    Ok(())
 }
 
 /// The response `id`: the request's, else the gateway's `x-request-id`, else

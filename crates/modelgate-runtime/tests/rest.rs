@@ -199,7 +199,7 @@ async fn v2_bad_requests_name_the_input() {
         ),
         (
             r#"{"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4], "parameters": {"binary_data_size": 16}}]}"#,
-            "input 'input': parameter 'binary_data_size'",
+            "input 'input': has both data and binary_data_size",
         ),
         (r#"{"inputs": []}"#, "missing inference input 'input'"),
         (r#"{"inputs": "#, "invalid JSON request body"),
@@ -469,4 +469,127 @@ async fn reload_under_load_loses_no_request() {
     .await
     .unwrap();
     assert_eq!(md["parameters"], json!({"reload_failed": true}));
+}
+
+/// Splits a binary-extension response into its JSON header and tail.
+fn split_binary(resp: http::Response<modelgate_core::BoxBody>) -> (Value, Vec<u8>) {
+    use http_body_util::BodyExt;
+    assert_eq!(resp.headers()["content-type"], "application/octet-stream");
+    let json_len: usize = resp.headers()["inference-header-content-length"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let bytes = futures_block(resp.into_body().collect())
+        .unwrap()
+        .to_bytes();
+    (
+        serde_json::from_slice(&bytes[..json_len]).unwrap(),
+        bytes[json_len..].to_vec(),
+    )
+}
+
+fn futures_block<F: std::future::Future>(f: F) -> F::Output {
+    // In-memory bodies complete on the first poll.
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match std::pin::pin!(f).poll(&mut cx) {
+        std::task::Poll::Ready(v) => v,
+        std::task::Poll::Pending => panic!("body not ready"),
+    }
+}
+
+fn binary_request(json: &Value, tail: &[u8]) -> (HeaderMap, String, Vec<u8>) {
+    let header = json.to_string();
+    let mut headers = HeaderMap::new();
+    headers.insert("inference-header-content-length", header.len().into());
+    let mut body = header.clone().into_bytes();
+    body.extend_from_slice(tail);
+    (headers, header, body)
+}
+
+#[tokio::test]
+async fn v2_binary_tensor_extension() {
+    let rt = runtime(&["iris-logreg"]);
+    let rows: Vec<f32> = vec![6.8, 2.8, 4.8, 1.4, 6.0, 3.4, 4.5, 1.6];
+    let raw: Vec<u8> = rows.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let json = json!({
+        "inputs": [{"name": "input", "shape": [2, 4], "datatype": "FP32",
+                    "parameters": {"binary_data_size": raw.len()}}],
+        "outputs": [{"name": "label"}, {"name": "probabilities", "parameters": {"binary_data": true}}]
+    });
+    let (headers, _, body) = binary_request(&json, &raw);
+    let c = call(Protocol::V2, Operation::Infer, "iris-logreg");
+    let resp = rt
+        .handle(c.clone(), &headers, modelgate_core::full(body))
+        .await
+        .unwrap();
+    let (head, tail) = split_binary(resp);
+    assert_eq!(head["outputs"][0]["data"], json!([1, 1]));
+    assert_eq!(
+        head["outputs"][1]["parameters"],
+        json!({"binary_data_size": 24})
+    );
+    assert!(head["outputs"][1].get("data").is_none());
+    let probs: Vec<f64> = tail
+        .chunks_exact(4)
+        .map(|c| f64::from(f32::from_le_bytes(c.try_into().unwrap())))
+        .collect();
+    let want = flatten(&expected()["iris-logreg"]["rows2"]["probabilities"]);
+    assert_close(&json!(probs), &json!(want), 1e-6);
+
+    // Request-level binary_data_output: every output in binary, in order.
+    let json = json!({
+        "parameters": {"binary_data_output": true},
+        "inputs": [{"name": "input", "shape": [2, 4], "datatype": "FP32",
+                    "parameters": {"binary_data_size": raw.len()}}]
+    });
+    let (headers, _, body) = binary_request(&json, &raw);
+    let resp = rt
+        .handle(c.clone(), &headers, modelgate_core::full(body))
+        .await
+        .unwrap();
+    let (head, tail) = split_binary(resp);
+    assert_eq!(
+        head["outputs"][0]["parameters"],
+        json!({"binary_data_size": 16})
+    );
+    assert_eq!(tail.len(), 16 + 24);
+    assert_eq!(
+        &tail[..16],
+        [1i64, 1]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect::<Vec<u8>>()
+    );
+
+    // Bad framing is a 400 naming what is wrong.
+    let (mut headers, _, body) = binary_request(&json, &raw[..30]);
+    let e = rt
+        .handle(c.clone(), &headers, modelgate_core::full(body.clone()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, Reject::BadRequest(m) if m.contains("input 'input': binary_data_size 32 exceeds")),
+        "{e:?}"
+    );
+    headers.insert("inference-header-content-length", 100000.into());
+    let e = rt
+        .handle(c.clone(), &headers, modelgate_core::full(body))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, Reject::BadRequest(m) if m.contains("exceeds the body")),
+        "{e:?}"
+    );
+    let mut extra = raw.clone();
+    extra.push(0);
+    let (headers, _, body) = binary_request(&json, &extra);
+    let e = rt
+        .handle(c, &headers, modelgate_core::full(body))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, Reject::BadRequest(m) if m.contains("1 bytes of binary data")),
+        "{e:?}"
+    );
 }
