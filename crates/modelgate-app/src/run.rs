@@ -10,7 +10,7 @@ use arc_swap::ArcSwap;
 use modelgate_audit::Metrics;
 use modelgate_authn::KeyStore;
 use modelgate_config::Config;
-use modelgate_listen::{ServeOptions, TlsSetup, serve};
+use modelgate_listen::{ServeOptions, TlsSetup, bind_shared, serve};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -30,10 +30,13 @@ pub enum StartError {
     Tls { index: usize, source: modelgate_listen::TlsError },
     #[error("cannot listen on {addr}: {source} (is another process using the port?)")]
     Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot start an I/O thread: {0}")]
+    Thread(std::io::Error),
 }
 
 /// Runs the server until SIGTERM or SIGINT, then drains and returns.
 pub async fn run(config: Config, config_path: PathBuf) -> Result<(), StartError> {
+    modelgate_upstream::set_worker_count(config.runtime.io_threads);
     let metrics = Arc::new(Metrics::new());
     let keys = Arc::new(ArcSwap::from_pointee(match &config.auth.api_keys {
         Some(k) => KeyStore::load(&k.file)?,
@@ -51,7 +54,9 @@ pub async fn run(config: Config, config_path: PathBuf) -> Result<(), StartError>
     });
 
     let mut tls_setups = Vec::new();
-    let mut bound = Vec::new();
+    let io_threads = listeners_cfg.first().map_or(1, |_| shared.pipeline.load().config.runtime.io_threads);
+    // One socket per listener per I/O thread (SO_REUSEPORT).
+    let mut per_thread: Vec<Vec<(ServeOptions, std::net::TcpListener)>> = (0..io_threads).map(|_| Vec::new()).collect();
     for (index, l) in listeners_cfg.iter().enumerate() {
         let tls = match &l.tls {
             Some(t) => Some(Arc::new(TlsSetup::new(t, l.http2).map_err(|source| StartError::Tls { index, source })?)),
@@ -60,21 +65,28 @@ pub async fn run(config: Config, config_path: PathBuf) -> Result<(), StartError>
         if let Some(t) = &tls {
             tls_setups.push(t.clone());
         }
-        let tcp = TcpListener::bind(l.address).await.map_err(|source| StartError::Bind { addr: l.address, source })?;
-        bound.push((index, tcp, tls));
+        let sockets = bind_shared(l.address, io_threads).map_err(|source| StartError::Bind { addr: l.address, source })?;
+        let bound = sockets.first().and_then(|s| s.local_addr().ok()).unwrap_or(l.address);
+        tracing::info!(address = %bound, tls = tls.is_some(), http2 = l.http2, io_threads, "listening");
+        let opts = ServeOptions { listener: index, http2: l.http2, header_read_timeout: l.header_read_timeout, drain_timeout: l.drain_timeout, tls };
+        for (w, sock) in sockets.into_iter().enumerate() {
+            per_thread[w].push((opts.clone(), sock));
+        }
     }
     let admin_tcp = TcpListener::bind(admin_addr).await.map_err(|source| StartError::Bind { addr: admin_addr, source })?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let gateway = Arc::new(Gateway { shared: shared.clone() });
-    let mut tasks = Vec::new();
-    let mut drain = Duration::ZERO;
-    for (index, tcp, tls) in bound {
-        let l = &listeners_cfg[index];
-        drain = drain.max(l.drain_timeout);
-        tracing::info!(address = %tcp.local_addr().map_or(l.address, |a| a), tls = tls.is_some(), http2 = l.http2, "listening");
-        let opts = ServeOptions { listener: index, http2: l.http2, header_read_timeout: l.header_read_timeout, drain_timeout: l.drain_timeout, tls };
-        tasks.push(tokio::spawn(serve(tcp, opts, gateway.clone(), stop_rx.clone())));
+    let drain = listeners_cfg.iter().map(|l| l.drain_timeout).max().unwrap_or(Duration::ZERO);
+    let mut threads = Vec::new();
+    for (w, sockets) in per_thread.into_iter().enumerate() {
+        let gateway = gateway.clone();
+        let stop = stop_rx.clone();
+        let t = std::thread::Builder::new()
+            .name(format!("modelgate-io-{w}"))
+            .spawn(move || io_thread(w, sockets, gateway, stop))
+            .map_err(StartError::Thread)?;
+        threads.push(t);
     }
     tracing::info!(address = %admin_tcp.local_addr().map_or(admin_addr, |a| a), "admin listening");
     let admin_opts = ServeOptions { listener: 0, http2: false, header_read_timeout: Duration::from_secs(10), drain_timeout: Duration::from_secs(1), tls: None };
@@ -89,13 +101,41 @@ pub async fn run(config: Config, config_path: PathBuf) -> Result<(), StartError>
     shared.ready.store(false, Ordering::Release);
     tracing::info!(drain_timeout = ?drain, "shutting down: no new connections, draining in-flight requests");
     let _ = stop_tx.send(true);
-    for t in tasks {
-        let _ = t.await;
-    }
+    let _ = tokio::task::spawn_blocking(move || {
+        for t in threads {
+            let _ = t.join();
+        }
+    })
+    .await;
     let _ = admin_task.await;
     watch_task.abort();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// One I/O thread: its own event loop serving its sockets; every task of a
+/// connection (including its upstream connections) stays on this thread.
+fn io_thread(index: usize, sockets: Vec<(ServeOptions, std::net::TcpListener)>, gateway: Arc<Gateway>, stop: watch::Receiver<bool>) {
+    modelgate_upstream::pin_current_thread(index);
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, thread = index, "cannot start an I/O thread's event loop");
+            return;
+        }
+    };
+    rt.block_on(async move {
+        let mut tasks = Vec::new();
+        for (opts, sock) in sockets {
+            match TcpListener::from_std(sock) {
+                Ok(l) => tasks.push(tokio::spawn(serve(l, opts, gateway.clone(), stop.clone()))),
+                Err(e) => tracing::error!(error = %e, thread = index, "cannot register a listening socket"),
+            }
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+    });
 }
 
 /// Waits for SIGTERM/SIGINT; SIGHUP triggers a reload meanwhile.

@@ -154,7 +154,9 @@ pub struct RawLog {
 #[serde(deny_unknown_fields)]
 pub struct RawRuntime {
     #[serde(default)]
-    pub threads: Option<usize>,
+    pub io_threads: Option<usize>,
+    #[serde(default)]
+    pub inference_threads: Option<usize>,
     #[serde(default)]
     pub queue_depth: Option<usize>,
 }

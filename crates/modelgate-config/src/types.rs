@@ -247,7 +247,11 @@ pub enum DecisionSink {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Runtime {
-    pub threads: usize,
+    /// Threads serving connections, each with its own event loop, listening
+    /// sockets (SO_REUSEPORT) and upstream connection pools.
+    pub io_threads: usize,
+    /// Threads running built-in model inference.
+    pub inference_threads: usize,
     pub queue_depth: usize,
 }
 

@@ -2,10 +2,12 @@
 //! HTTP/2 on them, handing each request with its connection facts to a
 //! handler; on shutdown, stops accepting and drains in-flight requests.
 
+mod bind;
 mod conn;
 mod serve;
 pub mod tls;
 
+pub use bind::bind_shared;
 pub use conn::ConnInfo;
 pub use serve::{Handler, ServeOptions, serve};
 pub use tls::{TlsError, TlsSetup};

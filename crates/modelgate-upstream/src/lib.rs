@@ -5,5 +5,7 @@
 pub mod headers;
 pub mod limit;
 mod target;
+mod worker;
 
 pub use target::{Forwarded, UpstreamTarget};
+pub use worker::{pin_current_thread, set_worker_count};

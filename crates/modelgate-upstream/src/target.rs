@@ -1,6 +1,6 @@
 //! One model's upstream: its endpoints, pooled clients and deadline.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,7 @@ use modelgate_config::Upstream;
 use modelgate_core::{BoxBody, BoxError, Reject, redact_url};
 
 use crate::headers::remove_hop_by_hop;
+use crate::worker;
 
 type HttpClient = Client<HttpsConnector<HttpConnector>, BoxBody>;
 
@@ -55,12 +56,13 @@ pub struct UpstreamTarget {
     next: AtomicUsize,
     timeout: Duration,
     host_override: Option<HeaderValue>,
-    rest_client: HttpClient,
     rest_http2: bool,
-    grpc_client: HttpClient,
+    connect_timeout: Duration,
+    /// Per I/O thread: (REST client, gRPC client), made on first use.
+    clients: Vec<OnceLock<(HttpClient, HttpClient)>>,
 }
 
-fn client(connect_timeout: Duration, http2_only: bool) -> Result<HttpClient, String> {
+fn client(connect_timeout: Duration, http2_only: bool) -> HttpClient {
     let mut http = HttpConnector::new();
     http.set_connect_timeout(Some(connect_timeout));
     http.set_nodelay(true);
@@ -76,7 +78,7 @@ fn client(connect_timeout: Duration, http2_only: bool) -> Result<HttpClient, Str
     if http2_only {
         b.http2_only(true);
     }
-    Ok(b.build(https))
+    b.build(https)
 }
 
 impl UpstreamTarget {
@@ -89,23 +91,34 @@ impl UpstreamTarget {
             next: AtomicUsize::new(0),
             timeout: cfg.timeout,
             host_override: cfg.host.clone(),
-            rest_client: client(cfg.connect_timeout, cfg.http2)?,
             rest_http2: cfg.http2,
-            grpc_client: client(cfg.connect_timeout, true)?,
+            connect_timeout: cfg.connect_timeout,
+            clients: (0..worker::slots()).map(|_| OnceLock::new()).collect(),
         })
+    }
+
+    /// The calling I/O thread's clients.
+    fn clients(&self) -> Result<&(HttpClient, HttpClient), ForwardError> {
+        let slot = self
+            .clients
+            .get(worker::current_slot())
+            .or_else(|| self.clients.last())
+            .ok_or((Reject::Internal { detail: "no upstream client".into() }, "internal"))?;
+        Ok(slot.get_or_init(|| (client(self.connect_timeout, self.rest_http2), client(self.connect_timeout, true))))
     }
 
     /// Sends `req` (whose URI holds only the path and query, and whose headers
     /// are already cleaned) to the next endpoint. `too_large` is the flag of a
     /// [`crate::limit::Limited`] request body, to answer 413 when it trips.
     pub async fn forward(&self, mut req: Request<BoxBody>, grpc: bool, too_large: Option<Arc<AtomicBool>>) -> Result<Forwarded, ForwardError> {
+        let (rest_client, grpc_client) = self.clients()?;
         let (ep, client, version) = if grpc {
             let ep = self.grpc.as_ref().ok_or((Reject::NotFound("no gRPC upstream".into()), "config"))?;
-            (ep, &self.grpc_client, Version::HTTP_2)
+            (ep, grpc_client, Version::HTTP_2)
         } else {
             let i = self.next.fetch_add(1, Ordering::Relaxed) % self.rest.len().max(1);
             let ep = self.rest.get(i).ok_or((Reject::Internal { detail: "no upstream endpoint".into() }, "config"))?;
-            (ep, &self.rest_client, if self.rest_http2 { Version::HTTP_2 } else { Version::HTTP_11 })
+            (ep, rest_client, if self.rest_http2 { Version::HTTP_2 } else { Version::HTTP_11 })
         };
         let pq = req.uri().path_and_query().cloned();
         let mut parts = http::uri::Parts::default();

@@ -89,9 +89,10 @@ fn serve(path: &Path) -> anyhow::Result<ExitCode> {
         }
     };
     init_tracing(&config)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    // The control loop (signals, reload, admin); request traffic runs on the
+    // I/O threads that `run` starts, one event loop each.
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .thread_name("modelgate")
         .build()
         .context("cannot start the async runtime")?;
     let config_path = path.to_path_buf();
