@@ -29,6 +29,9 @@ pub struct Trace {
     pub authorized: bool,
     pub upstream: Option<String>,
     pub upstream_elapsed: Option<Duration>,
+    /// The listener answers authentication and authorization refusals as
+    /// Envoy does (`text/plain`, `RBAC: access denied`).
+    pub istio_compat: bool,
 }
 
 impl Trace {
@@ -97,7 +100,9 @@ pub fn answered(p: &Pipeline, metrics: &Metrics, trace: &Trace, mut resp: Respon
 /// Finishes a refused or failed request.
 pub fn rejected(p: &Pipeline, metrics: &Metrics, trace: &Trace, reject: Reject, upstream_error: Option<&'static str>) -> Response<BoxBody> {
     let ctx = RenderContext { realm: &p.config.auth.realm };
-    let mut resp = render(&reject, trace.shape(), &ctx);
+    let envoy = trace.istio_compat && !trace.grpc && matches!(reject, Reject::Unauthenticated(_) | Reject::Forbidden(_));
+    let shape = if envoy { ErrorShape::EnvoyText } else { trace.shape() };
+    let mut resp = render(&reject, shape, &ctx);
     if let Reject::Forbidden(msg) = &reject
         && let Ok(v) = HeaderValue::from_str(msg)
     {

@@ -11,7 +11,8 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use modelgate_audit::Metrics;
 use modelgate_authn::KeyStore;
-use modelgate_core::{BoxBody, Reject, full};
+use modelgate_authz::Caller;
+use modelgate_core::{AuthFailure, BoxBody, Reject, full};
 use modelgate_listen::{ConnInfo, Handler};
 use modelgate_route::{ModelRef, RouteMatch};
 
@@ -56,6 +57,7 @@ impl Handler for Gateway {
             authorized: false,
             upstream: None,
             upstream_elapsed: None,
+            istio_compat: false,
         };
         let ready = self.shared.ready.load(Ordering::Acquire);
         let (parts, body) = req.into_parts();
@@ -111,6 +113,7 @@ async fn flow(
         .get(conn.listener)
         .ok_or_else(|| refuse(Reject::Unavailable { message: "listener is being reconfigured".into(), retry_after_secs: Some(1) }))?;
     let limit = listener.config.max_body_bytes;
+    trace.istio_compat = listener.config.istio_compat;
 
     // 1. Read: normalise the request head; refuse ambiguity.
     trace.grpc = facts::is_grpc(&parts);
@@ -133,17 +136,20 @@ async fn flow(
         .map_err(refuse)?;
     note_route(trace, &route);
 
-    // 3. Authenticate, unless the route is public.
+    // 3. Authenticate, unless the route is public. On an Istio-compatible
+    //    listener a request with no credential at all goes on as anonymous and
+    //    the policies decide (failing closed); a bad credential is always 401.
     let who = if route.public {
         None
     } else {
-        let a = p
-            .authn
-            .authenticate(&facts, &listener.config.credentials, SystemTime::now())
-            .await
-            .map_err(|f| refuse(Reject::Unauthenticated(f)))?;
-        trace.identify(a.principal());
-        Some(a)
+        match p.authn.authenticate(&facts, &listener.config.credentials, SystemTime::now()).await {
+            Ok(a) => {
+                trace.identify(a.principal());
+                Some(Some(a))
+            }
+            Err(AuthFailure::CredentialNotFound) if listener.config.istio_compat => Some(None),
+            Err(f) => return Err(refuse(Reject::Unauthenticated(f))),
+        }
     };
 
     // 4. Bind the model named in the body (OpenAI JSON, gRPC message), bounded.
@@ -164,11 +170,13 @@ async fn flow(
         note_route(trace, &route);
     }
 
-    // 5. Authorize: a Permit or a refusal.
-    let permit = match &who {
-        Some(a) => p.authz.authorize(a, &facts, &route).map_err(refuse)?,
-        None => p.authz.public(&route).ok_or_else(|| refuse(Reject::Internal { detail: "public route without permit".into() }))?,
+    // 5. Authorize: a Permit or a refusal (policies, grants, defaults).
+    let caller = match &who {
+        None => Caller::Public,
+        Some(None) => Caller::Anonymous,
+        Some(Some(a)) => Caller::Identified(a),
     };
+    let permit = p.authz.authorize(caller, &facts, &route, &listener.config).map_err(refuse)?;
     trace.authorized = true;
 
     // 6. Backend: modelgate itself, the built-in runtime, or the upstream.

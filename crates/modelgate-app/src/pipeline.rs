@@ -50,6 +50,7 @@ impl Pipeline {
     /// Builds a pipeline. `decisions` is reused when its sink is unchanged.
     pub fn build(config: Config, keys: Arc<ArcSwap<KeyStore>>, decisions: Option<Arc<DecisionLog>>) -> Result<Self, BuildError> {
         let routes = RouteTable::build(&config).map_err(BuildError::Config)?;
+        let authz = Authorizer::new(&config).map_err(BuildError::Config)?;
         let mut backends = HashMap::new();
         let mut errors = Vec::new();
         for (i, m) in config.models.iter().enumerate() {
@@ -84,7 +85,7 @@ impl Pipeline {
         Ok(Self {
             routes,
             authn,
-            authz: Authorizer::new(),
+            authz,
             backends,
             listeners,
             decisions,

@@ -7,10 +7,12 @@ use modelgate_core::{ModelName, Principal};
 pub enum PermitBasis {
     /// A public path or operation: no credential needed.
     Public,
-    /// The credential grants the model.
+    /// The credential grants the model (no ALLOW policy applies).
     Grant,
     /// Any authenticated identity may perform this server-level operation.
     Authenticated,
+    /// An ALLOW policy matched.
+    Policy,
 }
 
 impl PermitBasis {
@@ -19,6 +21,7 @@ impl PermitBasis {
             PermitBasis::Public => "public",
             PermitBasis::Grant => "grant",
             PermitBasis::Authenticated => "authenticated",
+            PermitBasis::Policy => "policy",
         }
     }
 }
@@ -28,14 +31,25 @@ pub struct Permit {
     principal: Option<Principal>,
     model: Option<ModelName>,
     basis: PermitBasis,
+    policy: Option<String>,
 }
 
 impl Permit {
-    pub(crate) fn new(principal: Option<Principal>, model: Option<ModelName>, basis: PermitBasis) -> Self {
-        Self { principal, model, basis }
+    pub(crate) fn new(
+        principal: Option<Principal>,
+        model: Option<ModelName>,
+        basis: PermitBasis,
+        policy: Option<String>,
+    ) -> Self {
+        Self {
+            principal,
+            model,
+            basis,
+            policy,
+        }
     }
 
-    /// The verified identity, absent for public routes.
+    /// The verified identity; absent for public routes and anonymous requests.
     pub fn principal(&self) -> Option<&Principal> {
         self.principal.as_ref()
     }
@@ -47,5 +61,10 @@ impl Permit {
 
     pub fn basis(&self) -> PermitBasis {
         self.basis
+    }
+
+    /// The ALLOW policy that permitted the request, if one did.
+    pub fn policy(&self) -> Option<&str> {
+        self.policy.as_deref()
     }
 }

@@ -8,6 +8,7 @@
 mod error;
 mod interpolate;
 mod load;
+pub mod policy;
 pub mod raw;
 mod types;
 pub mod units;

@@ -40,6 +40,9 @@ pub struct RawListener {
     pub credentials: Option<Vec<RawCredentialSource>>,
     #[serde(default)]
     pub trusted_proxies: Option<Vec<String>>,
+    /// See [`crate::Listener::istio_compat`].
+    #[serde(default)]
+    pub istio_compat: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -16,6 +16,8 @@ pub struct Config {
     pub admin: Admin,
     pub models: Vec<Model>,
     pub auth: Auth,
+    /// Authorization policies, in file order (see `docs/policy.md`).
+    pub policies: Vec<crate::policy::Policy>,
     pub log: Log,
     pub runtime: Runtime,
 }
@@ -40,6 +42,11 @@ pub struct Listener {
     pub credentials: Vec<CredentialSource>,
     /// Peers whose `X-Forwarded-For` is believed. Empty: none.
     pub trusted_proxies: Vec<IpNet>,
+    /// Istio-compatibility: a request with no credential is evaluated by the
+    /// policies as anonymous (instead of a 401), and authentication and
+    /// authorization refusals are Envoy's plain-text replies
+    /// (`RBAC: access denied`). See `docs/policy.md`.
+    pub istio_compat: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

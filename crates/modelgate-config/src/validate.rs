@@ -36,7 +36,7 @@ pub(crate) fn validate(s: Sections, base: &Path, c: &mut Collector) -> Option<Co
     let admin = admin(s.admin, c);
     let models = models(s.models, base, c);
     let auth = auth(s.auth.unwrap_or_default(), base, c);
-    policies(s.policies, c);
+    let policies = crate::policy::policies(s.policies, c);
     let log = log(s.log.unwrap_or_default(), base, c);
     let runtime = runtime(s.runtime.unwrap_or_default(), c);
     if let (Some(admin), Some(listeners)) = (&admin, &listeners) {
@@ -55,6 +55,7 @@ pub(crate) fn validate(s: Sections, base: &Path, c: &mut Collector) -> Option<Co
         admin: admin?,
         models: models?,
         auth: auth?,
+        policies,
         log: log?,
         runtime: runtime?,
     })
@@ -220,6 +221,7 @@ fn listener(raw: RawListener, key: &str, base: &Path, c: &mut Collector) -> Opti
         ),
         credentials,
         trusted_proxies,
+        istio_compat: raw.istio_compat.unwrap_or(false),
     })
 }
 
@@ -576,14 +578,6 @@ fn auth(raw: RawAuth, base: &Path, c: &mut Collector) -> Option<Auth> {
         strip_headers,
         public_paths,
     })
-}
-
-fn policies(v: Option<Value>, c: &mut Collector) {
-    match v {
-        None | Some(Value::Null) => {}
-        Some(Value::Sequence(items)) if items.is_empty() => {}
-        Some(_) => c.push("policies", "authorization policies are not supported by this build yet", "remove the section; per-key model grants apply"),
-    }
 }
 
 fn log(raw: RawLog, base: &Path, c: &mut Collector) -> Option<Log> {

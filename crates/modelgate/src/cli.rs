@@ -28,6 +28,9 @@ enum Command {
     },
     /// Manage API keys in the key file (picked up live by a running server).
     Keys(crate::keys::KeysArgs),
+    /// Show what the gateway would decide for a described request, and why
+    /// (exit 0 allow, 1 deny, 2 bad input).
+    Check(crate::check::CheckArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -35,6 +38,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve { config } => serve(&config),
         Command::Validate { config } => Ok(validate(&config)),
         Command::Keys(args) => crate::keys::run(args),
+        Command::Check(args) => Ok(crate::check::run(args)),
     }
 }
 

@@ -1,6 +1,7 @@
 //! The `modelgate` command: parse arguments, run the subcommand, exit with a
 //! clear message and a non-zero code on failure — never a panic.
 
+mod check;
 mod cli;
 mod keys;
 

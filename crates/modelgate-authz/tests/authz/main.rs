@@ -1,0 +1,7 @@
+//! Policy engine tests through the same steps as the gateway: normalise the
+//! request head, route it, then decide (see `support`).
+
+mod bypass;
+mod conformance;
+mod props;
+mod support;
