@@ -27,19 +27,36 @@ pub fn upstream_request(
 ) -> Result<(Request<BoxBody>, Arc<AtomicBool>), modelgate_core::Reject> {
     let RequestFacts { method, mut headers, query, client, request_id, .. } = facts;
     let trusted_peer = listener.config.trusted_proxies.iter().any(|n| n.contains(client.ip()));
+    // JWT rules' claim headers are stripped like the identity header, and the
+    // token is removed from every location unless its rule forwards it.
+    let plan = p.authn.forward_plan(permit.principal());
     let mut strip = p.config.auth.strip_headers.clone();
     strip.extend(p.config.auth.identity_header.iter().cloned());
+    strip.extend(p.authn.output_headers().iter().cloned());
+    let mut credential_headers = listener.credential_headers.clone();
+    for h in p.authn.token_headers() {
+        if !credential_headers.contains(&h) {
+            credential_headers.push(h);
+        }
+    }
+    if plan.keep_token {
+        credential_headers.retain(|h| !plan.keep_headers.contains(h));
+    }
     RequestHeaderPolicy {
-        credential_headers: &listener.credential_headers,
+        credential_headers: &credential_headers,
         strip: &strip,
         trusted_peer,
         client_ip: client.ip(),
     }
     .apply(&mut headers);
+    let query = p.authn.strip_token_params(&plan, query, &mut headers);
     if let (Some(h), Some(who)) = (&p.config.auth.identity_header, permit.principal())
         && let Ok(v) = HeaderValue::from_str(&who.name)
     {
         headers.insert(h.clone(), v);
+    }
+    for (h, v) in plan.add_headers {
+        headers.insert(h, v);
     }
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         headers.insert(X_REQUEST_ID, v);

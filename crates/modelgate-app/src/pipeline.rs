@@ -8,7 +8,8 @@ use arc_swap::ArcSwap;
 use http::HeaderName;
 use http::header::AUTHORIZATION;
 use modelgate_audit::DecisionLog;
-use modelgate_authn::{Authenticator, KeyStore};
+use modelgate_audit::Metrics;
+use modelgate_authn::{Authenticator, IdentityMetrics, KeyStore};
 use modelgate_authz::Authorizer;
 use modelgate_config::{Backend, Config, ConfigError, CredentialSource, Listener};
 use modelgate_core::ModelName;
@@ -36,6 +37,8 @@ pub struct Pipeline {
     pub backends: HashMap<ModelName, ModelBackend>,
     pub listeners: Vec<ListenerView>,
     pub decisions: Arc<DecisionLog>,
+    /// Identity-source metrics, shared by every pipeline of the process.
+    pub identity_metrics: IdentityMetrics,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +52,12 @@ pub enum BuildError {
 impl Pipeline {
     /// Builds a pipeline. `decisions` is reused when its sink is unchanged.
     pub fn build(config: Config, keys: Arc<ArcSwap<KeyStore>>, decisions: Option<Arc<DecisionLog>>) -> Result<Self, BuildError> {
+        Self::build_after(config, keys, decisions, None)
+    }
+
+    /// Builds the pipeline that replaces `previous` (on reload): its identity
+    /// metrics and unchanged JWKS caches carry over, so keys stay warm.
+    pub fn build_after(config: Config, keys: Arc<ArcSwap<KeyStore>>, decisions: Option<Arc<DecisionLog>>, previous: Option<&Pipeline>) -> Result<Self, BuildError> {
         let routes = RouteTable::build(&config).map_err(BuildError::Config)?;
         let authz = Authorizer::new(&config).map_err(BuildError::Config)?;
         let mut backends = HashMap::new();
@@ -81,7 +90,16 @@ impl Pipeline {
                 config: l.clone(),
             })
             .collect();
-        let authn = Authenticator::new(config.auth.api_keys.as_ref().map(|_| keys));
+        let identity_metrics = previous.map(|p| p.identity_metrics.clone()).unwrap_or_default();
+        let authn = Authenticator::build(
+            &config.auth,
+            config.auth.api_keys.as_ref().map(|_| keys),
+            &identity_metrics,
+            previous.map(|p| &p.authn),
+            &modelgate_authn::hyper_fetch,
+        )
+        .map_err(BuildError::Config)?;
+        authn.start();
         Ok(Self {
             routes,
             authn,
@@ -89,9 +107,22 @@ impl Pipeline {
             backends,
             listeners,
             decisions,
+            identity_metrics,
             config,
         })
     }
+}
+
+/// Registers the identity-source metrics (once per process).
+pub fn register_identity_metrics(metrics: &Metrics, m: &IdentityMetrics) {
+    metrics.register("jwks_fetches", "JWKS fetches by provider, result and reason", m.jwks_fetches.clone());
+    metrics.register("jwks_keys", "Usable keys in each provider's cached JWKS (0: its tokens fail closed)", m.jwks_keys.clone());
+    metrics.register(
+        "jwks_last_success_timestamp_seconds",
+        "Unix time of each provider's last successful JWKS fetch (age = time() - value)",
+        m.jwks_last_success.clone(),
+    );
+    metrics.register("identity_remote_checks", "TokenReview and introspection answers by source and result", m.remote_checks.clone());
 }
 
 fn credential_headers(sources: &[CredentialSource]) -> Vec<HeaderName> {

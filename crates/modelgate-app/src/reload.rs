@@ -87,7 +87,7 @@ impl Reloader {
         let mut config = config;
         config.listeners = self.listeners.clone();
         let new_keys_path = config.auth.api_keys.as_ref().map(|k| k.file.clone());
-        match Pipeline::build(config, self.shared.keys.clone(), Some(old.decisions.clone())) {
+        match Pipeline::build_after(config, self.shared.keys.clone(), Some(old.decisions.clone()), Some(&old)) {
             Ok(p) => {
                 self.shared.pipeline.store(Arc::new(p));
                 metrics.config_reloaded(true);

@@ -46,6 +46,7 @@ pub async fn run(config: Config, config_path: PathBuf) -> Result<(), StartError>
     let listeners_cfg = config.listeners.clone();
     let admin_addr = config.admin.address;
     let pipeline = Pipeline::build(config, keys.clone(), None)?;
+    crate::pipeline::register_identity_metrics(&metrics, &pipeline.identity_metrics);
     let shared = Arc::new(Shared {
         pipeline: ArcSwap::from_pointee(pipeline),
         metrics,

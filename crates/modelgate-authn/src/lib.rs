@@ -1,31 +1,204 @@
 //! Authentication: find the credential a request carries, verify it with an
 //! identity source, and produce an [`Authenticated`] value — the only way to
 //! obtain one.
+//!
+//! Sources: API keys ([`keys`]), JWT providers with JWKS ([`jwt`], [`jwks`]),
+//! Kubernetes ServiceAccount tokens (offline as a JWT provider, online with
+//! [`kubernetes`] TokenReview), OAuth2 introspection ([`introspection`]) and
+//! mTLS client certificates ([`mtls`]). The methods are tried in the
+//! configured order; the first whose credential is present decides, and a
+//! present but invalid credential is refused even if another method might
+//! have accepted the request (see `docs/identity.md`).
 
 mod authenticated;
+mod cache;
 pub mod credential;
+pub mod fetch;
+pub mod introspection;
+pub mod jwks;
+pub mod jwt;
 pub mod keys;
+pub mod kubernetes;
+pub mod metrics;
+pub mod mtls;
+pub mod token;
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
-use modelgate_config::CredentialSource;
-use modelgate_core::{AuthFailure, RequestFacts};
+use base64::Engine;
+use http::{HeaderMap, HeaderName, HeaderValue};
+use modelgate_config::identity::{IdentityMethod, MtlsIdentity};
+use modelgate_config::{Auth, ConfigError, CredentialSource};
+use modelgate_core::{AuthFailure, AuthMethod, Principal, RequestFacts};
 
 pub use authenticated::Authenticated;
 pub use credential::{Credential, find_credential};
 pub use keys::{KeyStore, KeyStoreError};
+pub use metrics::IdentityMetrics;
+
+use crate::fetch::{Fetch, HyperFetch};
+use crate::introspection::Introspector;
+use crate::jwks::{JwksCache, JwksSettings};
+use crate::jwt::status as st;
+use crate::jwt::{Provider, ProviderKind, claim_value, parse};
+use crate::kubernetes::TokenReviewer;
+use crate::token::{TokenLocations, rule_locations};
+
+/// Makes the HTTP client for an identity endpoint (a CA file, or web PKI).
+pub type FetchFactory<'a> = &'a dyn Fn(Option<&Path>) -> Result<Arc<dyn Fetch>, String>;
+
+/// The real client factory.
+pub fn hyper_fetch(ca: Option<&Path>) -> Result<Arc<dyn Fetch>, String> {
+    HyperFetch::new(ca).map(|f| f as Arc<dyn Fetch>)
+}
+
+/// What to do to a permitted request before it goes upstream.
+#[derive(Debug, Default)]
+pub struct ForwardPlan {
+    /// Keep the token where it was (`forward_original_token`).
+    pub keep_token: bool,
+    /// Credential headers to leave in place when `keep_token`.
+    pub keep_headers: Vec<HeaderName>,
+    /// Headers to set from verified claims (`output_claim_to_headers`,
+    /// `output_payload_to_header`).
+    pub add_headers: Vec<(HeaderName, HeaderValue)>,
+}
 
 /// The identity sources of one configuration.
 pub struct Authenticator {
     /// The live API-key store (swapped in place when the key file changes).
     keys: Option<Arc<ArcSwap<KeyStore>>>,
+    order: Vec<IdentityMethod>,
+    providers: Vec<Provider>,
+    token_review: Option<TokenReviewer>,
+    introspection: Option<Introspector>,
+    mtls: Option<MtlsIdentity>,
+    locations: TokenLocations,
+    output_headers: Vec<HeaderName>,
 }
 
 impl Authenticator {
+    /// API keys only (the default order with nothing else configured).
     pub fn new(keys: Option<Arc<ArcSwap<KeyStore>>>) -> Self {
-        Self { keys }
+        let order = if keys.is_some() {
+            vec![IdentityMethod::ApiKey]
+        } else {
+            Vec::new()
+        };
+        Self {
+            keys,
+            order,
+            providers: Vec::new(),
+            token_review: None,
+            introspection: None,
+            mtls: None,
+            locations: TokenLocations::default(),
+            output_headers: Vec::new(),
+        }
+    }
+
+    /// Builds every configured source. Key caches of `previous` whose
+    /// settings are unchanged are kept, so a reload does not go cold.
+    pub fn build(
+        auth: &Auth,
+        keys: Option<Arc<ArcSwap<KeyStore>>>,
+        metrics: &IdentityMetrics,
+        previous: Option<&Authenticator>,
+        fetch: FetchFactory<'_>,
+    ) -> Result<Self, Vec<ConfigError>> {
+        let id = &auth.identity;
+        let mut errors = Vec::new();
+        let mut me = Self::new(keys);
+        me.order = id.order.clone();
+        me.mtls = id.mtls.clone();
+        me.output_headers = id.output_headers();
+        let web = fetch(None).map_err(|e| {
+            vec![ConfigError::new(
+                "auth",
+                format!("cannot create an HTTP client: {e}"),
+                "report this as a bug",
+            )]
+        })?;
+        let rules = id
+            .jwt
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (format!("auth.jwt[{i}]"), r, ProviderKind::Jwt))
+            .chain(id.kubernetes.service_account_tokens.iter().map(|r| {
+                (
+                    "auth.kubernetes.service_account_tokens".to_string(),
+                    r,
+                    ProviderKind::ServiceAccount,
+                )
+            }));
+        for (key, rule, kind) in rules {
+            let settings = JwksSettings {
+                issuer: rule.issuer.clone(),
+                source: rule.keys.clone(),
+                allowed_hosts: id.jwks.allowed_hosts.clone(),
+                timeout: rule.timeout,
+                refresh_interval: id.jwks.refresh_interval,
+                unknown_kid_refetch_interval: id.jwks.unknown_kid_refetch_interval,
+            };
+            let reused = previous
+                .and_then(|p| p.providers.iter().find(|o| o.keys.settings() == &settings))
+                .map(|o| o.keys.clone());
+            let cache = match reused {
+                Some(c) => c,
+                None => {
+                    match JwksCache::new(settings, web.clone(), metrics.clone()) {
+                        Ok(c) => c,
+                        Err(e) => {
+                            errors.push(ConfigError::new(format!("{key}.jwks"), e, "give at least one usable RSA, EC (P-256/P-384) or Ed25519 signing key"));
+                            continue;
+                        }
+                    }
+                }
+            };
+            me.locations.merge(rule_locations(rule));
+            me.providers.push(Provider {
+                rule: rule.clone(),
+                kind,
+                keys: cache,
+            });
+        }
+        if let Some(t) = &id.kubernetes.token_review {
+            match fetch(t.ca_file.as_deref())
+                .and_then(|f| TokenReviewer::new(t.clone(), f, metrics.clone()))
+            {
+                Ok(r) => me.token_review = Some(r),
+                Err(e) => errors.push(ConfigError::new(
+                    "auth.kubernetes.token_review",
+                    e,
+                    "check api_server and ca_file",
+                )),
+            }
+        }
+        if let Some(i) = &id.introspection {
+            match fetch(i.ca_file.as_deref()) {
+                Ok(f) => me.introspection = Some(Introspector::new(i.clone(), f, metrics.clone())),
+                Err(e) => errors.push(ConfigError::new(
+                    "auth.introspection.ca_file",
+                    e,
+                    "point ca_file at a PEM bundle",
+                )),
+            }
+        }
+        if errors.is_empty() {
+            Ok(me)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Starts the JWKS refresh loops (they end when this is dropped).
+    pub fn start(&self) {
+        for p in &self.providers {
+            p.keys.spawn_refresh();
+        }
     }
 
     /// Verifies the request's credential. A missing credential is
@@ -37,13 +210,149 @@ impl Authenticator {
         sources: &[CredentialSource],
         now: SystemTime,
     ) -> Result<Authenticated, AuthFailure> {
-        let credential = find_credential(&facts.headers, sources)?;
-        match &self.keys {
-            Some(store) => {
-                let principal = store.load().verify(credential.value(), now)?;
-                Ok(Authenticated::new(principal))
+        let mut tokens = Vec::new();
+        match find_credential(&facts.headers, sources) {
+            Ok(c) => tokens.push(c.value().to_string()),
+            Err(AuthFailure::CredentialNotFound) => {}
+            Err(e) => return Err(e),
+        }
+        for t in self
+            .locations
+            .find(&facts.headers, facts.query.as_deref())?
+        {
+            if !tokens.contains(&t) {
+                tokens.push(t);
             }
-            None => Err(AuthFailure::InvalidApiKey),
+        }
+        let token = token::single(tokens)?;
+        let api_key = token
+            .as_deref()
+            .is_some_and(|t| t.starts_with(keys::KEY_PREFIX));
+        let issuer = token
+            .as_deref()
+            .filter(|_| !api_key)
+            .and_then(parse::peek_issuer);
+        let provider = |kind: ProviderKind| {
+            issuer.as_deref().and_then(|iss| {
+                self.providers
+                    .iter()
+                    .find(|p| p.kind == kind && p.rule.issuer == iss)
+            })
+        };
+        for method in &self.order {
+            let principal = match (method, token.as_deref()) {
+                (IdentityMethod::ApiKey, Some(t)) if api_key => match &self.keys {
+                    Some(store) => store.load().verify(t, now)?,
+                    None => return Err(AuthFailure::InvalidApiKey),
+                },
+                (IdentityMethod::Jwt, Some(t)) if !api_key => match provider(ProviderKind::Jwt) {
+                    Some(p) => p.verify(parse::parse(t).map_err(invalid)?, now).await?,
+                    None => continue,
+                },
+                (IdentityMethod::Kubernetes, Some(t)) if !api_key => {
+                    match (provider(ProviderKind::ServiceAccount), &self.token_review) {
+                        (Some(p), _) => p.verify(parse::parse(t).map_err(invalid)?, now).await?,
+                        (None, Some(r)) => r.verify(t, now).await?,
+                        (None, None) => continue,
+                    }
+                }
+                (IdentityMethod::Introspection, Some(t)) if !api_key => match &self.introspection {
+                    Some(i) => i.verify(t, now).await?,
+                    None => continue,
+                },
+                (IdentityMethod::Mtls, _) => match (&self.mtls, &facts.peer) {
+                    (Some(cfg), Some(peer)) => mtls::principal(cfg, peer)
+                        .ok_or_else(|| invalid("client certificate has no usable identity"))?,
+                    _ => continue,
+                },
+                _ => continue,
+            };
+            return Ok(Authenticated::new(principal));
+        }
+        Err(self.unclaimed(token.as_deref(), api_key))
+    }
+
+    /// Why no method took the token.
+    fn unclaimed(&self, token: Option<&str>, api_key: bool) -> AuthFailure {
+        let Some(t) = token else {
+            return AuthFailure::CredentialNotFound;
+        };
+        if api_key || self.providers.is_empty() {
+            return AuthFailure::InvalidApiKey;
+        }
+        match parse::parse(t) {
+            Err(e) => invalid(e),
+            Ok(_) => invalid(st::UNKNOWN_ISSUER),
         }
     }
+
+    /// Headers a JWT rule writes: removed from every request before anything
+    /// else, so a client can never supply them.
+    pub fn output_headers(&self) -> &[HeaderName] {
+        &self.output_headers
+    }
+
+    /// Headers that may carry a JWT (removed unless the token is forwarded).
+    pub fn token_headers(&self) -> Vec<HeaderName> {
+        self.locations.header_names()
+    }
+
+    /// Removes tokens from the query and cookies (unless `plan.keep_token`).
+    pub fn strip_token_params(
+        &self,
+        plan: &ForwardPlan,
+        query: Option<String>,
+        headers: &mut HeaderMap,
+    ) -> Option<String> {
+        if plan.keep_token {
+            return query;
+        }
+        self.locations.strip_cookies(headers);
+        self.locations.strip_query(query)
+    }
+
+    /// How to forward a request `who` sent.
+    pub fn forward_plan(&self, who: Option<&Principal>) -> ForwardPlan {
+        let mut plan = ForwardPlan::default();
+        let Some(who) = who.filter(|w| w.method == AuthMethod::Jwt) else {
+            return plan;
+        };
+        let Some(p) = self
+            .providers
+            .iter()
+            .find(|p| Some(&p.rule.issuer) == who.issuer.as_ref())
+        else {
+            return plan;
+        };
+        if p.rule.forward_original_token {
+            plan.keep_token = true;
+            plan.keep_headers = rule_locations(&p.rule).header_names();
+        }
+        let Some(claims) = &who.claims else {
+            return plan;
+        };
+        for o in &p.rule.output_claim_to_headers {
+            if let Some(v) =
+                claim_value(claims, &o.claim).and_then(|v| HeaderValue::from_str(&v).ok())
+            {
+                plan.add_headers.push((o.header.clone(), v));
+            }
+        }
+        if let Some(h) = &p.rule.output_payload_to_header {
+            let json = serde_json::Value::Object((**claims).clone()).to_string();
+            if let Ok(v) = HeaderValue::from_str(
+                &base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json),
+            ) {
+                plan.add_headers.push((h.clone(), v));
+            }
+        }
+        plan
+    }
 }
+
+fn invalid(s: &str) -> AuthFailure {
+    AuthFailure::InvalidToken(s.to_string())
+}
+
+#[cfg(test)]
+mod tests;

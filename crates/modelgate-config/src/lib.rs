@@ -6,6 +6,7 @@
 //! its key path and a fix.
 
 mod error;
+pub mod identity;
 mod interpolate;
 mod load;
 pub mod policy;

@@ -134,6 +134,19 @@ pub struct RawAuth {
     pub strip_headers: Option<Vec<String>>,
     #[serde(default)]
     pub public_paths: Option<Vec<String>>,
+    /// Identity sources beyond API keys (see [`crate::identity`]).
+    #[serde(default)]
+    pub order: Option<Vec<String>>,
+    #[serde(default)]
+    pub jwks: Option<crate::identity::RawJwks>,
+    #[serde(default)]
+    pub jwt: Option<Vec<crate::identity::RawJwtRule>>,
+    #[serde(default)]
+    pub kubernetes: Option<crate::identity::RawKubernetes>,
+    #[serde(default)]
+    pub introspection: Option<crate::identity::RawIntrospection>,
+    #[serde(default)]
+    pub mtls: Option<crate::identity::RawMtls>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

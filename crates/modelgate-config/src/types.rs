@@ -222,6 +222,9 @@ pub struct Auth {
     /// Paths that need no credential (seed 001's `notPaths`), matched on the
     /// normalised path only.
     pub public_paths: Vec<PathPattern>,
+    /// JWT, Kubernetes, introspection and mTLS identity sources, and the
+    /// order methods are tried in (see `docs/identity.md`).
+    pub identity: crate::identity::Identity,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

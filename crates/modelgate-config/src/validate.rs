@@ -571,8 +571,18 @@ fn auth(raw: RawAuth, base: &Path, c: &mut Collector) -> Option<Auth> {
             }
         })
         .collect();
+    let raw_identity = crate::identity::RawIdentity {
+        order: raw.order,
+        jwks: raw.jwks,
+        jwt: raw.jwt,
+        kubernetes: raw.kubernetes,
+        introspection: raw.introspection,
+        mtls: raw.mtls,
+    };
+    let identity = crate::identity::identity(raw_identity, raw.api_keys.is_some(), base, c);
     Some(Auth {
         realm,
+        identity,
         api_keys: raw.api_keys.map(|k| ApiKeys { file: path_of(base, &k.file) }),
         identity_header,
         strip_headers,

@@ -24,7 +24,10 @@ pub enum TlsError {
 }
 
 fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let err = |reason: String| TlsError::Certs { path: path.into(), reason };
+    let err = |reason: String| TlsError::Certs {
+        path: path.into(),
+        reason,
+    };
     let certs = CertificateDer::pem_file_iter(path)
         .map_err(|e| err(e.to_string()))?
         .collect::<Result<Vec<_>, _>>()
@@ -35,7 +38,10 @@ fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     Ok(certs)
 }
 
-fn load_key(cfg: &Tls, provider: &rustls::crypto::CryptoProvider) -> Result<Arc<CertifiedKey>, TlsError> {
+fn load_key(
+    cfg: &Tls,
+    provider: &rustls::crypto::CryptoProvider,
+) -> Result<Arc<CertifiedKey>, TlsError> {
     let certs = load_certs(&cfg.cert)?;
     // The key's bytes never appear in errors.
     let key = PrivateKeyDer::from_pem_file(&cfg.key).map_err(|e| TlsError::Key {
@@ -45,14 +51,20 @@ fn load_key(cfg: &Tls, provider: &rustls::crypto::CryptoProvider) -> Result<Arc<
             other => format!("{other:?}").chars().take(120).collect(),
         },
     })?;
-    let signing = provider.key_provider.load_private_key(key).map_err(|e| TlsError::Key {
-        path: cfg.key.clone(),
-        reason: e.to_string(),
-    })?;
+    let signing = provider
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| TlsError::Key {
+            path: cfg.key.clone(),
+            reason: e.to_string(),
+        })?;
     let ck = CertifiedKey::new(certs, signing);
     ck.keys_match().map_err(|e| TlsError::Key {
         path: cfg.key.clone(),
-        reason: format!("does not match the certificate in {}: {e}", cfg.cert.display()),
+        reason: format!(
+            "does not match the certificate in {}: {e}",
+            cfg.cert.display()
+        ),
     })?;
     Ok(Arc::new(ck))
 }
@@ -81,7 +93,9 @@ impl TlsSetup {
     pub fn new(cfg: &Tls, http2: bool) -> Result<Self, TlsError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let key = load_key(cfg, &provider)?;
-        let resolver = Arc::new(Resolver { current: ArcSwap::new(key) });
+        let resolver = Arc::new(Resolver {
+            current: ArcSwap::new(key),
+        });
         let builder = ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(|e| TlsError::Setup(e.to_string()))?;
@@ -89,17 +103,36 @@ impl TlsSetup {
             Some(ca) => {
                 let mut roots = RootCertStore::empty();
                 for c in load_certs(ca)? {
-                    roots.add(c).map_err(|e| TlsError::Certs { path: ca.clone(), reason: e.to_string() })?;
+                    roots.add(c).map_err(|e| TlsError::Certs {
+                        path: ca.clone(),
+                        reason: e.to_string(),
+                    })?;
                 }
-                let v = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
-                let v = if cfg.require_client_cert { v } else { v.allow_unauthenticated() };
-                builder.with_client_cert_verifier(v.build().map_err(|e| TlsError::Setup(e.to_string()))?)
+                let v =
+                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
+                let v = if cfg.require_client_cert {
+                    v
+                } else {
+                    v.allow_unauthenticated()
+                };
+                builder.with_client_cert_verifier(
+                    v.build().map_err(|e| TlsError::Setup(e.to_string()))?,
+                )
             }
             None => builder.with_no_client_auth(),
         };
         let mut server = builder.with_cert_resolver(resolver.clone());
-        server.alpn_protocols = if http2 { vec![b"h2".to_vec(), b"http/1.1".to_vec()] } else { vec![b"http/1.1".to_vec()] };
-        Ok(Self { cfg: cfg.clone(), provider, resolver, server: Arc::new(server) })
+        server.alpn_protocols = if http2 {
+            vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+        } else {
+            vec![b"http/1.1".to_vec()]
+        };
+        Ok(Self {
+            cfg: cfg.clone(),
+            provider,
+            resolver,
+            server: Arc::new(server),
+        })
     }
 
     pub fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
@@ -114,10 +147,64 @@ impl TlsSetup {
     }
 }
 
-/// The identity of a verified client certificate, if the peer sent one.
-/// (Certificate field parsing arrives with mTLS identities.)
+/// The identity of the verified client certificate, if the peer sent one:
+/// its SAN URIs (SPIFFE IDs), SAN DNS names and subject CN. The chain was
+/// already verified against the listener's client CA during the handshake.
 pub fn peer_identity(conn: &rustls::ServerConnection) -> Option<modelgate_core::PeerIdentity> {
     conn.peer_certificates()
         .and_then(|chain| chain.first())
-        .map(|_| modelgate_core::PeerIdentity::default())
+        .and_then(|leaf| cert_identity(leaf.as_ref()))
+}
+
+/// The identity fields of a DER certificate; `None` if it does not parse.
+pub fn cert_identity(der: &[u8]) -> Option<modelgate_core::PeerIdentity> {
+    use x509_parser::extensions::GeneralName;
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let mut id = modelgate_core::PeerIdentity::default();
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for name in &san.value.general_names {
+            match name {
+                GeneralName::URI(u) => id.uris.push((*u).to_string()),
+                GeneralName::DNSName(d) => id.dns.push(d.to_ascii_lowercase()),
+                _ => {}
+            }
+        }
+    }
+    id.common_name = cert
+        .subject()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .map(str::to_string);
+    Some(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spiffe_dns_and_cn_are_read() {
+        let mut params =
+            rcgen::CertificateParams::new(vec!["scorer.team-a.svc".to_string()]).unwrap();
+        params.subject_alt_names.push(rcgen::SanType::URI(
+            "spiffe://cluster.local/ns/team-a/sa/scorer"
+                .try_into()
+                .unwrap(),
+        ));
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "scorer");
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let id = cert_identity(cert.der()).unwrap();
+        assert_eq!(id.uris, ["spiffe://cluster.local/ns/team-a/sa/scorer"]);
+        assert_eq!(id.dns, ["scorer.team-a.svc"]);
+        assert_eq!(id.common_name.as_deref(), Some("scorer"));
+        assert_eq!(
+            id.principal().as_deref(),
+            Some("cluster.local/ns/team-a/sa/scorer")
+        );
+        assert!(cert_identity(b"not a certificate").is_none());
+    }
 }

@@ -1,0 +1,340 @@
+//! Provider verification: every algorithm, key/alg binding, Envoy statuses.
+
+use std::time::{Duration, SystemTime};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use modelgate_config::identity::{JwksSource, JwtRule};
+use modelgate_core::{AuthFailure, Secret};
+use serde_json::{Value, json};
+
+use super::testkeys::{RSA_A, RSA_B, TestKey, hs256, jwks, sign_with};
+use super::*;
+use crate::fetch::fake::{FakeFetch, ok};
+use crate::jwks::{JwksCache, JwksSettings};
+use crate::metrics::IdentityMetrics;
+
+const ISS: &str = "https://idp.test";
+const NOW: u64 = 1_750_000_000;
+
+fn now() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(NOW)
+}
+
+fn rule(keys: JwksSource) -> JwtRule {
+    JwtRule {
+        issuer: ISS.into(),
+        audiences: vec!["models".into()],
+        keys,
+        from_headers: vec![],
+        from_params: vec![],
+        from_cookies: vec![],
+        forward_original_token: false,
+        output_claim_to_headers: vec![],
+        output_payload_to_header: None,
+        timeout: Duration::from_secs(5),
+        require_expiration: true,
+        clock_skew: Duration::from_secs(60),
+        hmac_secret: None,
+    }
+}
+
+fn provider_with(keys: &[&TestKey], kind: ProviderKind) -> Provider {
+    let source = JwksSource::Inline(jwks(keys));
+    let r = rule(source.clone());
+    let settings = JwksSettings {
+        issuer: ISS.into(),
+        source,
+        allowed_hosts: vec![],
+        timeout: r.timeout,
+        refresh_interval: Duration::from_secs(1200),
+        unknown_kid_refetch_interval: Duration::from_secs(30),
+    };
+    let cache = JwksCache::new(
+        settings,
+        FakeFetch::new(|_| ok("{}")),
+        IdentityMetrics::default(),
+    )
+    .unwrap();
+    Provider {
+        rule: r,
+        kind,
+        keys: cache,
+    }
+}
+
+fn claims() -> Value {
+    json!({"iss": ISS, "sub": "alice", "aud": ["models"], "exp": NOW + 300, "iat": NOW, "nbf": NOW, "groups": ["ml", "admins"], "azp": "cli"})
+}
+
+async fn check(p: &Provider, token: &str) -> Result<Principal, AuthFailure> {
+    p.verify(
+        parse::parse(token).map_err(|e| AuthFailure::InvalidToken(e.into()))?,
+        now(),
+    )
+    .await
+}
+
+fn inv(s: &str) -> AuthFailure {
+    AuthFailure::InvalidToken(s.into())
+}
+
+#[tokio::test]
+async fn every_algorithm_verifies() {
+    let keys = [
+        TestKey::rsa("rs256", RSA_A, "RS256"),
+        TestKey::rsa("rs384", RSA_A, "RS384"),
+        TestKey::rsa("rs512", RSA_A, "RS512"),
+        TestKey::rsa("ps256", RSA_B, "PS256"),
+        TestKey::rsa("ps384", RSA_B, "PS384"),
+        TestKey::rsa("ps512", RSA_B, "PS512"),
+        TestKey::ec("es256", "ES256"),
+        TestKey::ec("es384", "ES384"),
+        TestKey::ed("ed"),
+    ];
+    let p = provider_with(&keys.iter().collect::<Vec<_>>(), ProviderKind::Jwt);
+    for k in &keys {
+        let who = check(&p, &k.sign(&claims()))
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e:?}", k.alg()));
+        assert_eq!(who.name, "alice");
+        assert_eq!(who.issuer.as_deref(), Some(ISS));
+        assert_eq!(who.groups, ["ml", "admins"]);
+        assert_eq!(who.presenter.as_deref(), Some("cli"));
+        assert_eq!(
+            who.request_principal().as_deref(),
+            Some("https://idp.test/alice")
+        );
+    }
+}
+
+#[tokio::test]
+async fn key_type_is_bound_to_algorithm() {
+    // An EC key published without `alg` must not verify an RS256 header, and
+    // an RSA key must not verify a token whose header claims ES256.
+    let rsa = TestKey::rsa("k", RSA_A, "RS256");
+    let ec = TestKey::ec("k", "ES256");
+    let p = provider_with(&[&ec], ProviderKind::Jwt);
+    let forged = sign_with(&json!({"alg":"RS256","kid":"k"}), &claims(), |m| {
+        rsa.raw_sign(m)
+    });
+    assert_eq!(
+        check(&p, &forged).await.unwrap_err(),
+        inv("Jwks doesn't have key to match kid or alg from Jwt")
+    );
+    let p = provider_with(&[&rsa], ProviderKind::Jwt);
+    let forged = sign_with(&json!({"alg":"ES256","kid":"k"}), &claims(), |m| {
+        ec.raw_sign(m)
+    });
+    assert_eq!(
+        check(&p, &forged).await.unwrap_err(),
+        inv("Jwks doesn't have key to match kid or alg from Jwt")
+    );
+}
+
+#[tokio::test]
+async fn hmac_with_the_public_key_is_refused() {
+    let rsa = TestKey::rsa("k", RSA_A, "RS256");
+    let p = provider_with(&[&rsa], ProviderKind::Jwt);
+    // The classic confusion: HS256 keyed with the RSA public key (as DER and as JWK text).
+    for secret in [rsa.rsa_public_der(), rsa.jwk().to_string().into_bytes()] {
+        let t = hs256(&secret, &json!({"alg":"HS256","kid":"k"}), &claims());
+        assert_eq!(
+            check(&p, &t).await.unwrap_err(),
+            inv("Jwks doesn't have key to match kid or alg from Jwt")
+        );
+    }
+    // With an explicitly configured secret, HS256 works — and only with it.
+    let mut p = provider_with(&[&rsa], ProviderKind::Jwt);
+    let secret = "0123456789abcdef0123456789abcdef";
+    p.rule.hmac_secret = Some(Secret::new(secret));
+    let good = hs256(secret.as_bytes(), &json!({"alg":"HS256"}), &claims());
+    assert!(check(&p, &good).await.is_ok());
+    let bad = hs256(
+        b"another-secret-another-secret-xx",
+        &json!({"alg":"HS256"}),
+        &claims(),
+    );
+    assert_eq!(
+        check(&p, &bad).await.unwrap_err(),
+        inv("Jwt verification fails")
+    );
+}
+
+#[tokio::test]
+async fn statuses_like_envoy() {
+    let k = TestKey::rsa("k", RSA_A, "RS256");
+    let p = provider_with(&[&k], ProviderKind::Jwt);
+    let with = |f: &dyn Fn(&mut Value)| {
+        let mut c = claims();
+        f(&mut c);
+        k.sign(&c)
+    };
+    assert_eq!(
+        check(&p, &with(&|c| c["exp"] = json!(NOW - 61)))
+            .await
+            .unwrap_err(),
+        inv("Jwt is expired")
+    );
+    assert!(
+        check(&p, &with(&|c| c["exp"] = json!(NOW - 30)))
+            .await
+            .is_ok(),
+        "60 s skew"
+    );
+    assert_eq!(
+        check(&p, &with(&|c| c["nbf"] = json!(NOW + 3600)))
+            .await
+            .unwrap_err(),
+        inv("Jwt not yet valid")
+    );
+    assert_eq!(
+        check(&p, &with(&|c| c["iat"] = json!(NOW + 3600)))
+            .await
+            .unwrap_err(),
+        inv("Jwt not yet valid")
+    );
+    assert_eq!(
+        check(
+            &p,
+            &with(&|c| {
+                c.as_object_mut().unwrap().remove("exp");
+            })
+        )
+        .await
+        .unwrap_err(),
+        inv("Jwt is expired")
+    );
+    assert_eq!(
+        check(&p, &with(&|c| c["aud"] = json!("other")))
+            .await
+            .unwrap_err(),
+        AuthFailure::AudienceNotAllowed
+    );
+    assert_eq!(
+        check(
+            &p,
+            &with(&|c| {
+                c.as_object_mut().unwrap().remove("aud");
+            })
+        )
+        .await
+        .unwrap_err(),
+        AuthFailure::AudienceNotAllowed
+    );
+    // Tampered payload: same signature, different claims.
+    let good = k.sign(&claims());
+    let parts: Vec<&str> = good.split('.').collect();
+    let mut c = claims();
+    c["sub"] = json!("mallory");
+    let tampered = format!(
+        "{}.{}.{}",
+        parts[0],
+        URL_SAFE_NO_PAD.encode(c.to_string()),
+        parts[2]
+    );
+    assert_eq!(
+        check(&p, &tampered).await.unwrap_err(),
+        inv("Jwt verification fails")
+    );
+    // Unknown kid with an inline JWKS: no refetch possible.
+    let other = TestKey::rsa("zz", RSA_B, "RS256");
+    assert_eq!(
+        check(&p, &other.sign(&claims())).await.unwrap_err(),
+        inv("Jwks doesn't have key to match kid or alg from Jwt")
+    );
+    // No kid: any key of the right type is tried.
+    let no_kid = sign_with(&json!({"alg":"RS256"}), &claims(), |m| k.raw_sign(m));
+    assert!(check(&p, &no_kid).await.is_ok());
+    // alg none.
+    let none = format!(
+        "{}.{}.",
+        URL_SAFE_NO_PAD.encode(r#"{"alg":"none"}"#),
+        URL_SAFE_NO_PAD.encode(claims().to_string())
+    );
+    assert_eq!(
+        parse::parse(&none).unwrap_err(),
+        "Jwt header [alg] is not supported"
+    );
+}
+
+#[tokio::test]
+async fn service_account_principal() {
+    let k = TestKey::rsa("k", RSA_A, "RS256");
+    let p = provider_with(&[&k], ProviderKind::ServiceAccount);
+    // The shape of seed 002's `kubectl create token … --audience=…` token.
+    let c = json!({
+        "aud": ["models"], "exp": NOW + 3600, "iat": NOW, "nbf": NOW, "iss": ISS,
+        "jti": "bd559fe1-3f81-42cd-aa1f-06402a3cdb3c",
+        "kubernetes.io": {"namespace": "kubeflow-test-test-com", "serviceaccount": {"name": "default-editor", "uid": "b86ab207"}},
+        "sub": "system:serviceaccount:kubeflow-test-test-com:default-editor"
+    });
+    let who = check(&p, &k.sign(&c)).await.unwrap();
+    assert_eq!(
+        who.name,
+        "system:serviceaccount:kubeflow-test-test-com:default-editor"
+    );
+    assert_eq!(who.namespace.as_deref(), Some("kubeflow-test-test-com"));
+    assert!(
+        who.groups
+            .contains(&"system:serviceaccounts:kubeflow-test-test-com".to_string())
+    );
+    assert_eq!(
+        claim_value(
+            who.claims.as_ref().unwrap(),
+            "kubernetes.io.serviceaccount.name"
+        )
+        .as_deref(),
+        Some("default-editor")
+    );
+}
+
+#[test]
+fn claim_extraction() {
+    let c = json!({"sub":"u","n":3,"b":true,"groups":["a"],"a":{"b":{"c":"deep"}},"x.y":"dotted","o":{}});
+    let m = c.as_object().unwrap();
+    assert_eq!(claim_value(m, "sub").as_deref(), Some("u"));
+    assert_eq!(claim_value(m, "n").as_deref(), Some("3"));
+    assert_eq!(claim_value(m, "b").as_deref(), Some("true"));
+    assert_eq!(claim_value(m, "groups"), None);
+    assert_eq!(claim_value(m, "o"), None);
+    assert_eq!(claim_value(m, "a.b.c").as_deref(), Some("deep"));
+    assert_eq!(claim_value(m, "x.y").as_deref(), Some("dotted"));
+    assert_eq!(claim_value(m, "missing"), None);
+    assert_eq!(
+        service_account_namespace("system:serviceaccount:ns:sa").as_deref(),
+        Some("ns")
+    );
+    assert_eq!(service_account_namespace("alice"), None);
+}
+
+#[test]
+fn jwks_documents() {
+    use keys::KeySet;
+    assert_eq!(
+        KeySet::parse(b"nope").unwrap_err(),
+        "Jwks is an invalid JSON"
+    );
+    assert_eq!(
+        KeySet::parse(b"{}").unwrap_err(),
+        "Jwks does not have [keys] field"
+    );
+    assert_eq!(
+        KeySet::parse(br#"{"keys":{}}"#).unwrap_err(),
+        "[keys] in Jwks is not an array"
+    );
+    assert_eq!(
+        KeySet::parse(br#"{"keys":[]}"#).unwrap_err(),
+        "Jwks doesn't have any valid public key"
+    );
+    // Encryption keys, HMAC keys and short RSA moduli are left out.
+    let ks = KeySet::parse(
+        br#"{"keys":[{"kty":"oct","k":"c2VjcmV0"},{"kty":"RSA","n":"AQAB","e":"AQAB"}]}"#,
+    );
+    assert!(ks.is_err());
+    let k = TestKey::ec("e", "ES256");
+    let mut enc = k.jwk();
+    enc["use"] = json!("enc");
+    let doc = json!({"keys":[enc, k.jwk()]}).to_string();
+    assert_eq!(KeySet::parse(doc.as_bytes()).unwrap().len(), 1);
+}
