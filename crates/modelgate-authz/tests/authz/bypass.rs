@@ -213,13 +213,13 @@ fn forwarded_for_spoofing() {
     // The blocked client connects directly and claims another address.
     w.check(
         &Req::infer("iris")
-            .from_ip(bad)
+            .client_ip(bad)
             .header("x-forwarded-for", "203.0.113.1"),
         Forbidden,
     );
     w.check(
         &Req::infer("iris")
-            .from_ip(bad)
+            .client_ip(bad)
             .header("x-real-ip", "203.0.113.1")
             .header("forwarded", "for=203.0.113.1"),
         Forbidden,
@@ -227,20 +227,20 @@ fn forwarded_for_spoofing() {
     // Through the trusted proxy, prepending a fake hop does not help.
     w.check(
         &Req::infer("iris")
-            .from_ip("10.0.0.5")
+            .client_ip("10.0.0.5")
             .header("x-forwarded-for", format!("203.0.113.1, {bad}")),
         Forbidden,
     );
     w.check(
         &Req::infer("iris")
-            .from_ip("10.0.0.5")
+            .client_ip("10.0.0.5")
             .header("x-forwarded-for", "203.0.113.1")
             .header("x-forwarded-for", bad),
         Forbidden,
     );
     w.check(
         &Req::infer("iris")
-            .from_ip("10.0.0.5")
+            .client_ip("10.0.0.5")
             .header("x-forwarded-for", "203.0.113.1"),
         Allow,
     );

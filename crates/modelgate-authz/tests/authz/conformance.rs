@@ -322,28 +322,28 @@ fn hosts_ports_methods() {
 fn ip_blocks_and_remote_ip_blocks() {
     let w = World::istio("  - {name: a, rules: [{from: [{source: {ipBlocks: [192.0.2.0/24]}}]}]}");
     w.check(&Req::infer("iris"), Allow);
-    w.check(&Req::infer("iris").from_ip("198.51.100.1"), Forbidden);
+    w.check(&Req::infer("iris").client_ip("198.51.100.1"), Forbidden);
     let w = World::istio(
         "  - {name: a, rules: [{from: [{source: {remoteIpBlocks: [203.0.113.0/24]}}]}]}",
     );
     // Through the trusted proxy 10.0.0.5, XFF names the client.
     w.check(
         &Req::infer("iris")
-            .from_ip("10.0.0.5")
+            .client_ip("10.0.0.5")
             .header("x-forwarded-for", "203.0.113.7"),
         Allow,
     );
     // Spoofing: an untrusted peer's XFF is ignored.
     w.check(
         &Req::infer("iris")
-            .from_ip("198.51.100.1")
+            .client_ip("198.51.100.1")
             .header("x-forwarded-for", "203.0.113.7"),
         Forbidden,
     );
     // A client-written entry left of the trusted hop's entry is ignored.
     w.check(
         &Req::infer("iris")
-            .from_ip("10.0.0.5")
+            .client_ip("10.0.0.5")
             .header("x-forwarded-for", "203.0.113.7, 198.51.100.1"),
         Forbidden,
     );
@@ -352,13 +352,13 @@ fn ip_blocks_and_remote_ip_blocks() {
     );
     w.check(
         &Req::infer("iris")
-            .from_ip("10.0.0.5")
+            .client_ip("10.0.0.5")
             .header("x-forwarded-for", "203.0.113.7"),
         Allow,
     );
     w.check(
         &Req::infer("iris")
-            .from_ip("10.0.0.5")
+            .client_ip("10.0.0.5")
             .header("x-forwarded-for", "garbage"),
         Forbidden,
     );

@@ -257,7 +257,7 @@ impl Req {
         self.headers.push((k.into(), v.as_ref().to_vec()));
         self
     }
-    pub fn from_ip(mut self, ip: &str) -> Self {
+    pub fn client_ip(mut self, ip: &str) -> Self {
         self.client = format!("{ip}:40000").parse().unwrap();
         self
     }
