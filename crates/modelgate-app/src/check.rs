@@ -18,6 +18,12 @@ pub fn check_startable(config: &Config) -> Vec<String> {
     {
         problems.push(format!("auth.api_keys.file: {e}\n    fix: repair the file or recreate keys with `modelgate keys create`"));
     }
+    let specs = crate::builtin::specs(config);
+    if !specs.is_empty()
+        && let Err(e) = modelgate_runtime::Runtime::start(specs, crate::builtin::settings(config))
+    {
+        problems.push(format!("models: {e}\n    fix: point builtin.dir at a folder holding a loadable model.onnx"));
+    }
     for (i, l) in config.listeners.iter().enumerate() {
         if let Some(t) = &l.tls
             && let Err(e) = TlsSetup::new(t, l.http2)

@@ -14,14 +14,14 @@ use modelgate_authn::KeyStore;
 use modelgate_authz::Caller;
 use modelgate_core::{AuthFailure, BoxBody, Reject, full};
 use modelgate_listen::{ConnInfo, Handler};
-use modelgate_route::{ModelRef, RouteMatch};
+use modelgate_route::RouteMatch;
+use modelgate_runtime::Runtime;
 
 use crate::body::{Prefixed, boxed, check_declared_length, grpc_model, openai_model, read_bounded};
+use crate::backend::{Call, Failure};
 use crate::facts;
 use crate::finish::{Trace, answered, rejected};
-use crate::forward::upstream_request;
-use crate::local;
-use crate::pipeline::{ModelBackend, Pipeline};
+use crate::pipeline::Pipeline;
 
 /// State shared by every request for the life of the process.
 pub struct Shared {
@@ -29,6 +29,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     pub keys: Arc<ArcSwap<KeyStore>>,
     pub ready: AtomicBool,
+    /// The built-in model runtime, when any model is built in.
+    pub runtime: Option<Runtime>,
 }
 
 /// The client-facing handler.
@@ -62,7 +64,7 @@ impl Handler for Gateway {
         let ready = self.shared.ready.load(Ordering::Acquire);
         let (parts, body) = req.into_parts();
         let mut body = Some(body);
-        match flow(&p, parts, &mut body, &conn, &mut trace, ready).await {
+        match flow(&p, self.shared.runtime.as_ref(), parts, &mut body, &conn, &mut trace, ready).await {
             Ok(resp) => answered(&p, metrics, &trace, resp),
             Err((reject, upstream_error)) => {
                 if let Some(unread) = body
@@ -75,8 +77,6 @@ impl Handler for Gateway {
         }
     }
 }
-
-type Failure = (Reject, Option<&'static str>);
 
 fn refuse(r: Reject) -> Failure {
     (r, None)
@@ -102,6 +102,7 @@ async fn drain(mut body: Incoming) {
 
 async fn flow(
     p: &Pipeline,
+    runtime: Option<&Runtime>,
     parts: http::request::Parts,
     body: &mut Option<Incoming>,
     conn: &ConnInfo,
@@ -180,40 +181,14 @@ async fn flow(
     trace.authorized = true;
 
     // 6. Backend: modelgate itself, the built-in runtime, or the upstream.
-    if local::is_local(&route) {
-        return Ok(local::answer(p, &route, &permit, ready));
-    }
-    let model = match &route.model {
-        ModelRef::Known(m) => m.clone(),
-        ModelRef::Unknown(name) => return Err(refuse(Reject::NotFound(format!("Model with name {name} does not exist.")))),
-        ModelRef::None => return Err(refuse(Reject::NotFound("no model named".into()))),
-    };
     let request_body: BoxBody = match (head, body.take()) {
         (Some((bytes, None)), _) => full(bytes),
         (Some((bytes, Some(rest))), _) => http_body_util::BodyExt::boxed_unsync(Prefixed::new(bytes, rest)),
         (None, Some(incoming)) => boxed(incoming),
         (None, None) => full(bytes::Bytes::new()),
     };
-    match p.backends.get(&model) {
-        Some(ModelBackend::Proxy(target)) => {
-            let (req, tripped) = upstream_request(p, listener, facts, &route, &permit, request_body).map_err(refuse)?;
-            let grpc = trace.grpc;
-            match target.forward(req, grpc, Some(tripped)).await {
-                Ok(fwd) => {
-                    trace.upstream = Some(fwd.upstream);
-                    trace.upstream_elapsed = Some(fwd.elapsed);
-                    Ok(fwd.response)
-                }
-                Err((Reject::PayloadTooLarge { .. }, _)) => Err(refuse(Reject::PayloadTooLarge { limit })),
-                Err((r, kind)) => Err((r, Some(kind))),
-            }
-        }
-        Some(ModelBackend::Builtin) => Err(refuse(Reject::Unavailable {
-            message: "the built-in runtime is not available in this build".into(),
-            retry_after_secs: None,
-        })),
-        None => Err(refuse(Reject::NotFound(format!("Model with name {model} does not exist.")))),
-    }
+    let call = Call { p, runtime, listener, route: &route, permit: &permit, ready };
+    call.run(facts, request_body, trace).await
 }
 
 fn note_route(trace: &mut Trace, route: &RouteMatch) {

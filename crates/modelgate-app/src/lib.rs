@@ -3,12 +3,15 @@
 //! and applies configuration and key-store changes while running.
 
 mod admin;
+mod backend;
 mod body;
+mod builtin;
 mod check;
 mod facts;
 mod finish;
 mod forward;
 mod gateway;
+mod grpc_reply;
 mod local;
 mod pipeline;
 mod reload;

@@ -69,3 +69,18 @@ fn list_models(p: &Pipeline, protocol: Protocol, permit: &Permit) -> Response<Bo
         _ => json_response(json!({ "models": names })),
     }
 }
+
+/// A gRPC answer for server-level operations when no built-in runtime runs.
+pub fn grpc_answer(op: Operation, ready: bool) -> Response<BoxBody> {
+    use modelgate_proto::inference::{ServerLiveResponse, ServerMetadataResponse, ServerReadyResponse};
+    let bytes = match op {
+        Operation::ServerLive => prost::Message::encode_to_vec(&ServerLiveResponse { live: true }),
+        Operation::ServerReady => prost::Message::encode_to_vec(&ServerReadyResponse { ready }),
+        _ => prost::Message::encode_to_vec(&ServerMetadataResponse {
+            name: "modelgate".into(),
+            version: VERSION.into(),
+            extensions: Vec::new(),
+        }),
+    };
+    crate::grpc_reply::ok(&bytes)
+}

@@ -89,6 +89,11 @@ impl Reloader {
         let new_keys_path = config.auth.api_keys.as_ref().map(|k| k.file.clone());
         match Pipeline::build_after(config, self.shared.keys.clone(), Some(old.decisions.clone()), Some(&old)) {
             Ok(p) => {
+                if let Err(e) = self.update_runtime(&p.config) {
+                    metrics.config_reloaded(false);
+                    tracing::error!(error = %e, "configuration reload rejected; the previous configuration stays in force");
+                    return;
+                }
                 self.shared.pipeline.store(Arc::new(p));
                 metrics.config_reloaded(true);
                 tracing::info!("configuration reloaded");
@@ -129,8 +134,31 @@ impl Reloader {
         }
     }
 
+    /// Brings the built-in runtime's model set in line with `config`: new
+    /// models are loaded before the configuration is swapped in.
+    fn update_runtime(&self, config: &modelgate_config::Config) -> Result<(), String> {
+        let specs = crate::builtin::specs(config);
+        match &self.shared.runtime {
+            Some(rt) => rt.update(specs).map_err(|e| e.to_string()),
+            None if specs.is_empty() => Ok(()),
+            None => Err("the first built-in model needs a restart (no model runtime is running)".into()),
+        }
+    }
+
     /// Reloads whatever changed since the last check.
     fn check(&self) {
+        if let Some(rt) = &self.shared.runtime {
+            for event in rt.reload_changed() {
+                match event {
+                    modelgate_runtime::ReloadEvent::Reloaded { model, version } => {
+                        tracing::info!(%model, %version, "built-in model reloaded from its changed file");
+                    }
+                    modelgate_runtime::ReloadEvent::Failed { model, error } => {
+                        tracing::error!(%model, %error, "built-in model file changed but does not load; the previous model keeps serving");
+                    }
+                }
+            }
+        }
         let (config_changed, keys_changed) = {
             let Ok(mut w) = self.watched.lock() else { return };
             let c = fingerprint(&self.config_path);

@@ -11,6 +11,7 @@ use modelgate_audit::Metrics;
 use modelgate_authn::KeyStore;
 use modelgate_config::Config;
 use modelgate_listen::{ServeOptions, TlsSetup, bind_shared, serve};
+use modelgate_runtime::Runtime;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -30,6 +31,8 @@ pub enum StartError {
     Tls { index: usize, source: modelgate_listen::TlsError },
     #[error("cannot listen on {addr}: {source} (is another process using the port?)")]
     Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot load the built-in models: {0}")]
+    Runtime(#[from] modelgate_runtime::RuntimeError),
     #[error("cannot start an I/O thread: {0}")]
     Thread(std::io::Error),
 }
@@ -45,6 +48,10 @@ pub async fn run(config: Config, config_path: PathBuf) -> Result<(), StartError>
     metrics.keystore_reloaded(true, keys.load().len());
     let listeners_cfg = config.listeners.clone();
     let admin_addr = config.admin.address;
+    let runtime = match crate::builtin::specs(&config) {
+        specs if specs.is_empty() => None,
+        specs => Some(Runtime::start(specs, crate::builtin::settings(&config))?),
+    };
     let pipeline = Pipeline::build(config, keys.clone(), None)?;
     crate::pipeline::register_identity_metrics(&metrics, &pipeline.identity_metrics);
     let shared = Arc::new(Shared {
@@ -52,6 +59,7 @@ pub async fn run(config: Config, config_path: PathBuf) -> Result<(), StartError>
         metrics,
         keys,
         ready: AtomicBool::new(false),
+        runtime,
     });
 
     let mut tls_setups = Vec::new();

@@ -1,0 +1,98 @@
+//! Step 6 of the pipeline: the permitted request goes to modelgate itself
+//! (server-level answers), the built-in runtime, or the upstream proxy.
+
+use std::time::Instant;
+
+use http::{Method, Request, Response, Version};
+use modelgate_authz::Permit;
+use modelgate_core::{BoxBody, Reject, RequestFacts};
+use modelgate_route::{ModelRef, RouteMatch};
+use modelgate_runtime::{BuiltinCall, Runtime};
+
+use crate::finish::Trace;
+use crate::forward::upstream_request;
+use crate::local;
+use crate::pipeline::{ListenerView, ModelBackend, Pipeline};
+
+/// A refusal and, for upstream failures, the metric label of its kind.
+pub type Failure = (Reject, Option<&'static str>);
+
+fn refuse(r: Reject) -> Failure {
+    (r, None)
+}
+
+/// Everything the backend step needs about the request.
+pub struct Call<'a> {
+    pub p: &'a Pipeline,
+    pub runtime: Option<&'a Runtime>,
+    pub listener: &'a ListenerView,
+    pub route: &'a RouteMatch,
+    pub permit: &'a Permit,
+    pub ready: bool,
+}
+
+impl Call<'_> {
+    pub async fn run(self, facts: RequestFacts, body: BoxBody, trace: &mut Trace) -> Result<Response<BoxBody>, Failure> {
+        let Call { p, runtime, listener, route, permit, ready } = self;
+        if local::is_local(route) {
+            if !facts.grpc {
+                return Ok(local::answer(p, route, permit, ready));
+            }
+            return Ok(match runtime {
+                Some(rt) => rt.handle_grpc(grpc_request(facts, body)?).await,
+                None => local::grpc_answer(route.operation, ready),
+            });
+        }
+        let model = match &route.model {
+            ModelRef::Known(m) => m.clone(),
+            ModelRef::Unknown(name) => return Err(refuse(Reject::NotFound(format!("Model with name {name} does not exist.")))),
+            ModelRef::None => return Err(refuse(Reject::NotFound("no model named".into()))),
+        };
+        match p.backends.get(&model) {
+            Some(ModelBackend::Proxy(target)) => {
+                let limit = listener.config.max_body_bytes;
+                let (req, tripped) = upstream_request(p, listener, facts, route, permit, body).map_err(refuse)?;
+                match target.forward(req, trace.grpc, Some(tripped)).await {
+                    Ok(fwd) => {
+                        trace.upstream = Some(fwd.upstream);
+                        trace.upstream_elapsed = Some(fwd.elapsed);
+                        Ok(fwd.response)
+                    }
+                    Err((Reject::PayloadTooLarge { .. }, _)) => Err(refuse(Reject::PayloadTooLarge { limit })),
+                    Err((r, kind)) => Err((r, Some(kind))),
+                }
+            }
+            Some(ModelBackend::Builtin) => {
+                let rt = runtime.ok_or_else(|| refuse(Reject::Internal { detail: "built-in model without a runtime".into() }))?;
+                let started = Instant::now();
+                trace.upstream = Some("builtin".into());
+                let resp = if facts.grpc {
+                    rt.handle_grpc(grpc_request(facts, body)?).await
+                } else {
+                    let call = BuiltinCall { protocol: route.protocol, operation: route.operation, model, version: route.version.clone() };
+                    let r = rt.handle(call, &facts.headers, body).await;
+                    trace.upstream_elapsed = Some(started.elapsed());
+                    r.map_err(|e| {
+                        let kind = matches!(e, Reject::Unavailable { .. }).then_some("overloaded");
+                        (e, kind)
+                    })?
+                };
+                trace.upstream_elapsed = Some(started.elapsed());
+                Ok(resp)
+            }
+            None => Err(refuse(Reject::NotFound(format!("Model with name {model} does not exist.")))),
+        }
+    }
+}
+
+/// The gRPC request as the runtime's service expects it.
+fn grpc_request(facts: RequestFacts, body: BoxBody) -> Result<Request<BoxBody>, Failure> {
+    let mut req = Request::builder()
+        .method(Method::POST)
+        .uri(facts.path.as_str())
+        .version(Version::HTTP_2)
+        .body(body)
+        .map_err(|e| refuse(Reject::BadRequest(format!("invalid gRPC request: {e}"))))?;
+    *req.headers_mut() = facts.headers;
+    Ok(req)
+}
