@@ -12,13 +12,14 @@
 #                                  tritonclient, openai, ...
 #   $MODELGATE_CACHE/venv-litellm  tests/requirements-litellm.txt (+ -lock.txt):
 #                                  LiteLLM proxy (mock OpenAI-compatible server)
+#   $MODELGATE_CACHE/oidc         tests/oidc/package-lock.json: oidc-provider (npm ci)
 #   Debian: nginx-light redis-server wrk nghttp2-client curl jq
 #           (their system services are stopped and disabled: tests start
 #           their own instances on free ports)
 #
 # Env knobs: MODELGATE_CACHE (default ~/.cache/modelgate), MODELGATE_PYTHON
 # (interpreter for the venvs, default python3; must be 3.10-3.12),
-# MODELGATE_SKIP_APT=1, MODELGATE_SKIP_LITELLM=1.
+# MODELGATE_SKIP_APT=1, MODELGATE_SKIP_LITELLM=1, MODELGATE_SKIP_NPM=1.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -181,13 +182,34 @@ import litellm, litellm.proxy.proxy_server
 '
 
 # --------------------------------------------------------------------------
-# 3. npm (reserved: oidc-provider for the OIDC/JWT end-to-end tests).
-#    Not installed yet. When added: a package.json + package-lock.json under
-#    tests/oidc/ and `npm ci --prefix "$CACHE/node"` guarded by a stamp, like
-#    the venvs above.
+# 3. npm: the real OpenID provider (panva/oidc-provider, pinned with its lock
+#    file in tests/oidc/) for the identity end-to-end tests. Installed with
+#    `npm ci` into the cache, never into the repository; skipped when the
+#    stamp matches package.json + package-lock.json. Needs node >= 20.19.
 # --------------------------------------------------------------------------
 install_npm() {
-  SUMMARY+=("npm: nothing yet")
+  if [ "${MODELGATE_SKIP_NPM:-0}" = 1 ]; then
+    SUMMARY+=("npm: skipped")
+    return
+  fi
+  local src="$ROOT/tests/oidc" dest="$CACHE/oidc" want
+  [ -f "$src/package.json" ] && [ -f "$src/package-lock.json" ] || die "missing $src/package.json or package-lock.json"
+  command -v node >/dev/null && command -v npm >/dev/null || die "node and npm are needed for the OpenID provider (apt-get install nodejs npm)"
+  want="$( { node --version; cat "$src/package.json" "$src/package-lock.json"; } | sha256sum | cut -d' ' -f1)"
+  if [ -d "$dest/node_modules/oidc-provider" ] && [ "$(cat "$dest/.modelgate-stamp" 2>/dev/null)" = "$want" ]; then
+    SUMMARY+=("npm: cached")
+    return
+  fi
+  local t0; t0=$(date +%s)
+  mkdir -p "$dest"
+  cp "$src/package.json" "$src/package-lock.json" "$dest/"
+  log "npm ci (oidc-provider) into $dest"
+  npm ci --prefix "$dest" --ignore-scripts --no-audit --no-fund --loglevel=error >&2 \
+    || die "npm ci in $dest failed (the stamp is not written; fix and re-run)"
+  node -e "import('$dest/node_modules/oidc-provider/lib/index.js').then(() => process.exit(0), (e) => { console.error(e); process.exit(1); })" \
+    || die "oidc-provider does not load under $(node --version)"
+  echo "$want" > "$dest/.modelgate-stamp"
+  SUMMARY+=("npm: oidc-provider installed in $(( $(date +%s) - t0 ))s")
 }
 
 install_apt

@@ -14,6 +14,10 @@ Function-scoped factories (everything they start is stopped after the test):
   run_modelgate(args, input=None, env=None, cwd=None, timeout=60, check=False)
                                                          -> subprocess.CompletedProcess
 
+Identity peers (function-scoped factories; see the identity section of peers.py):
+  start_oidc(port=None, generation=1)                  -> peers.OidcProvider  (.issuer .token(resource) .revoke(t) .keys)
+  start_kube_stub(tokens, gateway_token)               -> peers.KubeStub      (.url; a TokenReview stand-in)
+
 Helpers: `from peers import free_port, free_addr, IRIS_ROWS, IRIS_LABELS`.
 Requires the venv from scripts/install-deps.sh; run pytest with its python.
 """
@@ -121,6 +125,36 @@ def run_modelgate():
             pytest.fail(str(e), pytrace=False)
 
     return run
+
+
+# --- identity peers (issue 5) -------------------------------------------------
+@pytest.fixture
+def start_oidc(request, tmp_path):
+    started: list[peers.OidcProvider] = []
+
+    def factory(**kwargs) -> peers.OidcProvider:
+        srv = _start(peers.start_oidc_provider, tmp_path / "oidc", **kwargs)
+        started.append(srv)
+        return _timed(request, srv)
+
+    yield factory
+    for srv in started:
+        srv.stop()
+
+
+@pytest.fixture
+def start_kube_stub(tmp_path):
+    started: list[peers.KubeStub] = []
+
+    def factory(tokens, gateway_token) -> peers.KubeStub:
+        srv = _start(peers.start_kube_stub, tmp_path / f"kube-stub-{len(started)}", tokens, gateway_token)
+        started.append(srv)
+        return srv
+
+    yield factory
+    for srv in started:
+        srv.stop()
+# --- end identity peers -------------------------------------------------------
 
 
 @pytest.fixture

@@ -884,3 +884,105 @@ def start_modelgate(
     if wait_ready:
         mg.wait_ready(lambda: http_status(f"{mg.admin_url}/readyz") == 200, timeout, f"GET {mg.admin_url}/readyz")
     return mg
+
+
+# ---------------------------------------------------------------------------
+# identity peers: the real OpenID provider (panva/oidc-provider, npm) and the
+# Kubernetes TokenReview stand-in (tests/e2e/kube_stub.py; no kube-apiserver
+# can run here). Used by tests/e2e/test_identity*.py.
+# ---------------------------------------------------------------------------
+OIDC_SERVER = REPO_ROOT / "tests" / "oidc" / "server.mjs"
+OIDC_MODULES = Path(os.environ.get("MODELGATE_OIDC_MODULES", CACHE / "oidc" / "node_modules"))
+
+
+def write_oidc_keys(path: str | os.PathLike, generation: int = 1) -> dict:
+    """A private JWKS for the provider: an RSA-2048 key (`rsa-<generation>`,
+    RS256) and an EC P-256 key (`ec-<generation>`, ES256). Returns
+    {"RS256": (kid, private_key), "ES256": (kid, private_key)} so tests can sign
+    tokens the provider would never issue (nbf in the future, wrong iss)."""
+    import jwt as pyjwt
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    r = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    e = ec.generate_private_key(ec.SECP256R1())
+    k1 = json.loads(pyjwt.algorithms.RSAAlgorithm.to_jwk(r))
+    k1.update(kid=f"rsa-{generation}", alg="RS256", use="sig")
+    k2 = json.loads(pyjwt.algorithms.ECAlgorithm.to_jwk(e))
+    k2.update(kid=f"ec-{generation}", alg="ES256", use="sig")
+    Path(path).write_text(json.dumps({"keys": [k1, k2]}))
+    return {"RS256": (k1["kid"], r), "ES256": (k2["kid"], e)}
+
+
+class OidcProvider(Proc):
+    port: int
+    keys: dict
+
+    @property
+    def issuer(self) -> str:
+        return f"http://{LOCALHOST}:{self.port}"
+
+    def token(self, resource: str, client: tuple[str, str] = ("modelgate-test", "test-secret")) -> str:
+        """An access token by a real client_credentials grant for `resource`
+        (urn:modelgate:rs256 | es256 | short | other | opaque)."""
+        import requests
+
+        r = requests.post(f"{self.issuer}/token", auth=client, timeout=10,
+                          data={"grant_type": "client_credentials", "resource": resource, "scope": "infer"})
+        if r.status_code != 200:
+            raise PeerError(f"oidc-provider /token {resource}: {r.status_code} {r.text}")
+        return r.json()["access_token"]
+
+    def revoke(self, token: str) -> None:
+        import requests
+
+        r = requests.post(f"{self.issuer}/token/revocation", auth=("modelgate-test", "test-secret"),
+                          data={"token": token}, timeout=10)
+        if r.status_code != 200:
+            raise PeerError(f"oidc-provider revocation: {r.status_code} {r.text}")
+
+
+def start_oidc_provider(workdir: str | os.PathLike, *, port: int | None = None, generation: int = 1,
+                        timeout: float = SMALL_TIMEOUT) -> OidcProvider:
+    """`node tests/oidc/server.mjs PORT KEYS` with fresh keys of `generation`
+    (restart on the same port with a new generation to rotate keys)."""
+    work = Path(workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    if not (OIDC_MODULES / "oidc-provider").is_dir():
+        raise PeerError(f"oidc-provider is not installed in {OIDC_MODULES}: run scripts/install-deps.sh")
+    port = port or free_port()
+    keys_file = work / f"oidc-keys-{generation}.json"
+    keys = write_oidc_keys(keys_file, generation)
+    n = 0
+    while (work / f"oidc-{n}.log").exists():
+        n += 1
+    proc = OidcProvider("oidc-provider", ["node", str(OIDC_SERVER), str(port), str(keys_file)], work / f"oidc-{n}.log",
+                        cwd=work, env=_clean_env({"MODELGATE_OIDC_MODULES": str(OIDC_MODULES)}))
+    proc.port, proc.keys = port, keys
+    proc.wait_ready(lambda: http_status(f"{proc.issuer}/.well-known/openid-configuration") == 200, timeout,
+                    "GET /.well-known/openid-configuration")
+    return proc
+
+
+class KubeStub(Proc):
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOCALHOST}:{self.port}"
+
+
+def start_kube_stub(workdir: str | os.PathLike, tokens: Mapping[str, Mapping], gateway_token: str,
+                    *, timeout: float = SMALL_TIMEOUT) -> KubeStub:
+    """The TokenReview stand-in (tests/e2e/kube_stub.py): `tokens` maps a
+    bearer token to {"username", "groups", "audiences"}; only requests with
+    `Authorization: Bearer <gateway_token>` may create reviews."""
+    work = Path(workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    spec = work / "kube-stub-tokens.json"
+    spec.write_text(json.dumps({"gateway_token": gateway_token, "tokens": dict(tokens)}))
+    port = free_port()
+    proc = KubeStub("kube-stub", [sys.executable, str(Path(__file__).with_name("kube_stub.py")), str(port), str(spec)],
+                    work / "kube-stub.log", cwd=work, env=_clean_env())
+    proc.port = port
+    proc.wait_ready(lambda: port_open(port), timeout, f"port {port}")
+    return proc

@@ -261,6 +261,16 @@ impl Authenticator {
                     None => continue,
                 },
                 (IdentityMethod::Mtls, _) => match (&self.mtls, &facts.peer) {
+                    // A token no method takes is a bad credential, not an absent one.
+                    (Some(_), Some(_))
+                        if token.is_some()
+                            && !self
+                                .order
+                                .iter()
+                                .any(|m| self.takes(*m, api_key, issuer.as_deref())) =>
+                    {
+                        return Err(self.unclaimed(token.as_deref(), api_key));
+                    }
                     (Some(cfg), Some(peer)) => mtls::principal(cfg, peer)
                         .ok_or_else(|| invalid("client certificate has no usable identity"))?,
                     _ => continue,
@@ -270,6 +280,26 @@ impl Authenticator {
             return Ok(Authenticated::new(principal));
         }
         Err(self.unclaimed(token.as_deref(), api_key))
+    }
+
+    /// Whether `method` takes a bearer token (an API key or not, with `issuer`).
+    fn takes(&self, method: IdentityMethod, api_key: bool, issuer: Option<&str>) -> bool {
+        let jwt = |kind: ProviderKind| {
+            issuer.is_some_and(|iss| {
+                self.providers
+                    .iter()
+                    .any(|p| p.kind == kind && p.rule.issuer == iss)
+            })
+        };
+        match method {
+            IdentityMethod::ApiKey => api_key,
+            IdentityMethod::Jwt => !api_key && jwt(ProviderKind::Jwt),
+            IdentityMethod::Kubernetes => {
+                !api_key && (jwt(ProviderKind::ServiceAccount) || self.token_review.is_some())
+            }
+            IdentityMethod::Introspection => !api_key && self.introspection.is_some(),
+            IdentityMethod::Mtls => false,
+        }
     }
 
     /// Why no method took the token.

@@ -157,6 +157,27 @@ async fn tokens_go_to_the_method_that_fits() {
         a.authenticate(&f, &sources(), SystemTime::now()).await,
         Err(AuthFailure::InvalidToken(_))
     ));
+    // A token nobody takes, next to a good certificate: still a bad credential.
+    let a2 = {
+        let cfg = config(&k, None);
+        let mut auth = cfg.auth.clone();
+        auth.identity.order = vec![IdentityMethod::Jwt, IdentityMethod::Mtls];
+        let f = |_: Option<&Path>| Ok(FakeFetch::new(|_| ok("{}")) as Arc<dyn Fetch>);
+        Authenticator::build(&auth, None, &IdentityMetrics::default(), None, &f).unwrap()
+    };
+    let peer2 = PeerIdentity {
+        uris: vec!["spiffe://cluster.local/ns/a/sa/b".into()],
+        ..Default::default()
+    };
+    let f = facts(
+        &[("authorization", "Bearer x.y.z".into())],
+        None,
+        Some(peer2),
+    );
+    assert!(matches!(
+        a2.authenticate(&f, &sources(), SystemTime::now()).await,
+        Err(AuthFailure::InvalidToken(_))
+    ));
     // No token at all: the certificate is the identity.
     let who = a
         .authenticate(&facts(&[], None, Some(peer)), &sources(), SystemTime::now())

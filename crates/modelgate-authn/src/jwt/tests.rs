@@ -338,3 +338,22 @@ fn jwks_documents() {
     let doc = json!({"keys":[enc, k.jwk()]}).to_string();
     assert_eq!(KeySet::parse(doc.as_bytes()).unwrap().len(), 1);
 }
+
+/// Verify cost with cached keys (parse + times + audience + signature):
+/// `cargo test -p modelgate-authn --release --lib verify_cost -- --ignored --nocapture`
+#[tokio::test]
+#[ignore = "a measurement, not a check"]
+async fn verify_cost() {
+    let keys = [TestKey::rsa("rs", RSA_A, "RS256"), TestKey::ec("es", "ES256"), TestKey::ed("ed")];
+    let p = provider_with(&keys.iter().collect::<Vec<_>>(), ProviderKind::Jwt);
+    for k in &keys {
+        let t = k.sign(&claims());
+        let n = 3000;
+        let start = std::time::Instant::now();
+        for _ in 0..n {
+            check(&p, &t).await.unwrap();
+        }
+        let per = start.elapsed() / n;
+        println!("{}: {:.1} µs per verified token ({} tokens)", k.alg(), per.as_secs_f64() * 1e6, n);
+    }
+}
