@@ -19,4 +19,4 @@ mod run;
 
 pub use check::check_startable;
 pub use pipeline::{BuildError, Pipeline};
-pub use run::{StartError, run};
+pub use run::{OnReady, StartError, run, run_with};

@@ -39,6 +39,15 @@ pub enum StartError {
 
 /// Runs the server until SIGTERM or SIGINT, then drains and returns.
 pub async fn run(config: Config, config_path: PathBuf) -> Result<(), StartError> {
+    run_with(config, config_path, None).await
+}
+
+/// Called once when every listener is bound and the server is ready, with
+/// the addresses actually bound (listeners first, then admin).
+pub type OnReady = Box<dyn FnOnce(&[SocketAddr], SocketAddr) + Send>;
+
+/// [`run`], calling `on_ready` once the server is ready.
+pub async fn run_with(config: Config, config_path: PathBuf, on_ready: Option<OnReady>) -> Result<(), StartError> {
     modelgate_upstream::set_worker_count(config.runtime.io_threads);
     let metrics = Arc::new(Metrics::new());
     let keys = Arc::new(ArcSwap::from_pointee(match &config.auth.api_keys {
@@ -63,6 +72,7 @@ pub async fn run(config: Config, config_path: PathBuf) -> Result<(), StartError>
     });
 
     let mut tls_setups = Vec::new();
+    let mut bound_addrs = Vec::new();
     let io_threads = listeners_cfg.first().map_or(1, |_| shared.pipeline.load().config.runtime.io_threads);
     // One socket per listener per I/O thread (SO_REUSEPORT).
     let mut per_thread: Vec<Vec<(ServeOptions, std::net::TcpListener)>> = (0..io_threads).map(|_| Vec::new()).collect();
@@ -76,6 +86,7 @@ pub async fn run(config: Config, config_path: PathBuf) -> Result<(), StartError>
         }
         let sockets = bind_shared(l.address, io_threads).map_err(|source| StartError::Bind { addr: l.address, source })?;
         let bound = sockets.first().and_then(|s| s.local_addr().ok()).unwrap_or(l.address);
+        bound_addrs.push(bound);
         tracing::info!(address = %bound, tls = tls.is_some(), http2 = l.http2, io_threads, "listening");
         let opts = ServeOptions { listener: index, http2: l.http2, header_read_timeout: l.header_read_timeout, drain_timeout: l.drain_timeout, tls };
         for (w, sock) in sockets.into_iter().enumerate() {
@@ -97,7 +108,8 @@ pub async fn run(config: Config, config_path: PathBuf) -> Result<(), StartError>
             .map_err(StartError::Thread)?;
         threads.push(t);
     }
-    tracing::info!(address = %admin_tcp.local_addr().map_or(admin_addr, |a| a), "admin listening");
+    let admin_tcp_addr = admin_tcp.local_addr().unwrap_or(admin_addr);
+    tracing::info!(address = %admin_tcp_addr, "admin listening");
     let admin_opts = ServeOptions { listener: 0, http2: false, header_read_timeout: Duration::from_secs(10), drain_timeout: Duration::from_secs(1), tls: None };
     let admin_task = tokio::spawn(serve(admin_tcp, admin_opts, Arc::new(Admin { shared: shared.clone() }), stop_rx.clone()));
 
@@ -105,6 +117,9 @@ pub async fn run(config: Config, config_path: PathBuf) -> Result<(), StartError>
     let watch_task = reloader.clone().spawn_watchers();
     shared.ready.store(true, Ordering::Release);
     tracing::info!(models = shared.pipeline.load().config.models.len(), "modelgate ready");
+    if let Some(f) = on_ready {
+        f(&bound_addrs, admin_tcp_addr);
+    }
 
     wait_for_stop(reloader).await;
     shared.ready.store(false, Ordering::Release);

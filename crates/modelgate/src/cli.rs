@@ -26,6 +26,8 @@ enum Command {
         #[arg(long, short, env = "MODELGATE_CONFIG")]
         config: PathBuf,
     },
+    /// Serve the bundled iris model behind API-key auth and print a key and curl lines to try it.
+    Demo(crate::demo::DemoArgs),
     /// Manage API keys in the key file (picked up live by a running server).
     Keys(crate::keys::KeysArgs),
     /// Show what the gateway would decide for a described request, and why
@@ -38,6 +40,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve { config } => serve(&config),
         Command::Validate { config } => Ok(validate(&config)),
         Command::Keys(args) => crate::keys::run(args),
+        Command::Demo(args) => crate::demo::run(args),
         Command::Check(args) => Ok(crate::check::run(args)),
     }
 }
@@ -92,6 +95,11 @@ fn serve(path: &Path) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
+    serve_config(config, path.to_path_buf(), None)
+}
+
+/// Serves a loaded configuration until SIGTERM/SIGINT.
+pub fn serve_config(config: Config, config_path: PathBuf, on_ready: Option<modelgate_app::OnReady>) -> anyhow::Result<ExitCode> {
     init_tracing(&config)?;
     // The control loop (signals, reload, admin); request traffic runs on the
     // I/O threads that `run` starts, one event loop each.
@@ -99,8 +107,7 @@ fn serve(path: &Path) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let config_path = path.to_path_buf();
-    match rt.block_on(modelgate_app::run(config, config_path)) {
+    match rt.block_on(modelgate_app::run_with(config, config_path, on_ready)) {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(e) => {
             tracing::error!(error = %e, "cannot start");
