@@ -59,17 +59,35 @@ pub fn rule_matches<'p>(
     env: &Arc<Env>,
 ) -> Result<(), Miss<'p>> {
     let rule = &r.rule;
-    if !rule.from.is_empty() && !rule.from.iter().any(|s| source_mismatch(s, i).is_none()) {
-        return Err(match rule.from.as_slice() {
-            [one] => source_mismatch(one, i).map_or(Miss::NoSource(1), Miss::Source),
-            many => Miss::NoSource(many.len()),
-        });
+    if !rule.from.is_empty() {
+        let mut miss = None;
+        if !rule.from.iter().any(|s| match source_mismatch(s, i) {
+            None => true,
+            Some(f) => {
+                miss.get_or_insert(f);
+                false
+            }
+        }) {
+            return Err(match (rule.from.len(), miss) {
+                (1, Some(f)) => Miss::Source(f),
+                (n, _) => Miss::NoSource(n),
+            });
+        }
     }
-    if !rule.to.is_empty() && !rule.to.iter().any(|t| target_mismatch(t, i).is_none()) {
-        return Err(match rule.to.as_slice() {
-            [one] => target_mismatch(one, i).map_or(Miss::NoTarget(1), Miss::Target),
-            many => Miss::NoTarget(many.len()),
-        });
+    if !rule.to.is_empty() {
+        let mut miss = None;
+        if !rule.to.iter().any(|t| match target_mismatch(t, i) {
+            None => true,
+            Some(f) => {
+                miss.get_or_insert(f);
+                false
+            }
+        }) {
+            return Err(match (rule.to.len(), miss) {
+                (1, Some(f)) => Miss::Target(f),
+                (n, _) => Miss::NoTarget(n),
+            });
+        }
     }
     if let Some(c) = rule.when.iter().find(|c| !condition_holds(c, i, q)) {
         return Err(Miss::Condition(c));
