@@ -41,6 +41,7 @@ def client(mg, key):
 def test_seed_000_completions_with_and_without_token(gateway, litellm_mock):
     body = {"model": "llama3", "prompt": "What is Kubernetes?", "max_tokens": 128, "temperature": 1, "top_p": 1,
             "n": 1, "stream": False, "logprobs": 0, "echo": False, "stop": ["string"], "user": "string"}
+    mark = gateway.log_mark()
     r = requests.post(f"{gateway.url}/v1/completions", json=body, timeout=20)
     assert r.status_code == 401
     assert r.headers["www-authenticate"] == 'Bearer realm="kubernetes-user"'
@@ -48,7 +49,8 @@ def test_seed_000_completions_with_and_without_token(gateway, litellm_mock):
     r = requests.post(f"{gateway.url}/v1/completions", json=body, headers=bearer(gateway.llama), timeout=20)
     assert r.status_code == 200, r.text
     assert r.json()["object"] == "text_completion"
-    d = gateway.wait_decisions(2)
+    gateway.wait_ready(lambda: len([x for x in gateway.decisions(since=mark) if x["path"] == "/v1/completions"]) >= 2, 5, "decisions")
+    d = [x for x in gateway.decisions(since=mark) if x["path"] == "/v1/completions"]
     assert [(x["status"], x["authorized"], x["response"]) for x in d[-2:]] == [(401, False, "UNAUTHENTICATED"), (200, True, "OK")]
     assert d[-1]["model"] == "llama3" and d[-1]["protocol"] == "openai" and d[-1]["operation"] == "completions"
 

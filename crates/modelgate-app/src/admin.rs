@@ -19,14 +19,19 @@ pub struct Admin {
 fn text(status: StatusCode, ct: &'static str, body: String) -> Response<BoxBody> {
     let mut r = Response::new(full(body));
     *r.status_mut() = status;
-    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(ct));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(ct));
     r
 }
 
 impl Handler for Admin {
     async fn handle(&self, req: Request<Incoming>, _conn: Arc<ConnInfo>) -> Response<BoxBody> {
         if req.method() != Method::GET && req.method() != Method::HEAD {
-            return text(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "method not allowed\n".into());
+            return text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "text/plain",
+                "method not allowed\n".into(),
+            );
         }
         match req.uri().path() {
             "/healthz" => text(StatusCode::OK, "text/plain", "ok\n".into()),
@@ -34,7 +39,11 @@ impl Handler for Admin {
                 if self.shared.ready.load(Ordering::Acquire) {
                     text(StatusCode::OK, "text/plain", "ready\n".into())
                 } else {
-                    text(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "not ready\n".into())
+                    text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "text/plain",
+                        "not ready\n".into(),
+                    )
                 }
             }
             "/metrics" => text(

@@ -32,8 +32,20 @@ pub struct Call<'a> {
 }
 
 impl Call<'_> {
-    pub async fn run(self, facts: RequestFacts, body: BoxBody, trace: &mut Trace) -> Result<Response<BoxBody>, Failure> {
-        let Call { p, runtime, listener, route, permit, ready } = self;
+    pub async fn run(
+        self,
+        facts: RequestFacts,
+        body: BoxBody,
+        trace: &mut Trace,
+    ) -> Result<Response<BoxBody>, Failure> {
+        let Call {
+            p,
+            runtime,
+            listener,
+            route,
+            permit,
+            ready,
+        } = self;
         if local::is_local(route) {
             if !facts.grpc {
                 return Ok(local::answer(p, route, permit, ready));
@@ -45,31 +57,47 @@ impl Call<'_> {
         }
         let model = match &route.model {
             ModelRef::Known(m) => m.clone(),
-            ModelRef::Unknown(name) => return Err(refuse(Reject::NotFound(format!("Model with name {name} does not exist.")))),
+            ModelRef::Unknown(name) => {
+                return Err(refuse(Reject::NotFound(format!(
+                    "Model with name {name} does not exist."
+                ))));
+            }
             ModelRef::None => return Err(refuse(Reject::NotFound("no model named".into()))),
         };
         match p.backends.get(&model) {
             Some(ModelBackend::Proxy(target)) => {
                 let limit = listener.config.max_body_bytes;
-                let (req, tripped) = upstream_request(p, listener, facts, route, permit, body).map_err(refuse)?;
+                let (req, tripped) =
+                    upstream_request(p, listener, facts, route, permit, body).map_err(refuse)?;
                 match target.forward(req, trace.grpc, Some(tripped)).await {
                     Ok(fwd) => {
                         trace.upstream = Some(fwd.upstream);
                         trace.upstream_elapsed = Some(fwd.elapsed);
                         Ok(fwd.response)
                     }
-                    Err((Reject::PayloadTooLarge { .. }, _)) => Err(refuse(Reject::PayloadTooLarge { limit })),
+                    Err((Reject::PayloadTooLarge { .. }, _)) => {
+                        Err(refuse(Reject::PayloadTooLarge { limit }))
+                    }
                     Err((r, kind)) => Err((r, Some(kind))),
                 }
             }
             Some(ModelBackend::Builtin) => {
-                let rt = runtime.ok_or_else(|| refuse(Reject::Internal { detail: "built-in model without a runtime".into() }))?;
+                let rt = runtime.ok_or_else(|| {
+                    refuse(Reject::Internal {
+                        detail: "built-in model without a runtime".into(),
+                    })
+                })?;
                 let started = Instant::now();
                 trace.upstream = Some("builtin".into());
                 let resp = if facts.grpc {
                     rt.handle_grpc(grpc_request(facts, body)?).await
                 } else {
-                    let call = BuiltinCall { protocol: route.protocol, operation: route.operation, model, version: route.version.clone() };
+                    let call = BuiltinCall {
+                        protocol: route.protocol,
+                        operation: route.operation,
+                        model,
+                        version: route.version.clone(),
+                    };
                     let r = rt.handle(call, &facts.headers, body).await;
                     trace.upstream_elapsed = Some(started.elapsed());
                     r.map_err(|e| {
@@ -80,7 +108,9 @@ impl Call<'_> {
                 trace.upstream_elapsed = Some(started.elapsed());
                 Ok(resp)
             }
-            None => Err(refuse(Reject::NotFound(format!("Model with name {model} does not exist.")))),
+            None => Err(refuse(Reject::NotFound(format!(
+                "Model with name {model} does not exist."
+            )))),
         }
     }
 }

@@ -30,8 +30,12 @@ pub async fn read_bounded(body: Incoming, limit: u64) -> Result<Bytes, Reject> {
     let limited = http_body_util::Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
     match limited.collect().await {
         Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Reject::PayloadTooLarge { limit }),
-        Err(_) => Err(Reject::BadRequest("the request body could not be read".into())),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(Reject::PayloadTooLarge { limit })
+        }
+        Err(_) => Err(Reject::BadRequest(
+            "the request body could not be read".into(),
+        )),
     }
 }
 
@@ -47,7 +51,9 @@ pub fn openai_model(body: &[u8]) -> Result<String, Reject> {
         .map_err(|e| Reject::BadRequest(format!("the request body is not valid JSON: {e}")))?;
     match parsed.model {
         Some(m) if !m.is_empty() => Ok(m.into_owned()),
-        _ => Err(Reject::BadRequest("the request body must name a `model`".into())),
+        _ => Err(Reject::BadRequest(
+            "the request body must name a `model`".into(),
+        )),
     }
 }
 
@@ -74,7 +80,8 @@ pub async fn grpc_model(body: &mut Incoming, limit: u64) -> Result<(String, Byte
             }
             let total = 5 + usize::try_from(len).map_err(|_| bad("message too large"))?;
             if buf.len() >= total {
-                let msg = prost::Message::decode(&buf[5..total]).map_err(|_| bad("malformed gRPC message"));
+                let msg = prost::Message::decode(&buf[5..total])
+                    .map_err(|_| bad("malformed gRPC message"));
                 let msg: NameOnly = msg?;
                 if msg.name.is_empty() {
                     return Err(bad("the request must name a model"));
@@ -97,7 +104,6 @@ pub async fn grpc_model(body: &mut Incoming, limit: u64) -> Result<(String, Byte
     }
 }
 
-
 /// Already-read bytes followed by the rest of the body.
 pub struct Prefixed {
     head: Option<Bytes>,
@@ -106,7 +112,10 @@ pub struct Prefixed {
 
 impl Prefixed {
     pub fn new(head: Bytes, rest: Incoming) -> Self {
-        Self { head: Some(head).filter(|h| !h.is_empty()), rest }
+        Self {
+            head: Some(head).filter(|h| !h.is_empty()),
+            rest,
+        }
     }
 }
 
@@ -114,7 +123,10 @@ impl Body for Prefixed {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         if let Some(h) = self.head.take() {
             return Poll::Ready(Some(Ok(Frame::data(h))));
         }

@@ -10,14 +10,22 @@ pub fn specs(config: &Config) -> Vec<BuiltinModelSpec> {
         .models
         .iter()
         .filter_map(|m| match &m.backend {
-            Backend::Builtin(b) => Some(BuiltinModelSpec { name: m.name.clone(), dir: b.dir.clone() }),
+            Backend::Builtin(b) => Some(BuiltinModelSpec {
+                name: m.name.clone(),
+                dir: b.dir.clone(),
+            }),
             Backend::Upstream(_) => None,
         })
         .collect()
 }
 
 pub fn settings(config: &Config) -> RuntimeSettings {
-    let max_body = config.listeners.iter().map(|l| l.max_body_bytes).max().unwrap_or(4 << 20);
+    let max_body = config
+        .listeners
+        .iter()
+        .map(|l| l.max_body_bytes)
+        .max()
+        .unwrap_or(4 << 20);
     RuntimeSettings {
         threads: config.runtime.inference_threads,
         queue_depth: config.runtime.queue_depth,

@@ -22,13 +22,17 @@ pub fn check_startable(config: &Config) -> Vec<String> {
     if !specs.is_empty()
         && let Err(e) = modelgate_runtime::Runtime::start(specs, crate::builtin::settings(config))
     {
-        problems.push(format!("models: {e}\n    fix: point builtin.dir at a folder holding a loadable model.onnx"));
+        problems.push(format!(
+            "models: {e}\n    fix: point builtin.dir at a folder holding a loadable model.onnx"
+        ));
     }
     for (i, l) in config.listeners.iter().enumerate() {
         if let Some(t) = &l.tls
             && let Err(e) = TlsSetup::new(t, l.http2)
         {
-            problems.push(format!("listen[{i}].tls: {e}\n    fix: point cert and key at matching PEM files"));
+            problems.push(format!(
+                "listen[{i}].tls: {e}\n    fix: point cert and key at matching PEM files"
+            ));
         }
     }
     problems

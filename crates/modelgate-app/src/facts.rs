@@ -18,7 +18,11 @@ pub fn is_grpc(parts: &Parts) -> bool {
         .headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct == "application/grpc" || ct.starts_with("application/grpc+") || ct.starts_with("application/grpc;"))
+        .is_some_and(|ct| {
+            ct == "application/grpc"
+                || ct.starts_with("application/grpc+")
+                || ct.starts_with("application/grpc;")
+        })
 }
 
 /// A client request id is kept if it is short, printable ASCII; otherwise a fresh one.
@@ -31,23 +35,38 @@ fn request_id(parts: &Parts) -> String {
         .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_string)
 }
 
-
 /// Builds the facts. On refusal returns the request id with the rejection.
-pub fn build(parts: Parts, conn: &ConnInfo, received: Instant) -> Result<RequestFacts, (String, Reject)> {
+pub fn build(
+    parts: Parts,
+    conn: &ConnInfo,
+    received: Instant,
+) -> Result<RequestFacts, (String, Reject)> {
     let id = request_id(&parts);
     let grpc = is_grpc(&parts);
     let refuse = |r: Reject| (id.clone(), r);
-    if !parts.method.as_str().bytes().all(|b| b.is_ascii_uppercase()) {
-        return Err(refuse(Reject::BadRequest("method must be upper-case".into())));
+    if !parts
+        .method
+        .as_str()
+        .bytes()
+        .all(|b| b.is_ascii_uppercase())
+    {
+        return Err(refuse(Reject::BadRequest(
+            "method must be upper-case".into(),
+        )));
     }
-    let path = normalize_path(parts.uri.path()).map_err(|e| refuse(Reject::BadRequest(e.to_string())))?;
+    let path =
+        normalize_path(parts.uri.path()).map_err(|e| refuse(Reject::BadRequest(e.to_string())))?;
     if grpc && path != parts.uri.path() {
-        return Err(refuse(Reject::BadRequest("gRPC path is not canonical".into())));
+        return Err(refuse(Reject::BadRequest(
+            "gRPC path is not canonical".into(),
+        )));
     }
     let mut hosts = parts.headers.get_all(HOST).iter();
     let host_header = hosts.next();
     if hosts.next().is_some() {
-        return Err(refuse(Reject::BadRequest("more than one Host header".into())));
+        return Err(refuse(Reject::BadRequest(
+            "more than one Host header".into(),
+        )));
     }
     let authority = parts.uri.authority().map(|a| a.as_str().to_string());
     let host = match (authority, host_header) {

@@ -46,24 +46,34 @@ impl Trace {
         }
         match self.protocol {
             Some(p) => p.error_shape(),
-            None if self.path.starts_with("/v1/chat/") || self.path.starts_with("/v1/completions") || self.path.starts_with("/v1/embeddings") => ErrorShape::OpenAi,
+            None if self.path.starts_with("/v1/chat/")
+                || self.path.starts_with("/v1/completions")
+                || self.path.starts_with("/v1/embeddings") =>
+            {
+                ErrorShape::OpenAi
+            }
             None => ErrorShape::KServe,
         }
     }
 
-    fn decision(&self, status: u16, outcome: Outcome, reason: Option<String>) -> Decision {
+    fn decision<'a>(
+        &'a self,
+        status: u16,
+        outcome: Outcome,
+        reason: Option<&'a str>,
+    ) -> Decision<'a> {
         let (identity, auth_method, issuer) = match &self.identity {
-            Some((n, m, i)) => (Some(n.clone()), Some(m.as_str()), i.clone()),
+            Some((n, m, i)) => (Some(n.as_str()), Some(m.as_str()), i.as_deref()),
             None => (None, None, None),
         };
         Decision {
             ts: SystemTime::now(),
-            request_id: self.request_id.clone(),
+            request_id: &self.request_id,
             client: self.client,
-            method: self.method.clone(),
-            path: self.path.clone(),
-            host: self.host.clone(),
-            model: self.model.clone(),
+            method: &self.method,
+            path: &self.path,
+            host: self.host.as_deref(),
+            model: self.model.as_deref(),
             protocol: self.protocol.map(Protocol::as_str),
             operation: self.operation.map(Operation::as_str),
             identity,
@@ -74,7 +84,7 @@ impl Trace {
             response: authorino_response(status, outcome),
             reason,
             status,
-            upstream: self.upstream.clone(),
+            upstream: self.upstream.as_deref(),
             upstream_ms: self.upstream_elapsed,
             total_ms: self.received.elapsed(),
         }
@@ -88,7 +98,12 @@ fn set_request_id(resp: &mut Response<BoxBody>, id: &str) {
 }
 
 /// Finishes a request the backend answered.
-pub fn answered(p: &Pipeline, metrics: &Metrics, trace: &Trace, mut resp: Response<BoxBody>) -> Response<BoxBody> {
+pub fn answered(
+    p: &Pipeline,
+    metrics: &Metrics,
+    trace: &Trace,
+    mut resp: Response<BoxBody>,
+) -> Response<BoxBody> {
     set_request_id(&mut resp, &trace.request_id);
     let status = resp.status().as_u16();
     let d = trace.decision(status, Outcome::Allow, None);
@@ -98,10 +113,24 @@ pub fn answered(p: &Pipeline, metrics: &Metrics, trace: &Trace, mut resp: Respon
 }
 
 /// Finishes a refused or failed request.
-pub fn rejected(p: &Pipeline, metrics: &Metrics, trace: &Trace, reject: Reject, upstream_error: Option<&'static str>) -> Response<BoxBody> {
-    let ctx = RenderContext { realm: &p.config.auth.realm };
-    let envoy = trace.istio_compat && !trace.grpc && matches!(reject, Reject::Unauthenticated(_) | Reject::Forbidden(_));
-    let shape = if envoy { ErrorShape::EnvoyText } else { trace.shape() };
+pub fn rejected(
+    p: &Pipeline,
+    metrics: &Metrics,
+    trace: &Trace,
+    reject: Reject,
+    upstream_error: Option<&'static str>,
+) -> Response<BoxBody> {
+    let ctx = RenderContext {
+        realm: &p.config.auth.realm,
+    };
+    let envoy = trace.istio_compat
+        && !trace.grpc
+        && matches!(reject, Reject::Unauthenticated(_) | Reject::Forbidden(_));
+    let shape = if envoy {
+        ErrorShape::EnvoyText
+    } else {
+        trace.shape()
+    };
     let mut resp = render(&reject, shape, &ctx);
     if let Reject::Forbidden(msg) = &reject
         && let Ok(v) = HeaderValue::from_str(msg)
@@ -115,7 +144,8 @@ pub fn rejected(p: &Pipeline, metrics: &Metrics, trace: &Trace, reject: Reject, 
         _ if trace.authorized => (Outcome::Allow, None),
         _ => (Outcome::Reject, None),
     };
-    let d = trace.decision(reject.status().as_u16(), outcome, Some(reject.log_reason()));
+    let reason = reject.log_reason();
+    let d = trace.decision(reject.status().as_u16(), outcome, Some(&reason));
     metrics.record(&d, deny_reason, upstream_error);
     p.decisions.write(&d, metrics);
     resp

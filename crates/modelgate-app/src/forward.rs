@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use http::{HeaderValue, Request};
+use http::{HeaderName, HeaderValue, Request};
 use http_body_util::BodyExt;
 use modelgate_authz::Permit;
 use modelgate_core::{BoxBody, RequestFacts};
@@ -25,26 +25,37 @@ pub fn upstream_request(
     permit: &Permit,
     body: BoxBody,
 ) -> Result<(Request<BoxBody>, Arc<AtomicBool>), modelgate_core::Reject> {
-    let RequestFacts { method, mut headers, query, client, request_id, .. } = facts;
-    let trusted_peer = listener.config.trusted_proxies.iter().any(|n| n.contains(client.ip()));
+    let RequestFacts {
+        method,
+        mut headers,
+        query,
+        client,
+        request_id,
+        ..
+    } = facts;
+    let trusted_peer = listener
+        .config
+        .trusted_proxies
+        .iter()
+        .any(|n| n.contains(client.ip()));
     // JWT rules' claim headers are stripped like the identity header, and the
     // token is removed from every location unless its rule forwards it.
     let plan = p.authn.forward_plan(permit.principal());
-    let mut strip = p.config.auth.strip_headers.clone();
-    strip.extend(p.config.auth.identity_header.iter().cloned());
-    strip.extend(p.authn.output_headers().iter().cloned());
-    let mut credential_headers = listener.credential_headers.clone();
-    for h in p.authn.token_headers() {
-        if !credential_headers.contains(&h) {
-            credential_headers.push(h);
-        }
-    }
-    if plan.keep_token {
-        credential_headers.retain(|h| !plan.keep_headers.contains(h));
-    }
+    let kept;
+    let credential_headers: &[HeaderName] = if plan.keep_token {
+        kept = listener
+            .credential_headers
+            .iter()
+            .filter(|h| !plan.keep_headers.contains(h))
+            .cloned()
+            .collect::<Vec<_>>();
+        &kept
+    } else {
+        &listener.credential_headers
+    };
     RequestHeaderPolicy {
-        credential_headers: &credential_headers,
-        strip: &strip,
+        credential_headers,
+        strip: &p.strip_headers,
         trusted_peer,
         client_ip: client.ip(),
     }
@@ -70,7 +81,9 @@ pub fn upstream_request(
         .method(method)
         .uri(pq)
         .body(limited.boxed_unsync())
-        .map_err(|e| modelgate_core::Reject::BadRequest(format!("cannot forward this request: {e}")))?;
+        .map_err(|e| {
+            modelgate_core::Reject::BadRequest(format!("cannot forward this request: {e}"))
+        })?;
     *req.headers_mut() = headers;
     Ok((req, tripped))
 }

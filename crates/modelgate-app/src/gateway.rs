@@ -17,8 +17,8 @@ use modelgate_listen::{ConnInfo, Handler};
 use modelgate_route::RouteMatch;
 use modelgate_runtime::Runtime;
 
-use crate::body::{Prefixed, boxed, check_declared_length, grpc_model, openai_model, read_bounded};
 use crate::backend::{Call, Failure};
+use crate::body::{Prefixed, boxed, check_declared_length, grpc_model, openai_model, read_bounded};
 use crate::facts;
 use crate::finish::{Trace, answered, rejected};
 use crate::pipeline::Pipeline;
@@ -64,7 +64,18 @@ impl Handler for Gateway {
         let ready = self.shared.ready.load(Ordering::Acquire);
         let (parts, body) = req.into_parts();
         let mut body = Some(body);
-        match flow(&p, self.shared.runtime.as_ref(), parts, &mut body, &conn, &mut trace, ready).await {
+        // Boxed: the flow future is large, and hyper moves the handler future by value.
+        match Box::pin(flow(
+            &p,
+            self.shared.runtime.as_ref(),
+            parts,
+            &mut body,
+            &conn,
+            &mut trace,
+            ready,
+        ))
+        .await
+        {
             Ok(resp) => answered(&p, metrics, &trace, resp),
             Err((reject, upstream_error)) => {
                 if let Some(unread) = body
@@ -109,10 +120,12 @@ async fn flow(
     trace: &mut Trace,
     ready: bool,
 ) -> Result<Response<BoxBody>, Failure> {
-    let listener = p
-        .listeners
-        .get(conn.listener)
-        .ok_or_else(|| refuse(Reject::Unavailable { message: "listener is being reconfigured".into(), retry_after_secs: Some(1) }))?;
+    let listener = p.listeners.get(conn.listener).ok_or_else(|| {
+        refuse(Reject::Unavailable {
+            message: "listener is being reconfigured".into(),
+            retry_after_secs: Some(1),
+        })
+    })?;
     let limit = listener.config.max_body_bytes;
     trace.istio_compat = listener.config.istio_compat;
 
@@ -133,7 +146,13 @@ async fn flow(
     // 2. Route: only protocol paths exist; everything else is 404, never forwarded.
     let mut route = p
         .routes
-        .resolve(&facts.method, &facts.path, facts.host.as_deref(), &facts.headers, facts.grpc)
+        .resolve(
+            &facts.method,
+            &facts.path,
+            facts.host.as_deref(),
+            &facts.headers,
+            facts.grpc,
+        )
         .map_err(refuse)?;
     note_route(trace, &route);
 
@@ -143,7 +162,11 @@ async fn flow(
     let who = if route.public {
         None
     } else {
-        match p.authn.authenticate(&facts, &listener.config.credentials, SystemTime::now()).await {
+        match p
+            .authn
+            .authenticate(&facts, &listener.config.credentials, SystemTime::now())
+            .await
+        {
             Ok(a) => {
                 trace.identify(a.principal());
                 Some(Some(a))
@@ -156,16 +179,24 @@ async fn flow(
     // 4. Bind the model named in the body (OpenAI JSON, gRPC message), bounded.
     let mut head = None;
     if route.model_in_body {
-        let incoming = body.take().ok_or_else(|| refuse(Reject::Internal { detail: "body taken twice".into() }))?;
+        let incoming = body.take().ok_or_else(|| {
+            refuse(Reject::Internal {
+                detail: "body taken twice".into(),
+            })
+        })?;
         if facts.grpc {
             let mut incoming = incoming;
             let (name, read) = grpc_model(&mut incoming, limit).await.map_err(refuse)?;
-            p.routes.bind_body_model(&mut route, &name, facts.host.as_deref(), &facts.headers).map_err(refuse)?;
+            p.routes
+                .bind_body_model(&mut route, &name, facts.host.as_deref(), &facts.headers)
+                .map_err(refuse)?;
             head = Some((read, Some(incoming)));
         } else {
             let bytes = read_bounded(incoming, limit).await.map_err(refuse)?;
             let name = openai_model(&bytes).map_err(refuse)?;
-            p.routes.bind_body_model(&mut route, &name, facts.host.as_deref(), &facts.headers).map_err(refuse)?;
+            p.routes
+                .bind_body_model(&mut route, &name, facts.host.as_deref(), &facts.headers)
+                .map_err(refuse)?;
             head = Some((bytes, None));
         }
         note_route(trace, &route);
@@ -177,17 +208,29 @@ async fn flow(
         Some(None) => Caller::Anonymous,
         Some(Some(a)) => Caller::Identified(a),
     };
-    let permit = p.authz.authorize(caller, &facts, &route, &listener.config).map_err(refuse)?;
+    let permit = p
+        .authz
+        .authorize(caller, &facts, &route, &listener.config)
+        .map_err(refuse)?;
     trace.authorized = true;
 
     // 6. Backend: modelgate itself, the built-in runtime, or the upstream.
     let request_body: BoxBody = match (head, body.take()) {
         (Some((bytes, None)), _) => full(bytes),
-        (Some((bytes, Some(rest))), _) => http_body_util::BodyExt::boxed_unsync(Prefixed::new(bytes, rest)),
+        (Some((bytes, Some(rest))), _) => {
+            http_body_util::BodyExt::boxed_unsync(Prefixed::new(bytes, rest))
+        }
         (None, Some(incoming)) => boxed(incoming),
         (None, None) => full(bytes::Bytes::new()),
     };
-    let call = Call { p, runtime, listener, route: &route, permit: &permit, ready };
+    let call = Call {
+        p,
+        runtime,
+        listener,
+        route: &route,
+        permit: &permit,
+        ready,
+    };
     call.run(facts, request_body, trace).await
 }
 

@@ -20,7 +20,10 @@ impl Body for Reply {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         if let Some(d) = self.data.take() {
             return Poll::Ready(Some(Ok(Frame::data(d))));
         }
@@ -40,8 +43,13 @@ pub fn ok(message: &[u8]) -> Response<BoxBody> {
     frame.put_slice(message);
     let mut trailers = HeaderMap::new();
     trailers.insert("grpc-status", HeaderValue::from_static("0"));
-    let body = Reply { data: Some(frame.freeze()), trailers: Some(trailers) }.boxed_unsync();
+    let body = Reply {
+        data: Some(frame.freeze()),
+        trailers: Some(trailers),
+    }
+    .boxed_unsync();
     let mut resp = Response::new(body);
-    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
     resp
 }

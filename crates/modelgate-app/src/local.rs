@@ -15,9 +15,10 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Whether modelgate answers this route itself.
 pub fn is_local(route: &RouteMatch) -> bool {
     match route.operation {
-        Operation::ServerLive | Operation::ServerReady | Operation::ServerMetadata | Operation::ListModels => {
-            route.model.known().is_none()
-        }
+        Operation::ServerLive
+        | Operation::ServerReady
+        | Operation::ServerMetadata
+        | Operation::ListModels => route.model.known().is_none(),
         Operation::ModelMetadata => route.protocol == Protocol::OpenAi,
         _ => false,
     }
@@ -26,7 +27,8 @@ pub fn is_local(route: &RouteMatch) -> bool {
 fn json_response(body: serde_json::Value) -> Response<BoxBody> {
     let mut r = Response::new(full(body.to_string()));
     *r.status_mut() = StatusCode::OK;
-    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
 }
 
@@ -35,11 +37,15 @@ pub fn answer(p: &Pipeline, route: &RouteMatch, permit: &Permit, ready: bool) ->
     match route.operation {
         Operation::ServerLive => json_response(json!({ "live": true })),
         Operation::ServerReady => json_response(json!({ "ready": ready })),
-        Operation::ServerMetadata => json_response(json!({ "name": "modelgate", "version": VERSION, "extensions": [] })),
+        Operation::ServerMetadata => {
+            json_response(json!({ "name": "modelgate", "version": VERSION, "extensions": [] }))
+        }
         Operation::ListModels => list_models(p, route.protocol, permit),
         _ => {
             let id = route.model.log_name();
-            json_response(json!({ "id": id, "object": "model", "created": 0, "owned_by": "modelgate" }))
+            json_response(
+                json!({ "id": id, "object": "model", "created": 0, "owned_by": "modelgate" }),
+            )
         }
     }
 }
@@ -54,7 +60,9 @@ fn list_models(p: &Pipeline, protocol: Protocol, permit: &Permit) -> Response<Bo
             None => true,
         })
         .filter(|m| match protocol {
-            Protocol::OpenAi => m.protocols.contains(&Protocol::OpenAi) || m.protocols.contains(&Protocol::V1),
+            Protocol::OpenAi => {
+                m.protocols.contains(&Protocol::OpenAi) || m.protocols.contains(&Protocol::V1)
+            }
             other => m.protocols.contains(&other),
         })
         .map(|m| m.name.as_str())
@@ -72,7 +80,9 @@ fn list_models(p: &Pipeline, protocol: Protocol, permit: &Permit) -> Response<Bo
 
 /// A gRPC answer for server-level operations when no built-in runtime runs.
 pub fn grpc_answer(op: Operation, ready: bool) -> Response<BoxBody> {
-    use modelgate_proto::inference::{ServerLiveResponse, ServerMetadataResponse, ServerReadyResponse};
+    use modelgate_proto::inference::{
+        ServerLiveResponse, ServerMetadataResponse, ServerReadyResponse,
+    };
     let bytes = match op {
         Operation::ServerLive => prost::Message::encode_to_vec(&ServerLiveResponse { live: true }),
         Operation::ServerReady => prost::Message::encode_to_vec(&ServerReadyResponse { ready }),

@@ -25,7 +25,8 @@ pub enum ModelBackend {
 /// Per-listener settings the pipeline needs.
 pub struct ListenerView {
     pub config: Listener,
-    /// Headers that may carry credentials; always stripped before forwarding.
+    /// Headers that may carry credentials (API keys, tokens); stripped before
+    /// forwarding unless a JWT rule forwards its token.
     pub credential_headers: Vec<HeaderName>,
 }
 
@@ -37,6 +38,9 @@ pub struct Pipeline {
     pub backends: HashMap<ModelName, ModelBackend>,
     pub listeners: Vec<ListenerView>,
     pub decisions: Arc<DecisionLog>,
+    /// Identity headers to strip from every request: `auth.strip_headers`,
+    /// `auth.identity_header` and the JWT rules' claim headers.
+    pub strip_headers: Vec<HeaderName>,
     /// Identity-source metrics, shared by every pipeline of the process.
     pub identity_metrics: IdentityMetrics,
 }
@@ -51,13 +55,22 @@ pub enum BuildError {
 
 impl Pipeline {
     /// Builds a pipeline. `decisions` is reused when its sink is unchanged.
-    pub fn build(config: Config, keys: Arc<ArcSwap<KeyStore>>, decisions: Option<Arc<DecisionLog>>) -> Result<Self, BuildError> {
+    pub fn build(
+        config: Config,
+        keys: Arc<ArcSwap<KeyStore>>,
+        decisions: Option<Arc<DecisionLog>>,
+    ) -> Result<Self, BuildError> {
         Self::build_after(config, keys, decisions, None)
     }
 
     /// Builds the pipeline that replaces `previous` (on reload): its identity
     /// metrics and unchanged JWKS caches carry over, so keys stay warm.
-    pub fn build_after(config: Config, keys: Arc<ArcSwap<KeyStore>>, decisions: Option<Arc<DecisionLog>>, previous: Option<&Pipeline>) -> Result<Self, BuildError> {
+    pub fn build_after(
+        config: Config,
+        keys: Arc<ArcSwap<KeyStore>>,
+        decisions: Option<Arc<DecisionLog>>,
+        previous: Option<&Pipeline>,
+    ) -> Result<Self, BuildError> {
         let routes = RouteTable::build(&config).map_err(BuildError::Config)?;
         let authz = Authorizer::new(&config).map_err(BuildError::Config)?;
         let mut backends = HashMap::new();
@@ -67,7 +80,11 @@ impl Pipeline {
                 Backend::Upstream(u) => match UpstreamTarget::new(u) {
                     Ok(t) => ModelBackend::Proxy(Arc::new(t)),
                     Err(e) => {
-                        errors.push(ConfigError::new(format!("models[{i}].upstream"), e, "check the upstream URL"));
+                        errors.push(ConfigError::new(
+                            format!("models[{i}].upstream"),
+                            e,
+                            "check the upstream URL",
+                        ));
                         continue;
                     }
                 },
@@ -80,17 +97,13 @@ impl Pipeline {
         }
         let decisions = match decisions {
             Some(d) if d.sink() == &config.log.decisions => d,
-            _ => Arc::new(DecisionLog::open(&config.log.decisions).map_err(BuildError::DecisionLog)?),
+            _ => {
+                Arc::new(DecisionLog::open(&config.log.decisions).map_err(BuildError::DecisionLog)?)
+            }
         };
-        let listeners = config
-            .listeners
-            .iter()
-            .map(|l| ListenerView {
-                credential_headers: credential_headers(&l.credentials),
-                config: l.clone(),
-            })
-            .collect();
-        let identity_metrics = previous.map(|p| p.identity_metrics.clone()).unwrap_or_default();
+        let identity_metrics = previous
+            .map(|p| p.identity_metrics.clone())
+            .unwrap_or_default();
         let authn = Authenticator::build(
             &config.auth,
             config.auth.api_keys.as_ref().map(|_| keys),
@@ -100,6 +113,27 @@ impl Pipeline {
         )
         .map_err(BuildError::Config)?;
         authn.start();
+        // Per request these lists only get read: precompute them here.
+        let token_headers = authn.token_headers();
+        let listeners = config
+            .listeners
+            .iter()
+            .map(|l| {
+                let mut credential_headers = credential_headers(&l.credentials);
+                for h in &token_headers {
+                    if !credential_headers.contains(h) {
+                        credential_headers.push(h.clone());
+                    }
+                }
+                ListenerView {
+                    credential_headers,
+                    config: l.clone(),
+                }
+            })
+            .collect();
+        let mut strip_headers = config.auth.strip_headers.clone();
+        strip_headers.extend(config.auth.identity_header.iter().cloned());
+        strip_headers.extend(authn.output_headers().iter().cloned());
         Ok(Self {
             routes,
             authn,
@@ -107,6 +141,7 @@ impl Pipeline {
             backends,
             listeners,
             decisions,
+            strip_headers,
             identity_metrics,
             config,
         })
@@ -115,14 +150,26 @@ impl Pipeline {
 
 /// Registers the identity-source metrics (once per process).
 pub fn register_identity_metrics(metrics: &Metrics, m: &IdentityMetrics) {
-    metrics.register("jwks_fetches", "JWKS fetches by provider, result and reason", m.jwks_fetches.clone());
-    metrics.register("jwks_keys", "Usable keys in each provider's cached JWKS (0: its tokens fail closed)", m.jwks_keys.clone());
+    metrics.register(
+        "jwks_fetches",
+        "JWKS fetches by provider, result and reason",
+        m.jwks_fetches.clone(),
+    );
+    metrics.register(
+        "jwks_keys",
+        "Usable keys in each provider's cached JWKS (0: its tokens fail closed)",
+        m.jwks_keys.clone(),
+    );
     metrics.register(
         "jwks_last_success_timestamp_seconds",
         "Unix time of each provider's last successful JWKS fetch (age = time() - value)",
         m.jwks_last_success.clone(),
     );
-    metrics.register("identity_remote_checks", "TokenReview and introspection answers by source and result", m.remote_checks.clone());
+    metrics.register(
+        "identity_remote_checks",
+        "TokenReview and introspection answers by source and result",
+        m.remote_checks.clone(),
+    );
 }
 
 fn credential_headers(sources: &[CredentialSource]) -> Vec<HeaderName> {

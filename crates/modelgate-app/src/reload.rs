@@ -30,7 +30,11 @@ fn fingerprint(path: &Path) -> Option<Fingerprint> {
     let inode = std::os::unix::fs::MetadataExt::ino(&m);
     #[cfg(not(unix))]
     let inode = 0;
-    Some(Fingerprint { modified: m.modified().ok(), len: m.len(), inode })
+    Some(Fingerprint {
+        modified: m.modified().ok(),
+        len: m.len(),
+        inode,
+    })
 }
 
 struct Watched {
@@ -48,14 +52,32 @@ pub struct Reloader {
 }
 
 impl Reloader {
-    pub fn new(shared: Arc<Shared>, config_path: PathBuf, listeners: Vec<Listener>, tls: Vec<Arc<TlsSetup>>) -> Self {
-        let keys_path = shared.pipeline.load().config.auth.api_keys.as_ref().map(|k| k.file.clone());
+    pub fn new(
+        shared: Arc<Shared>,
+        config_path: PathBuf,
+        listeners: Vec<Listener>,
+        tls: Vec<Arc<TlsSetup>>,
+    ) -> Self {
+        let keys_path = shared
+            .pipeline
+            .load()
+            .config
+            .auth
+            .api_keys
+            .as_ref()
+            .map(|k| k.file.clone());
         let watched = Watched {
             config: fingerprint(&config_path),
             keys: keys_path.as_deref().and_then(fingerprint),
             keys_path,
         };
-        Self { shared, config_path, listeners, tls, watched: Mutex::new(watched) }
+        Self {
+            shared,
+            config_path,
+            listeners,
+            tls,
+            watched: Mutex::new(watched),
+        }
     }
 
     /// Reloads configuration, keys and TLS certificates (SIGHUP).
@@ -65,7 +87,9 @@ impl Reloader {
         for t in &self.tls {
             match t.reload() {
                 Ok(()) => tracing::info!("TLS certificate reloaded"),
-                Err(e) => tracing::error!(error = %e, "TLS certificate reload failed; the old certificate stays in use"),
+                Err(e) => {
+                    tracing::error!(error = %e, "TLS certificate reload failed; the old certificate stays in use")
+                }
             }
         }
     }
@@ -81,13 +105,20 @@ impl Reloader {
             }
         };
         if config.listeners != self.listeners {
-            tracing::warn!("listener changes (addresses, TLS files, limits) take effect after a restart; other changes apply now");
+            tracing::warn!(
+                "listener changes (addresses, TLS files, limits) take effect after a restart; other changes apply now"
+            );
         }
         let old = self.shared.pipeline.load_full();
         let mut config = config;
         config.listeners = self.listeners.clone();
         let new_keys_path = config.auth.api_keys.as_ref().map(|k| k.file.clone());
-        match Pipeline::build_after(config, self.shared.keys.clone(), Some(old.decisions.clone()), Some(&old)) {
+        match Pipeline::build_after(
+            config,
+            self.shared.keys.clone(),
+            Some(old.decisions.clone()),
+            Some(&old),
+        ) {
             Ok(p) => {
                 if let Err(e) = self.update_runtime(&p.config) {
                     metrics.config_reloaded(false);
@@ -141,7 +172,9 @@ impl Reloader {
         match &self.shared.runtime {
             Some(rt) => rt.update(specs).map_err(|e| e.to_string()),
             None if specs.is_empty() => Ok(()),
-            None => Err("the first built-in model needs a restart (no model runtime is running)".into()),
+            None => {
+                Err("the first built-in model needs a restart (no model runtime is running)".into())
+            }
         }
     }
 
@@ -160,7 +193,9 @@ impl Reloader {
             }
         }
         let (config_changed, keys_changed) = {
-            let Ok(mut w) = self.watched.lock() else { return };
+            let Ok(mut w) = self.watched.lock() else {
+                return;
+            };
             let c = fingerprint(&self.config_path);
             let config_changed = c.is_some() && c != w.config;
             if config_changed {
@@ -188,7 +223,11 @@ impl Reloader {
     pub fn spawn_watchers(self: Arc<Self>) -> tokio::task::JoinHandle<()> {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(16);
         let mut dirs: Vec<PathBuf> = Vec::new();
-        let parent = |p: &Path| p.parent().filter(|d| !d.as_os_str().is_empty()).map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        let parent = |p: &Path| {
+            p.parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+        };
         dirs.push(parent(&self.config_path));
         if let Some(k) = self.watched.lock().ok().and_then(|w| w.keys_path.clone()) {
             dirs.push(parent(&k));

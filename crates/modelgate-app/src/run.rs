@@ -28,9 +28,15 @@ pub enum StartError {
     #[error("cannot load the API-key store: {0}")]
     Keys(#[from] modelgate_authn::KeyStoreError),
     #[error("listen[{index}]: {source}")]
-    Tls { index: usize, source: modelgate_listen::TlsError },
+    Tls {
+        index: usize,
+        source: modelgate_listen::TlsError,
+    },
     #[error("cannot listen on {addr}: {source} (is another process using the port?)")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("cannot load the built-in models: {0}")]
     Runtime(#[from] modelgate_runtime::RuntimeError),
     #[error("cannot start an I/O thread: {0}")]
@@ -47,7 +53,11 @@ pub async fn run(config: Config, config_path: PathBuf) -> Result<(), StartError>
 pub type OnReady = Box<dyn FnOnce(&[SocketAddr], SocketAddr) + Send>;
 
 /// [`run`], calling `on_ready` once the server is ready.
-pub async fn run_with(config: Config, config_path: PathBuf, on_ready: Option<OnReady>) -> Result<(), StartError> {
+pub async fn run_with(
+    config: Config,
+    config_path: PathBuf,
+    on_ready: Option<OnReady>,
+) -> Result<(), StartError> {
     modelgate_upstream::set_worker_count(config.runtime.io_threads);
     let metrics = Arc::new(Metrics::new());
     let keys = Arc::new(ArcSwap::from_pointee(match &config.auth.api_keys {
@@ -73,31 +83,59 @@ pub async fn run_with(config: Config, config_path: PathBuf, on_ready: Option<OnR
 
     let mut tls_setups = Vec::new();
     let mut bound_addrs = Vec::new();
-    let io_threads = listeners_cfg.first().map_or(1, |_| shared.pipeline.load().config.runtime.io_threads);
+    let io_threads = listeners_cfg
+        .first()
+        .map_or(1, |_| shared.pipeline.load().config.runtime.io_threads);
     // One socket per listener per I/O thread (SO_REUSEPORT).
-    let mut per_thread: Vec<Vec<(ServeOptions, std::net::TcpListener)>> = (0..io_threads).map(|_| Vec::new()).collect();
+    let mut per_thread: Vec<Vec<(ServeOptions, std::net::TcpListener)>> =
+        (0..io_threads).map(|_| Vec::new()).collect();
     for (index, l) in listeners_cfg.iter().enumerate() {
         let tls = match &l.tls {
-            Some(t) => Some(Arc::new(TlsSetup::new(t, l.http2).map_err(|source| StartError::Tls { index, source })?)),
+            Some(t) => Some(Arc::new(
+                TlsSetup::new(t, l.http2).map_err(|source| StartError::Tls { index, source })?,
+            )),
             None => None,
         };
         if let Some(t) = &tls {
             tls_setups.push(t.clone());
         }
-        let sockets = bind_shared(l.address, io_threads).map_err(|source| StartError::Bind { addr: l.address, source })?;
-        let bound = sockets.first().and_then(|s| s.local_addr().ok()).unwrap_or(l.address);
+        let sockets = bind_shared(l.address, io_threads).map_err(|source| StartError::Bind {
+            addr: l.address,
+            source,
+        })?;
+        let bound = sockets
+            .first()
+            .and_then(|s| s.local_addr().ok())
+            .unwrap_or(l.address);
         bound_addrs.push(bound);
         tracing::info!(address = %bound, tls = tls.is_some(), http2 = l.http2, io_threads, "listening");
-        let opts = ServeOptions { listener: index, http2: l.http2, header_read_timeout: l.header_read_timeout, drain_timeout: l.drain_timeout, tls };
+        let opts = ServeOptions {
+            listener: index,
+            http2: l.http2,
+            header_read_timeout: l.header_read_timeout,
+            drain_timeout: l.drain_timeout,
+            tls,
+        };
         for (w, sock) in sockets.into_iter().enumerate() {
             per_thread[w].push((opts.clone(), sock));
         }
     }
-    let admin_tcp = TcpListener::bind(admin_addr).await.map_err(|source| StartError::Bind { addr: admin_addr, source })?;
+    let admin_tcp = TcpListener::bind(admin_addr)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: admin_addr,
+            source,
+        })?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let gateway = Arc::new(Gateway { shared: shared.clone() });
-    let drain = listeners_cfg.iter().map(|l| l.drain_timeout).max().unwrap_or(Duration::ZERO);
+    let gateway = Arc::new(Gateway {
+        shared: shared.clone(),
+    });
+    let drain = listeners_cfg
+        .iter()
+        .map(|l| l.drain_timeout)
+        .max()
+        .unwrap_or(Duration::ZERO);
     let mut threads = Vec::new();
     for (w, sockets) in per_thread.into_iter().enumerate() {
         let gateway = gateway.clone();
@@ -110,13 +148,34 @@ pub async fn run_with(config: Config, config_path: PathBuf, on_ready: Option<OnR
     }
     let admin_tcp_addr = admin_tcp.local_addr().unwrap_or(admin_addr);
     tracing::info!(address = %admin_tcp_addr, "admin listening");
-    let admin_opts = ServeOptions { listener: 0, http2: false, header_read_timeout: Duration::from_secs(10), drain_timeout: Duration::from_secs(1), tls: None };
-    let admin_task = tokio::spawn(serve(admin_tcp, admin_opts, Arc::new(Admin { shared: shared.clone() }), stop_rx.clone()));
+    let admin_opts = ServeOptions {
+        listener: 0,
+        http2: false,
+        header_read_timeout: Duration::from_secs(10),
+        drain_timeout: Duration::from_secs(1),
+        tls: None,
+    };
+    let admin_task = tokio::spawn(serve(
+        admin_tcp,
+        admin_opts,
+        Arc::new(Admin {
+            shared: shared.clone(),
+        }),
+        stop_rx.clone(),
+    ));
 
-    let reloader = Arc::new(Reloader::new(shared.clone(), config_path, listeners_cfg.clone(), tls_setups));
+    let reloader = Arc::new(Reloader::new(
+        shared.clone(),
+        config_path,
+        listeners_cfg.clone(),
+        tls_setups,
+    ));
     let watch_task = reloader.clone().spawn_watchers();
     shared.ready.store(true, Ordering::Release);
-    tracing::info!(models = shared.pipeline.load().config.models.len(), "modelgate ready");
+    tracing::info!(
+        models = shared.pipeline.load().config.models.len(),
+        "modelgate ready"
+    );
     if let Some(f) = on_ready {
         f(&bound_addrs, admin_tcp_addr);
     }
@@ -139,9 +198,17 @@ pub async fn run_with(config: Config, config_path: PathBuf, on_ready: Option<OnR
 
 /// One I/O thread: its own event loop serving its sockets; every task of a
 /// connection (including its upstream connections) stays on this thread.
-fn io_thread(index: usize, sockets: Vec<(ServeOptions, std::net::TcpListener)>, gateway: Arc<Gateway>, stop: watch::Receiver<bool>) {
+fn io_thread(
+    index: usize,
+    sockets: Vec<(ServeOptions, std::net::TcpListener)>,
+    gateway: Arc<Gateway>,
+    stop: watch::Receiver<bool>,
+) {
     modelgate_upstream::pin_current_thread(index);
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             tracing::error!(error = %e, thread = index, "cannot start an I/O thread's event loop");

@@ -28,40 +28,41 @@ impl Outcome {
     }
 }
 
-/// The record of one request.
+/// The record of one request. It borrows from the request's own state, so
+/// writing it copies nothing but the serialised line.
 #[derive(Debug, Clone, Serialize)]
-pub struct Decision {
+pub struct Decision<'a> {
     #[serde(serialize_with = "ser_time")]
     pub ts: SystemTime,
-    pub request_id: String,
+    pub request_id: &'a str,
     pub client: SocketAddr,
-    pub method: String,
+    pub method: &'a str,
     /// Normalised path (what was authorized); the raw target if it did not normalise.
-    pub path: String,
+    pub path: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub host: Option<String>,
+    pub host: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub model: Option<String>,
+    pub model: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub protocol: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub operation: Option<&'static str>,
     /// Identity name (API-key name, token subject); never a secret.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub identity: Option<String>,
+    pub identity: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth_method: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub issuer: Option<String>,
+    pub issuer: Option<&'a str>,
     pub decision: Outcome,
     /// Authorino-compatible fields.
     pub authorized: bool,
     pub response: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    pub reason: Option<&'a str>,
     pub status: u16,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub upstream: Option<String>,
+    pub upstream: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none", serialize_with = "ser_ms_opt")]
     pub upstream_ms: Option<Duration>,
     #[serde(serialize_with = "ser_ms")]
@@ -69,7 +70,44 @@ pub struct Decision {
 }
 
 fn ser_time<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(&humantime::format_rfc3339_micros(*t))
+    let mut buf = [0u8; 27];
+    s.serialize_str(rfc3339_micros(*t, &mut buf))
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.ffffffZ` without the formatting machinery (this runs
+/// for every request). Civil date from days since the epoch: Howard
+/// Hinnant's `civil_from_days`.
+fn rfc3339_micros(t: SystemTime, buf: &mut [u8; 27]) -> &str {
+    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    let sod = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let fields: [(usize, u64, usize); 7] = [
+        (0, u64::try_from(year).unwrap_or(0), 4),
+        (5, u64::try_from(month).unwrap_or(0), 2),
+        (8, u64::try_from(day).unwrap_or(0), 2),
+        (11, sod / 3600, 2),
+        (14, sod % 3600 / 60, 2),
+        (17, sod % 60, 2),
+        (20, u64::from(d.subsec_micros()), 6),
+    ];
+    *buf = *b"0000-00-00T00:00:00.000000Z";
+    for (at, mut v, width) in fields {
+        for i in (at..at + width).rev() {
+            buf[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    }
+    std::str::from_utf8(buf).unwrap_or("1970-01-01T00:00:00.000000Z")
 }
 
 fn ms(d: &Duration) -> f64 {
@@ -97,5 +135,28 @@ pub fn authorino_response(status: u16, outcome: Outcome) -> &'static str {
         (_, 429) => "RESOURCE_EXHAUSTED",
         (_, 400 | 405 | 413) => "INVALID_ARGUMENT",
         _ => "UNAVAILABLE",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_match_humantime() {
+        for secs in [
+            0u64,
+            951_782_400,
+            1_795_434_695,
+            4_102_444_799,
+            253_402_300_799,
+        ] {
+            let t = std::time::UNIX_EPOCH + Duration::new(secs, 123_456_789);
+            let mut buf = [0u8; 27];
+            assert_eq!(
+                rfc3339_micros(t, &mut buf),
+                humantime::format_rfc3339_micros(t).to_string()
+            );
+        }
     }
 }

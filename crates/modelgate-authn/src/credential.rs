@@ -32,7 +32,10 @@ fn invalid(msg: &str) -> AuthFailure {
 
 /// Returns the single credential in `sources`. Several different credentials,
 /// a repeated header, or a malformed value are refused rather than guessed at.
-pub fn find_credential(headers: &HeaderMap, sources: &[CredentialSource]) -> Result<Credential, AuthFailure> {
+pub fn find_credential(
+    headers: &HeaderMap,
+    sources: &[CredentialSource],
+) -> Result<Credential, AuthFailure> {
     let mut found: Option<String> = None;
     let mut auth_values = headers.get_all(AUTHORIZATION).iter();
     let authorization = auth_values.next();
@@ -43,8 +46,12 @@ pub fn find_credential(headers: &HeaderMap, sources: &[CredentialSource]) -> Res
         let value = match source {
             CredentialSource::AuthorizationHeader { scheme } => {
                 let Some(v) = authorization else { continue };
-                let v = v.to_str().map_err(|_| invalid("malformed Authorization header"))?;
-                let Some((s, rest)) = v.split_once(' ') else { continue };
+                let v = v
+                    .to_str()
+                    .map_err(|_| invalid("malformed Authorization header"))?;
+                let Some((s, rest)) = v.split_once(' ') else {
+                    continue;
+                };
                 if !s.eq_ignore_ascii_case(scheme) {
                     continue;
                 }
@@ -86,9 +93,15 @@ mod tests {
 
     fn sources() -> Vec<CredentialSource> {
         vec![
-            CredentialSource::AuthorizationHeader { scheme: "Bearer".into() },
-            CredentialSource::AuthorizationHeader { scheme: "APIKEY".into() },
-            CredentialSource::Header { name: HeaderName::from_static("x-api-key") },
+            CredentialSource::AuthorizationHeader {
+                scheme: "Bearer".into(),
+            },
+            CredentialSource::AuthorizationHeader {
+                scheme: "APIKEY".into(),
+            },
+            CredentialSource::Header {
+                name: HeaderName::from_static("x-api-key"),
+            },
         ]
     }
 
@@ -106,26 +119,46 @@ mod tests {
         assert_eq!(find(&[("authorization", "bearer abc")]).unwrap(), "abc");
         assert_eq!(find(&[("authorization", "APIKEY abc")]).unwrap(), "abc");
         assert_eq!(find(&[("x-api-key", "abc")]).unwrap(), "abc");
-        assert_eq!(find(&[("authorization", "Bearer abc"), ("x-api-key", "abc")]).unwrap(), "abc");
+        assert_eq!(
+            find(&[("authorization", "Bearer abc"), ("x-api-key", "abc")]).unwrap(),
+            "abc"
+        );
     }
 
     #[test]
     fn missing() {
         assert_eq!(find(&[]).unwrap_err(), AuthFailure::CredentialNotFound);
-        assert_eq!(find(&[("authorization", "Basic dXNlcjpwdw==")]).unwrap_err(), AuthFailure::CredentialNotFound);
+        assert_eq!(
+            find(&[("authorization", "Basic dXNlcjpwdw==")]).unwrap_err(),
+            AuthFailure::CredentialNotFound
+        );
     }
 
     #[test]
     fn ambiguous_or_malformed_is_refused() {
-        assert!(matches!(find(&[("authorization", "Bearer a"), ("x-api-key", "b")]), Err(AuthFailure::InvalidToken(_))));
-        assert!(matches!(find(&[("authorization", "Bearer a"), ("authorization", "Bearer a")]), Err(AuthFailure::InvalidToken(_))));
-        assert!(matches!(find(&[("x-api-key", "a"), ("x-api-key", "b")]), Err(AuthFailure::InvalidToken(_))));
-        assert!(matches!(find(&[("authorization", "Bearer ")]), Err(AuthFailure::InvalidToken(_))));
+        assert!(matches!(
+            find(&[("authorization", "Bearer a"), ("x-api-key", "b")]),
+            Err(AuthFailure::InvalidToken(_))
+        ));
+        assert!(matches!(
+            find(&[("authorization", "Bearer a"), ("authorization", "Bearer a")]),
+            Err(AuthFailure::InvalidToken(_))
+        ));
+        assert!(matches!(
+            find(&[("x-api-key", "a"), ("x-api-key", "b")]),
+            Err(AuthFailure::InvalidToken(_))
+        ));
+        assert!(matches!(
+            find(&[("authorization", "Bearer ")]),
+            Err(AuthFailure::InvalidToken(_))
+        ));
     }
 
     #[test]
     fn debug_hides_value() {
-        let c = Credential { value: "secret".into() };
+        let c = Credential {
+            value: "secret".into(),
+        };
         assert!(!format!("{c:?}").contains("secret"));
     }
 }

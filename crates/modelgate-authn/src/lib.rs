@@ -242,22 +242,24 @@ impl Authenticator {
         for method in &self.order {
             let principal = match (method, token.as_deref()) {
                 (IdentityMethod::ApiKey, Some(t)) if api_key => match &self.keys {
-                    Some(store) => store.load().verify(t, now)?,
+                    Some(store) => store.load().verify_shared(t, now)?,
                     None => return Err(AuthFailure::InvalidApiKey),
                 },
                 (IdentityMethod::Jwt, Some(t)) if !api_key => match provider(ProviderKind::Jwt) {
-                    Some(p) => p.verify(parse::parse(t).map_err(invalid)?, now).await?,
+                    Some(p) => Arc::new(p.verify(parse::parse(t).map_err(invalid)?, now).await?),
                     None => continue,
                 },
                 (IdentityMethod::Kubernetes, Some(t)) if !api_key => {
                     match (provider(ProviderKind::ServiceAccount), &self.token_review) {
-                        (Some(p), _) => p.verify(parse::parse(t).map_err(invalid)?, now).await?,
-                        (None, Some(r)) => r.verify(t, now).await?,
+                        (Some(p), _) => {
+                            Arc::new(p.verify(parse::parse(t).map_err(invalid)?, now).await?)
+                        }
+                        (None, Some(r)) => Arc::new(r.verify(t, now).await?),
                         (None, None) => continue,
                     }
                 }
                 (IdentityMethod::Introspection, Some(t)) if !api_key => match &self.introspection {
-                    Some(i) => i.verify(t, now).await?,
+                    Some(i) => Arc::new(i.verify(t, now).await?),
                     None => continue,
                 },
                 (IdentityMethod::Mtls, _) => match (&self.mtls, &facts.peer) {
@@ -271,8 +273,10 @@ impl Authenticator {
                     {
                         return Err(self.unclaimed(token.as_deref(), api_key));
                     }
-                    (Some(cfg), Some(peer)) => mtls::principal(cfg, peer)
-                        .ok_or_else(|| invalid("client certificate has no usable identity"))?,
+                    (Some(cfg), Some(peer)) => Arc::new(
+                        mtls::principal(cfg, peer)
+                            .ok_or_else(|| invalid("client certificate has no usable identity"))?,
+                    ),
                     _ => continue,
                 },
                 _ => continue,

@@ -60,6 +60,10 @@ impl Authorizer {
         route: &RouteMatch,
         listener: &Listener,
     ) -> Result<Permit, Reject> {
+        let caller_principal = match &caller {
+            Caller::Identified(a) => Some(*a),
+            _ => None,
+        };
         let (kind, principal) = match caller {
             Caller::Public => (CallerKind::Public, None),
             Caller::Anonymous => (CallerKind::Anonymous, None),
@@ -74,7 +78,7 @@ impl Authorizer {
         }
         match verdict {
             Verdict::Allow { basis, policy } => Ok(Permit::new(
-                principal.cloned(),
+                caller_principal.map(|a| a.shared_principal().clone()),
                 route.model.known().cloned(),
                 basis,
                 policy,

@@ -1,5 +1,7 @@
 //! A permission to call the backend. Only the authorizer constructs one.
 
+use std::sync::Arc;
+
 use modelgate_core::{ModelName, Principal};
 
 /// Why a request was permitted, for the decision log.
@@ -28,7 +30,7 @@ impl PermitBasis {
 
 #[derive(Debug, Clone)]
 pub struct Permit {
-    principal: Option<Principal>,
+    principal: Option<Arc<Principal>>,
     model: Option<ModelName>,
     basis: PermitBasis,
     policy: Option<String>,
@@ -36,7 +38,7 @@ pub struct Permit {
 
 impl Permit {
     pub(crate) fn new(
-        principal: Option<Principal>,
+        principal: Option<Arc<Principal>>,
         model: Option<ModelName>,
         basis: PermitBasis,
         policy: Option<String>,
@@ -51,7 +53,7 @@ impl Permit {
 
     /// The verified identity; absent for public routes and anonymous requests.
     pub fn principal(&self) -> Option<&Principal> {
-        self.principal.as_ref()
+        self.principal.as_deref()
     }
 
     /// The model this permit is for (`None` for server-level operations).

@@ -14,7 +14,11 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    pub fn new(path: impl Into<String>, message: impl Into<String>, hint: impl Into<String>) -> Self {
+    pub fn new(
+        path: impl Into<String>,
+        message: impl Into<String>,
+        hint: impl Into<String>,
+    ) -> Self {
         Self {
             path: path.into(),
             message: message.into(),
@@ -69,7 +73,12 @@ pub struct Collector {
 }
 
 impl Collector {
-    pub fn push(&mut self, path: impl Into<String>, message: impl Into<String>, hint: impl Into<String>) {
+    pub fn push(
+        &mut self,
+        path: impl Into<String>,
+        message: impl Into<String>,
+        hint: impl Into<String>,
+    ) {
         self.errors.push(ConfigError::new(path, message, hint));
     }
 

@@ -69,11 +69,7 @@ fn expand(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, Strin
                 Some((n, d)) => (n, Some(d)),
                 None => (inner, None),
             };
-            if name.is_empty()
-                || !name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_')
-            {
+            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
                 return Err(format!("invalid environment variable name {name:?}"));
             }
             match (env(name), default) {
@@ -107,7 +103,10 @@ mod tests {
 
     #[test]
     fn expands() {
-        assert_eq!(expand("http://${HOST}:8080", &env).unwrap(), "http://10.0.0.1:8080");
+        assert_eq!(
+            expand("http://${HOST}:8080", &env).unwrap(),
+            "http://10.0.0.1:8080"
+        );
         assert_eq!(expand("${MISSING:-x}", &env).unwrap(), "x");
         assert_eq!(expand("$${HOST}", &env).unwrap(), "${HOST}");
         assert_eq!(expand("cost $5", &env).unwrap(), "cost $5");
@@ -123,7 +122,8 @@ mod tests {
 
     #[test]
     fn errors_name_the_key() {
-        let mut v: Value = yaml_serde::from_str("models:\n  - upstream:\n      url: ${NOPE}\n").unwrap();
+        let mut v: Value =
+            yaml_serde::from_str("models:\n  - upstream:\n      url: ${NOPE}\n").unwrap();
         let mut c = Collector::default();
         interpolate(&mut v, "", &env, &mut c);
         let errs = c.into_errors();

@@ -47,7 +47,11 @@ pub fn parse_str(
     let mut root: Value = match yaml_serde::from_str(text) {
         Ok(v) => v,
         Err(e) => {
-            c.push("", format!("not valid YAML: {e}"), "fix the YAML syntax at the position shown");
+            c.push(
+                "",
+                format!("not valid YAML: {e}"),
+                "fix the YAML syntax at the position shown",
+            );
             return Err(fail(c));
         }
     };
@@ -63,7 +67,11 @@ pub fn parse_str(
     let mut s = Sections::default();
     for (k, v) in map {
         let Some(key) = k.as_str().map(str::to_string) else {
-            c.push("", format!("top-level key {k:?} is not a string"), "use section names");
+            c.push(
+                "",
+                format!("top-level key {k:?} is not a string"),
+                "use section names",
+            );
             continue;
         };
         match key.as_str() {
@@ -78,7 +86,10 @@ pub fn parse_str(
                 other,
                 "unknown section",
                 match closest(other, SECTIONS) {
-                    Some(best) => format!("did you mean `{best}`? valid sections: {}", SECTIONS.join(", ")),
+                    Some(best) => format!(
+                        "did you mean `{best}`? valid sections: {}",
+                        SECTIONS.join(", ")
+                    ),
                     None => format!("valid sections: {}", SECTIONS.join(", ")),
                 },
             ),
@@ -119,11 +130,7 @@ fn join_path(base: &str, inner: &str) -> String {
 fn hint_for(message: &str) -> String {
     if let Some(rest) = message.strip_prefix("unknown field `") {
         let (bad, tail) = rest.split_once('`').unwrap_or((rest, ""));
-        let valid: Vec<&str> = tail
-            .split('`')
-            .skip(1)
-            .step_by(2)
-            .collect();
+        let valid: Vec<&str> = tail.split('`').skip(1).step_by(2).collect();
         return match closest(bad, &valid) {
             Some(best) => format!("did you mean `{best}`? (see docs/config.md)"),
             None => "remove the key; see docs/config.md for the keys this section takes".into(),
@@ -144,7 +151,10 @@ fn hint_for(message: &str) -> String {
 /// The candidate within edit distance 2 of `word`, or one that `word`
 /// starts with (`loging` → `log`), if any.
 pub(crate) fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
-    if let Some(c) = candidates.iter().find(|c| c.len() >= 3 && word.starts_with(**c)) {
+    if let Some(c) = candidates
+        .iter()
+        .find(|c| c.len() >= 3 && word.starts_with(**c))
+    {
         return Some(c);
     }
     candidates

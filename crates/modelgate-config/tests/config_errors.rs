@@ -1,6 +1,9 @@
 //! Configuration parsing: valid files load with their defaults; every error
 //! names its key path and a fix, and all errors are reported together.
 
+// Test helpers outside #[test] functions unwrap too.
+#![allow(clippy::unwrap_used)]
+
 use std::path::Path;
 
 use modelgate_config::{Backend, CredentialSource, DecisionSink, parse_str};
@@ -41,12 +44,16 @@ fn minimal_file_gets_defaults() {
     assert!(l.http2);
     assert_eq!(l.max_body_bytes, 4 << 20);
     assert_eq!(l.credentials.len(), 3);
-    assert!(matches!(&l.credentials[0], CredentialSource::AuthorizationHeader { scheme } if scheme == "Bearer"));
+    assert!(
+        matches!(&l.credentials[0], CredentialSource::AuthorizationHeader { scheme } if scheme == "Bearer")
+    );
     assert_eq!(cfg.admin.address.to_string(), "127.0.0.1:9901");
     let m = &cfg.models[0];
     assert_eq!(m.name.as_str(), "iris");
     assert!(m.protocols.contains(&Protocol::V1) && m.protocols.contains(&Protocol::V2));
-    let Backend::Upstream(u) = &m.backend else { panic!() };
+    let Backend::Upstream(u) = &m.backend else {
+        panic!()
+    };
     assert_eq!(u.endpoints[0].to_string(), "http://127.0.0.1:8081/");
     assert_eq!(u.timeout.as_secs(), 300);
     assert_eq!(cfg.auth.realm, "modelgate");
@@ -65,8 +72,16 @@ models:
     );
     assert_eq!(errs.len(), 1, "{errs:?}");
     assert_eq!(errs[0].0, "models[0].upstream.timout");
-    assert!(errs[0].1.contains("unknown field `timout`"), "{}", errs[0].1);
-    assert!(errs[0].2.contains("did you mean `timeout`"), "{}", errs[0].2);
+    assert!(
+        errs[0].1.contains("unknown field `timout`"),
+        "{}",
+        errs[0].1
+    );
+    assert!(
+        errs[0].2.contains("did you mean `timeout`"),
+        "{}",
+        errs[0].2
+    );
 }
 
 #[test]
@@ -108,12 +123,17 @@ log: {format: xml}
     ] {
         assert!(paths.contains(&want), "missing {want} in {paths:?}");
     }
-    assert!(errs.iter().all(|e| !e.2.is_empty()), "every error has a fix");
+    assert!(
+        errs.iter().all(|e| !e.2.is_empty()),
+        "every error has a fix"
+    );
 }
 
 #[test]
 fn missing_env_var_names_key_and_variable() {
-    let errs = errors("listen: {address: \"${LISTEN_ADDR}\"}\nmodels: [{name: a, upstream: {url: \"http://a:1\"}}]\n");
+    let errs = errors(
+        "listen: {address: \"${LISTEN_ADDR}\"}\nmodels: [{name: a, upstream: {url: \"http://a:1\"}}]\n",
+    );
     assert_eq!(errs[0].0, "listen.address");
     assert!(errs[0].1.contains("LISTEN_ADDR"));
 }
@@ -126,14 +146,18 @@ fn env_default_applies() {
 
 #[test]
 fn upstream_urls_are_checked_without_leaking_credentials() {
-    let errs = errors("listen: {address: \"0.0.0.0:1\"}\nmodels: [{name: a, upstream: {url: \"http://user:s3cret@h:1/path\"}}]\n");
+    let errs = errors(
+        "listen: {address: \"0.0.0.0:1\"}\nmodels: [{name: a, upstream: {url: \"http://user:s3cret@h:1/path\"}}]\n",
+    );
     assert_eq!(errs[0].0, "models[0].upstream.url");
     assert!(!errs[0].1.contains("s3cret"), "{}", errs[0].1);
 }
 
 #[test]
 fn grpc_needs_an_endpoint() {
-    let errs = errors("listen: {address: \"0.0.0.0:1\"}\nmodels: [{name: a, protocols: [grpc], upstream: {url: \"http://h:1\"}}]\n");
+    let errs = errors(
+        "listen: {address: \"0.0.0.0:1\"}\nmodels: [{name: a, protocols: [grpc], upstream: {url: \"http://h:1\"}}]\n",
+    );
     assert_eq!(errs[0].0, "models[0].upstream.grpc_url");
 }
 
@@ -166,7 +190,9 @@ models:
 
 #[test]
 fn public_paths_cannot_be_everything() {
-    let errs = errors(&format!("{MINIMAL}auth: {{public_paths: [\"*\", \"/a//b\"]}}\n"));
+    let errs = errors(&format!(
+        "{MINIMAL}auth: {{public_paths: [\"*\", \"/a//b\"]}}\n"
+    ));
     assert_eq!(errs.len(), 2);
     assert_eq!(errs[0].0, "auth.public_paths[0]");
     assert_eq!(errs[1].0, "auth.public_paths[1]");

@@ -24,7 +24,10 @@ impl PeerIdentity {
         if let Some(u) = self.uris.first() {
             return Some(u.strip_prefix("spiffe://").unwrap_or(u).to_string());
         }
-        self.dns.first().cloned().or_else(|| self.common_name.clone())
+        self.dns
+            .first()
+            .cloned()
+            .or_else(|| self.common_name.clone())
     }
 }
 

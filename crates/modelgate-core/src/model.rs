@@ -73,7 +73,13 @@ mod tests {
 
     #[test]
     fn accepts_usual_names() {
-        for n in ["iris", "sklearn-iris", "llama3", "inf-sklearn-iris-model", "m_1.v2"] {
+        for n in [
+            "iris",
+            "sklearn-iris",
+            "llama3",
+            "inf-sklearn-iris-model",
+            "m_1.v2",
+        ] {
             assert_eq!(ModelName::parse(n).unwrap().as_str(), n);
         }
     }

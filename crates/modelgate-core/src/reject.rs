@@ -60,7 +60,10 @@ pub enum Reject {
     /// 429: over a rate limit or quota.
     RateLimited { retry_after_secs: u64 },
     /// 503: the built-in runtime is saturated or the model is not ready.
-    Unavailable { message: String, retry_after_secs: Option<u64> },
+    Unavailable {
+        message: String,
+        retry_after_secs: Option<u64>,
+    },
     /// 502: the upstream could not be reached or broke the exchange.
     /// The detail is for logs only.
     UpstreamUnavailable { detail: String },
@@ -136,16 +139,16 @@ impl Reject {
     /// The gRPC status code for this rejection.
     pub fn grpc_code(&self) -> u8 {
         match self {
-            Reject::BadRequest(_) => 3,                         // INVALID_ARGUMENT
-            Reject::NotFound(_) => 5,                           // NOT_FOUND
-            Reject::MethodNotAllowed => 12,                     // UNIMPLEMENTED
+            Reject::BadRequest(_) => 3,     // INVALID_ARGUMENT
+            Reject::NotFound(_) => 5,       // NOT_FOUND
+            Reject::MethodNotAllowed => 12, // UNIMPLEMENTED
             Reject::Unauthenticated(AuthFailure::AudienceNotAllowed) => 7,
-            Reject::Unauthenticated(_) => 16,                   // UNAUTHENTICATED
-            Reject::Forbidden(_) => 7,                          // PERMISSION_DENIED
+            Reject::Unauthenticated(_) => 16, // UNAUTHENTICATED
+            Reject::Forbidden(_) => 7,        // PERMISSION_DENIED
             Reject::PayloadTooLarge { .. } | Reject::RateLimited { .. } => 8, // RESOURCE_EXHAUSTED
             Reject::Unavailable { .. } | Reject::UpstreamUnavailable { .. } => 14, // UNAVAILABLE
-            Reject::UpstreamTimeout => 4,                       // DEADLINE_EXCEEDED
-            Reject::Internal { .. } => 13,                      // INTERNAL
+            Reject::UpstreamTimeout => 4,     // DEADLINE_EXCEEDED
+            Reject::Internal { .. } => 13,    // INTERNAL
         }
     }
 }

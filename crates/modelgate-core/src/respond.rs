@@ -38,7 +38,9 @@ pub fn render(reject: &Reject, shape: ErrorShape, ctx: &RenderContext<'_>) -> Re
     }
     let retry = match reject {
         Reject::RateLimited { retry_after_secs } => Some(*retry_after_secs),
-        Reject::Unavailable { retry_after_secs, .. } => *retry_after_secs,
+        Reject::Unavailable {
+            retry_after_secs, ..
+        } => *retry_after_secs,
         _ => None,
     };
     if let Some(secs) = retry {
@@ -169,7 +171,10 @@ mod tests {
             &CTX,
         );
         assert_eq!(r.status(), 401);
-        assert_eq!(r.headers()["www-authenticate"], "Bearer realm=\"kubernetes-user\"");
+        assert_eq!(
+            r.headers()["www-authenticate"],
+            "Bearer realm=\"kubernetes-user\""
+        );
         assert_eq!(r.headers()["x-ext-auth-reason"], "credential not found");
         let b: serde_json::Value = serde_json::from_str(&block_on(body(r))).unwrap();
         assert_eq!(b["error"]["type"], "authentication_error");

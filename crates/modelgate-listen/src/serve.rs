@@ -19,7 +19,11 @@ use crate::tls::TlsSetup;
 
 /// Answers one request. Errors are responses too: a handler never fails.
 pub trait Handler: Send + Sync + 'static {
-    fn handle(&self, req: Request<Incoming>, conn: Arc<ConnInfo>) -> impl Future<Output = Response<BoxBody>> + Send;
+    fn handle(
+        &self,
+        req: Request<Incoming>,
+        conn: Arc<ConnInfo>,
+    ) -> impl Future<Output = Response<BoxBody>> + Send;
 }
 
 /// How one listener serves.
@@ -36,14 +40,22 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves `listener` until `shutdown` turns true, then stops accepting and
 /// waits up to `drain_timeout` for in-flight requests to finish.
-pub async fn serve<H: Handler>(listener: TcpListener, opts: ServeOptions, handler: Arc<H>, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve<H: Handler>(
+    listener: TcpListener,
+    opts: ServeOptions,
+    handler: Arc<H>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(opts.header_read_timeout)
         .keep_alive(true);
-    builder.http2().timer(TokioTimer::new()).max_concurrent_streams(1024);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(1024);
     if !opts.http2 {
         builder = builder.http1_only();
     }
@@ -105,15 +117,26 @@ pub async fn serve<H: Handler>(listener: TcpListener, opts: ServeOptions, handle
         }
     }
     drop(listener);
-    if tokio::time::timeout(opts.drain_timeout, graceful.shutdown()).await.is_err() {
-        tracing::warn!(listener = opts.listener, "drain timeout passed; closing remaining connections");
+    if tokio::time::timeout(opts.drain_timeout, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            listener = opts.listener,
+            "drain timeout passed; closing remaining connections"
+        );
     }
 }
 
 fn service<H: Handler>(
     handler: Arc<H>,
     info: Arc<ConnInfo>,
-) -> impl hyper::service::Service<Request<Incoming>, Response = Response<BoxBody>, Error = Infallible, Future = impl Future<Output = Result<Response<BoxBody>, Infallible>> + Send> + Clone {
+) -> impl hyper::service::Service<
+    Request<Incoming>,
+    Response = Response<BoxBody>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<BoxBody>, Infallible>> + Send,
+> + Clone {
     hyper::service::service_fn(move |req| {
         let handler = handler.clone();
         let info = info.clone();

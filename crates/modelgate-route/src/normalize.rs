@@ -63,6 +63,9 @@ pub fn normalize_path(raw: &str) -> Result<String, NormalizeError> {
     if !raw.starts_with('/') {
         return Err(NormalizeError::NotAbsolute);
     }
+    if is_canonical(raw) {
+        return Ok(raw.to_string());
+    }
     // Pass 1: check characters and decode escapes of unreserved characters.
     let bytes = raw.as_bytes();
     let mut decoded = String::with_capacity(raw.len());
@@ -123,6 +126,15 @@ pub fn normalize_path(raw: &str) -> Result<String, NormalizeError> {
         path.push('/');
     }
     Ok(path)
+}
+
+/// The common case: nothing to decode, merge or resolve (one pass, no work).
+fn is_canonical(raw: &str) -> bool {
+    let b = raw.as_bytes();
+    let clean_bytes = b
+        .iter()
+        .all(|&c| c >= 0x20 && c != 0x7f && !matches!(c, b'%' | b'\\' | b'#' | b';'));
+    clean_bytes && !raw.contains("//") && !raw.split('/').any(|seg| seg == "." || seg == "..")
 }
 
 /// Lower-cases a host and strips its port (`Model.Example.com:443` → `model.example.com`).
@@ -203,6 +215,13 @@ mod tests {
                 prop_assert_eq!(normalize_path(&once), Ok(once.clone()));
                 prop_assert!(!once.contains("//"));
                 prop_assert!(!once.split('/').any(|s| s == "." || s == ".."));
+            }
+        }
+
+        #[test]
+        fn fast_path_agrees_with_full_normalisation(raw in "/[a-z0-9./_-]{0,30}") {
+            if is_canonical(&raw) {
+                prop_assert_eq!(normalize_path(&raw), Ok(raw.clone()));
             }
         }
 

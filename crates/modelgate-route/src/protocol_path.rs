@@ -21,7 +21,13 @@ pub struct ParsedPath<'a> {
     pub method: Method,
 }
 
-fn p<'a>(protocol: Protocol, operation: Operation, method: Method, model: Option<&'a str>, version: Option<&'a str>) -> ParsedPath<'a> {
+fn p<'a>(
+    protocol: Protocol,
+    operation: Operation,
+    method: Method,
+    model: Option<&'a str>,
+    version: Option<&'a str>,
+) -> ParsedPath<'a> {
     ParsedPath {
         protocol,
         operation,
@@ -42,7 +48,13 @@ pub fn parse_protocol_path(path: &str, grpc: bool) -> Option<ParsedPath<'_>> {
         return parse_v1(rest);
     }
     if path == "/v2" || path == "/v2/" {
-        return Some(p(Protocol::V2, Operation::ServerMetadata, Method::GET, None, None));
+        return Some(p(
+            Protocol::V2,
+            Operation::ServerMetadata,
+            Method::GET,
+            None,
+            None,
+        ));
     }
     if let Some(rest) = path.strip_prefix("/v2/") {
         return parse_v2(rest);
@@ -56,7 +68,15 @@ fn parse_v1(rest: &str) -> Option<ParsedPath<'_>> {
         ..p(Protocol::OpenAi, op, Method::POST, None, None)
     };
     match rest {
-        "models" => return Some(p(Protocol::V1, Operation::ListModels, Method::GET, None, None)),
+        "models" => {
+            return Some(p(
+                Protocol::V1,
+                Operation::ListModels,
+                Method::GET,
+                None,
+                None,
+            ));
+        }
         "completions" => return Some(body_model(Operation::Completions)),
         "chat/completions" => return Some(body_model(Operation::ChatCompletions)),
         "embeddings" => return Some(body_model(Operation::Embeddings)),
@@ -67,22 +87,64 @@ fn parse_v1(rest: &str) -> Option<ParsedPath<'_>> {
         return None;
     }
     if let Some(m) = name.strip_suffix(":predict") {
-        return Some(p(Protocol::V1, Operation::Infer, Method::POST, Some(m), None));
+        return Some(p(
+            Protocol::V1,
+            Operation::Infer,
+            Method::POST,
+            Some(m),
+            None,
+        ));
     }
     if let Some(m) = name.strip_suffix(":explain") {
-        return Some(p(Protocol::V1, Operation::Explain, Method::POST, Some(m), None));
+        return Some(p(
+            Protocol::V1,
+            Operation::Explain,
+            Method::POST,
+            Some(m),
+            None,
+        ));
     }
     if name.contains(':') {
         return None;
     }
-    Some(p(Protocol::V1, Operation::ModelReady, Method::GET, Some(name), None))
+    Some(p(
+        Protocol::V1,
+        Operation::ModelReady,
+        Method::GET,
+        Some(name),
+        None,
+    ))
 }
 
 fn parse_v2(rest: &str) -> Option<ParsedPath<'_>> {
     match rest {
-        "health/live" => return Some(p(Protocol::V2, Operation::ServerLive, Method::GET, None, None)),
-        "health/ready" => return Some(p(Protocol::V2, Operation::ServerReady, Method::GET, None, None)),
-        "models" => return Some(p(Protocol::V2, Operation::ListModels, Method::GET, None, None)),
+        "health/live" => {
+            return Some(p(
+                Protocol::V2,
+                Operation::ServerLive,
+                Method::GET,
+                None,
+                None,
+            ));
+        }
+        "health/ready" => {
+            return Some(p(
+                Protocol::V2,
+                Operation::ServerReady,
+                Method::GET,
+                None,
+                None,
+            ));
+        }
+        "models" => {
+            return Some(p(
+                Protocol::V2,
+                Operation::ListModels,
+                Method::GET,
+                None,
+                None,
+            ));
+        }
         _ => {}
     }
     let rest = rest.strip_prefix("models/")?;
@@ -132,24 +194,65 @@ mod tests {
 
     #[test]
     fn kserve_v1() {
-        assert_eq!(parse("/v1/models/sklearn-iris:predict"), Some((Protocol::V1, Operation::Infer, Some("sklearn-iris"), None)));
-        assert_eq!(parse("/v1/models/iris:explain"), Some((Protocol::V1, Operation::Explain, Some("iris"), None)));
-        assert_eq!(parse("/v1/models/iris"), Some((Protocol::V1, Operation::ModelReady, Some("iris"), None)));
-        assert_eq!(parse("/v1/models"), Some((Protocol::V1, Operation::ListModels, None, None)));
+        assert_eq!(
+            parse("/v1/models/sklearn-iris:predict"),
+            Some((Protocol::V1, Operation::Infer, Some("sklearn-iris"), None))
+        );
+        assert_eq!(
+            parse("/v1/models/iris:explain"),
+            Some((Protocol::V1, Operation::Explain, Some("iris"), None))
+        );
+        assert_eq!(
+            parse("/v1/models/iris"),
+            Some((Protocol::V1, Operation::ModelReady, Some("iris"), None))
+        );
+        assert_eq!(
+            parse("/v1/models"),
+            Some((Protocol::V1, Operation::ListModels, None, None))
+        );
         assert_eq!(parse("/v1/models/iris:unload"), None);
         assert_eq!(parse("/v1/models/iris/x"), None);
     }
 
     #[test]
     fn oip_v2() {
-        assert_eq!(parse("/v2"), Some((Protocol::V2, Operation::ServerMetadata, None, None)));
-        assert_eq!(parse("/v2/health/live"), Some((Protocol::V2, Operation::ServerLive, None, None)));
-        assert_eq!(parse("/v2/health/ready"), Some((Protocol::V2, Operation::ServerReady, None, None)));
-        assert_eq!(parse("/v2/models/iris"), Some((Protocol::V2, Operation::ModelMetadata, Some("iris"), None)));
-        assert_eq!(parse("/v2/models/iris/ready"), Some((Protocol::V2, Operation::ModelReady, Some("iris"), None)));
-        assert_eq!(parse("/v2/models/iris/infer"), Some((Protocol::V2, Operation::Infer, Some("iris"), None)));
-        assert_eq!(parse("/v2/models/iris/versions/1/infer"), Some((Protocol::V2, Operation::Infer, Some("iris"), Some("1"))));
-        assert_eq!(parse("/v2/models/iris/versions/1"), Some((Protocol::V2, Operation::ModelMetadata, Some("iris"), Some("1"))));
+        assert_eq!(
+            parse("/v2"),
+            Some((Protocol::V2, Operation::ServerMetadata, None, None))
+        );
+        assert_eq!(
+            parse("/v2/health/live"),
+            Some((Protocol::V2, Operation::ServerLive, None, None))
+        );
+        assert_eq!(
+            parse("/v2/health/ready"),
+            Some((Protocol::V2, Operation::ServerReady, None, None))
+        );
+        assert_eq!(
+            parse("/v2/models/iris"),
+            Some((Protocol::V2, Operation::ModelMetadata, Some("iris"), None))
+        );
+        assert_eq!(
+            parse("/v2/models/iris/ready"),
+            Some((Protocol::V2, Operation::ModelReady, Some("iris"), None))
+        );
+        assert_eq!(
+            parse("/v2/models/iris/infer"),
+            Some((Protocol::V2, Operation::Infer, Some("iris"), None))
+        );
+        assert_eq!(
+            parse("/v2/models/iris/versions/1/infer"),
+            Some((Protocol::V2, Operation::Infer, Some("iris"), Some("1")))
+        );
+        assert_eq!(
+            parse("/v2/models/iris/versions/1"),
+            Some((
+                Protocol::V2,
+                Operation::ModelMetadata,
+                Some("iris"),
+                Some("1")
+            ))
+        );
     }
 
     #[test]
@@ -180,10 +283,19 @@ mod tests {
 
     #[test]
     fn grpc_paths_must_be_canonical() {
-        assert_eq!(parse_protocol_path("/inference.GRPCInferenceService/ModelInfer", true).map(|p| p.operation), Some(Operation::Infer));
+        assert_eq!(
+            parse_protocol_path("/inference.GRPCInferenceService/ModelInfer", true)
+                .map(|p| p.operation),
+            Some(Operation::Infer)
+        );
         assert!(parse_protocol_path("inference.GRPCInferenceService/ModelInfer", true).is_none());
-        assert!(parse_protocol_path("/inference.GRPCInferenceService/RepositoryModelLoad", true).is_none());
-        assert!(parse_protocol_path("/inference.GRPCInferenceService/ModelStreamInfer", true).is_none());
+        assert!(
+            parse_protocol_path("/inference.GRPCInferenceService/RepositoryModelLoad", true)
+                .is_none()
+        );
+        assert!(
+            parse_protocol_path("/inference.GRPCInferenceService/ModelStreamInfer", true).is_none()
+        );
         assert!(parse_protocol_path("/v2/models/iris/infer", true).is_none());
     }
 }

@@ -86,15 +86,25 @@ impl RouteTable {
             for (ri, r) in m.routes.iter().enumerate() {
                 let key = format!("models[{mi}].routes[{ri}].rewrite");
                 match parse_protocol_path(&r.rewrite, false) {
-                    Some(parsed) if parsed.model == Some(m.name.as_str()) && m.protocols.contains(&parsed.protocol) => {}
-                    Some(parsed) if parsed.model != Some(m.name.as_str()) => errors.push(ConfigError::new(
-                        key,
-                        format!("{} names a different model than {}", r.rewrite, m.name),
-                        format!("rewrite onto a path of model {}, e.g. /v1/models/{}:predict", m.name, m.name),
-                    )),
+                    Some(parsed)
+                        if parsed.model == Some(m.name.as_str())
+                            && m.protocols.contains(&parsed.protocol) => {}
+                    Some(parsed) if parsed.model != Some(m.name.as_str()) => {
+                        errors.push(ConfigError::new(
+                            key,
+                            format!("{} names a different model than {}", r.rewrite, m.name),
+                            format!(
+                                "rewrite onto a path of model {}, e.g. /v1/models/{}:predict",
+                                m.name, m.name
+                            ),
+                        ))
+                    }
                     Some(parsed) => errors.push(ConfigError::new(
                         key,
-                        format!("{} is a {} path but the model does not enable {}", r.rewrite, parsed.protocol, parsed.protocol),
+                        format!(
+                            "{} is a {} path but the model does not enable {}",
+                            r.rewrite, parsed.protocol, parsed.protocol
+                        ),
                         format!("add {} to models[{mi}].protocols", parsed.protocol),
                     )),
                     None => errors.push(ConfigError::new(
@@ -114,7 +124,7 @@ impl RouteTable {
         if !errors.is_empty() {
             return Err(errors);
         }
-        prefixes.sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()));
+        prefixes.sort_by_key(|p| std::cmp::Reverse(p.prefix.len()));
         let models = cfg
             .models
             .iter()
@@ -133,7 +143,10 @@ impl RouteTable {
             models,
             prefixes,
             public_paths: cfg.auth.public_paths.clone(),
-            any_openai: cfg.models.iter().any(|m| m.protocols.contains(&Protocol::OpenAi)),
+            any_openai: cfg
+                .models
+                .iter()
+                .any(|m| m.protocols.contains(&Protocol::OpenAi)),
         })
     }
 
@@ -181,7 +194,8 @@ impl RouteTable {
         }
         // `GET /v1/models/{m}` is KServe readiness, or OpenAI's model retrieval
         // for models that speak only the OpenAI API.
-        if protocol == Protocol::V1 && operation == Operation::ModelReady
+        if protocol == Protocol::V1
+            && operation == Operation::ModelReady
             && matches!(model_ref, ModelRef::Unknown(_))
             && let Some(m) = model
             && let Ok(n) = ModelName::parse(m)
@@ -207,7 +221,13 @@ impl RouteTable {
     }
 
     /// Binds the model named in the body (OpenAI `model`, gRPC `model_name`).
-    pub fn bind_body_model(&self, m: &mut RouteMatch, name: &str, host: Option<&str>, headers: &http::HeaderMap) -> Result<(), Reject> {
+    pub fn bind_body_model(
+        &self,
+        m: &mut RouteMatch,
+        name: &str,
+        host: Option<&str>,
+        headers: &http::HeaderMap,
+    ) -> Result<(), Reject> {
         if let Some(h) = seldon_model(headers)?
             && h.as_str() != name
         {
@@ -228,9 +248,9 @@ impl RouteTable {
     }
 
     fn speaks(&self, name: &ModelName, protocol: Protocol, host: Option<&str>) -> bool {
-        self.models.get(name).is_some_and(|e| {
-            e.protocols.contains(&protocol) && host_allowed(&e.hosts, host)
-        })
+        self.models
+            .get(name)
+            .is_some_and(|e| e.protocols.contains(&protocol) && host_allowed(&e.hosts, host))
     }
 
     fn is_public(&self, path: &str, op: Operation, model: &ModelRef) -> bool {
@@ -246,7 +266,12 @@ impl RouteTable {
         }
     }
 
-    fn prefix_route(&self, method: &Method, path: &str, grpc: bool) -> Result<Option<(String, ModelName)>, Reject> {
+    fn prefix_route(
+        &self,
+        method: &Method,
+        path: &str,
+        grpc: bool,
+    ) -> Result<Option<(String, ModelName)>, Reject> {
         if grpc {
             return Ok(None);
         }
@@ -283,9 +308,13 @@ fn not_found_path(grpc: bool) -> Reject {
 
 fn seldon_model(headers: &http::HeaderMap) -> Result<Option<ModelName>, Reject> {
     let mut values = headers.get_all(SELDON_MODEL).iter();
-    let Some(v) = values.next() else { return Ok(None) };
+    let Some(v) = values.next() else {
+        return Ok(None);
+    };
     if values.next().is_some() {
-        return Err(Reject::BadRequest("more than one seldon-model header".into()));
+        return Err(Reject::BadRequest(
+            "more than one seldon-model header".into(),
+        ));
     }
     let s = v
         .to_str()
@@ -301,7 +330,11 @@ fn host_allowed(hosts: &[String], host: Option<&str>) -> bool {
     }
     let Some(host) = host else { return false };
     hosts.iter().any(|h| match h.strip_prefix("*.") {
-        Some(suffix) => host.len() > suffix.len() + 1 && host.ends_with(suffix) && host.as_bytes()[host.len() - suffix.len() - 1] == b'.',
+        Some(suffix) => {
+            host.len() > suffix.len() + 1
+                && host.ends_with(suffix)
+                && host.as_bytes()[host.len() - suffix.len() - 1] == b'.'
+        }
         None => h == host,
     })
 }

@@ -4,8 +4,8 @@
 
 use std::net::IpAddr;
 
-use http::header::{CONNECTION, HeaderName, HeaderValue};
 use http::HeaderMap;
+use http::header::{CONNECTION, HeaderName, HeaderValue, TE};
 
 /// Headers that describe one connection and are never forwarded.
 const HOP_BY_HOP: &[&str] = &[
@@ -37,44 +37,78 @@ const IDENTITY_EXACT: &[&str] = &[
 const IDENTITY_PREFIXES: &[&str] = &["x-auth-request-", "x-jwt-", "x-modelgate-", "x-ext-auth-"];
 
 /// Forwarding headers, kept only when the peer is a trusted proxy.
-const FORWARDING: &[&str] = &["x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-forwarded-port", "x-real-ip", "forwarded"];
+const FORWARDING: &[&str] = &[
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-forwarded-port",
+    "x-real-ip",
+    "forwarded",
+];
 
-/// A header name compared the way oauth2-proxy ≥ 7.13 does: case- and
-/// `_`/`-`-insensitively (CVE-2025-64484).
-fn canonical(name: &str) -> String {
-    name.to_ascii_lowercase().replace('_', "-")
+/// Header names compared the way oauth2-proxy ≥ 7.13 does: case- and
+/// `_`/`-`-insensitively (CVE-2025-64484). No allocation: this runs for
+/// every header of every request.
+fn same_byte(a: u8, b: u8) -> bool {
+    let fold = |c: u8| {
+        if c == b'_' {
+            b'-'
+        } else {
+            c.to_ascii_lowercase()
+        }
+    };
+    fold(a) == fold(b)
+}
+
+fn same_name(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| same_byte(x, y))
+}
+
+fn has_prefix(name: &str, prefix: &str) -> bool {
+    name.len() >= prefix.len() && same_name(&name[..prefix.len()], prefix)
 }
 
 fn is_identity(name: &str, extra: &[HeaderName]) -> bool {
-    let c = canonical(name);
-    IDENTITY_EXACT.contains(&c.as_str())
-        || IDENTITY_PREFIXES.iter().any(|p| c.starts_with(p))
-        || extra.iter().any(|h| canonical(h.as_str()) == c)
+    IDENTITY_EXACT.iter().any(|e| same_name(name, e))
+        || IDENTITY_PREFIXES
+            .iter()
+            .any(|p| name.is_char_boundary(p.len()) && has_prefix(name, p))
+        || extra.iter().any(|h| same_name(name, h.as_str()))
 }
 
 /// Removes hop-by-hop headers, including any named in `Connection`.
 /// `te: trailers` survives (gRPC needs it).
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    let listed: Vec<HeaderName> = headers
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .collect();
-    for n in listed {
-        headers.remove(n);
+    if headers.contains_key(CONNECTION) {
+        // Names listed in Connection, beyond the usual `keep-alive`/`close`
+        // (which are handled below or are no header at all).
+        let listed: Vec<HeaderName> = headers
+            .get_all(CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|n| !n.eq_ignore_ascii_case("keep-alive") && !n.eq_ignore_ascii_case("close"))
+            .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
+            .collect();
+        for n in listed {
+            headers.remove(n);
+        }
     }
     for n in HOP_BY_HOP {
         headers.remove(*n);
     }
-    let te_trailers = headers
-        .get_all("te")
-        .iter()
-        .any(|v| v.to_str().is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case("trailers"))));
-    headers.remove("te");
-    if te_trailers {
-        headers.insert("te", HeaderValue::from_static("trailers"));
+    if headers.contains_key(TE) {
+        let te_trailers = headers.get_all(TE).iter().any(|v| {
+            v.to_str().is_ok_and(|s| {
+                s.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+            })
+        });
+        headers.remove(TE);
+        if te_trailers {
+            headers.insert(TE, HeaderValue::from_static("trailers"));
+        }
     }
 }
 
@@ -97,20 +131,49 @@ impl RequestHeaderPolicy<'_> {
         }
         let spoofable: Vec<HeaderName> = headers
             .keys()
-            .filter(|k| is_identity(k.as_str(), self.strip) || (!self.trusted_peer && FORWARDING.contains(&k.as_str())))
+            .filter(|k| {
+                is_identity(k.as_str(), self.strip)
+                    || (!self.trusted_peer && FORWARDING.contains(&k.as_str()))
+            })
             .cloned()
             .collect();
         for h in spoofable {
             headers.remove(h);
         }
-        let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-            Some(prev) if self.trusted_peer => format!("{prev}, {}", self.client_ip),
-            _ => self.client_ip.to_string(),
+        let xff = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+            Some(prev) if self.trusted_peer => {
+                HeaderValue::from_str(&format!("{prev}, {}", self.client_ip)).ok()
+            }
+            _ => Some(ip_header(self.client_ip)),
         };
-        if let Ok(v) = HeaderValue::from_str(&xff) {
-            headers.insert("x-forwarded-for", v);
+        if let Some(v) = xff {
+            headers.insert(X_FORWARDED_FOR, v);
         }
     }
+}
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
+thread_local! {
+    /// The last client address formatted on this thread: most requests come
+    /// from a few peers (proxies, load balancers), so formatting is rare.
+    static LAST_IP: std::cell::RefCell<Option<(IpAddr, HeaderValue)>> = const { std::cell::RefCell::new(None) };
+}
+
+/// `ip` as a header value.
+fn ip_header(ip: IpAddr) -> HeaderValue {
+    LAST_IP.with(|cell| {
+        let mut last = cell.borrow_mut();
+        if let Some((cached, v)) = last.as_ref()
+            && *cached == ip
+        {
+            return v.clone();
+        }
+        let v = HeaderValue::from_str(&ip.to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        *last = Some((ip, v.clone()));
+        v
+    })
 }
 
 #[cfg(test)]
@@ -120,7 +183,10 @@ mod tests {
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
-            h.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
         }
         h
     }
@@ -153,13 +219,29 @@ mod tests {
 
     #[test]
     fn forwarding_headers_only_from_trusted_peers() {
-        let base = [("x-forwarded-for", "6.6.6.6"), ("x-real-ip", "6.6.6.6"), ("forwarded", "for=6.6.6.6")];
+        let base = [
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-real-ip", "6.6.6.6"),
+            ("forwarded", "for=6.6.6.6"),
+        ];
         let mut h = map(&base);
-        RequestHeaderPolicy { credential_headers: &[], strip: &[], trusted_peer: false, client_ip: "10.0.0.9".parse().unwrap() }.apply(&mut h);
+        RequestHeaderPolicy {
+            credential_headers: &[],
+            strip: &[],
+            trusted_peer: false,
+            client_ip: "10.0.0.9".parse().unwrap(),
+        }
+        .apply(&mut h);
         assert_eq!(h["x-forwarded-for"], "10.0.0.9");
         assert!(h.get("x-real-ip").is_none() && h.get("forwarded").is_none());
         let mut h = map(&base);
-        RequestHeaderPolicy { credential_headers: &[], strip: &[], trusted_peer: true, client_ip: "10.0.0.9".parse().unwrap() }.apply(&mut h);
+        RequestHeaderPolicy {
+            credential_headers: &[],
+            strip: &[],
+            trusted_peer: true,
+            client_ip: "10.0.0.9".parse().unwrap(),
+        }
+        .apply(&mut h);
         assert_eq!(h["x-forwarded-for"], "6.6.6.6, 10.0.0.9");
     }
 
@@ -179,7 +261,11 @@ mod tests {
             client_ip: "127.0.0.1".parse().unwrap(),
         }
         .apply(&mut h);
-        assert!(h.get("x-secret").is_none() && h.get("keep-alive").is_none() && h.get("authorization").is_none());
+        assert!(
+            h.get("x-secret").is_none()
+                && h.get("keep-alive").is_none()
+                && h.get("authorization").is_none()
+        );
         assert_eq!(h["te"], "trailers");
     }
 }

@@ -36,7 +36,14 @@ impl<B> Limited<B> {
     /// Returns the wrapper and a flag that turns true if the limit is passed.
     pub fn new(inner: B, limit: u64) -> (Self, Arc<AtomicBool>) {
         let tripped = Arc::new(AtomicBool::new(false));
-        (Self { inner, remaining: limit, tripped: tripped.clone() }, tripped)
+        (
+            Self {
+                inner,
+                remaining: limit,
+                tripped: tripped.clone(),
+            },
+            tripped,
+        )
     }
 }
 
@@ -48,7 +55,10 @@ where
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.project();
         match this.inner.poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {

@@ -1,7 +1,7 @@
 //! One model's upstream: its endpoints, pooled clients and deadline.
 
-use std::sync::{Arc, OnceLock};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use http::header::HOST;
@@ -33,7 +33,12 @@ impl Endpoint {
         let scheme = uri.scheme().cloned().ok_or("no scheme")?;
         let authority = uri.authority().cloned().ok_or("no host")?;
         let host = HeaderValue::from_str(authority.as_str()).map_err(|e| e.to_string())?;
-        Ok(Self { display: redact_url(&format!("{scheme}://{authority}")), scheme, authority, host })
+        Ok(Self {
+            display: redact_url(&format!("{scheme}://{authority}")),
+            scheme,
+            authority,
+            host,
+        })
     }
 }
 
@@ -83,7 +88,11 @@ fn client(connect_timeout: Duration, http2_only: bool) -> HttpClient {
 
 impl UpstreamTarget {
     pub fn new(cfg: &Upstream) -> Result<Self, String> {
-        let rest = cfg.endpoints.iter().map(Endpoint::new).collect::<Result<Vec<_>, _>>()?;
+        let rest = cfg
+            .endpoints
+            .iter()
+            .map(Endpoint::new)
+            .collect::<Result<Vec<_>, _>>()?;
         let grpc = cfg.grpc.as_ref().map(Endpoint::new).transpose()?;
         Ok(Self {
             rest,
@@ -103,42 +112,91 @@ impl UpstreamTarget {
             .clients
             .get(worker::current_slot())
             .or_else(|| self.clients.last())
-            .ok_or((Reject::Internal { detail: "no upstream client".into() }, "internal"))?;
-        Ok(slot.get_or_init(|| (client(self.connect_timeout, self.rest_http2), client(self.connect_timeout, true))))
+            .ok_or((
+                Reject::Internal {
+                    detail: "no upstream client".into(),
+                },
+                "internal",
+            ))?;
+        Ok(slot.get_or_init(|| {
+            (
+                client(self.connect_timeout, self.rest_http2),
+                client(self.connect_timeout, true),
+            )
+        }))
     }
 
     /// Sends `req` (whose URI holds only the path and query, and whose headers
     /// are already cleaned) to the next endpoint. `too_large` is the flag of a
     /// [`crate::limit::Limited`] request body, to answer 413 when it trips.
-    pub async fn forward(&self, mut req: Request<BoxBody>, grpc: bool, too_large: Option<Arc<AtomicBool>>) -> Result<Forwarded, ForwardError> {
+    pub async fn forward(
+        &self,
+        mut req: Request<BoxBody>,
+        grpc: bool,
+        too_large: Option<Arc<AtomicBool>>,
+    ) -> Result<Forwarded, ForwardError> {
         let (rest_client, grpc_client) = self.clients()?;
         let (ep, client, version) = if grpc {
-            let ep = self.grpc.as_ref().ok_or((Reject::NotFound("no gRPC upstream".into()), "config"))?;
+            let ep = self
+                .grpc
+                .as_ref()
+                .ok_or((Reject::NotFound("no gRPC upstream".into()), "config"))?;
             (ep, grpc_client, Version::HTTP_2)
         } else {
             let i = self.next.fetch_add(1, Ordering::Relaxed) % self.rest.len().max(1);
-            let ep = self.rest.get(i).ok_or((Reject::Internal { detail: "no upstream endpoint".into() }, "config"))?;
-            (ep, rest_client, if self.rest_http2 { Version::HTTP_2 } else { Version::HTTP_11 })
+            let ep = self.rest.get(i).ok_or((
+                Reject::Internal {
+                    detail: "no upstream endpoint".into(),
+                },
+                "config",
+            ))?;
+            (
+                ep,
+                rest_client,
+                if self.rest_http2 {
+                    Version::HTTP_2
+                } else {
+                    Version::HTTP_11
+                },
+            )
         };
         let pq = req.uri().path_and_query().cloned();
         let mut parts = http::uri::Parts::default();
         parts.scheme = Some(ep.scheme.clone());
         parts.authority = Some(ep.authority.clone());
         parts.path_and_query = pq;
-        *req.uri_mut() = Uri::from_parts(parts).map_err(|e| (Reject::Internal { detail: format!("upstream URI: {e}") }, "internal"))?;
+        *req.uri_mut() = Uri::from_parts(parts).map_err(|e| {
+            (
+                Reject::Internal {
+                    detail: format!("upstream URI: {e}"),
+                },
+                "internal",
+            )
+        })?;
         *req.version_mut() = version;
-        let host = self.host_override.clone().unwrap_or_else(|| ep.host.clone());
+        let host = self
+            .host_override
+            .clone()
+            .unwrap_or_else(|| ep.host.clone());
         req.headers_mut().insert(HOST, host);
 
         let started = Instant::now();
         let result = tokio::time::timeout(self.timeout, client.request(req)).await;
         let elapsed = started.elapsed();
-        let tripped = || too_large.as_ref().is_some_and(|f| f.load(Ordering::Acquire));
+        let tripped = || {
+            too_large
+                .as_ref()
+                .is_some_and(|f| f.load(Ordering::Acquire))
+        };
         let resp = match result {
             Err(_) => return Err((Reject::UpstreamTimeout, "timeout")),
             Ok(Err(_)) if tripped() => return Err((Reject::PayloadTooLarge { limit: 0 }, "")),
             Ok(Err(e)) => {
-                let kind = if e.is_connect() { "connect" } else { "protocol" };
+                let kind = if e.is_connect() {
+                    "connect"
+                } else {
+                    "protocol"
+                };
                 let detail = format!("upstream {} {}: {}", ep.display, kind, error_chain(&e));
                 return Err((Reject::UpstreamUnavailable { detail }, kind));
             }

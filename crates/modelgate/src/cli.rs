@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand};
 use modelgate_config::{Config, ConfigErrors, LogFormat};
 
 #[derive(Parser)]
-#[command(name = "modelgate", version, about = "Authentication and authorization in front of ML model endpoints, and a small model server.")]
+#[command(
+    name = "modelgate",
+    version,
+    about = "Authentication and authorization in front of ML model endpoints, and a small model server."
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -59,7 +63,12 @@ fn validate(path: &Path) -> ExitCode {
     };
     let problems = modelgate_app::check_startable(&config);
     if !problems.is_empty() {
-        eprintln!("{}: {} error{} in configuration", path.display(), problems.len(), if problems.len() == 1 { "" } else { "s" });
+        eprintln!(
+            "{}: {} error{} in configuration",
+            path.display(),
+            problems.len(),
+            if problems.len() == 1 { "" } else { "s" }
+        );
         for p in problems {
             eprintln!("  - {p}");
         }
@@ -77,9 +86,15 @@ fn validate(path: &Path) -> ExitCode {
 }
 
 fn init_tracing(config: &Config) -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_new(&config.log.level)
-        .with_context(|| format!("log.level: invalid filter {:?}; use e.g. info or modelgate_app=debug", config.log.level))?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log.level).with_context(|| {
+        format!(
+            "log.level: invalid filter {:?}; use e.g. info or modelgate_app=debug",
+            config.log.level
+        )
+    })?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let result = match config.log.format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),
@@ -99,7 +114,11 @@ fn serve(path: &Path) -> anyhow::Result<ExitCode> {
 }
 
 /// Serves a loaded configuration until SIGTERM/SIGINT.
-pub fn serve_config(config: Config, config_path: PathBuf, on_ready: Option<modelgate_app::OnReady>) -> anyhow::Result<ExitCode> {
+pub fn serve_config(
+    config: Config,
+    config_path: PathBuf,
+    on_ready: Option<modelgate_app::OnReady>,
+) -> anyhow::Result<ExitCode> {
     init_tracing(&config)?;
     // The control loop (signals, reload, admin); request traffic runs on the
     // I/O threads that `run` starts, one event loop each.

@@ -43,12 +43,16 @@ fn default_dir() -> PathBuf {
 fn prepare(args: &DemoArgs) -> anyhow::Result<(PathBuf, String)> {
     let dir = args.data_dir.clone().unwrap_or_else(default_dir);
     let model_dir = dir.join("models").join("iris");
-    std::fs::create_dir_all(&model_dir).with_context(|| format!("cannot create {}", model_dir.display()))?;
-    std::fs::write(model_dir.join("model.onnx"), IRIS_ONNX).context("cannot write the demo model")?;
+    std::fs::create_dir_all(&model_dir)
+        .with_context(|| format!("cannot create {}", model_dir.display()))?;
+    std::fs::write(model_dir.join("model.onnx"), IRIS_ONNX)
+        .context("cannot write the demo model")?;
     let keys = dir.join("keys.json");
     let now = SystemTime::now();
     let key = KeyFile::update(&keys, |f| match f.rotate(KEY_NAME, Duration::ZERO, now) {
-        Err(KeyFileError::NoSuchKey(_) | KeyFileError::Revoked(_)) => f.create(KEY_NAME, vec!["iris".into()], None, now),
+        Err(KeyFileError::NoSuchKey(_) | KeyFileError::Revoked(_)) => {
+            f.create(KEY_NAME, vec!["iris".into()], None, now)
+        }
         other => other,
     })?;
     let config = dir.join("modelgate.yaml");

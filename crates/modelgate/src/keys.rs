@@ -55,18 +55,25 @@ fn key_file(args: &KeysArgs) -> anyhow::Result<PathBuf> {
         return Ok(f.clone());
     }
     let Some(cfg) = &args.config else {
-        bail!("say which key file to use: --file PATH, or --config FILE whose auth.api_keys.file names it");
+        bail!(
+            "say which key file to use: --file PATH, or --config FILE whose auth.api_keys.file names it"
+        );
     };
     let config = modelgate_config::load_file(cfg).map_err(|e| anyhow::anyhow!("{e}"))?;
-    config
-        .auth
-        .api_keys
-        .map(|k| k.file)
-        .with_context(|| format!("{}: auth.api_keys.file is not set; add it or pass --file", cfg.display()))
+    config.auth.api_keys.map(|k| k.file).with_context(|| {
+        format!(
+            "{}: auth.api_keys.file is not set; add it or pass --file",
+            cfg.display()
+        )
+    })
 }
 
 fn models(list: &str) -> anyhow::Result<Vec<String>> {
-    let items: Vec<String> = list.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+    let items: Vec<String> = list
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
     if items.is_empty() {
         bail!("--models is empty: give model names (a,b) or '*'");
     }
@@ -82,11 +89,21 @@ pub fn run(args: KeysArgs) -> anyhow::Result<ExitCode> {
     let path = key_file(&args)?;
     let now = SystemTime::now();
     match args.command {
-        KeysCommand::Create { name, models: m, expires } => {
+        KeysCommand::Create {
+            name,
+            models: m,
+            expires,
+        } => {
             let grants = models(&m)?;
             let shown = grants.join(",");
-            let key = KeyFile::update(&path, |f| f.create(&name, grants, expires.map(Duration::from), now))?;
-            eprintln!("created key {name:?} (id {}) for models {shown} in {}; it is shown once:", key.id, path.display());
+            let key = KeyFile::update(&path, |f| {
+                f.create(&name, grants, expires.map(Duration::from), now)
+            })?;
+            eprintln!(
+                "created key {name:?} (id {}) for models {shown} in {}; it is shown once:",
+                key.id,
+                path.display()
+            );
             println!("{}", key.key);
         }
         KeysCommand::List { json } => {
@@ -94,9 +111,16 @@ pub fn run(args: KeysArgs) -> anyhow::Result<ExitCode> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else {
-                println!("{:<24} {:<14} {:<9} {:<22} {:<22} MODELS", "NAME", "ID", "STATUS", "CREATED", "EXPIRES");
+                println!(
+                    "{:<24} {:<14} {:<9} {:<22} {:<22} MODELS",
+                    "NAME", "ID", "STATUS", "CREATED", "EXPIRES"
+                );
                 for k in list {
-                    let grace = if k.grace_until.is_empty() { String::new() } else { format!(" (old key valid until {})", k.grace_until.join(", ")) };
+                    let grace = if k.grace_until.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (old key valid until {})", k.grace_until.join(", "))
+                    };
                     println!(
                         "{:<24} {:<14} {:<9} {:<22} {:<22} {}{}",
                         k.name,
@@ -117,7 +141,11 @@ pub fn run(args: KeysArgs) -> anyhow::Result<ExitCode> {
         KeysCommand::Rotate { name, grace } => {
             let g: Duration = grace.into();
             let key = KeyFile::update(&path, |f| f.rotate(&name, g, now))?;
-            eprintln!("rotated key {name:?} (new id {}); the old key stays valid for {}; new key (shown once):", key.id, humantime::format_duration(g));
+            eprintln!(
+                "rotated key {name:?} (new id {}); the old key stays valid for {}; new key (shown once):",
+                key.id,
+                humantime::format_duration(g)
+            );
             println!("{}", key.key);
         }
     }

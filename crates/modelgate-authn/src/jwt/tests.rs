@@ -344,7 +344,11 @@ fn jwks_documents() {
 #[tokio::test]
 #[ignore = "a measurement, not a check"]
 async fn verify_cost() {
-    let keys = [TestKey::rsa("rs", RSA_A, "RS256"), TestKey::ec("es", "ES256"), TestKey::ed("ed")];
+    let keys = [
+        TestKey::rsa("rs", RSA_A, "RS256"),
+        TestKey::ec("es", "ES256"),
+        TestKey::ed("ed"),
+    ];
     let p = provider_with(&keys.iter().collect::<Vec<_>>(), ProviderKind::Jwt);
     for k in &keys {
         let t = k.sign(&claims());
@@ -354,6 +358,11 @@ async fn verify_cost() {
             check(&p, &t).await.unwrap();
         }
         let per = start.elapsed() / n;
-        println!("{}: {:.1} µs per verified token ({} tokens)", k.alg(), per.as_secs_f64() * 1e6, n);
+        println!(
+            "{}: {:.1} µs per verified token ({} tokens)",
+            k.alg(),
+            per.as_secs_f64() * 1e6,
+            n
+        );
     }
 }

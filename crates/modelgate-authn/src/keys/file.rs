@@ -64,11 +64,17 @@ pub struct KeySummary {
 #[derive(Debug, thiserror::Error)]
 pub enum KeyFileError {
     #[error("cannot read key file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("key file {path} is not valid: {message}")]
     Corrupt { path: PathBuf, message: String },
     #[error("cannot write key file {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("a key named {0:?} already exists")]
     Exists(String),
     #[error("no key named {0:?}")]
@@ -101,9 +107,17 @@ impl KeyFile {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(KeyFile { version: 1, keys: Vec::new() });
+                return Ok(KeyFile {
+                    version: 1,
+                    keys: Vec::new(),
+                });
             }
-            Err(source) => return Err(KeyFileError::Read { path: path.into(), source }),
+            Err(source) => {
+                return Err(KeyFileError::Read {
+                    path: path.into(),
+                    source,
+                });
+            }
         };
         let doc: KeyFile = serde_json::from_str(&text).map_err(|e| KeyFileError::Corrupt {
             path: path.into(),
@@ -112,7 +126,10 @@ impl KeyFile {
         if doc.version != 1 {
             return Err(KeyFileError::Corrupt {
                 path: path.into(),
-                message: format!("unsupported version {}; this modelgate reads version 1", doc.version),
+                message: format!(
+                    "unsupported version {}; this modelgate reads version 1",
+                    doc.version
+                ),
             });
         }
         Ok(doc)
@@ -120,12 +137,26 @@ impl KeyFile {
 
     /// Reads, changes and atomically rewrites the file under an exclusive lock
     /// (`<file>.lock`), so concurrent commands never lose each other's changes.
-    pub fn update<T>(path: &Path, change: impl FnOnce(&mut KeyFile) -> Result<T, KeyFileError>) -> Result<T, KeyFileError> {
-        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let werr = |source| KeyFileError::Write { path: path.into(), source };
+    pub fn update<T>(
+        path: &Path,
+        change: impl FnOnce(&mut KeyFile) -> Result<T, KeyFileError>,
+    ) -> Result<T, KeyFileError> {
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let werr = |source| KeyFileError::Write {
+            path: path.into(),
+            source,
+        };
         std::fs::create_dir_all(dir).map_err(werr)?;
         let lock_path = lock_path(path);
-        let lock = OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(werr)?;
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(werr)?;
         lock.lock().map_err(werr)?;
         let mut doc = Self::read(path)?;
         let out = change(&mut doc)?;
@@ -135,8 +166,14 @@ impl KeyFile {
     }
 
     fn write_atomic(&self, path: &Path) -> Result<(), KeyFileError> {
-        let werr = |source| KeyFileError::Write { path: path.into(), source };
-        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let werr = |source| KeyFileError::Write {
+            path: path.into(),
+            source,
+        };
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         let mut tmp = tempfile::Builder::new()
             .prefix(".modelgate-keys")
             .tempfile_in(dir)
@@ -164,7 +201,13 @@ impl KeyFile {
     }
 
     /// Adds a key and returns it; the caller shows it once.
-    pub fn create(&mut self, name: &str, models: Vec<String>, expires_in: Option<Duration>, now: SystemTime) -> Result<GeneratedKey, KeyFileError> {
+    pub fn create(
+        &mut self,
+        name: &str,
+        models: Vec<String>,
+        expires_in: Option<Duration>,
+        now: SystemTime,
+    ) -> Result<GeneratedKey, KeyFileError> {
         if !valid_name(name) {
             return Err(KeyFileError::BadName(name.into()));
         }
@@ -197,7 +240,12 @@ impl KeyFile {
     }
 
     /// Replaces a key's secret. The old key stays valid for `grace`.
-    pub fn rotate(&mut self, name: &str, grace: Duration, now: SystemTime) -> Result<GeneratedKey, KeyFileError> {
+    pub fn rotate(
+        &mut self,
+        name: &str,
+        grace: Duration,
+        now: SystemTime,
+    ) -> Result<GeneratedKey, KeyFileError> {
         let e = self.entry_mut(name)?;
         if e.revoked_at.is_some() {
             return Err(KeyFileError::Revoked(name.into()));
@@ -252,7 +300,10 @@ impl KeyFile {
 }
 
 fn lock_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let mut name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
     name.push(".lock");
     path.with_file_name(name)
 }

@@ -19,12 +19,18 @@ pub struct GeneratedKey {
 
 impl std::fmt::Debug for GeneratedKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GeneratedKey").field("id", &self.id).finish_non_exhaustive()
+        f.debug_struct("GeneratedKey")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 
 fn random_base62(n: usize) -> String {
-    rand::rng().sample_iter(&Alphanumeric).take(n).map(char::from).collect()
+    rand::rng()
+        .sample_iter(&Alphanumeric)
+        .take(n)
+        .map(char::from)
+        .collect()
 }
 
 /// Generates a new key from the operating system's CSPRNG (via `rand`'s `ThreadRng`).
@@ -79,7 +85,14 @@ mod tests {
 
     #[test]
     fn malformed_keys_have_no_id() {
-        for k in ["", "mgk_", "mgk_short_x", "sk-abc", "mgk_AAAAAAAAAAAA_tooshort", "mgk_AAAAAAAAAAA!_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"] {
+        for k in [
+            "",
+            "mgk_",
+            "mgk_short_x",
+            "sk-abc",
+            "mgk_AAAAAAAAAAAA_tooshort",
+            "mgk_AAAAAAAAAAA!_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        ] {
             assert_eq!(parse_key_id(k), None, "{k}");
         }
     }

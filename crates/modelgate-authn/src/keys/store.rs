@@ -13,9 +13,9 @@ use super::file::{KeyFile, KeyFileError, parse_time};
 use super::format::{digest, parse_key_id};
 
 struct StoredKey {
-    name: Arc<str>,
+    /// The identity this key verifies as, built once at load.
+    principal: Arc<Principal>,
     digest: [u8; 32],
-    grants: Grants,
     not_after: Option<SystemTime>,
 }
 
@@ -31,7 +31,12 @@ pub enum KeyStoreError {
     #[error(transparent)]
     File(#[from] KeyFileError),
     #[error("key file {path}: keys[{index}] ({name}): {message}")]
-    Entry { path: PathBuf, index: usize, name: String, message: String },
+    Entry {
+        path: PathBuf,
+        index: usize,
+        name: String,
+        message: String,
+    },
 }
 
 fn hex32(s: &str) -> Option<[u8; 32]> {
@@ -79,13 +84,18 @@ impl KeyStore {
                 parse_time(t).map_err(|m| bad(format!("revoked_at: {m}")))?;
                 continue;
             }
-            let name: Arc<str> = Arc::from(e.name.as_str());
+            let principal = Arc::new(Principal::api_key(e.name.as_str(), grants.clone()));
             let mut add = |id: &str, sha: &str, not_after: Option<SystemTime>, field: &str| {
-                let d = hex32(sha).ok_or_else(|| bad(format!("{field}: not a SHA-256 hex digest")))?;
+                let d =
+                    hex32(sha).ok_or_else(|| bad(format!("{field}: not a SHA-256 hex digest")))?;
                 if id.len() != 12 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
                     return Err(bad(format!("{field}: malformed key id {id:?}")));
                 }
-                let stored = StoredKey { name: name.clone(), digest: d, grants: grants.clone(), not_after };
+                let stored = StoredKey {
+                    principal: principal.clone(),
+                    digest: d,
+                    not_after,
+                };
                 if by_id.insert(id.to_string(), stored).is_some() {
                     return Err(bad(format!("{field}: key id {id} appears twice")));
                 }
@@ -93,12 +103,16 @@ impl KeyStore {
             };
             add(&e.id, &e.sha256, expires, "id")?;
             for (pi, p) in e.previous.iter().enumerate() {
-                let until = parse_time(&p.valid_until).map_err(|m| bad(format!("previous[{pi}].valid_until: {m}")))?;
+                let until = parse_time(&p.valid_until)
+                    .map_err(|m| bad(format!("previous[{pi}].valid_until: {m}")))?;
                 let not_after = Some(expires.map_or(until, |x| x.min(until)));
                 add(&p.id, &p.sha256, not_after, &format!("previous[{pi}]"))?;
             }
         }
-        Ok(Self { by_id, source: Some(path.into()) })
+        Ok(Self {
+            by_id,
+            source: Some(path.into()),
+        })
     }
 
     /// Number of keys (current and in grace) that can verify.
@@ -117,6 +131,15 @@ impl KeyStore {
     /// Verifies a presented key. Unknown, revoked, expired and wrong keys all
     /// give the same `InvalidApiKey`.
     pub fn verify(&self, presented: &str, now: SystemTime) -> Result<Principal, AuthFailure> {
+        self.verify_shared(presented, now).map(|p| (*p).clone())
+    }
+
+    /// [`KeyStore::verify`], returning the identity shared with the store.
+    pub fn verify_shared(
+        &self,
+        presented: &str,
+        now: SystemTime,
+    ) -> Result<Arc<Principal>, AuthFailure> {
         let d = digest(presented);
         let stored = parse_key_id(presented).and_then(|id| self.by_id.get(id));
         let Some(k) = stored else {
@@ -130,7 +153,7 @@ impl KeyStore {
         if k.not_after.is_some_and(|t| now >= t) {
             return Err(AuthFailure::InvalidApiKey);
         }
-        Ok(Principal::api_key(&*k.name, k.grants.clone()))
+        Ok(k.principal.clone())
     }
 }
 
@@ -142,6 +165,9 @@ fn grants(models: &[String]) -> Result<Grants, String> {
     for m in models {
         set.insert(ModelName::parse(m).map_err(|e| format!("models: {m:?}: {e}"))?);
     }
-    Ok(if set.is_empty() { Grants::Nothing } else { Grants::Models(set) })
+    Ok(if set.is_empty() {
+        Grants::Nothing
+    } else {
+        Grants::Models(set)
+    })
 }
-

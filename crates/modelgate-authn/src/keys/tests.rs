@@ -15,7 +15,10 @@ fn t(secs: u64) -> SystemTime {
 fn create_verify_and_grants() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("keys.json");
-    let k = KeyFile::update(&path, |f| f.create("alice", vec!["iris".into()], None, t(0))).unwrap();
+    let k = KeyFile::update(&path, |f| {
+        f.create("alice", vec!["iris".into()], None, t(0))
+    })
+    .unwrap();
     let store = KeyStore::load(&path).unwrap();
     let p = store.verify(&k.key, t(1)).unwrap();
     assert_eq!(p.name, "alice");
@@ -36,8 +39,16 @@ fn wrong_unknown_and_malformed_keys_fail_alike() {
     let mut wrong = k.key.clone();
     let last = wrong.pop().unwrap();
     wrong.push(if last == 'a' { 'b' } else { 'a' });
-    for bad in [wrong.as_str(), "mgk_AAAAAAAAAAAA_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "garbage", ""] {
-        assert_eq!(store.verify(bad, t(1)).unwrap_err(), AuthFailure::InvalidApiKey);
+    for bad in [
+        wrong.as_str(),
+        "mgk_AAAAAAAAAAAA_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        "garbage",
+        "",
+    ] {
+        assert_eq!(
+            store.verify(bad, t(1)).unwrap_err(),
+            AuthFailure::InvalidApiKey
+        );
     }
 }
 
@@ -45,10 +56,16 @@ fn wrong_unknown_and_malformed_keys_fail_alike() {
 fn expiry() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("keys.json");
-    let k = KeyFile::update(&path, |f| f.create("a", vec!["*".into()], Some(Duration::from_secs(60)), t(0))).unwrap();
+    let k = KeyFile::update(&path, |f| {
+        f.create("a", vec!["*".into()], Some(Duration::from_secs(60)), t(0))
+    })
+    .unwrap();
     let store = KeyStore::load(&path).unwrap();
     assert!(store.verify(&k.key, t(59)).is_ok());
-    assert_eq!(store.verify(&k.key, t(60)).unwrap_err(), AuthFailure::InvalidApiKey);
+    assert_eq!(
+        store.verify(&k.key, t(60)).unwrap_err(),
+        AuthFailure::InvalidApiKey
+    );
 }
 
 #[test]
@@ -56,7 +73,8 @@ fn rotation_keeps_old_key_for_grace_period() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("keys.json");
     let old = KeyFile::update(&path, |f| f.create("svc", vec!["iris".into()], None, t(0))).unwrap();
-    let new = KeyFile::update(&path, |f| f.rotate("svc", Duration::from_secs(3600), t(10))).unwrap();
+    let new =
+        KeyFile::update(&path, |f| f.rotate("svc", Duration::from_secs(3600), t(10))).unwrap();
     let store = KeyStore::load(&path).unwrap();
     assert_eq!(store.verify(&old.key, t(3609)).unwrap().name, "svc");
     assert_eq!(store.verify(&new.key, t(3609)).unwrap().name, "svc");
@@ -67,7 +85,10 @@ fn rotation_keeps_old_key_for_grace_period() {
     let store = KeyStore::load(&path).unwrap();
     assert!(store.verify(&new.key, t(21)).is_err());
     assert!(store.verify(&newer.key, t(21)).is_ok());
-    assert!(store.verify(&old.key, t(21)).is_ok(), "first grace period still runs");
+    assert!(
+        store.verify(&old.key, t(21)).is_ok(),
+        "first grace period still runs"
+    );
 }
 
 #[test]
@@ -103,10 +124,16 @@ fn corrupt_file_gives_a_clear_error() {
     let path = dir.path().join("keys.json");
     std::fs::write(&path, "{\"version\": 1, \"keys\": [").unwrap();
     let err = KeyStore::load(&path).err().unwrap().to_string();
-    assert!(err.contains("keys.json") && err.contains("not valid"), "{err}");
+    assert!(
+        err.contains("keys.json") && err.contains("not valid"),
+        "{err}"
+    );
     std::fs::write(&path, r#"{"version":1,"keys":[{"name":"x","id":"AAAAAAAAAAAA","sha256":"zz","models":[],"created_at":"2026-01-01T00:00:00Z"}]}"#).unwrap();
     let err = KeyStore::load(&path).err().unwrap().to_string();
-    assert!(err.contains("keys[0] (x)") && err.contains("SHA-256"), "{err}");
+    assert!(
+        err.contains("keys[0] (x)") && err.contains("SHA-256"),
+        "{err}"
+    );
     std::fs::write(&path, r#"{"version":1,"keys":[],"extra":1}"#).unwrap();
     assert!(KeyStore::load(&path).is_err(), "unknown keys are refused");
 }
@@ -141,7 +168,10 @@ fn concurrent_writers_lose_nothing_and_readers_never_see_half_a_file() {
             let path = path.clone();
             std::thread::spawn(move || {
                 for i in 0..10 {
-                    KeyFile::update(&path, |f| f.create(&format!("w{w}-{i}"), vec![], None, t(0))).unwrap();
+                    KeyFile::update(&path, |f| {
+                        f.create(&format!("w{w}-{i}"), vec![], None, t(0))
+                    })
+                    .unwrap();
                 }
             })
         })
