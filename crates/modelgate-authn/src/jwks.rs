@@ -98,6 +98,11 @@ impl JwksCache {
     }
 
     /// The cached keys, fetching them first if there are none yet.
+    /// The key set in use now, without fetching.
+    pub fn loaded(&self) -> Option<Arc<Loaded>> {
+        self.loaded.load_full()
+    }
+
     pub async fn current(&self) -> Result<Arc<Loaded>, AuthFailure> {
         if let Some(l) = self.loaded.load_full() {
             return Ok(l);

@@ -163,6 +163,7 @@ impl Authenticator {
                 rule: rule.clone(),
                 kind,
                 keys: cache,
+                verified: Default::default(),
             });
         }
         if let Some(t) = &id.kubernetes.token_review {
@@ -246,14 +247,12 @@ impl Authenticator {
                     None => return Err(AuthFailure::InvalidApiKey),
                 },
                 (IdentityMethod::Jwt, Some(t)) if !api_key => match provider(ProviderKind::Jwt) {
-                    Some(p) => Arc::new(p.verify(parse::parse(t).map_err(invalid)?, now).await?),
+                    Some(p) => p.verify_token(t, now).await?,
                     None => continue,
                 },
                 (IdentityMethod::Kubernetes, Some(t)) if !api_key => {
                     match (provider(ProviderKind::ServiceAccount), &self.token_review) {
-                        (Some(p), _) => {
-                            Arc::new(p.verify(parse::parse(t).map_err(invalid)?, now).await?)
-                        }
+                        (Some(p), _) => p.verify_token(t, now).await?,
                         (None, Some(r)) => Arc::new(r.verify(t, now).await?),
                         (None, None) => continue,
                     }

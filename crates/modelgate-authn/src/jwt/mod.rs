@@ -5,6 +5,7 @@
 pub mod keys;
 pub mod parse;
 pub mod status;
+pub mod verified;
 
 #[cfg(test)]
 pub(crate) mod testkeys;
@@ -16,9 +17,10 @@ use modelgate_config::identity::JwtRule;
 use modelgate_core::{AuthFailure, AuthMethod, Grants, Principal};
 use serde_json::{Map, Value};
 
-use crate::jwks::JwksCache;
+use crate::jwks::{JwksCache, Loaded};
 use keys::{VerifyError, verify_hmac};
 use parse::{Jwt, check_times};
+use verified::{Verified, VerifiedCache};
 
 /// What kind of identity a provider's tokens carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +37,8 @@ pub struct Provider {
     pub rule: JwtRule,
     pub kind: ProviderKind,
     pub keys: Arc<JwksCache>,
+    /// Tokens this provider already verified.
+    pub verified: VerifiedCache,
 }
 
 fn invalid(s: &str) -> AuthFailure {
@@ -42,8 +46,59 @@ fn invalid(s: &str) -> AuthFailure {
 }
 
 impl Provider {
+    /// Verifies a raw token whose `iss` names this provider, through the
+    /// cache of tokens already verified with the current keys.
+    pub async fn verify_token(
+        &self,
+        token: &str,
+        now: SystemTime,
+    ) -> Result<Arc<Principal>, AuthFailure> {
+        let r = &self.rule;
+        let now_s = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let key = crate::cache::token_key(token);
+        if let Some(hit) = self.verified.get(&key) {
+            let keys_current = match &hit.keys {
+                None => true,
+                Some(k) => self.keys.loaded().is_some_and(|cur| Arc::ptr_eq(&cur, k)),
+            };
+            let times = Jwt::times_only(hit.exp, hit.nbf, hit.iat);
+            if keys_current
+                && check_times(&times, now_s, r.clock_skew.as_secs(), r.require_expiration).is_ok()
+            {
+                return Ok(hit.principal);
+            }
+            self.verified.remove(&key);
+        }
+        let jwt = parse::parse(token).map_err(invalid)?;
+        let (exp, nbf, iat) = (jwt.exp, jwt.nbf, jwt.iat);
+        let (principal, keys) = self.verify_with_keys(jwt, now).await?;
+        let principal = Arc::new(principal);
+        self.verified.put(
+            key,
+            Verified {
+                principal: principal.clone(),
+                keys,
+                exp,
+                nbf,
+                iat,
+            },
+        );
+        Ok(principal)
+    }
+
     /// Verifies a decoded token whose `iss` names this provider.
     pub async fn verify(&self, jwt: Jwt, now: SystemTime) -> Result<Principal, AuthFailure> {
+        self.verify_with_keys(jwt, now).await.map(|(p, _)| p)
+    }
+
+    /// [`Provider::verify`], also returning the key set that verified it.
+    async fn verify_with_keys(
+        &self,
+        jwt: Jwt,
+        now: SystemTime,
+    ) -> Result<(Principal, Option<Arc<Loaded>>), AuthFailure> {
         let r = &self.rule;
         let now_s = now
             .duration_since(SystemTime::UNIX_EPOCH)
@@ -52,26 +107,28 @@ impl Provider {
         if !r.audiences.is_empty() && !jwt.aud.iter().any(|a| r.audiences.contains(a)) {
             return Err(AuthFailure::AudienceNotAllowed);
         }
-        if jwt.alg.is_hmac() {
+        let used = if jwt.alg.is_hmac() {
             match &r.hmac_secret {
                 Some(secret) => verify_hmac(&jwt, secret).map_err(|e| invalid(e.status()))?,
                 None => return Err(invalid(VerifyError::NoMatchingKey.status())),
             }
+            None
         } else {
             let loaded = self.keys.current().await?;
             match loaded.keys.verify(&jwt) {
-                Ok(()) => {}
+                Ok(()) => Some(loaded),
                 Err(VerifyError::NoMatchingKey) => {
                     let newer = self.keys.refetch_for_unknown_kid(&loaded).await;
                     let Some(newer) = newer else {
                         return Err(invalid(VerifyError::NoMatchingKey.status()));
                     };
                     newer.keys.verify(&jwt).map_err(|e| invalid(e.status()))?;
+                    Some(newer)
                 }
                 Err(e) => return Err(invalid(e.status())),
             }
-        }
-        Ok(self.principal(jwt))
+        };
+        Ok((self.principal(jwt), used))
     }
 
     fn principal(&self, jwt: Jwt) -> Principal {

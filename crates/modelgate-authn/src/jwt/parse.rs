@@ -172,6 +172,25 @@ pub fn peek_issuer(token: &str) -> Option<String> {
 /// Checks `exp`, `nbf` and `iat` against `now` (Unix seconds) with `skew`.
 /// A missing `exp` fails when `require_exp` (Envoy's `require_expiration`
 /// answers it with "Jwt is expired" too).
+impl Jwt {
+    /// A token carrying only its times, to re-check a cached verification.
+    pub fn times_only(exp: Option<u64>, nbf: Option<u64>, iat: Option<u64>) -> Self {
+        Self {
+            alg: Alg::RS256,
+            kid: None,
+            signing_input: String::new(),
+            signature: Vec::new(),
+            claims: Map::new(),
+            iss: None,
+            sub: None,
+            aud: Vec::new(),
+            exp,
+            nbf,
+            iat,
+        }
+    }
+}
+
 pub fn check_times(jwt: &Jwt, now: u64, skew: u64, require_exp: bool) -> Result<(), &'static str> {
     if jwt.nbf.is_some_and(|nbf| now.saturating_add(skew) < nbf) {
         return Err(st::NOT_YET_VALID);

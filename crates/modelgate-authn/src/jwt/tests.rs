@@ -60,6 +60,7 @@ fn provider_with(keys: &[&TestKey], kind: ProviderKind) -> Provider {
         rule: r,
         kind,
         keys: cache,
+        verified: Default::default(),
     }
 }
 
@@ -365,4 +366,69 @@ async fn verify_cost() {
             n
         );
     }
+}
+
+#[tokio::test]
+async fn cached_tokens_still_expire() {
+    let k = TestKey::rsa("rs", RSA_A, "RS256");
+    let p = provider_with(&[&k], ProviderKind::Jwt);
+    let token = k.sign(&claims());
+    assert_eq!(p.verify_token(&token, now()).await.unwrap().name, "alice");
+    // Verified once, served from the cache, and still checked for time.
+    assert_eq!(p.verify_token(&token, now()).await.unwrap().name, "alice");
+    let later = now() + Duration::from_secs(300 + 61);
+    assert_eq!(
+        p.verify_token(&token, later).await.unwrap_err(),
+        inv("Jwt is expired")
+    );
+    // A different (tampered) token is not a cache hit.
+    let mut tampered = token.clone();
+    tampered.pop();
+    tampered.push(if token.ends_with('A') { 'B' } else { 'A' });
+    assert!(p.verify_token(&tampered, now()).await.is_err());
+}
+
+#[tokio::test]
+async fn cached_tokens_die_with_their_keys() {
+    use std::sync::Arc as StdArc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let old = TestKey::rsa("old", RSA_A, "RS256");
+    let new = TestKey::rsa("new", RSA_B, "RS256");
+    let rotated = StdArc::new(AtomicBool::new(false));
+    let (before, after) = (jwks(&[&old]), jwks(&[&new]));
+    let flag = rotated.clone();
+    let fetch = FakeFetch::new(move |_| {
+        ok(if flag.load(Ordering::SeqCst) {
+            after.clone()
+        } else {
+            before.clone()
+        })
+    });
+    let source = JwksSource::Uri("http://idp.test/jwks".parse().unwrap());
+    let settings = JwksSettings {
+        issuer: ISS.into(),
+        source: source.clone(),
+        allowed_hosts: vec!["idp.test".into()],
+        timeout: Duration::from_secs(5),
+        refresh_interval: Duration::from_secs(1200),
+        unknown_kid_refetch_interval: Duration::from_secs(30),
+    };
+    let cache = JwksCache::new(settings, fetch, IdentityMetrics::default()).unwrap();
+    let p = Provider {
+        rule: rule(source),
+        kind: ProviderKind::Jwt,
+        keys: cache,
+        verified: Default::default(),
+    };
+    let token = old.sign(&claims());
+    assert!(p.verify_token(&token, now()).await.is_ok());
+    // The IdP rotates its keys; a refresh replaces the key set: the cached
+    // verification made with the old set no longer counts.
+    rotated.store(true, Ordering::SeqCst);
+    assert!(p.keys.refresh().await);
+    assert_eq!(
+        p.verify_token(&token, now()).await.unwrap_err(),
+        inv("Jwks doesn't have key to match kid or alg from Jwt")
+    );
+    assert!(p.verify_token(&new.sign(&claims()), now()).await.is_ok());
 }
