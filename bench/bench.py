@@ -1,0 +1,353 @@
+"""Runs the benchmark scenarios and prints/writes the results table.
+
+Every scenario starts its servers on 127.0.0.1, warms up, measures with wrk
+or h2load for BENCH_DURATION seconds, and stops the servers by PID. Load
+generator, proxies and upstreams share the machine's cores, so absolute
+numbers are low; the ratios between rows measured in the same run are the
+point.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "e2e"))
+
+import peers  # noqa: E402
+
+DURATION = int(os.environ.get("BENCH_DURATION", "10"))
+CONNS = int(os.environ.get("BENCH_CONNECTIONS", "32"))
+THREADS = int(os.environ.get("BENCH_THREADS", "2"))
+WORK = Path(tempfile.mkdtemp(prefix="modelgate-bench-"))
+
+V2_BODY = json.dumps({"inputs": [{"name": "input-0", "shape": [2, 4], "datatype": "FP32", "data": peers.IRIS_ROWS}]})
+
+
+def lua(method: str, body: str, headers: dict[str, str]) -> Path:
+    p = WORK / f"req-{abs(hash((method, body, tuple(headers.items()))))}.lua"
+    lines = [f'wrk.method = "{method}"', f"wrk.body = {json.dumps(body)}"]
+    lines += [f'wrk.headers["{k}"] = {json.dumps(v)}' for k, v in headers.items()]
+    p.write_text("\n".join(lines) + "\n")
+    return p
+
+
+def to_ms(v: str, unit: str) -> float:
+    return float(v) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def wrk(url: str, method: str = "GET", body: str = "", headers: dict[str, str] | None = None, check=None) -> dict:
+    headers = headers or {}
+    script = lua(method, body, headers)
+    if check:
+        check()
+    subprocess.run(["wrk", "-t2", "-c8", "-d2s", "-s", str(script), url], capture_output=True, check=True)  # warm-up
+    out = subprocess.run(["wrk", f"-t{THREADS}", f"-c{CONNS}", f"-d{DURATION}s", "--latency", "-s", str(script), url],
+                         capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    lat = {m.group(1): to_ms(m.group(2), m.group(3)) for m in re.finditer(r"^\s+(50|99)(?:\.000)?%\s+([\d.]+)(us|ms|s)", out, re.M)}
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = re.search(r"Socket errors:.*", out)
+    return {"rps": rps, "p50": lat.get("50"), "p99": lat.get("99"), "non2xx": int(non2xx.group(1)) if non2xx else 0,
+            "socket_errors": errors.group(0) if errors else ""}
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def nginx(server_block: str, workers="auto", name="nginx") -> peers.Nginx:
+    return peers.start_nginx(WORK / f"{name}-{time.monotonic_ns()}", server_block, worker_processes=workers)
+
+
+def proxy_block(upstream: str) -> str:
+    host_port = upstream.removeprefix("http://")
+    return f"""
+upstream backend {{ server {host_port}; keepalive 64; }}
+server {{
+    listen 127.0.0.1:__PORT__;
+    access_log off;
+    location / {{
+        proxy_pass http://backend;
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+    }}
+}}
+"""
+
+
+STATIC_BLOCK = """
+server {
+    listen 127.0.0.1:__PORT__;
+    access_log off;
+    location / {
+        default_type application/json;
+        return 200 '{"predictions":[1,1]}';
+    }
+}
+"""
+
+
+def modelgate(models_yaml: str, extra_yaml: str = "", auth_extra: str = "") -> tuple[peers.Modelgate, str]:
+    work = WORK / f"mg-{time.monotonic_ns()}"
+    work.mkdir()
+    keys = work / "keys.json"
+    r = peers.run_modelgate(["keys", "--file", keys, "create", "--name", "bench", "--models", "*"])
+    key = r.stdout.strip()
+    cfg = f"""
+listen: {{address: "__LISTEN__"}}
+admin: {{address: "__ADMIN__"}}
+auth:
+  api_keys: {{file: "{keys}"}}
+{auth_extra}
+log: {{decisions: "{work}/decisions.jsonl", level: warn}}
+models:
+{models_yaml}
+{extra_yaml}
+"""
+    return peers.start_modelgate(work, cfg), key
+
+
+def expect_ok(url, method="GET", body=None, headers=None):
+    import requests
+
+    def check():
+        r = requests.request(method, url, data=body, headers=headers, timeout=10)
+        assert r.status_code == 200, (url, r.status_code, r.text[:200])
+    return check
+
+
+ROWS: list[dict] = []
+
+
+def record(group: str, name: str, result: dict, **extra):
+    row = {"group": group, "name": name, **result, **extra}
+    ROWS.append(row)
+    p50 = f"{row['p50']:.2f}" if row.get("p50") is not None else "-"
+    p99 = f"{row['p99']:.2f}" if row.get("p99") is not None else "-"
+    print(f"  {name:<46} {row['rps']:>10.0f} req/s  p50 {p50:>7} ms  p99 {p99:>7} ms"
+          + (f"  non-2xx {row['non2xx']}" if row.get("non2xx") else ""), flush=True)
+
+
+def spine_mlserver():
+    print("spine: iris V2 REST on MLServer", flush=True)
+    ml = peers.start_mlserver(WORK / "mlserver", peers.write_iris_model(WORK / "iris") / "model.joblib", model_name="iris", parallel_workers=1)
+    try:
+        hdr = {"Content-Type": "application/json"}
+        url = f"{ml.rest_url}/v2/models/iris/infer"
+        record("mlserver", "MLServer direct", wrk(url, "POST", V2_BODY, hdr, expect_ok(url, "POST", V2_BODY, hdr)))
+        ng = nginx(proxy_block(ml.rest_url))
+        try:
+            u = f"{ng.url}/v2/models/iris/infer"
+            record("mlserver", "nginx → MLServer", wrk(u, "POST", V2_BODY, hdr, expect_ok(u, "POST", V2_BODY, hdr)))
+        finally:
+            ng.stop()
+        mg, key = modelgate(f'  - {{name: iris, protocols: [v2], upstream: {{url: "{ml.rest_url}"}}}}')
+        try:
+            h = {**hdr, "Authorization": f"Bearer {key}"}
+            u = f"{mg.url}/v2/models/iris/infer"
+            record("mlserver", "modelgate (API key) → MLServer", wrk(u, "POST", V2_BODY, h, expect_ok(u, "POST", V2_BODY, h)))
+        finally:
+            mg.stop()
+    finally:
+        ml.stop()
+
+
+def spine_fast_upstream():
+    print("spine: fast upstream (nginx returning a small JSON)", flush=True)
+    up = nginx(STATIC_BLOCK, workers=1, name="static")
+    try:
+        url = f"{up.url}/v1/models/fast:predict"
+        body = json.dumps({"instances": peers.IRIS_ROWS})
+        hdr = {"Content-Type": "application/json"}
+        record("fast", "fast upstream direct", wrk(url, "POST", body, hdr, expect_ok(url, "POST", body, hdr)))
+        ng = nginx(proxy_block(up.url))
+        try:
+            u = f"{ng.url}/v1/models/fast:predict"
+            record("fast", "nginx → fast upstream", wrk(u, "POST", body, hdr, expect_ok(u, "POST", body, hdr)))
+        finally:
+            ng.stop()
+        mg, key = modelgate(f'  - {{name: fast, protocols: [v1], upstream: {{url: "{up.url}"}}}}')
+        try:
+            idle = rss_kb(mg.pid)
+            h = {**hdr, "Authorization": f"Bearer {key}"}
+            u = f"{mg.url}/v1/models/fast:predict"
+            record("fast", "modelgate (API key) → fast upstream", wrk(u, "POST", body, h, expect_ok(u, "POST", body, h)),
+                   idle_rss_kb=idle, loaded_rss_kb=rss_kb(mg.pid))
+        finally:
+            mg.stop()
+    finally:
+        up.stop()
+
+
+def jwt_fast_upstream():
+    print("identity: JWT (RS256, ES256; cached JWKS) vs API key vs nginx, fast upstream", flush=True)
+    up = nginx(STATIC_BLOCK, workers=1, name="static-jwt")
+    idp = peers.start_oidc_provider(WORK / "oidc")
+    try:
+        body = json.dumps({"instances": peers.IRIS_ROWS})
+        hdr = {"Content-Type": "application/json"}
+        ng = nginx(proxy_block(up.url))
+        try:
+            u = f"{ng.url}/v1/models/fast:predict"
+            record("jwt", "nginx → fast upstream (same run as JWT)", wrk(u, "POST", body, hdr, expect_ok(u, "POST", body, hdr)))
+        finally:
+            ng.stop()
+        mg, key = modelgate(
+            f'  - {{name: fast, protocols: [v1], upstream: {{url: "{up.url}"}}}}',
+            f"""policies:
+  - name: any-verified-identity
+    rules: [{{from: [{{source: {{requestPrincipals: ["*"]}}}}]}}]
+""",
+            auth_extra=f"""  jwt:
+    - issuer: {idp.issuer}
+      audiences: [models]
+""")
+        try:
+            u = f"{mg.url}/v1/models/fast:predict"
+            for label, token in [("API key", key), ("JWT RS256", idp.token("urn:modelgate:rs256")), ("JWT ES256", idp.token("urn:modelgate:es256"))]:
+                h = {**hdr, "Authorization": f"Bearer {token}"}
+                record("jwt", f"modelgate ({label}, policy) → fast upstream", wrk(u, "POST", body, h, expect_ok(u, "POST", body, h)))
+        finally:
+            mg.stop()
+    finally:
+        idp.stop()
+        up.stop()
+
+
+def grpc_body(input_name: str) -> Path:
+    """A gRPC-framed ModelInferRequest for iris (built with tritonclient's protobuf classes)."""
+    from tritonclient.grpc import service_pb2
+
+    req = service_pb2.ModelInferRequest(model_name="iris")
+    t = req.inputs.add(name=input_name, datatype="FP32", shape=[2, 4])
+    t.contents.fp32_contents.extend(v for row in peers.IRIS_ROWS for v in row)
+    msg = req.SerializeToString()
+    p = WORK / f"grpc-{input_name}.bin"
+    p.write_bytes(b"\x00" + len(msg).to_bytes(4, "big") + msg)
+    return p
+
+
+def h2load(url: str, body: Path, headers: dict[str, str]) -> dict:
+    args = ["h2load", "-t", str(THREADS), "-c", "16", "-m", "8", "-d", str(body)]
+    for k, v in {"content-type": "application/grpc", "te": "trailers", **headers}.items():
+        args += ["-H", f"{k}: {v}"]
+    subprocess.run([*args, "-D", "2", url], capture_output=True, check=True)  # warm-up
+    out = subprocess.run([*args, "-D", str(DURATION), url], capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"finished in [\d.]+s, ([\d.]+) req/s", out).group(1))
+    m = re.search(r"time for request:\s+([\d.]+)(us|ms|s)\s+([\d.]+)(us|ms|s)\s+([\d.]+)(us|ms|s)", out)
+    mean = to_ms(m.group(5), m.group(6)) if m else None
+    failed = int(re.search(r"(\d+) failed", out).group(1))
+    return {"rps": rps, "p50": mean, "p99": None, "non2xx": failed, "mean_only": True}
+
+
+def builtin_model():
+    print("built-in iris (tract) vs MLServer, V2 REST and gRPC", flush=True)
+    iris = peers.write_iris_model(WORK / "iris-b")
+    ml = peers.start_mlserver(WORK / "mlserver-b", iris / "model.joblib", model_name="iris", parallel_workers=1)
+    try:
+        hdr = {"Content-Type": "application/json"}
+        url = f"{ml.rest_url}/v2/models/iris/infer"
+        record("builtin", "MLServer direct, V2 REST", wrk(url, "POST", V2_BODY, hdr, expect_ok(url, "POST", V2_BODY, hdr)))
+        record("builtin", "MLServer direct, V2 gRPC (h2load)", h2load(f"http://{ml.grpc_addr}/inference.GRPCInferenceService/ModelInfer", grpc_body("input-0"), {}))
+    finally:
+        ml.stop()
+    mg, key = modelgate(f'  - {{name: iris, builtin: {{dir: "{iris}"}}}}')
+    try:
+        body = json.dumps({"inputs": [{"name": "input", "shape": [2, 4], "datatype": "FP32", "data": peers.IRIS_ROWS}]})
+        h = {**hdr, "Authorization": f"Bearer {key}"}
+        u = f"{mg.url}/v2/models/iris/infer"
+        record("builtin", "modelgate built-in (API key), V2 REST", wrk(u, "POST", body, h, expect_ok(u, "POST", body, h)))
+        record("builtin", "modelgate built-in (API key), V2 gRPC (h2load)",
+               h2load(f"{mg.url}/inference.GRPCInferenceService/ModelInfer", grpc_body("input"), {"authorization": f"Bearer {key}"}))
+    finally:
+        mg.stop()
+
+
+SCENARIOS = {
+    "spine-mlserver": spine_mlserver,
+    "spine-fast": spine_fast_upstream,
+    "jwt-fast": jwt_fast_upstream,
+    "builtin": builtin_model,
+}
+
+
+def ratio(a: str, b: str) -> float | None:
+    ra = next((r for r in ROWS if r["name"] == a), None)
+    rb = next((r for r in ROWS if r["name"] == b), None)
+    return ra["rps"] / rb["rps"] if ra and rb and rb["rps"] else None
+
+
+RATIOS = [
+    ("built-in iris V2 REST vs MLServer direct", "modelgate built-in (API key), V2 REST", "MLServer direct, V2 REST", 50.0),
+    ("built-in iris V2 gRPC vs MLServer gRPC direct", "modelgate built-in (API key), V2 gRPC (h2load)", "MLServer direct, V2 gRPC (h2load)", None),
+    ("JWT RS256 path vs nginx plain proxy", "modelgate (JWT RS256, policy) → fast upstream", "nginx → fast upstream (same run as JWT)", 1.0),
+    ("JWT ES256 path vs nginx plain proxy", "modelgate (JWT ES256, policy) → fast upstream", "nginx → fast upstream (same run as JWT)", 1.0),
+    ("JWT RS256 path vs API-key path", "modelgate (JWT RS256, policy) → fast upstream", "modelgate (API key, policy) → fast upstream", None),
+    ("modelgate → MLServer vs MLServer direct", "modelgate (API key) → MLServer", "MLServer direct", 0.98),
+    ("modelgate → MLServer vs nginx → MLServer", "modelgate (API key) → MLServer", "nginx → MLServer", None),
+    ("modelgate (API key) vs nginx plain proxy, fast upstream", "modelgate (API key) → fast upstream", "nginx → fast upstream", 1.0),
+]
+
+
+def report() -> str:
+    cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("model name")), "?")
+    lines = [
+        f"Measured {datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M UTC')} on {os.cpu_count()} cores ({cpu}), "
+        f"{platform.system()} {platform.release()}; wrk -t{THREADS} -c{CONNS} -d{DURATION}s on the same machine.",
+        "",
+        "| scenario | req/s | p50 ms | p99 ms |",
+        "|---|---:|---:|---:|",
+    ]
+    for r in ROWS:
+        p50 = f"{r['p50']:.2f}" if r.get("p50") is not None else "-"
+        p99 = f"{r['p99']:.2f}" if r.get("p99") is not None else "-"
+        if r.get("mean_only"):
+            p50 = f"{p50} (mean)"
+        lines.append(f"| {r['name']} | {r['rps']:.0f} | {p50} | {p99} |")
+    lines += ["", "| ratio (req/s) | value | target |", "|---|---:|---:|"]
+    for label, a, b, target in RATIOS:
+        v = ratio(a, b)
+        if v is not None:
+            lines.append(f"| {label} | {v:.2f}× | {'≥ %.2f×' % target if target else '-'} |")
+    rss = [r for r in ROWS if "idle_rss_kb" in r]
+    if rss:
+        lines += ["", f"modelgate RSS: idle {rss[0]['idle_rss_kb'] / 1024:.1f} MB, after load {rss[0]['loaded_rss_kb'] / 1024:.1f} MB (target idle ≤ 20 MB)."]
+    lines += [
+        "",
+        "Conditions: load generator (wrk/h2load), proxies and upstreams all share the same 2 cores, so every",
+        "row competes for CPU with its neighbours; compare ratios within one run. nginx runs `worker_processes auto`",
+        "with upstream keepalive; modelgate runs its default 2 I/O threads with the decision log on (to a file) and",
+        "metrics on. MLServer runs with parallel_workers=1. h2load reports mean latency only.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str]) -> None:
+    selected = [k for k in SCENARIOS if not argv or any(a in k for a in argv)]
+    try:
+        for name in selected:
+            SCENARIOS[name]()
+    finally:
+        peers._stop_all()
+    text = report()
+    print("\n" + text)
+    out = ROOT / "bench" / "RESULTS.md"
+    header = "# Benchmark results\n\nProduced by `bench/run.sh`; the latest run replaces this file.\n\n"
+    out.write_text(header + text)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
