@@ -50,6 +50,45 @@ impl VerdictCache {
     }
 }
 
+/// What TokenReview and introspection share: the verdict cache and the
+/// `identity_remote_checks{source,result}` counter.
+pub struct RemoteChecks {
+    source: &'static str,
+    cache: VerdictCache,
+    metrics: crate::metrics::IdentityMetrics,
+}
+
+impl RemoteChecks {
+    pub fn new(source: &'static str, metrics: crate::metrics::IdentityMetrics) -> Self {
+        Self {
+            source,
+            cache: VerdictCache::default(),
+            metrics,
+        }
+    }
+
+    pub fn count(&self, result: &'static str) {
+        self.metrics
+            .remote_checks
+            .get_or_create(&crate::metrics::CheckLabels {
+                source: self.source,
+                result,
+            })
+            .inc();
+    }
+
+    /// A cached verdict for `key`, counted as a hit.
+    pub fn cached(&self, key: &[u8; 32]) -> Option<Verdict> {
+        let v = self.cache.get(key)?;
+        self.count("hit");
+        Some(v)
+    }
+
+    pub fn remember(&self, key: [u8; 32], until: Instant, verdict: Verdict) {
+        self.cache.put(key, until, verdict);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,9 +15,9 @@ use modelgate_core::{AuthFailure, AuthMethod, Grants, Principal};
 use serde_json::{Map, Value};
 use tokio::time::Instant;
 
-use crate::cache::{Verdict, VerdictCache, token_key};
+use crate::cache::{RemoteChecks, Verdict, token_key};
 use crate::fetch::{Fetch, HttpRequest};
-use crate::metrics::{CheckLabels, IdentityMetrics};
+use crate::metrics::IdentityMetrics;
 
 pub const NOT_ACTIVE: &str = "Token is not active";
 pub const UNAVAILABLE: &str = "Token introspection is unavailable";
@@ -35,8 +35,7 @@ pub(crate) fn form_encode(s: &str) -> String {
 pub struct Introspector {
     cfg: Introspection,
     fetch: Arc<dyn Fetch>,
-    cache: VerdictCache,
-    metrics: IdentityMetrics,
+    checks: RemoteChecks,
 }
 
 fn strings(v: Option<&Value>) -> Vec<String> {
@@ -56,31 +55,19 @@ impl Introspector {
         Self {
             cfg,
             fetch,
-            cache: VerdictCache::default(),
-            metrics,
+            checks: RemoteChecks::new("introspection", metrics),
         }
-    }
-
-    fn count(&self, result: &'static str) {
-        self.metrics
-            .remote_checks
-            .get_or_create(&CheckLabels {
-                source: "introspection",
-                result,
-            })
-            .inc();
     }
 
     pub async fn verify(&self, token: &str, now: SystemTime) -> Verdict {
         let key = token_key(token);
-        if let Some(v) = self.cache.get(&key) {
-            self.count("hit");
+        if let Some(v) = self.checks.cached(&key) {
             return v;
         }
         let answer = match self.ask(token).await {
             Ok(a) => a,
             Err(e) => {
-                self.count("error");
+                self.checks.count("error");
                 tracing::warn!(endpoint = %modelgate_core::redact_url(&self.cfg.endpoint.to_string()), error = %e, "token introspection failed; refusing the token");
                 return Err(AuthFailure::Unavailable(UNAVAILABLE.into()));
             }
@@ -92,10 +79,10 @@ impl Introspector {
         let active = answer.get("active").and_then(Value::as_bool) == Some(true)
             && exp.is_none_or(|e| e > now_s);
         let verdict = if !active {
-            self.count("inactive");
+            self.checks.count("inactive");
             Err(AuthFailure::InvalidToken(NOT_ACTIVE.into()))
         } else {
-            self.count("active");
+            self.checks.count("active");
             let aud = strings(answer.get("aud"));
             if !self.cfg.audiences.is_empty() && !aud.iter().any(|a| self.cfg.audiences.contains(a))
             {
@@ -109,7 +96,8 @@ impl Introspector {
             ttl = ttl.min(Duration::from_secs(e.saturating_sub(now_s)));
         }
         if !ttl.is_zero() {
-            self.cache.put(key, Instant::now() + ttl, verdict.clone());
+            self.checks
+                .remember(key, Instant::now() + ttl, verdict.clone());
         }
         verdict
     }

@@ -15,10 +15,10 @@ use modelgate_core::{AuthFailure, AuthMethod, Grants, Principal};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use crate::cache::{Verdict, VerdictCache, token_key};
+use crate::cache::{RemoteChecks, Verdict, token_key};
 use crate::fetch::{Fetch, HttpRequest};
 use crate::jwt::service_account_namespace;
-use crate::metrics::{CheckLabels, IdentityMetrics};
+use crate::metrics::IdentityMetrics;
 
 pub const NOT_AUTHENTICATED: &str = "Token is not authenticated";
 pub const UNAVAILABLE: &str = "Kubernetes TokenReview is unavailable";
@@ -27,8 +27,7 @@ pub struct TokenReviewer {
     cfg: TokenReview,
     url: Uri,
     fetch: Arc<dyn Fetch>,
-    cache: VerdictCache,
-    metrics: IdentityMetrics,
+    checks: RemoteChecks,
 }
 
 impl TokenReviewer {
@@ -48,37 +47,25 @@ impl TokenReviewer {
             cfg,
             url,
             fetch,
-            cache: VerdictCache::default(),
-            metrics,
+            checks: RemoteChecks::new("tokenreview", metrics),
         })
-    }
-
-    fn count(&self, result: &'static str) {
-        self.metrics
-            .remote_checks
-            .get_or_create(&CheckLabels {
-                source: "tokenreview",
-                result,
-            })
-            .inc();
     }
 
     pub async fn verify(&self, token: &str, now: SystemTime) -> Verdict {
         let key = token_key(token);
-        if let Some(v) = self.cache.get(&key) {
-            self.count("hit");
+        if let Some(v) = self.checks.cached(&key) {
             return v;
         }
         let status = match self.review(token).await {
             Ok(s) => s,
             Err(e) => {
-                self.count("error");
+                self.checks.count("error");
                 tracing::warn!(api_server = %self.cfg.api_server, error = %e, "TokenReview failed; refusing the token");
                 return Err(AuthFailure::Unavailable(UNAVAILABLE.into()));
             }
         };
         let verdict = if status.get("authenticated").and_then(Value::as_bool) == Some(true) {
-            self.count("active");
+            self.checks.count("active");
             let granted: Vec<String> = status
                 .get("audiences")
                 .and_then(Value::as_array)
@@ -97,7 +84,7 @@ impl TokenReviewer {
                 principal(status.get("user").cloned().unwrap_or(Value::Null), granted)
             }
         } else {
-            self.count("inactive");
+            self.checks.count("inactive");
             Err(AuthFailure::InvalidToken(NOT_AUTHENTICATED.into()))
         };
         let mut ttl = self.cfg.cache_ttl;
@@ -108,7 +95,8 @@ impl TokenReviewer {
             ttl = ttl.min(Duration::from_secs(exp.saturating_sub(now_s)));
         }
         if !ttl.is_zero() {
-            self.cache.put(key, Instant::now() + ttl, verdict.clone());
+            self.checks
+                .remember(key, Instant::now() + ttl, verdict.clone());
         }
         verdict
     }
