@@ -118,6 +118,8 @@ models:
         time.sleep(0.05)
     assert mg.returncode == 0
     assert "shutting down" in mg.stderr() and '"stopped"' in mg.stderr()
+    # The in-flight request's decision record was written before exit.
+    assert [d["status"] for d in mg.decisions() if d["path"] == "/v1/models/slow:predict"] == [200]
     # New connections are refused once draining started.
     with pytest.raises(requests.ConnectionError):
         requests.post(f"{mg.url}/v1/models/slow:predict", json={}, headers=bearer(k), timeout=2)

@@ -192,6 +192,7 @@ pub async fn run_with(
     .await;
     let _ = admin_task.await;
     watch_task.abort();
+    shared.pipeline.load().decisions.flush();
     tracing::info!("stopped");
     Ok(())
 }

@@ -26,6 +26,28 @@ struct Pending {
 struct Queue {
     pending: Mutex<Pending>,
     wake: Condvar,
+    /// Held while a batch is taken and written, so batches stay in order
+    /// whichever thread writes them.
+    sink: Mutex<Box<dyn Write + Send>>,
+}
+
+impl Queue {
+    /// Writes whatever is pending, in order. Returns whether the log is closed.
+    fn write_pending(&self) -> bool {
+        let Ok(mut w) = self.sink.lock() else {
+            return true;
+        };
+        let (batch, closed) = match self.pending.lock() {
+            Ok(mut p) => (std::mem::take(&mut p.buf), p.closed),
+            Err(_) => return true,
+        };
+        if !batch.is_empty()
+            && let Err(e) = w.write_all(&batch).and_then(|()| w.flush())
+        {
+            tracing::error!(error = %e, "cannot write the decision log");
+        }
+        closed
+    }
 }
 
 /// Where decision records go.
@@ -56,11 +78,12 @@ impl DecisionLog {
         let queue = Arc::new(Queue {
             pending: Mutex::new(Pending::default()),
             wake: Condvar::new(),
+            sink: Mutex::new(writer),
         });
         let q = queue.clone();
         std::thread::Builder::new()
             .name("decision-log".into())
-            .spawn(move || write_loop(&q, writer))?;
+            .spawn(move || write_loop(&q))?;
         Ok(Self {
             queue: Some(queue),
             sink: sink.clone(),
@@ -69,6 +92,13 @@ impl DecisionLog {
 
     pub fn sink(&self) -> &DecisionSink {
         &self.sink
+    }
+
+    /// Writes every queued record now (at shutdown, so none is lost).
+    pub fn flush(&self) {
+        if let Some(q) = &self.queue {
+            q.write_pending();
+        }
     }
 
     /// Queues one record.
@@ -104,24 +134,18 @@ impl Drop for DecisionLog {
     }
 }
 
-fn write_loop(q: &Queue, mut w: Box<dyn Write + Send>) {
+fn write_loop(q: &Queue) {
     loop {
-        let (batch, closed) = {
-            let Ok(guard) = q.pending.lock() else { return };
-            let Ok((mut p, _)) = q
-                .wake
-                .wait_timeout_while(guard, FLUSH_EVERY, |p| p.buf.len() < WAKE_AT && !p.closed)
-            else {
-                return;
-            };
-            (std::mem::take(&mut p.buf), p.closed)
-        };
-        if !batch.is_empty()
-            && let Err(e) = w.write_all(&batch).and_then(|()| w.flush())
         {
-            tracing::error!(error = %e, "cannot write the decision log");
+            let Ok(guard) = q.pending.lock() else { return };
+            if q.wake
+                .wait_timeout_while(guard, FLUSH_EVERY, |p| p.buf.len() < WAKE_AT && !p.closed)
+                .is_err()
+            {
+                return;
+            }
         }
-        if closed {
+        if q.write_pending() {
             return;
         }
     }
