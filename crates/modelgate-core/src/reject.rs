@@ -55,6 +55,9 @@ pub enum Reject {
     Unauthenticated(AuthFailure),
     /// 403: authenticated but not permitted. The message is client-facing.
     Forbidden(String),
+    /// 501: the operation exists in the protocol but this backend does not
+    /// implement it (KServe answers `:explain` without an explainer so).
+    NotImplemented(String),
     /// 413: request body over the configured limit.
     PayloadTooLarge { limit: u64 },
     /// 429: over a rate limit or quota.
@@ -84,6 +87,7 @@ impl Reject {
             Reject::Unauthenticated(AuthFailure::AudienceNotAllowed) => S::FORBIDDEN,
             Reject::Unauthenticated(_) => S::UNAUTHORIZED,
             Reject::Forbidden(_) => S::FORBIDDEN,
+            Reject::NotImplemented(_) => S::NOT_IMPLEMENTED,
             Reject::PayloadTooLarge { .. } => S::PAYLOAD_TOO_LARGE,
             Reject::RateLimited { .. } => S::TOO_MANY_REQUESTS,
             Reject::Unavailable { .. } => S::SERVICE_UNAVAILABLE,
@@ -96,7 +100,10 @@ impl Reject {
     /// The short message a client sees.
     pub fn client_message(&self) -> String {
         match self {
-            Reject::BadRequest(m) | Reject::NotFound(m) | Reject::Forbidden(m) => m.clone(),
+            Reject::BadRequest(m)
+            | Reject::NotFound(m)
+            | Reject::Forbidden(m)
+            | Reject::NotImplemented(m) => m.clone(),
             Reject::MethodNotAllowed => "method not allowed".into(),
             Reject::Unauthenticated(f) => f.reason().to_string(),
             Reject::PayloadTooLarge { limit } => {
@@ -127,6 +134,7 @@ impl Reject {
             Reject::MethodNotAllowed => "method_not_allowed",
             Reject::Unauthenticated(f) => f.label(),
             Reject::Forbidden(_) => "forbidden",
+            Reject::NotImplemented(_) => "not_implemented",
             Reject::PayloadTooLarge { .. } => "payload_too_large",
             Reject::RateLimited { .. } => "rate_limited",
             Reject::Unavailable { .. } => "unavailable",
@@ -139,9 +147,9 @@ impl Reject {
     /// The gRPC status code for this rejection.
     pub fn grpc_code(&self) -> u8 {
         match self {
-            Reject::BadRequest(_) => 3,     // INVALID_ARGUMENT
-            Reject::NotFound(_) => 5,       // NOT_FOUND
-            Reject::MethodNotAllowed => 12, // UNIMPLEMENTED
+            Reject::BadRequest(_) => 3, // INVALID_ARGUMENT
+            Reject::NotFound(_) => 5,   // NOT_FOUND
+            Reject::MethodNotAllowed | Reject::NotImplemented(_) => 12, // UNIMPLEMENTED
             Reject::Unauthenticated(AuthFailure::AudienceNotAllowed) => 7,
             Reject::Unauthenticated(_) => 16, // UNAUTHENTICATED
             Reject::Forbidden(_) => 7,        // PERMISSION_DENIED

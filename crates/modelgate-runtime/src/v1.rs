@@ -101,7 +101,7 @@ pub async fn handle(
                 },
             })
         }
-        Operation::Explain => Err(Reject::BadRequest(format!(
+        Operation::Explain => Err(Reject::NotImplemented(format!(
             "explain is not supported: model '{}' is served by the built-in ONNX runtime, which has no explainer",
             call.model
         ))),

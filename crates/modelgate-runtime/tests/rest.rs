@@ -335,8 +335,10 @@ async fn v1_predict_ready_and_explain() {
         .unwrap();
     assert_eq!(ready, json!({"name": "iris-logreg", "ready": true}));
 
-    let e = bad_request(send(&rt, v1(Operation::Explain, "iris-logreg"), &h, body).await);
-    assert!(e.contains("explain is not supported"), "{e}");
+    match send(&rt, v1(Operation::Explain, "iris-logreg"), &h, body).await {
+        Err(Reject::NotImplemented(e)) => assert!(e.contains("explain is not supported"), "{e}"),
+        other => panic!("expected 501 NotImplemented, got {other:?}"),
+    }
     let e = bad_request(
         send(
             &rt,
