@@ -155,3 +155,29 @@ impl Body for Prefixed {
 pub fn boxed(body: Incoming) -> BoxBody {
     body.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn openai_model_field() {
+        assert_eq!(
+            openai_model(br#"{"model":"llama3","messages":[]}"#).unwrap(),
+            "llama3"
+        );
+        assert!(openai_model(br#"{"messages":[]}"#).is_err());
+        assert!(openai_model(br#"{"model":""}"#).is_err());
+        assert!(openai_model(b"not json").is_err());
+    }
+
+    #[test]
+    fn duplicate_model_keys_are_refused() {
+        // Authorized on one `model` while a Python upstream reads the last
+        // one would be a bypass: the request is refused instead.
+        assert!(matches!(
+            openai_model(br#"{"model":"allowed","model":"secret"}"#),
+            Err(Reject::BadRequest(_))
+        ));
+    }
+}
