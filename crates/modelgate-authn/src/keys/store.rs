@@ -23,7 +23,6 @@ struct StoredKey {
 #[derive(Default)]
 pub struct KeyStore {
     by_id: HashMap<String, StoredKey>,
-    source: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -109,10 +108,7 @@ impl KeyStore {
                 add(&p.id, &p.sha256, not_after, &format!("previous[{pi}]"))?;
             }
         }
-        Ok(Self {
-            by_id,
-            source: Some(path.into()),
-        })
+        Ok(Self { by_id })
     }
 
     /// Number of keys (current and in grace) that can verify.
@@ -122,10 +118,6 @@ impl KeyStore {
 
     pub fn is_empty(&self) -> bool {
         self.by_id.is_empty()
-    }
-
-    pub fn source(&self) -> Option<&Path> {
-        self.source.as_deref()
     }
 
     /// Verifies a presented key. Unknown, revoked, expired and wrong keys all
