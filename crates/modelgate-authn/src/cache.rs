@@ -1,52 +1,95 @@
-//! A small bounded cache of remote verdicts (TokenReview, introspection),
-//! keyed by the SHA-256 of the token — the token itself is never stored.
+//! Bounded caches of token checks, keyed by the SHA-256 of the token (the
+//! token itself is never stored): the remote verdicts of TokenReview and
+//! introspection, and (through [`TtlCache`]) the JWT verified-token cache.
+//! Each is a fixed-size CLOCK-Pro cache (`quick_cache`): a flood of tokens
+//! seen once only churns its cold part, so entries in use survive it.
+//! Failures live in their own small cache, briefly, so garbage tokens
+//! never displace good verdicts.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::time::Duration;
 
 use modelgate_core::{AuthFailure, Principal};
+use quick_cache::sync::Cache;
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
-/// Most verdicts kept; past it, expired ones go first, then everything.
-const MAX_ENTRIES: usize = 10_000;
+/// Most good verdicts (and verified JWTs, per provider) kept.
+pub const GOOD_ENTRIES: usize = 10_000;
+/// Most refusals kept, in their own cache.
+pub const BAD_ENTRIES: usize = 1_000;
+/// Longest a refusal is remembered (it only spares the remote service the
+/// same garbage token repeated).
+pub const BAD_TTL: Duration = Duration::from_secs(10);
 
 pub type Verdict = Result<Principal, AuthFailure>;
-
-#[derive(Default)]
-pub struct VerdictCache {
-    entries: Mutex<HashMap<[u8; 32], (Instant, Verdict)>>,
-}
 
 pub fn token_key(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-impl VerdictCache {
-    pub fn get(&self, key: &[u8; 32]) -> Option<Verdict> {
-        let mut map = self.entries.lock().ok()?;
-        match map.get(key) {
-            Some((until, v)) if Instant::now() < *until => Some(v.clone()),
-            Some(_) => {
-                map.remove(key);
-                None
-            }
-            None => None,
+/// A bounded cache whose entries each carry their own deadline; an expired
+/// entry is a miss and is dropped when seen.
+pub struct TtlCache<V: Clone> {
+    inner: Cache<[u8; 32], (Instant, V)>,
+}
+
+impl<V: Clone> TtlCache<V> {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            inner: Cache::new(capacity),
         }
     }
 
-    pub fn put(&self, key: [u8; 32], until: Instant, verdict: Verdict) {
-        let Ok(mut map) = self.entries.lock() else {
-            return;
-        };
-        if map.len() >= MAX_ENTRIES {
-            let now = Instant::now();
-            map.retain(|_, (u, _)| *u > now);
-            if map.len() >= MAX_ENTRIES {
-                map.clear();
-            }
+    pub fn get(&self, key: &[u8; 32]) -> Option<V> {
+        let (until, v) = self.inner.get(key)?;
+        if Instant::now() < until {
+            return Some(v);
         }
-        map.insert(key, (until, verdict));
+        self.inner.remove(key);
+        None
+    }
+
+    pub fn insert(&self, key: [u8; 32], until: Instant, v: V) {
+        self.inner.insert(key, (until, v));
+    }
+
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.inner.len()
+    }
+}
+
+/// Remote verdicts: good ones until their deadline in the large cache,
+/// refusals for at most [`BAD_TTL`] in the small one.
+pub struct VerdictCache {
+    good: TtlCache<Principal>,
+    bad: TtlCache<AuthFailure>,
+}
+
+impl Default for VerdictCache {
+    fn default() -> Self {
+        Self {
+            good: TtlCache::new(GOOD_ENTRIES),
+            bad: TtlCache::new(BAD_ENTRIES),
+        }
+    }
+}
+
+impl VerdictCache {
+    pub fn get(&self, key: &[u8; 32]) -> Option<Verdict> {
+        if let Some(p) = self.good.get(key) {
+            return Some(Ok(p));
+        }
+        self.bad.get(key).map(Err)
+    }
+
+    pub fn put(&self, key: [u8; 32], until: Instant, verdict: Verdict) {
+        match verdict {
+            Ok(p) => self.good.insert(key, until, p),
+            Err(e) => self
+                .bad
+                .insert(key, until.min(Instant::now() + BAD_TTL), e),
+        }
     }
 }
 
@@ -90,22 +133,4 @@ impl RemoteChecks {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
-
-    #[tokio::test(start_paused = true)]
-    async fn entries_expire() {
-        let c = VerdictCache::default();
-        let k = token_key("t");
-        c.put(
-            k,
-            Instant::now() + Duration::from_secs(10),
-            Err(AuthFailure::InvalidToken("x".into())),
-        );
-        assert!(c.get(&k).is_some());
-        tokio::time::advance(Duration::from_secs(11)).await;
-        assert!(c.get(&k).is_none());
-        assert_ne!(token_key("t"), token_key("u"));
-    }
-}
+mod tests;

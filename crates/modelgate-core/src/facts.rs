@@ -18,16 +18,70 @@ pub struct PeerIdentity {
 }
 
 impl PeerIdentity {
-    /// The Istio-style peer principal: the SPIFFE URI without its scheme,
-    /// else the first URI, DNS name or CN.
+    /// The Istio peer principal (`principals`, `namespaces`,
+    /// `serviceAccounts`, `source.principal`): the certificate's first SAN
+    /// URI when it is a SPIFFE ID, without its scheme. A DNS name or CN never
+    /// becomes one, whatever it looks like (`cluster.local/ns/x/sa/y`).
     pub fn principal(&self) -> Option<String> {
-        if let Some(u) = self.uris.first() {
-            return Some(u.strip_prefix("spiffe://").unwrap_or(u).to_string());
-        }
-        self.dns
+        self.uris
             .first()
-            .cloned()
-            .or_else(|| self.common_name.clone())
+            .and_then(|u| spiffe_id(u))
+            .map(str::to_string)
+    }
+}
+
+/// `<td>/<path>` of a SPIFFE ID `spiffe://<td>/<path>` (scheme matched
+/// case-insensitively; a non-empty trust domain without userinfo or port, a
+/// path without empty, `.` or `..` segments, no query or fragment), else `None`.
+pub fn spiffe_id(uri: &str) -> Option<&str> {
+    let scheme = uri.get(..9)?;
+    if !scheme.eq_ignore_ascii_case("spiffe://") {
+        return None;
+    }
+    let id = &uri[9..];
+    let (td, path) = id.split_once('/')?;
+    let td_ok = !td.is_empty() && !td.contains([':', '@']);
+    let path_ok = path
+        .split('/')
+        .all(|seg| !seg.is_empty() && seg != "." && seg != "..");
+    (td_ok && path_ok && !id.contains(['?', '#', ' '])).then_some(id)
+}
+
+#[cfg(test)]
+mod spiffe_tests {
+    use super::*;
+
+    fn peer(uris: &[&str], dns: &[&str], cn: Option<&str>) -> PeerIdentity {
+        PeerIdentity {
+            uris: uris.iter().map(|s| s.to_string()).collect(),
+            dns: dns.iter().map(|s| s.to_string()).collect(),
+            common_name: cn.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn only_a_spiffe_uri_san_is_a_peer_principal() {
+        let id = "cluster.local/ns/prod/sa/admin";
+        let spiffe = format!("spiffe://{id}");
+        assert_eq!(peer(&[&spiffe], &[], None).principal().as_deref(), Some(id));
+        assert_eq!(peer(&[], &[id], Some(id)).principal(), None);
+        assert_eq!(peer(&[], &[], Some(id)).principal(), None);
+        assert_eq!(peer(&[&format!("https://{id}")], &[id], None).principal(), None);
+        for bad in [
+            "spiffe://",
+            "spiffe:///ns/a/sa/b",
+            "spiffe://td",
+            "spiffe://td/",
+            "spiffe://td//a",
+            "spiffe://td/a/../b",
+            "spiffe://u@td/a",
+            "spiffe://td:8443/a",
+            "spiffe://td/a?x",
+            "spiffe://td/a#x",
+        ] {
+            assert_eq!(spiffe_id(bad), None, "{bad}");
+        }
+        assert_eq!(spiffe_id("SPIFFE://td/a"), Some("td/a"));
     }
 }
 

@@ -12,7 +12,7 @@ pub mod respond;
 pub mod secret;
 
 pub use body::{BoxBody, BoxError, empty, full};
-pub use facts::{PeerIdentity, RequestFacts};
+pub use facts::{PeerIdentity, RequestFacts, spiffe_id};
 pub use model::{ModelName, ModelNameError};
 pub use principal::{AuthMethod, Grants, Principal};
 pub use protocol::{ErrorShape, Operation, Protocol};

@@ -91,3 +91,42 @@ async fn expired_audience_and_outage() {
     f.set(|_| ok(r#"{"active":true,"sub":"a"}"#));
     assert!(i.verify("u", now()).await.is_ok());
 }
+
+/// 20,000 garbage tokens (each refused by the endpoint) evict none of the
+/// good verdicts: the good tokens are not asked again afterwards, and a
+/// repeated garbage token is spared the endpoint only briefly.
+#[tokio::test(start_paused = true)]
+async fn garbage_flood_keeps_good_verdicts() {
+    let f = FakeFetch::new(|r| {
+        let body = String::from_utf8_lossy(&r.body).to_string();
+        if body.contains("token=good-") {
+            ok(r#"{"active":true,"sub":"alice"}"#)
+        } else {
+            ok(r#"{"active":false}"#)
+        }
+    });
+    let i = Introspector::new(cfg(), f.clone(), IdentityMetrics::default());
+    let good: Vec<String> = (0..50).map(|n| format!("good-{n}")).collect();
+    for t in &good {
+        assert_eq!(i.verify(t, now()).await.unwrap().name, "alice");
+        i.verify(t, now()).await.unwrap();
+    }
+    assert_eq!(f.calls(), good.len());
+    for n in 0..20_000 {
+        assert!(i.verify(&format!("garbage-{n}"), now()).await.is_err());
+    }
+    assert_eq!(f.calls(), good.len() + 20_000);
+    f.seen.lock().unwrap().clear();
+    for t in &good {
+        assert_eq!(i.verify(t, now()).await.unwrap().name, "alice");
+    }
+    assert_eq!(f.calls(), good.len() + 20_000, "a good verdict was evicted");
+    // The same garbage token twice in a row: one call; after BAD_TTL: asked again.
+    let before = f.calls();
+    assert!(i.verify("garbage-x", now()).await.is_err());
+    assert!(i.verify("garbage-x", now()).await.is_err());
+    assert_eq!(f.calls(), before + 1);
+    tokio::time::advance(crate::cache::BAD_TTL + Duration::from_secs(1)).await;
+    assert!(i.verify("garbage-x", now()).await.is_err());
+    assert_eq!(f.calls(), before + 2);
+}

@@ -103,6 +103,17 @@ fn optional_time(claims: &Map<String, Value>, name: &str) -> Result<Option<u64>,
     }
 }
 
+/// RFC 7515 §4.1.11: a `crit` header lists extensions the recipient must
+/// understand. modelgate understands none, so any `crit` fails — and a
+/// malformed one (not an array, empty, not strings, naming a registered
+/// header) fails all the more.
+pub fn check_crit(header: &Map<String, Value>) -> Result<(), &'static str> {
+    match header.get("crit") {
+        None => Ok(()),
+        Some(_) => Err(st::HEADER_BAD_CRIT),
+    }
+}
+
 /// Whether `token` has the compact JWS shape (three non-empty-header parts).
 pub fn looks_like_jwt(token: &str) -> bool {
     token.bytes().filter(|b| *b == b'.').count() == 2
@@ -126,6 +137,7 @@ pub fn parse(token: &str) -> Result<Jwt, &'static str> {
         _ => return Err(st::HEADER_BAD_ALG),
     };
     let kid = optional_string(&header, "kid", st::HEADER_BAD_KID)?;
+    check_crit(&header)?;
     let payload: Value = serde_json::from_slice(&b64(p, st::PAYLOAD_BAD_BASE64)?)
         .map_err(|_| st::PAYLOAD_BAD_JSON)?;
     let Value::Object(claims) = payload else {
@@ -254,6 +266,20 @@ mod tests {
         assert_eq!(p(r#"{"alg":"none"}"#, "{}"), st::HEADER_ALG_NOT_SUPPORTED);
         assert_eq!(p(r#"{"alg":"ES512"}"#, "{}"), st::HEADER_ALG_NOT_SUPPORTED);
         assert_eq!(p(r#"{"alg":"RS256","kid":3}"#, "{}"), st::HEADER_BAD_KID);
+        for crit in [
+            r#"["exp"]"#,
+            r#"["b64"]"#,
+            "[]",
+            r#""b64""#,
+            "null",
+            r#"["alg"]"#,
+            "[1]",
+            "{}",
+        ] {
+            let h = format!(r#"{{"alg":"RS256","crit":{crit},"b64":false,"exp":1}}"#);
+            assert_eq!(p(&h, "{}"), st::HEADER_BAD_CRIT, "{crit}");
+        }
+        assert!(parse(&tok(r#"{"alg":"RS256","b64":false}"#, "{}")).is_ok());
         assert_eq!(p(r#"{"alg":"RS256"}"#, "x"), st::PAYLOAD_BAD_JSON);
         assert_eq!(p(r#"{"alg":"RS256"}"#, r#"{"iss":1}"#), st::ISS_NOT_STRING);
         assert_eq!(p(r#"{"alg":"RS256"}"#, r#"{"sub":[]}"#), st::SUB_NOT_STRING);

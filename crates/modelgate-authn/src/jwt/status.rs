@@ -10,6 +10,10 @@ pub const HEADER_BAD_BASE64: &str = "Jwt header is an invalid Base64url encoded"
 pub const HEADER_BAD_JSON: &str = "Jwt header is an invalid JSON";
 pub const HEADER_BAD_ALG: &str = "Jwt header [alg] field is required and must be a string";
 pub const HEADER_ALG_NOT_SUPPORTED: &str = "Jwt header [alg] is not supported";
+/// RFC 7515 §4.1.11: `crit` names an extension modelgate does not
+/// understand (it understands none), or is not a non-empty list of
+/// extension names. Not one of jwt_verify_lib's strings (it ignores `crit`).
+pub const HEADER_BAD_CRIT: &str = "Jwt header [crit] names an extension that is not understood";
 pub const HEADER_BAD_KID: &str = "Jwt header [kid] field is not a string";
 pub const PAYLOAD_BAD_BASE64: &str = "Jwt payload is an invalid Base64url encoded";
 pub const PAYLOAD_BAD_JSON: &str = "Jwt payload is an invalid JSON";

@@ -432,3 +432,45 @@ async fn cached_tokens_die_with_their_keys() {
     );
     assert!(p.verify_token(&new.sign(&claims()), now()).await.is_ok());
 }
+
+/// RFC 7515 §4.1.11: a correctly signed token whose header names a critical
+/// extension modelgate does not understand is refused, however valid the
+/// signature and claims.
+#[tokio::test]
+async fn signed_token_with_crit_is_refused() {
+    let k = TestKey::rsa("rs", RSA_A, "RS256");
+    let p = provider_with(&[&k], ProviderKind::Jwt);
+    let plain = json!({"alg": "RS256", "kid": "rs", "typ": "JWT"});
+    let good = sign_with(&plain, &claims(), |m| k.raw_sign(m));
+    assert!(p.verify_token(&good, now()).await.is_ok());
+    for crit in [json!(["b64"]), json!(["http://example.com/ext"]), json!([]), json!("b64")] {
+        let header = json!({"alg": "RS256", "kid": "rs", "b64": false, "crit": crit});
+        let token = sign_with(&header, &claims(), |m| k.raw_sign(m));
+        assert_eq!(
+            p.verify_token(&token, now()).await.unwrap_err(),
+            inv(status::HEADER_BAD_CRIT),
+            "{crit}"
+        );
+    }
+}
+
+/// Only verified tokens enter the cache: 20,000 garbage tokens (malformed or
+/// badly signed) leave the good one cached and the cache holding only it.
+#[tokio::test]
+async fn garbage_tokens_never_enter_the_verified_cache() {
+    let k = TestKey::ec("es", "ES256");
+    let p = provider_with(&[&k], ProviderKind::Jwt);
+    let good = k.sign(&claims());
+    assert!(p.verify_token(&good, now()).await.is_ok());
+    let (head, _) = good.rsplit_once('.').unwrap();
+    for n in 0..20_000u32 {
+        let garbage = if n % 20 == 0 {
+            format!("{head}.{}", URL_SAFE_NO_PAD.encode(n.to_be_bytes()))
+        } else {
+            format!("garbage.{n}.x")
+        };
+        assert!(p.verify_token(&garbage, now()).await.is_err());
+    }
+    assert_eq!(p.verified.len(), 1);
+    assert!(p.verified.get(&crate::cache::token_key(&good)).is_some());
+}

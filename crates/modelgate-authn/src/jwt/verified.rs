@@ -2,17 +2,17 @@
 //! token's SHA-256 (the token itself is never stored), valid only while the
 //! key set that verified them is still the provider's current one, and with
 //! the token's times re-checked on every hit. A signature is then checked
-//! once per token instead of once per request.
+//! once per token instead of once per request. Bounded and scan-resistant
+//! (see [`crate::cache`]): a flood of tokens seen once does not evict the
+//! ones in use, and only verified tokens are ever stored.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use quick_cache::sync::Cache;
 
 use modelgate_core::Principal;
 
 use crate::jwks::Loaded;
-
-/// Most tokens kept per provider; past it the cache starts over.
-const MAX_ENTRIES: usize = 10_000;
 
 #[derive(Clone)]
 pub struct Verified {
@@ -24,28 +24,36 @@ pub struct Verified {
     pub iat: Option<u64>,
 }
 
-#[derive(Default)]
 pub struct VerifiedCache {
-    map: Mutex<HashMap<[u8; 32], Verified>>,
+    map: Cache<[u8; 32], Verified>,
+}
+
+impl Default for VerifiedCache {
+    fn default() -> Self {
+        Self {
+            map: Cache::new(crate::cache::GOOD_ENTRIES),
+        }
+    }
 }
 
 impl VerifiedCache {
     pub fn get(&self, key: &[u8; 32]) -> Option<Verified> {
-        self.map.lock().ok()?.get(key).cloned()
+        self.map.get(key)
     }
 
     pub fn remove(&self, key: &[u8; 32]) {
-        if let Ok(mut m) = self.map.lock() {
-            m.remove(key);
-        }
+        self.map.remove(key);
     }
 
     pub fn put(&self, key: [u8; 32], v: Verified) {
-        if let Ok(mut m) = self.map.lock() {
-            if m.len() >= MAX_ENTRIES {
-                m.clear();
-            }
-            m.insert(key, v);
-        }
+        self.map.insert(key, v);
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
     }
 }
