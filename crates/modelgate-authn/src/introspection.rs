@@ -76,21 +76,8 @@ impl Introspector {
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let exp = answer.get("exp").and_then(Value::as_u64);
-        let active = answer.get("active").and_then(Value::as_bool) == Some(true)
-            && exp.is_none_or(|e| e > now_s);
-        let verdict = if !active {
-            self.checks.count("inactive");
-            Err(AuthFailure::InvalidToken(NOT_ACTIVE.into()))
-        } else {
-            self.checks.count("active");
-            let aud = strings(answer.get("aud"));
-            if !self.cfg.audiences.is_empty() && !aud.iter().any(|a| self.cfg.audiences.contains(a))
-            {
-                Err(AuthFailure::AudienceNotAllowed)
-            } else {
-                Ok(principal(answer, aud))
-            }
-        };
+        let (verdict, result) = judge(answer, now_s, &self.cfg.audiences);
+        self.checks.count(result);
         let mut ttl = self.cfg.cache_ttl;
         if let Some(e) = exp {
             ttl = ttl.min(Duration::from_secs(e.saturating_sub(now_s)));
@@ -130,11 +117,37 @@ impl Introspector {
         if resp.status != 200 {
             return Err(format!("HTTP status {}", resp.status));
         }
-        match serde_json::from_slice(&resp.body) {
-            Ok(Value::Object(m)) => Ok(m),
-            _ => Err("the answer is not a JSON object".into()),
-        }
+        parse_answer(&resp.body)
     }
+}
+
+/// An introspection answer: a JSON object, else an error.
+pub fn parse_answer(body: &[u8]) -> Result<Map<String, Value>, String> {
+    match serde_json::from_slice(body) {
+        Ok(Value::Object(m)) => Ok(m),
+        _ => Err("the answer is not a JSON object".into()),
+    }
+}
+
+/// The verdict on an introspection answer at `now_s`, and the result label
+/// it is counted under: active only with `"active": true` (the boolean) and
+/// an `exp`, if any, still ahead; then one of `audiences` (if any) granted.
+pub fn judge(
+    answer: Map<String, Value>,
+    now_s: u64,
+    audiences: &[String],
+) -> (Verdict, &'static str) {
+    let exp = answer.get("exp").and_then(Value::as_u64);
+    let active = answer.get("active").and_then(Value::as_bool) == Some(true)
+        && exp.is_none_or(|e| e > now_s);
+    if !active {
+        return (Err(AuthFailure::InvalidToken(NOT_ACTIVE.into())), "inactive");
+    }
+    let aud = strings(answer.get("aud"));
+    if !audiences.is_empty() && !aud.iter().any(|a| audiences.contains(a)) {
+        return (Err(AuthFailure::AudienceNotAllowed), "active");
+    }
+    (Ok(principal(answer, aud)), "active")
 }
 
 fn principal(answer: Map<String, Value>, audiences: Vec<String>) -> Principal {

@@ -228,25 +228,8 @@ impl JwksCache {
             JwksSource::Inline(_) => return Err("inline key sets are not fetched".into()),
             JwksSource::Uri(u) => u.clone(),
             JwksSource::Discovery(d) => {
-                let doc: Value = serde_json::from_slice(&self.get(d.clone()).await?)
-                    .map_err(|e| format!("{d}: not JSON: {e}"))?;
-                let issuer = doc
-                    .get("issuer")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
-                if issuer.trim_end_matches('/') != self.settings.issuer.trim_end_matches('/') {
-                    return Err(format!(
-                        "{d}: discovery names issuer {issuer:?}, not {:?}",
-                        self.settings.issuer
-                    ));
-                }
-                let jwks_uri = doc
-                    .get("jwks_uri")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| format!("{d}: no jwks_uri"))?;
-                jwks_uri
-                    .parse::<Uri>()
-                    .map_err(|e| format!("{d}: jwks_uri {jwks_uri:?}: {e}"))?
+                let doc = self.get(d.clone()).await?;
+                parse_discovery(&doc, &self.settings.issuer).map_err(|e| format!("{d}: {e}"))?
             }
         };
         let body = self.get(uri.clone()).await?;
@@ -280,6 +263,32 @@ impl JwksCache {
             }
         });
     }
+}
+
+/// The `jwks_uri` of an OIDC discovery document, which must name `issuer`
+/// (a trailing `/` aside). The error says what is wrong, never echoing more
+/// than the document's issuer (debug-quoted).
+pub fn parse_discovery(doc: &[u8], issuer: &str) -> Result<Uri, String> {
+    let doc: Value = serde_json::from_slice(doc).map_err(|e| format!("not JSON: {e}"))?;
+    let named = doc
+        .get("issuer")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if named.trim_end_matches('/') != issuer.trim_end_matches('/') {
+        let shown: String = named.chars().take(200).collect();
+        return Err(format!("discovery names issuer {shown:?}, not {issuer:?}"));
+    }
+    let jwks_uri = doc
+        .get("jwks_uri")
+        .and_then(Value::as_str)
+        .ok_or_else(|| "no jwks_uri".to_string())?;
+    let uri = jwks_uri
+        .parse::<Uri>()
+        .map_err(|e| format!("jwks_uri is not a URI: {e}"))?;
+    if uri.host().is_none() {
+        return Err("jwks_uri has no host".into());
+    }
+    Ok(uri)
 }
 
 #[cfg(test)]

@@ -64,29 +64,8 @@ impl TokenReviewer {
                 return Err(AuthFailure::Unavailable(UNAVAILABLE.into()));
             }
         };
-        let verdict = if status.get("authenticated").and_then(Value::as_bool) == Some(true) {
-            self.checks.count("active");
-            let granted: Vec<String> = status
-                .get("audiences")
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(Value::as_str)
-                        .map(str::to_string)
-                        .collect()
-                })
-                .unwrap_or_default();
-            if !self.cfg.audiences.is_empty()
-                && !granted.iter().any(|a| self.cfg.audiences.contains(a))
-            {
-                Err(AuthFailure::AudienceNotAllowed)
-            } else {
-                principal(status.get("user").cloned().unwrap_or(Value::Null), granted)
-            }
-        } else {
-            self.checks.count("inactive");
-            Err(AuthFailure::InvalidToken(NOT_AUTHENTICATED.into()))
-        };
+        let (verdict, result) = judge(&status, &self.cfg.audiences);
+        self.checks.count(result);
         let mut ttl = self.cfg.cache_ttl;
         let now_s = now
             .duration_since(SystemTime::UNIX_EPOCH)
@@ -132,11 +111,44 @@ impl TokenReviewer {
         if !matches!(resp.status, 200 | 201) {
             return Err(format!("HTTP status {}", resp.status));
         }
-        let v: Value = serde_json::from_slice(&resp.body).map_err(|e| format!("not JSON: {e}"))?;
-        v.get("status")
-            .cloned()
-            .ok_or_else(|| "no status in the TokenReview answer".into())
+        parse_review(&resp.body)
     }
+}
+
+/// The `status` of a TokenReview answer.
+pub fn parse_review(body: &[u8]) -> Result<Value, String> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| format!("not JSON: {e}"))?;
+    v.get("status")
+        .cloned()
+        .ok_or_else(|| "no status in the TokenReview answer".into())
+}
+
+/// The verdict on a TokenReview `status`, and the result label it is
+/// counted under: authenticated only with `"authenticated": true` (the
+/// boolean) and a non-empty `user.username`; then one of `audiences` (if
+/// any) among the granted ones.
+pub fn judge(status: &Value, audiences: &[String]) -> (Verdict, &'static str) {
+    if status.get("authenticated").and_then(Value::as_bool) != Some(true) {
+        return (
+            Err(AuthFailure::InvalidToken(NOT_AUTHENTICATED.into())),
+            "inactive",
+        );
+    }
+    let granted: Vec<String> = status
+        .get("audiences")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    if !audiences.is_empty() && !granted.iter().any(|a| audiences.contains(a)) {
+        return (Err(AuthFailure::AudienceNotAllowed), "active");
+    }
+    let user = status.get("user").cloned().unwrap_or(Value::Null);
+    (principal(user, granted), "active")
 }
 
 fn principal(user: Value, audiences: Vec<String>) -> Verdict {
