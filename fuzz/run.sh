@@ -1,19 +1,28 @@
 #!/usr/bin/env bash
-# Fuzz the normaliser and the policy parser for a bounded time.
-#   fuzz/run.sh [SECONDS]   (default 60, split between the targets)
+# Fuzz every parser an attacker reaches for a bounded time.
+#   fuzz/run.sh [SECONDS] [TARGET...]  (default 60 s in all, split between the targets)
 # With a nightly toolchain and cargo-fuzz: libFuzzer, coverage-guided.
 # Otherwise: the stable random-mutation runner over the same functions.
+# A failing input is kept in fuzz/artifacts/<target>/; make it a unit test in
+# the crate that owns the parser.
 set -euo pipefail
 cd "$(dirname "$0")"
 secs="${1:-60}"
-per=$(( secs / 2 > 1 ? secs / 2 : 1 ))
+shift || true
+targets=("$@")
+if [ ${#targets[@]} -eq 0 ]; then
+    targets=(normalize policy_parse jwt_parse jwks_parse credentials remote_answers openai_model v2_rest grpc_body)
+fi
+per=$(( secs / ${#targets[@]} > 1 ? secs / ${#targets[@]} : 1 ))
+# The workspace's lock file as a start, so the fuzzed crates build with the versions the gateway ships.
+[ -f Cargo.lock ] || cp ../Cargo.lock Cargo.lock
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/modelgate/target-fuzz}"
 if cargo +nightly --version >/dev/null 2>&1 && cargo +nightly fuzz --version >/dev/null 2>&1; then
-    for t in normalize policy_parse; do
+    for t in "${targets[@]}"; do
         mkdir -p "corpus/$t"
-        cargo +nightly fuzz run "$t" "corpus/$t" -- -max_total_time="$per" -max_len=4096
+        cargo +nightly fuzz run "$t" "corpus/$t" -- -max_total_time="$per" -max_len=16384
     done
 else
     echo "cargo-fuzz or nightly not available: running the stable runner (cargo install cargo-fuzz for libFuzzer)" >&2
-    cargo run --quiet --release --no-default-features --bin stable -- "$secs"
+    cargo run --quiet --release --no-default-features --bin stable -- "$secs" "${targets[@]}"
 fi

@@ -1,7 +1,26 @@
 //! The fuzzed functions, shared by the libFuzzer targets and the stable runner.
 //! Each checks properties, not just "no panic".
 
+mod authn;
+mod bodies;
+
+pub use authn::{credentials, jwks_parse, jwt_parse, remote_answers};
+pub use bodies::{grpc_body, openai_model, v2_rest};
+
 use std::path::Path;
+
+/// Every target, by name, for the stable runner and `run.sh`.
+pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+    ("normalize", normalize),
+    ("policy_parse", policy_parse),
+    ("jwt_parse", jwt_parse),
+    ("jwks_parse", jwks_parse),
+    ("credentials", credentials),
+    ("remote_answers", remote_answers),
+    ("openai_model", openai_model),
+    ("v2_rest", v2_rest),
+    ("grpc_body", grpc_body),
+];
 
 /// Path normalisation: never panics; a normalised path is canonical and a
 /// fixed point; refused inputs stay refused after any prefix of `/`.

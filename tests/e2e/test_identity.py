@@ -321,3 +321,75 @@ def test_mtls_identities(tmp_path, idp, mlserver_iris, start_modelgate):
     # A bad token next to a good certificate is refused: jwt is earlier in the order.
     r = requests.post(url, json=V2_BODY, cert=tuple(map(str, c["good"])), verify=ca, timeout=20, headers={"Authorization": "Bearer x.y.z"})
     assert r.status_code == 401
+
+
+# --- mTLS: only a SPIFFE URI SAN is a peer principal (issue 9 item 7) -----------
+def _spoof_certs(tmp_path):
+    """The CA and server of _certs, plus client certificates whose CN and DNS
+    SAN read `cluster.local/ns/prod/sa/admin` (no URI SAN), and a real SPIFFE one."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    out = _certs(tmp_path)
+    ca_key = serialization.load_pem_private_key(out["ca"][1].read_bytes(), None)
+    ca_cert = x509.load_pem_x509_certificate(out["ca"][0].read_bytes())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    admin = "cluster.local/ns/prod/sa/admin"
+
+    def client(stem, cn, sans):
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+                .issuer_name(ca_cert.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=1))
+                .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+                .add_extension(x509.ExtendedKeyUsage([x509.ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+                .sign(ca_key, hashes.SHA256()))
+        (tmp_path / f"{stem}.key").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+        (tmp_path / f"{stem}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        return str(tmp_path / f"{stem}.crt"), str(tmp_path / f"{stem}.key")
+
+    out["cn_spoof"] = client("cn_spoof", admin, [x509.DNSName("spoof.example")])
+    out["dns_spoof"] = client("dns_spoof", admin, [x509.DNSName(admin)])
+    out["uri_spoof"] = client("uri_spoof", admin, [x509.UniformResourceIdentifier(f"https://{admin}")])
+    out["admin"] = client("admin", "admin", [x509.UniformResourceIdentifier(f"spiffe://{admin}")])
+    return out
+
+
+@pytest.mark.parametrize("field", ["principals", "namespaces", "serviceAccounts"])
+def test_mtls_cn_or_dns_never_becomes_a_spiffe_identity(tmp_path, mlserver_iris, start_modelgate, field):
+    c = _spoof_certs(tmp_path)
+    value = {"principals": '"cluster.local/ns/prod/sa/admin"', "namespaces": "prod", "serviceAccounts": "prod/admin"}[field]
+    mg = start_modelgate(f"""
+listen:
+  address: __LISTEN__
+  tls:
+    cert: {c['server'][0]}
+    key: {c['server'][1]}
+    client_ca: {c['ca'][0]}
+    require_client_cert: true
+admin: {{address: __ADMIN__}}
+models:
+  - name: iris
+    upstream: {{url: "{mlserver_iris.rest_url}"}}
+auth:
+  mtls: {{identity_from: [cn, dns, uri]}}
+policies:
+  - name: prod-admin-only
+    rules:
+      - from: [{{source: {{{field}: [{value}]}}}}]
+""")
+    url = f"https://{mg.listen}/v2/models/iris/infer"
+    ca = str(c["ca"][0])
+    # The real SPIFFE identity is allowed…
+    r = requests.post(url, json=V2_BODY, cert=c["admin"], verify=ca, timeout=20)
+    assert r.status_code == 200, r.text
+    # …a CN, a DNS SAN or a non-SPIFFE URI SAN spelling the same is not.
+    for spoof in ("cn_spoof", "dns_spoof", "uri_spoof"):
+        mark = mg.log_mark()
+        r = requests.post(url, json=V2_BODY, cert=c[spoof], verify=ca, timeout=20)
+        assert r.status_code == 403, (spoof, r.status_code, r.text)
+        d = mg.wait_decisions(1, since=mark)[-1]
+        assert d["auth_method"] == "mtls", d

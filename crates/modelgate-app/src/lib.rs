@@ -17,6 +17,12 @@ mod pipeline;
 mod reload;
 mod run;
 
+/// Pure parsers of request bytes, public for the fuzz targets in `fuzz/`.
+#[doc(hidden)]
+pub mod parsers {
+    pub use crate::body::openai_model;
+}
+
 pub use check::check_startable;
 pub use pipeline::{BuildError, Pipeline};
 pub use run::{OnReady, StartError, run, run_with};

@@ -1,0 +1,107 @@
+//! Request bodies an attacker sends: the OpenAI body's `model` (read before
+//! authorization), and V2 JSON, binary tensors and gRPC messages served by
+//! the built-in runtime (through its public `Runtime::handle` and
+//! `Runtime::handle_grpc`, on the example iris model).
+
+use std::sync::OnceLock;
+
+use http::HeaderMap;
+use http_body_util::BodyExt;
+use modelgate_core::{ModelName, Operation, Protocol, Reject, full};
+use modelgate_runtime::{BuiltinCall, BuiltinModelSpec, Runtime, RuntimeSettings};
+
+/// The OpenAI body's `model`: an answer is a non-empty string that the body
+/// names (so JSON-decoding the body gives the same value).
+pub fn openai_model(data: &[u8]) {
+    match modelgate_app::parsers::openai_model(data) {
+        Ok(m) => {
+            assert!(!m.is_empty());
+            let v: serde_json::Value = serde_json::from_slice(data).unwrap_or_default();
+            assert_eq!(v.get("model").and_then(|m| m.as_str()), Some(m.as_str()), "{data:?}");
+        }
+        Err(e) => assert!(matches!(e, Reject::BadRequest(_))),
+    }
+}
+
+fn world() -> Option<&'static (tokio::runtime::Runtime, Runtime)> {
+    static W: OnceLock<Option<(tokio::runtime::Runtime, Runtime)>> = OnceLock::new();
+    W.get_or_init(|| {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/models/iris");
+        let spec = BuiltinModelSpec::new(ModelName::parse("iris").ok()?, dir);
+        let settings = RuntimeSettings { threads: 1, queue_depth: 16, max_body_bytes: 64 * 1024 };
+        let rt = Runtime::start(vec![spec], settings).ok()?;
+        let tokio = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+        Some((tokio, rt))
+    })
+    .as_ref()
+}
+
+fn infer(protocol: Protocol) -> BuiltinCall {
+    BuiltinCall {
+        protocol,
+        operation: Operation::Infer,
+        model: ModelName::parse("iris").unwrap_or_else(|_| unreachable!()),
+        version: None,
+    }
+}
+
+/// A V2 (and V1) REST inference body: an answer or a client error, never a
+/// panic or a server error. The first byte picks the V2 binary tensor
+/// extension: then the next two give `inference-header-content-length`.
+pub fn v2_rest(data: &[u8]) {
+    let Some((tokio, rt)) = world() else { panic!("the iris example model did not load") };
+    let mut headers = HeaderMap::new();
+    let (protocol, body) = match data.split_first() {
+        Some((b'B', rest)) if rest.len() >= 2 => {
+            let n = u16::from_be_bytes([rest[0], rest[1]]);
+            headers.insert("inference-header-content-length", n.into());
+            (Protocol::V2, &rest[2..])
+        }
+        Some((b'1', rest)) => (Protocol::V1, rest),
+        _ => (Protocol::V2, data),
+    };
+    let r = tokio.block_on(async {
+        let resp = rt.handle(infer(protocol), &headers, full(body.to_vec())).await?;
+        let status = resp.status();
+        let _ = resp.into_body().collect().await;
+        Ok::<_, Reject>(status)
+    });
+    match r {
+        Ok(s) => assert!(s.is_success(), "{s} for {data:?}"),
+        Err(e) => assert!(
+            matches!(e, Reject::BadRequest(_) | Reject::PayloadTooLarge { .. } | Reject::Unavailable { .. }),
+            "{e:?} for {data:?}"
+        ),
+    }
+}
+
+/// A gRPC request to the runtime. The first byte picks the call (`% 4`:
+/// 1 `ModelReady`, 2 `ModelMetadata`, else `ModelInfer`) and whether the rest
+/// is one message to frame (high bit clear) or the raw body, frames and all.
+pub fn grpc_body(data: &[u8]) {
+    let Some((tokio, rt)) = world() else { panic!("the iris example model did not load") };
+    let Some((&sel, msg)) = data.split_first() else { return };
+    let method = match sel % 4 {
+        1 => "ModelReady",
+        2 => "ModelMetadata",
+        _ => "ModelInfer",
+    };
+    let mut body = Vec::with_capacity(msg.len() + 5);
+    if sel & 0x80 != 0 {
+        body.extend_from_slice(msg);
+    } else {
+        body.push(0);
+        body.extend_from_slice(&u32::try_from(msg.len()).unwrap_or(u32::MAX).to_be_bytes());
+        body.extend_from_slice(msg);
+    }
+    let req = http::Request::post(format!("/inference.GRPCInferenceService/{method}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(full(body));
+    let Ok(req) = req else { return };
+    tokio.block_on(async {
+        let resp = rt.handle_grpc(req).await;
+        assert_eq!(resp.status(), 200);
+        let _ = resp.into_body().collect().await;
+    });
+}
