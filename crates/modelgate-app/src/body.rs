@@ -47,7 +47,11 @@ struct ModelField<'a> {
 
 /// The `model` of an OpenAI request body.
 pub fn openai_model(body: &[u8]) -> Result<String, Reject> {
-    let parsed: ModelField<'_> = serde_json::from_slice(body)
+    // from_slice skips ignored strings without checking their UTF-8, so a
+    // body that is not JSON would pass (found by fuzz/openai_model).
+    let body = std::str::from_utf8(body)
+        .map_err(|_| Reject::BadRequest("the request body is not valid JSON: not UTF-8".into()))?;
+    let parsed: ModelField<'_> = serde_json::from_str(body)
         .map_err(|e| Reject::BadRequest(format!("the request body is not valid JSON: {e}")))?;
     match parsed.model {
         Some(m) if !m.is_empty() => Ok(m.into_owned()),
@@ -179,5 +183,14 @@ mod tests {
             openai_model(br#"{"model":"allowed","model":"secret"}"#),
             Err(Reject::BadRequest(_))
         ));
+    }
+
+    #[test]
+    fn a_body_that_is_not_utf8_is_refused() {
+        // fuzz/openai_model: invalid UTF-8 inside an ignored key was accepted.
+        let body = b"{\"model\":\"llama3\",\"conten\xda\":\"hi\"}";
+        assert!(matches!(openai_model(body), Err(Reject::BadRequest(_))));
+        let body = b"{\"model\":\"llama3\",\"x\":\"\xff\"}";
+        assert!(matches!(openai_model(body), Err(Reject::BadRequest(_))));
     }
 }
