@@ -92,14 +92,16 @@ impl Gate {
         }
     }
 
-    /// A slot for one more connection; waits (accepting nothing) at the cap.
+    /// A slot for one more connection; waits at the cap.
     /// `None` once the gate is closed.
     pub(crate) async fn slot(&self) -> Option<Slot> {
         let permit = match self.slots.clone().try_acquire_owned() {
             Ok(p) => p,
             Err(_) => {
                 self.stats.paused.get_or_create(&self.label).inc();
-                tracing::warn!(
+                // Debug, not warn: under a flood this happens per closed
+                // connection; the metric counts it.
+                tracing::debug!(
                     listener = %self.label.listener,
                     max_connections = self.max,
                     "connection cap reached: accepting paused until a connection closes"

@@ -90,12 +90,6 @@ pub async fn serve<H: Handler>(
     let builder = Arc::new(builder(&opts));
     let local = listener.local_addr().ok();
     loop {
-        // Backpressure: at the cap, nothing is accepted (the kernel's backlog
-        // holds new connections) until a connection closes.
-        let slot = tokio::select! {
-            s = opts.gate.slot() => match s { Some(s) => s, None => break },
-            _ = shutdown.changed() => break,
-        };
         let (stream, client) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -106,6 +100,13 @@ pub async fn serve<H: Handler>(
                     continue;
                 }
             },
+            _ = shutdown.changed() => break,
+        };
+        // Backpressure: at the cap, this connection waits unserved and this
+        // socket accepts nothing more (the kernel's backlog holds new
+        // connections) until a connection of the listener closes.
+        let slot = tokio::select! {
+            s = opts.gate.slot() => match s { Some(s) => s, None => break },
             _ = shutdown.changed() => break,
         };
         let _ = stream.set_nodelay(true);
