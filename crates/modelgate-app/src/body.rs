@@ -39,7 +39,10 @@ impl BodyDeadline {
     }
 
     /// The next frame, or [`Reject::RequestTimeout`] if it is late.
-    async fn next(self, body: &mut Incoming) -> Result<Option<Result<Frame<Bytes>, hyper::Error>>, Reject> {
+    async fn next(
+        self,
+        body: &mut Incoming,
+    ) -> Result<Option<Result<Frame<Bytes>, hyper::Error>>, Reject> {
         let until = self.by.min(Instant::now() + self.idle);
         tokio::time::timeout_at(until, body.frame())
             .await
@@ -68,9 +71,8 @@ pub async fn read_bounded(
 ) -> Result<Bytes, Reject> {
     let mut buf = BytesMut::new();
     while let Some(frame) = deadline.next(&mut body).await? {
-        let frame = frame.map_err(|_| {
-            Reject::BadRequest("the request body could not be read".into())
-        })?;
+        let frame =
+            frame.map_err(|_| Reject::BadRequest("the request body could not be read".into()))?;
         if let Ok(data) = frame.into_data() {
             if (buf.len() + data.len()) as u64 > limit {
                 return Err(Reject::PayloadTooLarge { limit });

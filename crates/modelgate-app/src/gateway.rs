@@ -204,13 +204,17 @@ async fn flow(
         })?;
         if facts.grpc {
             let mut incoming = incoming;
-            let (name, read) = grpc_model(&mut incoming, limit, deadline).await.map_err(refuse)?;
+            let (name, read) = grpc_model(&mut incoming, limit, deadline)
+                .await
+                .map_err(refuse)?;
             p.routes
                 .bind_body_model(&mut route, &name, facts.host.as_deref(), &facts.headers)
                 .map_err(refuse)?;
             head = Some((read, Some(incoming)));
         } else {
-            let bytes = read_bounded(incoming, limit, deadline).await.map_err(refuse)?;
+            let bytes = read_bounded(incoming, limit, deadline)
+                .await
+                .map_err(refuse)?;
             let name = openai_model(&bytes).map_err(refuse)?;
             p.routes
                 .bind_body_model(&mut route, &name, facts.host.as_deref(), &facts.headers)
@@ -235,9 +239,11 @@ async fn flow(
     // 6. Backend: modelgate itself, the built-in runtime, or the upstream.
     let request_body: BoxBody = match (head, body.take()) {
         (Some((bytes, None)), _) => full(bytes),
-        (Some((bytes, Some(rest))), _) => {
-            http_body_util::BodyExt::boxed_unsync(Prefixed::new(bytes, rest, limits.body_idle_timeout))
-        }
+        (Some((bytes, Some(rest))), _) => http_body_util::BodyExt::boxed_unsync(Prefixed::new(
+            bytes,
+            rest,
+            limits.body_idle_timeout,
+        )),
         (None, Some(incoming)) => boxed(incoming, limits.body_idle_timeout),
         (None, None) => full(bytes::Bytes::new()),
     };

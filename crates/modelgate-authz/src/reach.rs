@@ -28,7 +28,10 @@ impl Authorizer {
             return Ok(());
         }
         let mut refusal: Option<Reject> = None;
-        for m in models.iter().filter(|m| m.protocols.contains(&route.protocol)) {
+        for m in models
+            .iter()
+            .filter(|m| m.protocols.contains(&route.protocol))
+        {
             let mut bound = route.clone();
             let host = facts.host.as_deref();
             if routes

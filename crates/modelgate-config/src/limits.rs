@@ -32,10 +32,26 @@ pub(crate) fn limits(raw: RawLimits, key: &str, c: &mut Collector) -> Limits {
     let d = Limits::default();
     let k = |name: &str| format!("{key}.limits.{name}");
     Limits {
-        max_connections: count(raw.max_connections, d.max_connections, MAX_CONNECTIONS, &k("max_connections"), c),
+        max_connections: count(
+            raw.max_connections,
+            d.max_connections,
+            MAX_CONNECTIONS,
+            &k("max_connections"),
+            c,
+        ),
         idle_timeout: timeout(raw.idle_timeout, d.idle_timeout, &k("idle_timeout"), c),
-        body_read_timeout: timeout(raw.body_read_timeout, d.body_read_timeout, &k("body_read_timeout"), c),
-        body_idle_timeout: timeout(raw.body_idle_timeout, d.body_idle_timeout, &k("body_idle_timeout"), c),
+        body_read_timeout: timeout(
+            raw.body_read_timeout,
+            d.body_read_timeout,
+            &k("body_read_timeout"),
+            c,
+        ),
+        body_idle_timeout: timeout(
+            raw.body_idle_timeout,
+            d.body_idle_timeout,
+            &k("body_idle_timeout"),
+            c,
+        ),
         max_concurrent_streams: count(
             raw.max_concurrent_streams,
             d.max_concurrent_streams,
@@ -43,8 +59,18 @@ pub(crate) fn limits(raw: RawLimits, key: &str, c: &mut Collector) -> Limits {
             &k("max_concurrent_streams"),
             c,
         ),
-        h2_keepalive_interval: timeout(raw.h2_keepalive_interval, d.h2_keepalive_interval, &k("h2_keepalive_interval"), c),
-        h2_keepalive_timeout: timeout(raw.h2_keepalive_timeout, d.h2_keepalive_timeout, &k("h2_keepalive_timeout"), c),
+        h2_keepalive_interval: timeout(
+            raw.h2_keepalive_interval,
+            d.h2_keepalive_interval,
+            &k("h2_keepalive_interval"),
+            c,
+        ),
+        h2_keepalive_timeout: timeout(
+            raw.h2_keepalive_timeout,
+            d.h2_keepalive_timeout,
+            &k("h2_keepalive_timeout"),
+            c,
+        ),
     }
 }
 

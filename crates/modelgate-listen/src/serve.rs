@@ -118,8 +118,12 @@ pub async fn serve<H: Handler>(
             tls: opts.tls.is_some(),
             peer: None,
         };
-        let (builder, handler, stop, opts) =
-            (builder.clone(), handler.clone(), shutdown.clone(), opts.clone());
+        let (builder, handler, stop, opts) = (
+            builder.clone(),
+            handler.clone(),
+            shutdown.clone(),
+            opts.clone(),
+        );
         tokio::spawn(async move {
             let _slot = slot;
             let started = Instant::now();
@@ -127,14 +131,28 @@ pub async fn serve<H: Handler>(
                 let io = TokioIo::new(stream);
                 return connection(io, &builder, handler, info, &opts, stop, started).await;
             };
-            let stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.acceptor().accept(stream)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => return tracing::debug!(error = %e, %client, "TLS handshake failed"),
-                Err(_) => return tracing::debug!(%client, "TLS handshake timed out"),
-            };
+            let stream =
+                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.acceptor().accept(stream))
+                    .await
+                {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        return tracing::debug!(error = %e, %client, "TLS handshake failed");
+                    }
+                    Err(_) => return tracing::debug!(%client, "TLS handshake timed out"),
+                };
             let mut info = info;
             info.peer = crate::tls::peer_identity(stream.get_ref().1);
-            connection(TokioIo::new(stream), &builder, handler, info, &opts, stop, started).await;
+            connection(
+                TokioIo::new(stream),
+                &builder,
+                handler,
+                info,
+                &opts,
+                stop,
+                started,
+            )
+            .await;
         });
     }
     drop(listener);
@@ -176,7 +194,9 @@ async fn connection<I, H>(
     loop {
         let wake = match closing {
             Some(hard) => hard,
-            None => activity.due(header, idle).map_or(Instant::now() + idle, |(at, _)| at),
+            None => activity
+                .due(header, idle)
+                .map_or(Instant::now() + idle, |(at, _)| at),
         };
         tokio::select! {
             r = conn.as_mut() => {
