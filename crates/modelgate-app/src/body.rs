@@ -1,9 +1,14 @@
-//! Request bodies: size limits, the bounded read that finds an OpenAI
-//! request's `model`, and the gRPC peek that finds a message's model name.
+//! Request bodies: size limits and deadlines, the bounded read that finds an
+//! OpenAI request's `model`, and the gRPC peek that finds a message's model
+//! name. Every read has a deadline: reads before authorization end by
+//! `limits.body_read_timeout`, and no body may pause longer than
+//! `limits.body_idle_timeout` between chunks (408 / gRPC DEADLINE_EXCEEDED).
 
 use std::borrow::Cow;
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::HeaderMap;
@@ -11,7 +16,39 @@ use http::header::CONTENT_LENGTH;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use modelgate_config::Limits;
 use modelgate_core::{BoxBody, BoxError, Reject};
+use tokio::time::{Instant, Sleep};
+
+/// How long a body read before authorization may take.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyDeadline {
+    /// The whole read ends by then.
+    by: Instant,
+    /// Longest wait for the next chunk.
+    idle: Duration,
+}
+
+impl BodyDeadline {
+    /// Starts the clock now, with the listener's limits.
+    pub fn start(limits: &Limits) -> Self {
+        Self {
+            by: Instant::now() + limits.body_read_timeout,
+            idle: limits.body_idle_timeout,
+        }
+    }
+
+    /// The next frame, or [`Reject::RequestTimeout`] if it is late.
+    async fn next(
+        self,
+        body: &mut Incoming,
+    ) -> Result<Option<Result<Frame<Bytes>, hyper::Error>>, Reject> {
+        let until = self.by.min(Instant::now() + self.idle);
+        tokio::time::timeout_at(until, body.frame())
+            .await
+            .map_err(|_| Reject::RequestTimeout)
+    }
+}
 
 /// Refuses a declared `Content-Length` over the limit before reading anything.
 pub fn check_declared_length(headers: &HeaderMap, limit: u64) -> Result<(), Reject> {
@@ -25,18 +62,25 @@ pub fn check_declared_length(headers: &HeaderMap, limit: u64) -> Result<(), Reje
     }
 }
 
-/// Reads the whole body, refusing more than `limit` bytes.
-pub async fn read_bounded(body: Incoming, limit: u64) -> Result<Bytes, Reject> {
-    let limited = http_body_util::Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
-    match limited.collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            Err(Reject::PayloadTooLarge { limit })
+/// Reads the whole body, refusing more than `limit` bytes or a body that
+/// misses its deadline.
+pub async fn read_bounded(
+    mut body: Incoming,
+    limit: u64,
+    deadline: BodyDeadline,
+) -> Result<Bytes, Reject> {
+    let mut buf = BytesMut::new();
+    while let Some(frame) = deadline.next(&mut body).await? {
+        let frame =
+            frame.map_err(|_| Reject::BadRequest("the request body could not be read".into()))?;
+        if let Ok(data) = frame.into_data() {
+            if (buf.len() + data.len()) as u64 > limit {
+                return Err(Reject::PayloadTooLarge { limit });
+            }
+            buf.extend_from_slice(&data);
         }
-        Err(_) => Err(Reject::BadRequest(
-            "the request body could not be read".into(),
-        )),
     }
+    Ok(buf.freeze())
 }
 
 #[derive(serde::Deserialize)]
@@ -70,7 +114,11 @@ struct NameOnly {
 
 /// Reads the first gRPC message (bounded) and returns the model name it
 /// names, plus everything read so far, to be sent on unchanged.
-pub async fn grpc_model(body: &mut Incoming, limit: u64) -> Result<(String, Bytes), Reject> {
+pub async fn grpc_model(
+    body: &mut Incoming,
+    limit: u64,
+    deadline: BodyDeadline,
+) -> Result<(String, Bytes), Reject> {
     let mut buf = BytesMut::new();
     let bad = |m: &str| Reject::BadRequest(m.to_string());
     loop {
@@ -93,7 +141,7 @@ pub async fn grpc_model(body: &mut Incoming, limit: u64) -> Result<(String, Byte
                 return Ok((msg.name, buf.freeze()));
             }
         }
-        match body.frame().await {
+        match deadline.next(body).await? {
             Some(Ok(frame)) => {
                 if let Ok(mut data) = frame.into_data() {
                     if (buf.len() + data.remaining()) as u64 > limit + 5 {
@@ -108,20 +156,33 @@ pub async fn grpc_model(body: &mut Incoming, limit: u64) -> Result<(String, Byte
     }
 }
 
-/// Already-read bytes followed by the rest of the body.
+/// Already-read bytes followed by the rest of the body, which fails if it
+/// pauses longer than the idle timeout between chunks.
 pub struct Prefixed {
     head: Option<Bytes>,
     rest: Incoming,
+    idle: Duration,
+    /// Runs while we wait for the client; made on the first wait.
+    timer: Option<Pin<Box<Sleep>>>,
+    armed: bool,
 }
 
 impl Prefixed {
-    pub fn new(head: Bytes, rest: Incoming) -> Self {
+    pub fn new(head: Bytes, rest: Incoming, idle: Duration) -> Self {
         Self {
             head: Some(head).filter(|h| !h.is_empty()),
             rest,
+            idle,
+            timer: None,
+            armed: false,
         }
     }
 }
+
+/// The error a streamed body ends with when its client stops sending.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body paused longer than limits.body_idle_timeout")]
+pub struct BodyIdle;
 
 impl Body for Prefixed {
     type Data = Bytes;
@@ -134,9 +195,29 @@ impl Body for Prefixed {
         if let Some(h) = self.head.take() {
             return Poll::Ready(Some(Ok(Frame::data(h))));
         }
-        Pin::new(&mut self.rest)
-            .poll_frame(cx)
-            .map(|o| o.map(|r| r.map_err(|e| -> BoxError { Box::new(e) })))
+        let this = &mut *self;
+        match Pin::new(&mut this.rest).poll_frame(cx) {
+            Poll::Ready(o) => {
+                this.armed = false;
+                Poll::Ready(o.map(|r| r.map_err(|e| -> BoxError { Box::new(e) })))
+            }
+            Poll::Pending => {
+                // The clock runs only while we wait for the client, not
+                // while the upstream is not reading.
+                let next = Instant::now() + this.idle;
+                let timer = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(next)));
+                if !this.armed {
+                    timer.as_mut().reset(next);
+                    this.armed = true;
+                }
+                match timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyIdle)))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
     }
 
     fn is_end_stream(&self) -> bool {
@@ -155,9 +236,9 @@ impl Body for Prefixed {
     }
 }
 
-/// Boxes an incoming body.
-pub fn boxed(body: Incoming) -> BoxBody {
-    body.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync()
+/// Boxes an incoming body, with the idle timeout between chunks.
+pub fn boxed(body: Incoming, idle: Duration) -> BoxBody {
+    Prefixed::new(Bytes::new(), body, idle).boxed_unsync()
 }
 
 #[cfg(test)]

@@ -18,7 +18,9 @@ use modelgate_route::RouteMatch;
 use modelgate_runtime::Runtime;
 
 use crate::backend::{Call, Failure};
-use crate::body::{Prefixed, boxed, check_declared_length, grpc_model, openai_model, read_bounded};
+use crate::body::{
+    BodyDeadline, Prefixed, boxed, check_declared_length, grpc_model, openai_model, read_bounded,
+};
 use crate::facts;
 use crate::finish::{Trace, answered, rejected};
 use crate::pipeline::Pipeline;
@@ -177,6 +179,22 @@ async fn flow(
     };
 
     // 4. Bind the model named in the body (OpenAI JSON, gRPC message), bounded.
+    // [deadlines, issue 9.3] A body that cannot change the outcome is not read;
+    // one that is read has a deadline.
+    let limits = &listener.config.limits;
+    if route.model_in_body {
+        let caller = match &who {
+            None => Caller::Public,
+            Some(None) => Caller::Anonymous,
+            Some(Some(a)) => Caller::Identified(a),
+        };
+        let models = &p.config.models;
+        p.authz
+            .check_reach(caller, &facts, &route, &p.routes, models, &listener.config)
+            .map_err(refuse)?;
+    }
+    let deadline = BodyDeadline::start(limits);
+    // [/deadlines]
     let mut head = None;
     if route.model_in_body {
         let incoming = body.take().ok_or_else(|| {
@@ -186,13 +204,17 @@ async fn flow(
         })?;
         if facts.grpc {
             let mut incoming = incoming;
-            let (name, read) = grpc_model(&mut incoming, limit).await.map_err(refuse)?;
+            let (name, read) = grpc_model(&mut incoming, limit, deadline)
+                .await
+                .map_err(refuse)?;
             p.routes
                 .bind_body_model(&mut route, &name, facts.host.as_deref(), &facts.headers)
                 .map_err(refuse)?;
             head = Some((read, Some(incoming)));
         } else {
-            let bytes = read_bounded(incoming, limit).await.map_err(refuse)?;
+            let bytes = read_bounded(incoming, limit, deadline)
+                .await
+                .map_err(refuse)?;
             let name = openai_model(&bytes).map_err(refuse)?;
             p.routes
                 .bind_body_model(&mut route, &name, facts.host.as_deref(), &facts.headers)
@@ -217,10 +239,12 @@ async fn flow(
     // 6. Backend: modelgate itself, the built-in runtime, or the upstream.
     let request_body: BoxBody = match (head, body.take()) {
         (Some((bytes, None)), _) => full(bytes),
-        (Some((bytes, Some(rest))), _) => {
-            http_body_util::BodyExt::boxed_unsync(Prefixed::new(bytes, rest))
-        }
-        (None, Some(incoming)) => boxed(incoming),
+        (Some((bytes, Some(rest))), _) => http_body_util::BodyExt::boxed_unsync(Prefixed::new(
+            bytes,
+            rest,
+            limits.body_idle_timeout,
+        )),
+        (None, Some(incoming)) => boxed(incoming, limits.body_idle_timeout),
         (None, None) => full(bytes::Bytes::new()),
     };
     let call = Call {

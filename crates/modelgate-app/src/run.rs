@@ -10,7 +10,7 @@ use arc_swap::ArcSwap;
 use modelgate_audit::Metrics;
 use modelgate_authn::KeyStore;
 use modelgate_config::Config;
-use modelgate_listen::{ServeOptions, TlsSetup, bind_shared, serve};
+use modelgate_listen::{Gate, ListenStats, ServeOptions, TlsSetup, bind_shared, serve};
 use modelgate_runtime::Runtime;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -81,6 +81,12 @@ pub async fn run_with(
         runtime,
     });
 
+    let listen_stats = ListenStats::default();
+    listen_stats.register(
+        |n, h, m| shared.metrics.register(n, h, m),
+        |n, h, m| shared.metrics.register(n, h, m),
+        |n, h, m| shared.metrics.register(n, h, m),
+    );
     let mut tls_setups = Vec::new();
     let mut bound_addrs = Vec::new();
     let io_threads = listeners_cfg
@@ -114,7 +120,9 @@ pub async fn run_with(
             http2: l.http2,
             header_read_timeout: l.header_read_timeout,
             drain_timeout: l.drain_timeout,
+            limits: l.limits,
             tls,
+            gate: Gate::new(index, l.limits.max_connections, &listen_stats),
         };
         for (w, sock) in sockets.into_iter().enumerate() {
             per_thread[w].push((opts.clone(), sock));
@@ -153,7 +161,10 @@ pub async fn run_with(
         http2: false,
         header_read_timeout: Duration::from_secs(10),
         drain_timeout: Duration::from_secs(1),
+        limits: Default::default(),
         tls: None,
+        // Its own, unexported counters: the admin port is not a listener.
+        gate: Gate::new(0, 1024, &ListenStats::default()),
     };
     let admin_task = tokio::spawn(serve(
         admin_tcp,

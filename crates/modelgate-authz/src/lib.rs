@@ -8,6 +8,7 @@ mod decide;
 pub mod eval;
 pub mod input;
 mod permit;
+mod reach;
 
 pub use decide::{CallerKind, Engine, RBAC_DENIED, Verdict, grants_restrict};
 pub use input::{Input, remote_ip};

@@ -8,6 +8,7 @@
 mod error;
 pub mod identity;
 mod interpolate;
+mod limits;
 mod load;
 pub mod policy;
 pub mod raw;

@@ -43,6 +43,29 @@ pub struct RawListener {
     /// See [`crate::Listener::istio_compat`].
     #[serde(default)]
     pub istio_compat: Option<bool>,
+    /// Connection and body deadlines and caps; see [`crate::limits`].
+    #[serde(default)]
+    pub limits: Option<RawLimits>,
+}
+
+/// `listen[].limits`: every key optional, defaults in [`crate::Limits`].
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    #[serde(default)]
+    pub max_connections: Option<u64>,
+    #[serde(default)]
+    pub idle_timeout: Option<String>,
+    #[serde(default)]
+    pub body_read_timeout: Option<String>,
+    #[serde(default)]
+    pub body_idle_timeout: Option<String>,
+    #[serde(default)]
+    pub max_concurrent_streams: Option<u64>,
+    #[serde(default)]
+    pub h2_keepalive_interval: Option<String>,
+    #[serde(default)]
+    pub h2_keepalive_timeout: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

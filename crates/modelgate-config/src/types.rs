@@ -47,6 +47,28 @@ pub struct Listener {
     /// authorization refusals are Envoy's plain-text replies
     /// (`RBAC: access denied`). See `docs/policy.md`.
     pub istio_compat: bool,
+    /// Connection and body deadlines and caps (`limits:`).
+    pub limits: Limits,
+}
+
+/// A listener's connection and body limits. Defaults and checks live in
+/// [`crate::limits`]; meanings in `docs/config.md`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Open connections per listener; at the cap, accepting pauses.
+    pub max_connections: u32,
+    /// A connection with no request in flight is closed after this long.
+    pub idle_timeout: Duration,
+    /// Whole-body deadline for bodies read before authorization (the
+    /// OpenAI JSON body, the first gRPC message).
+    pub body_read_timeout: Duration,
+    /// Longest gap between two chunks of any request body.
+    pub body_idle_timeout: Duration,
+    /// Concurrent streams per HTTP/2 connection.
+    pub max_concurrent_streams: u32,
+    /// HTTP/2 PING interval, and how long to wait for its ACK.
+    pub h2_keepalive_interval: Duration,
+    pub h2_keepalive_timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -248,6 +248,7 @@ fn listener(raw: RawListener, key: &str, base: &Path, c: &mut Collector) -> Opti
         credentials,
         trusted_proxies,
         istio_compat: raw.istio_compat.unwrap_or(false),
+        limits: crate::limits::limits(raw.limits.unwrap_or_default(), key, c),
     })
 }
 

@@ -58,6 +58,8 @@ pub enum Reject {
     /// 501: the operation exists in the protocol but this backend does not
     /// implement it (KServe answers `:explain` without an explainer so).
     NotImplemented(String),
+    /// 408: the request body did not arrive within its deadline.
+    RequestTimeout,
     /// 413: request body over the configured limit.
     PayloadTooLarge { limit: u64 },
     /// 429: over a rate limit or quota.
@@ -88,6 +90,7 @@ impl Reject {
             Reject::Unauthenticated(_) => S::UNAUTHORIZED,
             Reject::Forbidden(_) => S::FORBIDDEN,
             Reject::NotImplemented(_) => S::NOT_IMPLEMENTED,
+            Reject::RequestTimeout => S::REQUEST_TIMEOUT,
             Reject::PayloadTooLarge { .. } => S::PAYLOAD_TOO_LARGE,
             Reject::RateLimited { .. } => S::TOO_MANY_REQUESTS,
             Reject::Unavailable { .. } => S::SERVICE_UNAVAILABLE,
@@ -106,6 +109,7 @@ impl Reject {
             | Reject::NotImplemented(m) => m.clone(),
             Reject::MethodNotAllowed => "method not allowed".into(),
             Reject::Unauthenticated(f) => f.reason().to_string(),
+            Reject::RequestTimeout => "the request body was not received in time".into(),
             Reject::PayloadTooLarge { limit } => {
                 format!("request body is larger than the limit of {limit} bytes")
             }
@@ -135,6 +139,7 @@ impl Reject {
             Reject::Unauthenticated(f) => f.label(),
             Reject::Forbidden(_) => "forbidden",
             Reject::NotImplemented(_) => "not_implemented",
+            Reject::RequestTimeout => "request_timeout",
             Reject::PayloadTooLarge { .. } => "payload_too_large",
             Reject::RateLimited { .. } => "rate_limited",
             Reject::Unavailable { .. } => "unavailable",
@@ -155,7 +160,7 @@ impl Reject {
             Reject::Forbidden(_) => 7,        // PERMISSION_DENIED
             Reject::PayloadTooLarge { .. } | Reject::RateLimited { .. } => 8, // RESOURCE_EXHAUSTED
             Reject::Unavailable { .. } | Reject::UpstreamUnavailable { .. } => 14, // UNAVAILABLE
-            Reject::UpstreamTimeout => 4,     // DEADLINE_EXCEEDED
+            Reject::UpstreamTimeout | Reject::RequestTimeout => 4, // DEADLINE_EXCEEDED
             Reject::Internal { .. } => 13,    // INTERNAL
         }
     }

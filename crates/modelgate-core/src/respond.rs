@@ -73,7 +73,9 @@ fn envoy_text(reject: &Reject) -> String {
 
 fn openai_body(reject: &Reject) -> serde_json::Value {
     let (kind, code) = match reject {
-        Reject::BadRequest(_) | Reject::PayloadTooLarge { .. } => ("invalid_request_error", None),
+        Reject::BadRequest(_) | Reject::PayloadTooLarge { .. } | Reject::RequestTimeout => {
+            ("invalid_request_error", None)
+        }
         Reject::NotFound(_) => ("invalid_request_error", Some("model_not_found")),
         Reject::MethodNotAllowed => ("invalid_request_error", None),
         Reject::Unauthenticated(AuthFailure::AudienceNotAllowed) => ("permission_error", None),

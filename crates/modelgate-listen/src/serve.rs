@@ -1,20 +1,25 @@
-//! The accept loop and per-connection HTTP serving.
+//! The accept loop and per-connection HTTP serving: accepting pauses at the
+//! listener's connection cap, each connection runs under the deadlines of
+//! [`crate::deadline`], and HTTP/2 is bounded (streams, keep-alive PING,
+//! reset floods).
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use modelgate_config::Limits;
 use modelgate_core::BoxBody;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::conn::ConnInfo;
+use crate::deadline::{Activity, Tracked};
+use crate::gate::{Deadline, Gate};
 use crate::tls::TlsSetup;
 
 /// Answers one request. Errors are responses too: a handler never fails.
@@ -31,21 +36,28 @@ pub trait Handler: Send + Sync + 'static {
 pub struct ServeOptions {
     pub listener: usize,
     pub http2: bool,
+    /// Until the first request's head is complete (and the request head of
+    /// HTTP/1.1 requests on a kept-alive connection).
     pub header_read_timeout: Duration,
     pub drain_timeout: Duration,
+    pub limits: Limits,
     pub tls: Option<Arc<TlsSetup>>,
+    /// The listener's connection cap, shared by its sockets on all threads.
+    pub gate: Gate,
 }
 
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// After a deadline closes a connection gracefully, how long the peer has to
+/// let it finish (e.g. to read a GOAWAY) before it is dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// HTTP/2 rapid reset (CVE-2023-44487): streams the client may reset before
+/// they are accepted, and streams we may reset for its errors, before the
+/// connection is closed with GOAWAY (ENHANCE_YOUR_CALM).
+const H2_MAX_PENDING_RESETS: usize = 20;
+const H2_MAX_LOCAL_ERROR_RESETS: usize = 256;
+const H2_MAX_HEADER_LIST: u32 = 64 << 10;
 
-/// Serves `listener` until `shutdown` turns true, then stops accepting and
-/// waits up to `drain_timeout` for in-flight requests to finish.
-pub async fn serve<H: Handler>(
-    listener: TcpListener,
-    opts: ServeOptions,
-    handler: Arc<H>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+fn builder(opts: &ServeOptions) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -55,69 +67,96 @@ pub async fn serve<H: Handler>(
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_concurrent_streams(1024);
+        .max_concurrent_streams(opts.limits.max_concurrent_streams)
+        .keep_alive_interval(opts.limits.h2_keepalive_interval)
+        .keep_alive_timeout(opts.limits.h2_keepalive_timeout)
+        .max_pending_accept_reset_streams(H2_MAX_PENDING_RESETS)
+        .max_local_error_reset_streams(H2_MAX_LOCAL_ERROR_RESETS)
+        .max_header_list_size(H2_MAX_HEADER_LIST);
     if !opts.http2 {
         builder = builder.http1_only();
     }
-    let graceful = GracefulShutdown::new();
+    builder
+}
+
+/// Serves `listener` until `shutdown` turns true, then stops accepting and
+/// waits up to `drain_timeout` for in-flight requests to finish.
+pub async fn serve<H: Handler>(
+    listener: TcpListener,
+    opts: ServeOptions,
+    handler: Arc<H>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let builder = Arc::new(builder(&opts));
     let local = listener.local_addr().ok();
     loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, client) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        // Out of file descriptors and the like: back off briefly.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let local = stream.local_addr().ok().or(local).unwrap_or(client);
-                let info = ConnInfo { listener: opts.listener, client, local, tls: opts.tls.is_some(), peer: None };
-                match &opts.tls {
-                    None => {
-                        let conn = builder.serve_connection(TokioIo::new(stream), service(handler.clone(), Arc::new(info)));
-                        let fut = graceful.watch(conn.into_owned());
-                        tokio::spawn(async move {
-                            if let Err(e) = fut.await {
-                                tracing::debug!(error = %e, "connection ended with an error");
-                            }
-                        });
-                    }
-                    Some(tls) => {
-                        let acceptor = tls.acceptor();
-                        let builder = builder.clone();
-                        let handler = handler.clone();
-                        let watcher = graceful.watcher();
-                        tokio::spawn(async move {
-                            let stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                                Ok(Ok(s)) => s,
-                                Ok(Err(e)) => {
-                                    tracing::debug!(error = %e, %client, "TLS handshake failed");
-                                    return;
-                                }
-                                Err(_) => {
-                                    tracing::debug!(%client, "TLS handshake timed out");
-                                    return;
-                                }
-                            };
-                            let mut info = info;
-                            info.peer = crate::tls::peer_identity(stream.get_ref().1);
-                            let conn = builder.serve_connection(TokioIo::new(stream), service(handler, Arc::new(info)));
-                            if let Err(e) = watcher.watch(conn.into_owned()).await {
-                                tracing::debug!(error = %e, "connection ended with an error");
-                            }
-                        });
-                    }
+        let (stream, client) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off briefly.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
                 }
-            }
+            },
             _ = shutdown.changed() => break,
-        }
+        };
+        // Backpressure: at the cap, this connection waits unserved and this
+        // socket accepts nothing more (the kernel's backlog holds new
+        // connections) until a connection of the listener closes.
+        let slot = tokio::select! {
+            s = opts.gate.slot() => match s { Some(s) => s, None => break },
+            _ = shutdown.changed() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let local = stream.local_addr().ok().or(local).unwrap_or(client);
+        let info = ConnInfo {
+            listener: opts.listener,
+            client,
+            local,
+            tls: opts.tls.is_some(),
+            peer: None,
+        };
+        let (builder, handler, stop, opts) = (
+            builder.clone(),
+            handler.clone(),
+            shutdown.clone(),
+            opts.clone(),
+        );
+        tokio::spawn(async move {
+            let _slot = slot;
+            let started = Instant::now();
+            let Some(tls) = &opts.tls else {
+                let io = TokioIo::new(stream);
+                return connection(io, &builder, handler, info, &opts, stop, started).await;
+            };
+            let stream =
+                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.acceptor().accept(stream))
+                    .await
+                {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        return tracing::debug!(error = %e, %client, "TLS handshake failed");
+                    }
+                    Err(_) => return tracing::debug!(%client, "TLS handshake timed out"),
+                };
+            let mut info = info;
+            info.peer = crate::tls::peer_identity(stream.get_ref().1);
+            connection(
+                TokioIo::new(stream),
+                &builder,
+                handler,
+                info,
+                &opts,
+                stop,
+                started,
+            )
+            .await;
+        });
     }
     drop(listener);
-    if tokio::time::timeout(opts.drain_timeout, graceful.shutdown())
+    if tokio::time::timeout(opts.drain_timeout, opts.gate.all_closed())
         .await
         .is_err()
     {
@@ -128,18 +167,83 @@ pub async fn serve<H: Handler>(
     }
 }
 
+/// Serves one connection until it ends, a deadline closes it, or shutdown
+/// drains it.
+async fn connection<I, H>(
+    io: I,
+    builder: &auto::Builder<TokioExecutor>,
+    handler: Arc<H>,
+    info: ConnInfo,
+    opts: &ServeOptions,
+    mut stop: watch::Receiver<bool>,
+    started: Instant,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    H: Handler,
+{
+    let activity = Activity::new();
+    let conn = builder.serve_connection(io, service(handler, Arc::new(info), activity.clone()));
+    tokio::pin!(conn);
+    let (header, idle) = (opts.header_read_timeout, opts.limits.idle_timeout);
+    let mut stopping = *stop.borrow();
+    if stopping {
+        conn.as_mut().graceful_shutdown();
+    }
+    // Set once a deadline has asked the connection to close.
+    let mut closing: Option<Instant> = None;
+    loop {
+        let wake = match closing {
+            Some(hard) => hard,
+            None => activity
+                .due(header, idle)
+                .map_or(Instant::now() + idle, |(at, _)| at),
+        };
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            _ = stop.changed(), if !stopping => {
+                stopping = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            () = tokio::time::sleep_until(wake.into()) => {
+                if closing.is_some() {
+                    opts.gate.closed_by(Deadline::Close);
+                    return;
+                }
+                if let Some((at, which)) = activity.due(header, idle)
+                    && at <= Instant::now()
+                {
+                    tracing::debug!(age_ms = started.elapsed().as_millis(), deadline = ?which, "closing an idle connection");
+                    opts.gate.closed_by(which);
+                    conn.as_mut().graceful_shutdown();
+                    closing = Some(Instant::now() + CLOSE_GRACE);
+                }
+            }
+        }
+    }
+}
+
 fn service<H: Handler>(
     handler: Arc<H>,
     info: Arc<ConnInfo>,
+    activity: Arc<Activity>,
 ) -> impl hyper::service::Service<
     Request<Incoming>,
-    Response = Response<BoxBody>,
+    Response = Response<Tracked>,
     Error = Infallible,
-    Future = impl Future<Output = Result<Response<BoxBody>, Infallible>> + Send,
+    Future = impl Future<Output = Result<Response<Tracked>, Infallible>> + Send,
 > + Clone {
     hyper::service::service_fn(move |req| {
         let handler = handler.clone();
         let info = info.clone();
-        async move { Ok::<_, Infallible>(handler.handle(req, info).await) }
+        let busy = activity.begin();
+        async move {
+            let resp = handler.handle(req, info).await;
+            Ok::<_, Infallible>(resp.map(|b| Tracked::new(b, busy)))
+        }
     })
 }

@@ -6,4 +6,5 @@
 mod bypass;
 mod conformance;
 mod props;
+mod reach;
 mod support;
