@@ -507,12 +507,17 @@ def start_kserve(
 # LiteLLM proxy with mock models (OpenAI-compatible API, no network)
 # ---------------------------------------------------------------------------
 LITELLM_MOCK_TEXT = "Hello from the mock llama3."
+# A second chat model, so tests can tell which model actually answered.
+LITELLM_SECOND_MODEL = "granite"
+LITELLM_SECOND_MOCK_TEXT = "Hello from the mock granite."
 LITELLM_EMBEDDING = [0.125, -0.25, 0.5, 1.0]
 
 
 class LiteLLM(Proc):
     port: int
     model: str
+    second_model: str
+    second_mock_text: str
     embedding_model: str
     mock_text: str
 
@@ -555,6 +560,9 @@ def start_litellm(
              "litellm_params": {"model": f"openai/{embedding_model}", "api_key": "sk-mock",
                                 "mock_response": list(embedding)},
              "model_info": {"mode": "embedding"}},
+            {"model_name": LITELLM_SECOND_MODEL,
+             "litellm_params": {"model": f"openai/{LITELLM_SECOND_MODEL}", "api_key": "sk-mock",
+                                "mock_response": LITELLM_SECOND_MOCK_TEXT}},
             *extra_models,
         ],
         "litellm_settings": {"telemetry": False},
@@ -575,6 +583,7 @@ def start_litellm(
         work / "litellm.log", cwd=work, env=env,
     )
     srv.port, srv.model, srv.embedding_model, srv.mock_text = port, model, embedding_model, mock_text
+    srv.second_model, srv.second_mock_text = LITELLM_SECOND_MODEL, LITELLM_SECOND_MOCK_TEXT
     srv.wait_ready(lambda: http_status(f"{srv.url}/health/liveliness") == 200, timeout, "GET /health/liveliness")
     return srv
 

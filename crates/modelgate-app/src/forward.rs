@@ -1,6 +1,8 @@
 //! Building the upstream request from an authorized one: the normalised (and
 //! possibly rewritten) path, cleaned headers, the verified identity header,
-//! the request id, and a size-limited body.
+//! the request id, and a size-limited body whose trailers are dropped (cleaned
+//! on gRPC). OpenAI requests an upstream could read another model from are
+//! refused here (see `modelgate_upstream::openai`).
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -8,10 +10,11 @@ use std::sync::atomic::AtomicBool;
 use http::{HeaderName, HeaderValue, Request};
 use http_body_util::BodyExt;
 use modelgate_authz::Permit;
-use modelgate_core::{BoxBody, RequestFacts};
+use modelgate_core::{BoxBody, Protocol, RequestFacts};
 use modelgate_route::RouteMatch;
 use modelgate_upstream::headers::RequestHeaderPolicy;
 use modelgate_upstream::limit::Limited;
+use modelgate_upstream::trailers::{RequestTrailers, TrailerRule};
 
 use crate::facts::X_REQUEST_ID;
 use crate::pipeline::{ListenerView, Pipeline};
@@ -31,6 +34,7 @@ pub fn upstream_request(
         query,
         client,
         request_id,
+        grpc,
         ..
     } = facts;
     let trusted_peer = listener
@@ -61,6 +65,18 @@ pub fn upstream_request(
     }
     .apply(&mut headers);
     let query = p.authn.strip_token_params(&plan, query, &mut headers);
+    if route.protocol == Protocol::OpenAi {
+        modelgate_upstream::openai::check_request(&headers, query.as_deref())?;
+    }
+    let trailer_rule = if grpc {
+        TrailerRule::Clean {
+            credential_headers: listener.credential_headers.clone(),
+            strip: p.strip_headers.clone(),
+        }
+    } else {
+        headers.remove(http::header::TRAILER);
+        TrailerRule::Drop
+    };
     if let (Some(h), Some(who)) = (&p.config.auth.identity_header, permit.principal())
         && let Ok(v) = HeaderValue::from_str(&who.name)
     {
@@ -72,10 +88,11 @@ pub fn upstream_request(
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         headers.insert(X_REQUEST_ID, v);
     }
-    let pq = match &query {
+    let pq = match query.as_deref().filter(|q| !q.is_empty()) {
         Some(q) => format!("{}?{}", route.upstream_path, q),
         None => route.upstream_path.clone(),
     };
+    let body = RequestTrailers::new(body, trailer_rule);
     let (limited, tripped) = Limited::new(body, listener.config.max_body_bytes);
     let mut req = Request::builder()
         .method(method)

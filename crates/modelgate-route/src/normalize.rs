@@ -137,20 +137,27 @@ fn is_canonical(raw: &str) -> bool {
     clean_bytes && !raw.contains("//") && !raw.split('/').any(|seg| seg == "." || seg == "..")
 }
 
-/// Lower-cases a host and strips its port (`Model.Example.com:443` → `model.example.com`).
+/// Lower-cases a host and strips any userinfo, its port and trailing dots
+/// (`u@Model.Example.com.:443` → `model.example.com`), so `hosts:` and policy
+/// host rules match every spelling of one name.
 pub fn normalize_host(raw: &str) -> String {
     let lower = raw.trim().to_ascii_lowercase();
-    if lower.starts_with('[') {
+    // Userinfo is not part of a Host (RFC 9110 §7.2); `@` cannot occur in a
+    // host name, so everything up to the last one goes.
+    let host = lower.rsplit_once('@').map_or(lower.as_str(), |(_, h)| h);
+    if host.starts_with('[') {
         // IPv6 literal: keep the bracketed address, drop the port.
-        return match lower.find(']') {
-            Some(end) => lower[..=end].to_string(),
-            None => lower,
+        return match host.find(']') {
+            Some(end) => host[..=end].to_string(),
+            None => host.to_string(),
         };
     }
-    match lower.rsplit_once(':') {
-        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h.to_string(),
-        _ => lower,
-    }
+    let host = match host.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    };
+    // `example.com.` is the same (fully qualified) name as `example.com`.
+    host.trim_end_matches('.').to_string()
 }
 
 #[cfg(test)]
@@ -206,6 +213,23 @@ mod tests {
         assert_eq!(normalize_host("Secret.COM:8080"), "secret.com");
         assert_eq!(normalize_host("a.b"), "a.b");
         assert_eq!(normalize_host("[::1]:80"), "[::1]");
+    }
+
+    #[test]
+    fn hosts_lose_trailing_dots_and_userinfo() {
+        for raw in [
+            "secret.com.",
+            "Secret.COM.:8080",
+            "secret.com..",
+            "user@secret.com",
+            "user:pw@Secret.com.:443",
+            "a@b@secret.com",
+            " secret.com. ",
+        ] {
+            assert_eq!(normalize_host(raw), "secret.com", "{raw}");
+        }
+        assert_eq!(normalize_host("u@[::1]:80"), "[::1]");
+        assert_eq!(normalize_host("secret.com@evil.com"), "evil.com");
     }
 
     proptest! {

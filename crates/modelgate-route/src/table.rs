@@ -186,6 +186,12 @@ impl RouteTable {
                 )));
             }
             (Some(m), _) => self.lookup(m, protocol, host),
+            // A public server-level path (health, metadata, lists) is answered
+            // by modelgate itself: the header must not turn an unauthenticated
+            // probe into a request forwarded to a model's upstream.
+            (None, Some(_)) if !operation.is_model_scoped() && self.public_path(path) => {
+                ModelRef::None
+            }
             (None, Some(h)) if !model_in_body => self.lookup(h.as_str(), protocol, host),
             (None, _) => ModelRef::None,
         };
@@ -253,8 +259,12 @@ impl RouteTable {
             .is_some_and(|e| e.protocols.contains(&protocol) && host_allowed(&e.hosts, host))
     }
 
+    fn public_path(&self, path: &str) -> bool {
+        !path.is_empty() && self.public_paths.iter().any(|p| p.matches(path))
+    }
+
     fn is_public(&self, path: &str, op: Operation, model: &ModelRef) -> bool {
-        if !path.is_empty() && self.public_paths.iter().any(|p| p.matches(path)) {
+        if self.public_path(path) {
             return true;
         }
         match model {

@@ -170,10 +170,9 @@ fn seldon_model_header() {
         .resolve(&Method::POST, "/v2/models/iris/infer", None, &h, false)
         .unwrap();
     assert_eq!(known(&r), "iris");
-    let r = t
-        .resolve(&Method::GET, "/v2/health/ready", None, &h, false)
-        .unwrap();
-    assert_eq!(known(&r), "iris");
+    // A server-level path that is not public goes to the named model's server…
+    let r = t.resolve(&Method::GET, "/v2", None, &h, false).unwrap();
+    assert_eq!((known(&r), r.public), ("iris", false));
     h.insert("seldon-model", HeaderValue::from_static("other"));
     assert!(matches!(
         t.resolve(&Method::POST, "/v2/models/iris/infer", None, &h, false),
@@ -254,4 +253,18 @@ fn rewrite_must_target_own_model() {
     let cfg = modelgate_config::parse_str(&bad, "t", Path::new("."), &|_| None).unwrap();
     let errs = RouteTable::build(&cfg).err().unwrap();
     assert_eq!(errs[0].path, "models[2].routes[0].rewrite");
+}
+
+#[test]
+fn seldon_model_header_never_forwards_a_public_server_path() {
+    let t = table();
+    for name in ["iris", "sklearn-iris", "nope"] {
+        let mut h = HeaderMap::new();
+        h.insert("seldon-model", HeaderValue::from_str(name).unwrap());
+        for path in ["/v2/health/ready", "/v2/health/live"] {
+            let r = t.resolve(&Method::GET, path, None, &h, false).unwrap();
+            // Public, and answered by modelgate itself (no model to forward to).
+            assert_eq!((r.public, &r.model), (true, &ModelRef::None), "{path} {name}");
+        }
+    }
 }

@@ -152,6 +152,32 @@ impl RequestHeaderPolicy<'_> {
     }
 }
 
+/// Cleans request trailer fields (gRPC): hop-by-hop names, the listener's
+/// credential headers, identity headers and every forwarding header go —
+/// trailers never carry a trusted proxy's forwarding information.
+pub fn clean_trailer_fields(
+    trailers: &mut HeaderMap,
+    credential_headers: &[HeaderName],
+    strip: &[HeaderName],
+) {
+    remove_hop_by_hop(trailers);
+    trailers.remove(TE);
+    trailers.remove(http::header::TRAILER);
+    let unwanted: Vec<HeaderName> = trailers
+        .keys()
+        .filter(|k| {
+            let name = k.as_str();
+            is_identity(name, strip)
+                || FORWARDING.iter().any(|f| same_name(name, f))
+                || credential_headers.iter().any(|c| same_name(name, c.as_str()))
+        })
+        .cloned()
+        .collect();
+    for h in unwanted {
+        trailers.remove(h);
+    }
+}
+
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 thread_local! {

@@ -4,7 +4,9 @@
 
 pub mod headers;
 pub mod limit;
+pub mod openai;
 mod target;
+pub mod trailers;
 mod worker;
 
 pub use target::{Forwarded, UpstreamTarget};
