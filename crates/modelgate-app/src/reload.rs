@@ -125,6 +125,7 @@ impl Reloader {
                     tracing::error!(error = %e, "configuration reload rejected; the previous configuration stays in force");
                     return;
                 }
+                metrics.set_models(p.config.models.iter().map(|m| m.name.as_str()));
                 self.shared.pipeline.store(Arc::new(p));
                 metrics.config_reloaded(true);
                 tracing::info!("configuration reloaded");

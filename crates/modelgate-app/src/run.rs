@@ -72,6 +72,7 @@ pub async fn run_with(
         specs => Some(Runtime::start(specs, crate::builtin::settings(&config))?),
     };
     let pipeline = Pipeline::build(config, keys.clone(), None)?;
+    metrics.set_models(pipeline.config.models.iter().map(|m| m.name.as_str()));
     crate::pipeline::register_identity_metrics(&metrics, &pipeline.identity_metrics);
     let shared = Arc::new(Shared {
         pipeline: ArcSwap::from_pointee(pipeline),

@@ -1,19 +1,49 @@
 //! Prometheus metrics, served on the admin listener's `/metrics`.
+//!
+//! Every label value comes from a closed set fixed by the configuration, never
+//! by traffic: `model` is a configured model's name, `""` (the request names
+//! no model) or [`UNKNOWN_MODEL`]; the other labels are `&'static str`s or an
+//! HTTP status in 100–599. So the number of series is bounded by the config.
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Metric, Registry};
-use std::collections::HashMap;
-use std::sync::{Mutex, RwLock};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
 
 use crate::Decision;
 
+/// The `model` label of every request for a model that is not configured
+/// (whatever name the client sent). Not a valid model name, so it never
+/// merges with a configured model's series.
+pub const UNKNOWN_MODEL: &str = "(unknown)";
+
+/// A label value, escaped as the text exposition format requires
+/// (`\`, `"` and newline); prometheus-client writes values as given.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+struct LabelValue(Arc<str>);
+
+impl EncodeLabelValue for LabelValue {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        use std::fmt::Write;
+        for c in self.0.chars() {
+            match c {
+                '\\' => encoder.write_str("\\\\")?,
+                '"' => encoder.write_str("\\\"")?,
+                '\n' => encoder.write_str("\\n")?,
+                c => encoder.write_char(c)?,
+            }
+        }
+        Ok(())
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    model: String,
+    model: LabelValue,
     protocol: &'static str,
     decision: &'static str,
     status: u16,
@@ -21,7 +51,7 @@ struct RequestLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ModelLabels {
-    model: String,
+    model: LabelValue,
     protocol: &'static str,
 }
 
@@ -32,7 +62,7 @@ struct ReasonLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct UpstreamErrorLabels {
-    model: String,
+    model: LabelValue,
     kind: &'static str,
 }
 
@@ -43,8 +73,8 @@ struct ResultLabels {
 
 type Hist = Family<ModelLabels, Histogram, fn() -> Histogram>;
 
-/// (protocol, model) → (total, upstream) latency histograms.
-type HistogramCache = HashMap<(&'static str, Box<str>), (Histogram, Histogram)>;
+/// (protocol, model label) → (total, upstream) latency histograms.
+type HistogramCache = HashMap<(&'static str, Arc<str>), (Histogram, Histogram)>;
 
 fn latency_histogram() -> Histogram {
     // 100 µs … ~52 s.
@@ -64,6 +94,11 @@ pub struct Metrics {
     keystore_keys: Gauge,
     decisions_dropped: Counter,
     histogram_cache: RwLock<HistogramCache>,
+    /// Names of the configured models: the only `model` label values
+    /// besides `""` and [`UNKNOWN_MODEL`].
+    known_models: RwLock<HashSet<Arc<str>>>,
+    unknown_model: Arc<str>,
+    no_model: Arc<str>,
 }
 
 /// Lets the cache be searched with borrowed `(&str, &str)` keys.
@@ -71,7 +106,7 @@ trait HistKey {
     fn key(&self) -> (&str, &str);
 }
 
-impl HistKey for (&'static str, Box<str>) {
+impl HistKey for (&'static str, Arc<str>) {
     fn key(&self) -> (&str, &str) {
         (self.0, &self.1)
     }
@@ -83,7 +118,7 @@ impl HistKey for (&'static str, &str) {
     }
 }
 
-impl<'a> std::borrow::Borrow<dyn HistKey + 'a> for (&'static str, Box<str>) {
+impl<'a> std::borrow::Borrow<dyn HistKey + 'a> for (&'static str, Arc<str>) {
     fn borrow(&self) -> &(dyn HistKey + 'a) {
         self
     }
@@ -178,6 +213,9 @@ impl Metrics {
             keystore_keys,
             decisions_dropped,
             histogram_cache: RwLock::new(HashMap::new()),
+            known_models: RwLock::new(HashSet::new()),
+            unknown_model: Arc::from(UNKNOWN_MODEL),
+            no_model: Arc::from(""),
         }
     }
 
@@ -188,6 +226,31 @@ impl Metrics {
         }
     }
 
+    /// Sets the configured models (at start and after each reload). Other
+    /// names are counted under [`UNKNOWN_MODEL`]. Series of a model removed
+    /// by a reload stay, so the count is bounded by every configuration
+    /// loaded since the start.
+    pub fn set_models<'a>(&self, names: impl IntoIterator<Item = &'a str>) {
+        let set = names.into_iter().map(Arc::from).collect();
+        if let Ok(mut known) = self.known_models.write() {
+            *known = set;
+        }
+    }
+
+    /// The `model` label of a request: a configured name, `""` or
+    /// [`UNKNOWN_MODEL`] (also if the set cannot be read: fail closed).
+    fn model_label(&self, model: Option<&str>) -> Arc<str> {
+        match model {
+            None | Some("") => self.no_model.clone(),
+            Some(name) => self
+                .known_models
+                .read()
+                .ok()
+                .and_then(|known| known.get(name).cloned())
+                .unwrap_or_else(|| self.unknown_model.clone()),
+        }
+    }
+
     /// Counts one finished request.
     pub fn record(
         &self,
@@ -195,17 +258,17 @@ impl Metrics {
         deny_reason: Option<&'static str>,
         upstream_error: Option<&'static str>,
     ) {
-        let model = d.model.unwrap_or_default();
+        let model = self.model_label(d.model);
         let protocol = d.protocol.unwrap_or("");
         self.requests
             .get_or_create(&RequestLabels {
-                model: model.to_string(),
+                model: LabelValue(model.clone()),
                 protocol,
                 decision: d.decision.as_str(),
-                status: d.status,
+                status: status_label(d.status),
             })
             .inc();
-        let (total, upstream) = self.histograms(model, protocol);
+        let (total, upstream) = self.histograms(&model, protocol);
         total.observe(d.total_ms.as_secs_f64());
         if let Some(u) = d.upstream_ms {
             upstream.observe(u.as_secs_f64());
@@ -218,23 +281,23 @@ impl Metrics {
         if let Some(kind) = upstream_error {
             self.upstream_errors
                 .get_or_create(&UpstreamErrorLabels {
-                    model: model.to_string(),
+                    model: LabelValue(model),
                     kind,
                 })
                 .inc();
         }
     }
 
-    /// The latency histograms of (model, protocol), looked up without
+    /// The latency histograms of (model label, protocol), looked up without
     /// allocating once they exist.
-    fn histograms(&self, model: &str, protocol: &'static str) -> (Histogram, Histogram) {
+    fn histograms(&self, model: &Arc<str>, protocol: &'static str) -> (Histogram, Histogram) {
         if let Ok(cache) = self.histogram_cache.read()
-            && let Some(h) = cache.get(&(protocol, model) as &dyn HistKey)
+            && let Some(h) = cache.get(&(protocol, &**model) as &dyn HistKey)
         {
             return h.clone();
         }
         let ml = ModelLabels {
-            model: model.to_string(),
+            model: LabelValue(model.clone()),
             protocol,
         };
         let pair = (
@@ -242,7 +305,7 @@ impl Metrics {
             self.upstream_duration.get_or_create(&ml).clone(),
         );
         if let Ok(mut cache) = self.histogram_cache.write() {
-            cache.insert((protocol, Box::from(model)), pair.clone());
+            cache.insert((protocol, model.clone()), pair.clone());
         }
         pair
     }
@@ -281,15 +344,138 @@ impl Metrics {
     }
 }
 
+/// An HTTP status as a label: 100–599, anything else 0.
+fn status_label(status: u16) -> u16 {
+    if (100..=599).contains(&status) {
+        status
+    } else {
+        0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::Outcome;
     use std::time::{Duration, SystemTime};
 
+    fn decision(model: Option<&str>, status: u16) -> Decision<'_> {
+        Decision {
+            ts: SystemTime::now(),
+            request_id: "r",
+            client: "127.0.0.1:1".parse().unwrap(),
+            method: "GET",
+            path: "/",
+            host: None,
+            model,
+            protocol: Some("v2"),
+            operation: Some("ready"),
+            identity: None,
+            auth_method: None,
+            issuer: None,
+            decision: Outcome::Deny,
+            authorized: false,
+            response: "UNAUTHENTICATED",
+            reason: None,
+            status,
+            upstream: None,
+            upstream_ms: None,
+            total_ms: Duration::from_micros(1),
+        }
+    }
+
+    /// Sample lines (not comments) of the exposition.
+    fn series(text: &str) -> usize {
+        text.lines().filter(|l| !l.starts_with('#')).count()
+    }
+
+    #[test]
+    fn unknown_models_share_one_label_and_series_stay_bounded() {
+        let m = Metrics::new();
+        m.set_models(["iris"]);
+        m.record(
+            &decision(Some("iris"), 401),
+            Some("credential_not_found"),
+            None,
+        );
+        m.record(
+            &decision(Some("nope-0"), 401),
+            Some("credential_not_found"),
+            Some("connect"),
+        );
+        m.record(&decision(None, 200), None, None);
+        let before = series(&m.encode());
+        let hostile = [
+            "a\"b",
+            "x\ny",
+            "back\\slash",
+            "\u{1F600}",
+            &"L".repeat(10_000),
+        ];
+        for (i, name) in hostile
+            .iter()
+            .copied()
+            .chain(["nope-1", "nope-2"])
+            .enumerate()
+        {
+            m.record(
+                &decision(Some(name), 401),
+                Some("credential_not_found"),
+                None,
+            );
+            m.record(
+                &decision(Some(name), 1000 + i as u16),
+                None,
+                Some("connect"),
+            );
+        }
+        let text = m.encode();
+        assert_eq!(series(&text), before + 1, "{text}"); // + the status 0 series
+        assert!(text.contains("modelgate_requests_total{model=\"(unknown)\",protocol=\"v2\",decision=\"deny\",status=\"401\"} 8"), "{text}");
+        assert!(text.contains("modelgate_requests_total{model=\"(unknown)\",protocol=\"v2\",decision=\"deny\",status=\"0\"} 7"), "{text}");
+        assert!(
+            text.contains("modelgate_requests_total{model=\"iris\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("modelgate_requests_total{model=\"\",protocol=\"v2\""),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "modelgate_upstream_errors_total{model=\"(unknown)\",kind=\"connect\"} 8"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("nope") && !text.contains("LLLL"), "{text}");
+        // After a reload the new set applies; the old series stay.
+        m.set_models(["other"]);
+        m.record(&decision(Some("iris"), 401), None, None);
+        assert!(m.encode().contains("modelgate_requests_total{model=\"(unknown)\",protocol=\"v2\",decision=\"deny\",status=\"401\"} 9"));
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let f: Family<ModelLabels, Counter> = Family::default();
+        let mut r = Registry::default();
+        r.register("t", "t", f.clone());
+        f.get_or_create(&ModelLabels {
+            model: LabelValue(Arc::from("a\"b\\c\nd")),
+            protocol: "v2",
+        })
+        .inc();
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &r).unwrap();
+        assert!(
+            out.contains(r#"t_total{model="a\"b\\c\nd",protocol="v2"} 1"#),
+            "{out}"
+        );
+    }
+
     #[test]
     fn counts_and_encodes() {
         let m = Metrics::new();
+        m.set_models(["iris"]);
         let d = Decision {
             ts: SystemTime::now(),
             request_id: "r",

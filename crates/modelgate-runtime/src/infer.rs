@@ -14,16 +14,26 @@ fn bad(msg: String) -> Reject {
 
 /// Validates `inputs` against `model` and returns tract values in the model's
 /// input order.
+///
+/// A model with one input takes one request tensor under any name, as
+/// MLServer and the KServe sklearn server do (the KServe docs' iris body names
+/// it `input-0`, Seldon's `predict`); a model with several inputs needs each
+/// by its own name.
 pub fn prepare(model: &LoadedModel, inputs: Vec<InputTensor>) -> Result<TVec<TValue>, Reject> {
     let mut slots: Vec<Option<(Vec<usize>, crate::TensorData)>> = vec![None; model.inputs.len()];
     let mut bound: Vec<Option<usize>> = vec![None; model.symbols];
+    let any_name = model.inputs.len() == 1 && inputs.len() == 1;
     for input in inputs {
-        let Some(idx) = model.inputs.iter().position(|s| s.name == input.name) else {
-            return Err(bad(format!(
-                "unexpected inference input '{}' for model '{}'",
-                shown(&input.name),
-                model.name
-            )));
+        let idx = match model.inputs.iter().position(|s| s.name == input.name) {
+            Some(idx) => idx,
+            None if any_name => 0,
+            None => {
+                return Err(bad(format!(
+                    "unexpected inference input '{}' for model '{}'",
+                    shown(&input.name),
+                    model.name
+                )));
+            }
         };
         let spec = &model.inputs[idx];
         let name = &spec.name;
@@ -207,7 +217,10 @@ mod tests {
         let rows = |n: usize| TensorData::Fp32(vec![1.0; n]);
         let cases: Vec<(Vec<InputTensor>, &str)> = vec![
             (
-                vec![input("x", &[1, 4], rows(4))],
+                vec![
+                    input("x", &[1, 4], rows(4)),
+                    input("input", &[1, 4], rows(4)),
+                ],
                 "unexpected inference input 'x'",
             ),
             (vec![], "missing inference input 'input'"),
@@ -288,6 +301,42 @@ mod tests {
             e.contains("input 'i32_in': dimension 0 is 2, another input has 1"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn one_input_model_takes_any_name_several_inputs_stay_strict() {
+        let m = load(&fixture("iris-logreg")).unwrap();
+        let rows = || TensorData::Fp32(vec![6.8, 2.8, 4.8, 1.4, 6.0, 3.4, 4.5, 1.6]);
+        let mut ctx = crate::model::WorkerContext::default();
+        let by_name = m
+            .run(
+                &mut ctx,
+                prepare(&m, vec![input("input", &[2, 4], rows())]).unwrap(),
+            )
+            .unwrap();
+        for name in ["input-0", "predict", ""] {
+            let values = prepare(&m, vec![input(name, &[2, 4], rows())]).unwrap();
+            let out = m.run(&mut ctx, values).unwrap();
+            assert_eq!(out[0].data, by_name[0].data, "input named {name:?}");
+            assert_eq!(out[0].data, TensorData::Int64(vec![1, 1]));
+        }
+
+        let typed = load(&fixture("typed")).unwrap();
+        let e = bad_request(prepare(
+            &typed,
+            vec![
+                input("f64", &[1, 2], TensorData::Fp64(vec![0.0; 2])),
+                input("i32_in", &[1, 2], TensorData::Int32(vec![0; 2])),
+                input("i64_in", &[1, 2], TensorData::Int64(vec![0; 2])),
+                input("bool_in", &[1, 2], TensorData::Bool(vec![true; 2])),
+            ],
+        ));
+        assert!(e.contains("unexpected inference input 'f64'"), "{e}");
+        let e = bad_request(prepare(
+            &typed,
+            vec![input("x", &[1, 2], TensorData::Fp64(vec![0.0; 2]))],
+        ));
+        assert!(e.contains("unexpected inference input 'x'"), "{e}");
     }
 
     #[test]

@@ -239,3 +239,41 @@ async fn errors_are_grpc_statuses() {
     let e = c.model_infer(iris_request(&big)).await.unwrap_err();
     assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
 }
+
+#[tokio::test]
+async fn a_one_input_model_takes_the_seeds_input_names() {
+    let rt = runtime(&["iris-logreg"]);
+    let mut c = client(&rt);
+    // Seed 001's name, typed contents.
+    let mut req = iris_request(&ROWS);
+    req.inputs[0].name = "input-0".into();
+    let resp = c.model_infer(req).await.unwrap().into_inner();
+    assert_eq!(
+        resp.outputs[0].contents.as_ref().unwrap().int64_contents,
+        vec![1, 1]
+    );
+    // Seed 004's name, raw contents (tritonclient's default).
+    let mut req = iris_request(&ROWS);
+    req.inputs[0].name = "predict".into();
+    let values = req.inputs[0].contents.take().unwrap().fp32_contents;
+    req.raw_input_contents = vec![values.iter().flat_map(|v| v.to_le_bytes()).collect()];
+    let resp = c.model_infer(req).await.unwrap().into_inner();
+    let labels: Vec<i64> = resp.raw_output_contents[0]
+        .chunks_exact(8)
+        .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    assert_eq!(labels, vec![1, 1]);
+    // Two tensors: names are checked.
+    let mut req = iris_request(&ROWS);
+    let mut second = req.inputs[0].clone();
+    second.name = "input-1".into();
+    req.inputs[0].name = "input-0".into();
+    req.inputs.push(second);
+    let e = c.model_infer(req).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(
+        e.message().contains("unexpected inference input 'input-0'"),
+        "{}",
+        e.message()
+    );
+}

@@ -194,7 +194,7 @@ async fn v2_bad_requests_name_the_input() {
             "input 'input': element 3 (1e+40) is not a valid FP32 value",
         ),
         (
-            r#"{"inputs": [{"name": "inputs", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}"#,
+            r#"{"inputs": [{"name": "inputs", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}, {"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}"#,
             "unexpected inference input 'inputs' for model 'iris-logreg'",
         ),
         (
