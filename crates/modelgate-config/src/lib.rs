@@ -8,6 +8,7 @@
 mod error;
 pub mod identity;
 mod interpolate;
+pub mod kube_keys;
 mod load;
 pub mod policy;
 pub mod raw;
