@@ -20,8 +20,9 @@ only what a Secret watcher uses, with the API server's JSON shapes:
 
 Faults the tests inject: `expire()` (open watches get 410 and every older
 resourceVersion is compacted away), `drop_connections()` (open watch streams
-are cut mid-stream, no closing chunk), `set_down(True)` (every request is
-answered 503 `Status`, as an unreachable API server behind a proxy would be).
+are cut mid-stream, no closing chunk: a client resumes from its last
+resourceVersion), `set_down(True)` (open watches are cut and every new
+request's connection is closed with no response: an unreachable API server).
 """
 
 from __future__ import annotations
@@ -163,7 +164,10 @@ class KubeApiStub:
                 watch = q.get("watch") in ("true", "1")
                 stub.requests.append(("WATCH " if watch else "LIST ") + self.path)
                 if stub.down:
-                    return self._json(503, _status(503, "ServiceUnavailable", "the server is currently unable to handle the request"))
+                    # Unreachable: the connection closes with no response.
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return
                 if self.headers.get("authorization") != f"Bearer {stub.token}":
                     return self._json(401, _status(401, "Unauthorized", "Unauthorized"))
                 if parts == ["api", "v1", "secrets"]:
