@@ -63,7 +63,12 @@ pub async fn run_with(
     modelgate_upstream::set_worker_count(config.runtime.io_threads);
     let metrics = Arc::new(Metrics::new());
     // kube: API keys from labelled Secrets, watched live (issue 12); stops on return.
-    let kube_keys = match config.auth.api_keys.as_ref().and_then(|k| k.kubernetes.as_ref()) {
+    let kube_keys = match config
+        .auth
+        .api_keys
+        .as_ref()
+        .and_then(|k| k.kubernetes.as_ref())
+    {
         Some(k) => Some(modelgate_kube::SecretKeyWatch::start(k, &metrics).await?),
         None => None,
     };

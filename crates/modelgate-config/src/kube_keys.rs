@@ -115,7 +115,11 @@ fn duration(raw: Option<&str>, key: &str, default: Duration, c: &mut Collector) 
     match raw {
         None => default,
         Some(s) => parse_duration(s).unwrap_or_else(|e| {
-            c.push(format!("{PATH}.{key}"), e, "use a duration such as 30s or 5m");
+            c.push(
+                format!("{PATH}.{key}"),
+                e,
+                "use a duration such as 30s or 5m",
+            );
             default
         }),
     }
@@ -217,7 +221,9 @@ mod tests {
 
     #[test]
     fn authorino_selector_with_defaults() {
-        let (k, errs) = check("selector: {matchLabels: {authorino.kuadrant.io/managed-by: authorino, group: friends}}\nkubeconfig: kc.yaml");
+        let (k, errs) = check(
+            "selector: {matchLabels: {authorino.kuadrant.io/managed-by: authorino, group: friends}}\nkubeconfig: kc.yaml",
+        );
         assert!(errs.is_empty(), "{errs:?}");
         let k = k.unwrap();
         assert_eq!(k.key_field, "api_key");

@@ -33,7 +33,9 @@ fn valid_identity(name: &str) -> bool {
 pub fn id_of(secret: &Secret, default_ns: &str) -> SecretId {
     let m = &secret.metadata;
     (
-        m.namespace.clone().unwrap_or_else(|| default_ns.to_string()),
+        m.namespace
+            .clone()
+            .unwrap_or_else(|| default_ns.to_string()),
         m.name.clone().unwrap_or_default(),
     )
 }
@@ -78,7 +80,10 @@ pub fn record(secret: &Secret, cfg: &KubeKeys) -> Result<Record, String> {
             cfg.key_field
         ));
     }
-    if key.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control()) {
+    if key
+        .bytes()
+        .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+    {
         return Err(format!(
             "data.{} contains whitespace (a trailing newline from `echo` without -n?)",
             cfg.key_field
@@ -136,11 +141,18 @@ mod tests {
 
     #[test]
     fn plain_authorino_secret_uses_its_name_and_default_grants() {
-        let r = record(&secret("api-key-1", b"ndyBzreUzF4zqDQsqSPMHkRhriEOtcRx", &[]), &cfg()).unwrap();
+        let r = record(
+            &secret("api-key-1", b"ndyBzreUzF4zqDQsqSPMHkRhriEOtcRx", &[]),
+            &cfg(),
+        )
+        .unwrap();
         assert_eq!(r.identity, "api-key-1");
         assert_eq!(r.models, ["iris"]);
         assert_eq!(r.digest, KeyDigest::of("ndyBzreUzF4zqDQsqSPMHkRhriEOtcRx"));
-        assert_eq!(id_of(&secret("x", b"k", &[]), "d"), ("ns".into(), "x".into()));
+        assert_eq!(
+            id_of(&secret("x", b"k", &[]), "d"),
+            ("ns".into(), "x".into())
+        );
     }
 
     #[test]
@@ -148,7 +160,10 @@ mod tests {
         let s = secret(
             "s",
             b"key",
-            &[(NAME_ANNOTATION, "team-a"), (MODELS_ANNOTATION, " llama3, iris ,")],
+            &[
+                (NAME_ANNOTATION, "team-a"),
+                (MODELS_ANNOTATION, " llama3, iris ,"),
+            ],
         );
         let r = record(&s, &cfg()).unwrap();
         assert_eq!(r.identity, "team-a");
@@ -162,7 +177,10 @@ mod tests {
             (secret("a", b"", &[]), "empty"),
             (secret("b", b"key\n", &[]), "whitespace"),
             (secret("c", &[0xff, 0xfe], &[]), "UTF-8"),
-            (secret("d", b"k", &[(NAME_ANNOTATION, "bad name")]), "identity"),
+            (
+                secret("d", b"k", &[(NAME_ANNOTATION, "bad name")]),
+                "identity",
+            ),
         ] {
             let e = record(&s, &c).unwrap_err();
             assert!(e.contains(want), "{e}");

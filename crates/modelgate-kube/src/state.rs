@@ -136,7 +136,10 @@ mod tests {
         let until = t0 + Duration::from_secs(10);
         assert_eq!(
             digests(&mut s, t0),
-            [(KeyDigest::of("two"), None), (KeyDigest::of("one"), Some(until))]
+            [
+                (KeyDigest::of("two"), None),
+                (KeyDigest::of("one"), Some(until))
+            ]
         );
         assert_eq!(digests(&mut s, until), [(KeyDigest::of("two"), None)]);
     }

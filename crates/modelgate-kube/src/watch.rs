@@ -220,7 +220,12 @@ impl Shared {
         let n = listed.len();
         self.change(|set, now| set.replace(ns, listed, now));
         let (all_up, all_listed) = self.set_status(index, true);
-        tracing::info!(namespace = ns.unwrap_or("*"), secrets = n, all_up, "Secret API keys listed; watching for changes");
+        tracing::info!(
+            namespace = ns.unwrap_or("*"),
+            secrets = n,
+            all_up,
+            "Secret API keys listed; watching for changes"
+        );
         if all_listed {
             self.synced.send_replace(true);
         }
@@ -258,7 +263,9 @@ impl Shared {
         for s in skipped {
             tracing::warn!(identity = %s.name, reason = %s.message, "API key from a Secret not used");
         }
-        self.metrics.keys.set(i64::try_from(keys.len()).unwrap_or(i64::MAX));
+        self.metrics
+            .keys
+            .set(i64::try_from(keys.len()).unwrap_or(i64::MAX));
         self.out.store(Arc::new(keys));
     }
 }

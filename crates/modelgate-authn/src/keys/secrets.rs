@@ -185,7 +185,11 @@ mod tests {
     #[test]
     fn plain_authorino_keys_verify_next_to_the_file_keys() {
         let now = SystemTime::now();
-        let set = live(vec![entry("friend", "ndyBzreUzF4zqDQsqSPMHkRhriEOtcRx", &["iris"])]);
+        let set = live(vec![entry(
+            "friend",
+            "ndyBzreUzF4zqDQsqSPMHkRhriEOtcRx",
+            &["iris"],
+        )]);
         let store = KeyStore::empty().with_secrets(Some(set.clone()));
         assert!(store.holds_secret_key("ndyBzreUzF4zqDQsqSPMHkRhriEOtcRx"));
         let p = store
@@ -199,8 +203,14 @@ mod tests {
             Err(AuthFailure::InvalidApiKey)
         ));
         // A swap of the live set takes effect on the same store.
-        set.store(Arc::new(SecretKeys::build(vec![entry("friend", "new-key", &["*"])]).0));
-        assert!(store.verify("ndyBzreUzF4zqDQsqSPMHkRhriEOtcRx", now).is_err());
+        set.store(Arc::new(
+            SecretKeys::build(vec![entry("friend", "new-key", &["*"])]).0,
+        ));
+        assert!(
+            store
+                .verify("ndyBzreUzF4zqDQsqSPMHkRhriEOtcRx", now)
+                .is_err()
+        );
         assert!(matches!(
             store.verify("new-key", now).unwrap().grants,
             Grants::AllModels
