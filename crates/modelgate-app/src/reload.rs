@@ -154,6 +154,8 @@ impl Reloader {
         };
         match KeyStore::load(&path) {
             Ok(store) => {
+                // kube: keep the live Secret keys (issue 12).
+                let store = store.with_secrets(self.shared.keys.load().secrets());
                 let n = store.len();
                 self.shared.keys.store(Arc::new(store));
                 metrics.keystore_reloaded(true, n);

@@ -27,6 +27,8 @@ pub enum StartError {
     Build(#[from] BuildError),
     #[error("cannot load the API-key store: {0}")]
     Keys(#[from] modelgate_authn::KeyStoreError),
+    #[error(transparent)]
+    Kube(#[from] modelgate_kube::StartError),
     #[error("listen[{index}]: {source}")]
     Tls {
         index: usize,
@@ -60,8 +62,18 @@ pub async fn run_with(
 ) -> Result<(), StartError> {
     modelgate_upstream::set_worker_count(config.runtime.io_threads);
     let metrics = Arc::new(Metrics::new());
+    // kube: API keys from labelled Secrets, watched live (issue 12); stops on return.
+    let kube_keys = match config
+        .auth
+        .api_keys
+        .as_ref()
+        .and_then(|k| k.kubernetes.as_ref())
+    {
+        Some(k) => Some(modelgate_kube::SecretKeyWatch::start(k, &metrics).await?),
+        None => None,
+    };
     let keys = Arc::new(ArcSwap::from_pointee(match &config.auth.api_keys {
-        Some(k) => KeyStore::load(&k.file)?,
+        Some(k) => KeyStore::load(&k.file)?.with_secrets(kube_keys.as_ref().map(|w| w.keys())),
         None => KeyStore::empty(),
     }));
     metrics.keystore_reloaded(true, keys.load().len());

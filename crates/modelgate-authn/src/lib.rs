@@ -226,9 +226,14 @@ impl Authenticator {
             }
         }
         let token = token::single(tokens)?;
-        let api_key = token
-            .as_deref()
-            .is_some_and(|t| t.starts_with(keys::KEY_PREFIX));
+        // kube: keys from Secrets may have any format.
+        let api_key = token.as_deref().is_some_and(|t| {
+            t.starts_with(keys::KEY_PREFIX)
+                || self
+                    .keys
+                    .as_ref()
+                    .is_some_and(|s| s.load().holds_secret_key(t))
+        });
         let issuer = token
             .as_deref()
             .filter(|_| !api_key)

@@ -9,6 +9,7 @@ mod error;
 pub mod identity;
 mod interpolate;
 mod limits;
+pub mod kube_keys;
 mod load;
 pub mod policy;
 pub mod raw;

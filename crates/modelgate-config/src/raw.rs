@@ -176,6 +176,9 @@ pub struct RawAuth {
 #[serde(deny_unknown_fields)]
 pub struct RawApiKeys {
     pub file: String,
+    /// Keys from labelled Kubernetes Secrets (see [`crate::kube_keys`]).
+    #[serde(default)]
+    pub kubernetes: Option<crate::kube_keys::RawKubeKeys>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

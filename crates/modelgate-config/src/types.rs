@@ -254,6 +254,8 @@ pub struct Auth {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiKeys {
     pub file: PathBuf,
+    /// Keys from labelled Kubernetes Secrets, watched live.
+    pub kubernetes: Option<crate::kube_keys::KubeKeys>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

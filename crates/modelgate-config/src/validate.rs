@@ -797,6 +797,7 @@ fn auth(raw: RawAuth, base: &Path, c: &mut Collector) -> Option<Auth> {
         identity,
         api_keys: raw.api_keys.map(|k| ApiKeys {
             file: path_of(base, &k.file),
+            kubernetes: crate::kube_keys::validate(k.kubernetes, base, c),
         }),
         identity_header,
         strip_headers,

@@ -7,10 +7,12 @@
 
 mod file;
 mod format;
+mod secrets;
 mod store;
 
 pub use file::{KeyEntry, KeyFile, KeyFileError, KeySummary, PreviousKey};
 pub use format::{GeneratedKey, KEY_PREFIX, parse_key_id};
+pub use secrets::{KeyDigest, SecretKeyEntry, SecretKeys, SharedSecretKeys, SkippedKey};
 pub use store::{KeyStore, KeyStoreError};
 
 #[cfg(test)]
