@@ -4,6 +4,7 @@
 mod check;
 mod cli;
 mod demo;
+mod import;
 mod keys;
 
 use std::process::ExitCode;

@@ -1,0 +1,318 @@
+//! Unit tests per kind: what each manifest becomes, and what the report says.
+
+use super::*;
+
+fn run(yaml: &str, opts: &Options) -> Imported {
+    import(
+        &[Input {
+            name: "t.yaml".into(),
+            text: yaml.into(),
+        }],
+        opts,
+    )
+    .unwrap()
+}
+
+fn cfg(i: &Imported) -> Value {
+    yaml_serde::from_str(&i.config).unwrap()
+}
+
+fn untranslated(i: &Imported) -> Vec<String> {
+    i.report
+        .at(Level::Untranslated)
+        .map(|f| format!("{}: {}", f.object, f.path))
+        .collect()
+}
+
+#[test]
+fn inference_service_with_enable_auth() {
+    let i = run(
+        "apiVersion: serving.kserve.io/v1beta1\nkind: InferenceService\nmetadata:\n  name: iris\n  namespace: ns\n  annotations: {security.opendatahub.io/enable-auth: \"true\"}\nspec:\n  predictor:\n    serviceAccountName: sa\n    model: {modelFormat: {name: sklearn}, storageUri: s3://x}\n",
+        &Options {
+            domain: Some("example.com".into()),
+            ..Options::default()
+        },
+    );
+    let c = cfg(&i);
+    let m = &c["models"][0];
+    assert_eq!(m["name"].as_str(), Some("iris"));
+    assert_eq!(
+        m["upstream"]["url"].as_str(),
+        Some("http://iris-predictor.ns.svc.cluster.local")
+    );
+    assert_eq!(m["hosts"][0].as_str(), Some("iris.ns.example.com"));
+    assert!(m.get("public_operations").is_none());
+    assert_eq!(c["auth"]["api_keys"]["file"].as_str(), Some("keys.json"));
+    let u = untranslated(&i);
+    assert!(
+        u.contains(&"InferenceService/ns/iris: spec.predictor.serviceAccountName".to_string()),
+        "{u:?}"
+    );
+    assert!(
+        u.contains(&"InferenceService/ns/iris: spec.predictor.model.storageUri".to_string()),
+        "{u:?}"
+    );
+    assert!(!u.iter().any(|x| x.contains("enable-auth")));
+}
+
+#[test]
+fn vllm_is_openai_and_enable_auth_false_is_public() {
+    let i = run(
+        "apiVersion: serving.kserve.io/v1beta1\nkind: InferenceService\nmetadata: {name: llama3, namespace: ns, annotations: {security.opendatahub.io/enable-auth: \"false\"}}\nspec: {predictor: {model: {modelFormat: {name: vLLM}}}}\n",
+        &Options::default(),
+    );
+    let c = cfg(&i);
+    assert_eq!(c["models"][0]["protocols"][0].as_str(), Some("openai"));
+    assert_eq!(
+        c["models"][0]["public_operations"]
+            .as_sequence()
+            .map(Vec::len),
+        Some(3)
+    );
+}
+
+#[test]
+fn virtual_service_prefix_rewrite_and_host() {
+    let i = run(
+        "apiVersion: networking.istio.io/v1beta1\nkind: VirtualService\nmetadata: {name: vs, namespace: ns}\nspec:\n  gateways: [kubeflow/kubeflow-gateway]\n  hosts: ['*']\n  http:\n  - match: [{uri: {prefix: /kfserving/ns/m}}]\n    route:\n    - destination: {host: gw.istio-system.svc.cluster.local, port: {number: 80}}\n      headers: {request: {set: {Host: m.ns.svc.cluster.local}}}\n      weight: 100\n    rewrite: {uri: '/v1/models/m:predict'}\n    timeout: 300s\n    retries: {attempts: 3}\n",
+        &Options::default(),
+    );
+    let c = cfg(&i);
+    let m = &c["models"][0];
+    assert_eq!(m["name"].as_str(), Some("m"));
+    assert_eq!(m["protocols"][0].as_str(), Some("v1"));
+    assert_eq!(
+        m["upstream"]["url"].as_str(),
+        Some("http://gw.istio-system.svc.cluster.local:80")
+    );
+    assert_eq!(
+        m["upstream"]["host"].as_str(),
+        Some("m.ns.svc.cluster.local")
+    );
+    assert_eq!(m["upstream"]["timeout"].as_str(), Some("300s"));
+    assert_eq!(m["routes"][0]["prefix"].as_str(), Some("/kfserving/ns/m"));
+    assert_eq!(
+        m["routes"][0]["rewrite"].as_str(),
+        Some("/v1/models/m:predict")
+    );
+    assert_eq!(
+        untranslated(&i),
+        vec!["VirtualService/ns/vs: spec.http[0].retries.attempts"]
+    );
+}
+
+#[test]
+fn upstream_flag_wins_and_adds_models() {
+    let opts = Options {
+        upstreams: BTreeMap::from([("iris".to_string(), "http://127.0.0.1:1".to_string())]),
+        ..Options::default()
+    };
+    let i = run(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\ndata: {a: b}\n",
+        &opts,
+    );
+    let c = cfg(&i);
+    assert_eq!(
+        c["models"][0]["upstream"]["url"].as_str(),
+        Some("http://127.0.0.1:1")
+    );
+    assert!(
+        i.report
+            .find("ConfigMap/-/x", "")
+            .is_some_and(|f| f.level == Level::Untranslated)
+    );
+}
+
+#[test]
+fn request_authentication_rules() {
+    let i = run(
+        "apiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {name: ra, namespace: ns}\nspec:\n  selector: {matchLabels: {app: gw}}\n  jwtRules:\n  - issuer: https://idp\n    jwksUri: https://idp/jwks\n    audiences: [a]\n    outputClaimToHeaders: [{header: x-user, claim: sub}]\n    spaceDelimitedClaims: [scope]\n  - issuer: https://kubernetes.default.svc.cluster.local\n",
+        &Options {
+            jwks_uris: BTreeMap::from([(
+                "https://idp".to_string(),
+                "http://local/jwks".to_string(),
+            )]),
+            ..Options::default()
+        },
+    );
+    let c = cfg(&i);
+    assert_eq!(c["auth"]["jwt"][0]["issuer"].as_str(), Some("https://idp"));
+    assert_eq!(
+        c["auth"]["jwt"][0]["jwks_uri"].as_str(),
+        Some("http://local/jwks")
+    );
+    assert_eq!(
+        c["auth"]["jwt"][0]["output_claim_to_headers"][0]["header"].as_str(),
+        Some("x-user")
+    );
+    assert_eq!(
+        c["auth"]["kubernetes"]["service_account_tokens"]["issuer"].as_str(),
+        Some("https://kubernetes.default.svc.cluster.local")
+    );
+    assert_eq!(
+        untranslated(&i),
+        vec!["RequestAuthentication/ns/ra: spec.jwtRules[0].spaceDelimitedClaims[0]"]
+    );
+    // Istio lets any verified token through when no ALLOW policy exists.
+    assert_eq!(
+        c["policies"][0]["rules"][0]["cel"].as_str(),
+        Some("auth != null")
+    );
+    assert!(
+        c.get("listen")
+            .and_then(|l| l.get("istio_compat"))
+            .is_none()
+    );
+}
+
+#[test]
+fn authorization_policy_keeps_rules_and_drops_selector() {
+    let i = run(
+        "apiVersion: security.istio.io/v1beta1\nkind: AuthorizationPolicy\nmetadata: {name: p, namespace: istio-system}\nspec:\n  action: DENY\n  selector: {matchLabels: {app: gw}}\n  rules:\n  - from: [{source: {notRequestPrincipals: ['*'], serviceAccounts: [x]}}]\n    to: [{operation: {paths: [/v2/*]}}]\n",
+        &Options::default(),
+    );
+    let c = cfg(&i);
+    let p = &c["policies"][0];
+    assert_eq!(p["kind"].as_str(), Some("AuthorizationPolicy"));
+    assert!(p["spec"].get("selector").is_none());
+    assert_eq!(
+        p["spec"]["rules"][0]["to"][0]["operation"]["paths"][0].as_str(),
+        Some("/v2/*")
+    );
+    assert!(
+        p["spec"]["rules"][0]["from"][0]["source"]
+            .get("serviceAccounts")
+            .is_none()
+    );
+    assert_eq!(c["listen"]["istio_compat"].as_bool(), Some(true));
+    assert_eq!(
+        untranslated(&i),
+        vec!["AuthorizationPolicy/istio-system/p: spec.rules[0].from[0].source.serviceAccounts"]
+    );
+    assert!(
+        i.report
+            .find("AuthorizationPolicy/istio-system/p", "spec.selector")
+            .is_some_and(|f| f.level == Level::Note)
+    );
+}
+
+const AUTHCONFIG: &str = "apiVersion: authorino.kuadrant.io/VERSION
+kind: AuthConfig
+metadata: {name: ac, namespace: ns}
+spec:
+  hosts: [m.example.com]
+  authentication:
+    keys:
+      apiKey: {selector: {matchLabels: {group: friends}}}
+      credentials: {authorizationHeader: {prefix: APIKEY}}
+    sso:
+      priority: 1
+      jwt: {issuerUrl: 'https://sso'}
+  authorization:
+    methods:
+      patternMatching:
+        patterns: [{selector: request.method, operator: eq, value: POST}]
+    rego:
+      opa: {rego: allow = true}
+  response:
+    unauthorized: {code: 302}
+    success:
+      headers:
+        x-user: {plain: {SELECTOR}}
+";
+
+#[test]
+fn auth_config_v1beta2_and_v1beta3_read_alike() {
+    for (version, selector) in [
+        ("v1beta2", "valueFrom: {authJSON: auth.identity.sub}"),
+        ("v1beta3", "selector: auth.identity.sub"),
+    ] {
+        let text = AUTHCONFIG
+            .replace("VERSION", version)
+            .replace("SELECTOR", selector);
+        let i = run(&text, &Options::default());
+        let c = cfg(&i);
+        assert_eq!(c["auth"]["realm"].as_str(), Some("keys"), "{version}");
+        assert_eq!(c["auth"]["api_keys"]["file"].as_str(), Some("keys.json"));
+        assert_eq!(c["auth"]["jwt"][0]["issuer"].as_str(), Some("https://sso"));
+        assert_eq!(
+            c["auth"]["identity_header"].as_str(),
+            Some("x-user"),
+            "{version}"
+        );
+        let deny = &c["policies"][0];
+        assert_eq!(deny["action"].as_str(), Some("DENY"));
+        assert_eq!(
+            deny["rules"][0]["cel"].as_str(),
+            Some("!(request.method == \"POST\")")
+        );
+        assert_eq!(
+            deny["rules"][0]["to"][0]["operation"]["hosts"][0].as_str(),
+            Some("m.example.com")
+        );
+        // OPA is untranslated, so no default allow is added.
+        assert_eq!(c["policies"].as_sequence().map(Vec::len), Some(1));
+        let u = untranslated(&i);
+        for path in [
+            "spec.authentication.keys.apiKey",
+            "spec.authorization.rego",
+            "spec.response.unauthorized",
+        ] {
+            assert!(
+                u.contains(&format!("AuthConfig/ns/ac: {path}")),
+                "{version} {path}: {u:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn subject_access_review_is_reported_and_fails_closed() {
+    let text = "apiVersion: authorino.kuadrant.io/v1beta3\nkind: AuthConfig\nmetadata: {name: ac, namespace: ns}\nspec:\n  authentication:\n    kubernetes-user:\n      credentials: {authorizationHeader: {}}\n      kubernetesTokenReview: {audiences: ['https://kubernetes.default.svc']}\n  authorization:\n    rbac:\n      kubernetesSubjectAccessReview: {user: {selector: auth.identity.user.username}}\n";
+    let i = run(text, &Options::default());
+    let c = cfg(&i);
+    assert_eq!(c["auth"]["realm"].as_str(), Some("kubernetes-user"));
+    assert_eq!(
+        c["auth"]["kubernetes"]["token_review"]["audiences"][0].as_str(),
+        Some("https://kubernetes.default.svc")
+    );
+    assert!(
+        c.get("policies").is_none(),
+        "no default allow past an untranslated SubjectAccessReview"
+    );
+    let f = i
+        .report
+        .find(
+            "AuthConfig/ns/ac",
+            "spec.authorization.rbac.kubernetesSubjectAccessReview",
+        )
+        .unwrap();
+    assert_eq!(f.level, Level::Untranslated);
+    assert!(f.message.contains("issue 15"));
+}
+
+#[test]
+fn old_authconfig_versions_are_reported_whole() {
+    let i = run(
+        "apiVersion: authorino.kuadrant.io/v1beta1\nkind: AuthConfig\nmetadata: {name: a}\nspec: {identity: []}\n",
+        &Options::default(),
+    );
+    assert!(
+        i.report
+            .find("AuthConfig/-/a", "")
+            .is_some_and(|f| f.level == Level::Untranslated)
+    );
+}
+
+#[test]
+fn bad_yaml_is_an_error() {
+    let e = import(
+        &[Input {
+            name: "x.yaml".into(),
+            text: "a: [".into(),
+        }],
+        &Options::default(),
+    )
+    .unwrap_err();
+    assert_eq!(e.source_name, "x.yaml");
+}
