@@ -6,6 +6,7 @@
 //! its key path and a fix.
 
 mod error;
+mod fields;
 pub mod identity;
 mod interpolate;
 mod load;
