@@ -168,13 +168,14 @@ pub(super) fn listener(
         header_read_timeout: duration(
             raw.header_read_timeout.as_deref(),
             Duration::from_secs(10),
-            Zero::Allowed,
+            Zero::Refused,
             &format!("{key}.header_read_timeout"),
             c,
         ),
         drain_timeout: duration(
             raw.drain_timeout.as_deref(),
             Duration::from_secs(30),
+            // 0s: close connections at once on shutdown (no drain).
             Zero::Allowed,
             &format!("{key}.drain_timeout"),
             c,

@@ -221,14 +221,14 @@ pub(super) fn upstream(raw: RawUpstream, key: &str, c: &mut Collector) -> Option
     let timeout = duration(
         raw.timeout.as_deref(),
         Duration::from_secs(300),
-        Zero::Allowed,
+        Zero::Refused,
         &format!("{key}.timeout"),
         c,
     );
     let connect_timeout = duration(
         raw.connect_timeout.as_deref(),
         Duration::from_secs(5),
-        Zero::Allowed,
+        Zero::Refused,
         &format!("{key}.connect_timeout"),
         c,
     );
