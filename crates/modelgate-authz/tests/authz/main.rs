@@ -7,3 +7,4 @@ mod bypass;
 mod conformance;
 mod props;
 mod support;
+mod templates;

@@ -161,9 +161,18 @@ pub(super) fn build_policy(
             .enumerate()
             .filter_map(|(i, r)| {
                 let rk = format!("{body_key}.rules[{i}]");
-                // `- {}` and a bare `-` (null) are both the empty, match-all rule.
+                // `- {}` is the empty, match-all rule. A bare `-` (null) is
+                // refused, as Istio's decoder refuses it: read as match-all it
+                // would err open.
                 let raw: RawRule = match r {
-                    Value::Null => RawRule::default(),
+                    Value::Null => {
+                        c.push(
+                            rk,
+                            "empty rule (null)",
+                            "write `- {}` for a rule that matches every request, or remove the `-`",
+                        );
+                        return None;
+                    }
                     other => de(other, &rk, c)?,
                 };
                 Some(rule(raw, &rk, c))

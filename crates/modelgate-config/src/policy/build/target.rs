@@ -131,32 +131,7 @@ pub(super) fn method_pattern(s: &str) -> Result<StrPattern, String> {
 /// in: a pattern no normalised path can match is an error, not a silent no-op.
 pub(super) fn path_match(s: &str) -> Result<PathMatch, String> {
     if s.contains('{') || s.contains('}') {
-        let Some(rest) = s.strip_prefix('/') else {
-            return Err(format!("{s:?}: a template must start with '/'"));
-        };
-        let mut segs = Vec::new();
-        let parts: Vec<&str> = rest.split('/').collect();
-        for (i, p) in parts.iter().enumerate() {
-            segs.push(match *p {
-                "{*}" => TemplateSegment::One,
-                "{**}" if i + 1 == parts.len() => TemplateSegment::Rest,
-                "{**}" => return Err(format!("{s:?}: {{**}} must be the last segment")),
-                lit if lit.contains(['{', '}', '*']) => {
-                    return Err(format!(
-                        "{s:?}: {{*}} and {{**}} must stand alone as a whole segment"
-                    ));
-                }
-                lit => {
-                    crate::validate::canonical_path(&format!("/{lit}"))
-                        .map_err(|e| format!("{s:?} {e}"))?;
-                    if lit.is_empty() || lit == "." || lit == ".." {
-                        return Err(format!("{s:?} has an empty or dot segment"));
-                    }
-                    TemplateSegment::Literal((*lit).to_string())
-                }
-            });
-        }
-        return Ok(PathMatch::Template(segs));
+        return path_template(s);
     }
     let p = StrPattern::parse(s)?;
     match &p {
@@ -173,4 +148,46 @@ pub(super) fn path_match(s: &str) -> Result<PathMatch, String> {
         }
     }
     Ok(PathMatch::Str(p))
+}
+
+/// An Envoy URI template as Istio checks it (`CheckValidPathTemplate`):
+/// `{*}` and `{**}` stand alone as a segment, `{**}` is the last *operator*
+/// (literals may follow it, as in `/store/{**}/cart`), and a trailing `/` is
+/// kept as an empty last segment.
+fn path_template(s: &str) -> Result<PathMatch, String> {
+    let Some(rest) = s.strip_prefix('/') else {
+        return Err(format!("{s:?}: a template must start with '/'"));
+    };
+    let parts: Vec<&str> = rest.split('/').collect();
+    let mut segs = Vec::with_capacity(parts.len());
+    let mut seen_rest = false;
+    for (i, p) in parts.iter().enumerate() {
+        segs.push(match *p {
+            "{*}" | "{**}" if seen_rest => {
+                return Err(format!(
+                    "{s:?}: {{**}} must be the last operator (no {{*}} or {{**}} after it)"
+                ));
+            }
+            "{*}" => TemplateSegment::One,
+            "{**}" => {
+                seen_rest = true;
+                TemplateSegment::Rest
+            }
+            lit if lit.contains(['{', '}', '*']) => {
+                return Err(format!(
+                    "{s:?}: {{*}} and {{**}} must stand alone as a whole segment"
+                ));
+            }
+            "" if i + 1 == parts.len() && i > 0 => TemplateSegment::Literal(String::new()),
+            lit => {
+                crate::validate::canonical_path(&format!("/{lit}"))
+                    .map_err(|e| format!("{s:?} {e}"))?;
+                if lit.is_empty() || lit == "." || lit == ".." {
+                    return Err(format!("{s:?} has an empty or dot segment"));
+                }
+                TemplateSegment::Literal(lit.to_string())
+            }
+        });
+    }
+    Ok(PathMatch::Template(segs))
 }
