@@ -12,10 +12,12 @@ mod interpolate;
 mod load;
 pub mod policy;
 pub mod raw;
+mod restart;
 mod types;
 pub mod units;
 mod validate;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use load::{load_file, parse_str};
+pub use restart::{RESTART_KEYS, listener_changes, restart_required};
 pub use types::*;
