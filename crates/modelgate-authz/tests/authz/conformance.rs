@@ -507,6 +507,9 @@ fn explanation_names_policy_rule_and_field() {
     assert!(why.iter().any(|l| l.contains("policies[0].rules[0].to[0].operation.paths [/v2/*]: path \"/v1/models/iris:predict\" did not match")), "{why:?}");
 }
 
+/// (issuer, subject, whether the pattern matches).
+type Check<'a> = (&'a str, &'a str, bool);
+
 /// Istio's own `requestPrincipals` examples, from istio/istio
 /// `pilot/pkg/security/authz/model/generator_test.go` (`TestRequestPrincipal`:
 /// `*`, `foo*`, `foo/*`, `foo/bar*`, `*foo`, `*/foo`, `*bar/foo`, `foo/bar`)
@@ -516,7 +519,7 @@ fn explanation_names_policy_rule_and_field() {
 /// API reference differ (a `/` inside the subject), we follow the reference.
 #[test]
 fn istio_request_principal_examples() {
-    let cases: &[(&str, &[(&str, &str, bool)])] = &[
+    let cases: &[(&str, &[Check])] = &[
         ("*", &[("foo", "bar", true)]),
         (
             "foo*",
