@@ -5,6 +5,7 @@
 
 mod bypass;
 mod conformance;
+mod principals;
 mod props;
 mod support;
 mod templates;
