@@ -161,7 +161,25 @@ pub(crate) fn identity(
         IdentityMethod::Introspection => introspection.is_some(),
         IdentityMethod::Mtls => mtls.is_some(),
     };
-    let order = match raw.order {
+    let order = order(raw.order, configured, c);
+    Identity {
+        order,
+        jwks,
+        jwt,
+        kubernetes,
+        introspection,
+        mtls,
+    }
+}
+
+/// `auth.order`: the methods in the order they are tried. Absent: every
+/// configured method, in [`IdentityMethod::ALL`] order.
+fn order(
+    names: Option<Vec<String>>,
+    configured: impl Fn(IdentityMethod) -> bool,
+    c: &mut Collector,
+) -> Vec<IdentityMethod> {
+    match names {
         None => IdentityMethod::ALL
             .into_iter()
             .filter(|m| configured(*m))
@@ -205,13 +223,5 @@ pub(crate) fn identity(
             }
             out
         }
-    };
-    Identity {
-        order,
-        jwks,
-        jwt,
-        kubernetes,
-        introspection,
-        mtls,
     }
 }

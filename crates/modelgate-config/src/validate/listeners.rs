@@ -74,29 +74,7 @@ pub(super) fn listener(
     c: &mut Collector,
 ) -> Option<Listener> {
     let address = socket_addr(&raw.address, &format!("{key}.address"), c);
-    let tls = raw.tls.map(|t| {
-        let k = format!("{key}.tls");
-        let cert = existing_file(base, &t.cert, &format!("{k}.cert"), c);
-        let key_path = existing_file(base, &t.key, &format!("{k}.key"), c);
-        let client_ca = t
-            .client_ca
-            .as_deref()
-            .map(|ca| existing_file(base, ca, &format!("{k}.client_ca"), c));
-        let require = t.require_client_cert.unwrap_or(client_ca.is_some());
-        if require && client_ca.is_none() {
-            c.push(
-                format!("{k}.require_client_cert"),
-                "client certificates are required but no client_ca is set",
-                "set client_ca to the PEM bundle of CAs that sign client certificates",
-            );
-        }
-        Tls {
-            cert,
-            key: key_path,
-            client_ca,
-            require_client_cert: require,
-        }
-    });
+    let tls = raw.tls.map(|t| tls(t, &format!("{key}.tls"), base, c));
     let max_body_bytes = match raw.max_body_bytes.map(|s| s.bytes()) {
         None => DEFAULT_MAX_BODY,
         Some(Ok(0)) => {
@@ -117,32 +95,7 @@ pub(super) fn listener(
             DEFAULT_MAX_BODY
         }
     };
-    let credentials = match raw.credentials {
-        None => vec![
-            CredentialSource::AuthorizationHeader {
-                scheme: "Bearer".into(),
-            },
-            CredentialSource::AuthorizationHeader {
-                scheme: "APIKEY".into(),
-            },
-            CredentialSource::Header {
-                name: HeaderName::from_static("x-api-key"),
-            },
-        ],
-        Some(list) => {
-            if list.is_empty() {
-                c.push(
-                    format!("{key}.credentials"),
-                    "no credential location configured",
-                    "list at least one, e.g. `- authorization_header: Bearer`",
-                );
-            }
-            list.into_iter()
-                .enumerate()
-                .filter_map(|(i, s)| credential_source(s, &format!("{key}.credentials[{i}]"), c))
-                .collect()
-        }
-    };
+    let credentials = credentials(raw.credentials, key, c);
     let trusted_proxies = raw
         .trusted_proxies
         .unwrap_or_default()
@@ -210,6 +163,65 @@ pub(super) fn credential_source(
         RawCredentialSource::CustomHeader(name) => {
             let name = header_name(&name, key, c)?;
             Some(CredentialSource::Header { name })
+        }
+    }
+}
+
+/// `listen.tls`: the files must exist; requiring client certificates needs a CA.
+fn tls(t: RawTls, k: &str, base: &Path, c: &mut Collector) -> Tls {
+    let cert = existing_file(base, &t.cert, &format!("{k}.cert"), c);
+    let key_path = existing_file(base, &t.key, &format!("{k}.key"), c);
+    let client_ca = t
+        .client_ca
+        .as_deref()
+        .map(|ca| existing_file(base, ca, &format!("{k}.client_ca"), c));
+    let require = t.require_client_cert.unwrap_or(client_ca.is_some());
+    if require && client_ca.is_none() {
+        c.push(
+            format!("{k}.require_client_cert"),
+            "client certificates are required but no client_ca is set",
+            "set client_ca to the PEM bundle of CAs that sign client certificates",
+        );
+    }
+    Tls {
+        cert,
+        key: key_path,
+        client_ca,
+        require_client_cert: require,
+    }
+}
+
+/// `listen.credentials`: where API keys are read from (default: both
+/// `Authorization` schemes and `x-api-key`).
+fn credentials(
+    list: Option<Vec<RawCredentialSource>>,
+    key: &str,
+    c: &mut Collector,
+) -> Vec<CredentialSource> {
+    match list {
+        None => vec![
+            CredentialSource::AuthorizationHeader {
+                scheme: "Bearer".into(),
+            },
+            CredentialSource::AuthorizationHeader {
+                scheme: "APIKEY".into(),
+            },
+            CredentialSource::Header {
+                name: HeaderName::from_static("x-api-key"),
+            },
+        ],
+        Some(list) => {
+            if list.is_empty() {
+                c.push(
+                    format!("{key}.credentials"),
+                    "no credential location configured",
+                    "list at least one, e.g. `- authorization_header: Bearer`",
+                );
+            }
+            list.into_iter()
+                .enumerate()
+                .filter_map(|(i, s)| credential_source(s, &format!("{key}.credentials[{i}]"), c))
+                .collect()
         }
     }
 }
