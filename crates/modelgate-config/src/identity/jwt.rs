@@ -176,46 +176,7 @@ pub(super) fn jwt_rule(
             return None;
         }
     };
-    let keys = match (raw.jwks_uri, raw.jwks) {
-        (Some(_), Some(_)) => {
-            c.push(
-                key,
-                "both jwks_uri and jwks are set",
-                "keep one (as Istio: only one of jwks or jwksUri can be set)",
-            );
-            return None;
-        }
-        (Some(u), None) => JwksSource::Uri(http_url(&u, &format!("{key}.jwks_uri"), c)?),
-        (None, Some(j)) => {
-            match serde_json::from_str::<serde_json::Value>(&j) {
-                Ok(v) if v.get("keys").is_some_and(serde_json::Value::is_array) => {}
-                _ => c.push(
-                    format!("{key}.jwks"),
-                    "not a JSON Web Key Set",
-                    "write the JSON object {\"keys\": [...]} as a string",
-                ),
-            }
-            JwksSource::Inline(j)
-        }
-        (None, None) => {
-            let url = format!(
-                "{}/.well-known/openid-configuration",
-                issuer.trim_end_matches('/')
-            );
-            match Uri::from_str(&url) {
-                Ok(u)
-                    if matches!(u.scheme_str(), Some("http" | "https"))
-                        && u.authority().is_some() =>
-                {
-                    JwksSource::Discovery(u)
-                }
-                _ => {
-                    c.push(key, format!("issuer {issuer:?} is not an http(s) URL, so its keys cannot be discovered"), "set jwks_uri or jwks");
-                    return None;
-                }
-            }
-        }
-    };
+    let keys = keys_source(raw.jwks_uri, raw.jwks, &issuer, key, c)?;
     let from_headers = raw
         .from_headers
         .unwrap_or_default()
@@ -229,57 +190,7 @@ pub(super) fn jwt_rule(
             })
         })
         .collect();
-    let output_claim_to_headers: Vec<ClaimToHeader> = raw
-        .output_claim_to_headers
-        .unwrap_or_default()
-        .into_iter()
-        .enumerate()
-        .filter_map(|(i, o)| {
-            let k = format!("{key}.output_claim_to_headers[{i}]");
-            if !o
-                .header
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-                || o.header.is_empty()
-            {
-                c.push(
-                    format!("{k}.header"),
-                    format!("invalid header {:?}", o.header),
-                    "use letters, digits, '-' and '_' (Istio: ^[-_A-Za-z0-9]+$)",
-                );
-                return None;
-            }
-            if o.claim.is_empty() {
-                c.push(
-                    format!("{k}.claim"),
-                    "empty claim",
-                    "name a claim such as sub, or a.b.c for nested claims",
-                );
-                return None;
-            }
-            Some(ClaimToHeader {
-                header: header_name(&o.header, &format!("{k}.header"), c)?,
-                claim: o.claim,
-            })
-        })
-        .collect();
-    for o in &output_claim_to_headers {
-        if matches!(
-            o.header.as_str(),
-            "authorization"
-                | "host"
-                | "cookie"
-                | "content-length"
-                | "content-type"
-                | "transfer-encoding"
-        ) {
-            c.push(
-                format!("{key}.output_claim_to_headers"),
-                format!("{} cannot carry a claim", o.header),
-                "use a dedicated header such as kubeflow-userid",
-            );
-        }
-    }
+    let output_claim_to_headers = claim_headers(raw.output_claim_to_headers, key, c);
     let output_payload_to_header = raw
         .output_payload_to_header
         .as_deref()
@@ -393,4 +304,115 @@ pub(super) fn jwks_settings(
             c,
         ),
     }
+}
+
+/// Where a rule's keys come from: `jwks_uri`, inline `jwks`, or discovery
+/// from the issuer (never both of the first two).
+fn keys_source(
+    jwks_uri: Option<String>,
+    jwks: Option<String>,
+    issuer: &str,
+    key: &str,
+    c: &mut Collector,
+) -> Option<JwksSource> {
+    Some(match (jwks_uri, jwks) {
+        (Some(_), Some(_)) => {
+            c.push(
+                key,
+                "both jwks_uri and jwks are set",
+                "keep one (as Istio: only one of jwks or jwksUri can be set)",
+            );
+            return None;
+        }
+        (Some(u), None) => JwksSource::Uri(http_url(&u, &format!("{key}.jwks_uri"), c)?),
+        (None, Some(j)) => {
+            match serde_json::from_str::<serde_json::Value>(&j) {
+                Ok(v) if v.get("keys").is_some_and(serde_json::Value::is_array) => {}
+                _ => c.push(
+                    format!("{key}.jwks"),
+                    "not a JSON Web Key Set",
+                    "write the JSON object {\"keys\": [...]} as a string",
+                ),
+            }
+            JwksSource::Inline(j)
+        }
+        (None, None) => {
+            let url = format!(
+                "{}/.well-known/openid-configuration",
+                issuer.trim_end_matches('/')
+            );
+            match Uri::from_str(&url) {
+                Ok(u)
+                    if matches!(u.scheme_str(), Some("http" | "https"))
+                        && u.authority().is_some() =>
+                {
+                    JwksSource::Discovery(u)
+                }
+                _ => {
+                    c.push(key, format!("issuer {issuer:?} is not an http(s) URL, so its keys cannot be discovered"), "set jwks_uri or jwks");
+                    return None;
+                }
+            }
+        }
+    })
+}
+
+/// `output_claim_to_headers`: Istio's header-name rule, a non-empty claim,
+/// and never a header the request relies on.
+fn claim_headers(
+    list: Option<Vec<RawClaimToHeader>>,
+    key: &str,
+    c: &mut Collector,
+) -> Vec<ClaimToHeader> {
+    let output_claim_to_headers: Vec<ClaimToHeader> = list
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, o)| {
+            let k = format!("{key}.output_claim_to_headers[{i}]");
+            if !o
+                .header
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                || o.header.is_empty()
+            {
+                c.push(
+                    format!("{k}.header"),
+                    format!("invalid header {:?}", o.header),
+                    "use letters, digits, '-' and '_' (Istio: ^[-_A-Za-z0-9]+$)",
+                );
+                return None;
+            }
+            if o.claim.is_empty() {
+                c.push(
+                    format!("{k}.claim"),
+                    "empty claim",
+                    "name a claim such as sub, or a.b.c for nested claims",
+                );
+                return None;
+            }
+            Some(ClaimToHeader {
+                header: header_name(&o.header, &format!("{k}.header"), c)?,
+                claim: o.claim,
+            })
+        })
+        .collect();
+    for o in &output_claim_to_headers {
+        if matches!(
+            o.header.as_str(),
+            "authorization"
+                | "host"
+                | "cookie"
+                | "content-length"
+                | "content-type"
+                | "transfer-encoding"
+        ) {
+            c.push(
+                format!("{key}.output_claim_to_headers"),
+                format!("{} cannot carry a claim", o.header),
+                "use a dedicated header such as kubeflow-userid",
+            );
+        }
+    }
+    output_claim_to_headers
 }
