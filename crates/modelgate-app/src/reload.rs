@@ -2,14 +2,17 @@
 //! are watched (inotify via `notify`, plus a 1 s metadata poll that also
 //! catches Kubernetes' symlink-swapped Secret mounts); SIGHUP reloads
 //! everything. A new configuration that fails to load is logged and the old
-//! one keeps serving.
+//! one keeps serving. Keys read only at start (listeners, admin address,
+//! logging, runtime threads: `modelgate_config::RESTART_KEYS`) keep their
+//! running values; a reload that changes one warns, naming the key, and sets
+//! `modelgate_config_restart_required`.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use modelgate_authn::KeyStore;
-use modelgate_config::Listener;
+use modelgate_config::{Config, Listener};
 use modelgate_listen::TlsSetup;
 use notify::Watcher;
 
@@ -47,6 +50,9 @@ pub struct Reloader {
     shared: Arc<Shared>,
     config_path: PathBuf,
     listeners: Vec<Listener>,
+    /// The configuration the process started with: what pinned keys run with.
+    started: Config,
+    restart_required: Box<dyn Fn(usize) + Send + Sync>,
     tls: Vec<Arc<TlsSetup>>,
     watched: Mutex<Watched>,
 }
@@ -58,14 +64,9 @@ impl Reloader {
         listeners: Vec<Listener>,
         tls: Vec<Arc<TlsSetup>>,
     ) -> Self {
-        let keys_path = shared
-            .pipeline
-            .load()
-            .config
-            .auth
-            .api_keys
-            .as_ref()
-            .map(|k| k.file.clone());
+        let started = shared.pipeline.load().config.clone();
+        let keys_path = started.auth.api_keys.as_ref().map(|k| k.file.clone());
+        let restart_required = shared.metrics.config_restart_required();
         let watched = Watched {
             config: fingerprint(&config_path),
             keys: keys_path.as_deref().and_then(fingerprint),
@@ -75,6 +76,8 @@ impl Reloader {
             shared,
             config_path,
             listeners,
+            started,
+            restart_required,
             tls,
             watched: Mutex::new(watched),
         }
@@ -104,11 +107,7 @@ impl Reloader {
                 return;
             }
         };
-        if config.listeners != self.listeners {
-            tracing::warn!(
-                "listener changes (addresses, TLS files, limits) take effect after a restart; other changes apply now"
-            );
-        }
+        self.warn_restart_keys(&config);
         let old = self.shared.pipeline.load_full();
         let mut config = config;
         config.listeners = self.listeners.clone();
@@ -143,6 +142,20 @@ impl Reloader {
                 tracing::error!(errors = %e, "configuration reload rejected; the previous configuration stays in force");
             }
         }
+    }
+
+    /// Names every key the new file changes that only a restart applies.
+    fn warn_restart_keys(&self, config: &Config) {
+        let mut running = self.started.clone();
+        running.listeners = self.listeners.clone();
+        let keys = modelgate_config::restart_required(&running, config);
+        for key in &keys {
+            tracing::warn!(
+                %key,
+                "{key} changed, but it is read only at start: restart modelgate to apply it; the running value stays in force (other changes apply now)"
+            );
+        }
+        (self.restart_required)(keys.len());
     }
 
     fn reload_keys(&self) {

@@ -353,6 +353,23 @@ fn status_label(status: u16) -> u16 {
     }
 }
 
+impl Metrics {
+    /// Registers `modelgate_config_restart_required` (keys changed in the
+    /// file that only a restart applies; 0 when the file matches what runs)
+    /// and returns its setter. Call once per process.
+    pub fn config_restart_required(&self) -> Box<dyn Fn(usize) + Send + Sync> {
+        let g: Gauge = Gauge::default();
+        self.register(
+            "config_restart_required",
+            "Keys changed in the configuration file that need a restart to apply (0: none)",
+            g.clone(),
+        );
+        Box::new(move |n| {
+            g.set(i64::try_from(n).unwrap_or(i64::MAX));
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

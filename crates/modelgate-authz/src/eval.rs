@@ -119,13 +119,10 @@ fn any_ip(nets: &[IpNet], ip: Option<IpAddr>) -> bool {
     ip.is_some_and(|ip| nets.iter().any(|n| n.contains(ip)))
 }
 
+/// `requestPrincipals` / `request.auth.principal`: Istio's string match on
+/// the whole `<iss>/<sub>` (see [`PrincipalPattern`]).
 fn principal_matches(p: &PrincipalPattern, iss: &str, sub: &str) -> bool {
-    match p {
-        PrincipalPattern::Any => !iss.is_empty() && !sub.is_empty(),
-        PrincipalPattern::Split { iss: pi, sub: ps } => {
-            pi.matches(iss.as_bytes()) && ps.matches(sub.as_bytes())
-        }
-    }
+    p.matches(iss, sub)
 }
 
 /// Whether the attribute matches any of the field's values (before `not`).

@@ -6,6 +6,7 @@
 //! its key path and a fix.
 
 mod error;
+mod fields;
 pub mod identity;
 mod interpolate;
 mod limits;
@@ -13,10 +14,12 @@ pub mod kube_keys;
 mod load;
 pub mod policy;
 pub mod raw;
+mod restart;
 mod types;
 pub mod units;
 mod validate;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use load::{load_file, parse_str};
+pub use restart::{RESTART_KEYS, listener_changes, restart_required};
 pub use types::*;

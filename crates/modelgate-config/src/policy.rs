@@ -202,51 +202,81 @@ impl std::fmt::Display for StrPattern {
     }
 }
 
-/// A `requestPrincipals` value: `*`, or `<iss>/<sub>` split at the last `/`
-/// (issuers are URLs), each side a [`StrPattern`].
+/// A `requestPrincipals` value (and a `request.auth.principal` condition
+/// value), matched as the Istio API reference states: on the whole
+/// `<iss>/<sub>` string, with one `*` as prefix, suffix or the whole value.
+/// Nothing is split at a `/`: a subject may contain `/` (GitHub OIDC's
+/// `repo:org/x:ref:refs/heads/main`) and a wildcard may reach into the
+/// issuer (`*/repo:org/x:ref:refs/heads/main`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PrincipalPattern {
-    /// `*`: any verified request principal.
-    Any,
-    Split {
-        iss: StrPattern,
-        sub: StrPattern,
-    },
-}
+pub struct PrincipalPattern(pub StrPattern);
 
 impl PrincipalPattern {
+    /// `*`: any verified request principal.
+    pub const ANY: PrincipalPattern = PrincipalPattern(StrPattern::Any);
+
+    /// Parses a value; an exact value without `/` is refused (a principal is
+    /// always `<iss>/<sub>`, so it could never match).
     pub fn parse(s: &str) -> Result<Self, String> {
-        if s == "*" {
-            return Ok(PrincipalPattern::Any);
+        let p = StrPattern::parse(s)?;
+        match &p {
+            StrPattern::Exact(l) if !l.contains('/') => Err(format!(
+                "{s:?} is not `*` or `<issuer>/<subject>` (a request principal always has a '/')"
+            )),
+            StrPattern::Prefix(l) | StrPattern::Suffix(l) if l.is_empty() => {
+                Err(format!("{s:?} is an empty pattern"))
+            }
+            _ => Ok(PrincipalPattern(p)),
         }
-        let Some((iss, sub)) = s.rsplit_once('/') else {
-            return Err(format!("{s:?} is not `*` or `<issuer>/<subject>`"));
-        };
-        let iss = if iss.is_empty() {
-            Err("empty issuer".to_string())
-        } else {
-            StrPattern::parse(iss)
-        }?;
-        let sub = if sub.is_empty() {
-            Err("empty subject".to_string())
-        } else {
-            StrPattern::parse(sub)
-        }?;
-        Ok(PrincipalPattern::Split { iss, sub })
     }
+
+    /// Whether the principal `<iss>/<sub>` matches, without building the
+    /// joined string. `*` needs a non-empty issuer and subject.
+    pub fn matches(&self, iss: &str, sub: &str) -> bool {
+        let parts: [&[u8]; 3] = [iss.as_bytes(), b"/", sub.as_bytes()];
+        match &self.0 {
+            StrPattern::Any => !iss.is_empty() && !sub.is_empty(),
+            StrPattern::Exact(e) => {
+                e.len() == iss.len() + 1 + sub.len() && joined_starts_with(&parts, e.as_bytes())
+            }
+            StrPattern::Prefix(p) => joined_starts_with(&parts, p.as_bytes()),
+            StrPattern::Suffix(s) => joined_ends_with(&parts, s.as_bytes()),
+        }
+    }
+}
+
+/// Whether the concatenation of `parts` starts with `p`.
+fn joined_starts_with(parts: &[&[u8]], mut p: &[u8]) -> bool {
+    for part in parts {
+        let n = p.len().min(part.len());
+        if part.get(..n) != p.get(..n) {
+            return false;
+        }
+        p = p.get(n..).unwrap_or_default();
+    }
+    p.is_empty()
+}
+
+/// Whether the concatenation of `parts` ends with `s`.
+fn joined_ends_with(parts: &[&[u8]], mut s: &[u8]) -> bool {
+    for part in parts.iter().rev() {
+        let n = s.len().min(part.len());
+        if part.get(part.len() - n..) != s.get(s.len() - n..) {
+            return false;
+        }
+        s = s.get(..s.len() - n).unwrap_or_default();
+    }
+    s.is_empty()
 }
 
 impl std::fmt::Display for PrincipalPattern {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            PrincipalPattern::Any => f.write_str("*"),
-            PrincipalPattern::Split { iss, sub } => write!(f, "{iss}/{sub}"),
-        }
+        self.0.fmt(f)
     }
 }
 
 /// A `paths` value: an Istio string pattern, or an Envoy URI template with
-/// `{*}` (one segment) and `{**}` (zero or more segments, last only).
+/// `{*}` (one segment) and `{**}` (any rest, the last operator).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PathMatch {
     Str(StrPattern),
@@ -271,25 +301,57 @@ impl PathMatch {
     }
 }
 
+/// Envoy's URI template semantics: the template is `/` + its segments joined
+/// by `/`; `{*}` is one non-empty segment and `{**}` any run of characters,
+/// `/` included and possibly empty. So `/a/{**}` needs `/a/` (not `/a`), and
+/// `/store/{**}/cart` matches `/store//cart` and `/store/x/y/cart` but not
+/// `/store/cart`.
 fn template_matches(segs: &[TemplateSegment], path: &str) -> bool {
-    let Some(rest) = path.strip_prefix('/') else {
+    let Some(mut rest) = path.strip_prefix('/') else {
         return false;
     };
-    let mut parts = rest.split('/');
-    for (i, seg) in segs.iter().enumerate() {
-        match seg {
-            TemplateSegment::Rest => return i + 1 == segs.len(),
-            TemplateSegment::One => match parts.next() {
-                Some(p) if !p.is_empty() => {}
-                _ => return false,
-            },
-            TemplateSegment::Literal(l) => match parts.next() {
-                Some(p) if p == l => {}
-                _ => return false,
-            },
+    let split = segs.iter().position(|s| *s == TemplateSegment::Rest);
+    let (head, tail) = match split {
+        Some(i) => (segs.get(..i).unwrap_or_default(), segs.get(i + 1..)),
+        None => (segs, None),
+    };
+    let Some(tail) = tail else {
+        // No `{**}`: segment by segment, nothing left over.
+        let mut parts = rest.split('/');
+        return head
+            .iter()
+            .all(|seg| parts.next().is_some_and(|p| seg_matches(seg, p)))
+            && parts.next().is_none();
+    };
+    // Each head segment is followed by its `/`.
+    for seg in head {
+        let Some((p, r)) = rest.split_once('/') else {
+            return false;
+        };
+        if !seg_matches(seg, p) {
+            return false;
         }
+        rest = r;
     }
-    parts.next().is_none()
+    // The tail holds literals only (validated): `/lit` each, from the end.
+    for seg in tail.iter().rev() {
+        let Some((r, p)) = rest.rsplit_once('/') else {
+            return false;
+        };
+        if !seg_matches(seg, p) {
+            return false;
+        }
+        rest = r;
+    }
+    true
+}
+
+fn seg_matches(seg: &TemplateSegment, p: &str) -> bool {
+    match seg {
+        TemplateSegment::One => !p.is_empty(),
+        TemplateSegment::Literal(l) => p == l,
+        TemplateSegment::Rest => true,
+    }
 }
 
 impl std::fmt::Display for PathMatch {

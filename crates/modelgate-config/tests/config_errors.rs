@@ -210,3 +210,47 @@ fn listen_may_be_a_list() {
     assert_eq!(cfg.listeners.len(), 2);
     assert!(!cfg.listeners[1].http2);
 }
+
+#[test]
+fn zero_timeouts_are_refused_where_they_are_nonsense() {
+    let errs = errors(
+        r#"
+listen: {address: "0.0.0.0:8080", header_read_timeout: 0s, drain_timeout: 0s}
+models:
+  - name: iris
+    upstream: {url: "${IRIS_URL}", timeout: 0s, connect_timeout: 0ms}
+auth:
+  jwt:
+  - issuer: https://idp.example.com
+    jwks_uri: https://idp.example.com/jwks
+    clock_skew: 0s
+    timeout: 0s
+"#,
+    );
+    let paths: Vec<&str> = errs.iter().map(|(p, _, _)| p.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "listen.header_read_timeout",
+            "models[0].upstream.timeout",
+            "models[0].upstream.connect_timeout",
+            "auth.jwt[0].timeout",
+        ],
+        "{errs:?}"
+    );
+    assert!(
+        errs.iter()
+            .all(|(_, m, _)| m == "must be greater than zero")
+    );
+    // A zero drain (close at once) and a zero clock skew are meaningful.
+    let cfg = parse(
+        r#"
+listen: {address: "0.0.0.0:8080", drain_timeout: 0s}
+models:
+  - name: iris
+    upstream: {url: "${IRIS_URL}"}
+"#,
+    )
+    .unwrap();
+    assert!(cfg.listeners[0].drain_timeout.is_zero());
+}

@@ -29,6 +29,11 @@ enum Command {
     Validate {
         #[arg(long, short, env = "MODELGATE_CONFIG")]
         config: PathBuf,
+        /// The file the running server was started with: also list the changed
+        /// keys a reload cannot apply (listen.*, admin.address, log.level,
+        /// log.format, runtime.*), which need a restart.
+        #[arg(long)]
+        running: Option<PathBuf>,
     },
     /// Serve the bundled iris model behind API-key auth and print a key and curl lines to try it.
     Demo(crate::demo::DemoArgs),
@@ -44,7 +49,7 @@ enum Command {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve { config } => serve(&config),
-        Command::Validate { config } => Ok(validate(&config)),
+        Command::Validate { config, running } => Ok(validate(&config, running.as_deref())),
         Command::Keys(args) => crate::keys::run(args),
         Command::Demo(args) => crate::demo::run(args),
         Command::Check(args) => Ok(crate::check::run(args)),
@@ -56,7 +61,7 @@ fn load(path: &Path) -> Result<Config, ConfigErrors> {
     modelgate_config::load_file(path)
 }
 
-fn validate(path: &Path) -> ExitCode {
+fn validate(path: &Path, running: Option<&Path>) -> ExitCode {
     let config = match load(path) {
         Ok(c) => c,
         Err(e) => {
@@ -85,6 +90,22 @@ fn validate(path: &Path) -> ExitCode {
         config.models.len(),
         if config.models.len() == 1 { "" } else { "s" },
     );
+    match running.map(load) {
+        None => {}
+        Some(Err(e)) => {
+            eprint!("{e}");
+            return ExitCode::from(2);
+        }
+        Some(Ok(r)) => {
+            let keys = modelgate_config::restart_required(&r, &config);
+            if keys.is_empty() {
+                println!("a reload applies every change");
+            }
+            for k in keys {
+                println!("needs a restart: {k} (a reload keeps the running value)");
+            }
+        }
+    }
     ExitCode::SUCCESS
 }
 

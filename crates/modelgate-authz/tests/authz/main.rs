@@ -5,6 +5,8 @@
 
 mod bypass;
 mod conformance;
+mod principals;
 mod props;
 mod reach;
 mod support;
+mod templates;

@@ -74,12 +74,16 @@ fn selector_is_refused_with_a_fix() {
 #[test]
 fn empty_spec_and_empty_rule() {
     let p = load(
-        "  - {apiVersion: security.istio.io/v1, kind: AuthorizationPolicy, metadata: {name: deny-all}, spec: {}}\n  - {name: allow-all, rules: [{}]}\n  - {name: allow-all-null, rules: [~]}\n",
+        "  - {apiVersion: security.istio.io/v1, kind: AuthorizationPolicy, metadata: {name: deny-all}, spec: {}}\n  - {name: allow-all, rules: [{}]}\n",
     )
     .unwrap();
     assert!(p[0].rules.is_none() && p[0].action == Action::Allow);
     assert_eq!(p[1].rules.as_ref().unwrap().len(), 1);
-    assert_eq!(p[2].rules.as_ref().unwrap().len(), 1);
+    // Istio refuses a null rule; read as match-all it would err open.
+    let e = errors("  - {name: allow-all-null, rules: [~]}\n");
+    assert!(e.contains("policies[0].rules[0]: empty rule (null)"), "{e}");
+    let e = errors("  - name: deny-null\n    action: DENY\n    rules:\n    - ~\n    - {}\n");
+    assert!(e.contains("policies[0].rules[0]: empty rule (null)"), "{e}");
 }
 
 #[test]
@@ -110,7 +114,7 @@ fn bad_values_name_the_key() {
         "{e}"
     );
     let e = errors(
-        "  - name: a\n    rules: [{to: [{operation: {paths: ['/a//b', '/v2/*/x*', '/a;x', '/a/{**}/b', '*']}}]}]\n",
+        "  - name: a\n    rules: [{to: [{operation: {paths: ['/a//b', '/v2/*/x*', '/a;x', '/a/{**}/{*}', '*']}}]}]\n",
     );
     assert!(e.contains("paths[0]"), "{e}");
     assert!(e.contains("paths[1]"), "{e}");
@@ -209,9 +213,14 @@ fn patterns_are_literal_bytes() {
     let rp = PrincipalPattern::parse("https://issuer.example.com/realms/x/alice").unwrap();
     assert_eq!(
         rp,
-        PrincipalPattern::Split {
-            iss: StrPattern::Exact("https://issuer.example.com/realms/x".into()),
-            sub: StrPattern::Exact("alice".into())
-        }
+        PrincipalPattern(StrPattern::Exact(
+            "https://issuer.example.com/realms/x/alice".into()
+        ))
     );
+    // Matched on the whole `iss/sub`: either split of the same string is one principal.
+    assert!(rp.matches("https://issuer.example.com/realms/x", "alice"));
+    assert!(rp.matches("https://issuer.example.com", "realms/x/alice"));
+    assert!(!rp.matches("https://issuer.example.com/realms/x", "alic"));
+    assert!(PrincipalPattern::parse("alice").is_err());
+    assert!(PrincipalPattern::parse("*").unwrap() == PrincipalPattern::ANY);
 }

@@ -1,0 +1,93 @@
+//! Raw sections → validated [`Config`], one file per section. Each check
+//! names its key and a fix.
+
+mod auth;
+mod listeners;
+mod log;
+mod models;
+mod routes;
+mod runtime;
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use yaml_serde::Value;
+
+use crate::error::Collector;
+use crate::raw::*;
+use crate::types::*;
+
+pub(crate) use routes::canonical_path;
+
+use auth::auth;
+use listeners::listeners;
+use log::log;
+use models::models;
+use runtime::runtime;
+
+/// The sections as found in the file, before validation.
+#[derive(Default)]
+pub(crate) struct Sections {
+    pub listen: Option<Value>,
+    pub admin: Option<RawAdmin>,
+    pub models: Option<Value>,
+    pub auth: Option<RawAuth>,
+    pub policies: Option<Value>,
+    pub log: Option<RawLog>,
+    pub runtime: Option<RawRuntime>,
+}
+
+const DEFAULT_ADMIN: &str = "127.0.0.1:9901";
+
+pub(crate) fn validate(s: Sections, base: &Path, c: &mut Collector) -> Option<Config> {
+    let listeners = listeners(s.listen, base, c);
+    let admin = admin(s.admin, c);
+    let models = models(s.models, base, c);
+    let auth = auth(s.auth.unwrap_or_default(), base, c);
+    let policies = crate::policy::policies(s.policies, c);
+    let log = log(s.log.unwrap_or_default(), base, c);
+    let runtime = runtime(s.runtime.unwrap_or_default(), c);
+    if let (Some(admin), Some(listeners)) = (&admin, &listeners) {
+        for (i, l) in listeners.iter().enumerate() {
+            if l.address == admin.address {
+                c.push(
+                    format!("listen[{i}].address"),
+                    format!("{} is also the admin address", l.address),
+                    "give the admin listener its own port (admin.address)",
+                );
+            }
+        }
+    }
+    Some(Config {
+        listeners: listeners?,
+        admin: admin?,
+        models: models?,
+        auth: auth?,
+        policies,
+        log: log?,
+        runtime: runtime?,
+    })
+}
+
+fn socket_addr(s: &str, key: &str, c: &mut Collector) -> Option<SocketAddr> {
+    match s.parse() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            c.push(
+                key,
+                format!("invalid listen address {s:?}"),
+                "write IP:PORT, e.g. 0.0.0.0:8080 or 127.0.0.1:9901 (host names are not resolved)",
+            );
+            None
+        }
+    }
+}
+
+fn admin(raw: Option<RawAdmin>, c: &mut Collector) -> Option<Admin> {
+    let s = raw
+        .map(|a| a.address)
+        .unwrap_or_else(|| DEFAULT_ADMIN.to_string());
+    Some(Admin {
+        address: socket_addr(&s, "admin.address", c)?,
+    })
+}
