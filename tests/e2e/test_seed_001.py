@@ -36,7 +36,10 @@ def expected(body: dict) -> None:
     assert body["model_name"] == "iris"
     assert body["id"]
     out = body["outputs"][0]
-    assert (out["name"], out["shape"], out["datatype"], out["data"]) == ("output-0", [2], "INT32", [1, 1])
+    assert (out["name"], out["shape"], out["data"]) == ("output-0", [2], [1, 1])
+    # The datatype is the model's label dtype, passed through unchanged: the
+    # seed's model was saved with int32 labels, the test model with int64.
+    assert out["datatype"] in ("INT32", "INT64")
 
 
 def test_without_token_401_with_token_200(run_modelgate, start_modelgate, kserve_iris_named_iris, tmp_path):
@@ -73,3 +76,23 @@ def test_service_account_token_through_the_odh_authconfig(run_modelgate, start_m
     r = requests.post(url, data=BODY, headers={**HEADERS, "Authorization": f"Bearer {SA_TOKEN}"}, timeout=20)
     assert r.status_code == 200, r.text
     expected(r.json())
+
+
+def test_report_and_output_files_and_bad_input(run_modelgate, tmp_path):
+    from seed_import import FIXTURES
+
+    out, rep = tmp_path / "modelgate.yaml", tmp_path / "report.txt"
+    r = run_modelgate(["import", FIXTURES / "seeds" / "001-authorizationpolicy.yaml", FIXTURES / "derived",
+                       "--report", rep, "-o", out, "--upstream", "iris=http://127.0.0.1:9"])
+    assert r.returncode == 0, r.stderr
+    assert (r.stdout, r.stderr) == ("", "")
+    report = rep.read_text()
+    # A directory is read whole: 000's and 001's objects, every kind named in the report.
+    assert "AuthConfig/demo-rhoai-secured/llama3" in report and "InferenceService/authorino-test/iris" in report
+    assert "untranslated: AuthConfig/authorino-test/iris: spec.authorization.kubernetes-rbac.kubernetesSubjectAccessReview" in report
+    assert "url: http://127.0.0.1:9\n" in out.read_text()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("kind: [")
+    r = run_modelgate(["import", bad])
+    assert r.returncode == 2 and "not valid YAML" in r.stderr
+    assert run_modelgate(["import", bad, "--upstream", "no-equals-sign"]).returncode == 1

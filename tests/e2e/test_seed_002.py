@@ -76,3 +76,32 @@ def test_forged_service_account_token_is_refused(gate):
     forged = ".".join([head, payload, sig[:-4] + ("AAAA" if not sig.endswith("AAAA") else "BBBB")])
     r = requests.post(mg.url + PATH, headers={"Authorization": f"Bearer {forged}"}, data=json.dumps(INPUT), timeout=20)
     assert r.status_code == 401
+
+
+def test_kubeflow_userid_reaches_the_model_and_cannot_be_forged(run_modelgate, start_modelgate, start_oidc,
+                                                                  start_nginx, tmp_path):
+    # An nginx upstream that answers like the model and echoes what it received.
+    echo = start_nginx("""
+server {
+  listen 127.0.0.1:__PORT__;
+  location / {
+    default_type application/json;
+    add_header x-seen-userid "$http_kubeflow_userid" always;
+    add_header x-seen-host "$host" always;
+    add_header x-seen-uri "$request_uri" always;
+    return 200 '{"predictions":[1,1]}';
+  }
+}
+""")
+    idp = start_oidc()
+    config, _ = import_config(
+        run_modelgate, FILES, *seed_vars("002-inferenceservice.vars", "002-virtualservice.vars"),
+        "--upstream", f"{MODEL}={echo.url}", "--jwks-uri", f"{SA_ISSUER}={idp.issuer}/jwks")
+    mg = serve_imported(run_modelgate, start_modelgate, tmp_path, config)
+    token = service_account_token(idp, NS, "default-editor", "istio-ingressgateway.istio-system.svc.cluster.local")
+    r = requests.post(mg.url + PATH, data=json.dumps(INPUT), timeout=20,
+                      headers={"Authorization": f"Bearer {token}", "kubeflow-userid": "admin@example.com"})
+    assert r.status_code == 200, r.text
+    assert r.headers["x-seen-userid"] == f"system:serviceaccount:{NS}:default-editor"
+    assert r.headers["x-seen-host"] == f"{MODEL}.{NS}.svc.cluster.local"
+    assert r.headers["x-seen-uri"] == f"/v1/models/{MODEL}:predict"

@@ -2,6 +2,8 @@
 //! `import` → a configuration modelgate-config accepts, equivalent to the
 //! hand-written examples/seed-*.yaml.
 
+#![allow(clippy::unwrap_used, clippy::panic)] // test helpers
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
