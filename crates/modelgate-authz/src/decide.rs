@@ -6,7 +6,7 @@ use std::sync::Arc;
 use cel::Env;
 use modelgate_config::policy::{Action, Policy};
 use modelgate_config::{Config, ConfigError};
-use modelgate_core::{AuthMethod, Grants, Principal};
+use modelgate_core::{AuthFailure, AuthMethod, Grants, Principal, Reject};
 use modelgate_route::ModelRef;
 
 use crate::PermitBasis;
@@ -50,6 +50,18 @@ pub enum Verdict {
 impl Verdict {
     pub fn is_allow(&self) -> bool {
         matches!(self, Verdict::Allow { .. })
+    }
+
+    /// The refusal the client gets; `None` for an allow.
+    pub fn reject(&self) -> Option<Reject> {
+        match self {
+            Verdict::Allow { .. } => None,
+            Verdict::NeedCredential { .. } => {
+                Some(Reject::Unauthenticated(AuthFailure::CredentialNotFound))
+            }
+            Verdict::Forbidden { message, .. } => Some(Reject::Forbidden(message.clone())),
+            Verdict::NotFound(m) => Some(Reject::NotFound(m.clone())),
+        }
     }
 }
 
