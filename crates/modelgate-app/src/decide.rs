@@ -11,7 +11,7 @@ use std::time::{Instant, SystemTime};
 
 use http::{HeaderMap, Method};
 use modelgate_authn::{Authenticated, Authenticator};
-use modelgate_authz::{Authorizer, Caller, Permit, Verdict};
+use modelgate_authz::{Authorizer, Caller, Permit, Ruling};
 use modelgate_config::Listener;
 use modelgate_core::{AuthFailure, PeerIdentity, Principal, Reject, RequestFacts};
 use modelgate_route::{RouteMatch, RouteTable};
@@ -117,9 +117,9 @@ pub struct Decision {
     /// Model, protocol, operation and upstream path; `None` if not routed.
     pub route: Option<RouteMatch>,
     pub identity: Identity,
-    /// The authorization verdict (with its basis and policy); `None` if the
-    /// decision stopped before authorization.
-    pub verdict: Option<Verdict>,
+    /// The authorization ruling: verdict with its basis and policy, dry-run
+    /// and AUDIT policies; `None` if the decision stopped before authorization.
+    pub ruling: Option<Ruling>,
     /// `Ok` when allowed — with the [`Permit`] unless the identity was
     /// assumed — else the refusal the client gets.
     pub result: Result<Option<Permit>, Reject>,
@@ -170,7 +170,7 @@ impl Decider<'_> {
             facts: None,
             route: None,
             identity: Identity::NotReached,
-            verdict: None,
+            ruling: None,
             result: Ok(None),
             explain: Vec::new(),
         };
@@ -181,9 +181,9 @@ impl Decider<'_> {
             .await;
         if let (true, Some(v)) = (
             tracing::enabled!(target: "modelgate_authz", tracing::Level::DEBUG),
-            &d.verdict,
+            &d.ruling,
         ) {
-            tracing::debug!(target: "modelgate_authz", request_id = %d.request_id, decision = ?v, explain = %d.explain.join("; "), "authorization decision");
+            tracing::debug!(target: "modelgate_authz", request_id = %d.request_id, decision = ?v.verdict, explain = %d.explain.join("; "), "authorization decision");
         }
         d
     }
@@ -241,8 +241,8 @@ impl Decider<'_> {
         };
         let why = explain.then_some(&mut d.explain);
         let judged = self.authz.judge(caller, facts, route, listener, why);
-        let refusal = judged.verdict.reject();
-        d.verdict = Some(judged.verdict);
+        let refusal = judged.ruling.verdict.reject();
+        d.ruling = Some(judged.ruling);
         match refusal {
             Some(r) => Err(r),
             None => Ok(judged.permit),

@@ -11,7 +11,6 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use modelgate_audit::Metrics;
 use modelgate_authn::KeyStore;
-use modelgate_authz::Verdict;
 use modelgate_core::{BoxBody, Reject, full};
 use modelgate_listen::{ConnInfo, Handler};
 use modelgate_runtime::Runtime;
@@ -60,6 +59,7 @@ impl Handler for Gateway {
             upstream: None,
             upstream_elapsed: None,
             istio_compat: false,
+            ruling: None,
         };
         let ready = self.shared.ready.load(Ordering::Acquire);
         let (parts, body) = req.into_parts();
@@ -192,8 +192,10 @@ async fn flow(
         facts,
         route,
         result,
+        ruling,
         ..
     } = d;
+    trace.ruling = ruling;
     let permit = result.map_err(refuse)?;
     let (Some(facts), Some(route), Some(permit)) = (facts, route, permit) else {
         return Err(refuse(Reject::Internal {
@@ -238,5 +240,5 @@ fn note(trace: &mut Trace, d: &Decision) {
     if let Some(p) = d.identity.principal() {
         trace.identify(p);
     }
-    trace.authorized = d.verdict.as_ref().is_some_and(Verdict::is_allow);
+    trace.authorized = d.ruling.as_ref().is_some_and(|r| r.verdict.is_allow());
 }

@@ -280,7 +280,7 @@ impl Authenticator {
                 },
                 _ => continue,
             };
-            return Ok(Authenticated::new(principal));
+            return Ok(authenticated::seal(principal));
         }
         Err(self.unclaimed(token.as_deref(), api_key))
     }

@@ -8,14 +8,16 @@ mod decide;
 pub mod eval;
 pub mod input;
 mod permit;
+mod steps;
+mod verdict;
 
-pub use decide::{CallerKind, Engine, RBAC_DENIED, Verdict, grants_restrict};
+pub use decide::{CallerKind, Engine, RBAC_DENIED, grants_restrict};
 pub use input::{Input, remote_ip};
-pub use permit::{Permit, PermitBasis};
+pub use permit::Permit;
+pub use verdict::{Basis, Basis as PermitBasis, DryRun, PolicyRef, Ruling, Verdict};
 
-use modelgate_authn::Authenticated;
 use modelgate_config::{Config, ConfigError, Listener};
-use modelgate_core::{Principal, Reject, RequestFacts};
+use modelgate_core::{Authenticated, Principal, Reject, RequestFacts};
 use modelgate_route::RouteMatch;
 
 /// Who is asking.
@@ -50,11 +52,12 @@ impl Caller<'_> {
     }
 }
 
-/// One authorization decision: the verdict (with the rule that made it) and,
-/// when it allows a caller that may reach the backend, the [`Permit`].
+/// One authorization decision: the ruling (verdict, the rule that made it,
+/// dry-run and AUDIT policies) and, when it allows a caller that may reach
+/// the backend, the [`Permit`].
 #[derive(Debug)]
 pub struct Judgement {
-    pub verdict: Verdict,
+    pub ruling: Ruling,
     /// `Some` exactly when the verdict allows and the caller is not assumed.
     pub permit: Option<Permit>,
 }
@@ -64,9 +67,13 @@ impl Judgement {
     pub fn into_permit(self) -> Result<Permit, Reject> {
         match self.permit {
             Some(p) => Ok(p),
-            None => Err(self.verdict.reject().unwrap_or_else(|| Reject::Internal {
-                detail: "allowed without a permit (assumed identity)".into(),
-            })),
+            None => Err(self
+                .ruling
+                .verdict
+                .reject()
+                .unwrap_or_else(|| Reject::Internal {
+                    detail: "allowed without a permit (assumed identity)".into(),
+                })),
         }
     }
 }
@@ -103,8 +110,8 @@ impl Authorizer {
         explain: Option<&mut Vec<String>>,
     ) -> Judgement {
         let input = Input::new(facts, route, caller.principal(), &listener.trusted_proxies);
-        let verdict = self.engine.evaluate(&input, caller.kind(), explain);
-        let permit = match (&verdict, caller) {
+        let ruling = self.engine.rule(&input, caller.kind(), explain);
+        let permit = match (&ruling.verdict, caller) {
             (_, Caller::Assumed(_)) => None,
             (Verdict::Allow { basis, policy, .. }, caller) => Some(Permit::new(
                 match caller {
@@ -117,7 +124,7 @@ impl Authorizer {
             )),
             _ => None,
         };
-        Judgement { verdict, permit }
+        Judgement { ruling, permit }
     }
 
     /// [`Authorizer::judge`] for a caller that goes on to the backend: the

@@ -239,7 +239,7 @@ fn print(d: &Decision, raw_path: &str, no_policies: bool) -> ExitCode {
             if model.is_empty() { "-" } else { model }
         );
     }
-    if d.verdict.is_some() {
+    if d.ruling.is_some() {
         if no_policies {
             println!("policies: none (grants and defaults decide)");
         }
@@ -248,10 +248,31 @@ fn print(d: &Decision, raw_path: &str, no_policies: bool) -> ExitCode {
             println!("  - {line}");
         }
     }
-    match (&d.result, &d.verdict) {
+    if let Some(r) = &d.ruling {
+        for w in &r.dry_run {
+            let p = &w.policy;
+            println!(
+                "dry-run: {} {} would {}",
+                p.action.as_str(),
+                p.name,
+                w.would
+            );
+        }
+        for p in &r.audit {
+            println!("audit: {} {} matched", p.action.as_str(), p.name);
+        }
+        let v = &r.verdict;
+        if let Some(b) = v.basis() {
+            println!("basis: {}", b.as_str());
+        }
+        if let Some(p) = v.policy() {
+            println!("policy: {} {}", p.action.as_str(), p.name);
+        }
+    }
+    match (&d.result, d.ruling.as_ref().map(|r| &r.verdict)) {
         (Ok(_), Some(Verdict::Allow { basis, policy })) => {
             match policy {
-                Some(p) => println!("decision: ALLOW ({}: {p})", basis.as_str()),
+                Some(p) => println!("decision: ALLOW ({}: {})", basis.as_str(), p.name),
                 None => println!("decision: ALLOW ({})", basis.as_str()),
             }
             ExitCode::SUCCESS
