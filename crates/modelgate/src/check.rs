@@ -14,7 +14,7 @@ use modelgate_app::{Ask, Claimed, Decision, Explainer, GivenModel, Identity};
 use modelgate_authn::keys::KeyFile;
 use modelgate_authz::Verdict;
 use modelgate_config::CredentialSource;
-use modelgate_core::AuthFailure;
+use modelgate_core::{AuthFailure, PeerIdentity};
 
 #[derive(clap::Args)]
 pub struct CheckArgs {
@@ -53,6 +53,16 @@ pub struct CheckArgs {
     /// The request is gRPC (`content-type: application/grpc`).
     #[arg(long)]
     grpc: bool,
+    /// A SAN URI of the verified client certificate, as on an mTLS listener
+    /// (e.g. spiffe://cluster.local/ns/team-a/sa/scorer; repeatable).
+    #[arg(long = "peer-uri", value_name = "URI")]
+    peer_uris: Vec<String>,
+    /// A SAN DNS name of the verified client certificate (repeatable).
+    #[arg(long = "peer-dns", value_name = "NAME")]
+    peer_dns: Vec<String>,
+    /// The subject common name of the verified client certificate.
+    #[arg(long = "peer-cn", value_name = "CN")]
+    peer_cn: Option<String>,
 }
 
 fn bad(msg: impl std::fmt::Display) -> ExitCode {
@@ -161,10 +171,20 @@ fn ask(args: &CheckArgs, explainer: &Explainer) -> Result<Ask, String> {
         headers,
         client: SocketAddr::new(args.source_ip, 40000),
         local: listener.address,
-        peer: None,
+        peer: peer(args),
         listener: args.listener,
         received: Instant::now(),
     })
+}
+
+/// The client certificate described by `--peer-*`, if any.
+fn peer(args: &CheckArgs) -> Option<PeerIdentity> {
+    let p = PeerIdentity {
+        uris: args.peer_uris.clone(),
+        dns: args.peer_dns.clone(),
+        common_name: args.peer_cn.clone(),
+    };
+    (p != PeerIdentity::default()).then_some(p)
 }
 
 /// The identity to assume, if `--identity` or `--claims` names one.
