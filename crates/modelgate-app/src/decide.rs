@@ -343,3 +343,6 @@ impl Explainer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

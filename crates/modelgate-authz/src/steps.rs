@@ -160,8 +160,8 @@ impl Run<'_, '_, '_> {
         )))
     }
 
-    /// 4. Grants: an identity that carries grants is an implicit DENY for
-    /// other models.
+    /// Step 4, grants: an identity that carries grants is an implicit DENY
+    /// for other models.
     fn grants(&mut self) -> Option<Verdict> {
         let i = self.i;
         let (Some(p), Some(model)) = (i.principal, i.route.model.known()) else {

@@ -36,7 +36,7 @@ enum Command {
     Keys(crate::keys::KeysArgs),
     /// Show what the gateway would decide for a described request, and why
     /// (exit 0 allow, 1 deny, 2 bad input).
-    Check(crate::check::CheckArgs),
+    Check(Box<crate::check::CheckArgs>),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -45,7 +45,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Validate { config } => Ok(validate(&config)),
         Command::Keys(args) => crate::keys::run(args),
         Command::Demo(args) => crate::demo::run(args),
-        Command::Check(args) => Ok(crate::check::run(args)),
+        Command::Check(args) => Ok(crate::check::run(*args)),
     }
 }
 
