@@ -6,7 +6,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
 use http::{HeaderValue, Response};
-use modelgate_audit::{Decision, Metrics, Outcome, authorino_response};
+use modelgate_audit::{Decision, Metrics, Outcome, PolicyNote, Rule, authorino_response};
+use modelgate_authz::{PolicyRef, Ruling};
 use modelgate_core::respond::{RenderContext, X_EXT_AUTH_REASON, render};
 use modelgate_core::{AuthMethod, BoxBody, ErrorShape, Operation, Principal, Protocol, Reject};
 
@@ -32,6 +33,8 @@ pub struct Trace {
     /// The listener answers authentication and authorization refusals as
     /// Envoy does (`text/plain`, `RBAC: access denied`).
     pub istio_compat: bool,
+    /// The authorization ruling, once authorization ran.
+    pub ruling: Option<Ruling>,
 }
 
 impl Trace {
@@ -87,7 +90,33 @@ impl Trace {
             upstream: self.upstream.as_deref(),
             upstream_ms: self.upstream_elapsed,
             total_ms: self.received.elapsed(),
+            rule: self.rule(),
         }
+    }
+
+    /// The rule that decided, and the policies that watched, for the log.
+    fn rule(&self) -> Rule<'_> {
+        let Some(r) = &self.ruling else {
+            return Rule::default();
+        };
+        Rule {
+            basis: r.verdict.basis().map(|b| b.as_str()),
+            policy: r.verdict.policy().map(|p| note(p, None)),
+            dry_run: r
+                .dry_run
+                .iter()
+                .map(|d| note(&d.policy, Some(d.would)))
+                .collect(),
+            audit: r.audit.iter().map(|p| note(p, None)).collect(),
+        }
+    }
+}
+
+fn note<'a>(p: &'a PolicyRef, would: Option<&'static str>) -> PolicyNote<'a> {
+    PolicyNote {
+        name: &p.name,
+        action: p.action.as_str(),
+        would,
     }
 }
 

@@ -1,26 +1,23 @@
-//! The request pipeline, in flow order: read → route → authenticate → bind
-//! body model → authorize → backend → audit. Each stage is one named step;
-//! see `docs/pipeline.md` for the chart.
+//! The request pipeline, in flow order: the decision (read → route →
+//! authenticate → bind body model → authorize, in [`crate::decide`]) → backend
+//! → audit. See `docs/pipeline.md` for the chart.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use modelgate_audit::Metrics;
 use modelgate_authn::KeyStore;
-use modelgate_authz::Caller;
-use modelgate_core::{AuthFailure, BoxBody, Reject, full};
+use modelgate_core::{BoxBody, Reject, full};
 use modelgate_listen::{ConnInfo, Handler};
-use modelgate_route::RouteMatch;
 use modelgate_runtime::Runtime;
 
 use crate::backend::{Call, Failure};
-use crate::body::{
-    BodyDeadline, Prefixed, boxed, check_declared_length, grpc_model, openai_model, read_bounded,
-};
+use crate::body::{BodyDeadline, Prefixed, boxed, grpc_model, openai_model, read_bounded};
+use crate::decide::{Ask, BodyModel, Claimed, Decision};
 use crate::facts;
 use crate::finish::{Trace, answered, rejected};
 use crate::pipeline::Pipeline;
@@ -62,6 +59,7 @@ impl Handler for Gateway {
             upstream: None,
             upstream_elapsed: None,
             istio_compat: false,
+            ruling: None,
         };
         let ready = self.shared.ready.load(Ordering::Acquire);
         let (parts, body) = req.into_parts();
@@ -113,6 +111,54 @@ async fn drain(mut body: Incoming) {
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), read).await;
 }
 
+/// The serving pipeline's body: the model is read from it (bounded) when the
+/// route needs it; what was read is kept to be sent on.
+struct ServeBody<'a> {
+    body: &'a mut Option<Incoming>,
+    limit: u64,
+    /// The body read's deadline (issue 9.3), started when the flow begins.
+    deadline: BodyDeadline,
+    /// Bytes already read, and for gRPC the unread rest.
+    head: Option<(bytes::Bytes, Option<Incoming>)>,
+}
+
+impl BodyModel for ServeBody<'_> {
+    async fn model(&mut self, grpc: bool) -> Result<String, Reject> {
+        let incoming = self.body.take().ok_or_else(|| Reject::Internal {
+            detail: "body taken twice".into(),
+        })?;
+        if grpc {
+            let mut incoming = incoming;
+            let (name, read) = grpc_model(&mut incoming, self.limit, self.deadline).await?;
+            self.head = Some((read, Some(incoming)));
+            Ok(name)
+        } else {
+            let bytes = read_bounded(incoming, self.limit, self.deadline).await?;
+            let name = openai_model(&bytes)?;
+            self.head = Some((bytes, None));
+            Ok(name)
+        }
+    }
+}
+
+/// What `serve` was asked, from the request head and its connection.
+fn ask(parts: http::request::Parts, conn: &ConnInfo, received: Instant) -> Ask {
+    Ask {
+        path: parts.uri.path().to_string(),
+        query: parts.uri.query().map(str::to_string),
+        authority: parts.uri.authority().map(|a| a.as_str().to_string()),
+        method: parts.method,
+        headers: parts.headers,
+        client: conn.client,
+        local: conn.local,
+        peer: conn.peer.clone(),
+        listener: conn.listener,
+        received,
+    }
+}
+
+/// Steps 1–5 are the decision ([`crate::decide`]); the pipeline adds the body
+/// read (through [`ServeBody`]) and the backend call.
 async fn flow(
     p: &Pipeline,
     runtime: Option<&Runtime>,
@@ -128,123 +174,47 @@ async fn flow(
             retry_after_secs: Some(1),
         })
     })?;
-    let limit = listener.config.max_body_bytes;
     trace.istio_compat = listener.config.istio_compat;
-
-    // 1. Read: normalise the request head; refuse ambiguity.
-    trace.grpc = facts::is_grpc(&parts);
-    let facts = match facts::build(parts, conn, trace.received) {
-        Ok(f) => f,
-        Err((id, r)) => {
-            trace.request_id = id;
-            return Err(refuse(r));
-        }
+    let mut source = ServeBody {
+        body,
+        limit: listener.config.max_body_bytes,
+        deadline: BodyDeadline::start(&listener.config.limits),
+        head: None,
     };
-    trace.request_id = facts.request_id.clone();
-    trace.path = facts.path.clone();
-    trace.host = facts.host.clone();
-    check_declared_length(&facts.headers, limit).map_err(refuse)?;
-
-    // 2. Route: only protocol paths exist; everything else is 404, never forwarded.
-    let mut route = p
-        .routes
-        .resolve(
-            &facts.method,
-            &facts.path,
-            facts.host.as_deref(),
-            &facts.headers,
-            facts.grpc,
+    let d = p
+        .decider()
+        .decide(
+            ask(parts, conn, trace.received),
+            Claimed::FromRequest,
+            &mut source,
+            false,
         )
-        .map_err(refuse)?;
-    note_route(trace, &route);
-
-    // 3. Authenticate, unless the route is public. On an Istio-compatible
-    //    listener a request with no credential at all goes on as anonymous and
-    //    the policies decide (failing closed); a bad credential is always 401.
-    let who = if route.public {
-        None
-    } else {
-        match p
-            .authn
-            .authenticate(&facts, &listener.config.credentials, SystemTime::now())
-            .await
-        {
-            Ok(a) => {
-                trace.identify(a.principal());
-                Some(Some(a))
-            }
-            Err(AuthFailure::CredentialNotFound) if listener.config.istio_compat => Some(None),
-            Err(f) => return Err(refuse(Reject::Unauthenticated(f))),
-        }
+        .await;
+    note(trace, &d);
+    let Decision {
+        facts,
+        route,
+        result,
+        ruling,
+        ..
+    } = d;
+    trace.ruling = ruling;
+    let permit = result.map_err(refuse)?;
+    let (Some(facts), Some(route), Some(permit)) = (facts, route, permit) else {
+        return Err(refuse(Reject::Internal {
+            detail: "allowed without facts, route or permit".into(),
+        }));
     };
-
-    // 4. Bind the model named in the body (OpenAI JSON, gRPC message), bounded.
-    // [deadlines, issue 9.3] A body that cannot change the outcome is not read;
-    // one that is read has a deadline.
-    let limits = &listener.config.limits;
-    if route.model_in_body {
-        let caller = match &who {
-            None => Caller::Public,
-            Some(None) => Caller::Anonymous,
-            Some(Some(a)) => Caller::Identified(a),
-        };
-        let models = &p.config.models;
-        p.authz
-            .check_reach(caller, &facts, &route, &p.routes, models, &listener.config)
-            .map_err(refuse)?;
-    }
-    let deadline = BodyDeadline::start(limits);
-    // [/deadlines]
-    let mut head = None;
-    if route.model_in_body {
-        let incoming = body.take().ok_or_else(|| {
-            refuse(Reject::Internal {
-                detail: "body taken twice".into(),
-            })
-        })?;
-        if facts.grpc {
-            let mut incoming = incoming;
-            let (name, read) = grpc_model(&mut incoming, limit, deadline)
-                .await
-                .map_err(refuse)?;
-            p.routes
-                .bind_body_model(&mut route, &name, facts.host.as_deref(), &facts.headers)
-                .map_err(refuse)?;
-            head = Some((read, Some(incoming)));
-        } else {
-            let bytes = read_bounded(incoming, limit, deadline)
-                .await
-                .map_err(refuse)?;
-            let name = openai_model(&bytes).map_err(refuse)?;
-            p.routes
-                .bind_body_model(&mut route, &name, facts.host.as_deref(), &facts.headers)
-                .map_err(refuse)?;
-            head = Some((bytes, None));
-        }
-        note_route(trace, &route);
-    }
-
-    // 5. Authorize: a Permit or a refusal (policies, grants, defaults).
-    let caller = match &who {
-        None => Caller::Public,
-        Some(None) => Caller::Anonymous,
-        Some(Some(a)) => Caller::Identified(a),
-    };
-    let permit = p
-        .authz
-        .authorize(caller, &facts, &route, &listener.config)
-        .map_err(refuse)?;
-    trace.authorized = true;
 
     // 6. Backend: modelgate itself, the built-in runtime, or the upstream.
-    let request_body: BoxBody = match (head, body.take()) {
+    let request_body: BoxBody = match (source.head, source.body.take()) {
         (Some((bytes, None)), _) => full(bytes),
         (Some((bytes, Some(rest))), _) => http_body_util::BodyExt::boxed_unsync(Prefixed::new(
             bytes,
             rest,
-            limits.body_idle_timeout,
+            listener.config.limits.body_idle_timeout,
         )),
-        (None, Some(incoming)) => boxed(incoming, limits.body_idle_timeout),
+        (None, Some(incoming)) => boxed(incoming, listener.config.limits.body_idle_timeout),
         (None, None) => full(bytes::Bytes::new()),
     };
     let call = Call {
@@ -258,9 +228,22 @@ async fn flow(
     call.run(facts, request_body, trace).await
 }
 
-fn note_route(trace: &mut Trace, route: &RouteMatch) {
-    trace.protocol = Some(route.protocol);
-    trace.operation = Some(route.operation);
-    let name = route.model.log_name();
-    trace.model = (!name.is_empty()).then(|| name.to_string());
+/// Copies what the decision learned into the request's trace.
+fn note(trace: &mut Trace, d: &Decision) {
+    trace.request_id.clone_from(&d.request_id);
+    trace.grpc = d.grpc;
+    if let Some(f) = &d.facts {
+        trace.path.clone_from(&f.path);
+        trace.host.clone_from(&f.host);
+    }
+    if let Some(route) = &d.route {
+        trace.protocol = Some(route.protocol);
+        trace.operation = Some(route.operation);
+        let name = route.model.log_name();
+        trace.model = (!name.is_empty()).then(|| name.to_string());
+    }
+    if let Some(p) = d.identity.principal() {
+        trace.identify(p);
+    }
+    trace.authorized = d.ruling.as_ref().is_some_and(|r| r.verdict.is_allow());
 }

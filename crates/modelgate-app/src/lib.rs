@@ -7,6 +7,7 @@ mod backend;
 mod body;
 mod builtin;
 mod check;
+mod decide;
 mod facts;
 mod finish;
 mod forward;
@@ -24,5 +25,8 @@ pub mod parsers {
 }
 
 pub use check::check_startable;
+pub use decide::{
+    Ask, BodyModel, Claimed, Decider, Decision, Explainer, GivenModel, Identity, Listeners, NoBody,
+};
 pub use pipeline::{BuildError, Pipeline};
 pub use run::{OnReady, StartError, run, run_with};

@@ -16,6 +16,8 @@ use modelgate_core::ModelName;
 use modelgate_route::RouteTable;
 use modelgate_upstream::UpstreamTarget;
 
+use crate::decide::{Decider, Listeners};
+
 /// What the pipeline does for one model once a request is permitted.
 pub enum ModelBackend {
     Proxy(Arc<UpstreamTarget>),
@@ -54,6 +56,18 @@ pub enum BuildError {
 }
 
 impl Pipeline {
+    /// The decision function over this pipeline's routes, identity sources,
+    /// policies and listeners.
+    pub fn decider(&self) -> Decider<'_> {
+        Decider {
+            routes: &self.routes,
+            authn: &self.authn,
+            authz: &self.authz,
+            models: &self.config.models,
+            listeners: Listeners::Views(&self.listeners),
+        }
+    }
+
     /// Builds a pipeline. `decisions` is reused when its sink is unchanged.
     pub fn build(
         config: Config,

@@ -1,5 +1,6 @@
 //! One request's decision record: what was asked, by whom, what was decided
-//! and why, and how long it took. Never a credential.
+//! and by which rule (`basis`, `policy`, dry-run and AUDIT policies), and how
+//! long it took. Never a credential.
 
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
@@ -67,6 +68,38 @@ pub struct Decision<'a> {
     pub upstream_ms: Option<Duration>,
     #[serde(serialize_with = "ser_ms")]
     pub total_ms: Duration,
+    /// Which rule decided, and which policies watched.
+    #[serde(flatten)]
+    pub rule: Rule<'a>,
+}
+
+/// The rule behind an authorization decision (absent when the request was
+/// refused before authorization).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Rule<'a> {
+    /// `public`, `grant`, `policy`, `server_operation` or `default`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub basis: Option<&'static str>,
+    /// The policy that allowed or denied, if one did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<PolicyNote<'a>>,
+    /// Dry-run policies that applied, with what each would have done.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dry_run: Vec<PolicyNote<'a>>,
+    /// AUDIT policies that matched.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub audit: Vec<PolicyNote<'a>>,
+}
+
+/// A policy named in a decision record.
+#[derive(Debug, Clone, Serialize)]
+pub struct PolicyNote<'a> {
+    pub name: &'a str,
+    /// `ALLOW`, `DENY`, `AUDIT` or `CUSTOM`.
+    pub action: &'static str,
+    /// For dry-run policies: `allow`, `deny`, `not_allow`, `need_credential`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub would: Option<&'static str>,
 }
 
 fn ser_time<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {

@@ -398,6 +398,7 @@ mod tests {
             upstream: None,
             upstream_ms: None,
             total_ms: Duration::from_micros(1),
+            rule: Default::default(),
         }
     }
 
@@ -514,6 +515,7 @@ mod tests {
             upstream: None,
             upstream_ms: None,
             total_ms: Duration::from_micros(120),
+            rule: Default::default(),
         };
         m.record(&d, Some("credential_not_found"), None);
         m.keystore_reloaded(true, 3);

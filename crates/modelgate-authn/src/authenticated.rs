@@ -1,26 +1,14 @@
-//! A verified identity. Only this crate can construct one, so holding an
-//! `Authenticated` proves an identity source accepted the request.
+//! The one place an [`Authenticated`] is made: after an identity source in
+//! this crate verified the request's credential.
 
 use std::sync::Arc;
 
+pub use modelgate_core::Authenticated;
 use modelgate_core::Principal;
 
-#[derive(Debug, Clone)]
-pub struct Authenticated {
-    principal: Arc<Principal>,
-}
-
-impl Authenticated {
-    pub(crate) fn new(principal: Arc<Principal>) -> Self {
-        Self { principal }
-    }
-
-    pub fn principal(&self) -> &Principal {
-        &self.principal
-    }
-
-    /// The identity, shared (cheap to keep in a permit).
-    pub fn shared_principal(&self) -> &Arc<Principal> {
-        &self.principal
-    }
+/// Seals a verified identity. Only this crate may call the core constructor
+/// (workspace `clippy.toml`, `disallowed-methods`).
+#[allow(clippy::disallowed_methods)]
+pub(crate) fn seal(principal: Arc<Principal>) -> Authenticated {
+    Authenticated::verified_by_authn(principal)
 }

@@ -285,9 +285,33 @@ impl Authenticator {
                 },
                 _ => continue,
             };
-            return Ok(Authenticated::new(principal));
+            return Ok(authenticated::seal(principal));
         }
         Err(self.unclaimed(token.as_deref(), api_key))
+    }
+
+    /// The identity of the active API key named `name`, taken on trust
+    /// (`modelgate check --identity`): the key store's own principal, grants
+    /// included. `None` if no active key has that name.
+    pub fn assume_key(&self, name: &str, now: SystemTime) -> Option<Arc<Principal>> {
+        self.keys.as_ref()?.load().assume(name, now)
+    }
+
+    /// The identity a token with these claims would carry, taken on trust
+    /// (`modelgate check --claims`), through the same claims→principal
+    /// mapping as a verified token. `iss` picks the rule (JWT or Kubernetes
+    /// ServiceAccount); an issuer no rule names maps as a plain JWT.
+    pub fn assume_claims(&self, claims: serde_json::Map<String, serde_json::Value>) -> Principal {
+        let issuer = claims
+            .get("iss")
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_string);
+        let kind = self
+            .providers
+            .iter()
+            .find(|p| Some(&p.rule.issuer) == issuer.as_ref())
+            .map_or(ProviderKind::Jwt, |p| p.kind);
+        jwt::claims_principal(kind, issuer.as_deref(), claims)
     }
 
     /// Whether `method` takes a bearer token (an API key or not, with `issuer`).

@@ -1,5 +1,6 @@
-//! The decision: Istio's order CUSTOM → DENY → ALLOW, then modelgate's grant
-//! and default rules. See `docs/policy.md` for the table this implements.
+//! The policy engine: compiled policies grouped by action, and the decision
+//! (Istio's order CUSTOM → DENY → ALLOW, then modelgate's grant and default
+//! rules) whose named steps live in `steps.rs`. See `docs/policy.md`.
 
 use std::sync::Arc;
 
@@ -7,12 +8,12 @@ use cel::Env;
 use modelgate_config::policy::{Action, Policy};
 use modelgate_config::{Config, ConfigError};
 use modelgate_core::{AuthMethod, Grants, Principal};
-use modelgate_route::ModelRef;
 
-use crate::PermitBasis;
 use crate::cel::CelCondition;
 use crate::eval::{CompiledRule, Quantifier, rule_matches};
 use crate::input::Input;
+use crate::steps::Run;
+use crate::verdict::{Ruling, Verdict};
 
 /// Who is asking, as far as authorization is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,30 +30,6 @@ pub enum CallerKind {
 /// JSON error bodies so that clients grepping for it keep working.
 pub const RBAC_DENIED: &str = "RBAC: access denied";
 
-/// The outcome of one evaluation.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
-    Allow {
-        basis: PermitBasis,
-        policy: Option<String>,
-    },
-    /// 401: a credential is needed (anonymous request not allowed).
-    NeedCredential { policy: Option<String> },
-    /// 403 with this client message.
-    Forbidden {
-        policy: Option<String>,
-        message: String,
-    },
-    /// 404 with this client message.
-    NotFound(String),
-}
-
-impl Verdict {
-    pub fn is_allow(&self) -> bool {
-        matches!(self, Verdict::Allow { .. })
-    }
-}
-
 /// One policy, compiled.
 #[derive(Debug)]
 pub struct CompiledPolicy {
@@ -62,10 +39,10 @@ pub struct CompiledPolicy {
 
 /// Every policy of one configuration, grouped by action in file order.
 pub struct Engine {
-    custom: Vec<CompiledPolicy>,
-    deny: Vec<CompiledPolicy>,
-    allow: Vec<CompiledPolicy>,
-    audit: Vec<CompiledPolicy>,
+    pub(crate) custom: Vec<CompiledPolicy>,
+    pub(crate) deny: Vec<CompiledPolicy>,
+    pub(crate) allow: Vec<CompiledPolicy>,
+    pub(crate) audit: Vec<CompiledPolicy>,
     env: Arc<Env>,
 }
 
@@ -141,192 +118,37 @@ impl Engine {
         &self,
         i: &Input<'_>,
         caller: CallerKind,
-        mut explain: Option<&mut Vec<String>>,
+        explain: Option<&mut Vec<String>>,
     ) -> Verdict {
-        let mut note = |f: &dyn Fn() -> String| {
-            if let Some(e) = explain.as_deref_mut() {
-                e.push(f());
-            }
-        };
-        // 1. CUSTOM: the in-process provider requires a verified identity.
-        for p in &self.custom {
-            if let Some(rule) = self.first_match(p, i, Quantifier::Any, &mut note) {
-                let provider = p.policy.provider.as_deref().unwrap_or("");
-                if p.policy.dry_run {
-                    note(&|| format!("CUSTOM {} is dry-run: not enforced", p.policy.name));
-                    continue;
-                }
-                if i.principal.is_none() {
-                    note(&|| {
-                        format!(
-                            "CUSTOM {} (provider {provider}, in-process) matched by rule {rule}: no verified credential → 401",
-                            p.policy.name
-                        )
-                    });
-                    return Verdict::NeedCredential {
-                        policy: Some(p.policy.name.clone()),
-                    };
-                }
-                note(&|| {
-                    format!(
-                        "CUSTOM {} (provider {provider}, in-process) matched by rule {rule}: verified identity → continue",
-                        p.policy.name
-                    )
-                });
-            }
-        }
-        // 2. DENY.
-        for p in &self.deny {
-            if let Some(rule) = self.first_match(p, i, Quantifier::Any, &mut note) {
-                if p.policy.dry_run {
-                    note(&|| {
-                        format!(
-                            "DENY {} is dry-run: would deny (rule {rule})",
-                            p.policy.name
-                        )
-                    });
-                    continue;
-                }
-                note(&|| format!("DENY {} matched by rule {rule} → 403", p.policy.name));
-                return Verdict::Forbidden {
-                    policy: Some(p.policy.name.clone()),
-                    message: RBAC_DENIED.into(),
-                };
-            }
-        }
-        // AUDIT never changes the decision.
-        for p in &self.audit {
-            if let Some(rule) = self.first_match(p, i, Quantifier::Any, &mut note) {
-                note(&|| {
-                    format!(
-                        "AUDIT {} matched by rule {rule} (recorded only)",
-                        p.policy.name
-                    )
-                });
-            }
-        }
-        if caller == CallerKind::Public {
-            note(&|| {
-                "public route: no credential needed; ALLOW policies do not restrict it → allow"
-                    .into()
-            });
-            return Verdict::Allow {
-                basis: PermitBasis::Public,
-                policy: None,
-            };
-        }
-        if caller == CallerKind::Identified
-            && let ModelRef::Unknown(name) = &i.route.model
-        {
-            note(&|| format!("model {name} is not configured here → 404"));
-            return Verdict::NotFound(format!("Model with name {name} does not exist."));
-        }
-        // 3. Grants: an identity that carries grants is an implicit DENY for other models.
-        if let (Some(p), Some(model)) = (i.principal, i.route.model.known())
-            && grants_restrict(p)
-        {
-            if !p.grants.covers(model) {
-                note(&|| format!("grants of {} do not include model {model} → 403", p.name));
-                return Verdict::Forbidden {
-                    policy: None,
-                    message: format!("not permitted to call model {model}"),
-                };
-            }
-            note(&|| format!("grants of {} include model {model}", p.name));
-        }
-        // 4. ALLOW.
-        let mut any_allow = false;
-        for p in &self.allow {
-            if !self.in_scope(p, i) || p.policy.dry_run {
-                if p.policy.dry_run && self.in_scope(p, i) {
-                    let hit = self.first_match(p, i, Quantifier::All, &mut note);
-                    note(&|| {
-                        format!(
-                            "ALLOW {} is dry-run: would {}",
-                            p.policy.name,
-                            if hit.is_some() { "allow" } else { "not allow" }
-                        )
-                    });
-                } else {
-                    note(&|| format!("ALLOW {}: does not apply to this model", p.policy.name));
-                }
-                continue;
-            }
-            any_allow = true;
-            if let Some(rule) = self.first_match(p, i, Quantifier::All, &mut note) {
-                note(&|| format!("ALLOW {} matched by rule {rule} → allow", p.policy.name));
-                return self.allowed(i, Some(&p.policy.name), &mut note);
-            }
-        }
-        if any_allow {
-            note(&|| "ALLOW policies apply but none matched → 403".into());
-            return Verdict::Forbidden {
-                policy: None,
-                message: RBAC_DENIED.into(),
-            };
-        }
-        // 5. No ALLOW policy: modelgate's defaults.
-        match (caller, i.principal) {
-            (CallerKind::Anonymous, _) | (_, None) => {
-                note(&|| {
-                    "no ALLOW policy applies and the request is anonymous → 401 (fail closed)"
-                        .into()
-                });
-                Verdict::NeedCredential { policy: None }
-            }
-            (_, Some(p)) => match i.route.model.known() {
-                Some(model) if !p.grants.covers(model) => {
-                    note(&|| {
-                        format!(
-                            "no ALLOW policy applies and {} has no grant for model {model} → 403",
-                            p.name
-                        )
-                    });
-                    Verdict::Forbidden {
-                        policy: None,
-                        message: format!("not permitted to call model {model}"),
-                    }
-                }
-                Some(model) => {
-                    note(&|| {
-                        format!("no ALLOW policy applies; grant covers model {model} → allow")
-                    });
-                    Verdict::Allow {
-                        basis: PermitBasis::Grant,
-                        policy: None,
-                    }
-                }
-                None => {
-                    note(&|| {
-                        "no ALLOW policy applies; server-level operation, authenticated → allow"
-                            .into()
-                    });
-                    Verdict::Allow {
-                        basis: PermitBasis::Authenticated,
-                        policy: None,
-                    }
-                }
-            },
-        }
+        self.rule(i, caller, explain).verdict
     }
 
-    fn allowed(
+    /// Decides, and names what watched: dry-run policies (with what they
+    /// would have done) and matching AUDIT policies. In Istio's order:
+    /// CUSTOM → DENY → AUDIT, then public routes, grants, ALLOW, defaults.
+    pub fn rule(
         &self,
         i: &Input<'_>,
-        policy: Option<&str>,
-        note: &mut dyn FnMut(&dyn Fn() -> String),
-    ) -> Verdict {
-        if let ModelRef::Unknown(name) = &i.route.model {
-            note(&|| format!("model {name} is not configured here → 404"));
-            return Verdict::NotFound(format!("Model with name {name} does not exist."));
-        }
-        Verdict::Allow {
-            basis: PermitBasis::Policy,
-            policy: policy.map(str::to_string),
+        caller: CallerKind,
+        explain: Option<&mut Vec<String>>,
+    ) -> Ruling {
+        let mut run = Run {
+            engine: self,
+            i,
+            caller,
+            explain,
+            dry_run: Vec::new(),
+            audit: Vec::new(),
+        };
+        let verdict = run.decide();
+        Ruling {
+            verdict,
+            dry_run: run.dry_run,
+            audit: run.audit,
         }
     }
 
-    fn in_scope(&self, p: &CompiledPolicy, i: &Input<'_>) -> bool {
+    pub(crate) fn in_scope(&self, p: &CompiledPolicy, i: &Input<'_>) -> bool {
         match &p.policy.models {
             None => true,
             Some(ms) => i
@@ -338,13 +160,18 @@ impl Engine {
     }
 
     /// The index of the first matching rule, if the policy applies and matches.
-    fn first_match(
+    pub(crate) fn first_match(
         &self,
         p: &CompiledPolicy,
         i: &Input<'_>,
         q: Quantifier,
-        note: &mut dyn FnMut(&dyn Fn() -> String),
+        mut explain: Option<&mut Vec<String>>,
     ) -> Option<usize> {
+        let mut note = |f: &dyn Fn() -> String| {
+            if let Some(e) = explain.as_deref_mut() {
+                e.push(f());
+            }
+        };
         let name = &p.policy.name;
         let action = p.policy.action.as_str();
         if !self.in_scope(p, i) {

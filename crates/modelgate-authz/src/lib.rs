@@ -9,14 +9,16 @@ pub mod eval;
 pub mod input;
 mod permit;
 mod reach;
+mod steps;
+mod verdict;
 
-pub use decide::{CallerKind, Engine, RBAC_DENIED, Verdict, grants_restrict};
+pub use decide::{CallerKind, Engine, RBAC_DENIED, grants_restrict};
 pub use input::{Input, remote_ip};
-pub use permit::{Permit, PermitBasis};
+pub use permit::Permit;
+pub use verdict::{Basis, Basis as PermitBasis, DryRun, PolicyRef, Ruling, Verdict};
 
-use modelgate_authn::Authenticated;
 use modelgate_config::{Config, ConfigError, Listener};
-use modelgate_core::{AuthFailure, Reject, RequestFacts};
+use modelgate_core::{Authenticated, Principal, Reject, RequestFacts};
 use modelgate_route::RouteMatch;
 
 /// Who is asking.
@@ -28,6 +30,53 @@ pub enum Caller<'a> {
     Anonymous,
     /// A verified identity.
     Identified(&'a Authenticated),
+    /// An identity taken on trust (`modelgate check --identity/--claims`):
+    /// judged like a verified one, but never given a [`Permit`].
+    Assumed(&'a Principal),
+}
+
+impl Caller<'_> {
+    fn kind(&self) -> CallerKind {
+        match self {
+            Caller::Public => CallerKind::Public,
+            Caller::Anonymous => CallerKind::Anonymous,
+            Caller::Identified(_) | Caller::Assumed(_) => CallerKind::Identified,
+        }
+    }
+
+    fn principal(&self) -> Option<&Principal> {
+        match self {
+            Caller::Identified(a) => Some(a.principal()),
+            Caller::Assumed(p) => Some(p),
+            Caller::Public | Caller::Anonymous => None,
+        }
+    }
+}
+
+/// One authorization decision: the ruling (verdict, the rule that made it,
+/// dry-run and AUDIT policies) and, when it allows a caller that may reach
+/// the backend, the [`Permit`].
+#[derive(Debug)]
+pub struct Judgement {
+    pub ruling: Ruling,
+    /// `Some` exactly when the verdict allows and the caller is not assumed.
+    pub permit: Option<Permit>,
+}
+
+impl Judgement {
+    /// The permit, or the refusal the client gets.
+    pub fn into_permit(self) -> Result<Permit, Reject> {
+        match self.permit {
+            Some(p) => Ok(p),
+            None => Err(self
+                .ruling
+                .verdict
+                .reject()
+                .unwrap_or_else(|| Reject::Internal {
+                    detail: "allowed without a permit (assumed identity)".into(),
+                })),
+        }
+    }
 }
 
 /// The authorization rules of one configuration, compiled once per load.
@@ -44,16 +93,43 @@ impl Authorizer {
         })
     }
 
-    /// The compiled policies (for `modelgate check`).
+    /// The compiled policies.
     pub fn engine(&self) -> &Engine {
         &self.engine
     }
 
-    /// Decides whether `caller` may perform `route`, and gives the [`Permit`]
-    /// the backend call needs. With no policies: public routes are allowed, an
-    /// identity may call exactly the models its credential grants and any
-    /// server-level operation. At debug level the decision's explanation is
-    /// logged (target `modelgate_authz`).
+    /// Decides whether `caller` may perform `route`. With no policies: public
+    /// routes are allowed, an identity may call exactly the models its
+    /// credential grants and any server-level operation. `explain` collects
+    /// one line per step when given.
+    pub fn judge(
+        &self,
+        caller: Caller<'_>,
+        facts: &RequestFacts,
+        route: &RouteMatch,
+        listener: &Listener,
+        explain: Option<&mut Vec<String>>,
+    ) -> Judgement {
+        let input = Input::new(facts, route, caller.principal(), &listener.trusted_proxies);
+        let ruling = self.engine.rule(&input, caller.kind(), explain);
+        let permit = match (&ruling.verdict, caller) {
+            (_, Caller::Assumed(_)) => None,
+            (Verdict::Allow { basis, policy, .. }, caller) => Some(Permit::new(
+                match caller {
+                    Caller::Identified(a) => Some(a.shared_principal().clone()),
+                    _ => None,
+                },
+                route.model.known().cloned(),
+                *basis,
+                policy.clone(),
+            )),
+            _ => None,
+        };
+        Judgement { ruling, permit }
+    }
+
+    /// [`Authorizer::judge`] for a caller that goes on to the backend: the
+    /// [`Permit`] it needs, or the refusal.
     pub fn authorize(
         &self,
         caller: Caller<'_>,
@@ -61,34 +137,7 @@ impl Authorizer {
         route: &RouteMatch,
         listener: &Listener,
     ) -> Result<Permit, Reject> {
-        let caller_principal = match &caller {
-            Caller::Identified(a) => Some(*a),
-            _ => None,
-        };
-        let (kind, principal) = match caller {
-            Caller::Public => (CallerKind::Public, None),
-            Caller::Anonymous => (CallerKind::Anonymous, None),
-            Caller::Identified(a) => (CallerKind::Identified, Some(a.principal())),
-        };
-        let input = Input::new(facts, route, principal, &listener.trusted_proxies);
-        let verdict = self.engine.evaluate(&input, kind, None);
-        if tracing::enabled!(target: "modelgate_authz", tracing::Level::DEBUG) {
-            let mut why = Vec::new();
-            let again = self.engine.evaluate(&input, kind, Some(&mut why));
-            tracing::debug!(target: "modelgate_authz", request_id = %facts.request_id, decision = ?again, explain = %why.join("; "), "authorization decision");
-        }
-        match verdict {
-            Verdict::Allow { basis, policy } => Ok(Permit::new(
-                caller_principal.map(|a| a.shared_principal().clone()),
-                route.model.known().cloned(),
-                basis,
-                policy,
-            )),
-            Verdict::NeedCredential { .. } => {
-                Err(Reject::Unauthenticated(AuthFailure::CredentialNotFound))
-            }
-            Verdict::Forbidden { message, .. } => Err(Reject::Forbidden(message)),
-            Verdict::NotFound(m) => Err(Reject::NotFound(m)),
-        }
+        self.judge(caller, facts, route, listener, None)
+            .into_permit()
     }
 }

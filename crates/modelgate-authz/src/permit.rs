@@ -4,44 +4,22 @@ use std::sync::Arc;
 
 use modelgate_core::{ModelName, Principal};
 
-/// Why a request was permitted, for the decision log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PermitBasis {
-    /// A public path or operation: no credential needed.
-    Public,
-    /// The credential grants the model (no ALLOW policy applies).
-    Grant,
-    /// Any authenticated identity may perform this server-level operation.
-    Authenticated,
-    /// An ALLOW policy matched.
-    Policy,
-}
-
-impl PermitBasis {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            PermitBasis::Public => "public",
-            PermitBasis::Grant => "grant",
-            PermitBasis::Authenticated => "authenticated",
-            PermitBasis::Policy => "policy",
-        }
-    }
-}
+use crate::verdict::{Basis, PolicyRef};
 
 #[derive(Debug, Clone)]
 pub struct Permit {
     principal: Option<Arc<Principal>>,
     model: Option<ModelName>,
-    basis: PermitBasis,
-    policy: Option<String>,
+    basis: Basis,
+    policy: Option<PolicyRef>,
 }
 
 impl Permit {
     pub(crate) fn new(
         principal: Option<Arc<Principal>>,
         model: Option<ModelName>,
-        basis: PermitBasis,
-        policy: Option<String>,
+        basis: Basis,
+        policy: Option<PolicyRef>,
     ) -> Self {
         Self {
             principal,
@@ -61,12 +39,12 @@ impl Permit {
         self.model.as_ref()
     }
 
-    pub fn basis(&self) -> PermitBasis {
+    pub fn basis(&self) -> Basis {
         self.basis
     }
 
     /// The ALLOW policy that permitted the request, if one did.
-    pub fn policy(&self) -> Option<&str> {
-        self.policy.as_deref()
+    pub fn policy(&self) -> Option<&PolicyRef> {
+        self.policy.as_ref()
     }
 }

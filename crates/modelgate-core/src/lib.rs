@@ -1,7 +1,8 @@
 //! Shared vocabulary of the modelgate request flow: what a request is
 //! ([`RequestFacts`]), what it asks for ([`Protocol`], [`Operation`]), who sent it
-//! ([`Principal`]), and how every refusal becomes a response ([`Reject`]).
+//! ([`Principal`], [`Authenticated`]), and how every refusal becomes a response ([`Reject`]).
 
+pub mod authenticated;
 pub mod body;
 pub mod facts;
 pub mod model;
@@ -11,6 +12,7 @@ pub mod reject;
 pub mod respond;
 pub mod secret;
 
+pub use authenticated::Authenticated;
 pub use body::{BoxBody, BoxError, empty, full};
 pub use facts::{PeerIdentity, RequestFacts, spiffe_id};
 pub use model::{ModelName, ModelNameError};

@@ -264,7 +264,11 @@ fn seldon_model_header_never_forwards_a_public_server_path() {
         for path in ["/v2/health/ready", "/v2/health/live"] {
             let r = t.resolve(&Method::GET, path, None, &h, false).unwrap();
             // Public, and answered by modelgate itself (no model to forward to).
-            assert_eq!((r.public, &r.model), (true, &ModelRef::None), "{path} {name}");
+            assert_eq!(
+                (r.public, &r.model),
+                (true, &ModelRef::None),
+                "{path} {name}"
+            );
         }
     }
 }

@@ -169,7 +169,9 @@ pub fn clean_trailer_fields(
             let name = k.as_str();
             is_identity(name, strip)
                 || FORWARDING.iter().any(|f| same_name(name, f))
-                || credential_headers.iter().any(|c| same_name(name, c.as_str()))
+                || credential_headers
+                    .iter()
+                    .any(|c| same_name(name, c.as_str()))
         })
         .cloned()
         .collect();

@@ -95,7 +95,10 @@ mod tests {
             "",
         ] {
             assert!(
-                matches!(check_request(&with_type(ct), None), Err(Reject::BadRequest(_))),
+                matches!(
+                    check_request(&with_type(ct), None),
+                    Err(Reject::BadRequest(_))
+                ),
                 "{ct}"
             );
         }

@@ -135,9 +135,12 @@ mod tests {
             );
         }
         Frames(
-            [Frame::data(Bytes::from_static(b"hello")), Frame::trailers(t)]
-                .into_iter()
-                .collect(),
+            [
+                Frame::data(Bytes::from_static(b"hello")),
+                Frame::trailers(t),
+            ]
+            .into_iter()
+            .collect(),
         )
     }
 

@@ -1,21 +1,20 @@
 //! `modelgate check`: what the gateway would decide for one described request,
-//! and why — run through the same normalisation, routing and policy engine as
-//! `serve`. Exit 0 = allow, 1 = deny (any refusal), 2 = bad input.
+//! and why. It describes the request ([`Ask`]) and calls the same decision
+//! function as `serve` ([`modelgate_app::Decider::decide`]); it holds no
+//! normalisation, routing or identity mapping of its own.
+//! Exit 0 = allow, 1 = deny (any refusal), 2 = bad input.
 
-use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
-use modelgate_authn::KeyStore;
+use modelgate_app::{Ask, Claimed, Decision, Explainer, GivenModel, Identity};
 use modelgate_authn::keys::KeyFile;
-use modelgate_authz::{Authorizer, CallerKind, Input, Verdict};
-use modelgate_config::{Config, CredentialSource};
-use modelgate_core::{AuthMethod, Grants, ModelName, Principal, RequestFacts};
-use modelgate_route::{RouteTable, normalize_host, normalize_path};
+use modelgate_authz::Verdict;
+use modelgate_config::CredentialSource;
+use modelgate_core::{AuthFailure, PeerIdentity};
 
 #[derive(clap::Args)]
 pub struct CheckArgs {
@@ -54,12 +53,16 @@ pub struct CheckArgs {
     /// The request is gRPC (`content-type: application/grpc`).
     #[arg(long)]
     grpc: bool,
-}
-
-/// What `check` prints last and exits with.
-enum End {
-    Allow(String),
-    Deny(String),
+    /// A SAN URI of the verified client certificate, as on an mTLS listener
+    /// (e.g. spiffe://cluster.local/ns/team-a/sa/scorer; repeatable).
+    #[arg(long = "peer-uri", value_name = "URI")]
+    peer_uris: Vec<String>,
+    /// A SAN DNS name of the verified client certificate (repeatable).
+    #[arg(long = "peer-dns", value_name = "NAME")]
+    peer_dns: Vec<String>,
+    /// The subject common name of the verified client certificate.
+    #[arg(long = "peer-cn", value_name = "CN")]
+    peer_cn: Option<String>,
 }
 
 fn bad(msg: impl std::fmt::Display) -> ExitCode {
@@ -75,45 +78,63 @@ pub fn run(args: CheckArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let routes = match RouteTable::build(&config) {
-        Ok(r) => r,
-        Err(errs) => {
-            return bad(errs
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("\n"));
-        }
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return bad(format!("cannot start a runtime: {e}")),
     };
-    let authz = match Authorizer::new(&config) {
+    rt.block_on(check(args, config))
+}
+
+async fn check(args: CheckArgs, config: modelgate_config::Config) -> ExitCode {
+    let explainer = match Explainer::build(config) {
+        Ok(e) => e,
+        Err(e) => return bad(e),
+    };
+    let ask = match ask(&args, &explainer) {
         Ok(a) => a,
-        Err(errs) => {
-            return bad(errs
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("\n"));
-        }
+        Err(e) => return bad(e),
     };
-    let Some(listener) = config.listeners.get(args.listener) else {
-        return bad(format!(
+    let claimed = match claimed(&args, &explainer) {
+        Ok(c) => c,
+        Err(e) => return bad(e),
+    };
+    let mut body = GivenModel(args.model.clone());
+    let d = explainer
+        .decider()
+        .decide(ask, claimed, &mut body, true)
+        .await;
+    print(&d, &args.path, explainer.config().policies.is_empty())
+}
+
+/// The request as `serve` would receive it.
+fn ask(args: &CheckArgs, explainer: &Explainer) -> Result<Ask, String> {
+    let listeners = &explainer.config().listeners;
+    let Some(listener) = listeners.get(args.listener) else {
+        return Err(format!(
             "--listener {}: the configuration has {} listener(s)",
             args.listener,
-            config.listeners.len()
+            listeners.len()
         ));
     };
     let mut headers = HeaderMap::new();
     for h in &args.headers {
         let Some((k, v)) = h.split_once(':') else {
-            return bad(format!("--header {h:?}: write NAME:VALUE"));
+            return Err(format!("--header {h:?}: write NAME:VALUE"));
         };
         let (Ok(name), Ok(value)) = (
             HeaderName::from_bytes(k.trim().as_bytes()),
             HeaderValue::from_str(v.trim()),
         ) else {
-            return bad(format!("--header {h:?}: invalid name or value"));
+            return Err(format!("--header {h:?}: invalid name or value"));
         };
         headers.append(name, value);
+    }
+    if let Some(h) = &args.host {
+        let v = HeaderValue::from_str(h).map_err(|_| format!("--host {h:?}: invalid"))?;
+        headers.insert(http::header::HOST, v);
     }
     if args.grpc {
         headers.insert(
@@ -121,85 +142,73 @@ pub fn run(args: CheckArgs) -> ExitCode {
             HeaderValue::from_static("application/grpc"),
         );
     }
-    let who = match identity(&args, &config, listener, &mut headers) {
-        Ok(w) => w,
-        Err(e) => return bad(e),
-    };
-    let end = decide(&args, &config, &routes, &authz, listener, headers, who);
-    match end {
-        End::Allow(m) => {
-            println!("decision: ALLOW ({m})");
-            ExitCode::SUCCESS
-        }
-        End::Deny(m) => {
-            println!("decision: DENY ({m})");
-            ExitCode::from(1)
-        }
-    }
-}
-
-/// The identity the request carries, and a line describing it.
-enum Who {
-    None,
-    Verified(Principal),
-    Assumed(Principal),
-    /// A key that failed verification: the gateway answers 401.
-    Rejected(String),
-}
-
-fn identity(
-    args: &CheckArgs,
-    config: &Config,
-    listener: &modelgate_config::Listener,
-    headers: &mut HeaderMap,
-) -> Result<Who, String> {
-    let now = SystemTime::now();
-    if let Some(key) = &args.key {
-        let Some(k) = &config.auth.api_keys else {
+    // The key goes where the listener reads credentials, so that it is
+    // verified, and policies see the headers, exactly as `serve` would.
+    if let (Some(key), Some(src)) = (&args.key, listener.credentials.first()) {
+        if explainer.config().auth.api_keys.is_none() {
             return Err("--key: the configuration has no auth.api_keys".into());
-        };
-        // Put the key where the listener reads credentials, so policies see the same headers.
-        if let Some(src) = listener.credentials.first() {
-            let (name, value) = match src {
-                CredentialSource::AuthorizationHeader { scheme } => {
-                    (http::header::AUTHORIZATION, format!("{scheme} {key}"))
-                }
-                CredentialSource::Header { name } => (name.clone(), key.clone()),
-            };
-            if let Ok(v) = HeaderValue::from_str(&value) {
-                headers.insert(name, v);
-            }
         }
-        let store = KeyStore::load(&k.file).map_err(|e| format!("auth.api_keys.file: {e}"))?;
-        return Ok(match store.verify(key, now) {
-            Ok(p) => Who::Verified(p),
-            Err(f) => Who::Rejected(f.reason().to_string()),
-        });
+        let (name, value) = match src {
+            CredentialSource::AuthorizationHeader { scheme } => {
+                (http::header::AUTHORIZATION, format!("{scheme} {key}"))
+            }
+            CredentialSource::Header { name } => (name.clone(), key.clone()),
+        };
+        let v = HeaderValue::from_str(&value).map_err(|_| "--key: not a header value")?;
+        headers.insert(name, v);
     }
+    let method = Method::from_bytes(args.method.as_bytes())
+        .map_err(|_| format!("--method {:?}: not an HTTP method", args.method))?;
+    let (path, query) = match args.path.split_once('?') {
+        Some((p, q)) => (p.to_string(), Some(q.to_string())),
+        None => (args.path.clone(), None),
+    };
+    Ok(Ask {
+        method,
+        path,
+        query,
+        authority: None,
+        headers,
+        client: SocketAddr::new(args.source_ip, 40000),
+        local: listener.address,
+        peer: peer(args),
+        listener: args.listener,
+        received: Instant::now(),
+    })
+}
+
+/// The client certificate described by `--peer-*`, if any.
+fn peer(args: &CheckArgs) -> Option<PeerIdentity> {
+    let p = PeerIdentity {
+        uris: args.peer_uris.clone(),
+        dns: args.peer_dns.clone(),
+        common_name: args.peer_cn.clone(),
+    };
+    (p != PeerIdentity::default()).then_some(p)
+}
+
+/// The identity to assume, if `--identity` or `--claims` names one.
+fn claimed(args: &CheckArgs, explainer: &Explainer) -> Result<Claimed, String> {
     if let Some(name) = &args.identity {
-        let Some(k) = &config.auth.api_keys else {
+        let Some(k) = &explainer.config().auth.api_keys else {
             return Err("--identity: the configuration has no auth.api_keys".into());
         };
-        let file = KeyFile::read(&k.file).map_err(|e| format!("auth.api_keys.file: {e}"))?;
-        let s = file
-            .summaries(now)
-            .into_iter()
-            .find(|s| &s.name == name)
-            .ok_or_else(|| format!("--identity: no key named {name:?} in {}", k.file.display()))?;
-        if s.status != "active" {
-            return Ok(Who::Rejected(format!("key {name} is {}", s.status)));
+        if let Some(p) = explainer.authn().assume_key(name, SystemTime::now()) {
+            return Ok(Claimed::Assumed(p));
         }
-        let grants = if s.models.iter().any(|m| m == "*") {
-            Grants::AllModels
-        } else {
-            Grants::Models(
-                s.models
-                    .iter()
-                    .filter_map(|m| ModelName::parse(m).ok())
-                    .collect::<BTreeSet<_>>(),
-            )
-        };
-        return Ok(Who::Assumed(Principal::api_key(name.clone(), grants)));
+        // Tell a typo (bad input) from a key that exists but cannot be used.
+        let file = KeyFile::read(&k.file).map_err(|e| format!("auth.api_keys.file: {e}"))?;
+        if !file
+            .summaries(SystemTime::now())
+            .iter()
+            .any(|s| &s.name == name)
+        {
+            return Err(format!(
+                "--identity: no key named {name:?} in {}",
+                k.file.display()
+            ));
+        }
+        return Ok(Claimed::Refused(AuthFailure::InvalidApiKey));
     }
     if let Some(json) = &args.claims {
         let v: serde_json::Value =
@@ -207,172 +216,98 @@ fn identity(
         let serde_json::Value::Object(map) = v else {
             return Err("--claims: must be a JSON object".into());
         };
-        let s = |k: &str| map.get(k).and_then(|v| v.as_str()).map(str::to_string);
-        let Some(sub) = s("sub") else {
+        if !map.get("sub").is_some_and(serde_json::Value::is_string) {
             return Err("--claims: needs a \"sub\" string".into());
-        };
-        let audiences = match map.get("aud") {
-            Some(serde_json::Value::String(a)) => vec![a.clone()],
-            Some(serde_json::Value::Array(a)) => a
-                .iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect(),
-            _ => Vec::new(),
-        };
-        let groups = map
-            .get("groups")
-            .and_then(|g| g.as_array())
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default();
-        return Ok(Who::Assumed(Principal {
-            method: AuthMethod::Jwt,
-            name: sub.clone(),
-            issuer: s("iss"),
-            subject: sub,
-            audiences,
-            presenter: s("azp"),
-            namespace: None,
-            groups,
-            claims: Some(Arc::new(map)),
-            grants: Grants::Nothing,
-        }));
+        }
+        return Ok(Claimed::Assumed(std::sync::Arc::new(
+            explainer.authn().assume_claims(map),
+        )));
     }
-    Ok(Who::None)
+    Ok(Claimed::FromRequest)
 }
 
-fn decide(
-    args: &CheckArgs,
-    config: &Config,
-    routes: &RouteTable,
-    authz: &Authorizer,
-    listener: &modelgate_config::Listener,
-    headers: HeaderMap,
-    who: Who,
-) -> End {
-    let deny = |status: u16, m: &str| End::Deny(format!("{status} {m}"));
-    // 1. Read: as the gateway does.
-    if !args.method.bytes().all(|b| b.is_ascii_uppercase()) {
-        return deny(400, "method must be upper-case");
-    }
-    let Ok(method) = Method::from_bytes(args.method.as_bytes()) else {
-        return deny(400, "invalid method");
-    };
-    let (raw_path, query) = match args.path.split_once('?') {
-        Some((p, q)) => (p, Some(q.to_string())),
-        None => (args.path.as_str(), None),
-    };
-    let path = match normalize_path(raw_path) {
-        Ok(p) => p,
-        Err(e) => return deny(400, &e.to_string()),
-    };
-    if args.grpc && path != raw_path {
-        return deny(400, "gRPC path is not canonical");
-    }
-    println!(
-        "request: {} {}{}",
-        args.method,
-        path,
-        if path != raw_path {
-            format!("  (normalised from {raw_path})")
+/// Prints the decision and its explanation; the exit code says allow or deny.
+fn print(d: &Decision, raw_path: &str, no_policies: bool) -> ExitCode {
+    if let Some(f) = &d.facts {
+        let raw = raw_path.split('?').next().unwrap_or_default();
+        if f.path == raw {
+            println!("request: {} {}", f.method, f.path);
         } else {
-            String::new()
-        }
-    );
-    let host = args.host.as_deref().map(normalize_host);
-    let local = SocketAddr::new(listener.address.ip(), listener.address.port());
-    let facts = RequestFacts {
-        request_id: "check".into(),
-        method,
-        path,
-        query,
-        host,
-        headers,
-        client: SocketAddr::new(args.source_ip, 40000),
-        local,
-        peer: None,
-        received: Instant::now(),
-        grpc: args.grpc,
-    };
-    // 2. Route.
-    let mut route = match routes.resolve(
-        &facts.method,
-        &facts.path,
-        facts.host.as_deref(),
-        &facts.headers,
-        facts.grpc,
-    ) {
-        Ok(r) => r,
-        Err(r) => return deny(r.status().as_u16(), &r.client_message()),
-    };
-    // 3. Authenticate.
-    let (kind, principal) = if route.public {
-        println!("identity: none needed (public route)");
-        (CallerKind::Public, None)
-    } else {
-        match who {
-            Who::Verified(p) => {
-                println!("identity: {} {} (verified)", p.method, p.name);
-                (CallerKind::Identified, Some(p))
-            }
-            Who::Assumed(p) => {
-                println!("identity: {} {} (assumed, not verified)", p.method, p.name);
-                (CallerKind::Identified, Some(p))
-            }
-            Who::Rejected(reason) => return deny(401, &reason),
-            Who::None if listener.istio_compat => {
-                println!("identity: anonymous (no credential; istio_compat listener)");
-                (CallerKind::Anonymous, None)
-            }
-            Who::None => return deny(401, "credential not found"),
-        }
-    };
-    // 4. The model named in the body.
-    if route.model_in_body {
-        let Some(m) = &args.model else {
-            return deny(400, "this route names its model in the body: pass --model");
-        };
-        if let Err(r) = routes.bind_body_model(&mut route, m, facts.host.as_deref(), &facts.headers)
-        {
-            return deny(r.status().as_u16(), &r.client_message());
+            println!("request: {} {}  (normalised from {raw})", f.method, f.path);
         }
     }
-    println!(
-        "route: protocol {} operation {} model {}",
-        route.protocol,
-        route.operation,
-        if route.model.log_name().is_empty() {
-            "-"
-        } else {
-            route.model.log_name()
+    match &d.identity {
+        Identity::NotReached | Identity::Failed(_) => {}
+        Identity::NotNeeded => println!("identity: none needed (public route)"),
+        Identity::Anonymous => {
+            println!("identity: anonymous (no credential; istio_compat listener)");
         }
-    );
-    // 5. Authorize.
-    let input = Input::new(
-        &facts,
-        &route,
-        principal.as_ref(),
-        &listener.trusted_proxies,
-    );
-    let mut why = Vec::new();
-    let verdict = authz.engine().evaluate(&input, kind, Some(&mut why));
-    if config.policies.is_empty() {
-        println!("policies: none (grants and defaults decide)");
+        Identity::Verified(a) => {
+            let p = a.principal();
+            println!("identity: {} {} (verified)", p.method, p.name);
+        }
+        Identity::Assumed(p) => {
+            println!("identity: {} {} (assumed, not verified)", p.method, p.name);
+        }
     }
-    println!("why:");
-    for line in &why {
-        println!("  - {line}");
+    if let Some(route) = &d.route {
+        let model = route.model.log_name();
+        println!(
+            "route: protocol {} operation {} model {}",
+            route.protocol,
+            route.operation,
+            if model.is_empty() { "-" } else { model }
+        );
     }
-    match verdict {
-        Verdict::Allow { basis, policy } => End::Allow(match policy {
-            Some(p) => format!("{}: {p}", basis.as_str()),
-            None => basis.as_str().to_string(),
-        }),
-        Verdict::NeedCredential { .. } => deny(401, "credential not found"),
-        Verdict::Forbidden { message, .. } => deny(403, &message),
-        Verdict::NotFound(m) => deny(404, &m),
+    if d.ruling.is_some() {
+        if no_policies {
+            println!("policies: none (grants and defaults decide)");
+        }
+        println!("why:");
+        for line in &d.explain {
+            println!("  - {line}");
+        }
+    }
+    if let Some(r) = &d.ruling {
+        for w in &r.dry_run {
+            let p = &w.policy;
+            println!(
+                "dry-run: {} {} would {}",
+                p.action.as_str(),
+                p.name,
+                w.would
+            );
+        }
+        for p in &r.audit {
+            println!("audit: {} {} matched", p.action.as_str(), p.name);
+        }
+        let v = &r.verdict;
+        if let Some(b) = v.basis() {
+            println!("basis: {}", b.as_str());
+        }
+        if let Some(p) = v.policy() {
+            println!("policy: {} {}", p.action.as_str(), p.name);
+        }
+    }
+    match (&d.result, d.ruling.as_ref().map(|r| &r.verdict)) {
+        (Ok(_), Some(Verdict::Allow { basis, policy })) => {
+            match policy {
+                Some(p) => println!("decision: ALLOW ({}: {})", basis.as_str(), p.name),
+                None => println!("decision: ALLOW ({})", basis.as_str()),
+            }
+            ExitCode::SUCCESS
+        }
+        (Ok(_), _) => {
+            println!("decision: DENY (500 allowed without a verdict)");
+            ExitCode::from(1)
+        }
+        (Err(r), _) => {
+            println!(
+                "decision: DENY ({} {})",
+                r.status().as_u16(),
+                r.client_message()
+            );
+            ExitCode::from(1)
+        }
     }
 }

@@ -41,7 +41,7 @@ enum Command {
     Keys(crate::keys::KeysArgs),
     /// Show what the gateway would decide for a described request, and why
     /// (exit 0 allow, 1 deny, 2 bad input).
-    Check(crate::check::CheckArgs),
+    Check(Box<crate::check::CheckArgs>),
     /// Convert Istio, Authorino and KServe manifests into a configuration (stdout) and a report (stderr).
     Import(crate::import::ImportArgs),
 }
@@ -52,7 +52,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Validate { config, running } => Ok(validate(&config, running.as_deref())),
         Command::Keys(args) => crate::keys::run(args),
         Command::Demo(args) => crate::demo::run(args),
-        Command::Check(args) => Ok(crate::check::run(args)),
+        Command::Check(args) => Ok(crate::check::run(*args)),
         Command::Import(args) => crate::import::run(args),
     }
 }

@@ -132,50 +132,70 @@ impl Provider {
     }
 
     fn principal(&self, jwt: Jwt) -> Principal {
-        let claims = jwt.claims;
-        let str_claim = |k: &str| claims.get(k).and_then(Value::as_str).map(str::to_string);
-        let subject = jwt.sub.clone().unwrap_or_default();
-        let name = jwt
-            .sub
-            .or_else(|| str_claim("client_id"))
-            .or_else(|| str_claim("azp"))
-            .unwrap_or_default();
-        let mut groups: Vec<String> = match claims.get("groups") {
-            Some(Value::Array(a)) => a
-                .iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect(),
-            _ => Vec::new(),
-        };
-        let mut namespace = None;
-        if self.kind == ProviderKind::ServiceAccount {
-            namespace = claims
-                .get("kubernetes.io")
-                .and_then(|k| k.get("namespace"))
-                .and_then(Value::as_str)
-                .map(str::to_string)
-                .or_else(|| service_account_namespace(&subject));
-            if let Some(ns) = &namespace {
-                groups.extend([
-                    "system:serviceaccounts".to_string(),
-                    format!("system:serviceaccounts:{ns}"),
-                    "system:authenticated".to_string(),
-                ]);
-            }
+        claims_principal(self.kind, Some(&self.rule.issuer), jwt.claims)
+    }
+}
+
+/// The one mapping from verified (or, for `modelgate check`, assumed) token
+/// claims to a [`Principal`]: name from `sub` (else `client_id`, `azp`),
+/// audiences, groups, and for ServiceAccount issuers the namespace and the
+/// Kubernetes groups.
+pub fn claims_principal(
+    kind: ProviderKind,
+    issuer: Option<&str>,
+    claims: Map<String, Value>,
+) -> Principal {
+    let str_claim = |k: &str| claims.get(k).and_then(Value::as_str).map(str::to_string);
+    let sub = str_claim("sub");
+    let subject = sub.clone().unwrap_or_default();
+    let name = sub
+        .or_else(|| str_claim("client_id"))
+        .or_else(|| str_claim("azp"))
+        .unwrap_or_default();
+    let audiences = match claims.get("aud") {
+        Some(Value::String(a)) => vec![a.clone()],
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect(),
+        _ => Vec::new(),
+    };
+    let mut groups: Vec<String> = match claims.get("groups") {
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect(),
+        _ => Vec::new(),
+    };
+    let mut namespace = None;
+    if kind == ProviderKind::ServiceAccount {
+        namespace = claims
+            .get("kubernetes.io")
+            .and_then(|k| k.get("namespace"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .or_else(|| service_account_namespace(&subject));
+        if let Some(ns) = &namespace {
+            groups.extend([
+                "system:serviceaccounts".to_string(),
+                format!("system:serviceaccounts:{ns}"),
+                "system:authenticated".to_string(),
+            ]);
         }
-        Principal {
-            method: AuthMethod::Jwt,
-            name,
-            issuer: Some(self.rule.issuer.clone()),
-            subject,
-            audiences: jwt.aud,
-            presenter: str_claim("azp"),
-            namespace,
-            groups,
-            grants: Grants::Nothing,
-            claims: Some(Arc::new(claims)),
-        }
+    }
+    Principal {
+        method: AuthMethod::Jwt,
+        name,
+        issuer: issuer.map(str::to_string),
+        subject,
+        audiences,
+        presenter: str_claim("azp"),
+        namespace,
+        groups,
+        grants: Grants::Nothing,
+        claims: Some(Arc::new(claims)),
     }
 }
 

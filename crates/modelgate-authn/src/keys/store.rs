@@ -152,6 +152,16 @@ impl KeyStore {
         }
         Ok(k.principal.clone())
     }
+
+    /// The identity of the active key named `name`, taken on trust without
+    /// the secret (`modelgate check --identity`); `None` if no key of that
+    /// name is active at `now`.
+    pub fn assume(&self, name: &str, now: SystemTime) -> Option<Arc<Principal>> {
+        self.by_id
+            .values()
+            .find(|k| k.principal.name == name && k.not_after.is_none_or(|t| now < t))
+            .map(|k| k.principal.clone())
+    }
 }
 
 pub(super) fn grants(models: &[String]) -> Result<Grants, String> {

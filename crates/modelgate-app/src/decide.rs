@@ -1,0 +1,361 @@
+//! The one decision function. Every caller — `serve`, `modelgate check`,
+//! and the ext_authz, forward-auth and admin-explainer adapters — hands it
+//! what it was asked ([`Ask`]) and gets back the whole [`Decision`]: facts,
+//! route, authentication outcome, authorization verdict (naming its rule)
+//! and, on request, the explanation. It never reads the body and never calls
+//! the backend: the body model comes from the adapter through [`BodyModel`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use http::{HeaderMap, Method};
+use modelgate_authn::{Authenticated, Authenticator};
+use modelgate_authz::{Authorizer, Caller, Permit, Ruling};
+use modelgate_config::Listener;
+use modelgate_core::{AuthFailure, PeerIdentity, Principal, Reject, RequestFacts};
+use modelgate_route::{RouteMatch, RouteTable};
+
+use crate::body::check_declared_length;
+use crate::facts;
+
+/// What an adapter was asked: the request head as it arrived, not yet
+/// normalised.
+#[derive(Debug)]
+pub struct Ask {
+    pub method: Method,
+    /// The path as sent (no query), before normalisation.
+    pub path: String,
+    pub query: Option<String>,
+    /// `:authority` (HTTP/2) or the absolute-form authority, if any; else the
+    /// `Host` header is used.
+    pub authority: Option<String>,
+    pub headers: HeaderMap,
+    pub client: SocketAddr,
+    pub local: SocketAddr,
+    /// The verified client certificate, on mTLS listeners.
+    pub peer: Option<PeerIdentity>,
+    /// Index of the listener (in `listen:`) the request arrived on.
+    pub listener: usize,
+    pub received: Instant,
+}
+
+/// Where the identity comes from.
+#[derive(Debug, Clone)]
+pub enum Claimed {
+    /// Verify the credential the request carries (what `serve` does).
+    FromRequest,
+    /// Take this identity on trust (`check --identity/--claims`): judged like
+    /// a verified one, never given a [`Permit`].
+    Assumed(Arc<Principal>),
+    /// The adapter already knows the credential fails.
+    Refused(AuthFailure),
+}
+
+/// The model named in the request body (OpenAI `model`, gRPC `model_name`),
+/// asked for only when the route needs it, after authentication.
+pub trait BodyModel {
+    fn model(&mut self, grpc: bool) -> impl Future<Output = Result<String, Reject>>;
+}
+
+/// An adapter with no body (Envoy ext_authz without `with_request_body`):
+/// routes that name their model in the body are refused with a clear reason.
+pub struct NoBody;
+
+impl BodyModel for NoBody {
+    async fn model(&mut self, _grpc: bool) -> Result<String, Reject> {
+        Err(Reject::BadRequest(
+            "this route names its model in the request body, which was not passed to the decision"
+                .into(),
+        ))
+    }
+}
+
+/// An adapter that already extracted the body model (or knows there is none).
+pub struct GivenModel(pub Option<String>);
+
+impl BodyModel for GivenModel {
+    async fn model(&mut self, _grpc: bool) -> Result<String, Reject> {
+        self.0.clone().ok_or_else(|| {
+            Reject::BadRequest("this route names its model in the body: pass the model".into())
+        })
+    }
+}
+
+/// The authentication outcome.
+#[derive(Debug, Clone)]
+pub enum Identity {
+    /// The decision stopped before authentication.
+    NotReached,
+    /// A public route: no credential asked for.
+    NotNeeded,
+    /// No credential, on an Istio-compatible listener: the policies decide.
+    Anonymous,
+    Verified(Authenticated),
+    Assumed(Arc<Principal>),
+    Failed(AuthFailure),
+}
+
+impl Identity {
+    pub fn principal(&self) -> Option<&Principal> {
+        match self {
+            Identity::Verified(a) => Some(a.principal()),
+            Identity::Assumed(p) => Some(p),
+            _ => None,
+        }
+    }
+}
+
+/// Everything decided about one request.
+#[derive(Debug)]
+pub struct Decision {
+    pub request_id: String,
+    /// Whether the request is gRPC (known even when the head was refused).
+    pub grpc: bool,
+    /// The normalised request; `None` if the head was refused.
+    pub facts: Option<RequestFacts>,
+    /// Model, protocol, operation and upstream path; `None` if not routed.
+    pub route: Option<RouteMatch>,
+    pub identity: Identity,
+    /// The authorization ruling: verdict with its basis and policy, dry-run
+    /// and AUDIT policies; `None` if the decision stopped before authorization.
+    pub ruling: Option<Ruling>,
+    /// `Ok` when allowed — with the [`Permit`] unless the identity was
+    /// assumed — else the refusal the client gets.
+    pub result: Result<Option<Permit>, Reject>,
+    /// One line per step, when asked for.
+    pub explain: Vec<String>,
+}
+
+/// The configuration a decision reads: routes, identity sources, policies
+/// and the listeners.
+pub struct Decider<'a> {
+    pub routes: &'a RouteTable,
+    pub authn: &'a Authenticator,
+    pub authz: &'a Authorizer,
+    /// The configured models (to tell, before a body is read, whether it can
+    /// change the outcome).
+    pub models: &'a [modelgate_config::Model],
+    pub listeners: Listeners<'a>,
+}
+
+/// The listener settings, as the serving pipeline or a bare configuration
+/// holds them.
+#[derive(Clone, Copy)]
+pub enum Listeners<'a> {
+    Views(&'a [crate::pipeline::ListenerView]),
+    Configs(&'a [Listener]),
+}
+
+impl<'a> Listeners<'a> {
+    fn get(self, i: usize) -> Option<&'a Listener> {
+        match self {
+            Listeners::Views(v) => v.get(i).map(|l| &l.config),
+            Listeners::Configs(c) => c.get(i),
+        }
+    }
+}
+
+impl Decider<'_> {
+    /// Decides one request. `explain` collects the reasons (also collected
+    /// when `modelgate_authz` debug logging is on).
+    pub async fn decide<B: BodyModel>(
+        &self,
+        ask: Ask,
+        claimed: Claimed,
+        body: &mut B,
+        explain: bool,
+    ) -> Decision {
+        let request_id = facts::request_id(&ask.headers);
+        let mut d = Decision {
+            grpc: facts::is_grpc(&ask.headers),
+            request_id: request_id.clone(),
+            facts: None,
+            route: None,
+            identity: Identity::NotReached,
+            ruling: None,
+            result: Ok(None),
+            explain: Vec::new(),
+        };
+        let explain =
+            explain || tracing::enabled!(target: "modelgate_authz", tracing::Level::DEBUG);
+        d.result = self
+            .steps(ask, request_id, claimed, body, explain, &mut d)
+            .await;
+        if let (true, Some(v)) = (
+            tracing::enabled!(target: "modelgate_authz", tracing::Level::DEBUG),
+            &d.ruling,
+        ) {
+            tracing::debug!(target: "modelgate_authz", request_id = %d.request_id, decision = ?v.verdict, explain = %d.explain.join("; "), "authorization decision");
+        }
+        d
+    }
+
+    async fn steps<B: BodyModel>(
+        &self,
+        ask: Ask,
+        request_id: String,
+        claimed: Claimed,
+        body: &mut B,
+        explain: bool,
+        d: &mut Decision,
+    ) -> Result<Option<Permit>, Reject> {
+        let listener = self
+            .listeners
+            .get(ask.listener)
+            .ok_or(Reject::Unavailable {
+                message: "listener is being reconfigured".into(),
+                retry_after_secs: Some(1),
+            })?;
+        // 1. Read: normalise the head; refuse ambiguity and declared oversize.
+        let facts = facts::build(ask, request_id).map_err(|(_, r)| r)?;
+        let facts = &*d.facts.insert(facts);
+        check_declared_length(&facts.headers, listener.max_body_bytes)?;
+        // 2. Route: only protocol paths exist.
+        let route = self.routes.resolve(
+            &facts.method,
+            &facts.path,
+            facts.host.as_deref(),
+            &facts.headers,
+            facts.grpc,
+        )?;
+        let route = d.route.insert(route);
+        // 3. Authenticate, unless the route is public.
+        d.identity = self.authenticate(facts, route, claimed, listener).await;
+        if let Identity::Failed(f) = &d.identity {
+            if explain {
+                d.explain
+                    .push(format!("authentication failed: {}", f.reason()));
+            }
+            return Err(Reject::Unauthenticated(f.clone()));
+        }
+        // 4. Bind the model the body names. A body that cannot change the
+        //    outcome (the caller may use no model it could name) is not read.
+        if route.model_in_body {
+            let caller = caller_of(&d.identity);
+            self.authz
+                .check_reach(caller, facts, route, self.routes, self.models, listener)?;
+            let name = body.model(facts.grpc).await?;
+            self.routes
+                .bind_body_model(route, &name, facts.host.as_deref(), &facts.headers)?;
+        }
+        // 5. Authorize.
+        let caller = caller_of(&d.identity);
+        let why = explain.then_some(&mut d.explain);
+        let judged = self.authz.judge(caller, facts, route, listener, why);
+        let refusal = judged.ruling.verdict.reject();
+        d.ruling = Some(judged.ruling);
+        match refusal {
+            Some(r) => Err(r),
+            None => Ok(judged.permit),
+        }
+    }
+
+    async fn authenticate(
+        &self,
+        facts: &RequestFacts,
+        route: &RouteMatch,
+        claimed: Claimed,
+        listener: &Listener,
+    ) -> Identity {
+        if route.public {
+            return Identity::NotNeeded;
+        }
+        let verified = match claimed {
+            Claimed::Assumed(p) => return Identity::Assumed(p),
+            Claimed::Refused(f) => Err(f),
+            Claimed::FromRequest => {
+                self.authn
+                    .authenticate(facts, &listener.credentials, SystemTime::now())
+                    .await
+            }
+        };
+        match verified {
+            Ok(a) => Identity::Verified(a),
+            // On an Istio-compatible listener a request with no credential at
+            // all goes on as anonymous and the policies decide (failing
+            // closed); a bad credential is always 401.
+            Err(AuthFailure::CredentialNotFound) if listener.istio_compat => Identity::Anonymous,
+            Err(f) => Identity::Failed(f),
+        }
+    }
+}
+
+/// Who is asking, as authorization sees it.
+fn caller_of(identity: &Identity) -> Caller<'_> {
+    match identity {
+        Identity::Verified(a) => Caller::Identified(a),
+        Identity::Assumed(p) => Caller::Assumed(p),
+        Identity::Anonymous => Caller::Anonymous,
+        _ => Caller::Public,
+    }
+}
+
+/// The decision function over a configuration alone — no listeners bound, no
+/// decision log, no background refresh — for `modelgate check` and other
+/// callers that explain rather than serve. Identity sources are built as
+/// `serve` builds them; remote ones are contacted only when a credential
+/// needs them.
+pub struct Explainer {
+    config: modelgate_config::Config,
+    routes: RouteTable,
+    authn: Authenticator,
+    authz: Authorizer,
+}
+
+impl Explainer {
+    /// Compiles `config`; errors are the configuration problems, one a line.
+    pub fn build(config: modelgate_config::Config) -> Result<Self, String> {
+        let lines = |errs: Vec<modelgate_config::ConfigError>| {
+            errs.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        let routes = RouteTable::build(&config).map_err(lines)?;
+        let authz = Authorizer::new(&config).map_err(lines)?;
+        let keys = match &config.auth.api_keys {
+            Some(k) => Some(Arc::new(arc_swap::ArcSwap::from_pointee(
+                modelgate_authn::KeyStore::load(&k.file)
+                    .map_err(|e| format!("auth.api_keys.file: {e}"))?,
+            ))),
+            None => None,
+        };
+        let authn = Authenticator::build(
+            &config.auth,
+            keys,
+            &modelgate_authn::IdentityMetrics::default(),
+            None,
+            &modelgate_authn::hyper_fetch,
+        )
+        .map_err(lines)?;
+        Ok(Self {
+            config,
+            routes,
+            authn,
+            authz,
+        })
+    }
+
+    pub fn config(&self) -> &modelgate_config::Config {
+        &self.config
+    }
+
+    /// The identity sources (to assume an identity through their mappings).
+    pub fn authn(&self) -> &Authenticator {
+        &self.authn
+    }
+
+    pub fn decider(&self) -> Decider<'_> {
+        Decider {
+            routes: &self.routes,
+            authn: &self.authn,
+            authz: &self.authz,
+            models: &self.config.models,
+            listeners: Listeners::Configs(&self.config.listeners),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

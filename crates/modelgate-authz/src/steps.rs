@@ -1,0 +1,273 @@
+//! The steps of one authorization decision, in order: CUSTOM, DENY, AUDIT,
+//! public routes, unknown models, grants, ALLOW, then modelgate's defaults.
+//! Each step either decides (returns a [`Verdict`]) or lets the next one run;
+//! each names the rule it used, and dry-run and AUDIT policies are recorded.
+
+use modelgate_config::policy::Policy;
+use modelgate_route::ModelRef;
+
+use crate::decide::{CallerKind, CompiledPolicy, Engine, RBAC_DENIED, grants_restrict};
+use crate::eval::Quantifier;
+use crate::input::Input;
+use crate::verdict::{Basis, DryRun, PolicyRef, Verdict};
+
+/// One evaluation in progress.
+pub(crate) struct Run<'e, 'i, 'x> {
+    pub engine: &'e Engine,
+    pub i: &'e Input<'i>,
+    pub caller: CallerKind,
+    pub explain: Option<&'x mut Vec<String>>,
+    pub dry_run: Vec<DryRun>,
+    pub audit: Vec<PolicyRef>,
+}
+
+fn named(p: &Policy) -> PolicyRef {
+    PolicyRef {
+        name: p.name.clone(),
+        action: p.action,
+    }
+}
+
+impl Run<'_, '_, '_> {
+    pub fn decide(&mut self) -> Verdict {
+        self.custom()
+            .or_else(|| self.deny())
+            .or_else(|| {
+                self.audit();
+                self.public()
+            })
+            .or_else(|| self.unknown_model())
+            .or_else(|| self.grants())
+            .or_else(|| self.allow())
+            .unwrap_or_else(|| self.defaults())
+    }
+
+    fn note(&mut self, f: &dyn Fn() -> String) {
+        if let Some(e) = self.explain.as_deref_mut() {
+            e.push(f());
+        }
+    }
+
+    fn first_match(&mut self, p: &CompiledPolicy, q: Quantifier) -> Option<usize> {
+        self.engine
+            .first_match(p, self.i, q, self.explain.as_deref_mut())
+    }
+
+    fn would(&mut self, p: &Policy, would: &'static str) {
+        self.dry_run.push(DryRun {
+            policy: named(p),
+            would,
+        });
+    }
+
+    /// 1. CUSTOM: the in-process provider requires a verified identity.
+    fn custom(&mut self) -> Option<Verdict> {
+        let engine = self.engine;
+        for p in &engine.custom {
+            let Some(rule) = self.first_match(p, Quantifier::Any) else {
+                continue;
+            };
+            let name = &p.policy.name;
+            let provider = p.policy.provider.as_deref().unwrap_or("");
+            let anonymous = self.i.principal.is_none();
+            if p.policy.dry_run {
+                self.note(&|| format!("CUSTOM {name} is dry-run: not enforced"));
+                let would = if anonymous {
+                    "need_credential"
+                } else {
+                    "allow"
+                };
+                self.would(&p.policy, would);
+                continue;
+            }
+            if anonymous {
+                self.note(&|| format!("CUSTOM {name} (provider {provider}, in-process) matched by rule {rule}: no verified credential → 401"));
+                return Some(Verdict::NeedCredential {
+                    basis: Basis::Policy,
+                    policy: Some(named(&p.policy)),
+                });
+            }
+            self.note(&|| format!("CUSTOM {name} (provider {provider}, in-process) matched by rule {rule}: verified identity → continue"));
+        }
+        None
+    }
+
+    /// 2. DENY.
+    fn deny(&mut self) -> Option<Verdict> {
+        let engine = self.engine;
+        for p in &engine.deny {
+            let Some(rule) = self.first_match(p, Quantifier::Any) else {
+                continue;
+            };
+            let name = &p.policy.name;
+            if p.policy.dry_run {
+                self.note(&|| format!("DENY {name} is dry-run: would deny (rule {rule})"));
+                self.would(&p.policy, "deny");
+                continue;
+            }
+            self.note(&|| format!("DENY {name} matched by rule {rule} → 403"));
+            return Some(Verdict::Forbidden {
+                basis: Basis::Policy,
+                policy: Some(named(&p.policy)),
+                message: RBAC_DENIED.into(),
+            });
+        }
+        None
+    }
+
+    /// AUDIT never changes the decision; matches are recorded.
+    fn audit(&mut self) {
+        let engine = self.engine;
+        for p in &engine.audit {
+            if let Some(rule) = self.first_match(p, Quantifier::Any) {
+                let name = &p.policy.name;
+                self.note(&|| format!("AUDIT {name} matched by rule {rule} (recorded only)"));
+                self.audit.push(named(&p.policy));
+            }
+        }
+    }
+
+    /// 3. A public route needs no credential; ALLOW policies do not restrict it.
+    fn public(&mut self) -> Option<Verdict> {
+        if self.caller != CallerKind::Public {
+            return None;
+        }
+        self.note(&|| {
+            "public route: no credential needed; ALLOW policies do not restrict it → allow".into()
+        });
+        Some(Verdict::Allow {
+            basis: Basis::Public,
+            policy: None,
+        })
+    }
+
+    /// An identified caller asking for a model not configured here: 404.
+    fn unknown_model(&mut self) -> Option<Verdict> {
+        if self.caller != CallerKind::Identified {
+            return None;
+        }
+        self.not_found()
+    }
+
+    fn not_found(&mut self) -> Option<Verdict> {
+        let i = self.i;
+        let ModelRef::Unknown(name) = &i.route.model else {
+            return None;
+        };
+        self.note(&|| format!("model {name} is not configured here → 404"));
+        Some(Verdict::NotFound(format!(
+            "Model with name {name} does not exist."
+        )))
+    }
+
+    /// Step 4, grants: an identity that carries grants is an implicit DENY
+    /// for other models.
+    fn grants(&mut self) -> Option<Verdict> {
+        let i = self.i;
+        let (Some(p), Some(model)) = (i.principal, i.route.model.known()) else {
+            return None;
+        };
+        if !grants_restrict(p) {
+            return None;
+        }
+        if !p.grants.covers(model) {
+            self.note(&|| format!("grants of {} do not include model {model} → 403", p.name));
+            return Some(Verdict::Forbidden {
+                basis: Basis::Grant,
+                policy: None,
+                message: format!("not permitted to call model {model}"),
+            });
+        }
+        self.note(&|| format!("grants of {} include model {model}", p.name));
+        None
+    }
+
+    /// 5. ALLOW: when any applies, one must match.
+    fn allow(&mut self) -> Option<Verdict> {
+        let engine = self.engine;
+        let mut any_allow = false;
+        for p in &engine.allow {
+            let name = &p.policy.name;
+            let in_scope = engine.in_scope(p, self.i);
+            if !in_scope {
+                self.note(&|| format!("ALLOW {name}: does not apply to this model"));
+                continue;
+            }
+            if p.policy.dry_run {
+                let hit = self.first_match(p, Quantifier::All).is_some();
+                let would = if hit { "allow" } else { "not allow" };
+                self.note(&|| format!("ALLOW {name} is dry-run: would {would}"));
+                self.would(&p.policy, if hit { "allow" } else { "not_allow" });
+                continue;
+            }
+            any_allow = true;
+            if let Some(rule) = self.first_match(p, Quantifier::All) {
+                self.note(&|| format!("ALLOW {name} matched by rule {rule} → allow"));
+                return Some(self.not_found().unwrap_or(Verdict::Allow {
+                    basis: Basis::Policy,
+                    policy: Some(named(&p.policy)),
+                }));
+            }
+        }
+        if !any_allow {
+            return None;
+        }
+        self.note(&|| "ALLOW policies apply but none matched → 403".into());
+        Some(Verdict::Forbidden {
+            basis: Basis::Policy,
+            policy: None,
+            message: RBAC_DENIED.into(),
+        })
+    }
+
+    /// 6. No ALLOW policy applies: modelgate's defaults.
+    fn defaults(&mut self) -> Verdict {
+        let i = self.i;
+        let p = match (self.caller, i.principal) {
+            (CallerKind::Anonymous, _) | (_, None) => {
+                self.note(&|| {
+                    "no ALLOW policy applies and the request is anonymous → 401 (fail closed)"
+                        .into()
+                });
+                return Verdict::NeedCredential {
+                    basis: Basis::Default,
+                    policy: None,
+                };
+            }
+            (_, Some(p)) => p,
+        };
+        match i.route.model.known() {
+            Some(model) if !p.grants.covers(model) => {
+                self.note(&|| {
+                    format!(
+                        "no ALLOW policy applies and {} has no grant for model {model} → 403",
+                        p.name
+                    )
+                });
+                Verdict::Forbidden {
+                    basis: Basis::Grant,
+                    policy: None,
+                    message: format!("not permitted to call model {model}"),
+                }
+            }
+            Some(model) => {
+                self.note(&|| {
+                    format!("no ALLOW policy applies; grant covers model {model} → allow")
+                });
+                Verdict::Allow {
+                    basis: Basis::Grant,
+                    policy: None,
+                }
+            }
+            None => {
+                self.note(&|| {
+                    "no ALLOW policy applies; server-level operation, authenticated → allow".into()
+                });
+                Verdict::Allow {
+                    basis: Basis::ServerOperation,
+                    policy: None,
+                }
+            }
+        }
+    }
+}
