@@ -41,9 +41,14 @@ impl Authorizer {
             {
                 continue;
             }
-            match self.authorize(caller, facts, &bound, listener) {
-                Ok(_) => return Ok(()),
-                Err(r) => {
+            match self
+                .judge(caller, facts, &bound, listener, None)
+                .ruling
+                .verdict
+                .reject()
+            {
+                None => return Ok(()),
+                Some(r) => {
                     let better = matches!(r, Reject::Unauthenticated(_))
                         && !matches!(refusal, Some(Reject::Unauthenticated(_)));
                     if refusal.is_none() || better {
