@@ -16,11 +16,18 @@ pub fn openai_model(data: &[u8]) {
     match modelgate_app::parsers::openai_model(data) {
         Ok(m) => {
             assert!(!m.is_empty());
-            assert!(std::str::from_utf8(data).is_ok(), "accepted a body that is not UTF-8: {data:?}");
+            assert!(
+                std::str::from_utf8(data).is_ok(),
+                "accepted a body that is not UTF-8: {data:?}"
+            );
             // serde_json's Value refuses lone surrogates that an ignored
             // field may carry (and Python's json accepts): compare only when it parses.
             if let Ok(v) = serde_json::from_slice::<serde_json::Value>(data) {
-                assert_eq!(v.get("model").and_then(|m| m.as_str()), Some(m.as_str()), "{data:?}");
+                assert_eq!(
+                    v.get("model").and_then(|m| m.as_str()),
+                    Some(m.as_str()),
+                    "{data:?}"
+                );
             }
         }
         Err(e) => assert!(matches!(e, Reject::BadRequest(_))),
@@ -32,9 +39,16 @@ fn world() -> Option<&'static (tokio::runtime::Runtime, Runtime)> {
     W.get_or_init(|| {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/models/iris");
         let spec = BuiltinModelSpec::new(ModelName::parse("iris").ok()?, dir);
-        let settings = RuntimeSettings { threads: 1, queue_depth: 16, max_body_bytes: 64 * 1024 };
+        let settings = RuntimeSettings {
+            threads: 1,
+            queue_depth: 16,
+            max_body_bytes: 64 * 1024,
+        };
         let rt = Runtime::start(vec![spec], settings).ok()?;
-        let tokio = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+        let tokio = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .ok()?;
         Some((tokio, rt))
     })
     .as_ref()
@@ -53,7 +67,9 @@ fn infer(protocol: Protocol) -> BuiltinCall {
 /// panic or a server error. The first byte picks the V2 binary tensor
 /// extension: then the next two give `inference-header-content-length`.
 pub fn v2_rest(data: &[u8]) {
-    let Some((tokio, rt)) = world() else { panic!("the iris example model did not load") };
+    let Some((tokio, rt)) = world() else {
+        panic!("the iris example model did not load")
+    };
     let mut headers = HeaderMap::new();
     let (protocol, body) = match data.split_first() {
         Some((b'B', rest)) if rest.len() >= 2 => {
@@ -65,7 +81,9 @@ pub fn v2_rest(data: &[u8]) {
         _ => (Protocol::V2, data),
     };
     let r = tokio.block_on(async {
-        let resp = rt.handle(infer(protocol), &headers, full(body.to_vec())).await?;
+        let resp = rt
+            .handle(infer(protocol), &headers, full(body.to_vec()))
+            .await?;
         let status = resp.status();
         let _ = resp.into_body().collect().await;
         Ok::<_, Reject>(status)
@@ -73,7 +91,10 @@ pub fn v2_rest(data: &[u8]) {
     match r {
         Ok(s) => assert!(s.is_success(), "{s} for {data:?}"),
         Err(e) => assert!(
-            matches!(e, Reject::BadRequest(_) | Reject::PayloadTooLarge { .. } | Reject::Unavailable { .. }),
+            matches!(
+                e,
+                Reject::BadRequest(_) | Reject::PayloadTooLarge { .. } | Reject::Unavailable { .. }
+            ),
             "{e:?} for {data:?}"
         ),
     }
@@ -83,8 +104,12 @@ pub fn v2_rest(data: &[u8]) {
 /// 1 `ModelReady`, 2 `ModelMetadata`, else `ModelInfer`) and whether the rest
 /// is one message to frame (high bit clear) or the raw body, frames and all.
 pub fn grpc_body(data: &[u8]) {
-    let Some((tokio, rt)) = world() else { panic!("the iris example model did not load") };
-    let Some((&sel, msg)) = data.split_first() else { return };
+    let Some((tokio, rt)) = world() else {
+        panic!("the iris example model did not load")
+    };
+    let Some((&sel, msg)) = data.split_first() else {
+        return;
+    };
     let method = match sel % 4 {
         1 => "ModelReady",
         2 => "ModelMetadata",

@@ -86,9 +86,7 @@ impl VerdictCache {
     pub fn put(&self, key: [u8; 32], until: Instant, verdict: Verdict) {
         match verdict {
             Ok(p) => self.good.insert(key, until, p),
-            Err(e) => self
-                .bad
-                .insert(key, until.min(Instant::now() + BAD_TTL), e),
+            Err(e) => self.bad.insert(key, until.min(Instant::now() + BAD_TTL), e),
         }
     }
 }

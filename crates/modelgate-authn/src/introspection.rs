@@ -141,7 +141,10 @@ pub fn judge(
     let active = answer.get("active").and_then(Value::as_bool) == Some(true)
         && exp.is_none_or(|e| e > now_s);
     if !active {
-        return (Err(AuthFailure::InvalidToken(NOT_ACTIVE.into())), "inactive");
+        return (
+            Err(AuthFailure::InvalidToken(NOT_ACTIVE.into())),
+            "inactive",
+        );
     }
     let aud = strings(answer.get("aud"));
     if !audiences.is_empty() && !aud.iter().any(|a| audiences.contains(a)) {

@@ -21,7 +21,11 @@ pub fn principal(cfg: &MtlsIdentity, peer: &PeerIdentity) -> Option<Principal> {
     if name.is_empty() {
         return None;
     }
-    let namespace = if spiffe { spiffe_namespace(&name) } else { None };
+    let namespace = if spiffe {
+        spiffe_namespace(&name)
+    } else {
+        None
+    };
     let mut groups = Vec::new();
     if let Some(ns) = &namespace {
         groups.push(format!("system:serviceaccounts:{ns}"));

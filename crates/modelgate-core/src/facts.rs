@@ -66,7 +66,10 @@ mod spiffe_tests {
         assert_eq!(peer(&[&spiffe], &[], None).principal().as_deref(), Some(id));
         assert_eq!(peer(&[], &[id], Some(id)).principal(), None);
         assert_eq!(peer(&[], &[], Some(id)).principal(), None);
-        assert_eq!(peer(&[&format!("https://{id}")], &[id], None).principal(), None);
+        assert_eq!(
+            peer(&[&format!("https://{id}")], &[id], None).principal(),
+            None
+        );
         for bad in [
             "spiffe://",
             "spiffe:///ns/a/sa/b",

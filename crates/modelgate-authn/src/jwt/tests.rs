@@ -443,7 +443,12 @@ async fn signed_token_with_crit_is_refused() {
     let plain = json!({"alg": "RS256", "kid": "rs", "typ": "JWT"});
     let good = sign_with(&plain, &claims(), |m| k.raw_sign(m));
     assert!(p.verify_token(&good, now()).await.is_ok());
-    for crit in [json!(["b64"]), json!(["http://example.com/ext"]), json!([]), json!("b64")] {
+    for crit in [
+        json!(["b64"]),
+        json!(["http://example.com/ext"]),
+        json!([]),
+        json!("b64"),
+    ] {
         let header = json!({"alg": "RS256", "kid": "rs", "b64": false, "crit": crit});
         let token = sign_with(&header, &claims(), |m| k.raw_sign(m));
         assert_eq!(
