@@ -134,3 +134,71 @@ pub fn grpc_body(data: &[u8]) {
         let _ = resp.into_body().collect().await;
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seed(target: &str, name: &str) -> Vec<u8> {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("corpus")
+            .join(target)
+            .join(name);
+        std::fs::read(p).unwrap()
+    }
+
+    /// The seeds reach inference (not only the parsers' refusals).
+    #[test]
+    fn rest_and_binary_seeds_are_answered() {
+        let (tokio, rt) = world().unwrap();
+        for (name, binary) in [("iris", false), ("binary", true)] {
+            let data = seed("v2_rest", name);
+            let mut headers = HeaderMap::new();
+            let body = if binary {
+                let n = u16::from_be_bytes([data[1], data[2]]);
+                headers.insert("inference-header-content-length", n.into());
+                data[3..].to_vec()
+            } else {
+                data
+            };
+            let resp = tokio.block_on(rt.handle(infer(Protocol::V2), &headers, full(body)));
+            assert_eq!(
+                resp.map(|r| r.status().as_u16())
+                    .map_err(|e| format!("{e:?}")),
+                Ok(200),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn grpc_infer_seed_is_answered() {
+        let (tokio, rt) = world().unwrap();
+        let data = seed("grpc_body", "infer");
+        let mut body = vec![0];
+        body.extend_from_slice(&u32::try_from(data.len() - 1).unwrap().to_be_bytes());
+        body.extend_from_slice(&data[1..]);
+        let req = http::Request::post("/inference.GRPCInferenceService/ModelInfer")
+            .header("content-type", "application/grpc")
+            .body(full(body))
+            .unwrap();
+        let resp = tokio.block_on(rt.handle_grpc(req));
+        assert_eq!(
+            resp.headers().get("grpc-status"),
+            None,
+            "{:?}",
+            resp.headers()
+        );
+        let trailers = tokio
+            .block_on(resp.into_body().collect())
+            .ok()
+            .and_then(|c| c.trailers().cloned());
+        assert_eq!(
+            trailers
+                .and_then(|t| t.get("grpc-status").cloned())
+                .as_ref()
+                .map(|v| v.as_bytes()),
+            Some(&b"0"[..])
+        );
+    }
+}
