@@ -9,8 +9,11 @@ pub use bodies::{grpc_body, openai_model, v2_rest};
 
 use std::path::Path;
 
+/// A fuzzed function: property checks on one input.
+pub type Target = fn(&[u8]);
+
 /// Every target, by name, for the stable runner and `run.sh`.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("normalize", normalize),
     ("policy_parse", policy_parse),
     ("jwt_parse", jwt_parse),
