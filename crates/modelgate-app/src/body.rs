@@ -66,7 +66,10 @@ struct NameOnly {
 
 /// Reads the first gRPC message (bounded) and returns the model name it
 /// names, plus everything read so far, to be sent on unchanged.
-pub async fn grpc_model(body: &mut Incoming, limit: u64) -> Result<(String, Bytes), Reject> {
+pub async fn grpc_model<B>(body: &mut B, limit: u64) -> Result<(String, Bytes), Reject>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+{
     let mut buf = BytesMut::new();
     let bad = |m: &str| Reject::BadRequest(m.to_string());
     loop {

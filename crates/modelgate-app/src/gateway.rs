@@ -222,7 +222,7 @@ async fn flow(
 }
 
 /// Copies what the decision learned into the request's trace.
-fn note(trace: &mut Trace, d: &Decision) {
+pub(crate) fn note(trace: &mut Trace, d: &Decision) {
     trace.request_id.clone_from(&d.request_id);
     trace.grpc = d.grpc;
     if let Some(f) = &d.facts {

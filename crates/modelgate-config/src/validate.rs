@@ -26,6 +26,7 @@ pub(crate) struct Sections {
     pub policies: Option<Value>,
     pub log: Option<RawLog>,
     pub runtime: Option<RawRuntime>,
+    pub ext_authz: Option<crate::ext_authz::RawExtAuthz>,
 }
 
 const DEFAULT_ADMIN: &str = "127.0.0.1:9901";
@@ -39,6 +40,13 @@ pub(crate) fn validate(s: Sections, base: &Path, c: &mut Collector) -> Option<Co
     let policies = crate::policy::policies(s.policies, c);
     let log = log(s.log.unwrap_or_default(), base, c);
     let runtime = runtime(s.runtime.unwrap_or_default(), c);
+    let ext_authz = crate::ext_authz::ext_authz(
+        s.ext_authz,
+        listeners.as_deref(),
+        admin.as_ref().map(|a| a.address),
+        base,
+        c,
+    );
     if let (Some(admin), Some(listeners)) = (&admin, &listeners) {
         for (i, l) in listeners.iter().enumerate() {
             if l.address == admin.address {
@@ -58,6 +66,7 @@ pub(crate) fn validate(s: Sections, base: &Path, c: &mut Collector) -> Option<Co
         policies,
         log: log?,
         runtime: runtime?,
+        ext_authz,
     })
 }
 
@@ -76,7 +85,7 @@ fn duration(v: Option<&str>, default: Duration, key: &str, c: &mut Collector) ->
     }
 }
 
-fn socket_addr(s: &str, key: &str, c: &mut Collector) -> Option<SocketAddr> {
+pub(crate) fn socket_addr(s: &str, key: &str, c: &mut Collector) -> Option<SocketAddr> {
     match s.parse() {
         Ok(a) => Some(a),
         Err(_) => {
@@ -140,31 +149,33 @@ fn listeners(v: Option<Value>, base: &Path, c: &mut Collector) -> Option<Vec<Lis
     Some(out)
 }
 
+/// A `tls:` block (listeners, `ext_authz`), under key path `k`.
+pub(crate) fn tls(t: RawTls, k: &str, base: &Path, c: &mut Collector) -> Tls {
+    let cert = existing_file(base, &t.cert, &format!("{k}.cert"), c);
+    let key_path = existing_file(base, &t.key, &format!("{k}.key"), c);
+    let client_ca = t
+        .client_ca
+        .as_deref()
+        .map(|ca| existing_file(base, ca, &format!("{k}.client_ca"), c));
+    let require = t.require_client_cert.unwrap_or(client_ca.is_some());
+    if require && client_ca.is_none() {
+        c.push(
+            format!("{k}.require_client_cert"),
+            "client certificates are required but no client_ca is set",
+            "set client_ca to the PEM bundle of CAs that sign client certificates",
+        );
+    }
+    Tls {
+        cert,
+        key: key_path,
+        client_ca,
+        require_client_cert: require,
+    }
+}
+
 fn listener(raw: RawListener, key: &str, base: &Path, c: &mut Collector) -> Option<Listener> {
     let address = socket_addr(&raw.address, &format!("{key}.address"), c);
-    let tls = raw.tls.map(|t| {
-        let k = format!("{key}.tls");
-        let cert = existing_file(base, &t.cert, &format!("{k}.cert"), c);
-        let key_path = existing_file(base, &t.key, &format!("{k}.key"), c);
-        let client_ca = t
-            .client_ca
-            .as_deref()
-            .map(|ca| existing_file(base, ca, &format!("{k}.client_ca"), c));
-        let require = t.require_client_cert.unwrap_or(client_ca.is_some());
-        if require && client_ca.is_none() {
-            c.push(
-                format!("{k}.require_client_cert"),
-                "client certificates are required but no client_ca is set",
-                "set client_ca to the PEM bundle of CAs that sign client certificates",
-            );
-        }
-        Tls {
-            cert,
-            key: key_path,
-            client_ca,
-            require_client_cert: require,
-        }
-    });
+    let tls = raw.tls.map(|t| tls(t, &format!("{key}.tls"), base, c));
     let max_body_bytes = match raw.max_body_bytes.map(|s| s.bytes()) {
         None => DEFAULT_MAX_BODY,
         Some(Ok(0)) => {
