@@ -102,7 +102,7 @@ pub(crate) fn ext_authz(
 mod tests {
     use crate::parse_str;
 
-    const BASE: &str = "listen: {address: 127.0.0.1:8080}\n";
+    const BASE: &str = "listen: {address: 127.0.0.1:8080}\nmodels: [{name: iris, upstream: {url: \"http://127.0.0.1:9\"}}]\n";
 
     fn errors(extra: &str) -> String {
         match parse_str(
