@@ -220,7 +220,7 @@ async fn ext_authz_and_serve_decide_alike() {
     let dir = tempfile::tempdir().unwrap();
     let (upstream, seen) = echo_upstream().await;
     let key = create_key(&dir.path().join("keys.json"), "alice-key");
-    let idp = Issuer::new();
+    let idp = Issuer::generate();
     let ports = (free_port(), free_port(), free_port());
     let cfg = dir.path().join("mg.yaml");
     std::fs::write(&cfg, config(dir.path(), ports, upstream, &idp.jwks())).unwrap();
