@@ -248,3 +248,91 @@ fn metadata(c: &Checked) -> Struct {
         fields: f.into_iter().collect(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use envoy_types::pb::envoy::config::core::v3::HeaderMap as EnvoyHeaderMap;
+
+    use super::*;
+    use crate::bench_support::check_request;
+
+    fn http(
+        req: &mut CheckRequest,
+    ) -> &mut envoy_types::pb::envoy::service::auth::v3::attribute_context::HttpRequest {
+        req.attributes
+            .as_mut()
+            .unwrap()
+            .request
+            .as_mut()
+            .unwrap()
+            .http
+            .as_mut()
+            .unwrap()
+    }
+
+    #[test]
+    fn request_line_headers_and_addresses() {
+        let req = check_request("/v2/models/iris/infer?x=1", "Bearer k");
+        let (ask, body) = ask_from_check(req, 2, Instant::now()).unwrap();
+        assert_eq!(ask.method, Method::POST);
+        assert_eq!(ask.path, "/v2/models/iris/infer");
+        assert_eq!(ask.query.as_deref(), Some("x=1"));
+        assert_eq!(ask.authority.as_deref(), Some("models.example.com"));
+        assert_eq!(ask.headers.get("authorization").unwrap(), "Bearer k");
+        assert!(ask.headers.keys().all(|k| !k.as_str().starts_with(':')));
+        assert_eq!(ask.client, "10.0.0.7:51234".parse().unwrap());
+        assert_eq!(ask.listener, 2);
+        assert!(ask.peer.is_none() && body.is_none());
+    }
+
+    #[test]
+    fn raw_header_map_keeps_repeated_headers_apart() {
+        let mut req = check_request("/v2/models/iris/infer", "Bearer a");
+        let h = http(&mut req);
+        h.headers.clear();
+        h.header_map = Some(EnvoyHeaderMap {
+            headers: ["Bearer a", "Bearer b"]
+                .iter()
+                .map(|v| EnvoyHv {
+                    key: "authorization".into(),
+                    raw_value: v.as_bytes().to_vec(),
+                    ..EnvoyHv::default()
+                })
+                .collect(),
+        });
+        let (ask, _) = ask_from_check(req, 0, Instant::now()).unwrap();
+        let values: Vec<_> = ask.headers.get_all("authorization").iter().collect();
+        assert_eq!(values, ["Bearer a", "Bearer b"]);
+    }
+
+    #[test]
+    fn principal_and_body() {
+        let mut req = check_request("/v1/chat/completions", "Bearer k");
+        {
+            let attrs = req.attributes.as_mut().unwrap();
+            attrs.source.as_mut().unwrap().principal = "spiffe://cluster.local/ns/a/sa/b".into();
+        }
+        http(&mut req).body = r#"{"model":"m"}"#.into();
+        let (ask, body) = ask_from_check(req.clone(), 0, Instant::now()).unwrap();
+        assert_eq!(
+            ask.peer.unwrap().principal().as_deref(),
+            Some("cluster.local/ns/a/sa/b")
+        );
+        assert_eq!(body.unwrap(), r#"{"model":"m"}"#);
+        // `raw_body` (pack_as_bytes) wins over `body`.
+        http(&mut req).raw_body = b"\x00raw".to_vec();
+        let (_, body) = ask_from_check(req, 0, Instant::now()).unwrap();
+        assert_eq!(&body.unwrap()[..], b"\x00raw");
+    }
+
+    #[test]
+    fn malformed_requests_are_refused() {
+        assert!(ask_from_check(CheckRequest::default(), 0, Instant::now()).is_err());
+        let mut req = check_request("/", "x");
+        http(&mut req).method = "GE T".into();
+        assert!(ask_from_check(req, 0, Instant::now()).is_err());
+        let mut req = check_request("/", "x");
+        http(&mut req).headers.insert("x-bad".into(), "a\nb".into());
+        assert!(ask_from_check(req, 0, Instant::now()).is_err());
+    }
+}
