@@ -276,11 +276,23 @@ def builtin_model():
         mg.stop()
 
 
+EXTRA_TABLES: list[str] = []
+
+
+def ext_authz_checks():
+    import ext_authz_bench  # bench/ext_authz_bench.py
+
+    ext_authz_bench.run(record, WORK, DURATION, THREADS)
+    EXTRA_TABLES.append("")
+    ext_authz_bench.in_process(EXTRA_TABLES.append)
+
+
 SCENARIOS = {
     "spine-mlserver": spine_mlserver,
     "spine-fast": spine_fast_upstream,
     "jwt-fast": jwt_fast_upstream,
     "builtin": builtin_model,
+    "ext-authz": ext_authz_checks,
 }
 
 
@@ -322,6 +334,7 @@ def report() -> str:
         v = ratio(a, b)
         if v is not None:
             lines.append(f"| {label} | {v:.2f}× | {'≥ %.2f×' % target if target else '-'} |")
+    lines += EXTRA_TABLES
     rss = [r for r in ROWS if "idle_rss_kb" in r]
     if rss:
         lines += ["", f"modelgate RSS: idle {rss[0]['idle_rss_kb'] / 1024:.1f} MB, after load {rss[0]['loaded_rss_kb'] / 1024:.1f} MB (target idle ≤ 20 MB)."]

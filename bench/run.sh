@@ -13,5 +13,7 @@ CACHE="${MODELGATE_CACHE:-$HOME/.cache/modelgate}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE/target}"
 scripts/install-deps.sh >/dev/null
 cargo build --release -p modelgate --locked
+cargo build --release -p modelgate-extauthz --example check_request --locked
 export MODELGATE_BIN="$CARGO_TARGET_DIR/release/modelgate"
+export MODELGATE_CHECK_REQUEST_BIN="$CARGO_TARGET_DIR/release/examples/check_request"
 exec "$CACHE/venv/bin/python" bench/bench.py "$@"

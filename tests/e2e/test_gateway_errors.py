@@ -34,7 +34,19 @@ server {
 @pytest.fixture
 def echo(start_nginx):
     srv = start_nginx(ECHO_SERVER, http_extra=ECHO_LOG_FORMAT)
-    srv.hdrs = lambda: [json.loads(l) for l in (srv.root.parent / "logs" / "hdrs.log").read_text().splitlines() if l]
+    log = srv.root.parent / "logs" / "hdrs.log"
+
+    def hdrs(wait: float = 5.0):
+        # nginx writes the access-log line after it has sent the response:
+        # wait (bounded) for a line to appear instead of racing it.
+        end = time.monotonic() + wait
+        while True:
+            lines = [json.loads(l) for l in (log.read_text() if log.exists() else "").splitlines() if l]
+            if lines or time.monotonic() > end:
+                return lines
+            time.sleep(0.02)
+
+    srv.hdrs = hdrs
     return srv
 
 

@@ -38,11 +38,20 @@ impl BodyDeadline {
         }
     }
 
+    /// A deadline for a body already in memory (adapters that were handed
+    /// the body): only the overall bound applies.
+    pub fn within(bound: Duration) -> Self {
+        Self {
+            by: Instant::now() + bound,
+            idle: bound,
+        }
+    }
+
     /// The next frame, or [`Reject::RequestTimeout`] if it is late.
-    async fn next(
-        self,
-        body: &mut Incoming,
-    ) -> Result<Option<Result<Frame<Bytes>, hyper::Error>>, Reject> {
+    async fn next<B>(self, body: &mut B) -> Result<Option<Result<Frame<Bytes>, B::Error>>, Reject>
+    where
+        B: http_body::Body<Data = Bytes> + Unpin,
+    {
         let until = self.by.min(Instant::now() + self.idle);
         tokio::time::timeout_at(until, body.frame())
             .await
@@ -114,11 +123,14 @@ struct NameOnly {
 
 /// Reads the first gRPC message (bounded) and returns the model name it
 /// names, plus everything read so far, to be sent on unchanged.
-pub async fn grpc_model(
-    body: &mut Incoming,
+pub async fn grpc_model<B>(
+    body: &mut B,
     limit: u64,
     deadline: BodyDeadline,
-) -> Result<(String, Bytes), Reject> {
+) -> Result<(String, Bytes), Reject>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+{
     let mut buf = BytesMut::new();
     let bad = |m: &str| Reject::BadRequest(m.to_string());
     loop {

@@ -232,7 +232,7 @@ async fn flow(
 
 /// Copies what the decision learned into the request's trace (the caller
 /// moves in the request id and the ruling).
-fn note(trace: &mut Trace, d: &Decision) {
+pub(crate) fn note(trace: &mut Trace, d: &Decision) {
     trace.grpc = d.grpc;
     if let Some(f) = &d.facts {
         trace.path.clone_from(&f.path);

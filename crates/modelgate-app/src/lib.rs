@@ -2,6 +2,7 @@
 //! serves it on the configured listeners with the admin endpoints beside it,
 //! and applies configuration and key-store changes while running.
 
+mod adapter;
 mod admin;
 mod backend;
 mod body;
@@ -24,9 +25,10 @@ pub mod parsers {
     pub use crate::body::openai_model;
 }
 
+pub use adapter::{Adapter, Answer, Checked};
 pub use check::check_startable;
 pub use decide::{
     Ask, BodyModel, Claimed, Decider, Decision, Explainer, GivenModel, Identity, Listeners, NoBody,
 };
 pub use pipeline::{BuildError, Pipeline};
-pub use run::{OnReady, StartError, run, run_with};
+pub use run::{Addon, OnReady, StartError, run, run_with, run_with_addons};

@@ -15,6 +15,7 @@ use modelgate_runtime::Runtime;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::adapter::Adapter;
 use crate::admin::Admin;
 use crate::gateway::{Gateway, Shared};
 use crate::pipeline::{BuildError, Pipeline};
@@ -43,6 +44,9 @@ pub enum StartError {
     Runtime(#[from] modelgate_runtime::RuntimeError),
     #[error("cannot start an I/O thread: {0}")]
     Thread(std::io::Error),
+    /// A service started beside the listeners (e.g. `ext_authz`) failed.
+    #[error("{0}")]
+    Addon(String),
 }
 
 /// Runs the server until SIGTERM or SIGINT, then drains and returns.
@@ -54,11 +58,34 @@ pub async fn run(config: Config, config_path: PathBuf) -> Result<(), StartError>
 /// the addresses actually bound (listeners first, then admin).
 pub type OnReady = Box<dyn FnOnce(&[SocketAddr], SocketAddr) + Send>;
 
+/// A service started beside the listeners once the pipeline is built (e.g.
+/// Envoy ext_authz): given the configuration, the decision ([`Adapter`]) and
+/// the stop signal, it binds and returns the thread serving it, joined at
+/// shutdown; `Ok(None)` when the configuration does not ask for it.
+pub type Addon = Box<
+    dyn FnOnce(
+            &Config,
+            Adapter,
+            watch::Receiver<bool>,
+        ) -> Result<Option<std::thread::JoinHandle<()>>, String>
+        + Send,
+>;
+
 /// [`run`], calling `on_ready` once the server is ready.
 pub async fn run_with(
     config: Config,
     config_path: PathBuf,
     on_ready: Option<OnReady>,
+) -> Result<(), StartError> {
+    run_with_addons(config, config_path, on_ready, Vec::new()).await
+}
+
+/// [`run_with`], also starting `addons` beside the listeners.
+pub async fn run_with_addons(
+    config: Config,
+    config_path: PathBuf,
+    on_ready: Option<OnReady>,
+    addons: Vec<Addon>,
 ) -> Result<(), StartError> {
     modelgate_upstream::set_worker_count(config.runtime.io_threads);
     let metrics = Arc::new(Metrics::new());
@@ -166,6 +193,16 @@ pub async fn run_with(
             .spawn(move || io_thread(w, sockets, gateway, stop))
             .map_err(StartError::Thread)?;
         threads.push(t);
+    }
+    for addon in addons {
+        let config = shared.pipeline.load_full();
+        let started = addon(
+            &config.config,
+            Adapter::new(shared.clone()),
+            stop_rx.clone(),
+        )
+        .map_err(StartError::Addon)?;
+        threads.extend(started);
     }
     let admin_tcp_addr = admin_tcp.local_addr().unwrap_or(admin_addr);
     tracing::info!(address = %admin_tcp_addr, "admin listening");

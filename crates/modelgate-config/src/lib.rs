@@ -1,11 +1,13 @@
 //! The modelgate configuration file: one YAML document with the sections
-//! `listen`, `admin`, `models`, `auth`, `policies`, `log` and `runtime`.
+//! `listen`, `admin`, `models`, `auth`, `policies`, `log`, `runtime` and
+//! `ext_authz`.
 //!
 //! Parsing is strict (unknown keys are errors), `${ENV}` references are
 //! expanded in string values, and every error found is reported at once with
 //! its key path and a fix.
 
 mod error;
+pub mod ext_authz;
 mod fields;
 pub mod identity;
 mod interpolate;

@@ -13,7 +13,14 @@ use crate::validate::{Sections, validate};
 
 /// Top-level sections and what each holds, for "unknown section" hints.
 const SECTIONS: &[&str] = &[
-    "listen", "admin", "models", "auth", "policies", "log", "runtime",
+    "listen",
+    "admin",
+    "models",
+    "auth",
+    "policies",
+    "log",
+    "runtime",
+    "ext_authz",
 ];
 
 /// Loads and validates the configuration file at `path`, reading `${VARS}`
@@ -82,6 +89,7 @@ pub fn parse_str(
             "policies" => s.policies = Some(v),
             "log" => s.log = de(v, "log", &mut c),
             "runtime" => s.runtime = de(v, "runtime", &mut c),
+            "ext_authz" => s.ext_authz = de(v, "ext_authz", &mut c),
             other => c.push(
                 other,
                 "unknown section",

@@ -20,6 +20,8 @@ pub struct Config {
     pub policies: Vec<crate::policy::Policy>,
     pub log: Log,
     pub runtime: Runtime,
+    /// Envoy ext_authz service (`ext_authz:`), if configured.
+    pub ext_authz: Option<crate::ext_authz::ExtAuthz>,
 }
 
 impl Config {

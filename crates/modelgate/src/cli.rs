@@ -150,7 +150,12 @@ pub fn serve_config(
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    match rt.block_on(modelgate_app::run_with(config, config_path, on_ready)) {
+    match rt.block_on(modelgate_app::run_with_addons(
+        config,
+        config_path,
+        on_ready,
+        vec![modelgate_extauthz::addon()],
+    )) {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(e) => {
             tracing::error!(error = %e, "cannot start");

@@ -169,7 +169,8 @@ pub(super) fn credential_source(
 }
 
 /// `listen.tls`: the files must exist; requiring client certificates needs a CA.
-fn tls(t: RawTls, k: &str, base: &Path, c: &mut Collector) -> Tls {
+/// A `tls:` block (listeners, `ext_authz`), under key path `k`.
+pub(crate) fn tls(t: RawTls, k: &str, base: &Path, c: &mut Collector) -> Tls {
     let cert = existing_file(base, &t.cert, &format!("{k}.cert"), c);
     let key_path = existing_file(base, &t.key, &format!("{k}.key"), c);
     let client_ca = t

@@ -17,6 +17,7 @@ use crate::error::Collector;
 use crate::raw::*;
 use crate::types::*;
 
+pub(crate) use listeners::tls;
 pub(crate) use routes::canonical_path;
 
 use auth::auth;
@@ -35,6 +36,7 @@ pub(crate) struct Sections {
     pub policies: Option<Value>,
     pub log: Option<RawLog>,
     pub runtime: Option<RawRuntime>,
+    pub ext_authz: Option<crate::ext_authz::RawExtAuthz>,
 }
 
 const DEFAULT_ADMIN: &str = "127.0.0.1:9901";
@@ -47,6 +49,13 @@ pub(crate) fn validate(s: Sections, base: &Path, c: &mut Collector) -> Option<Co
     let policies = crate::policy::policies(s.policies, c);
     let log = log(s.log.unwrap_or_default(), base, c);
     let runtime = runtime(s.runtime.unwrap_or_default(), c);
+    let ext_authz = crate::ext_authz::ext_authz(
+        s.ext_authz,
+        listeners.as_deref(),
+        admin.as_ref().map(|a| a.address),
+        base,
+        c,
+    );
     if let (Some(admin), Some(listeners)) = (&admin, &listeners) {
         for (i, l) in listeners.iter().enumerate() {
             if l.address == admin.address {
@@ -66,10 +75,11 @@ pub(crate) fn validate(s: Sections, base: &Path, c: &mut Collector) -> Option<Co
         policies,
         log: log?,
         runtime: runtime?,
+        ext_authz,
     })
 }
 
-fn socket_addr(s: &str, key: &str, c: &mut Collector) -> Option<SocketAddr> {
+pub(crate) fn socket_addr(s: &str, key: &str, c: &mut Collector) -> Option<SocketAddr> {
     match s.parse() {
         Ok(a) => Some(a),
         Err(_) => {
