@@ -4,7 +4,9 @@
 # With a nightly toolchain and cargo-fuzz: libFuzzer, coverage-guided.
 # Otherwise: the stable random-mutation runner over the same functions.
 # A failing input is kept in fuzz/artifacts/<target>/; make it a unit test in
-# the crate that owns the parser.
+# the crate that owns the parser. The stable runner builds in the dev profile
+# (it shares the test build's dependencies; tens of thousands of inputs per
+# target and second range); MODELGATE_FUZZ_RELEASE=1 builds it optimised.
 set -euo pipefail
 cd "$(dirname "$0")"
 secs="${1:-60}"
@@ -24,5 +26,7 @@ if cargo +nightly --version >/dev/null 2>&1 && cargo +nightly fuzz --version >/d
     done
 else
     echo "cargo-fuzz or nightly not available: running the stable runner (cargo install cargo-fuzz for libFuzzer)" >&2
-    cargo run --quiet --release --no-default-features --bin stable -- "$secs" "${targets[@]}"
+    profile=()
+    [ "${MODELGATE_FUZZ_RELEASE:-0}" = 1 ] && profile=(--release)
+    cargo run --quiet "${profile[@]}" --no-default-features --bin stable -- "$secs" "${targets[@]}"
 fi

@@ -14,7 +14,9 @@ use modelgate_core::AuthFailure;
 /// A compact JWS: decoding never panics; a decoded token's signing input is
 /// the token's first two parts; a header with `crit` never decodes.
 pub fn jwt_parse(data: &[u8]) {
-    let Ok(s) = std::str::from_utf8(data) else { return };
+    let Ok(s) = std::str::from_utf8(data) else {
+        return;
+    };
     let _ = parse::peek_issuer(s);
     let _ = parse::looks_like_jwt(s);
     if let Ok(j) = parse::parse(s) {
@@ -56,7 +58,12 @@ pub fn jwks_parse(data: &[u8]) {
 }
 
 fn header_map(parts: &[&[u8]]) -> HeaderMap {
-    let names = [AUTHORIZATION, COOKIE, HeaderName::from_static("x-api-key"), COOKIE];
+    let names = [
+        AUTHORIZATION,
+        COOKIE,
+        HeaderName::from_static("x-api-key"),
+        COOKIE,
+    ];
     let mut h = HeaderMap::new();
     for (name, v) in names.iter().zip(parts) {
         if let Ok(v) = HeaderValue::from_bytes(v) {
@@ -74,20 +81,37 @@ pub fn credentials(data: &[u8]) {
     let headers = header_map(&parts);
     let query = parts.get(4).and_then(|q| std::str::from_utf8(q).ok());
     let sources = [
-        CredentialSource::AuthorizationHeader { scheme: "Bearer".into() },
-        CredentialSource::AuthorizationHeader { scheme: "APIKEY".into() },
-        CredentialSource::Header { name: HeaderName::from_static("x-api-key") },
+        CredentialSource::AuthorizationHeader {
+            scheme: "Bearer".into(),
+        },
+        CredentialSource::AuthorizationHeader {
+            scheme: "APIKEY".into(),
+        },
+        CredentialSource::Header {
+            name: HeaderName::from_static("x-api-key"),
+        },
     ];
     match find_credential(&headers, &sources) {
-        Ok(c) => assert!(!c.value().is_empty() && c.value().len() <= modelgate_authn::credential::MAX_CREDENTIAL_LEN),
-        Err(e) => assert!(matches!(e, AuthFailure::CredentialNotFound | AuthFailure::InvalidToken(_))),
+        Ok(c) => assert!(
+            !c.value().is_empty()
+                && c.value().len() <= modelgate_authn::credential::MAX_CREDENTIAL_LEN
+        ),
+        Err(e) => assert!(matches!(
+            e,
+            AuthFailure::CredentialNotFound | AuthFailure::InvalidToken(_)
+        )),
     }
     let locs = TokenLocations {
-        headers: vec![JwtHeader { name: AUTHORIZATION, prefix: "Bearer ".into() }],
+        headers: vec![JwtHeader {
+            name: AUTHORIZATION,
+            prefix: "Bearer ".into(),
+        }],
         params: vec!["access_token".into(), "tok en".into()],
         cookies: vec!["session".into(), "tok".into()],
     };
-    let Ok(found) = locs.find(&headers, query) else { return };
+    let Ok(found) = locs.find(&headers, query) else {
+        return;
+    };
     for t in &found {
         assert!(!t.is_empty() && t.len() <= modelgate_authn::credential::MAX_CREDENTIAL_LEN);
     }
@@ -96,7 +120,10 @@ pub fn credentials(data: &[u8]) {
     locs.strip_cookies(&mut stripped);
     let q = locs.strip_query(query.map(str::to_string));
     let again = locs.find(&stripped, q.as_deref());
-    assert!(matches!(&again, Ok(v) if v.is_empty()), "token left after stripping: {again:?} from {data:?}");
+    assert!(
+        matches!(&again, Ok(v) if v.is_empty()),
+        "token left after stripping: {again:?} from {data:?}"
+    );
 }
 
 /// Introspection and TokenReview answers: a principal comes only from an

@@ -16,11 +16,18 @@ pub fn openai_model(data: &[u8]) {
     match modelgate_app::parsers::openai_model(data) {
         Ok(m) => {
             assert!(!m.is_empty());
-            assert!(std::str::from_utf8(data).is_ok(), "accepted a body that is not UTF-8: {data:?}");
+            assert!(
+                std::str::from_utf8(data).is_ok(),
+                "accepted a body that is not UTF-8: {data:?}"
+            );
             // serde_json's Value refuses lone surrogates that an ignored
             // field may carry (and Python's json accepts): compare only when it parses.
             if let Ok(v) = serde_json::from_slice::<serde_json::Value>(data) {
-                assert_eq!(v.get("model").and_then(|m| m.as_str()), Some(m.as_str()), "{data:?}");
+                assert_eq!(
+                    v.get("model").and_then(|m| m.as_str()),
+                    Some(m.as_str()),
+                    "{data:?}"
+                );
             }
         }
         Err(e) => assert!(matches!(e, Reject::BadRequest(_))),
@@ -32,9 +39,16 @@ fn world() -> Option<&'static (tokio::runtime::Runtime, Runtime)> {
     W.get_or_init(|| {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/models/iris");
         let spec = BuiltinModelSpec::new(ModelName::parse("iris").ok()?, dir);
-        let settings = RuntimeSettings { threads: 1, queue_depth: 16, max_body_bytes: 64 * 1024 };
+        let settings = RuntimeSettings {
+            threads: 1,
+            queue_depth: 16,
+            max_body_bytes: 64 * 1024,
+        };
         let rt = Runtime::start(vec![spec], settings).ok()?;
-        let tokio = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+        let tokio = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .ok()?;
         Some((tokio, rt))
     })
     .as_ref()
@@ -53,7 +67,9 @@ fn infer(protocol: Protocol) -> BuiltinCall {
 /// panic or a server error. The first byte picks the V2 binary tensor
 /// extension: then the next two give `inference-header-content-length`.
 pub fn v2_rest(data: &[u8]) {
-    let Some((tokio, rt)) = world() else { panic!("the iris example model did not load") };
+    let Some((tokio, rt)) = world() else {
+        panic!("the iris example model did not load")
+    };
     let mut headers = HeaderMap::new();
     let (protocol, body) = match data.split_first() {
         Some((b'B', rest)) if rest.len() >= 2 => {
@@ -65,7 +81,9 @@ pub fn v2_rest(data: &[u8]) {
         _ => (Protocol::V2, data),
     };
     let r = tokio.block_on(async {
-        let resp = rt.handle(infer(protocol), &headers, full(body.to_vec())).await?;
+        let resp = rt
+            .handle(infer(protocol), &headers, full(body.to_vec()))
+            .await?;
         let status = resp.status();
         let _ = resp.into_body().collect().await;
         Ok::<_, Reject>(status)
@@ -73,7 +91,10 @@ pub fn v2_rest(data: &[u8]) {
     match r {
         Ok(s) => assert!(s.is_success(), "{s} for {data:?}"),
         Err(e) => assert!(
-            matches!(e, Reject::BadRequest(_) | Reject::PayloadTooLarge { .. } | Reject::Unavailable { .. }),
+            matches!(
+                e,
+                Reject::BadRequest(_) | Reject::PayloadTooLarge { .. } | Reject::Unavailable { .. }
+            ),
             "{e:?} for {data:?}"
         ),
     }
@@ -83,8 +104,12 @@ pub fn v2_rest(data: &[u8]) {
 /// 1 `ModelReady`, 2 `ModelMetadata`, else `ModelInfer`) and whether the rest
 /// is one message to frame (high bit clear) or the raw body, frames and all.
 pub fn grpc_body(data: &[u8]) {
-    let Some((tokio, rt)) = world() else { panic!("the iris example model did not load") };
-    let Some((&sel, msg)) = data.split_first() else { return };
+    let Some((tokio, rt)) = world() else {
+        panic!("the iris example model did not load")
+    };
+    let Some((&sel, msg)) = data.split_first() else {
+        return;
+    };
     let method = match sel % 4 {
         1 => "ModelReady",
         2 => "ModelMetadata",
@@ -108,4 +133,72 @@ pub fn grpc_body(data: &[u8]) {
         assert_eq!(resp.status(), 200);
         let _ = resp.into_body().collect().await;
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seed(target: &str, name: &str) -> Vec<u8> {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("corpus")
+            .join(target)
+            .join(name);
+        std::fs::read(p).unwrap()
+    }
+
+    /// The seeds reach inference (not only the parsers' refusals).
+    #[test]
+    fn rest_and_binary_seeds_are_answered() {
+        let (tokio, rt) = world().unwrap();
+        for (name, binary) in [("iris", false), ("binary", true)] {
+            let data = seed("v2_rest", name);
+            let mut headers = HeaderMap::new();
+            let body = if binary {
+                let n = u16::from_be_bytes([data[1], data[2]]);
+                headers.insert("inference-header-content-length", n.into());
+                data[3..].to_vec()
+            } else {
+                data
+            };
+            let resp = tokio.block_on(rt.handle(infer(Protocol::V2), &headers, full(body)));
+            assert_eq!(
+                resp.map(|r| r.status().as_u16())
+                    .map_err(|e| format!("{e:?}")),
+                Ok(200),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn grpc_infer_seed_is_answered() {
+        let (tokio, rt) = world().unwrap();
+        let data = seed("grpc_body", "infer");
+        let mut body = vec![0];
+        body.extend_from_slice(&u32::try_from(data.len() - 1).unwrap().to_be_bytes());
+        body.extend_from_slice(&data[1..]);
+        let req = http::Request::post("/inference.GRPCInferenceService/ModelInfer")
+            .header("content-type", "application/grpc")
+            .body(full(body))
+            .unwrap();
+        let resp = tokio.block_on(rt.handle_grpc(req));
+        assert_eq!(
+            resp.headers().get("grpc-status"),
+            None,
+            "{:?}",
+            resp.headers()
+        );
+        let trailers = tokio
+            .block_on(resp.into_body().collect())
+            .ok()
+            .and_then(|c| c.trailers().cloned());
+        assert_eq!(
+            trailers
+                .and_then(|t| t.get("grpc-status").cloned())
+                .as_ref()
+                .map(|v| v.as_bytes()),
+            Some(&b"0"[..])
+        );
+    }
 }

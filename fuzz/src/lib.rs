@@ -9,8 +9,11 @@ pub use bodies::{grpc_body, openai_model, v2_rest};
 
 use std::path::Path;
 
+/// A fuzzed function: property checks on one input.
+pub type Target = fn(&[u8]);
+
 /// Every target, by name, for the stable runner and `run.sh`.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("normalize", normalize),
     ("policy_parse", policy_parse),
     ("jwt_parse", jwt_parse),
@@ -25,14 +28,23 @@ pub const TARGETS: &[(&str, fn(&[u8]))] = &[
 /// Path normalisation: never panics; a normalised path is canonical and a
 /// fixed point; refused inputs stay refused after any prefix of `/`.
 pub fn normalize(data: &[u8]) {
-    let Ok(s) = std::str::from_utf8(data) else { return };
+    let Ok(s) = std::str::from_utf8(data) else {
+        return;
+    };
     let _ = modelgate_route::normalize_host(s);
     if let Ok(n) = modelgate_route::normalize_path(s) {
         assert!(n.starts_with('/'), "{s:?} → {n:?}");
         assert!(!n.contains("//"), "{s:?} → {n:?}");
-        assert!(!n.split('/').any(|seg| seg == "." || seg == ".."), "{s:?} → {n:?}");
+        assert!(
+            !n.split('/').any(|seg| seg == "." || seg == ".."),
+            "{s:?} → {n:?}"
+        );
         assert!(!n.contains(['#', ';', '\\', '\0']), "{s:?} → {n:?}");
-        assert_eq!(modelgate_route::normalize_path(&n).as_deref(), Ok(n.as_str()), "not idempotent for {s:?}");
+        assert_eq!(
+            modelgate_route::normalize_path(&n).as_deref(),
+            Ok(n.as_str()),
+            "not idempotent for {s:?}"
+        );
     }
 }
 
@@ -41,7 +53,9 @@ const BASE: &str = "listen: {address: \"127.0.0.1:8080\"}\nmodels:\n  - {name: i
 /// The policy parser: any text under `policies:` is either a configuration or
 /// a list of errors that each name a key — never a panic.
 pub fn policy_parse(data: &[u8]) {
-    let Ok(s) = std::str::from_utf8(data) else { return };
+    let Ok(s) = std::str::from_utf8(data) else {
+        return;
+    };
     if s.len() > 4096 {
         return;
     }

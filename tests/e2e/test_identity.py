@@ -393,3 +393,16 @@ policies:
         assert r.status_code == 403, (spoof, r.status_code, r.text)
         d = mg.wait_decisions(1, since=mark)[-1]
         assert d["auth_method"] == "mtls", d
+
+
+# --- JWT `crit` (RFC 7515 §4.1.11; issue 9 item 9) ------------------------------
+def test_jwt_with_crit_header_is_refused(idp, mlserver_iris, start_modelgate):
+    gate = start_modelgate(config(idp, mlserver_iris))
+    now = int(time.time())
+    claims = {"iss": idp.issuer, "sub": "alice", "aud": "models", "iat": now, "exp": now + 300}
+    # Signed by the provider's own key: only the header differs.
+    assert infer(gate, forged(idp, claims)).status_code == 200
+    crit = "Jwt header [crit] names an extension that is not understood"
+    for header in ({"crit": ["http://example.com/must-check"], "http://example.com/must-check": True},
+                   {"crit": ["b64"], "b64": True}, {"crit": []}, {"crit": "exp"}, {"crit": ["alg"]}):
+        refused(infer(gate, forged(idp, claims, header=header)), 401, crit)

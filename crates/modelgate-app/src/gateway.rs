@@ -192,12 +192,14 @@ async fn flow(
         .await;
     note(trace, &d);
     let Decision {
+        request_id,
         facts,
         route,
         result,
         ruling,
         ..
     } = d;
+    trace.request_id = request_id;
     trace.ruling = ruling;
     let permit = result.map_err(refuse)?;
     let (Some(facts), Some(route), Some(permit)) = (facts, route, permit) else {
@@ -228,9 +230,9 @@ async fn flow(
     call.run(facts, request_body, trace).await
 }
 
-/// Copies what the decision learned into the request's trace.
+/// Copies what the decision learned into the request's trace (the caller
+/// moves in the request id and the ruling).
 fn note(trace: &mut Trace, d: &Decision) {
-    trace.request_id.clone_from(&d.request_id);
     trace.grpc = d.grpc;
     if let Some(f) = &d.facts {
         trace.path.clone_from(&f.path);
