@@ -12,16 +12,39 @@
 
 mod authenticated;
 mod cache;
-pub mod credential;
-pub mod fetch;
-pub mod introspection;
-pub mod jwks;
-pub mod jwt;
+pub(crate) mod credential;
+pub(crate) mod fetch;
+pub(crate) mod introspection;
+pub(crate) mod jwks;
+pub(crate) mod jwt;
 pub mod keys;
-pub mod kubernetes;
-pub mod metrics;
-pub mod mtls;
-pub mod token;
+pub(crate) mod kubernetes;
+pub(crate) mod metrics;
+pub(crate) mod mtls;
+pub(crate) mod token;
+
+/// The parsers of untrusted input, for the fuzz targets in `fuzz/`; the
+/// modules behind them are private to this crate.
+#[doc(hidden)]
+pub mod parsers {
+    pub use crate::credential::MAX_CREDENTIAL_LEN;
+    pub use crate::token::TokenLocations;
+
+    pub mod jwt {
+        pub use crate::jwt::claims::{Times, claim_value};
+        pub use crate::jwt::keys::KeySet;
+        pub use crate::jwt::parse::{Jwt, parse, peek_issuer};
+    }
+    pub mod jwks {
+        pub use crate::jwks::parse_discovery;
+    }
+    pub mod introspection {
+        pub use crate::introspection::{judge, parse_answer};
+    }
+    pub mod kubernetes {
+        pub use crate::kubernetes::{judge, parse_review};
+    }
+}
 
 use std::path::Path;
 use std::sync::Arc;
