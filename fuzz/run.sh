@@ -18,7 +18,10 @@ fi
 per=$(( secs / ${#targets[@]} > 1 ? secs / ${#targets[@]} : 1 ))
 # The workspace's lock file as a start, so the fuzzed crates build with the versions the gateway ships.
 [ -f Cargo.lock ] || cp ../Cargo.lock Cargo.lock
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/modelgate/target-fuzz}"
+# The same target dir (and dev profile) as scripts/test.sh, which also calls
+# this script: dependencies built for the workspace tests are reused, not
+# built a second time (tract most of all).
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${MODELGATE_CACHE:-$HOME/.cache/modelgate}/target}"
 if cargo +nightly --version >/dev/null 2>&1 && cargo +nightly fuzz --version >/dev/null 2>&1; then
     for t in "${targets[@]}"; do
         mkdir -p "corpus/$t"

@@ -88,8 +88,89 @@ pub async fn run_with_addons(
     addons: Vec<Addon>,
 ) -> Result<(), StartError> {
     modelgate_upstream::set_worker_count(config.runtime.io_threads);
+    let listeners_cfg = config.listeners.clone();
+    let admin_addr = config.admin.address;
+    // Stops watching the API-key Secrets when dropped, on return.
+    let (shared, _kube_keys) = shared_state(config).await?;
+    let listen_stats = ListenStats::default();
+    listen_stats.register(
+        |n, h, m| shared.metrics.register(n, h, m),
+        |n, h, m| shared.metrics.register(n, h, m),
+        |n, h, m| shared.metrics.register(n, h, m),
+    );
+    let io_threads = listeners_cfg
+        .first()
+        .map_or(1, |_| shared.pipeline.load().config.runtime.io_threads);
+    let bound = bind_listeners(&listeners_cfg, io_threads, &listen_stats)?;
+    let admin_tcp = TcpListener::bind(admin_addr)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: admin_addr,
+            source,
+        })?;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let gateway = Arc::new(Gateway {
+        shared: shared.clone(),
+    });
+    let mut threads = spawn_io_threads(bound.per_thread, &gateway, &stop_rx)?;
+    for addon in addons {
+        let config = shared.pipeline.load_full();
+        let started = addon(
+            &config.config,
+            Adapter::new(shared.clone()),
+            stop_rx.clone(),
+        )
+        .map_err(StartError::Addon)?;
+        threads.extend(started);
+    }
+    let admin_tcp_addr = admin_tcp.local_addr().unwrap_or(admin_addr);
+    let admin_task = spawn_admin(admin_tcp, admin_tcp_addr, &shared, &stop_rx);
+    let reloader = Arc::new(Reloader::new(
+        shared.clone(),
+        config_path,
+        listeners_cfg.clone(),
+        bound.tls_setups,
+    ));
+    let watch_task = reloader.clone().spawn_watchers();
+    shared.ready.store(true, Ordering::Release);
+    tracing::info!(
+        models = shared.pipeline.load().config.models.len(),
+        "modelgate ready"
+    );
+    if let Some(f) = on_ready {
+        f(&bound.addrs, admin_tcp_addr);
+    }
+
+    wait_for_stop(reloader).await;
+    shared.ready.store(false, Ordering::Release);
+    let drain = listeners_cfg
+        .iter()
+        .map(|l| l.drain_timeout)
+        .max()
+        .unwrap_or(Duration::ZERO);
+    tracing::info!(drain_timeout = ?drain, "shutting down: no new connections, draining in-flight requests");
+    let _ = stop_tx.send(true);
+    let _ = tokio::task::spawn_blocking(move || {
+        for t in threads {
+            let _ = t.join();
+        }
+    })
+    .await;
+    let _ = admin_task.await;
+    watch_task.abort();
+    shared.pipeline.load().decisions.flush();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The state every request reads: API keys (file, and labelled Secrets
+/// watched live — issue 12 — while the returned watch lives), the built-in
+/// runtime, the pipeline and the metrics.
+async fn shared_state(
+    config: Config,
+) -> Result<(Arc<Shared>, Option<modelgate_kube::SecretKeyWatch>), StartError> {
     let metrics = Arc::new(Metrics::new());
-    // kube: API keys from labelled Secrets, watched live (issue 12); stops on return.
     let kube_keys = match config
         .auth
         .api_keys
@@ -104,8 +185,6 @@ pub async fn run_with_addons(
         None => KeyStore::empty(),
     }));
     metrics.keystore_reloaded(true, keys.load().len());
-    let listeners_cfg = config.listeners.clone();
-    let admin_addr = config.admin.address;
     let runtime = match crate::builtin::specs(&config) {
         specs if specs.is_empty() => None,
         specs => Some(Runtime::start(specs, crate::builtin::settings(&config))?),
@@ -120,21 +199,28 @@ pub async fn run_with_addons(
         ready: AtomicBool::new(false),
         runtime,
     });
+    Ok((shared, kube_keys))
+}
 
-    let listen_stats = ListenStats::default();
-    listen_stats.register(
-        |n, h, m| shared.metrics.register(n, h, m),
-        |n, h, m| shared.metrics.register(n, h, m),
-        |n, h, m| shared.metrics.register(n, h, m),
-    );
-    let mut tls_setups = Vec::new();
-    let mut bound_addrs = Vec::new();
-    let io_threads = listeners_cfg
-        .first()
-        .map_or(1, |_| shared.pipeline.load().config.runtime.io_threads);
-    // One socket per listener per I/O thread (SO_REUSEPORT).
-    let mut per_thread: Vec<Vec<(ServeOptions, std::net::TcpListener)>> =
-        (0..io_threads).map(|_| Vec::new()).collect();
+/// The listeners, bound: per I/O thread its sockets, the TLS setups (for
+/// certificate reloads) and the addresses actually bound.
+struct Bound {
+    per_thread: Vec<Vec<(ServeOptions, std::net::TcpListener)>>,
+    tls_setups: Vec<Arc<TlsSetup>>,
+    addrs: Vec<SocketAddr>,
+}
+
+/// Binds one socket per listener per I/O thread (SO_REUSEPORT).
+fn bind_listeners(
+    listeners_cfg: &[modelgate_config::Listener],
+    io_threads: usize,
+    listen_stats: &ListenStats,
+) -> Result<Bound, StartError> {
+    let mut bound = Bound {
+        per_thread: (0..io_threads).map(|_| Vec::new()).collect(),
+        tls_setups: Vec::new(),
+        addrs: Vec::new(),
+    };
     for (index, l) in listeners_cfg.iter().enumerate() {
         let tls = match &l.tls {
             Some(t) => Some(Arc::new(
@@ -143,18 +229,18 @@ pub async fn run_with_addons(
             None => None,
         };
         if let Some(t) = &tls {
-            tls_setups.push(t.clone());
+            bound.tls_setups.push(t.clone());
         }
         let sockets = bind_shared(l.address, io_threads).map_err(|source| StartError::Bind {
             addr: l.address,
             source,
         })?;
-        let bound = sockets
+        let addr = sockets
             .first()
             .and_then(|s| s.local_addr().ok())
             .unwrap_or(l.address);
-        bound_addrs.push(bound);
-        tracing::info!(address = %bound, tls = tls.is_some(), http2 = l.http2, io_threads, "listening");
+        bound.addrs.push(addr);
+        tracing::info!(address = %addr, tls = tls.is_some(), http2 = l.http2, io_threads, "listening");
         let opts = ServeOptions {
             listener: index,
             http2: l.http2,
@@ -162,28 +248,21 @@ pub async fn run_with_addons(
             drain_timeout: l.drain_timeout,
             limits: l.limits,
             tls,
-            gate: Gate::new(index, l.limits.max_connections, &listen_stats),
+            gate: Gate::new(index, l.limits.max_connections, listen_stats),
         };
         for (w, sock) in sockets.into_iter().enumerate() {
-            per_thread[w].push((opts.clone(), sock));
+            bound.per_thread[w].push((opts.clone(), sock));
         }
     }
-    let admin_tcp = TcpListener::bind(admin_addr)
-        .await
-        .map_err(|source| StartError::Bind {
-            addr: admin_addr,
-            source,
-        })?;
+    Ok(bound)
+}
 
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let gateway = Arc::new(Gateway {
-        shared: shared.clone(),
-    });
-    let drain = listeners_cfg
-        .iter()
-        .map(|l| l.drain_timeout)
-        .max()
-        .unwrap_or(Duration::ZERO);
+/// Starts one named OS thread per I/O thread, each serving its sockets.
+fn spawn_io_threads(
+    per_thread: Vec<Vec<(ServeOptions, std::net::TcpListener)>>,
+    gateway: &Arc<Gateway>,
+    stop_rx: &watch::Receiver<bool>,
+) -> Result<Vec<std::thread::JoinHandle<()>>, StartError> {
     let mut threads = Vec::new();
     for (w, sockets) in per_thread.into_iter().enumerate() {
         let gateway = gateway.clone();
@@ -194,18 +273,17 @@ pub async fn run_with_addons(
             .map_err(StartError::Thread)?;
         threads.push(t);
     }
-    for addon in addons {
-        let config = shared.pipeline.load_full();
-        let started = addon(
-            &config.config,
-            Adapter::new(shared.clone()),
-            stop_rx.clone(),
-        )
-        .map_err(StartError::Addon)?;
-        threads.extend(started);
-    }
-    let admin_tcp_addr = admin_tcp.local_addr().unwrap_or(admin_addr);
-    tracing::info!(address = %admin_tcp_addr, "admin listening");
+    Ok(threads)
+}
+
+/// Serves the admin port (health, readiness, metrics) until `stop_rx`.
+fn spawn_admin(
+    admin_tcp: TcpListener,
+    addr: SocketAddr,
+    shared: &Arc<Shared>,
+    stop_rx: &watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tracing::info!(address = %addr, "admin listening");
     let admin_opts = ServeOptions {
         listener: 0,
         http2: false,
@@ -216,46 +294,14 @@ pub async fn run_with_addons(
         // Its own, unexported counters: the admin port is not a listener.
         gate: Gate::new(0, 1024, &ListenStats::default()),
     };
-    let admin_task = tokio::spawn(serve(
+    tokio::spawn(serve(
         admin_tcp,
         admin_opts,
         Arc::new(Admin {
             shared: shared.clone(),
         }),
         stop_rx.clone(),
-    ));
-
-    let reloader = Arc::new(Reloader::new(
-        shared.clone(),
-        config_path,
-        listeners_cfg.clone(),
-        tls_setups,
-    ));
-    let watch_task = reloader.clone().spawn_watchers();
-    shared.ready.store(true, Ordering::Release);
-    tracing::info!(
-        models = shared.pipeline.load().config.models.len(),
-        "modelgate ready"
-    );
-    if let Some(f) = on_ready {
-        f(&bound_addrs, admin_tcp_addr);
-    }
-
-    wait_for_stop(reloader).await;
-    shared.ready.store(false, Ordering::Release);
-    tracing::info!(drain_timeout = ?drain, "shutting down: no new connections, draining in-flight requests");
-    let _ = stop_tx.send(true);
-    let _ = tokio::task::spawn_blocking(move || {
-        for t in threads {
-            let _ = t.join();
-        }
-    })
-    .await;
-    let _ = admin_task.await;
-    watch_task.abort();
-    shared.pipeline.load().decisions.flush();
-    tracing::info!("stopped");
-    Ok(())
+    ))
 }
 
 /// One I/O thread: its own event loop serving its sockets; every task of a

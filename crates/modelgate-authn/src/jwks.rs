@@ -23,11 +23,10 @@ use crate::metrics::{FetchLabels, IdentityMetrics, ProviderLabels};
 /// long instead of each waiting on the IdP (Envoy refetches after 1 s too).
 const COLD_RETRY: Duration = Duration::from_secs(1);
 
-/// A key set and when it was fetched.
+/// A key set as fetched (compared by pointer to tell a newer one).
 #[derive(Debug)]
 pub struct Loaded {
     pub keys: KeySet,
-    pub fetched: Instant,
 }
 
 #[derive(Default)]
@@ -71,10 +70,7 @@ impl JwksCache {
         let loaded = match &settings.source {
             JwksSource::Inline(text) => {
                 let keys = KeySet::parse(text.as_bytes()).map_err(str::to_string)?;
-                Some(Arc::new(Loaded {
-                    keys,
-                    fetched: Instant::now(),
-                }))
+                Some(Arc::new(Loaded { keys }))
             }
             _ => None,
         };
@@ -166,10 +162,7 @@ impl JwksCache {
         match result {
             Ok(keys) => {
                 tracing::debug!(provider, keys = keys.len(), reason, "JWKS fetched");
-                self.loaded.store(Some(Arc::new(Loaded {
-                    keys,
-                    fetched: Instant::now(),
-                })));
+                self.loaded.store(Some(Arc::new(Loaded { keys })));
                 let now = SystemTime::now()
                     .duration_since(SystemTime::UNIX_EPOCH)
                     .map_or(0, |d| d.as_secs());

@@ -70,7 +70,10 @@ impl TokenReviewer {
         let now_s = now
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        if let Some(exp) = crate::jwt::parse::parse(token).ok().and_then(|j| j.exp) {
+        if let Some(exp) = crate::jwt::parse::parse(token)
+            .ok()
+            .and_then(|j| j.times.exp)
+        {
             ttl = ttl.min(Duration::from_secs(exp.saturating_sub(now_s)));
         }
         if !ttl.is_zero() {

@@ -12,16 +12,39 @@
 
 mod authenticated;
 mod cache;
-pub mod credential;
-pub mod fetch;
-pub mod introspection;
-pub mod jwks;
-pub mod jwt;
+pub(crate) mod credential;
+pub(crate) mod fetch;
+pub(crate) mod introspection;
+pub(crate) mod jwks;
+pub(crate) mod jwt;
 pub mod keys;
-pub mod kubernetes;
-pub mod metrics;
-pub mod mtls;
-pub mod token;
+pub(crate) mod kubernetes;
+pub(crate) mod metrics;
+pub(crate) mod mtls;
+pub(crate) mod token;
+
+/// The parsers of untrusted input, for the fuzz targets in `fuzz/`; the
+/// modules behind them are private to this crate.
+#[doc(hidden)]
+pub mod parsers {
+    pub use crate::credential::MAX_CREDENTIAL_LEN;
+    pub use crate::token::TokenLocations;
+
+    pub mod jwt {
+        pub use crate::jwt::claims::{Times, claim_value};
+        pub use crate::jwt::keys::KeySet;
+        pub use crate::jwt::parse::{Jwt, parse, peek_issuer};
+    }
+    pub mod jwks {
+        pub use crate::jwks::parse_discovery;
+    }
+    pub mod introspection {
+        pub use crate::introspection::{judge, parse_answer};
+    }
+    pub mod kubernetes {
+        pub use crate::kubernetes::{judge, parse_review};
+    }
+}
 
 use std::path::Path;
 use std::sync::Arc;
@@ -122,6 +145,47 @@ impl Authenticator {
                 "report this as a bug",
             )]
         })?;
+        me.add_jwt_providers(auth, previous, &web, metrics, &mut errors);
+        if let Some(t) = &id.kubernetes.token_review {
+            match fetch(t.ca_file.as_deref())
+                .and_then(|f| TokenReviewer::new(t.clone(), f, metrics.clone()))
+            {
+                Ok(r) => me.token_review = Some(r),
+                Err(e) => errors.push(ConfigError::new(
+                    "auth.kubernetes.token_review",
+                    e,
+                    "check api_server and ca_file",
+                )),
+            }
+        }
+        if let Some(i) = &id.introspection {
+            match fetch(i.ca_file.as_deref()) {
+                Ok(f) => me.introspection = Some(Introspector::new(i.clone(), f, metrics.clone())),
+                Err(e) => errors.push(ConfigError::new(
+                    "auth.introspection.ca_file",
+                    e,
+                    "point ca_file at a PEM bundle",
+                )),
+            }
+        }
+        if errors.is_empty() {
+            Ok(me)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// One [`Provider`] per JWT rule and ServiceAccount issuer, reusing the
+    /// key cache of `previous` when its settings are unchanged.
+    fn add_jwt_providers(
+        &mut self,
+        auth: &Auth,
+        previous: Option<&Authenticator>,
+        web: &Arc<dyn Fetch>,
+        metrics: &IdentityMetrics,
+        errors: &mut Vec<ConfigError>,
+    ) {
+        let id = &auth.identity;
         let rules = id
             .jwt
             .iter()
@@ -158,40 +222,13 @@ impl Authenticator {
                     }
                 }
             };
-            me.locations.merge(rule_locations(rule));
-            me.providers.push(Provider {
+            self.locations.merge(rule_locations(rule));
+            self.providers.push(Provider {
                 rule: rule.clone(),
                 kind,
                 keys: cache,
                 verified: Default::default(),
             });
-        }
-        if let Some(t) = &id.kubernetes.token_review {
-            match fetch(t.ca_file.as_deref())
-                .and_then(|f| TokenReviewer::new(t.clone(), f, metrics.clone()))
-            {
-                Ok(r) => me.token_review = Some(r),
-                Err(e) => errors.push(ConfigError::new(
-                    "auth.kubernetes.token_review",
-                    e,
-                    "check api_server and ca_file",
-                )),
-            }
-        }
-        if let Some(i) = &id.introspection {
-            match fetch(i.ca_file.as_deref()) {
-                Ok(f) => me.introspection = Some(Introspector::new(i.clone(), f, metrics.clone())),
-                Err(e) => errors.push(ConfigError::new(
-                    "auth.introspection.ca_file",
-                    e,
-                    "point ca_file at a PEM bundle",
-                )),
-            }
-        }
-        if errors.is_empty() {
-            Ok(me)
-        } else {
-            Err(errors)
         }
     }
 
@@ -211,21 +248,7 @@ impl Authenticator {
         sources: &[CredentialSource],
         now: SystemTime,
     ) -> Result<Authenticated, AuthFailure> {
-        let mut tokens = Vec::new();
-        match find_credential(&facts.headers, sources) {
-            Ok(c) => tokens.push(c.value().to_string()),
-            Err(AuthFailure::CredentialNotFound) => {}
-            Err(e) => return Err(e),
-        }
-        for t in self
-            .locations
-            .find(&facts.headers, facts.query.as_deref())?
-        {
-            if !tokens.contains(&t) {
-                tokens.push(t);
-            }
-        }
-        let token = token::single(tokens)?;
+        let token = self.presented_token(facts, sources)?;
         // kube: keys from Secrets may have any format.
         let api_key = token.as_deref().is_some_and(|t| {
             t.starts_with(keys::KEY_PREFIX)
@@ -288,6 +311,31 @@ impl Authenticator {
             return Ok(authenticated::seal(principal));
         }
         Err(self.unclaimed(token.as_deref(), api_key))
+    }
+
+    /// The one bearer token the request presents (in the listener's
+    /// credential sources or a JWT rule's locations), if any; two different
+    /// ones are refused.
+    fn presented_token(
+        &self,
+        facts: &RequestFacts,
+        sources: &[CredentialSource],
+    ) -> Result<Option<String>, AuthFailure> {
+        let mut tokens = Vec::new();
+        match find_credential(&facts.headers, sources) {
+            Ok(c) => tokens.push(c.value().to_string()),
+            Err(AuthFailure::CredentialNotFound) => {}
+            Err(e) => return Err(e),
+        }
+        for t in self
+            .locations
+            .find(&facts.headers, facts.query.as_deref())?
+        {
+            if !tokens.contains(&t) {
+                tokens.push(t);
+            }
+        }
+        token::single(tokens)
     }
 
     /// The identity of the active API key named `name`, taken on trust

@@ -6,6 +6,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value};
 
+use super::claims::Times;
 use super::status as st;
 
 /// The signing algorithms modelgate verifies. `none` and ES512 (P-521,
@@ -62,9 +63,8 @@ pub struct Jwt {
     pub iss: Option<String>,
     pub sub: Option<String>,
     pub aud: Vec<String>,
-    pub exp: Option<u64>,
-    pub nbf: Option<u64>,
-    pub iat: Option<u64>,
+    /// `exp`, `nbf` and `iat`, checked by [`Times::check`].
+    pub times: Times,
 }
 
 fn b64(s: &str, err: &'static str) -> Result<Vec<u8>, &'static str> {
@@ -112,11 +112,6 @@ pub fn check_crit(header: &Map<String, Value>) -> Result<(), &'static str> {
         None => Ok(()),
         Some(_) => Err(st::HEADER_BAD_CRIT),
     }
-}
-
-/// Whether `token` has the compact JWS shape (three non-empty-header parts).
-pub fn looks_like_jwt(token: &str) -> bool {
-    token.bytes().filter(|b| *b == b'.').count() == 2
 }
 
 /// Decodes `token`, checking its structure in jwt_verify_lib's order.
@@ -168,9 +163,7 @@ pub fn parse(token: &str) -> Result<Jwt, &'static str> {
         iss,
         sub,
         aud,
-        exp,
-        nbf,
-        iat,
+        times: Times { exp, nbf, iat },
     })
 }
 
@@ -179,42 +172,6 @@ pub fn peek_issuer(token: &str) -> Option<String> {
     let payload = token.split('.').nth(1)?;
     let v: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
     v.get("iss")?.as_str().map(str::to_string)
-}
-
-/// Checks `exp`, `nbf` and `iat` against `now` (Unix seconds) with `skew`.
-/// A missing `exp` fails when `require_exp` (Envoy's `require_expiration`
-/// answers it with "Jwt is expired" too).
-impl Jwt {
-    /// A token carrying only its times, to re-check a cached verification.
-    pub fn times_only(exp: Option<u64>, nbf: Option<u64>, iat: Option<u64>) -> Self {
-        Self {
-            alg: Alg::RS256,
-            kid: None,
-            signing_input: String::new(),
-            signature: Vec::new(),
-            claims: Map::new(),
-            iss: None,
-            sub: None,
-            aud: Vec::new(),
-            exp,
-            nbf,
-            iat,
-        }
-    }
-}
-
-pub fn check_times(jwt: &Jwt, now: u64, skew: u64, require_exp: bool) -> Result<(), &'static str> {
-    if jwt.nbf.is_some_and(|nbf| now.saturating_add(skew) < nbf) {
-        return Err(st::NOT_YET_VALID);
-    }
-    if jwt.iat.is_some_and(|iat| now.saturating_add(skew) < iat) {
-        return Err(st::NOT_YET_VALID);
-    }
-    match jwt.exp {
-        Some(exp) if now > exp.saturating_add(skew) => Err(st::EXPIRED),
-        None if require_exp => Err(st::EXPIRED),
-        _ => Ok(()),
-    }
 }
 
 #[cfg(test)]
@@ -240,7 +197,14 @@ mod tests {
         assert_eq!(j.kid.as_deref(), Some("k1"));
         assert_eq!(j.iss.as_deref(), Some("https://idp"));
         assert_eq!(j.aud, ["a", "b"]);
-        assert_eq!((j.exp, j.nbf, j.iat), (Some(20), Some(10), Some(10)));
+        assert_eq!(
+            j.times,
+            Times {
+                exp: Some(20),
+                nbf: Some(10),
+                iat: Some(10)
+            }
+        );
         assert_eq!(j.claims["kubernetes.io"]["namespace"], "ns");
         assert_eq!(j.signature, b"sig");
         assert_eq!(peek_issuer(&t).as_deref(), Some("https://idp"));
@@ -302,25 +266,6 @@ mod tests {
         assert_eq!(p(r#"{"alg":"RS256"}"#, r#"{"jti":1}"#), st::JTI_NOT_STRING);
         let bad_sig = format!("{}.{}.%%", enc(r#"{"alg":"RS256"}"#), enc("{}"));
         assert_eq!(parse(&bad_sig).unwrap_err(), st::SIGNATURE_BAD_BASE64);
-    }
-
-    #[test]
-    fn time_checks_with_skew() {
-        let t = |claims: &str| parse(&tok(r#"{"alg":"RS256"}"#, claims)).unwrap();
-        let j = t(r#"{"exp":1000,"nbf":900,"iat":900}"#);
-        assert_eq!(check_times(&j, 950, 60, true), Ok(()));
-        assert_eq!(check_times(&j, 1060, 60, true), Ok(()));
-        assert_eq!(check_times(&j, 1061, 60, true), Err(st::EXPIRED));
-        assert_eq!(check_times(&j, 840, 60, true), Ok(()));
-        assert_eq!(check_times(&j, 839, 60, true), Err(st::NOT_YET_VALID));
-        let no_exp = t(r#"{"iat":900}"#);
-        assert_eq!(check_times(&no_exp, 950, 60, true), Err(st::EXPIRED));
-        assert_eq!(check_times(&no_exp, 950, 60, false), Ok(()));
-        let future_iat = t(r#"{"iat":2000,"exp":3000}"#);
-        assert_eq!(
-            check_times(&future_iat, 1000, 60, true),
-            Err(st::NOT_YET_VALID)
-        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Envoy's `jwt_authn` status strings (google/jwt_verify_lib `status.cc`),
-//! verbatim: clients and runbooks grep for them.
+//! verbatim: clients and runbooks grep for them. (The credential-missing and
+//! audience strings are rendered by `modelgate_core::reject`.)
 
-pub const MISSING: &str = "Jwt is missing";
 pub const EXPIRED: &str = "Jwt is expired";
 pub const NOT_YET_VALID: &str = "Jwt not yet valid";
 pub const BAD_FORMAT: &str =
@@ -23,7 +23,6 @@ pub const JTI_NOT_STRING: &str = "Jwt payload [jti] field is not a string";
 pub const AUD_NOT_STRING: &str = "Jwt payload [aud] field is not a string or string list";
 pub const SIGNATURE_BAD_BASE64: &str = "Jwt signature is an invalid Base64url encoded";
 pub const UNKNOWN_ISSUER: &str = "Jwt issuer is not configured";
-pub const AUDIENCE_NOT_ALLOWED: &str = "Audiences in Jwt are not allowed";
 pub const VERIFICATION_FAILS: &str = "Jwt verification fails";
 pub const MULTIPLE_TOKENS: &str = "Found multiple Jwt tokens";
 pub const JWKS_BAD_JSON: &str = "Jwks is an invalid JSON";

@@ -12,6 +12,7 @@ use quick_cache::sync::Cache;
 
 use modelgate_core::Principal;
 
+use super::claims::Times;
 use crate::jwks::Loaded;
 
 #[derive(Clone)]
@@ -19,9 +20,8 @@ pub struct Verified {
     pub principal: Arc<Principal>,
     /// The key set that verified the token (`None`: an HMAC secret of the rule).
     pub keys: Option<Arc<Loaded>>,
-    pub exp: Option<u64>,
-    pub nbf: Option<u64>,
-    pub iat: Option<u64>,
+    /// The token's times, re-checked on every hit.
+    pub times: Times,
 }
 
 pub struct VerifiedCache {
@@ -49,11 +49,8 @@ impl VerifiedCache {
         self.map.insert(key, v);
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.map.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
     }
 }

@@ -92,18 +92,53 @@ pub(super) fn build_policy(
     } else {
         format!("{key}.metadata.name")
     };
+    check_name(&name, &name_key, c);
+    let action = parse_action(action.as_deref(), body_key, c)?;
+    let provider = custom_provider(action, provider, body_key, c);
+    let models = models.map(|ms| {
+        if ms.is_empty() {
+            c.push(
+                format!("{body_key}.models"),
+                "empty list: the policy would apply to nothing",
+                "list model names, or remove `models` to apply it to every request",
+            );
+        }
+        str_patterns(
+            ms.into_iter().map(Scalar::Str).collect(),
+            &format!("{body_key}.models"),
+            c,
+        )
+    });
+    let rules = build_rules(rules, body_key, c);
+    Some(Policy {
+        name,
+        key: key.to_string(),
+        action,
+        provider,
+        models,
+        rules,
+        dry_run,
+    })
+}
+
+/// A policy name is letters, digits, '-', '_' and '.'.
+fn check_name(name: &str, name_key: &str, c: &mut Collector) {
     if name.is_empty()
         || !name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
     {
         c.push(
-            &name_key,
+            name_key,
             format!("invalid policy name {name:?}"),
             "use letters, digits, '-', '_' and '.'",
         );
     }
-    let action = match action.as_deref() {
+}
+
+/// `action` (ALLOW when absent); `None` (reported) if unknown.
+fn parse_action(action: Option<&str>, body_key: &str, c: &mut Collector) -> Option<Action> {
+    Some(match action {
         None | Some("ALLOW") => Action::Allow,
         Some("DENY") => Action::Deny,
         Some("AUDIT") => Action::Audit,
@@ -122,8 +157,17 @@ pub(super) fn build_policy(
             );
             return None;
         }
-    };
-    let provider = match (action, provider) {
+    })
+}
+
+/// The CUSTOM policy's provider name; any other action takes none.
+fn custom_provider(
+    action: Action,
+    provider: Option<RawProvider>,
+    body_key: &str,
+    c: &mut Collector,
+) -> Option<String> {
+    match (action, provider) {
         (Action::Custom, Some(p)) if !p.name.is_empty() => Some(p.name),
         (Action::Custom, _) => {
             c.push(format!("{body_key}.provider"), "a CUSTOM policy needs `provider: {name: …}`", "name the provider, e.g. provider: {name: modelgate}; modelgate's own identity chain serves every provider name");
@@ -141,22 +185,12 @@ pub(super) fn build_policy(
             None
         }
         (_, None) => None,
-    };
-    let models = models.map(|ms| {
-        if ms.is_empty() {
-            c.push(
-                format!("{body_key}.models"),
-                "empty list: the policy would apply to nothing",
-                "list model names, or remove `models` to apply it to every request",
-            );
-        }
-        str_patterns(
-            ms.into_iter().map(Scalar::Str).collect(),
-            &format!("{body_key}.models"),
-            c,
-        )
-    });
-    let rules = rules.map(|rs| {
+    }
+}
+
+/// `rules`, each a rule; a null entry is refused.
+fn build_rules(rules: Option<Vec<Value>>, body_key: &str, c: &mut Collector) -> Option<Vec<Rule>> {
+    rules.map(|rs| {
         rs.into_iter()
             .enumerate()
             .filter_map(|(i, r)| {
@@ -178,15 +212,6 @@ pub(super) fn build_policy(
                 Some(rule(raw, &rk, c))
             })
             .collect()
-    });
-    Some(Policy {
-        name,
-        key: key.to_string(),
-        action,
-        provider,
-        models,
-        rules,
-        dry_run,
     })
 }
 
