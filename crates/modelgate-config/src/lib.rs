@@ -7,6 +7,7 @@
 
 mod error;
 mod fields;
+pub mod forward_auth;
 pub mod identity;
 mod interpolate;
 pub mod kube_keys;
