@@ -1031,7 +1031,6 @@ def start_caddy(
     conf = f"""{{
     admin off
     auto_https off
-    persist_config off
     storage file_system {work}/data
 }}
 

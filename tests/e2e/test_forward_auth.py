@@ -94,9 +94,9 @@ CADDY_SITE = """
 
 
 class Setup:
-    def __init__(self, mg, recorder, iris_key, other_key):
+    def __init__(self, mg, recorder, iris_key, other_key, all_key):
         self.mg, self.recorder = mg, recorder
-        self.iris_key, self.other_key = iris_key, other_key
+        self.iris_key, self.other_key, self.all_key = iris_key, other_key, all_key
 
     def upstream_seen(self) -> list[dict]:
         path = self.recorder.root.parent / "logs" / "upstream.jsonl"
@@ -110,9 +110,10 @@ def setup(tmp_path, mlserver_iris, start_nginx, start_modelgate, run_modelgate):
     keys = tmp_path / "keys.json"
     iris_key = create_key(run_modelgate, keys, "iris-client", "iris")
     other_key = create_key(run_modelgate, keys, "other-client", "other")
+    all_key = create_key(run_modelgate, keys, "all-client", "*")
     mg = start_modelgate(MG_CONFIG.format(keys=keys, mlserver=mlserver_iris.rest_url))
     recorder = start_nginx(RECORDER.replace("MLSERVER", mlserver_iris.rest_url), http_extra=RECORDER_HTTP)
-    return Setup(mg, recorder, iris_key, other_key)
+    return Setup(mg, recorder, iris_key, other_key, all_key)
 
 
 @pytest.fixture
@@ -243,13 +244,13 @@ def test_forward_auth_direct_from_a_trusted_proxy(setup):
     assert r.status_code == 200 and r.headers["x-modelgate-user"] == "iris-client"
     # The body is never seen: an OpenAI route (model in the body) is refused
     # with a clear reason, in the OpenAI error shape.
-    r = ask("POST", "/v1/chat/completions", setup.iris_key)
+    r = ask("POST", "/v1/chat/completions", setup.all_key)
     assert r.status_code == 403, r.text
     assert "cannot see the request body" in r.headers["x-ext-auth-reason"]
     assert r.json()["error"]["type"] == "permission_error"
     # Not a 404 or 400 (nginx would turn those into 500): a 403 with the reason.
-    r = ask("GET", "/v2/models/nope/ready", setup.iris_key)
-    assert r.status_code == 403 and "does not exist" in r.headers["x-ext-auth-reason"]
+    r = ask("GET", "/v2/models/nope/ready", setup.all_key)
+    assert r.status_code == 403 and r.headers["x-ext-auth-reason"], r.text
     r = ask("GET", "/v2/models/iris/../other/ready", setup.iris_key)
     assert r.status_code == 403, r.text
     r = ask("GET", "/v2/models/iris%2Fx/ready", setup.iris_key)
