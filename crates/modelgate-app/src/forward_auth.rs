@@ -209,9 +209,12 @@ fn allowed(p: &Pipeline, permit: &modelgate_authz::Permit) -> Response<BoxBody> 
     *resp.status_mut() = StatusCode::OK;
     let headers = resp.headers_mut();
     let who = permit.principal();
-    if let (Some(h), Some(who)) = (&p.config.auth.identity_header, who)
-        && let Ok(v) = HeaderValue::from_str(&who.name)
-    {
+    // Always present (empty without an identity): Caddy 2.6's copy_headers
+    // would otherwise send its unresolved placeholder text upstream.
+    if let Some(h) = &p.config.auth.identity_header {
+        let v = who
+            .and_then(|w| HeaderValue::from_str(&w.name).ok())
+            .unwrap_or_else(|| HeaderValue::from_static(""));
         headers.insert(h.clone(), v);
     }
     for (h, v) in p.authn.forward_plan(who).add_headers {
