@@ -43,7 +43,11 @@ impl Handler for Gateway {
         let p = self.shared.pipeline.load_full();
         let metrics = &self.shared.metrics;
         let received = Instant::now();
-        let mut trace = Trace::new(conn.client, req.method().as_str(), &facts::raw_path_of(&req));
+        let mut trace = Trace::new(
+            conn.client,
+            req.method().as_str(),
+            &facts::raw_path_of(&req),
+        );
         trace.received = received;
         let ready = self.shared.ready.load(Ordering::Acquire);
         let (parts, body) = req.into_parts();

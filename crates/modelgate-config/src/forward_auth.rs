@@ -193,7 +193,9 @@ mod tests {
                 "{{address: \"127.0.0.1:8080\", trusted_proxies: [10.0.0.1], forward_auth: [{eps}]}}"
             ))
         };
-        for p in ["auth", "/", "/a?b", "/a/../b", "/a//b", "/a%2Fb", "/v2/auth", "/a b"] {
+        for p in [
+            "auth", "/", "/a?b", "/a/../b", "/a//b", "/a%2Fb", "/v2/auth", "/a b",
+        ] {
             assert_eq!(
                 l(&format!("{{path: \"{p}\", headers: nginx}}")),
                 ["listen.forward_auth[0].path"],

@@ -65,15 +65,30 @@ fn forwarded_reads_x_forwarded_and_ignores_x_original() {
 #[test]
 fn missing_repeated_or_odd_headers_refuse_the_check() {
     let cases: &[(&[(&str, &str)], _, &str)] = &[
-        (&[("x-original-method", "GET")], Nginx, "did not send x-original-uri"),
-        (&[("x-original-uri", "/v2")], Nginx, "did not send x-original-method"),
         (
-            &[("x-original-uri", "/a"), ("x-original-uri", "/b"), ("x-original-method", "GET")],
+            &[("x-original-method", "GET")],
+            Nginx,
+            "did not send x-original-uri",
+        ),
+        (
+            &[("x-original-uri", "/v2")],
+            Nginx,
+            "did not send x-original-method",
+        ),
+        (
+            &[
+                ("x-original-uri", "/a"),
+                ("x-original-uri", "/b"),
+                ("x-original-method", "GET"),
+            ],
             Nginx,
             "more than one x-original-uri",
         ),
         (
-            &[("x-original-uri", "http://evil/v2"), ("x-original-method", "GET")],
+            &[
+                ("x-original-uri", "http://evil/v2"),
+                ("x-original-method", "GET"),
+            ],
             Nginx,
             "origin form",
         ),
@@ -83,17 +98,29 @@ fn missing_repeated_or_odd_headers_refuse_the_check() {
             "not a method",
         ),
         (
-            &[("x-forwarded-uri", "/v2"), ("x-forwarded-method", "GET"), ("x-forwarded-proto", "gopher")],
+            &[
+                ("x-forwarded-uri", "/v2"),
+                ("x-forwarded-method", "GET"),
+                ("x-forwarded-proto", "gopher"),
+            ],
             Forwarded,
             "not http or https",
         ),
         (
-            &[("x-forwarded-uri", "/v2"), ("x-forwarded-method", "GET"), ("x-forwarded-host", "a, b")],
+            &[
+                ("x-forwarded-uri", "/v2"),
+                ("x-forwarded-method", "GET"),
+                ("x-forwarded-host", "a, b"),
+            ],
             Forwarded,
             "one host",
         ),
         // The nginx headers do not stand in for the forwarded ones.
-        (&[("x-original-uri", "/v2"), ("x-original-method", "GET")], Forwarded, "x-forwarded-uri"),
+        (
+            &[("x-original-uri", "/v2"), ("x-original-method", "GET")],
+            Forwarded,
+            "x-forwarded-uri",
+        ),
     ];
     for (pairs, style, want) in cases {
         let msg = refused(original(&headers(pairs), *style));
@@ -108,11 +135,22 @@ fn refusals_reach_the_proxy_as_401_or_403_with_a_reason() {
     use modelgate_core::{AuthFailure, ErrorShape};
     let ctx = RenderContext { realm: "r" };
     for (reject, status) in [
-        (Reject::Unauthenticated(AuthFailure::CredentialNotFound), 401),
-        (Reject::NotFound("Model with name x does not exist.".into()), 403),
+        (
+            Reject::Unauthenticated(AuthFailure::CredentialNotFound),
+            401,
+        ),
+        (
+            Reject::NotFound("Model with name x does not exist.".into()),
+            403,
+        ),
         (Reject::BadRequest("bad path".into()), 403),
         (Reject::MethodNotAllowed, 403),
-        (Reject::Internal { detail: "secret detail".into() }, 403),
+        (
+            Reject::Internal {
+                detail: "secret detail".into(),
+            },
+            403,
+        ),
     ] {
         let mut resp = render(&reject, ErrorShape::KServe, &ctx);
         for_proxy(&mut resp, &reject);

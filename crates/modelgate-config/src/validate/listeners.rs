@@ -113,8 +113,7 @@ pub(super) fn listener(
             }
         })
         .collect::<Vec<_>>();
-    let forward_auth =
-        crate::forward_auth::endpoints(raw.forward_auth, key, &trusted_proxies, c);
+    let forward_auth = crate::forward_auth::endpoints(raw.forward_auth, key, &trusted_proxies, c);
     Some(Listener {
         address: address?,
         tls,
