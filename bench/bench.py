@@ -296,6 +296,17 @@ SCENARIOS = {
 }
 
 
+def _forward_auth():
+    # bench/forward_auth.py imports this module by name; run as a script it is __main__.
+    sys.modules.setdefault("bench", sys.modules[__name__])
+    import forward_auth
+
+    forward_auth.forward_auth_fast_upstream()
+
+
+SCENARIOS["fwdauth-fast"] = _forward_auth
+
+
 def ratio(a: str, b: str) -> float | None:
     ra = next((r for r in ROWS if r["name"] == a), None)
     rb = next((r for r in ROWS if r["name"] == b), None)
@@ -311,6 +322,8 @@ RATIOS = [
     ("modelgate → MLServer vs MLServer direct", "modelgate (API key) → MLServer", "MLServer direct", 0.98),
     ("modelgate → MLServer vs nginx → MLServer", "modelgate (API key) → MLServer", "nginx → MLServer", None),
     ("modelgate (API key) vs nginx plain proxy, fast upstream", "modelgate (API key) → fast upstream", "nginx → fast upstream", 1.0),
+    ("nginx auth_request → modelgate vs nginx plain proxy", "nginx auth_request → modelgate (API key) → fast upstream",
+     "nginx → fast upstream (same run as auth_request)", None),
 ]
 
 

@@ -13,7 +13,8 @@
 #   $MODELGATE_CACHE/venv-litellm  tests/requirements-litellm.txt (+ -lock.txt):
 #                                  LiteLLM proxy (mock OpenAI-compatible server)
 #   $MODELGATE_CACHE/oidc         tests/oidc/package-lock.json: oidc-provider (npm ci)
-#   Debian: nginx-light redis-server wrk nghttp2-client curl jq
+#   Debian: nginx-light (has auth_request) caddy (2.6, forward_auth) redis-server
+#           wrk nghttp2-client curl jq
 #           (their system services are stopped and disabled: tests start
 #           their own instances on free ports)
 #
@@ -37,7 +38,7 @@ trap 'rc=$?; [ $rc -eq 0 ] || echo "install-deps: FAILED (exit $rc); see the mes
 # --------------------------------------------------------------------------
 # 1. Debian packages
 # --------------------------------------------------------------------------
-APT_PACKAGES=(nginx-light redis-server wrk nghttp2-client curl jq)
+APT_PACKAGES=(nginx-light caddy redis-server wrk nghttp2-client curl jq)
 
 apt_missing() {
   local p
@@ -53,7 +54,7 @@ stop_system_services() {
   # the system ones are neither running nor enabled. Only the packages' own
   # daemons are touched (their pid files), never the tests' instances.
   local svc pidfile pid
-  for svc in nginx redis-server; do
+  for svc in nginx caddy redis-server; do
     if [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
       systemctl disable --now "$svc" >/dev/null 2>&1 || true
     elif command -v update-rc.d >/dev/null && [ -x "/etc/init.d/$svc" ]; then
@@ -112,9 +113,12 @@ install_apt() {
   fi
   stop_system_services
   local b
-  for b in nginx redis-server wrk h2load curl jq; do
+  for b in nginx caddy redis-server wrk h2load curl jq; do
     command -v "$b" >/dev/null || [ -x "/usr/sbin/$b" ] || die "'$b' not found after apt install"
   done
+  # Forward-auth tests need nginx's auth_request module (nginx-light has it).
+  { nginx -V 2>&1 || /usr/sbin/nginx -V 2>&1; } | grep -q http_auth_request_module \
+    || die "nginx lacks the auth_request module (install nginx-light or nginx-core)"
 }
 
 # --------------------------------------------------------------------------

@@ -995,3 +995,60 @@ def start_kube_stub(workdir: str | os.PathLike, tokens: Mapping[str, Mapping], g
     proc.port = port
     proc.wait_ready(lambda: port_open(port), timeout, f"port {port}")
     return proc
+
+
+# ---------------------------------------------------------------------------
+# caddy (Debian package; forward_auth in front of a real upstream)
+# ---------------------------------------------------------------------------
+CADDY_BIN = os.environ.get("MODELGATE_CADDY_BIN", "/usr/bin/caddy")
+
+
+class Caddy(Proc):
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOCALHOST}:{self.port}"
+
+
+def start_caddy(
+    workdir: str | os.PathLike,
+    site_body: str,
+    *,
+    port: int | None = None,
+    timeout: float = SMALL_TIMEOUT,
+) -> Caddy:
+    """`caddy run` in the foreground with one plain-HTTP site on
+    127.0.0.1:PORT whose body is `site_body` (`__PORT__` and `__WORK__` are
+    substituted). No admin endpoint, no automatic HTTPS, storage in the work
+    directory: nothing listens on :80, :443 or :2019."""
+    if not Path(CADDY_BIN).exists():
+        raise PeerError(f"{CADDY_BIN} not found; run scripts/install-deps.sh (caddy)")
+    work = Path(workdir)
+    (work / "data").mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    body = site_body.replace("__PORT__", str(port)).replace("__WORK__", str(work))
+    conf = f"""{{
+    admin off
+    auto_https off
+    storage file_system {work}/data
+}}
+
+http://{LOCALHOST}:{port} {{
+    bind {LOCALHOST}
+{body}
+}}
+"""
+    conf_path = work / "Caddyfile"
+    conf_path.write_text(conf)
+    env = _clean_env({"HOME": str(work), "XDG_DATA_HOME": str(work / "data"),
+                      "XDG_CONFIG_HOME": str(work / "config")})
+    check = subprocess.run([CADDY_BIN, "validate", "--config", str(conf_path), "--adapter", "caddyfile"],
+                           capture_output=True, text=True, env=env)
+    if check.returncode != 0:
+        raise PeerError(f"caddy config check failed:\n{check.stderr}\n--- {conf_path} ---\n{conf}")
+    srv = Caddy("caddy", [CADDY_BIN, "run", "--config", str(conf_path), "--adapter", "caddyfile"],
+                work / "caddy.log", cwd=work, env=env)
+    srv.port = port
+    srv.wait_ready(lambda: port_open(port), timeout, f"TCP port {port}")
+    return srv

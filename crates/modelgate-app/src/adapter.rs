@@ -131,6 +131,7 @@ impl Adapter {
             upstream_elapsed: None,
             istio_compat: false,
             ruling: None,
+            forward_auth: false,
         };
         let Some(view) = p.listeners.get(listener) else {
             let reject = Reject::Unavailable {

@@ -35,6 +35,9 @@ pub struct Trace {
     pub istio_compat: bool,
     /// The authorization ruling, once authorization ran.
     pub ruling: Option<Ruling>,
+    /// A forward-auth check: the answer goes to a proxy, as 2xx, 401 or 403
+    /// and never in the gRPC shape (whose status is 200).
+    pub forward_auth: bool,
 }
 
 impl Trace {
@@ -44,10 +47,11 @@ impl Trace {
 
     /// The error shape the client expects.
     fn shape(&self) -> ErrorShape {
-        if self.grpc {
+        if self.grpc && !self.forward_auth {
             return ErrorShape::Grpc;
         }
         match self.protocol {
+            Some(Protocol::Grpc) if self.forward_auth => ErrorShape::KServe,
             Some(p) => p.error_shape(),
             None if self.path.starts_with("/v1/chat/")
                 || self.path.starts_with("/v1/completions")
@@ -161,6 +165,9 @@ pub fn rejected(
         trace.shape()
     };
     let mut resp = render(&reject, shape, &ctx);
+    if trace.forward_auth {
+        modelgate_core::respond::for_proxy(&mut resp, &reject);
+    }
     if let Reject::Forbidden(msg) = &reject
         && let Ok(v) = HeaderValue::from_str(msg)
     {
@@ -174,7 +181,7 @@ pub fn rejected(
         _ => (Outcome::Reject, None),
     };
     let reason = reject.log_reason();
-    let d = trace.decision(reject.status().as_u16(), outcome, Some(&reason));
+    let d = trace.decision(resp.status().as_u16(), outcome, Some(&reason));
     metrics.record(&d, deny_reason, upstream_error);
     p.decisions.write(&d, metrics);
     resp

@@ -43,26 +43,21 @@ impl Handler for Gateway {
         let p = self.shared.pipeline.load_full();
         let metrics = &self.shared.metrics;
         let received = Instant::now();
-        let mut trace = Trace {
-            request_id: String::new(),
-            client: conn.client,
-            method: req.method().to_string(),
-            path: facts::raw_path_of(&req),
-            host: None,
-            grpc: false,
-            received,
-            protocol: None,
-            operation: None,
-            model: None,
-            identity: None,
-            authorized: false,
-            upstream: None,
-            upstream_elapsed: None,
-            istio_compat: false,
-            ruling: None,
-        };
+        let mut trace = Trace::new(
+            conn.client,
+            req.method().as_str(),
+            &facts::raw_path_of(&req),
+        );
+        trace.received = received;
         let ready = self.shared.ready.load(Ordering::Acquire);
         let (parts, body) = req.into_parts();
+        // Forward-auth endpoints answer checks; they never proxy.
+        if let Some(ep) = crate::forward_auth::endpoint(&p, conn.listener, parts.uri.path()) {
+            if !http_body::Body::is_end_stream(&body) {
+                tokio::spawn(drain(body));
+            }
+            return crate::forward_auth::check(&self.shared, &p, ep, parts, &conn).await;
+        }
         let mut body = Some(body);
         // Boxed: the flow future is large, and hyper moves the handler future by value.
         match Box::pin(flow(

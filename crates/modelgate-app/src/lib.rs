@@ -12,6 +12,7 @@ mod decide;
 mod facts;
 mod finish;
 mod forward;
+mod forward_auth;
 mod gateway;
 mod grpc_reply;
 mod local;

@@ -9,6 +9,7 @@
 mod error;
 pub mod ext_authz;
 mod fields;
+pub mod forward_auth;
 pub mod identity;
 mod interpolate;
 pub mod kube_keys;

@@ -46,6 +46,9 @@ pub struct RawListener {
     /// Connection and body deadlines and caps; see [`crate::limits`].
     #[serde(default)]
     pub limits: Option<RawLimits>,
+    /// Forward-auth endpoints; see [`crate::forward_auth`].
+    #[serde(default)]
+    pub forward_auth: Option<Vec<crate::forward_auth::RawForwardAuth>>,
 }
 
 /// `listen[].limits`: every key optional, defaults in [`crate::Limits`].

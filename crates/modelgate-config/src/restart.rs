@@ -65,6 +65,7 @@ pub fn listener_changes(running: &[Listener], new: &[Listener]) -> Vec<String> {
         diff("credentials", a.credentials != b.credentials);
         diff("trusted_proxies", a.trusted_proxies != b.trusted_proxies);
         diff("istio_compat", a.istio_compat != b.istio_compat);
+        diff("forward_auth", a.forward_auth != b.forward_auth);
         // A listener key not named above (a newer setting) still counts.
         if out.len() == before && a != b {
             out.push(format!("listen[{i}]"));

@@ -51,6 +51,8 @@ pub struct Listener {
     pub istio_compat: bool,
     /// Connection and body deadlines and caps (`limits:`).
     pub limits: Limits,
+    /// Forward-auth endpoints (`forward_auth:`); see [`crate::forward_auth`].
+    pub forward_auth: Vec<crate::forward_auth::ForwardAuth>,
 }
 
 /// A listener's connection and body limits. Defaults and checks live in

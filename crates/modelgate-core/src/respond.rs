@@ -49,6 +49,20 @@ pub fn render(reject: &Reject, shape: ErrorShape, ctx: &RenderContext<'_>) -> Re
     resp
 }
 
+/// Turns a rendered refusal into a forward-auth answer: a proxy such as nginx
+/// `auth_request` understands only 2xx, 401 and 403, so every refusal that is
+/// not a 401 becomes a 403; the short reason goes in `x-ext-auth-reason`.
+pub fn for_proxy(resp: &mut Response<BoxBody>, reject: &Reject) {
+    if resp.status() != StatusCode::UNAUTHORIZED {
+        *resp.status_mut() = StatusCode::FORBIDDEN;
+    }
+    if !resp.headers().contains_key(X_EXT_AUTH_REASON)
+        && let Ok(v) = HeaderValue::from_str(&reject.client_message())
+    {
+        resp.headers_mut().insert(X_EXT_AUTH_REASON, v);
+    }
+}
+
 /// `Bearer realm="…"`, plus `error="invalid_token"` for a token that was
 /// present but bad (as Envoy's jwt_authn and RFC 6750 do).
 fn www_authenticate(realm: &str, failure: &AuthFailure) -> String {

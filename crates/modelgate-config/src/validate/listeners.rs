@@ -112,7 +112,8 @@ pub(super) fn listener(
                 None
             }
         })
-        .collect();
+        .collect::<Vec<_>>();
+    let forward_auth = crate::forward_auth::endpoints(raw.forward_auth, key, &trusted_proxies, c);
     Some(Listener {
         address: address?,
         tls,
@@ -137,6 +138,7 @@ pub(super) fn listener(
         trusted_proxies,
         istio_compat: raw.istio_compat.unwrap_or(false),
         limits: crate::limits::limits(raw.limits.unwrap_or_default(), key, c),
+        forward_auth,
     })
 }
 
