@@ -21,6 +21,7 @@ pub mod keys;
 pub mod kubernetes;
 pub mod metrics;
 pub mod mtls;
+pub mod single_flight;
 pub mod token;
 
 use std::path::Path;

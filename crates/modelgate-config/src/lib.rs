@@ -9,6 +9,7 @@ mod error;
 mod fields;
 pub mod identity;
 mod interpolate;
+pub mod kube_access;
 pub mod kube_keys;
 mod limits;
 mod load;
