@@ -146,8 +146,8 @@ def start_oidc(request, tmp_path):
 def start_kube_stub(tmp_path):
     started: list[peers.KubeStub] = []
 
-    def factory(tokens, gateway_token) -> peers.KubeStub:
-        srv = _start(peers.start_kube_stub, tmp_path / f"kube-stub-{len(started)}", tokens, gateway_token)
+    def factory(tokens, gateway_token, **kw) -> peers.KubeStub:
+        srv = _start(peers.start_kube_stub, tmp_path / f"kube-stub-{len(started)}", tokens, gateway_token, **kw)
         started.append(srv)
         return srv
 

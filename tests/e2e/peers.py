@@ -981,14 +981,17 @@ class KubeStub(Proc):
 
 
 def start_kube_stub(workdir: str | os.PathLike, tokens: Mapping[str, Mapping], gateway_token: str,
-                    *, timeout: float = SMALL_TIMEOUT) -> KubeStub:
+                    *, timeout: float = SMALL_TIMEOUT, access: list | None = None,
+                    sar_delay: float = 0.0) -> KubeStub:
     """The TokenReview stand-in (tests/e2e/kube_stub.py): `tokens` maps a
     bearer token to {"username", "groups", "audiences"}; only requests with
-    `Authorization: Bearer <gateway_token>` may create reviews."""
+    `Authorization: Bearer <gateway_token>` may create reviews. `access`:
+    SubjectAccessReview rules (see kube_stub.py); `sar_delay` holds each review."""
     work = Path(workdir)
     work.mkdir(parents=True, exist_ok=True)
     spec = work / "kube-stub-tokens.json"
-    spec.write_text(json.dumps({"gateway_token": gateway_token, "tokens": dict(tokens)}))
+    spec.write_text(json.dumps({"gateway_token": gateway_token, "tokens": dict(tokens),
+                                 "access": access or [], "sar_delay": sar_delay}))
     port = free_port()
     proc = KubeStub("kube-stub", [sys.executable, str(Path(__file__).with_name("kube_stub.py")), str(port), str(spec)],
                     work / "kube-stub.log", cwd=work, env=_clean_env())

@@ -247,7 +247,12 @@ impl Decider<'_> {
         d.ruling = Some(judged.ruling);
         match refusal {
             Some(r) => Err(r),
-            None => Ok(judged.permit),
+            None => {
+                // 6. Remote checks the verdict is subject to (decide/remote.rs).
+                let why = explain.then_some(&mut d.explain);
+                self.remote_checks(route, &d.identity, why).await?;
+                Ok(judged.permit)
+            }
         }
     }
 
@@ -357,5 +362,6 @@ impl Explainer {
     }
 }
 
+mod remote;
 #[cfg(test)]
 mod tests;

@@ -97,6 +97,8 @@ pub struct RemoteChecks {
     source: &'static str,
     cache: VerdictCache,
     metrics: crate::metrics::IdentityMetrics,
+    /// Identical checks in flight at once make one call.
+    flight: crate::single_flight::SingleFlight<Verdict>,
 }
 
 impl RemoteChecks {
@@ -105,7 +107,17 @@ impl RemoteChecks {
             source,
             cache: VerdictCache::default(),
             metrics,
+            flight: crate::single_flight::SingleFlight::default(),
         }
+    }
+
+    /// The verdict of `call` for `key`, shared with identical checks in
+    /// flight (see [`crate::single_flight`]).
+    pub async fn once<Fut>(&self, key: [u8; 32], call: impl FnOnce() -> Fut) -> Verdict
+    where
+        Fut: std::future::Future<Output = Verdict>,
+    {
+        self.flight.run(key, call).await
     }
 
     pub fn count(&self, result: &'static str) {

@@ -64,6 +64,11 @@ impl Introspector {
         if let Some(v) = self.checks.cached(&key) {
             return v;
         }
+        self.checks.once(key, || self.fresh(key, token, now)).await
+    }
+
+    /// A check not answered from the cache (one per identical concurrent set).
+    async fn fresh(&self, key: [u8; 32], token: &str, now: SystemTime) -> Verdict {
         let answer = match self.ask(token).await {
             Ok(a) => a,
             Err(e) => {

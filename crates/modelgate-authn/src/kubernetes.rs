@@ -56,6 +56,11 @@ impl TokenReviewer {
         if let Some(v) = self.checks.cached(&key) {
             return v;
         }
+        self.checks.once(key, || self.fresh(key, token, now)).await
+    }
+
+    /// A check not answered from the cache (one per identical concurrent set).
+    async fn fresh(&self, key: [u8; 32], token: &str, now: SystemTime) -> Verdict {
         let status = match self.review(token).await {
             Ok(s) => s,
             Err(e) => {
@@ -193,3 +198,5 @@ fn principal(user: Value, audiences: Vec<String>) -> Verdict {
 
 #[cfg(test)]
 mod tests;
+
+pub mod access;

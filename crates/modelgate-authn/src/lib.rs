@@ -21,6 +21,7 @@ pub mod keys;
 pub(crate) mod kubernetes;
 pub(crate) mod metrics;
 pub(crate) mod mtls;
+pub(crate) mod single_flight;
 pub(crate) mod token;
 
 /// The parsers of untrusted input, for the fuzz targets in `fuzz/`; the
@@ -60,6 +61,7 @@ use modelgate_core::{AuthFailure, AuthMethod, Principal, RequestFacts};
 pub use authenticated::Authenticated;
 pub use credential::{Credential, find_credential};
 pub use keys::{KeyStore, KeyStoreError};
+pub use kubernetes::access::AccessRefusal;
 pub use metrics::IdentityMetrics;
 
 use crate::fetch::{Fetch, HyperFetch};
@@ -97,6 +99,8 @@ pub struct Authenticator {
     order: Vec<IdentityMethod>,
     providers: Vec<Provider>,
     token_review: Option<TokenReviewer>,
+    /// SubjectAccessReview, with the TokenReview client settings.
+    access: Option<kubernetes::access::AccessReviewer>,
     introspection: Option<Introspector>,
     mtls: Option<MtlsIdentity>,
     locations: TokenLocations,
@@ -116,6 +120,7 @@ impl Authenticator {
             order,
             providers: Vec::new(),
             token_review: None,
+            access: None,
             introspection: None,
             mtls: None,
             locations: TokenLocations::default(),
@@ -147,10 +152,15 @@ impl Authenticator {
         })?;
         me.add_jwt_providers(auth, previous, &web, metrics, &mut errors);
         if let Some(t) = &id.kubernetes.token_review {
-            match fetch(t.ca_file.as_deref())
-                .and_then(|f| TokenReviewer::new(t.clone(), f, metrics.clone()))
-            {
-                Ok(r) => me.token_review = Some(r),
+            match fetch(t.ca_file.as_deref()).and_then(|f| {
+                let access =
+                    kubernetes::access::AccessReviewer::new(t.clone(), f.clone(), metrics.clone())?;
+                Ok((TokenReviewer::new(t.clone(), f, metrics.clone())?, access))
+            }) {
+                Ok((r, a)) => {
+                    me.token_review = Some(r);
+                    me.access = Some(a);
+                }
                 Err(e) => errors.push(ConfigError::new(
                     "auth.kubernetes.token_review",
                     e,
@@ -242,6 +252,19 @@ impl Authenticator {
     /// Verifies the request's credential. A missing credential is
     /// `CredentialNotFound`; a present but bad one is never passed over for
     /// another source.
+    /// The SubjectAccessReview verdict on `who` for `what` (a model's
+    /// `kubernetes_access`); unavailable when no API server is configured.
+    pub async fn access_review(
+        &self,
+        who: &Principal,
+        what: &modelgate_config::kube_access::KubernetesAccess,
+    ) -> Result<(), kubernetes::access::AccessRefusal> {
+        match &self.access {
+            Some(a) => a.review(who, what).await,
+            None => Err(kubernetes::access::AccessRefusal::Unavailable),
+        }
+    }
+
     pub async fn authenticate(
         &self,
         facts: &RequestFacts,

@@ -12,6 +12,7 @@ mod fields;
 pub mod forward_auth;
 pub mod identity;
 mod interpolate;
+pub mod kube_access;
 pub mod kube_keys;
 mod limits;
 mod load;

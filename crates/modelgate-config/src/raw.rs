@@ -114,6 +114,9 @@ pub struct RawModel {
     pub hosts: Option<Vec<String>>,
     #[serde(default)]
     pub public_operations: Option<Vec<String>>,
+    /// SubjectAccessReview hook (see `kube_access.rs`).
+    #[serde(default)]
+    pub kubernetes_access: Option<crate::kube_access::RawKubernetesAccess>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

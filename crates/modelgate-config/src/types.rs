@@ -166,6 +166,8 @@ pub struct Model {
     pub hosts: Vec<String>,
     /// Operations on this model that need no credential (e.g. `model_ready`).
     pub public_operations: BTreeSet<Operation>,
+    /// The SubjectAccessReview a caller must pass (`kube_access.rs`).
+    pub kubernetes_access: Option<crate::kube_access::KubernetesAccess>,
 }
 
 #[derive(Debug, Clone)]

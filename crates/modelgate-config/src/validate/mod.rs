@@ -67,6 +67,9 @@ pub(crate) fn validate(s: Sections, base: &Path, c: &mut Collector) -> Option<Co
             }
         }
     }
+    if let (Some(m), Some(a)) = (&models, &auth) {
+        crate::kube_access::needs_api_server(m, a, c); // SubjectAccessReview hook
+    }
     Some(Config {
         listeners: listeners?,
         admin: admin?,

@@ -128,7 +128,12 @@ pub(super) fn model(raw: RawModel, key: &str, base: &Path, c: &mut Collector) ->
         .enumerate()
         .filter_map(|(i, op)| public_operation(&op, &format!("{key}.public_operations[{i}]"), c))
         .collect();
+    // SubjectAccessReview hook (kube_access.rs).
+    let kubernetes_access = raw.kubernetes_access.and_then(|a| {
+        crate::kube_access::kubernetes_access(a, &raw.name, &format!("{key}.kubernetes_access"), c)
+    });
     Some(Model {
+        kubernetes_access,
         name: name?,
         protocols: protocols?,
         backend: backend?,

@@ -1,0 +1,55 @@
+//! Remote authorization steps, run by the decision function after the pure
+//! verdict allowed the request: the verdict is "allowed, subject to these
+//! checks" and their answers are folded into the final [`Decision`]. Today:
+//! the model's Kubernetes SubjectAccessReview (`models[].kubernetes_access`).
+//! Every caller of the decision function (serve, check, ext_authz,
+//! forward-auth) performs them. They fail closed: an API server that cannot
+//! answer is a 403 with the reason `Kubernetes SubjectAccessReview is
+//! unavailable`, as Authorino answers.
+
+use modelgate_core::Reject;
+use modelgate_route::RouteMatch;
+
+use super::{Decider, Identity};
+
+impl Decider<'_> {
+    /// Runs the remote checks the route's model asks for.
+    pub(super) async fn remote_checks(
+        &self,
+        route: &RouteMatch,
+        identity: &Identity,
+        why: Option<&mut Vec<String>>,
+    ) -> Result<(), Reject> {
+        let Some(access) = route
+            .model
+            .known()
+            .and_then(|name| self.models.iter().find(|m| &m.name == name))
+            .and_then(|m| m.kubernetes_access.as_ref())
+        else {
+            return Ok(());
+        };
+        let answer = match identity {
+            Identity::NotNeeded => return Ok(()),
+            Identity::Verified(_) | Identity::Assumed(_) => match identity.principal() {
+                Some(p) => self.authn.access_review(p, access).await,
+                None => Err(modelgate_authn::AccessRefusal::NotKubernetes),
+            },
+            _ => Err(modelgate_authn::AccessRefusal::NotKubernetes),
+        };
+        if let Some(why) = why {
+            why.push(format!(
+                "SubjectAccessReview {} {}.{} {}/{}: {}",
+                access.verb,
+                access.resource,
+                access.group,
+                access.namespace,
+                access.name,
+                match &answer {
+                    Ok(()) => "allowed".to_string(),
+                    Err(r) => format!("refused ({})", r.reason()),
+                }
+            ));
+        }
+        answer.map_err(|r| Reject::Forbidden(r.reason()))
+    }
+}
