@@ -34,6 +34,38 @@ pub fn openai_model(data: &[u8]) {
     }
 }
 
+/// The gateway's gRPC first-message peek: an answer names a non-empty model,
+/// comes from an uncompressed message within the limit, and stays the same
+/// when more bytes follow; "incomplete" means the message is not all there.
+pub fn grpc_peek(data: &[u8]) {
+    const LIMIT: u64 = 4096;
+    match modelgate_app::parsers::grpc_first_model(data, LIMIT) {
+        Ok(Some(name)) => {
+            assert!(!name.is_empty());
+            assert_eq!(data.first(), Some(&0));
+            let mut longer = data.to_vec();
+            longer.extend_from_slice(b"\0\0\0\0\x05trail");
+            assert_eq!(
+                modelgate_app::parsers::grpc_first_model(&longer, LIMIT),
+                Ok(Some(name)),
+                "{data:?}"
+            );
+        }
+        Ok(None) => {
+            if let [0, a, b, c, d, rest @ ..] = data {
+                let len = u32::from_be_bytes([*a, *b, *c, *d]) as usize;
+                assert!(rest.len() < len, "complete message left unread: {data:?}");
+            } else {
+                assert!(data.len() < 5, "{data:?}");
+            }
+        }
+        Err(e) => assert!(matches!(
+            e,
+            Reject::BadRequest(_) | Reject::PayloadTooLarge { .. }
+        )),
+    }
+}
+
 fn world() -> Option<&'static (tokio::runtime::Runtime, Runtime)> {
     static W: OnceLock<Option<(tokio::runtime::Runtime, Runtime)>> = OnceLock::new();
     W.get_or_init(|| {

@@ -5,7 +5,7 @@ mod authn;
 mod bodies;
 
 pub use authn::{credentials, jwks_parse, jwt_parse, remote_answers};
-pub use bodies::{grpc_body, openai_model, v2_rest};
+pub use bodies::{grpc_body, grpc_peek, openai_model, v2_rest};
 
 use std::path::Path;
 
@@ -23,6 +23,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("openai_model", openai_model),
     ("v2_rest", v2_rest),
     ("grpc_body", grpc_body),
+    ("grpc_peek", grpc_peek),
 ];
 
 /// Path normalisation: never panics; a normalised path is canonical and a

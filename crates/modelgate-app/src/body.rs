@@ -121,6 +121,34 @@ struct NameOnly {
     name: String,
 }
 
+/// The model named by the first gRPC message at the start of `buf` (the
+/// 5-byte prefix, then an OIP request whose field 1 is the model name):
+/// `Ok(None)` while the message is still incomplete. Pure, so it is fuzzed
+/// (`fuzz/`, target `grpc_peek`).
+pub fn grpc_first_model(buf: &[u8], limit: u64) -> Result<Option<String>, Reject> {
+    let bad = |m: &str| Reject::BadRequest(m.to_string());
+    let [flag, a, b, c, d, rest @ ..] = buf else {
+        return Ok(None);
+    };
+    if *flag != 0 {
+        return Err(bad("compressed gRPC messages are not supported"));
+    }
+    let len = u64::from(u32::from_be_bytes([*a, *b, *c, *d]));
+    if len > limit {
+        return Err(Reject::PayloadTooLarge { limit });
+    }
+    let len = usize::try_from(len).map_err(|_| bad("message too large"))?;
+    let Some(message) = rest.get(..len) else {
+        return Ok(None);
+    };
+    let msg: NameOnly =
+        prost::Message::decode(message).map_err(|_| bad("malformed gRPC message"))?;
+    if msg.name.is_empty() {
+        return Err(bad("the request must name a model"));
+    }
+    Ok(Some(msg.name))
+}
+
 /// Reads the first gRPC message (bounded) and returns the model name it
 /// names, plus everything read so far, to be sent on unchanged.
 pub async fn grpc_model<B>(
@@ -134,24 +162,8 @@ where
     let mut buf = BytesMut::new();
     let bad = |m: &str| Reject::BadRequest(m.to_string());
     loop {
-        if buf.len() >= 5 {
-            if buf[0] != 0 {
-                return Err(bad("compressed gRPC messages are not supported"));
-            }
-            let len = u64::from(u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]));
-            if len > limit {
-                return Err(Reject::PayloadTooLarge { limit });
-            }
-            let total = 5 + usize::try_from(len).map_err(|_| bad("message too large"))?;
-            if buf.len() >= total {
-                let msg = prost::Message::decode(&buf[5..total])
-                    .map_err(|_| bad("malformed gRPC message"));
-                let msg: NameOnly = msg?;
-                if msg.name.is_empty() {
-                    return Err(bad("the request must name a model"));
-                }
-                return Ok((msg.name, buf.freeze()));
-            }
+        if let Some(name) = grpc_first_model(&buf, limit)? {
+            return Ok((name, buf.freeze()));
         }
         match deadline.next(body).await? {
             Some(Ok(frame)) => {
@@ -256,6 +268,48 @@ pub fn boxed(body: Incoming, idle: Duration) -> BoxBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn framed(msg: &[u8]) -> Vec<u8> {
+        let mut out = vec![0u8];
+        out.extend_from_slice(&u32::try_from(msg.len()).unwrap().to_be_bytes());
+        out.extend_from_slice(msg);
+        out
+    }
+
+    #[test]
+    fn grpc_first_model_reads_field_one_of_a_whole_message() {
+        // field 1 (model_name), length 4, "iris"; then field 2 (version).
+        let msg = framed(b"\x0a\x04iris\x12\x01\x31");
+        for cut in 0..msg.len() {
+            assert_eq!(grpc_first_model(&msg[..cut], 4096), Ok(None), "{cut}");
+        }
+        assert_eq!(grpc_first_model(&msg, 4096), Ok(Some("iris".into())));
+        let mut more = msg.clone();
+        more.extend_from_slice(&framed(b"\x0a\x05other"));
+        assert_eq!(grpc_first_model(&more, 4096), Ok(Some("iris".into())));
+    }
+
+    #[test]
+    fn grpc_first_model_refuses_compressed_oversized_and_nameless() {
+        let mut compressed = framed(b"\x0a\x04iris");
+        compressed[0] = 1;
+        assert!(matches!(
+            grpc_first_model(&compressed, 4096),
+            Err(Reject::BadRequest(_))
+        ));
+        assert_eq!(
+            grpc_first_model(&[0, 0, 1, 0, 0], 4096),
+            Err(Reject::PayloadTooLarge { limit: 4096 })
+        );
+        assert!(matches!(
+            grpc_first_model(&framed(b""), 4096),
+            Err(Reject::BadRequest(_))
+        ));
+        assert!(matches!(
+            grpc_first_model(&framed(b"\xff\xff"), 4096),
+            Err(Reject::BadRequest(_))
+        ));
+    }
 
     #[test]
     fn openai_model_field() {

@@ -23,7 +23,7 @@ mod run;
 /// Pure parsers of request bytes, public for the fuzz targets in `fuzz/`.
 #[doc(hidden)]
 pub mod parsers {
-    pub use crate::body::openai_model;
+    pub use crate::body::{grpc_first_model, openai_model};
 }
 
 pub use adapter::{Adapter, Answer, Checked};
