@@ -107,3 +107,10 @@ def test_manifests_that_do_not_import_refuse_to_start(tmp_path, run_modelgate):
     r = run_modelgate(["serve", "--manifests", str(tmp_path), "--imported-config", str(tmp_path / "out.yaml.out")])
     assert r.returncode == 2
     assert "bad.yaml" in r.stderr
+
+
+def test_import_flags_without_manifests_are_refused(tmp_path, run_modelgate):
+    (tmp_path / "c.yaml").write_text("listen: {address: 127.0.0.1:0}\n")
+    r = run_modelgate(["serve", "--config", str(tmp_path / "c.yaml"), "--upstream", "iris=http://127.0.0.1:1"])
+    assert r.returncode == 2
+    assert "go with --manifests" in r.stderr

@@ -66,6 +66,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             imported_config,
             import,
         } => match (config, manifests.is_empty()) {
+            (Some(_), true) if !import.is_unset() => {
+                eprintln!(
+                    "modelgate serve: --upstream, --var, --keys-file, --jwks-uri, --namespace and --domain go with --manifests; with --config, edit the file"
+                );
+                Ok(ExitCode::from(2))
+            }
             (Some(config), true) => serve(&config),
             (None, false) => crate::manifests::serve(manifests, import, imported_config),
             (Some(_), false) => {

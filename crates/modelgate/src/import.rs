@@ -47,6 +47,16 @@ pub struct ImportOptions {
 }
 
 impl ImportOptions {
+    /// Whether no import flag was given (they mean nothing with `serve --config`).
+    pub fn is_unset(&self) -> bool {
+        self.upstreams.is_empty()
+            && self.keys_file.is_none()
+            && self.vars.is_empty()
+            && self.jwks_uris.is_empty()
+            && self.namespace.is_none()
+            && self.domain.is_none()
+    }
+
     pub fn to_options(&self) -> anyhow::Result<Options> {
         Ok(Options {
             upstreams: pairs(&self.upstreams, "--upstream")?,
