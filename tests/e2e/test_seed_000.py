@@ -3,13 +3,21 @@ through modelgate with the configuration `modelgate import` makes from the
 InferenceService and the AuthConfig odh-model-controller generates for it
 (tests/fixtures/derived; the seed prints no YAML). The LiteLLM mock stands in
 for vLLM, which needs a GPU; the kube stub stands in for the API server's
-TokenReview."""
+TokenReview. The seed's rotation section ("the NEW_TOKEN is the new API Key
+… Check the Authorino documentation Api Key") is replayed with the API-key
+form of the AuthConfig (tests/fixtures/derived/000-authconfig-apikey.yaml):
+the token lives in a labelled Secret served by the kube API stand-in
+(tests/e2e/kube_api_stub.py — there is no kube-apiserver here), watched live,
+and rotated by patching the Secret as the seed does."""
 
 from __future__ import annotations
+
+import time
 
 import pytest
 import requests
 
+from kube_api_stub import KubeApiStub
 from seed_import import import_config, serve_imported
 
 FILES = ["derived/000-inferenceservice.yaml", "derived/000-authconfig.yaml"]
@@ -57,7 +65,7 @@ def test_without_token_401_credential_not_found(gate):
 
 @pytest.mark.xfail(strict=True, reason="needs issue 15: the AuthConfig's kubernetesSubjectAccessReview has no modelgate "
                    "step yet, so import leaves it out and token callers get 403 (fail closed)")
-def test_with_token_200_completion(gate):
+def test_token_review_call_200_needs_subject_access_review(gate):
     r = requests.post(f"{gate.url}/v1/completions", json=WITH_TOKEN, timeout=30,
                       headers={"Authorization": f"Bearer {SA_TOKEN}", "Content-Type": "application/json"})
     assert r.status_code == 200, r.text
@@ -73,9 +81,64 @@ def test_with_token_is_refused_until_subject_access_review_exists(gate):
     assert r.status_code == 403, r.text
 
 
+NS = "demo-rhoai-secured"
+SECRET = "llama3auth-llama3-sa"  # $TOKEN_NAME-$MODEL_SERVER-sa, as the seed's `kubectl patch secret` names it
+LABELS = {"authorino.kuadrant.io/managed-by": "authorino", "opendatahub.io/dashboard": "true"}
+KEY = "ndyBzreUzF4zqDQsqSPMHkRhriEOtcRx"
+NEW_KEY = "q8Jd0vWm3KcT7yXbR2nLf5HsA9pGzE1u"  # same format/length, as the seed's NOTE asks
+
+
+@pytest.fixture
+def key_gate(run_modelgate, start_modelgate, litellm_mock, tmp_path):
+    stub = KubeApiStub(token="gateway-sa-token", bookmark_every=0.5)
+    try:
+        stub.put(NS, SECRET, KEY, LABELS)
+        stub.put(NS, "unlabelled", "not-a-key-0000000000000000000000", {"app": "x"})
+        kubeconfig = tmp_path / "kubeconfig"
+        kubeconfig.write_text(stub.kubeconfig(NS))
+        config, report = import_config(run_modelgate, ["derived/000-inferenceservice.yaml",
+                                                       "derived/000-authconfig-apikey.yaml"],
+                                       "--upstream", f"llama3={litellm_mock.url}")
+        assert "opendatahub.io/dashboard" in config and "auth.api_keys.kubernetes" in report, config + report
+        yield stub, serve_imported(run_modelgate, start_modelgate, tmp_path, config, {"KUBECONFIG": str(kubeconfig)})
+    finally:
+        stub.stop()
+
+
+def complete(mg, token):
+    return requests.post(f"{mg.url}/v1/completions", json=WITH_TOKEN, timeout=30,
+                         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+
+
+def test_with_token_200_completion(key_gate):
+    _, mg = key_gate
+    r = complete(mg, KEY)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["object"], body["model"]) == ("text_completion", "llama3")
+    assert body["choices"][0]["text"]
+    r = complete(mg, "not-a-key-0000000000000000000000")  # an unlabelled Secret is no key
+    assert r.status_code == 401
+    assert r.headers["www-authenticate"].startswith('Bearer realm="kubernetes-user"')
+
+
+def test_rotated_token_works(key_gate):
+    stub, mg = key_gate
+    assert complete(mg, KEY).status_code == 200
+    # kubectl patch secret $TOKEN_NAME-$MODEL_SERVER-sa --type=json -p '[{"op":"replace","path":"/data/api_key",...}]'
+    stub.patch_data(NS, SECRET, "api_key", NEW_KEY)
+    end = time.monotonic() + 5
+    while complete(mg, NEW_KEY).status_code != 200:
+        assert time.monotonic() < end, "the rotated key was not accepted within 5 s"
+        time.sleep(0.1)
+    r = complete(mg, NEW_KEY)
+    assert r.status_code == 200, r.text
+    assert complete(mg, KEY).status_code == 401  # the replaced key stops working (no rotation grace imported)
+
+
 @pytest.mark.xfail(strict=True, reason="needs issue 15 (SubjectAccessReview) like every token call of this seed; the "
                    "rotation itself (patching the token Secret) is the API server's, seen through TokenReview")
-def test_rotated_token_works(gate):
+def test_rotated_service_account_token_needs_subject_access_review(gate):
     r = requests.post(f"{gate.url}/v1/completions", json=WITH_TOKEN, timeout=30,
                       headers={"Authorization": f"Bearer {ROTATED_TOKEN}", "Content-Type": "application/json"})
     assert r.status_code == 200, r.text

@@ -155,8 +155,8 @@ fn authentication(obj: &mut Object, st: &mut State<'_>) {
             Some(_) => {}
         }
         let creds = a.credentials.unwrap_or_default();
-        if let Some(key) = &a.api_key {
-            api_key(obj, st, &p, key, &creds);
+        if a.api_key.is_some() {
+            api_key(obj, st, &p, &creds);
         } else if let Some(jwt) = a.jwt {
             let mut rule = JwtRule {
                 issuer: jwt.issuer_url.clone(),
@@ -203,21 +203,9 @@ fn authentication(obj: &mut Object, st: &mut State<'_>) {
     }
 }
 
-fn api_key(obj: &mut Object, st: &mut State<'_>, p: &str, key: &Value, creds: &Credentials) {
+fn api_key(obj: &mut Object, st: &mut State<'_>, p: &str, creds: &Credentials) {
     st.needs_api_keys = true;
-    let selector = key
-        .get("selector")
-        .map(|s| {
-            yaml_serde::to_string(s)
-                .unwrap_or_default()
-                .trim()
-                .replace('\n', ", ")
-        })
-        .unwrap_or_default();
-    let file = st.keys_file();
-    obj.drop(&mut st.report, &format!("{p}.apiKey"), format!(
-        "API keys in Secrets (selector {{{selector}}}) are not read yet (issue 12 item 1); modelgate's key file {file} is used instead: \
-         issue one key per Secret with `modelgate keys --file {file} create --name <secret name> --models <model>` and hand the new keys out"));
+    crate::apikey::selector(obj, st, p);
     if let Some(h) = &creds.authorization_header {
         let prefix = h.prefix.clone().unwrap_or_else(|| "Bearer".into());
         if prefix != "Bearer" && prefix != "APIKEY" {

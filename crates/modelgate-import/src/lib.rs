@@ -4,6 +4,7 @@
 //! become one modelgate configuration plus a report of everything that was
 //! not translated. Pure: text in, text out; the CLI reads the files.
 
+mod apikey;
 mod authorino;
 mod docs;
 mod istio;
@@ -80,6 +81,8 @@ pub(crate) struct State<'a> {
     /// An Istio ALLOW/DENY policy was imported: refusals look like Envoy's RBAC filter.
     pub istio_rbac: bool,
     pub needs_api_keys: bool,
+    /// Keys from Secrets, from an AuthConfig's `apiKey.selector`.
+    pub kube_keys: Option<out::KubeKeys>,
 }
 
 impl State<'_> {
@@ -126,6 +129,7 @@ pub fn import(inputs: &[Input], opts: &Options) -> Result<Imported, ImportError>
         has_allow_policy: false,
         istio_rbac: false,
         needs_api_keys: false,
+        kube_keys: None,
     };
     let mut objects = Vec::new();
     for input in inputs {
@@ -219,6 +223,7 @@ fn finish(st: &mut State<'_>) {
         }
         st.config.auth.api_keys = Some(out::ApiKeys {
             file: st.keys_file(),
+            kubernetes: st.kube_keys.take(),
         });
     }
     if st.config.auth.has_token_sources() && !st.authz_blocked && !st.has_allow_policy {

@@ -56,6 +56,24 @@ impl Auth {
 #[derive(Debug, Default, Serialize)]
 pub(crate) struct ApiKeys {
     pub file: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<KubeKeys>,
+}
+
+/// `auth.api_keys.kubernetes`: keys from labelled Secrets (Authorino's `apiKey.selector`).
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub(crate) struct KubeKeys {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub namespaces: Vec<String>,
+    pub selector: Selector,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub default_models: Vec<String>,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub(crate) struct Selector {
+    #[serde(rename = "matchLabels")]
+    pub match_labels: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Default, Clone, Serialize)]

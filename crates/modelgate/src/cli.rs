@@ -20,10 +20,22 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the gateway described by a configuration file.
+    /// Serve the gateway described by a configuration file, or by Kubernetes
+    /// manifests (`--manifests`, converted as `modelgate import` does and
+    /// re-imported when they change). Give one or the other, not both.
     Serve {
         #[arg(long, short, env = "MODELGATE_CONFIG")]
-        config: PathBuf,
+        config: Option<PathBuf>,
+        /// A manifest file or folder (repeatable): Istio, Authorino and KServe
+        /// objects, imported at start and on every change.
+        #[arg(long = "manifests", value_name = "FILE|DIR")]
+        manifests: Vec<PathBuf>,
+        /// With --manifests: where the generated configuration is written
+        /// (default: a private folder under the temporary directory).
+        #[arg(long, value_name = "FILE", requires = "manifests")]
+        imported_config: Option<PathBuf>,
+        #[command(flatten)]
+        import: crate::import::ImportOptions,
     },
     /// Check a configuration file; print every error with its key and a fix (exit 2 if invalid).
     Validate {
@@ -48,7 +60,33 @@ enum Command {
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Serve { config } => serve(&config),
+        Command::Serve {
+            config,
+            manifests,
+            imported_config,
+            import,
+        } => match (config, manifests.is_empty()) {
+            (Some(_), true) if !import.is_unset() => {
+                eprintln!(
+                    "modelgate serve: --upstream, --var, --keys-file, --jwks-uri, --namespace and --domain go with --manifests; with --config, edit the file"
+                );
+                Ok(ExitCode::from(2))
+            }
+            (Some(config), true) => serve(&config),
+            (None, false) => crate::manifests::serve(manifests, import, imported_config),
+            (Some(_), false) => {
+                eprintln!(
+                    "modelgate serve: give --config or --manifests, not both (MODELGATE_CONFIG counts as --config); `modelgate import` writes a file to edit and serve with --config"
+                );
+                Ok(ExitCode::from(2))
+            }
+            (None, true) => {
+                eprintln!(
+                    "modelgate serve: pass --config FILE (or MODELGATE_CONFIG), or --manifests DIR"
+                );
+                Ok(ExitCode::from(2))
+            }
+        },
         Command::Validate { config, running } => Ok(validate(&config, running.as_deref())),
         Command::Keys(args) => crate::keys::run(args),
         Command::Demo(args) => crate::demo::run(args),

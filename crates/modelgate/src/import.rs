@@ -13,12 +13,25 @@ pub struct ImportArgs {
     /// Manifest files, or directories (their *.yaml, *.yml and *.json, recursively).
     #[arg(required = true)]
     paths: Vec<PathBuf>,
+    #[command(flatten)]
+    options: ImportOptions,
+    /// Write the report here instead of stderr.
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
+    /// Write the configuration here instead of stdout.
+    #[arg(long, short, value_name = "FILE")]
+    output: Option<PathBuf>,
+}
+
+/// What the manifests do not say: shared by `import` and `serve --manifests`.
+#[derive(clap::Args, Clone, Default)]
+pub struct ImportOptions {
     /// Where modelgate reaches a model (default: the in-cluster address from the manifests); adds the model if no manifest names it.
     #[arg(long = "upstream", value_name = "MODEL=URL")]
     upstreams: Vec<String>,
     /// The API-key file the configuration names (default keys.json, next to the configuration).
     #[arg(long, value_name = "PATH")]
-    keys_file: Option<String>,
+    pub keys_file: Option<String>,
     /// A shell variable the manifests use (`$NAMESPACE` in a heredoc).
     #[arg(long = "var", value_name = "NAME=VALUE")]
     vars: Vec<String>,
@@ -31,12 +44,29 @@ pub struct ImportArgs {
     /// Knative's domain: InferenceService models answer only for Host NAME.NAMESPACE.DOMAIN.
     #[arg(long)]
     domain: Option<String>,
-    /// Write the report here instead of stderr.
-    #[arg(long, value_name = "FILE")]
-    report: Option<PathBuf>,
-    /// Write the configuration here instead of stdout.
-    #[arg(long, short, value_name = "FILE")]
-    output: Option<PathBuf>,
+}
+
+impl ImportOptions {
+    /// Whether no import flag was given (they mean nothing with `serve --config`).
+    pub fn is_unset(&self) -> bool {
+        self.upstreams.is_empty()
+            && self.keys_file.is_none()
+            && self.vars.is_empty()
+            && self.jwks_uris.is_empty()
+            && self.namespace.is_none()
+            && self.domain.is_none()
+    }
+
+    pub fn to_options(&self) -> anyhow::Result<Options> {
+        Ok(Options {
+            upstreams: pairs(&self.upstreams, "--upstream")?,
+            keys_file: self.keys_file.clone(),
+            vars: pairs(&self.vars, "--var")?,
+            jwks_uris: pairs(&self.jwks_uris, "--jwks-uri")?,
+            namespace: self.namespace.clone(),
+            domain: self.domain.clone(),
+        })
+    }
 }
 
 fn pairs(items: &[String], flag: &str) -> anyhow::Result<BTreeMap<String, String>> {
@@ -74,28 +104,32 @@ fn collect(path: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
-    let opts = Options {
-        upstreams: pairs(&args.upstreams, "--upstream")?,
-        keys_file: args.keys_file,
-        vars: pairs(&args.vars, "--var")?,
-        jwks_uris: pairs(&args.jwks_uris, "--jwks-uri")?,
-        namespace: args.namespace,
-        domain: args.domain,
-    };
+/// Every manifest file under `paths` (directories recursively), sorted.
+pub fn manifest_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     let mut files = Vec::new();
-    for p in &args.paths {
+    for p in paths {
         collect(p, &mut files)?;
     }
+    Ok(files)
+}
+
+/// Reads the files as import inputs.
+pub fn read_inputs(files: &[PathBuf]) -> anyhow::Result<Vec<Input>> {
     let mut inputs = Vec::new();
     for f in files {
         let text =
-            std::fs::read_to_string(&f).with_context(|| format!("cannot read {}", f.display()))?;
+            std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
         inputs.push(Input {
             name: f.display().to_string(),
             text,
         });
     }
+    Ok(inputs)
+}
+
+pub fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
+    let opts = args.options.to_options()?;
+    let inputs = read_inputs(&manifest_files(&args.paths)?)?;
     let imported = match modelgate_import::import(&inputs, &opts) {
         Ok(i) => i,
         Err(e) => {

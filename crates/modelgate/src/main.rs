@@ -6,6 +6,7 @@ mod cli;
 mod demo;
 mod import;
 mod keys;
+mod manifests;
 
 use std::process::ExitCode;
 
