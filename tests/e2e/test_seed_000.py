@@ -24,6 +24,10 @@ FILES = ["derived/000-inferenceservice.yaml", "derived/000-authconfig.yaml"]
 GATEWAY_TOKEN = "modelgate-own-token"
 SA_TOKEN = "sa-token-llama3"
 ROTATED_TOKEN = "sa-token-llama3-rotated"
+NO_ACCESS_TOKEN = "sa-token-other"
+# The RBAC grant enable-auth relies on: llama3-sa may `get` its InferenceService.
+ACCESS = [{"user": "system:serviceaccount:demo-rhoai-secured:llama3-sa", "namespace": "demo-rhoai-secured",
+           "verb": "get", "group": "serving.kserve.io", "resource": "inferenceservices", "name": "llama3"}]
 
 # The seed's request bodies, exactly.
 COMMON = {
@@ -42,11 +46,12 @@ WITHOUT_TOKEN = {**COMMON, "max_tokens": 512}
 def gate(run_modelgate, start_modelgate, start_kube_stub, litellm_mock, tmp_path):
     user = {"username": "system:serviceaccount:demo-rhoai-secured:llama3-sa", "groups": ["system:serviceaccounts"],
             "audiences": ["https://kubernetes.default.svc"]}
-    stub = start_kube_stub({SA_TOKEN: user, ROTATED_TOKEN: user}, GATEWAY_TOKEN)
+    other = {**user, "username": "system:serviceaccount:demo-rhoai-secured:other"}
+    stub = start_kube_stub({SA_TOKEN: user, ROTATED_TOKEN: user, NO_ACCESS_TOKEN: other}, GATEWAY_TOKEN, access=ACCESS)
     token_file = tmp_path / "gateway-token"
     token_file.write_text(GATEWAY_TOKEN)
     config, report = import_config(run_modelgate, FILES, "--upstream", f"llama3={litellm_mock.url}")
-    assert "kubernetesSubjectAccessReview — not yet supported — issue 15" in report
+    assert "kubernetesSubjectAccessReview — models[llama3].kubernetes_access" in report, report
     env = {"KUBERNETES_API_SERVER": stub.url, "KUBERNETES_TOKEN_FILE": str(token_file)}
     return serve_imported(run_modelgate, start_modelgate, tmp_path, config, env)
 
@@ -63,9 +68,7 @@ def test_without_token_401_credential_not_found(gate):
     assert (d["authorized"], d["response"]) == (False, "UNAUTHENTICATED")
 
 
-@pytest.mark.xfail(strict=True, reason="needs issue 15: the AuthConfig's kubernetesSubjectAccessReview has no modelgate "
-                   "step yet, so import leaves it out and token callers get 403 (fail closed)")
-def test_token_review_call_200_needs_subject_access_review(gate):
+def test_token_review_and_subject_access_review_200(gate):
     r = requests.post(f"{gate.url}/v1/completions", json=WITH_TOKEN, timeout=30,
                       headers={"Authorization": f"Bearer {SA_TOKEN}", "Content-Type": "application/json"})
     assert r.status_code == 200, r.text
@@ -74,11 +77,12 @@ def test_token_review_call_200_needs_subject_access_review(gate):
     assert body["choices"][0]["text"]
 
 
-def test_with_token_is_refused_until_subject_access_review_exists(gate):
-    # Fail closed: a valid TokenReview alone never reaches the model.
+def test_token_without_rbac_grant_is_refused(gate):
+    # A valid TokenReview alone never reaches the model: the review denies.
     r = requests.post(f"{gate.url}/v1/completions", json=WITH_TOKEN, timeout=30,
-                      headers={"Authorization": f"Bearer {SA_TOKEN}", "Content-Type": "application/json"})
+                      headers={"Authorization": f"Bearer {NO_ACCESS_TOKEN}", "Content-Type": "application/json"})
     assert r.status_code == 403, r.text
+    assert "SubjectAccessReview denied" in r.text, r.text
 
 
 NS = "demo-rhoai-secured"
@@ -136,9 +140,8 @@ def test_rotated_token_works(key_gate):
     assert complete(mg, KEY).status_code == 401  # the replaced key stops working (no rotation grace imported)
 
 
-@pytest.mark.xfail(strict=True, reason="needs issue 15 (SubjectAccessReview) like every token call of this seed; the "
-                   "rotation itself (patching the token Secret) is the API server's, seen through TokenReview")
-def test_rotated_service_account_token_needs_subject_access_review(gate):
+def test_rotated_service_account_token_200(gate):
+    # The rotation itself (patching the token Secret) is the API server's, seen through TokenReview.
     r = requests.post(f"{gate.url}/v1/completions", json=WITH_TOKEN, timeout=30,
                       headers={"Authorization": f"Bearer {ROTATED_TOKEN}", "Content-Type": "application/json"})
     assert r.status_code == 200, r.text

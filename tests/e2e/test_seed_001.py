@@ -59,16 +59,26 @@ def test_without_token_401_with_token_200(run_modelgate, start_modelgate, kserve
     assert json.loads(BODY)["inputs"][0]["name"] == "input-0"
 
 
-@pytest.mark.xfail(strict=True, reason="needs issue 15: ODH's AuthConfig authorizes by kubernetesSubjectAccessReview, "
-                   "which modelgate lacks, so the ServiceAccount token is refused (403, fail closed)")
+# What the seed's RBAC grants (ODH's role binding for the model's ServiceAccount):
+# `get` on this InferenceService, for right-person only.
+ACCESS = [{"user": "system:serviceaccount:authorino-test:right-person", "namespace": "authorino-test",
+           "verb": "get", "group": "serving.kserve.io", "resource": "inferenceservices", "name": "iris"}]
+NO_ACCESS_TOKEN = "wrong-person-token"
+
+
 def test_service_account_token_through_the_odh_authconfig(run_modelgate, start_modelgate, start_kube_stub,
                                                           kserve_iris_named_iris, tmp_path):
+    audiences = ["https://kubernetes.default.svc"]
     stub = start_kube_stub({SA_TOKEN: {"username": "system:serviceaccount:authorino-test:right-person",
-                                       "audiences": ["https://kubernetes.default.svc"]}}, GATEWAY_TOKEN)
+                                       "audiences": audiences},
+                            NO_ACCESS_TOKEN: {"username": "system:serviceaccount:authorino-test:wrong-person",
+                                              "audiences": audiences}}, GATEWAY_TOKEN, access=ACCESS)
     (tmp_path / "gw-token").write_text(GATEWAY_TOKEN)
-    config, _ = import_config(
+    config, report = import_config(
         run_modelgate, ["seeds/001-authorizationpolicy.yaml", "derived/001-inferenceservice.yaml",
                         "derived/001-authconfig.yaml"], "--upstream", f"iris={kserve_iris_named_iris.rest_url}")
+    assert "kubernetes_access" in config, config
+    assert "untranslated: AuthConfig/authorino-test/iris: spec.authorization" not in report, report
     mg = serve_imported(run_modelgate, start_modelgate, tmp_path, config,
                         {"KUBERNETES_API_SERVER": stub.url, "KUBERNETES_TOKEN_FILE": str(tmp_path / "gw-token")})
     url = f"{mg.url}/v2/models/iris/infer"
@@ -76,6 +86,11 @@ def test_service_account_token_through_the_odh_authconfig(run_modelgate, start_m
     r = requests.post(url, data=BODY, headers={**HEADERS, "Authorization": f"Bearer {SA_TOKEN}"}, timeout=20)
     assert r.status_code == 200, r.text
     expected(r.json())
+    # A valid token whose ServiceAccount has no RBAC grant on the model.
+    r = requests.post(url, data=BODY, headers={**HEADERS, "Authorization": f"Bearer {NO_ACCESS_TOKEN}"}, timeout=20)
+    assert r.status_code == 403, r.text
+    assert "SubjectAccessReview denied" in r.text, r.text
+    assert requests.get(f"{stub.url}/stub/counts", timeout=5).json()["subjectaccessreviews"] == 2
 
 
 def test_report_and_output_files_and_bad_input(run_modelgate, tmp_path):
@@ -89,7 +104,7 @@ def test_report_and_output_files_and_bad_input(run_modelgate, tmp_path):
     report = rep.read_text()
     # A directory is read whole: 000's and 001's objects, every kind named in the report.
     assert "AuthConfig/demo-rhoai-secured/llama3" in report and "InferenceService/authorino-test/iris" in report
-    assert "untranslated: AuthConfig/authorino-test/iris: spec.authorization.kubernetes-rbac.kubernetesSubjectAccessReview" in report
+    assert "note: AuthConfig/authorino-test/iris: spec.authorization.kubernetes-rbac.kubernetesSubjectAccessReview — models[iris].kubernetes_access" in report
     assert "url: http://127.0.0.1:9\n" in out.read_text()
     bad = tmp_path / "bad.yaml"
     bad.write_text("kind: [")

@@ -77,9 +77,9 @@ struct TokenReviewSpec {
 /// `{value}`, `{selector}` (v1beta3) or `{valueFrom: {authJSON}}` (v1beta2).
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ValueOrSelector {
+pub(crate) struct ValueOrSelector {
     #[serde(default)]
-    value: Option<Value>,
+    pub(crate) value: Option<Value>,
     #[serde(default)]
     selector: Option<String>,
     #[serde(default)]
@@ -87,7 +87,7 @@ struct ValueOrSelector {
 }
 
 impl ValueOrSelector {
-    fn selector(&self) -> Option<&str> {
+    pub(crate) fn selector(&self) -> Option<&str> {
         self.selector.as_deref().or_else(|| {
             self.value_from
                 .as_ref()?
@@ -276,21 +276,16 @@ fn authorization(obj: &mut Object, st: &mut State<'_>, hosts: &[String]) {
         };
         if let Some(patterns) = spec.get("patternMatching").and_then(|m| m.get("patterns")) {
             pattern_matching(obj, st, &p, &name, patterns, hosts);
-        } else if let Some(sar) = spec.get("kubernetesSubjectAccessReview") {
-            subject_access_review(obj, st, &format!("{p}.kubernetesSubjectAccessReview"), sar);
+        } else if let Some(key) = ["kubernetesSubjectAccessReview", "kubernetes"]
+            .into_iter()
+            .find(|k| spec.contains_key(*k))
+        {
+            crate::sar::subject_access_review(obj, st, &format!("{p}.{key}"));
         } else {
             st.authz_blocked = true;
             obj.drop(&mut st.report, &p, "authorization method with no modelgate equivalent (OPA and SpiceDB are external engines); no caller is let through by a default allow");
         }
     }
-}
-
-/// SubjectAccessReview: modelgate has no such step yet (issue 15). Adding it
-/// means filling this one function with the config block it gains.
-fn subject_access_review(obj: &mut Object, st: &mut State<'_>, p: &str, _sar: &Value) {
-    st.authz_blocked = true;
-    obj.drop(&mut st.report, p, "not yet supported — issue 15 (SubjectAccessReview); until then token callers get 403 (fail closed): \
-        add an ALLOW policy for the ServiceAccounts that hold the RBAC grant, e.g. `{name: sa, rules: [{cel: 'auth.name == \"system:serviceaccount:NS:SA\"'}]}`");
 }
 
 fn pattern_matching(

@@ -13,6 +13,7 @@ mod object;
 mod out;
 mod pattern;
 mod report;
+mod sar;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -83,6 +84,8 @@ pub(crate) struct State<'a> {
     pub needs_api_keys: bool,
     /// Keys from Secrets, from an AuthConfig's `apiKey.selector`.
     pub kube_keys: Option<out::KubeKeys>,
+    /// SubjectAccessReviews waiting for their model.
+    pub kube_access: Vec<sar::Pending>,
 }
 
 impl State<'_> {
@@ -130,6 +133,7 @@ pub fn import(inputs: &[Input], opts: &Options) -> Result<Imported, ImportError>
         istio_rbac: false,
         needs_api_keys: false,
         kube_keys: None,
+        kube_access: Vec::new(),
     };
     let mut objects = Vec::new();
     for input in inputs {
@@ -198,6 +202,7 @@ fn finish(st: &mut State<'_>) {
         }
         st.models.upsert(name, url.clone(), out::UrlSource::Flag);
     }
+    sar::apply(st);
     for (name, (model, source)) in &st.models.by_name {
         if *source != out::UrlSource::Flag {
             st.report.push(Level::Note, "models", name, format!(

@@ -136,6 +136,20 @@ pub(crate) struct Model {
     pub hosts: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub public_operations: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kubernetes_access: Option<KubeAccess>,
+}
+
+/// `models[].kubernetes_access`: an AuthConfig's SubjectAccessReview.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub(crate) struct KubeAccess {
+    pub namespace: String,
+    pub name: String,
+    pub verb: String,
+    pub group: String,
+    pub resource: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subresource: Option<String>,
 }
 
 #[derive(Debug, Default, Serialize)]

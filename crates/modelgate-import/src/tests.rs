@@ -269,29 +269,115 @@ fn auth_config_v1beta2_and_v1beta3_read_alike() {
     }
 }
 
+fn fixture(path: &str) -> Input {
+    let full = format!("{}/../../tests/fixtures/{path}", env!("CARGO_MANIFEST_DIR"));
+    Input {
+        name: path.into(),
+        text: std::fs::read_to_string(full).unwrap(),
+    }
+}
+
 #[test]
-fn subject_access_review_is_reported_and_fails_closed() {
-    let text = "apiVersion: authorino.kuadrant.io/v1beta3\nkind: AuthConfig\nmetadata: {name: ac, namespace: ns}\nspec:\n  authentication:\n    kubernetes-user:\n      credentials: {authorizationHeader: {}}\n      kubernetesTokenReview: {audiences: ['https://kubernetes.default.svc']}\n  authorization:\n    rbac:\n      kubernetesSubjectAccessReview: {user: {selector: auth.identity.user.username}}\n";
-    let i = run(text, &Options::default());
+fn seed_001_subject_access_review_becomes_kubernetes_access() {
+    let inputs = [
+        fixture("derived/001-inferenceservice.yaml"),
+        fixture("derived/001-authconfig.yaml"),
+    ];
+    let i = import(&inputs, &Options::default()).unwrap();
     let c = cfg(&i);
-    assert_eq!(c["auth"]["realm"].as_str(), Some("kubernetes-user"));
+    let iris = &c["models"][0];
+    assert_eq!(iris["name"].as_str(), Some("iris"));
+    let a = &iris["kubernetes_access"];
+    for (k, v) in [
+        ("namespace", "authorino-test"),
+        ("name", "iris"),
+        ("verb", "get"),
+        ("group", "serving.kserve.io"),
+        ("resource", "inferenceservices"),
+    ] {
+        assert_eq!(a[k].as_str(), Some(v), "{k}: {}", i.config);
+    }
+    assert!(a.get("subresource").is_none());
+    assert!(c["auth"]["kubernetes"]["token_review"].is_mapping());
+    // The review runs after the policies allow: authenticated callers pass them.
     assert_eq!(
-        c["auth"]["kubernetes"]["token_review"]["audiences"][0].as_str(),
-        Some("https://kubernetes.default.svc")
+        c["policies"][0]["name"].as_str(),
+        Some("imported-authenticated-callers")
+    );
+    let u = untranslated(&i);
+    assert!(!u.iter().any(|x| x.contains("kubernetes")), "{u:?}");
+}
+
+/// The untranslated finding of `AuthConfig/ns/ac` at exactly `path`.
+fn untranslated_at<'a>(i: &'a Imported, path: &str) -> &'a Finding {
+    i.report
+        .at(Level::Untranslated)
+        .find(|f| f.object == "AuthConfig/ns/ac" && f.path == path)
+        .unwrap()
+}
+
+const SAR_V1BETA3: &str = "apiVersion: authorino.kuadrant.io/v1beta3\nkind: AuthConfig\nmetadata: {name: ac, namespace: ns}\nspec:\n  authentication:\n    kubernetes-user:\n      credentials: {authorizationHeader: {}}\n      kubernetesTokenReview: {audiences: ['https://kubernetes.default.svc']}\n  authorization:\n    rbac:\n      kubernetesSubjectAccessReview:\n        user: {selector: auth.identity.user.username}\n";
+
+#[test]
+fn v1beta3_static_attributes_translate_for_an_upstream_model() {
+    let text = format!(
+        "{SAR_V1BETA3}        resourceAttributes:\n          namespace: {{value: ns}}\n          name: {{value: m}}\n          verb: {{value: create}}\n          group: {{value: ''}}\n          resource: {{value: services}}\n          subresource: {{value: proxy}}\n"
+    );
+    let opts = Options {
+        upstreams: BTreeMap::from([("m".to_string(), "http://127.0.0.1:1".to_string())]),
+        ..Options::default()
+    };
+    let i = run(&text, &opts);
+    let a = &cfg(&i)["models"][0]["kubernetes_access"];
+    assert_eq!(a["verb"].as_str(), Some("create"));
+    assert_eq!(a["group"].as_str(), Some(""));
+    assert_eq!(a["resource"].as_str(), Some("services"));
+    assert_eq!(a["subresource"].as_str(), Some("proxy"));
+    assert!(untranslated(&i).is_empty(), "{:?}", untranslated(&i));
+}
+
+#[test]
+fn selector_based_attributes_are_reported_and_fail_closed() {
+    let text = format!(
+        "{SAR_V1BETA3}        resourceAttributes:\n          namespace: {{selector: context.request.http.headers.ns}}\n          name: {{value: m}}\n          verb: {{value: get}}\n          resource: {{value: inferenceservices}}\n"
+    );
+    let opts = Options {
+        upstreams: BTreeMap::from([("m".to_string(), "http://127.0.0.1:1".to_string())]),
+        ..Options::default()
+    };
+    let i = run(&text, &opts);
+    let c = cfg(&i);
+    assert!(c["models"][0].get("kubernetes_access").is_none());
+    assert!(c.get("policies").is_none(), "no default allow");
+    let f = untranslated_at(
+        &i,
+        "spec.authorization.rbac.kubernetesSubjectAccessReview.resourceAttributes.namespace",
     );
     assert!(
-        c.get("policies").is_none(),
-        "no default allow past an untranslated SubjectAccessReview"
+        f.message
+            .contains("selector-based namespace (`context.request.http.headers.ns`)"),
+        "{}",
+        f.message
     );
-    let f = i
-        .report
-        .find(
-            "AuthConfig/ns/ac",
-            "spec.authorization.rbac.kubernetesSubjectAccessReview",
-        )
-        .unwrap();
-    assert_eq!(f.level, Level::Untranslated);
-    assert!(f.message.contains("issue 15"));
+}
+
+#[test]
+fn a_review_without_its_model_or_user_fails_closed() {
+    // v1beta2 spelling `kubernetes`, a model nobody imports.
+    let text = "apiVersion: authorino.kuadrant.io/v1beta2\nkind: AuthConfig\nmetadata: {name: ac, namespace: ns}\nspec:\n  authentication:\n    k:\n      kubernetesTokenReview: {}\n  authorization:\n    rbac:\n      kubernetes:\n        user: {valueFrom: {authJSON: auth.identity.user.username}}\n        resourceAttributes: {namespace: {value: ns}, name: {value: gone}, verb: {value: get}, resource: {value: inferenceservices}}\n";
+    let i = run(text, &Options::default());
+    assert!(cfg(&i).get("policies").is_none());
+    let f = untranslated_at(&i, "spec.authorization.rbac.kubernetes");
+    assert!(f.message.contains("no model of this name"), "{}", f.message);
+    // A fixed user is not the caller.
+    let text = text.replace(
+        "{valueFrom: {authJSON: auth.identity.user.username}}",
+        "{value: admin}",
+    );
+    let i = run(&text, &Options::default());
+    let f = untranslated_at(&i, "spec.authorization.rbac.kubernetes.user");
+    assert!(f.message.contains("fixed user"), "{}", f.message);
+    assert!(cfg(&i).get("policies").is_none());
 }
 
 #[test]

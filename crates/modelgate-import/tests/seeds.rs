@@ -74,14 +74,27 @@ fn seed_000_odh_authconfig_and_vllm() {
     assert_eq!(y["auth"]["realm"].as_str(), Some("kubernetes-user"));
     assert_eq!(y["models"][0]["protocols"][0].as_str(), Some("openai"));
     assert!(y["auth"]["kubernetes"]["token_review"].is_mapping());
-    let sar = i
-        .report
-        .find(
-            "AuthConfig/demo-rhoai-secured/llama3",
-            "spec.authorization.kubernetes-rbac",
-        )
-        .unwrap();
-    assert!(sar.message.contains("issue 15"), "{sar}");
+    // enable-auth's SubjectAccessReview: `get` on the model's InferenceService.
+    let access = c.models[0].kubernetes_access.as_ref().unwrap();
+    assert_eq!(
+        (access.namespace.as_str(), access.name.as_str()),
+        ("demo-rhoai-secured", "llama3")
+    );
+    assert_eq!(
+        (
+            access.verb.as_str(),
+            access.group.as_str(),
+            access.resource.as_str()
+        ),
+        ("get", "serving.kserve.io", "inferenceservices")
+    );
+    assert!(
+        !i.report
+            .at(Level::Untranslated)
+            .any(|f| f.path.starts_with("spec.authorization")),
+        "{}",
+        i.report
+    );
 }
 
 #[test]
