@@ -114,25 +114,8 @@ impl Adapter {
         let p = self.shared.pipeline.load_full();
         let metrics = &self.shared.metrics;
         let listener = ask.listener;
-        let mut trace = Trace {
-            request_id: String::new(),
-            client: ask.client,
-            method: ask.method.to_string(),
-            path: ask.path.chars().take(256).collect(),
-            host: None,
-            grpc: false,
-            received: ask.received,
-            protocol: None,
-            operation: None,
-            model: None,
-            identity: None,
-            authorized: false,
-            upstream: None,
-            upstream_elapsed: None,
-            istio_compat: false,
-            ruling: None,
-            forward_auth: false,
-        };
+        let mut trace = Trace::new(ask.client, ask.method.as_str(), &ask.path);
+        trace.received = ask.received;
         let Some(view) = p.listeners.get(listener) else {
             let reject = Reject::Unavailable {
                 message: "listener is being reconfigured".into(),

@@ -186,3 +186,28 @@ pub fn rejected(
     p.decisions.write(&d, metrics);
     resp
 }
+
+impl Trace {
+    /// A trace for a request that has not been read yet.
+    pub fn new(client: std::net::SocketAddr, method: &str, path: &str) -> Self {
+        Trace {
+            request_id: String::new(),
+            client,
+            method: method.to_string(),
+            path: path.chars().take(256).collect(),
+            host: None,
+            grpc: false,
+            received: std::time::Instant::now(),
+            protocol: None,
+            operation: None,
+            model: None,
+            identity: None,
+            authorized: false,
+            upstream: None,
+            upstream_elapsed: None,
+            istio_compat: false,
+            ruling: None,
+            forward_auth: false,
+        }
+    }
+}

@@ -7,7 +7,6 @@
 //! in the body are refused.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use http::header::{HOST, HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Response, StatusCode};
@@ -222,31 +221,6 @@ fn allowed(p: &Pipeline, permit: &modelgate_authz::Permit) -> Response<BoxBody> 
         headers.insert(h, v);
     }
     resp
-}
-
-impl Trace {
-    /// A trace for a request that has not been read yet.
-    pub fn new(client: std::net::SocketAddr, method: &str, path: &str) -> Self {
-        Trace {
-            request_id: String::new(),
-            client,
-            method: method.to_string(),
-            path: path.chars().take(256).collect(),
-            host: None,
-            grpc: false,
-            received: Instant::now(),
-            protocol: None,
-            operation: None,
-            model: None,
-            identity: None,
-            authorized: false,
-            upstream: None,
-            upstream_elapsed: None,
-            istio_compat: false,
-            ruling: None,
-            forward_auth: false,
-        }
-    }
 }
 
 #[cfg(test)]
