@@ -89,19 +89,7 @@ impl TokenReviewer {
     }
 
     async fn review(&self, token: &str) -> Result<Value, String> {
-        let own = match &self.cfg.token_file {
-            Some(p) => tokio::fs::read_to_string(p)
-                .await
-                .map_err(|e| format!("{}: {e}", p.display()))?,
-            None => return Err("no token_file for the API server".into()),
-        };
-        let mut headers = HeaderMap::new();
-        let mut auth = HeaderValue::from_str(&format!("Bearer {}", own.trim()))
-            .map_err(|_| "the API-server token is not header-safe".to_string())?;
-        auth.set_sensitive(true);
-        headers.insert(AUTHORIZATION, auth);
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        let headers = api_server_headers(&self.cfg).await?;
         let mut spec = json!({ "token": token });
         if !self.cfg.audiences.is_empty() {
             spec["audiences"] = json!(self.cfg.audiences);
@@ -200,3 +188,22 @@ fn principal(user: Value, audiences: Vec<String>) -> Verdict {
 mod tests;
 
 pub mod access;
+
+/// The headers of a call to the Kubernetes API server: our own token (read
+/// fresh, as kubelet rotates it; marked sensitive) and JSON both ways.
+pub(crate) async fn api_server_headers(cfg: &TokenReview) -> Result<HeaderMap, String> {
+    let own = match &cfg.token_file {
+        Some(p) => tokio::fs::read_to_string(p)
+            .await
+            .map_err(|e| format!("{}: {e}", p.display()))?,
+        None => return Err("no token_file for the API server".into()),
+    };
+    let mut headers = HeaderMap::new();
+    let mut auth = HeaderValue::from_str(&format!("Bearer {}", own.trim()))
+        .map_err(|_| "the API-server token is not header-safe".to_string())?;
+    auth.set_sensitive(true);
+    headers.insert(AUTHORIZATION, auth);
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+    Ok(headers)
+}

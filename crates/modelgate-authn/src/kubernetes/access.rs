@@ -12,8 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
-use http::{HeaderMap, HeaderValue, Method, Uri};
+use http::{Method, Uri};
 use modelgate_config::identity::TokenReview;
 use modelgate_config::kube_access::KubernetesAccess;
 use modelgate_core::{AuthMethod, Principal};
@@ -142,19 +141,7 @@ impl AccessReviewer {
     }
 
     async fn ask(&self, spec: Value) -> Result<Value, String> {
-        let own = match &self.cfg.token_file {
-            Some(p) => tokio::fs::read_to_string(p)
-                .await
-                .map_err(|e| format!("{}: {e}", p.display()))?,
-            None => return Err("no token_file for the API server".into()),
-        };
-        let mut headers = HeaderMap::new();
-        let mut auth = HeaderValue::from_str(&format!("Bearer {}", own.trim()))
-            .map_err(|_| "the API-server token is not header-safe".to_string())?;
-        auth.set_sensitive(true);
-        headers.insert(AUTHORIZATION, auth);
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        let headers = super::api_server_headers(&self.cfg).await?;
         let body = json!({
             "apiVersion": "authorization.k8s.io/v1",
             "kind": "SubjectAccessReview",
