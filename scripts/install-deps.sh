@@ -14,6 +14,7 @@
 #                                  LiteLLM proxy (mock OpenAI-compatible server)
 #   $MODELGATE_CACHE/oidc         tests/oidc/package-lock.json: oidc-provider (npm ci)
 #   Debian: nginx-light (has auth_request) caddy (2.6, forward_auth) redis-server
+#           chromium chromium-driver (admin UI tests) linux-perf valgrind (bench)
 #           wrk nghttp2-client curl jq
 #           (their system services are stopped and disabled: tests start
 #           their own instances on free ports)
@@ -38,7 +39,7 @@ trap 'rc=$?; [ $rc -eq 0 ] || echo "install-deps: FAILED (exit $rc); see the mes
 # --------------------------------------------------------------------------
 # 1. Debian packages
 # --------------------------------------------------------------------------
-APT_PACKAGES=(nginx-light caddy redis-server wrk nghttp2-client curl jq)
+APT_PACKAGES=(nginx-light caddy redis-server wrk nghttp2-client curl jq chromium chromium-driver linux-perf valgrind)
 
 apt_missing() {
   local p

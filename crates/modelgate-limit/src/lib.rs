@@ -1,0 +1,7 @@
+//! The rate-limit step (pipeline step between authorization and the backend):
+//! counters for requests, tokens, concurrency and spend, reserved before the
+//! backend call and settled when the upstream's usage is known.
+//!
+//! [`store`] is the contract every counter store meets (in-process, Redis).
+
+pub mod store;
