@@ -9,7 +9,6 @@ point.
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
 import platform
@@ -24,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 
 import peers  # noqa: E402
+import results  # noqa: E402  (bench/results.py)
 
 DURATION = int(os.environ.get("BENCH_DURATION", "10"))
 CONNS = int(os.environ.get("BENCH_CONNECTIONS", "32"))
@@ -296,6 +296,48 @@ SCENARIOS = {
 }
 
 
+def _callgrind_modelgate(work: Path, upstream: str):
+    """modelgate (one I/O thread) with an API key, a JWT issuer, a policy, the
+    fast upstream and the built-in iris: every path `instructions` counts."""
+    iris = peers.write_iris_model(work / "iris")
+    idp = peers.start_oidc_provider(work / "oidc")
+    mg, key = modelgate(
+        f"""  - {{name: fast, protocols: [v1], upstream: {{url: "{upstream}"}}}}
+  - {{name: iris, builtin: {{dir: "{iris}"}}}}""",
+        """runtime: {io_threads: 1}
+policies:
+  - name: any-verified-identity
+    rules: [{from: [{source: {requestPrincipals: ["*"]}}]}]
+""",
+        auth_extra=f"""  jwt:
+    - issuer: {idp.issuer}
+      audiences: [models]
+""")
+    iris_body = json.dumps({"inputs": [{"name": "input", "shape": [2, 4], "datatype": "FP32", "data": peers.IRIS_ROWS}]})
+    return mg, key, idp, iris_body
+
+
+def instructions():
+    import callgrind  # bench/callgrind.py
+
+    print("instructions per request under callgrind (nginx plain proxy, modelgate API key / JWT / built-in)", flush=True)
+    _, text = callgrind.run(WORK / "callgrind", STATIC_BLOCK, proxy_block, _callgrind_modelgate)
+    EXTRA_TABLES.append(text)
+
+
+SCENARIOS["instructions"] = instructions
+
+
+def scale():
+    import scale as keys_scale  # bench/scale.py
+
+    print("scale: idle RSS, start-up, 1,000,000 keys", flush=True)
+    EXTRA_TABLES.append(keys_scale.run(WORK / "scale", STATIC_BLOCK))
+
+
+SCENARIOS["scale"] = scale
+
+
 def _forward_auth():
     # bench/forward_auth.py imports this module by name; run as a script it is __main__.
     sys.modules.setdefault("bench", sys.modules[__name__])
@@ -327,37 +369,61 @@ RATIOS = [
 ]
 
 
-def report() -> str:
+def load_note() -> str:
+    """The machine's load while a scenario ran: other work on the same cores skews req/s."""
+    la = os.getloadavg()
+    return f"load average {la[0]:.1f} / {la[1]:.1f} / {la[2]:.1f} (1/5/15 min) at the end"
+
+
+# Issue 14 targets measured by the req/s scenarios: (id, ratio label, minimum).
+TARGET_RATIOS = [
+    ("P1", "JWT RS256 path vs nginx plain proxy", 0.9),
+    ("P3", "built-in iris V2 REST vs MLServer direct", 50.0),
+    ("P4", "modelgate → MLServer vs MLServer direct", 0.98),
+]
+
+
+def report(scenario: str, rows: list[dict], extra: list[str]) -> str:
+    if not rows:  # a scenario that writes its own section (instructions, scale, latency)
+        return "\n".join(extra)
     cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("model name")), "?")
     lines = [
-        f"Measured {datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M UTC')} on {os.cpu_count()} cores ({cpu}), "
-        f"{platform.system()} {platform.release()}; wrk -t{THREADS} -c{CONNS} -d{DURATION}s on the same machine.",
+        f"## Scenario `{scenario}`",
         "",
-        "| scenario | req/s | p50 ms | p99 ms |",
-        "|---|---:|---:|---:|",
+        f"Measured {results.now()} on {os.cpu_count()} cores ({cpu}), "
+        f"{platform.system()} {platform.release()}; wrk -t{THREADS} -c{CONNS} -d{DURATION}s on the same machine; {load_note()}.",
+        "",
     ]
-    for r in ROWS:
+    if rows:
+        lines += ["| scenario | req/s | p50 ms | p99 ms |", "|---|---:|---:|---:|"]
+    for r in rows:
         p50 = f"{r['p50']:.2f}" if r.get("p50") is not None else "-"
         p99 = f"{r['p99']:.2f}" if r.get("p99") is not None else "-"
         if r.get("mean_only"):
             p50 = f"{p50} (mean)"
         lines.append(f"| {r['name']} | {r['rps']:.0f} | {p50} | {p99} |")
-    lines += ["", "| ratio (req/s) | value | target |", "|---|---:|---:|"]
-    for label, a, b, target in RATIOS:
-        v = ratio(a, b)
-        if v is not None:
-            lines.append(f"| {label} | {v:.2f}× | {'≥ %.2f×' % target if target else '-'} |")
-    lines += EXTRA_TABLES
-    rss = [r for r in ROWS if "idle_rss_kb" in r]
+    names = {r["name"] for r in rows}
+    measured = [(label, ratio(a, b), target) for label, a, b, target in RATIOS if a in names and b in names]
+    if measured:
+        lines += ["", "| ratio (req/s) | value | target |", "|---|---:|---:|"]
+    for label, v, target in measured:
+        lines.append(f"| {label} | {v:.2f}× | {'≥ %.2f×' % target if target else '-'} |")
+        for tid, tlabel, minimum in TARGET_RATIOS:
+            if tlabel == label:
+                results.set_target(tid, f"{v:.2f}×", v >= minimum, f"bench/run.sh {scenario}")
+    lines += extra
+    rss = [r for r in rows if "idle_rss_kb" in r]
     if rss:
-        lines += ["", f"modelgate RSS: idle {rss[0]['idle_rss_kb'] / 1024:.1f} MB, after load {rss[0]['loaded_rss_kb'] / 1024:.1f} MB (target idle ≤ 20 MB)."]
-    lines += [
-        "",
-        "Conditions: load generator (wrk/h2load), proxies and upstreams all share the same 2 cores, so every",
-        "row competes for CPU with its neighbours; compare ratios within one run. nginx runs `worker_processes auto`",
-        "with upstream keepalive; modelgate runs its default 2 I/O threads with the decision log on (to a file) and",
-        "metrics on. MLServer runs with parallel_workers=1. h2load reports mean latency only.",
-    ]
+        idle = rss[0]["idle_rss_kb"] / 1024
+        lines += ["", f"modelgate RSS: idle {idle:.1f} MB, after load {rss[0]['loaded_rss_kb'] / 1024:.1f} MB (target idle ≤ 20 MB)."]
+    if rows:
+        lines += [
+            "",
+            "Conditions: load generator (wrk/h2load), proxies and upstreams all share the same 2 cores, so every",
+            "row competes for CPU with its neighbours; compare ratios within one run. nginx runs `worker_processes auto`",
+            "with upstream keepalive; modelgate runs its default 2 I/O threads with the decision log on (to a file) and",
+            "metrics on. MLServer runs with parallel_workers=1. h2load reports mean latency only.",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -365,14 +431,16 @@ def main(argv: list[str]) -> None:
     selected = [k for k in SCENARIOS if not argv or any(a in k for a in argv)]
     try:
         for name in selected:
+            ROWS.clear()
+            EXTRA_TABLES.clear()
             SCENARIOS[name]()
+            text = report(name, list(ROWS), list(EXTRA_TABLES))
+            print("\n" + text, flush=True)
+            results.replace_section(name, text)
     finally:
         peers._stop_all()
-    text = report()
-    print("\n" + text)
-    out = ROOT / "bench" / "RESULTS.md"
-    header = "# Benchmark results\n\nProduced by `bench/run.sh`; the latest run replaces this file.\n\n"
-    out.write_text(header + text)
+    print("\nIssue 14 targets (latest figure for each, from bench/targets.json):\n")
+    print(results.write_targets_section())
 
 
 if __name__ == "__main__":

@@ -1,19 +1,39 @@
 #!/usr/bin/env bash
 # Side-by-side benchmarks in one run: direct calls, nginx as a plain proxy, and
 # modelgate (with authentication) in front of the same upstreams, with wrk
-# (HTTP/1.1) and h2load (HTTP/2, gRPC). Prints a table with req/s, p50, p99 and
-# ratios, and writes it to bench/RESULTS.md.
+# (HTTP/1.1), h2load (HTTP/2, gRPC) and oha (fixed counts and fixed rates).
+# Prints each scenario's table with req/s, p50, p99 and ratios, rewrites that
+# scenario's section of bench/RESULTS.md, and prints issue 14's targets table.
 #
 #   bench/run.sh                 # all scenarios, 10 s each
 #   BENCH_DURATION=20 bench/run.sh
-#   bench/run.sh spine           # only scenarios whose group matches
+#   bench/run.sh spine           # only scenarios whose name matches
+#   bench/run.sh instructions    # callgrind instructions/request (also bench/callgrind.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CACHE="${MODELGATE_CACHE:-$HOME/.cache/modelgate}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE/target}"
 scripts/install-deps.sh >/dev/null
+
+wants() { # does this run include a scenario whose name contains $1?
+  [ $# -gt 0 ] || return 1
+  local want=$1; shift
+  [ ${#ARGS[@]} -eq 0 ] && return 0
+  for a in "${ARGS[@]}"; do [[ "$want" == *"$a"* ]] && return 0; done
+  return 1
+}
+ARGS=("$@")
+
 cargo build --release -p modelgate --locked
-cargo build --release -p modelgate-extauthz --example check_request --locked
+if wants ext-authz; then
+  cargo build --release -p modelgate-extauthz --example check_request --locked
+fi
+# oha: fixed request counts (instructions) and fixed rates (latency).
+OHA="${MODELGATE_OHA:-$HOME/.cargo/bin/oha}"
+if { wants instructions || wants latency; } && [ ! -x "$OHA" ]; then
+  CARGO_TARGET_DIR="$CACHE/oha-target" cargo install oha --locked --root "$HOME/.cargo"
+fi
+export MODELGATE_OHA="$OHA"
 export MODELGATE_BIN="$CARGO_TARGET_DIR/release/modelgate"
 export MODELGATE_CHECK_REQUEST_BIN="$CARGO_TARGET_DIR/release/examples/check_request"
 exec "$CACHE/venv/bin/python" bench/bench.py "$@"

@@ -1,0 +1,188 @@
+"""Instructions per request under callgrind (issue 14, items 1 and 7).
+
+Throughput on 2 shared cores moves from run to run; instruction counts do not.
+modelgate (one I/O thread) and nginx (one worker, as a plain proxy) each run
+under `valgrind --tool=callgrind --instr-atstart=no` in front of the same
+nginx `return 200` upstream. For each path: a warm-up with instrumentation
+off, then `callgrind_control -i on` + `-z` (zero), a fixed number of requests
+(`oha -n N -c 4`, or `h2load --h1` when oha is missing), and `-d` (dump).
+The dump holds only the measured requests, so start-up and warm-up are not
+counted; instructions / N is the cost of one request, every thread of the
+process included (the decision-log writer too).
+
+Scenario `instructions` in bench/bench.py; `bench/callgrind.sh` runs it and
+leaves callgrind's output files (for `callgrind_annotate`) in bench/callgrind/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import stat
+import subprocess
+import time
+from pathlib import Path
+
+import peers
+import results
+
+N = int(os.environ.get("BENCH_CALLGRIND_REQUESTS", "3000"))
+WARMUP = 300
+CONC = 4
+OUT = Path(__file__).resolve().parent / "callgrind"
+OHA = os.environ.get("MODELGATE_OHA", str(Path.home() / ".cargo" / "bin" / "oha"))
+
+
+def wrapper(work: Path, name: str, real: str) -> Path:
+    """A script that runs `real` under callgrind (but not for `nginx -t`)."""
+    out = work / f"callgrind.{name}.%p"
+    p = work / f"vg-{name}.sh"
+    p.write_text(f"""#!/bin/sh
+for a in "$@"; do [ "$a" = "-t" ] && exec {real} "$@"; done
+exec valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file={out} {real} "$@"
+""")
+    p.chmod(p.stat().st_mode | stat.S_IXUSR)
+    return p
+
+
+def load(url: str, n: int, method: str = "GET", body: str = "", headers: dict[str, str] | None = None) -> int:
+    """Sends exactly `n` requests on CONC connections; returns how many got a 2xx."""
+    headers = headers or {}
+    if Path(OHA).exists():
+        args = [OHA, "-n", str(n), "-c", str(CONC), "--no-tui", "-m", method]
+        if body:
+            args += ["-d", body]
+        for k, v in headers.items():
+            args += ["-H", f"{k}: {v}"]
+        out = subprocess.run([*args, url], capture_output=True, text=True, timeout=600).stdout
+        return sum(int(c) for s, c in re.findall(r"\[(\d{3})\]\s+(\d+) responses", out) if s.startswith("2"))
+    args = ["h2load", "--h1", "-n", str(n), "-c", str(CONC)]
+    if body:
+        f = Path(os.environ.get("TMPDIR", "/tmp")) / f"cg-body-{os.getpid()}"
+        f.write_text(body)
+        args += ["-d", str(f)]
+    for k, v in headers.items():
+        args += ["-H", f"{k}: {v}"]
+    out = subprocess.run([*args, url], capture_output=True, text=True, timeout=600).stdout
+    m = re.search(r"status codes: (\d+) 2xx", out)
+    return int(m.group(1)) if m else 0
+
+
+def control(pid: int, *args: str) -> None:
+    subprocess.run(["callgrind_control", *args, str(pid)], capture_output=True, check=True, timeout=120)
+
+
+def dumps(work: Path, name: str) -> set[Path]:
+    return set(work.glob(f"callgrind.{name}.*"))
+
+
+def totals(path: Path) -> int:
+    for line in path.read_text(errors="replace").splitlines():
+        if line.startswith(("totals:", "summary:")):
+            return int(line.split()[1])
+    return 0
+
+
+def measure(work: Path, name: str, pids: list[int], label: str, url: str, method="GET", body="", headers=None) -> dict:
+    """Instructions per request of the processes `pids` for N requests to `url`."""
+    ok = load(url, WARMUP, method, body, headers)
+    if ok != WARMUP:
+        raise RuntimeError(f"{label}: {ok}/{WARMUP} warm-up requests answered 2xx")
+    for pid in pids:
+        control(pid, "-i", "on")
+        control(pid, "-z")
+    before = dumps(work, name)
+    ok = load(url, N, method, body, headers)
+    time.sleep(0.1)  # let the decision-log writer flush its batch
+    for pid in pids:
+        control(pid, "-d")
+        control(pid, "-i", "off")
+    new = sorted(dumps(work, name) - before)
+    total = sum(totals(p) for p in new)
+    OUT.mkdir(exist_ok=True)
+    keep = OUT / f"{label.replace(' ', '-').replace('/', '-')}.callgrind"
+    if new:
+        shutil.copy(max(new, key=lambda p: p.stat().st_size), keep)
+    row = {"label": label, "requests": N, "ok": ok, "instructions": total, "per_request": total / N, "file": keep.name}
+    print(f"  {label:<44} {total / N:>10.0f} instructions/request  ({ok}/{N} 2xx)", flush=True)
+    return row
+
+
+def run(work: Path, static_block: str, proxy_block, modelgate_cfg) -> tuple[list[dict], str]:
+    """Returns the rows and the section text for RESULTS.md."""
+    work.mkdir(parents=True, exist_ok=True)
+    rows: list[dict] = []
+    up = peers.start_nginx(work / "static", static_block, worker_processes=1)
+    body = json.dumps({"instances": peers.IRIS_ROWS})
+    hdr = {"Content-Type": "application/json"}
+    real_nginx = peers.NGINX_BIN
+    try:
+        peers.NGINX_BIN = str(wrapper(work, "nginx", real_nginx))
+        ng = peers.start_nginx(work / "nginx", proxy_block(up.url), worker_processes=1, timeout=60)
+        peers.NGINX_BIN = real_nginx
+        time.sleep(1.0)
+        procs = [ng.pid, *_children(ng.pid)]
+        rows.append(measure(work, "nginx", procs, "nginx plain proxy", f"{ng.url}/v1/models/fast:predict", "POST", body, hdr))
+        ng.stop()
+        rows += _modelgate(work, up.url, body, hdr, modelgate_cfg)
+    finally:
+        peers.NGINX_BIN = real_nginx
+        up.stop()
+    return rows, section(rows)
+
+
+def _children(pid: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return [int(x) for x in out.split()]
+
+
+def _modelgate(work: Path, upstream: str, body: str, hdr: dict, modelgate_cfg) -> list[dict]:
+    real = os.environ["MODELGATE_BIN"]
+    os.environ["MODELGATE_BIN"] = str(wrapper(work, "modelgate", real))
+    os.environ.setdefault("MODELGATE_START_TIMEOUT", "120")
+    try:
+        mg, key, idp, iris_body = modelgate_cfg(work, upstream)
+    finally:
+        os.environ["MODELGATE_BIN"] = real
+    rows = []
+    try:
+        u = f"{mg.url}/v1/models/fast:predict"
+        rows.append(measure(work, "modelgate", [mg.pid], "modelgate API key", u, "POST", body, {**hdr, "Authorization": f"Bearer {key}"}))
+        jwt = idp.token("urn:modelgate:rs256")
+        rows.append(measure(work, "modelgate", [mg.pid], "modelgate JWT RS256", u, "POST", body, {**hdr, "Authorization": f"Bearer {jwt}"}))
+        rows.append(measure(work, "modelgate", [mg.pid], "modelgate built-in iris V2", f"{mg.url}/v2/models/iris/infer", "POST", iris_body,
+                            {**hdr, "Authorization": f"Bearer {key}"}))
+    finally:
+        mg.stop()
+        idp.stop()
+    return rows
+
+
+def section(rows: list[dict]) -> str:
+    by = {r["label"]: r for r in rows}
+    base = by.get("nginx plain proxy")
+    gen = "oha" if Path(OHA).exists() else "h2load --h1"
+    la = os.getloadavg()
+    lines = [
+        "## Scenario `instructions` (callgrind, issue 14 items 1 and 7)",
+        "",
+        f"Measured {results.now()}: {N} requests after {WARMUP} warm-up, {gen} -c {CONC}, each server under",
+        "`valgrind --tool=callgrind` (modelgate with `runtime.io_threads: 1`, nginx with one worker), nginx",
+        "`return 200` upstream. Counts are of the whole server process (all its threads) between",
+        f"`callgrind_control -z` and `-d`; load does not change them (load average {la[0]:.1f} at the end).",
+        "",
+        "| path | instructions / request | vs nginx plain proxy | 2xx |",
+        "|---|---:|---:|---:|",
+    ]
+    for r in rows:
+        ratio = f"{r['per_request'] / base['per_request']:.2f}×" if base and base["per_request"] else "-"
+        lines.append(f"| {r['label']} | {r['per_request']:.0f} | {ratio} | {r['ok']}/{r['requests']} |")
+    key = by.get("modelgate API key")
+    if base and key and base["per_request"]:
+        v = key["per_request"] / base["per_request"]
+        results.set_target("P1b", f"{v:.2f}× ({key['per_request'] / 1000:.1f}k vs {base['per_request'] / 1000:.1f}k)", v <= 2.0,
+                           "bench/run.sh instructions")
+    lines += ["", "Per-function costs: `callgrind_annotate bench/callgrind/<path>.callgrind` (files from the latest run, not committed)."]
+    return "\n".join(lines) + "\n"
