@@ -338,6 +338,47 @@ def scale():
 SCENARIOS["scale"] = scale
 
 
+ANY_IDENTITY_POLICY = """policies:
+  - name: any-verified-identity
+    rules: [{from: [{source: {requestPrincipals: ["*"]}}]}]
+"""
+
+
+def latency():
+    import latency as fixed_rate  # bench/latency.py
+
+    print("latency: direct vs nginx vs modelgate (API key, JWT) at fixed rates", flush=True)
+    up = nginx(STATIC_BLOCK, workers=1, name="static-lat")
+    idp = peers.start_oidc_provider(WORK / "oidc-lat")
+    ng = nginx(proxy_block(up.url))
+    try:
+        mg, key = modelgate(
+            f'  - {{name: fast, protocols: [v1], upstream: {{url: "{up.url}"}}}}',
+            ANY_IDENTITY_POLICY,
+            auth_extra=f"""  jwt:
+    - issuer: {idp.issuer}
+      audiences: [models]
+""")
+        body = json.dumps({"instances": peers.IRIS_ROWS})
+        hdr = {"Content-Type": "application/json"}
+        path = "/v1/models/fast:predict"
+        token = idp.token("urn:modelgate:rs256")
+        targets = [
+            ("direct", up.url + path, hdr),
+            ("nginx plain proxy", ng.url + path, hdr),
+            ("modelgate (API key)", mg.url + path, {**hdr, "Authorization": f"Bearer {key}"}),
+            ("modelgate (JWT RS256)", mg.url + path, {**hdr, "Authorization": f"Bearer {token}"}),
+        ]
+        EXTRA_TABLES.append(fixed_rate.run(targets, body))
+    finally:
+        ng.stop()
+        idp.stop()
+        up.stop()
+
+
+SCENARIOS["latency"] = latency
+
+
 def _forward_auth():
     # bench/forward_auth.py imports this module by name; run as a script it is __main__.
     sys.modules.setdefault("bench", sys.modules[__name__])
