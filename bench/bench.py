@@ -100,6 +100,12 @@ server {
 """
 
 
+ANY_IDENTITY_POLICY = """policies:
+  - name: any-verified-identity
+    rules: [{from: [{source: {requestPrincipals: ["*"]}}]}]
+"""
+
+
 def modelgate(models_yaml: str, extra_yaml: str = "", auth_extra: str = "") -> tuple[peers.Modelgate, str]:
     work = WORK / f"mg-{time.monotonic_ns()}"
     work.mkdir()
@@ -317,11 +323,22 @@ policies:
     return mg, key, idp, iris_body
 
 
+def _callgrind_many(work: Path, upstream: str):
+    """modelgate (one I/O thread) with 1,000 more models, each with its own
+    scoped ALLOW policy, besides `fast` and the unscoped policy."""
+    models = [f'  - {{name: fast, protocols: [v1], upstream: {{url: "{upstream}"}}}}']
+    models += [f'  - {{name: m{i:04d}, protocols: [v1], upstream: {{url: "{upstream}"}}}}' for i in range(1000)]
+    policies = [ANY_IDENTITY_POLICY.rstrip()]
+    policies += [f'  - {{name: p{i:04d}, models: [m{i:04d}], rules: [{{from: [{{source: {{principals: ["k{i}"]}}}}]}}]}}'
+                 for i in range(1000)]
+    return modelgate("\n".join(models), "runtime: {io_threads: 1}\n" + "\n".join(policies) + "\n")
+
+
 def instructions():
     import callgrind  # bench/callgrind.py
 
     print("instructions per request under callgrind (nginx plain proxy, modelgate API key / JWT / built-in)", flush=True)
-    _, text = callgrind.run(WORK / "callgrind", STATIC_BLOCK, proxy_block, _callgrind_modelgate)
+    _, text = callgrind.run(WORK / "callgrind", STATIC_BLOCK, proxy_block, _callgrind_modelgate, _callgrind_many)
     EXTRA_TABLES.append(text)
 
 
@@ -336,12 +353,6 @@ def scale():
 
 
 SCENARIOS["scale"] = scale
-
-
-ANY_IDENTITY_POLICY = """policies:
-  - name: any-verified-identity
-    rules: [{from: [{source: {requestPrincipals: ["*"]}}]}]
-"""
 
 
 def latency():

@@ -110,7 +110,7 @@ def measure(work: Path, name: str, pids: list[int], label: str, url: str, method
     return row
 
 
-def run(work: Path, static_block: str, proxy_block, modelgate_cfg) -> tuple[list[dict], str]:
+def run(work: Path, static_block: str, proxy_block, modelgate_cfg, many_cfg=None) -> tuple[list[dict], str]:
     """Returns the rows and the section text for RESULTS.md."""
     work.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
@@ -127,6 +127,8 @@ def run(work: Path, static_block: str, proxy_block, modelgate_cfg) -> tuple[list
         rows.append(measure(work, "nginx", procs, "nginx plain proxy", f"{ng.url}/v1/models/fast:predict", "POST", body, hdr))
         ng.stop()
         rows += _modelgate(work, up.url, body, hdr, modelgate_cfg)
+        if many_cfg:
+            rows.append(_many(work, up.url, body, hdr, many_cfg))
     finally:
         peers.NGINX_BIN = real_nginx
         up.stop()
@@ -160,6 +162,21 @@ def _modelgate(work: Path, upstream: str, body: str, hdr: dict, modelgate_cfg) -
     return rows
 
 
+def _many(work: Path, upstream: str, body: str, hdr: dict, many_cfg) -> dict:
+    """The API-key path with 1,000 models and 1,000 model-scoped policies configured."""
+    real = os.environ["MODELGATE_BIN"]
+    os.environ["MODELGATE_BIN"] = str(wrapper(work, "many", real))
+    try:
+        mg, key = many_cfg(work, upstream)
+    finally:
+        os.environ["MODELGATE_BIN"] = real
+    try:
+        return measure(work, "many", [mg.pid], "modelgate API key, 1,000 models + 1,000 policies",
+                       f"{mg.url}/v1/models/fast:predict", "POST", body, {**hdr, "Authorization": f"Bearer {key}"})
+    finally:
+        mg.stop()
+
+
 def section(rows: list[dict]) -> str:
     by = {r["label"]: r for r in rows}
     base = by.get("nginx plain proxy")
@@ -184,5 +201,9 @@ def section(rows: list[dict]) -> str:
         v = key["per_request"] / base["per_request"]
         results.set_target("P1b", f"{v:.2f}× ({key['per_request'] / 1000:.1f}k vs {base['per_request'] / 1000:.1f}k)", v <= 2.0,
                            "bench/run.sh instructions")
+    many = by.get("modelgate API key, 1,000 models + 1,000 policies")
+    if many and key and key["per_request"]:
+        lines += ["", f"1,000 models + 1,000 policies cost {many['per_request'] / key['per_request']:.3f}× the API-key path with",
+                  "2 models and 1 policy (target: within 10%)."]
     lines += ["", "Per-function costs: `callgrind_annotate bench/callgrind/<path>.callgrind` (files from the latest run, not committed)."]
     return "\n".join(lines) + "\n"
