@@ -51,13 +51,14 @@ def load(url: str, n: int, method: str = "GET", body: str = "", headers: dict[st
     """Sends exactly `n` requests on CONC connections; returns how many got a 2xx."""
     headers = headers or {}
     if Path(OHA).exists():
-        args = [OHA, "-n", str(n), "-c", str(CONC), "--no-tui", "-m", method]
+        args = [OHA, "-n", str(n), "-c", str(CONC), "--no-tui", "--output-format", "json", "-m", method]
         if body:
             args += ["-d", body]
         for k, v in headers.items():
             args += ["-H", f"{k}: {v}"]
         out = subprocess.run([*args, url], capture_output=True, text=True, timeout=600).stdout
-        return sum(int(c) for s, c in re.findall(r"\[(\d{3})\]\s+(\d+) responses", out) if s.startswith("2"))
+        codes = json.loads(out).get("statusCodeDistribution", {})
+        return sum(int(c) for s, c in codes.items() if s.startswith("2"))
     args = ["h2load", "--h1", "-n", str(n), "-c", str(CONC)]
     if body:
         f = Path(os.environ.get("TMPDIR", "/tmp")) / f"cg-body-{os.getpid()}"

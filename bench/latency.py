@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 from pathlib import Path
 
@@ -20,14 +19,15 @@ OHA = os.environ.get("MODELGATE_OHA", str(Path.home() / ".cargo" / "bin" / "oha"
 
 
 def oha(url: str, rate: int, headers: dict[str, str], body: str) -> dict:
-    args = [OHA, "--no-tui", "-z", f"{SECONDS}s", "-q", str(rate), "--latency-correction", "-c", "16", "-m", "POST", "-d", body]
+    args = [OHA, "--no-tui", "--output-format", "json", "-z", f"{SECONDS}s", "-q", str(rate), "--latency-correction", "-c", "16", "-m", "POST", "-d", body]
     for k, v in headers.items():
         args += ["-H", f"{k}: {v}"]
-    subprocess.run([*args[:3], "2s", *args[4:], url], capture_output=True, timeout=120)  # warm-up
+    warm = [a if a != f"{SECONDS}s" else "2s" for a in args]
+    subprocess.run([*warm, url], capture_output=True, timeout=120)  # warm-up
     out = subprocess.run([*args, url], capture_output=True, text=True, timeout=SECONDS + 120).stdout
-    pct = {m.group(1): float(m.group(2)) * 1000 for m in re.finditer(r"([\d.]+)% in ([\d.]+) secs", out)}
-    codes = dict(re.findall(r"\[(\d{3})\]\s+(\d+) responses", out))
-    return {"p50": pct.get("50.00"), "p99": pct.get("99.00"), "p999": pct.get("99.90"), "codes": codes}
+    d = json.loads(out)
+    pct = {k: v * 1000 for k, v in d.get("latencyPercentiles", {}).items() if v is not None}
+    return {"p50": pct.get("p50"), "p99": pct.get("p99"), "p999": pct.get("p99.9"), "codes": d.get("statusCodeDistribution", {})}
 
 
 def run(targets: list[tuple[str, str, dict[str, str]]], body: str) -> str:
