@@ -41,6 +41,8 @@ def wrapper(work: Path, name: str, real: str) -> Path:
     p = work / f"vg-{name}.sh"
     p.write_text(f"""#!/bin/sh
 for a in "$@"; do [ "$a" = "-t" ] && exec {real} "$@"; done
+# nginx: one process (no master), so the worker is the process measured.
+for a in "$@"; do shift; [ "$a" = "daemon off;" ] && a="daemon off; master_process off;"; set -- "$@" "$a"; done
 exec valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file={out} {real} "$@"
 """)
     p.chmod(p.stat().st_mode | stat.S_IXUSR)

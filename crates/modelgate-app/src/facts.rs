@@ -29,7 +29,17 @@ pub fn request_id(headers: &HeaderMap) -> String {
         .get(X_REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .filter(|s| !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic()))
-        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_string)
+        .map_or_else(fresh_request_id, str::to_string)
+}
+
+/// A random (v4) UUID, formatted without the `fmt` machinery (this runs for
+/// every request that brings no id of its own).
+fn fresh_request_id() -> String {
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    uuid::Uuid::new_v4()
+        .hyphenated()
+        .encode_lower(&mut buf)
+        .to_owned()
 }
 
 /// Builds the facts from what an adapter was asked, under request id `id`.
@@ -79,7 +89,10 @@ pub fn build(ask: Ask, id: String) -> Result<RequestFacts, (String, Reject)> {
     })
 }
 
-/// The raw path of a request, for logs before normalisation.
-pub fn raw_path_of<B>(req: &http::Request<B>) -> String {
-    req.uri().path().chars().take(256).collect()
+/// `s` cut to at most `max` characters (no copy, no walk when it is short).
+pub fn truncated(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    s.char_indices().nth(max).map_or(s, |(at, _)| &s[..at])
 }

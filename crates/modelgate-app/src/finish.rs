@@ -194,7 +194,7 @@ impl Trace {
             request_id: String::new(),
             client,
             method: method.to_string(),
-            path: path.chars().take(256).collect(),
+            path: crate::facts::truncated(path, 256).to_string(),
             host: None,
             grpc: false,
             received: std::time::Instant::now(),

@@ -18,7 +18,6 @@ use modelgate_runtime::Runtime;
 use crate::backend::{Call, Failure};
 use crate::body::{BodyDeadline, Prefixed, boxed, grpc_model, openai_model, read_bounded};
 use crate::decide::{Ask, BodyModel, Claimed, Decision};
-use crate::facts;
 use crate::finish::{Trace, answered, rejected};
 use crate::pipeline::Pipeline;
 
@@ -43,11 +42,7 @@ impl Handler for Gateway {
         let p = self.shared.pipeline.load_full();
         let metrics = &self.shared.metrics;
         let received = Instant::now();
-        let mut trace = Trace::new(
-            conn.client,
-            req.method().as_str(),
-            &facts::raw_path_of(&req),
-        );
+        let mut trace = Trace::new(conn.client, req.method().as_str(), req.uri().path());
         trace.received = received;
         let ready = self.shared.ready.load(Ordering::Acquire);
         let (parts, body) = req.into_parts();

@@ -73,8 +73,19 @@ struct ResultLabels {
 
 type Hist = Family<ModelLabels, Histogram, fn() -> Histogram>;
 
-/// (protocol, model label) → (total, upstream) latency histograms.
-type HistogramCache = HashMap<(&'static str, Arc<str>), (Histogram, Histogram)>;
+/// One request's series, resolved once per (protocol, decision, status,
+/// model) and then found with a single lookup (issue 14: pre-resolved
+/// handles instead of three label hashes per request).
+struct Series {
+    requests: Counter,
+    total: Histogram,
+    upstream: Histogram,
+}
+
+/// (protocol, decision, status, model name) → its series. Only configured
+/// model names (and `""`) are inserted, so the map is bounded by the config;
+/// it is cleared whenever the configured models change.
+type SeriesCache = HashMap<(&'static str, &'static str, u16, Arc<str>), Series>;
 
 fn latency_histogram() -> Histogram {
     // 100 µs … ~52 s.
@@ -93,7 +104,7 @@ pub struct Metrics {
     config_reloads: Family<ResultLabels, Counter>,
     keystore_keys: Gauge,
     decisions_dropped: Counter,
-    histogram_cache: RwLock<HistogramCache>,
+    series: RwLock<SeriesCache>,
     /// Names of the configured models: the only `model` label values
     /// besides `""` and [`UNKNOWN_MODEL`].
     known_models: RwLock<HashSet<Arc<str>>>,
@@ -101,38 +112,38 @@ pub struct Metrics {
     no_model: Arc<str>,
 }
 
-/// Lets the cache be searched with borrowed `(&str, &str)` keys.
-trait HistKey {
-    fn key(&self) -> (&str, &str);
+/// Lets the cache be searched with a borrowed model name.
+trait SeriesKey {
+    fn key(&self) -> (&str, &str, u16, &str);
 }
 
-impl HistKey for (&'static str, Arc<str>) {
-    fn key(&self) -> (&str, &str) {
-        (self.0, &self.1)
+impl SeriesKey for (&'static str, &'static str, u16, Arc<str>) {
+    fn key(&self) -> (&str, &str, u16, &str) {
+        (self.0, self.1, self.2, &self.3)
     }
 }
 
-impl HistKey for (&'static str, &str) {
-    fn key(&self) -> (&str, &str) {
-        (self.0, self.1)
+impl SeriesKey for (&'static str, &'static str, u16, &str) {
+    fn key(&self) -> (&str, &str, u16, &str) {
+        (self.0, self.1, self.2, self.3)
     }
 }
 
-impl<'a> std::borrow::Borrow<dyn HistKey + 'a> for (&'static str, Arc<str>) {
-    fn borrow(&self) -> &(dyn HistKey + 'a) {
+impl<'a> std::borrow::Borrow<dyn SeriesKey + 'a> for (&'static str, &'static str, u16, Arc<str>) {
+    fn borrow(&self) -> &(dyn SeriesKey + 'a) {
         self
     }
 }
 
-impl PartialEq for dyn HistKey + '_ {
+impl PartialEq for dyn SeriesKey + '_ {
     fn eq(&self, other: &Self) -> bool {
         self.key() == other.key()
     }
 }
 
-impl Eq for dyn HistKey + '_ {}
+impl Eq for dyn SeriesKey + '_ {}
 
-impl std::hash::Hash for dyn HistKey + '_ {
+impl std::hash::Hash for dyn SeriesKey + '_ {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         self.key().hash(state);
     }
@@ -212,7 +223,7 @@ impl Metrics {
             config_reloads,
             keystore_keys,
             decisions_dropped,
-            histogram_cache: RwLock::new(HashMap::new()),
+            series: RwLock::new(HashMap::new()),
             known_models: RwLock::new(HashSet::new()),
             unknown_model: Arc::from(UNKNOWN_MODEL),
             no_model: Arc::from(""),
@@ -234,6 +245,9 @@ impl Metrics {
         let set = names.into_iter().map(Arc::from).collect();
         if let Ok(mut known) = self.known_models.write() {
             *known = set;
+        }
+        if let Ok(mut cache) = self.series.write() {
+            cache.clear();
         }
     }
 
@@ -258,20 +272,26 @@ impl Metrics {
         deny_reason: Option<&'static str>,
         upstream_error: Option<&'static str>,
     ) {
-        let model = self.model_label(d.model);
         let protocol = d.protocol.unwrap_or("");
-        self.requests
-            .get_or_create(&RequestLabels {
-                model: LabelValue(model.clone()),
-                protocol,
-                decision: d.decision.as_str(),
-                status: status_label(d.status),
-            })
-            .inc();
-        let (total, upstream) = self.histograms(&model, protocol);
-        total.observe(d.total_ms.as_secs_f64());
-        if let Some(u) = d.upstream_ms {
-            upstream.observe(u.as_secs_f64());
+        let key = (
+            protocol,
+            d.decision.as_str(),
+            status_label(d.status),
+            d.model.unwrap_or(""),
+        );
+        let count = |s: &Series| {
+            s.requests.inc();
+            s.total.observe(d.total_ms.as_secs_f64());
+            if let Some(u) = d.upstream_ms {
+                s.upstream.observe(u.as_secs_f64());
+            }
+        };
+        let cached = match self.series.read() {
+            Ok(cache) => cache.get(&key as &dyn SeriesKey).map(count).is_some(),
+            Err(_) => false,
+        };
+        if !cached {
+            count(&self.resolve(key));
         }
         if let Some(reason) = deny_reason {
             self.auth_failures
@@ -281,33 +301,58 @@ impl Metrics {
         if let Some(kind) = upstream_error {
             self.upstream_errors
                 .get_or_create(&UpstreamErrorLabels {
-                    model: LabelValue(model),
+                    model: LabelValue(self.model_label(d.model)),
                     kind,
                 })
                 .inc();
         }
     }
 
-    /// The latency histograms of (model label, protocol), looked up without
-    /// allocating once they exist.
-    fn histograms(&self, model: &Arc<str>, protocol: &'static str) -> (Histogram, Histogram) {
-        if let Ok(cache) = self.histogram_cache.read()
-            && let Some(h) = cache.get(&(protocol, &**model) as &dyn HistKey)
-        {
-            return h.clone();
-        }
+    /// Creates (or finds) the series of `key` in the families, and caches
+    /// them when the model name is its own label (a configured model or `""`).
+    fn resolve(&self, key: (&'static str, &'static str, u16, &str)) -> Series {
+        let (protocol, decision, status, name) = key;
+        // Held until the series is cached, so a concurrent `set_models`
+        // clears the cache after this insert, never before it.
+        let known = self.known_models.read().ok();
+        let model = match (&known, name) {
+            (_, "") => self.no_model.clone(),
+            (Some(k), _) => k
+                .get(name)
+                .cloned()
+                .unwrap_or_else(|| self.unknown_model.clone()),
+            (None, _) => self.unknown_model.clone(),
+        };
         let ml = ModelLabels {
             model: LabelValue(model.clone()),
             protocol,
         };
-        let pair = (
-            self.duration.get_or_create(&ml).clone(),
-            self.upstream_duration.get_or_create(&ml).clone(),
-        );
-        if let Ok(mut cache) = self.histogram_cache.write() {
-            cache.insert((protocol, model.clone()), pair.clone());
+        let series = Series {
+            requests: self
+                .requests
+                .get_or_create(&RequestLabels {
+                    model: LabelValue(model.clone()),
+                    protocol,
+                    decision,
+                    status,
+                })
+                .clone(),
+            total: self.duration.get_or_create(&ml).clone(),
+            upstream: self.upstream_duration.get_or_create(&ml).clone(),
+        };
+        if known.is_some()
+            && &*model == name
+            && let Ok(mut cache) = self.series.write()
+        {
+            let copy = Series {
+                requests: series.requests.clone(),
+                total: series.total.clone(),
+                upstream: series.upstream.clone(),
+            };
+            cache.insert((protocol, decision, status, model), copy);
         }
-        pair
+        drop(known);
+        series
     }
 
     pub fn keystore_reloaded(&self, ok: bool, keys: usize) {

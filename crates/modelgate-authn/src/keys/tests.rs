@@ -183,3 +183,55 @@ fn concurrent_writers_lose_nothing_and_readers_never_see_half_a_file() {
     assert!(reader.join().unwrap() > 0);
     assert_eq!(KeyFile::read(&path).unwrap().keys.len(), 41);
 }
+
+#[test]
+fn a_rotated_key_and_its_successor_are_one_shared_identity() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keys.json");
+    let old = KeyFile::update(&path, |f| f.create("svc", vec!["*".into()], None, t(0))).unwrap();
+    let new = KeyFile::update(&path, |f| f.rotate("svc", Duration::from_secs(3600), t(1))).unwrap();
+    let store = KeyStore::load(&path).unwrap();
+    let a = store.verify_shared(&old.key, t(2)).unwrap();
+    let b = store.verify_shared(&new.key, t(2)).unwrap();
+    assert!(std::sync::Arc::ptr_eq(&a, &b), "one principal per entry");
+    assert_eq!(a.name, "svc");
+    assert_eq!(store.len(), 2);
+    assert_eq!(store.assume("svc", t(2)).unwrap().name, "svc");
+    assert!(store.assume("nobody", t(2)).is_none());
+}
+
+#[test]
+fn the_streamed_file_keeps_the_documents_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keys.json");
+    let entry = |id: &str| {
+        format!(
+            r#"{{"name":"x{id}","id":"{id}","sha256":"{}","models":["*"],"created_at":"2026-01-01T00:00:00Z"}}"#,
+            "ab".repeat(32)
+        )
+    };
+    std::fs::write(&path, r#"{"version":2,"keys":[]}"#).unwrap();
+    let err = KeyStore::load(&path).err().unwrap().to_string();
+    assert!(err.contains("unsupported version 2"), "{err}");
+    std::fs::write(&path, r#"{"keys":[]}"#).unwrap();
+    let err = KeyStore::load(&path).err().unwrap().to_string();
+    assert!(err.contains("version"), "{err}");
+    let twice = format!(
+        r#"{{"version":1,"keys":[{},{}]}}"#,
+        entry("AAAAAAAAAAAA"),
+        entry("AAAAAAAAAAAA")
+    );
+    std::fs::write(&path, twice).unwrap();
+    let err = KeyStore::load(&path).err().unwrap().to_string();
+    assert!(
+        err.contains("keys[1]") && err.contains("appears twice"),
+        "{err}"
+    );
+    let many: Vec<String> = (0..2000).map(|i| entry(&format!("K{i:011}"))).collect();
+    std::fs::write(
+        &path,
+        format!(r#"{{"keys":[{}],"version":1}}"#, many.join(",")),
+    )
+    .unwrap();
+    assert_eq!(KeyStore::load(&path).unwrap().len(), 2000);
+}
