@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -34,7 +35,8 @@ def record(pid: int, data: Path, seconds: int) -> subprocess.Popen:
 def top_functions(data: Path, n: int = 25) -> str:
     out = subprocess.run(["perf", "report", "-i", str(data), "--no-children", "--sort", "dso,symbol", "--stdio",
                           "--percent-limit", "0.7", "-g", "none"], capture_output=True, text=True).stdout
-    rows = [line for line in out.splitlines() if line.strip() and not line.startswith("#")]
+    rows = [re.sub(r"(\s+-)+\s*$", "", " ".join(line.split())) for line in out.splitlines()
+            if line.strip() and not line.startswith("#")]
     return "\n".join(rows[:n])
 
 
