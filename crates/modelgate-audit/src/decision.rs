@@ -36,6 +36,7 @@ pub struct Decision<'a> {
     #[serde(serialize_with = "ser_time")]
     pub ts: SystemTime,
     pub request_id: &'a str,
+    #[serde(serialize_with = "ser_addr")]
     pub client: SocketAddr,
     pub method: &'a str,
     /// Normalised path (what was authorized); the raw target if it did not normalise.
@@ -143,6 +144,49 @@ fn rfc3339_micros(t: SystemTime, buf: &mut [u8; 27]) -> &str {
     std::str::from_utf8(buf).unwrap_or("1970-01-01T00:00:00.000000Z")
 }
 
+fn ser_addr<S: serde::Serializer>(a: &SocketAddr, s: S) -> Result<S::Ok, S::Error> {
+    let mut buf = [0u8; 21];
+    match ipv4_port(a, &mut buf) {
+        Some(text) => s.serialize_str(text),
+        None => s.collect_str(a),
+    }
+}
+
+/// `a.b.c.d:port` without the formatting machinery (this runs for every
+/// request); `None` for IPv6, which goes through `Display`.
+fn ipv4_port<'b>(a: &SocketAddr, buf: &'b mut [u8; 21]) -> Option<&'b str> {
+    let SocketAddr::V4(v4) = a else { return None };
+    let mut n = 0;
+    let mut push = |v: u32, sep: u8, buf: &mut [u8; 21]| {
+        let mut digits = [0u8; 5];
+        let mut len = 0;
+        let mut v = v;
+        loop {
+            digits[len] = b'0' + (v % 10) as u8;
+            len += 1;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        for i in (0..len).rev() {
+            buf[n] = digits[i];
+            n += 1;
+        }
+        if sep != 0 {
+            buf[n] = sep;
+            n += 1;
+        }
+    };
+    let [o0, o1, o2, o3] = v4.ip().octets();
+    push(u32::from(o0), b'.', buf);
+    push(u32::from(o1), b'.', buf);
+    push(u32::from(o2), b'.', buf);
+    push(u32::from(o3), b':', buf);
+    push(u32::from(v4.port()), 0, buf);
+    std::str::from_utf8(&buf[..n]).ok()
+}
+
 fn ms(d: &Duration) -> f64 {
     (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
 }
@@ -174,6 +218,30 @@ pub fn authorino_response(status: u16, outcome: Outcome) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_addresses_match_display() {
+        for a in [
+            "0.0.0.0:0",
+            "127.0.0.1:8080",
+            "255.255.255.255:65535",
+            "10.1.20.255:443",
+            "[::1]:9000",
+            "[2001:db8::5]:1",
+        ] {
+            let addr: SocketAddr = a.parse().unwrap();
+            let json = serde_json::to_string(&SerAddr(addr)).unwrap();
+            assert_eq!(json, format!("\"{addr}\""));
+        }
+    }
+
+    struct SerAddr(SocketAddr);
+
+    impl serde::Serialize for SerAddr {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            ser_addr(&self.0, s)
+        }
+    }
 
     #[test]
     fn timestamps_match_humantime() {
