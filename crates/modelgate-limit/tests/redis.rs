@@ -3,13 +3,17 @@
 //! concurrency from two stores (= two replicas), clamping, TTLs, both failure
 //! modes while Redis is stopped, and recovery when it returns.
 
+#![allow(clippy::expect_used, clippy::panic)] // test helpers
+
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use modelgate_config::redis_store::{FailureMode, RawRedisStore, RedisStoreConfig, parse};
-use modelgate_limit::redis::{Guarded, RedisStore, connect};
+use modelgate_limit::redis::{
+    BATCH_CAPACITY, BATCH_INTERVAL, Batched, Guarded, RedisStore, connect,
+};
 use modelgate_limit::store::{Adjustment, Charge, CounterId, CounterStore, Reservation, Window};
 
 const REDIS_SERVER: &str = "/usr/bin/redis-server";
@@ -223,7 +227,10 @@ async fn adjust_clamps_at_zero_and_sets_ttls() {
         ttl_secs: 90,
     };
     s.adjust(&[over]).await.expect("adjust");
-    assert_eq!(s.read(&[tokens.clone()]).await.expect("read"), [0]);
+    assert_eq!(
+        s.read(std::slice::from_ref(&tokens)).await.expect("read"),
+        [0]
+    );
     let up = Adjustment {
         id: tokens.clone(),
         delta: 50,
@@ -273,13 +280,16 @@ async fn stopped_redis_follows_the_failure_mode_then_recovers() {
     let one = || vec![charge(&c, 100, 1)];
     open.reserve(&one()).await.expect("open reserve");
     closed.reserve(&one()).await.expect("closed reserve");
-    assert_eq!(closed.read(&[c.clone()]).await.expect("read"), [2]);
+    assert_eq!(
+        closed.read(std::slice::from_ref(&c)).await.expect("read"),
+        [2]
+    );
     assert_eq!(metric(&closed), (1, 0));
 
     server.stop();
     let e = closed.reserve(&one()).await.expect_err("closed refuses");
     assert!(e.0.contains("127.0.0.1"), "{e}");
-    assert!(closed.read(&[c.clone()]).await.is_err());
+    assert!(closed.read(std::slice::from_ref(&c)).await.is_err());
     assert!(closed.adjust(&[]).await.is_ok(), "nothing to do is no call");
     let r = open.reserve(&one()).await.expect("open grants");
     assert_eq!(
@@ -296,7 +306,10 @@ async fn stopped_redis_follows_the_failure_mode_then_recovers() {
     open.adjust(&[release])
         .await
         .expect("open adjust is dropped");
-    assert!(open.read(&[c.clone()]).await.is_err(), "reads never guess");
+    assert!(
+        open.read(std::slice::from_ref(&c)).await.is_err(),
+        "reads never guess"
+    );
     let (up, errors) = metric(&closed);
     assert_eq!(up, 0);
     assert!(errors >= 2);
@@ -356,4 +369,114 @@ async fn passwords_work_and_never_appear_in_errors() {
         .expect_err("bad password");
     assert!(!e.0.contains("wrong-pw"), "{e}");
     assert!(e.0.contains("127.0.0.1"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batched_settlements_land_exactly() {
+    let server = RedisServer::start(&[]);
+    let replica = || {
+        let guarded = Arc::new(store(&server.url(), "closed", "5s", "batch"));
+        Arc::new(Batched::new(guarded, BATCH_INTERVAL, BATCH_CAPACITY))
+    };
+    let (a, b) = (replica(), replica());
+    let tokens = id("tpm:key:k2", Window::Fixed { secs: 60 }, 0);
+    let lease = id("conc:key:k2", Window::Lease, 0);
+    let mut tasks = Vec::new();
+    for i in 0..100u64 {
+        let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let (tokens, lease) = (tokens.clone(), lease.clone());
+        tasks.push(tokio::spawn(async move {
+            let estimate = 50;
+            let used = i % 50;
+            let r = s
+                .reserve(&[
+                    charge(&tokens, 1_000_000, estimate),
+                    charge(&lease, 1_000, 1),
+                ])
+                .await;
+            assert!(matches!(r, Ok(Reservation::Granted { .. })), "{r:?}");
+            let settle = [
+                Adjustment {
+                    id: tokens.clone(),
+                    delta: used as i64 - estimate as i64,
+                    ttl_secs: 120,
+                },
+                Adjustment {
+                    id: lease.clone(),
+                    delta: -1,
+                    ttl_secs: 120,
+                },
+            ];
+            s.adjust(&settle).await.expect("queued");
+            used
+        }));
+    }
+    let mut used = 0;
+    for t in tasks {
+        used += t.await.expect("task");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let v = a
+            .read(&[tokens.clone(), lease.clone()])
+            .await
+            .expect("read");
+        if v == [used, 0] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "settled {v:?}, want [{used}, 0]");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(a.kind(), "redis");
+}
+
+/// Not a test: prints round-trip figures (`cargo test -p modelgate-limit
+/// --test redis -- --ignored --nocapture measure`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement, run by hand"]
+async fn measure_reserve_and_settle() {
+    let server = RedisServer::start(&[]);
+    let s = Arc::new(store(&server.url(), "closed", "1s", "measure"));
+    let c = id("tpm:key:m", Window::Fixed { secs: 60 }, 0);
+    let r = id("rpm:key:m", Window::Fixed { secs: 60 }, 0);
+    let charges = [charge(&c, u64::MAX, 100), charge(&r, u64::MAX, 1)];
+    let settle = [Adjustment {
+        id: c.clone(),
+        delta: -40,
+        ttl_secs: 120,
+    }];
+    let mut lat = Vec::new();
+    for _ in 0..2000 {
+        let t = Instant::now();
+        s.reserve(&charges).await.expect("reserve");
+        lat.push(t.elapsed());
+    }
+    lat.sort();
+    let pct = |p: usize| lat[lat.len() * p / 100];
+    println!("sequential reserve: p50 {:?} p99 {:?}", pct(50), pct(99));
+    for (label, concurrency) in [("reserve+settle", 64usize)] {
+        let t = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..concurrency {
+            let (s, charges, settle) = (s.clone(), charges.clone(), settle.clone());
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..100 {
+                    s.reserve(&charges).await.expect("reserve");
+                    s.adjust(&settle).await.expect("adjust");
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.expect("task");
+        }
+        let n = concurrency * 100;
+        println!(
+            "{label} x{concurrency} concurrent: {n} requests in {:?} = {:.0} req/s",
+            t.elapsed(),
+            n as f64 / t.elapsed().as_secs_f64()
+        );
+    }
+    // Every reserve and settlement counted: 2000 × 100, then 6400 × (100 − 40).
+    let v = s.read(&[c, r]).await.expect("read");
+    assert_eq!(v, [2000 * 100 + 6400 * 60, 2000 + 6400]);
 }

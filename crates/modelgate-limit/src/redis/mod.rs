@@ -2,11 +2,13 @@
 //! [`CounterStore`] contract with one atomic Lua script per call (one round
 //! trip per reserve, one per settlement however many counters it touches),
 //! and [`Guarded`] adds the per-call deadline, the health metrics and the
-//! configured failure mode. Build both with [`connect`].
+//! configured failure mode. Build both with [`connect`]; wrap the result in
+//! [`Batched`] to send settlements in batches every few milliseconds.
 //!
 //! Counters are integers: requests, tokens, lease counts, and money in
 //! micro-units (1 USD = 1 000 000), so budgets add up exactly.
 
+mod batch;
 mod guard;
 mod health;
 mod scripts;
@@ -17,6 +19,7 @@ use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::{RedisError, Script};
 use modelgate_config::redis_store::RedisStoreConfig;
 
+pub use batch::{BATCH_CAPACITY, BATCH_INTERVAL, Batched};
 pub use guard::Guarded;
 pub use health::{StoreLabels, StoreMetrics};
 pub use scripts::MAX_EXACT;
