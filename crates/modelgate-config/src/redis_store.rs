@@ -12,7 +12,7 @@ use crate::error::{Collector, ConfigError};
 use crate::units::parse_duration;
 
 /// `limits.store.redis` as written.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRedisStore {
     /// `redis://[user:password@]host[:port][/db]`; `${ENV}` references are
@@ -28,8 +28,9 @@ pub struct RawRedisStore {
 }
 
 /// What the rate-limit step does when the counter store does not answer in
-/// time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// time. (Deserializes from `open` / `closed`, so `limits:` may embed it.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum FailureMode {
     /// Grant the request and count nothing (availability over exactness).
     Open,

@@ -480,3 +480,28 @@ async fn measure_reserve_and_settle() {
     let v = s.read(&[c, r]).await.expect("read");
     assert_eq!(v, [2000 * 100 + 6400 * 60, 2000 + 6400]);
 }
+
+#[tokio::test]
+async fn shared_counters_are_what_the_app_plugs_in() {
+    let server = RedisServer::start(&[]);
+    let shared = modelgate_limit::redis::shared(&config(&server.url(), "closed", "2s", "app"))
+        .expect("shared");
+    shared.check().await;
+    let store: Arc<dyn CounterStore> = shared.store.clone();
+    assert_eq!(store.kind(), "redis");
+    let c = id("rpm:key:app", Window::Fixed { secs: 60 }, 0);
+    let r = store.reserve(&[charge(&c, 1, 1)]).await.expect("reserve");
+    assert_eq!(r, Reservation::Granted { remaining: vec![0] });
+    let r = store.reserve(&[charge(&c, 1, 1)]).await.expect("reserve");
+    assert!(matches!(r, Reservation::Refused { first: 0, .. }));
+    assert_eq!(
+        shared.guarded.location(),
+        format!("127.0.0.1:{}", server.port)
+    );
+    let up = shared
+        .metrics()
+        .up
+        .get_or_create(&[("store", "redis")])
+        .get();
+    assert_eq!(up, 1);
+}

@@ -60,6 +60,11 @@ impl<S: CounterStore> Guarded<S> {
         self.mode
     }
 
+    /// Where the store is (`host:port`, no credentials).
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
     /// Whether the last call reached the store.
     pub fn is_up(&self) -> bool {
         self.health.is_up()

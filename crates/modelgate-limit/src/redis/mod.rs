@@ -13,6 +13,7 @@ mod guard;
 mod health;
 mod scripts;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -43,6 +44,58 @@ pub fn connect(cfg: &RedisStoreConfig) -> Result<Guarded<RedisStore>, StoreError
     let store = RedisStore::new(cfg)?;
     let location = store.host.clone();
     Ok(Guarded::new(store, cfg.failure_mode, cfg.timeout, location))
+}
+
+/// A configured Redis store as the app uses it: [`SharedCounters::store`] for
+/// the rate-limit step (settlements batched), the metrics to register, and a
+/// start-up check.
+///
+/// ```ignore
+/// let shared = modelgate_limit::redis::shared(&cfg)?; // inside the runtime
+/// let m = shared.metrics();
+/// metrics.register("limit_store_errors", ERRORS_HELP, m.errors.clone());
+/// metrics.register("limit_store_up", UP_HELP, m.up.clone());
+/// shared.check().await; // logs whether Redis answers; never fails start-up
+/// ```
+pub struct SharedCounters {
+    pub store: Arc<dyn CounterStore>,
+    pub guarded: Arc<Guarded<RedisStore>>,
+}
+
+/// Help text of `modelgate_limit_store_errors_total`.
+pub const ERRORS_HELP: &str =
+    "Counter store calls that failed or ran out of time (the failure mode applied)";
+/// Help text of `modelgate_limit_store_up`.
+pub const UP_HELP: &str = "1 while the counter store answers, 0 after a failed call";
+
+impl SharedCounters {
+    pub fn metrics(&self) -> &StoreMetrics {
+        self.guarded.metrics()
+    }
+
+    /// One `PING`: logs that Redis answers, or (once) that it does not.
+    pub async fn check(&self) {
+        if self.guarded.ping().await.is_ok() {
+            tracing::info!(
+                store = "redis",
+                location = %self.guarded.location(),
+                failure_mode = self.guarded.failure_mode().as_str(),
+                "counter store reachable"
+            );
+        }
+    }
+}
+
+/// [`connect`], with settlements batched every [`BATCH_INTERVAL`]. Call
+/// inside the Tokio runtime (it starts the batching task).
+pub fn shared(cfg: &RedisStoreConfig) -> Result<SharedCounters, StoreError> {
+    let guarded = Arc::new(connect(cfg)?);
+    let store = Arc::new(Batched::new(
+        guarded.clone(),
+        BATCH_INTERVAL,
+        BATCH_CAPACITY,
+    ));
+    Ok(SharedCounters { store, guarded })
 }
 
 /// Counters in Redis, without deadline or failure policy (see [`Guarded`]).
