@@ -115,4 +115,49 @@ mod tests {
         assert!(h.is_up());
         assert_eq!((up(), errors()), (1, 2));
     }
+
+    /// Collects formatted log output.
+    #[derive(Clone, Default)]
+    struct Buf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn logs_once_per_change_of_state_not_per_call() {
+        let buf = Buf::default();
+        let writer = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let h = Health::new("redis", "10.0.0.7:6379".into(), "closed");
+        tracing::subscriber::with_default(subscriber, || {
+            for _ in 0..5 {
+                h.failed("connection refused");
+            }
+            for _ in 0..5 {
+                h.ok();
+            }
+            h.failed("timed out");
+        });
+        let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(out.matches("counter store unreachable").count(), 2, "{out}");
+        assert_eq!(
+            out.matches("counter store reachable again").count(),
+            1,
+            "{out}"
+        );
+        assert!(
+            out.contains("10.0.0.7:6379") && out.contains("failure_mode=\"closed\""),
+            "{out}"
+        );
+    }
 }
