@@ -18,6 +18,7 @@ mod limits;
 mod load;
 pub mod policy;
 pub mod raw;
+pub mod redis_store;
 mod restart;
 mod types;
 pub mod units;

@@ -2,6 +2,8 @@
 //! counters for requests, tokens, concurrency and spend, reserved before the
 //! backend call and settled when the upstream's usage is known.
 //!
-//! [`store`] is the contract every counter store meets (in-process, Redis).
+//! [`store`] is the contract every counter store meets (in-process, Redis);
+//! [`redis`] keeps the counters in Redis, shared by every replica.
 
+pub mod redis;
 pub mod store;
