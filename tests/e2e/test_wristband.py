@@ -80,6 +80,10 @@ models:
   - name: chat
     protocols: [openai]
     upstream: {{url: "http://127.0.0.1:{upstream.server_address[1]}"}}
+  - name: plain
+    protocols: [v1]
+    upstream: {{url: "http://127.0.0.1:{upstream.server_address[1]}"}}
+    wristband: false
 wristband:
   issuer: "http://{listen}/wb"
   ttl: {ttl}
@@ -164,6 +168,12 @@ def test_upstream_verifies_the_wristband(tmp_path, run_modelgate, start_modelgat
     assert seen["path"] == "/v1/chat/completions" and "error" not in seen, seen
     assert seen["claims"]["aud"] == "chat" and seen["claims"]["protocol"] == "openai"
     assert seen["tokens"] != ["forged"] and len(seen["tokens"]) == 1
+
+    # A model that opted out gets no wristband, and still no client copy.
+    r = requests.post(f"{mg.url}/v1/models/plain:predict", json={"instances": [[1]]},
+                      headers={**bearer(k), HEADER: token}, timeout=10)
+    assert r.status_code == 200 and _Recorder.seen[-1]["path"] == "/v1/models/plain:predict"
+    assert _Recorder.seen[-1]["tokens"] == []
 
     # Discovery and JWKS: public listener (root and issuer path) and admin; other paths stay 404.
     for base in (mg.url, f"{mg.url}/wb", mg.admin_url):
