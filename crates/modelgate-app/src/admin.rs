@@ -1,5 +1,6 @@
 //! The admin listener: `/healthz` (the process is up), `/readyz` (ready for
-//! traffic: configuration loaded, built-in models loaded) and `/metrics`.
+//! traffic: configuration loaded, built-in models loaded), `/metrics`, and
+//! the wristband's discovery document and JWKS when configured.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -51,7 +52,12 @@ impl Handler for Admin {
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
                 self.shared.metrics.encode(),
             ),
-            _ => text(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
+            path => {
+                let p = self.shared.pipeline.load();
+                crate::wristband::document(&p, req.method(), path).unwrap_or_else(|| {
+                    text(StatusCode::NOT_FOUND, "text/plain", "not found\n".into())
+                })
+            }
         }
     }
 }

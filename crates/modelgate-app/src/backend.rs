@@ -67,8 +67,10 @@ impl Call<'_> {
         match p.backends.get(&model) {
             Some(ModelBackend::Proxy(target)) => {
                 let limit = listener.config.max_body_bytes;
-                let (req, tripped) =
+                let (mut req, tripped) =
                     upstream_request(p, listener, facts, route, permit, body).map_err(refuse)?;
+                crate::wristband::stamp(p, route, permit, trace, req.headers_mut())
+                    .map_err(refuse)?;
                 match target.forward(req, trace.grpc, Some(tripped)).await {
                     Ok(fwd) => {
                         trace.upstream = Some(fwd.upstream);

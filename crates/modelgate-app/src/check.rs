@@ -1,5 +1,5 @@
 //! Start-up checks beyond the configuration file itself, shared by
-//! `modelgate validate` and `serve`: routes, key file, TLS files.
+//! `modelgate validate` and `serve`: routes, key file, TLS files, wristband keys.
 
 use modelgate_authn::KeyStore;
 use modelgate_config::Config;
@@ -25,6 +25,11 @@ pub fn check_startable(config: &Config) -> Vec<String> {
         problems.push(format!(
             "models: {e}\n    fix: point builtin.dir at a folder holding a loadable model.onnx"
         ));
+    }
+    if let Some(w) = &config.wristband
+        && let Err(errors) = modelgate_authn::wristband::Wristbands::build(w)
+    {
+        problems.extend(errors.iter().map(ToString::to_string));
     }
     for (i, l) in config.listeners.iter().enumerate() {
         if let Some(t) = &l.tls

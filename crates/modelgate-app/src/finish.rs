@@ -6,7 +6,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
 use http::{HeaderValue, Response};
-use modelgate_audit::{Decision, Metrics, Outcome, PolicyNote, Rule, authorino_response};
+use modelgate_audit::{
+    Decision, Metrics, Outcome, PolicyNote, Rule, WristbandNote, authorino_response,
+};
 use modelgate_authz::{PolicyRef, Ruling};
 use modelgate_core::respond::{RenderContext, X_EXT_AUTH_REASON, render};
 use modelgate_core::{AuthMethod, BoxBody, ErrorShape, Operation, Principal, Protocol, Reject};
@@ -38,6 +40,8 @@ pub struct Trace {
     /// A forward-auth check: the answer goes to a proxy, as 2xx, 401 or 403
     /// and never in the gRPC shape (whose status is 200).
     pub forward_auth: bool,
+    /// The wristband sent upstream: its `kid` and `jti`.
+    pub wristband: Option<(String, String)>,
 }
 
 impl Trace {
@@ -95,6 +99,10 @@ impl Trace {
             upstream_ms: self.upstream_elapsed,
             total_ms: self.received.elapsed(),
             rule: self.rule(),
+            wristband: self
+                .wristband
+                .as_ref()
+                .map(|(kid, jti)| WristbandNote { kid, jti }),
         }
     }
 
@@ -208,6 +216,7 @@ impl Trace {
             istio_compat: false,
             ruling: None,
             forward_auth: false,
+            wristband: None,
         }
     }
 }

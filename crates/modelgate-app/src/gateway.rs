@@ -46,6 +46,10 @@ impl Handler for Gateway {
         trace.received = received;
         let ready = self.shared.ready.load(Ordering::Acquire);
         let (parts, body) = req.into_parts();
+        // The wristband's discovery document and JWKS: public, like health.
+        if let Some(resp) = crate::wristband::document(&p, &parts.method, parts.uri.path()) {
+            return resp;
+        }
         // Forward-auth endpoints answer checks; they never proxy.
         if let Some(ep) = crate::forward_auth::endpoint(&p, conn.listener, parts.uri.path()) {
             if !http_body::Body::is_end_stream(&body) {

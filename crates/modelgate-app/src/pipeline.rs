@@ -9,6 +9,7 @@ use http::HeaderName;
 use http::header::AUTHORIZATION;
 use modelgate_audit::DecisionLog;
 use modelgate_audit::Metrics;
+use modelgate_authn::wristband::Wristbands;
 use modelgate_authn::{Authenticator, IdentityMetrics, KeyStore};
 use modelgate_authz::Authorizer;
 use modelgate_config::{Backend, Config, ConfigError, CredentialSource, Listener};
@@ -45,6 +46,9 @@ pub struct Pipeline {
     pub strip_headers: Vec<HeaderName>,
     /// Identity-source metrics, shared by every pipeline of the process.
     pub identity_metrics: IdentityMetrics,
+    /// The wristband signer (`wristband:`); its key files are read per build,
+    /// so a reload picks up rotated keys.
+    pub wristband: Option<Wristbands>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +90,10 @@ impl Pipeline {
         previous: Option<&Pipeline>,
     ) -> Result<Self, BuildError> {
         let routes = RouteTable::build(&config).map_err(BuildError::Config)?;
+        let wristband = match &config.wristband {
+            Some(w) => Some(Wristbands::build(w).map_err(BuildError::Config)?),
+            None => None,
+        };
         let authz = Authorizer::new(&config).map_err(BuildError::Config)?;
         let mut backends = HashMap::new();
         let mut errors = Vec::new();
@@ -148,6 +156,8 @@ impl Pipeline {
         let mut strip_headers = config.auth.strip_headers.clone();
         strip_headers.extend(config.auth.identity_header.iter().cloned());
         strip_headers.extend(authn.output_headers().iter().cloned());
+        // A client's wristband header never reaches an upstream.
+        strip_headers.extend(wristband.as_ref().map(|w| w.header().clone()));
         Ok(Self {
             routes,
             authn,
@@ -157,6 +167,7 @@ impl Pipeline {
             decisions,
             strip_headers,
             identity_metrics,
+            wristband,
             config,
         })
     }

@@ -72,6 +72,16 @@ pub struct Decision<'a> {
     /// Which rule decided, and which policies watched.
     #[serde(flatten)]
     pub rule: Rule<'a>,
+    /// The wristband sent upstream (its key and token id, never the token).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wristband: Option<WristbandNote<'a>>,
+}
+
+/// Which wristband a request carried upstream.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct WristbandNote<'a> {
+    pub kid: &'a str,
+    pub jti: &'a str,
 }
 
 /// The rule behind an authorization decision (absent when the request was

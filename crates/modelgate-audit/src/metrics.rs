@@ -444,6 +444,7 @@ mod tests {
             upstream_ms: None,
             total_ms: Duration::from_micros(1),
             rule: Default::default(),
+            wristband: None,
         }
     }
 
@@ -561,6 +562,7 @@ mod tests {
             upstream_ms: None,
             total_ms: Duration::from_micros(120),
             rule: Default::default(),
+            wristband: None,
         };
         m.record(&d, Some("credential_not_found"), None);
         m.keystore_reloaded(true, 3);

@@ -23,6 +23,7 @@ pub(crate) mod metrics;
 pub(crate) mod mtls;
 pub(crate) mod single_flight;
 pub(crate) mod token;
+pub mod wristband;
 
 /// The parsers of untrusted input, for the fuzz targets in `fuzz/`; the
 /// modules behind them are private to this crate.

@@ -1,6 +1,6 @@
 //! The modelgate configuration file: one YAML document with the sections
 //! `listen`, `admin`, `models`, `auth`, `policies`, `log`, `runtime` and
-//! `ext_authz`.
+//! `ext_authz` and `wristband`.
 //!
 //! Parsing is strict (unknown keys are errors), `${ENV}` references are
 //! expanded in string values, and every error found is reported at once with
@@ -23,6 +23,7 @@ mod restart;
 mod types;
 pub mod units;
 mod validate;
+pub mod wristband;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use load::{load_file, parse_str};

@@ -117,6 +117,9 @@ pub struct RawModel {
     /// SubjectAccessReview hook (see `kube_access.rs`).
     #[serde(default)]
     pub kubernetes_access: Option<crate::kube_access::RawKubernetesAccess>,
+    /// `false`: no wristband for this model (see [`crate::wristband`]).
+    #[serde(default)]
+    pub wristband: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -22,6 +22,8 @@ pub struct Config {
     pub runtime: Runtime,
     /// Envoy ext_authz service (`ext_authz:`), if configured.
     pub ext_authz: Option<crate::ext_authz::ExtAuthz>,
+    /// Signed identity sent upstream (`wristband:`), if configured.
+    pub wristband: Option<crate::wristband::Wristband>,
 }
 
 impl Config {
@@ -168,6 +170,8 @@ pub struct Model {
     pub public_operations: BTreeSet<Operation>,
     /// The SubjectAccessReview a caller must pass (`kube_access.rs`).
     pub kubernetes_access: Option<crate::kube_access::KubernetesAccess>,
+    /// Send a wristband upstream (when `wristband:` is configured; default on).
+    pub wristband: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -1,7 +1,7 @@
 //! Authorino `AuthConfig` (authorino.kuadrant.io v1beta2 and v1beta3; the
 //! field names are the CRD's): identity sources → `auth.*`, pattern-matching
 //! authorization → a DENY policy with a CEL condition, success headers that
-//! carry the identity → `auth.identity_header`.
+//! carry the identity → `auth.identity_header`, a wristband → `wristband:`.
 
 use std::collections::BTreeMap;
 
@@ -342,6 +342,10 @@ fn response(obj: &mut Object, st: &mut State<'_>) {
     }
     for name in names(obj, "spec.response.success.headers") {
         let p = format!("spec.response.success.headers.{name}");
+        if obj.at(&format!("{p}.wristband")).is_some() {
+            crate::wristband::translate(obj, st, &name, &p);
+            continue;
+        }
         let plain: Option<ValueOrSelector> = obj
             .at(&format!("{p}.plain"))
             .and_then(|v| yaml_serde::from_value(v.clone()).ok());

@@ -14,6 +14,7 @@ mod out;
 mod pattern;
 mod report;
 mod sar;
+mod wristband;
 
 use std::collections::BTreeMap;
 use std::fmt;

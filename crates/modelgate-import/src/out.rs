@@ -14,6 +14,8 @@ pub(crate) struct Config {
     pub models: Vec<Model>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub policies: Vec<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wristband: Option<crate::wristband::Wristband>,
 }
 
 #[derive(Debug, Default, Serialize)]

@@ -134,6 +134,7 @@ pub(super) fn model(raw: RawModel, key: &str, base: &Path, c: &mut Collector) ->
     });
     Some(Model {
         kubernetes_access,
+        wristband: raw.wristband.unwrap_or(true),
         name: name?,
         protocols: protocols?,
         backend: backend?,
