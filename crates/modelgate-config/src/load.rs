@@ -21,6 +21,7 @@ const SECTIONS: &[&str] = &[
     "log",
     "runtime",
     "ext_authz",
+    "extension_providers",
 ];
 
 /// Loads and validates the configuration file at `path`, reading `${VARS}`
@@ -90,6 +91,9 @@ pub fn parse_str(
             "log" => s.log = de(v, "log", &mut c),
             "runtime" => s.runtime = de(v, "runtime", &mut c),
             "ext_authz" => s.ext_authz = de(v, "ext_authz", &mut c),
+            "extension_providers" => {
+                s.extension_providers = de(v, "extension_providers", &mut c);
+            }
             other => c.push(
                 other,
                 "unknown section",

@@ -22,6 +22,8 @@ pub struct Config {
     pub runtime: Runtime,
     /// Envoy ext_authz service (`ext_authz:`), if configured.
     pub ext_authz: Option<crate::ext_authz::ExtAuthz>,
+    /// External authorizers CUSTOM policies name (`extension_providers:`).
+    pub extension_providers: Vec<crate::providers::ExtensionProvider>,
 }
 
 impl Config {

@@ -37,6 +37,7 @@ pub(crate) struct Sections {
     pub log: Option<RawLog>,
     pub runtime: Option<RawRuntime>,
     pub ext_authz: Option<crate::ext_authz::RawExtAuthz>,
+    pub extension_providers: Option<Vec<crate::providers::RawExtensionProvider>>,
 }
 
 const DEFAULT_ADMIN: &str = "127.0.0.1:9901";
@@ -56,6 +57,8 @@ pub(crate) fn validate(s: Sections, base: &Path, c: &mut Collector) -> Option<Co
         base,
         c,
     );
+    let extension_providers = crate::providers::providers(s.extension_providers, c);
+    crate::providers::check_policies(&extension_providers, &policies, c);
     if let (Some(admin), Some(listeners)) = (&admin, &listeners) {
         for (i, l) in listeners.iter().enumerate() {
             if l.address == admin.address {
@@ -79,6 +82,7 @@ pub(crate) fn validate(s: Sections, base: &Path, c: &mut Collector) -> Option<Co
         log: log?,
         runtime: runtime?,
         ext_authz,
+        extension_providers,
     })
 }
 
