@@ -29,6 +29,8 @@ pub struct Call<'a> {
     pub route: &'a RouteMatch,
     pub permit: &'a Permit,
     pub ready: bool,
+    /// An external authorizer's `headersToUpstreamOnAllow` headers.
+    pub upstream_headers: &'a [(http::HeaderName, http::HeaderValue)],
 }
 
 impl Call<'_> {
@@ -45,6 +47,7 @@ impl Call<'_> {
             route,
             permit,
             ready,
+            upstream_headers,
         } = self;
         if local::is_local(route) {
             if !facts.grpc {
@@ -67,8 +70,12 @@ impl Call<'_> {
         match p.backends.get(&model) {
             Some(ModelBackend::Proxy(target)) => {
                 let limit = listener.config.max_body_bytes;
-                let (req, tripped) =
+                let (mut req, tripped) =
                     upstream_request(p, listener, facts, route, permit, body).map_err(refuse)?;
+                // Set after the header policy: they may be identity headers.
+                for (n, v) in upstream_headers {
+                    req.headers_mut().insert(n, v.clone());
+                }
                 match target.forward(req, trace.grpc, Some(tripped)).await {
                     Ok(fwd) => {
                         trace.upstream = Some(fwd.upstream);

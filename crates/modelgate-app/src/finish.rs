@@ -6,7 +6,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
 use http::{HeaderValue, Response};
-use modelgate_audit::{Decision, Metrics, Outcome, PolicyNote, Rule, authorino_response};
+use modelgate_audit::{
+    Decision, ExternalNote, Metrics, Outcome, PolicyNote, Rule, authorino_response,
+};
 use modelgate_authz::{PolicyRef, Ruling};
 use modelgate_core::respond::{RenderContext, X_EXT_AUTH_REASON, render};
 use modelgate_core::{AuthMethod, BoxBody, ErrorShape, Operation, Principal, Protocol, Reject};
@@ -112,6 +114,10 @@ impl Trace {
                 .map(|d| note(&d.policy, Some(d.would)))
                 .collect(),
             audit: r.audit.iter().map(|p| note(p, None)).collect(),
+            external: r.external.as_ref().map(|e| ExternalNote {
+                provider: &e.provider,
+                outcome: e.outcome.as_str(),
+            }),
         }
     }
 }

@@ -192,6 +192,7 @@ async fn flow(
         route,
         result,
         ruling,
+        upstream_headers,
         ..
     } = d;
     trace.request_id = request_id;
@@ -221,6 +222,7 @@ async fn flow(
         route: &route,
         permit: &permit,
         ready,
+        upstream_headers: &upstream_headers,
     };
     call.run(facts, request_body, trace).await
 }

@@ -16,7 +16,7 @@ use modelgate_core::ModelName;
 use modelgate_route::RouteTable;
 use modelgate_upstream::UpstreamTarget;
 
-use crate::decide::{Decider, Listeners};
+use crate::decide::{Decider, Listeners, Providers};
 
 /// What the pipeline does for one model once a request is permitted.
 pub enum ModelBackend {
@@ -45,6 +45,8 @@ pub struct Pipeline {
     pub strip_headers: Vec<HeaderName>,
     /// Identity-source metrics, shared by every pipeline of the process.
     pub identity_metrics: IdentityMetrics,
+    /// External authorizers (`extension_providers`), with their pools.
+    pub providers: Arc<Providers>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +67,7 @@ impl Pipeline {
             authz: &self.authz,
             models: &self.config.models,
             listeners: Listeners::Views(&self.listeners),
+            providers: &self.providers,
         }
     }
 
@@ -148,7 +151,9 @@ impl Pipeline {
         let mut strip_headers = config.auth.strip_headers.clone();
         strip_headers.extend(config.auth.identity_header.iter().cloned());
         strip_headers.extend(authn.output_headers().iter().cloned());
+        let providers = Providers::build(&config.extension_providers);
         Ok(Self {
+            providers,
             routes,
             authn,
             authz,
