@@ -14,6 +14,9 @@ pub(crate) struct Config {
     pub models: Vec<Model>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub policies: Vec<Value>,
+    /// Istio `extensionProviders` (ext_authz), as CUSTOM policies name them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub extension_providers: Vec<Value>,
 }
 
 #[derive(Debug, Default, Serialize)]

@@ -188,3 +188,112 @@ pub(super) fn check_request(facts: &RequestFacts) -> CheckRequest {
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use envoy_types::pb::envoy::service::auth::v3::{DeniedHttpResponse, OkHttpResponse};
+    use envoy_types::pb::envoy::r#type::v3::HttpStatus;
+    use envoy_types::pb::google::rpc;
+
+    use super::*;
+
+    fn facts() -> RequestFacts {
+        let mut headers = HeaderMap::new();
+        headers.append("x-a", HeaderValue::from_static("1"));
+        headers.append("x-a", HeaderValue::from_static("2"));
+        RequestFacts {
+            request_id: "rid".into(),
+            method: http::Method::POST,
+            path: "/v2/models/iris/infer".into(),
+            query: Some("q=1".into()),
+            host: Some("models.example.com".into()),
+            headers,
+            client: "10.0.0.7:5000".parse().unwrap(),
+            local: "10.0.0.1:8080".parse().unwrap(),
+            peer: Some(modelgate_core::PeerIdentity {
+                uris: vec!["spiffe://cluster.local/ns/a/sa/b".into()],
+                dns: vec![],
+                common_name: None,
+            }),
+            received: Instant::now(),
+            grpc: false,
+        }
+    }
+
+    #[test]
+    fn check_request_is_shaped_as_envoy_builds_it() {
+        let r = check_request(&facts());
+        let a = r.attributes.unwrap();
+        let http = a.request.unwrap().http.unwrap();
+        assert_eq!(http.method, "POST");
+        assert_eq!(http.path, "/v2/models/iris/infer?q=1");
+        assert_eq!(http.host, "models.example.com");
+        assert_eq!(http.id, "rid");
+        assert_eq!(http.headers["x-a"], "1,2");
+        assert_eq!(http.headers[":authority"], "models.example.com");
+        assert_eq!(http.headers[":path"], "/v2/models/iris/infer?q=1");
+        let source = a.source.unwrap();
+        assert_eq!(source.principal, "spiffe://cluster.local/ns/a/sa/b");
+        assert!(source.address.is_some() && a.destination.is_some());
+    }
+
+    fn hv(k: &str, v: &str) -> HeaderValueOption {
+        HeaderValueOption {
+            header: Some(envoy_types::pb::envoy::config::core::v3::HeaderValue {
+                key: k.into(),
+                value: v.into(),
+                raw_value: Vec::new(),
+            }),
+            ..HeaderValueOption::default()
+        }
+    }
+
+    #[test]
+    fn answers_map_to_allow_and_deny() {
+        let ok = CheckResponse {
+            status: Some(rpc::Status::default()),
+            http_response: Some(HttpResponse::OkResponse(OkHttpResponse {
+                headers: vec![hv("x-user", "alice"), hv(":path", "/evil")],
+                ..OkHttpResponse::default()
+            })),
+            ..CheckResponse::default()
+        };
+        let Answer::Allow(h) = answer(ok) else {
+            panic!("allow expected")
+        };
+        assert_eq!(h.len(), 1);
+        assert_eq!(h[0].0, "x-user");
+        let denied = CheckResponse {
+            status: Some(rpc::Status {
+                code: 16,
+                ..rpc::Status::default()
+            }),
+            http_response: Some(HttpResponse::DeniedResponse(DeniedHttpResponse {
+                status: Some(HttpStatus { code: 401 }),
+                headers: vec![hv("www-authenticate", "Bearer")],
+                body: "who are you".into(),
+            })),
+            ..CheckResponse::default()
+        };
+        let Answer::Deny(d) = answer(denied) else {
+            panic!("deny expected")
+        };
+        assert_eq!(d.status, 401);
+        assert_eq!(d.headers["www-authenticate"], "Bearer");
+        assert_eq!(d.body, "who are you");
+        // A refusal without a denied_response is a plain 403.
+        let bare = CheckResponse {
+            status: Some(rpc::Status {
+                code: 7,
+                ..rpc::Status::default()
+            }),
+            ..CheckResponse::default()
+        };
+        let Answer::Deny(d) = answer(bare) else {
+            panic!("deny expected")
+        };
+        assert_eq!(d.status, 403);
+    }
+}
