@@ -120,13 +120,16 @@ def script(tmp_path):
         s.stop()
 
 
-def front_config(echo: int, provider_yaml: str, ext_authz_port: int | None = None) -> str:
+def front_config(echo: int, provider_yaml: str, ext_authz_port: int | None = None,
+                 listen: str = "__LISTEN__", admin: str = "__ADMIN__") -> str:
     ext = f'ext_authz: {{address: "127.0.0.1:{ext_authz_port}", http_path_prefix: /authz}}\n' if ext_authz_port else ""
     return f"""
 listen:
-  - address: "__LISTEN__"
+  - address: "{listen}"
     istio_compat: true
-admin: {{address: "__ADMIN__"}}
+    trusted_proxies: [127.0.0.1/32]
+    forward_auth: [{{path: /auth/nginx, headers: nginx}}]
+admin: {{address: "{admin}"}}
 models:
   - name: iris
     upstream: {{url: "http://127.0.0.1:{echo}"}}
@@ -273,3 +276,35 @@ def test_through_modelgate_ext_authz_check(start_modelgate, script):
     assert r.status_code == 403
     assert r.headers["x-reason"] == "no badge"
     assert r.text == "denied by the stand-in authorizer"
+
+
+def test_through_forward_auth(start_modelgate, script):
+    """The same step behind nginx `auth_request`-style forward-auth."""
+    authz = script("authorizer", AUTHORIZER)
+    echo = script("echo", ECHO)
+    mg = start_modelgate(front_config(echo.port, http_provider(authz.port)))
+    asked = {"x-original-uri": META, "x-original-method": "GET"}
+    r = requests.get(mg.url + "/auth/nginx", headers={**asked, "x-ext-authz": "allow"}, timeout=10)
+    assert r.status_code == 200, r.text
+    assert r.headers["x-user"] == "alice"
+    assert authz.records()[-1]["path"] == "/check" + META
+    r = requests.get(mg.url + "/auth/nginx", headers={**asked, "x-ext-authz": "no"}, timeout=10)
+    assert r.status_code == 403
+
+
+def test_check_explains_the_external_call(tmp_path, script, run_modelgate):
+    authz = script("authorizer", AUTHORIZER)
+    cfg = tmp_path / "check.yaml"
+    cfg.write_text(front_config(9, http_provider(authz.port), listen="127.0.0.1:1", admin="127.0.0.1:2"))
+    base = ["check", "--config", str(cfg), "--path", META]
+    r = run_modelgate([*base, "--header", "x-ext-authz: allow"])
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "external: CUSTOM ext-check asked provider ext: allowed" in r.stdout, r.stdout
+    r = run_modelgate([*base, "--header", "x-ext-authz: no"])
+    assert r.returncode != 0
+    assert "external: CUSTOM ext-check asked provider ext: denied" in r.stdout, r.stdout
+    assert "external provider ext: denied with 403" in r.stdout, r.stdout
+    authz.stop()
+    r = run_modelgate([*base, "--header", "x-ext-authz: allow"])
+    assert r.returncode != 0
+    assert "asked provider ext: error" in r.stdout, r.stdout
