@@ -63,9 +63,9 @@ impl Run<'_, '_, '_> {
         });
     }
 
-    /// 1. CUSTOM: an external provider is asked by the decision function
-    /// (recorded here, evaluation goes on); the in-process provider requires
-    /// a verified identity.
+    /// Step 1, CUSTOM: an external provider is asked by the decision
+    /// function (recorded here, evaluation goes on); the in-process provider
+    /// requires a verified identity.
     fn custom(&mut self) -> Option<Verdict> {
         let engine = self.engine;
         for p in &engine.custom {
