@@ -308,3 +308,20 @@ def test_check_explains_the_external_call(tmp_path, script, run_modelgate):
     r = run_modelgate([*base, "--header", "x-ext-authz: allow"])
     assert r.returncode != 0
     assert "asked provider ext: error" in r.stdout, r.stdout
+
+
+def test_providers_follow_a_reload(start_modelgate, script):
+    authz = script("authorizer", AUTHORIZER)
+    echo = script("echo", ECHO)
+    mg = start_modelgate(front_config(echo.port, http_provider(authz.port)))
+    assert requests.get(mg.url + META, headers={"x-ext-authz": "allow"}, timeout=10).status_code == 200
+    # Point the provider at a port nobody listens on, with a custom statusOnError.
+    text = mg.config_path.read_text().replace(f"port: {authz.port}", f"port: {free_port()}")
+    mg.config_path.write_text(text.replace("failOpen: false", 'failOpen: false\n      statusOnError: "503"'))
+    reloads = mg.stderr().count("configuration reloaded")
+    mg.reload()
+    deadline = time.monotonic() + 10
+    while mg.stderr().count("configuration reloaded") == reloads and time.monotonic() < deadline:
+        time.sleep(0.05)
+    r = requests.get(mg.url + META, headers={"x-ext-authz": "allow"}, timeout=10)
+    assert r.status_code == 503, r.text

@@ -151,7 +151,8 @@ impl Pipeline {
         let mut strip_headers = config.auth.strip_headers.clone();
         strip_headers.extend(config.auth.identity_header.iter().cloned());
         strip_headers.extend(authn.output_headers().iter().cloned());
-        let providers = Providers::build(&config.extension_providers);
+        let providers =
+            Providers::build_after(&config.extension_providers, previous.map(|p| &*p.providers));
         Ok(Self {
             providers,
             routes,

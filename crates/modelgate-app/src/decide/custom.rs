@@ -40,7 +40,7 @@ type HttpClient = Client<HttpConnector, Full<Bytes>>;
 /// The configured external authorizers, with their connection pools.
 #[derive(Default)]
 pub struct Providers {
-    list: Vec<Provider>,
+    list: Vec<Arc<Provider>>,
 }
 
 struct Provider {
@@ -52,9 +52,20 @@ struct Provider {
 impl Providers {
     /// Clients for `extension_providers` (no connection is made yet).
     pub fn build(configs: &[ExtensionProvider]) -> Arc<Self> {
+        Self::build_after(configs, None)
+    }
+
+    /// As [`Providers::build`], keeping `previous`'s client (its pooled
+    /// connections and its in-flight cap) for every provider whose settings
+    /// did not change, so a reload neither drops connections nor doubles
+    /// the cap.
+    pub fn build_after(configs: &[ExtensionProvider], previous: Option<&Self>) -> Arc<Self> {
         let list = configs
             .iter()
             .map(|c| {
+                if let Some(p) = previous.and_then(|p| p.list.iter().find(|p| &p.config == c)) {
+                    return p.clone();
+                }
                 let mut conn = HttpConnector::new();
                 conn.set_connect_timeout(Some(c.timeout.min(Duration::from_secs(5))));
                 conn.set_nodelay(true);
@@ -64,18 +75,21 @@ impl Providers {
                 if c.kind == ProviderKind::Grpc {
                     b.http2_only(true);
                 }
-                Provider {
+                Arc::new(Provider {
                     config: c.clone(),
                     slots: Semaphore::new(MAX_IN_FLIGHT),
                     client: b.build(conn),
-                }
+                })
             })
             .collect();
         Arc::new(Self { list })
     }
 
     fn get(&self, name: &str) -> Option<&Provider> {
-        self.list.iter().find(|p| p.config.name == name)
+        self.list
+            .iter()
+            .find(|p| p.config.name == name)
+            .map(|p| &**p)
     }
 }
 
