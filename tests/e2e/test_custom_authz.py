@@ -201,6 +201,8 @@ def test_http_authorizer_allow_deny_and_what_it_sees(start_modelgate, script):
     allowed = [d for d in mg.decisions() if d.get("status") == 200 and d.get("external")]
     assert allowed and allowed[0]["external"]["outcome"] == "allowed"
     assert allowed[0]["policy"]["name"] == "everyone"
+    metrics = requests.get(f"{mg.admin_url}/metrics", timeout=5).text
+    assert 'modelgate_external_authz_checks_total{provider="ext",outcome="denied"} 1' in metrics, metrics
 
 
 def test_http_authorizer_timeout_and_down_fail_closed(start_modelgate, script):

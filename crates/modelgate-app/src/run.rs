@@ -198,6 +198,11 @@ async fn shared_state(
     let pipeline = Pipeline::build(config, keys.clone(), None)?;
     metrics.set_models(pipeline.config.models.iter().map(|m| m.name.as_str()));
     crate::pipeline::register_identity_metrics(&metrics, &pipeline.identity_metrics);
+    metrics.register(
+        "external_authz_checks",
+        "External CUSTOM authorizer checks by provider and outcome",
+        pipeline.providers.checks(),
+    );
     let shared = Arc::new(Shared {
         pipeline: ArcSwap::from_pointee(pipeline),
         metrics,

@@ -24,6 +24,9 @@ use hyper_util::rt::TokioExecutor;
 use modelgate_authz::{Basis, ExternalOutcome, Ruling, Verdict};
 use modelgate_config::providers::{ExtensionProvider, ProviderKind};
 use modelgate_core::{ExternalDenial, Reject, RequestFacts};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use tokio::sync::Semaphore;
 
 use super::Decider;
@@ -41,6 +44,16 @@ type HttpClient = Client<HttpConnector, Full<Bytes>>;
 #[derive(Default)]
 pub struct Providers {
     list: Vec<Arc<Provider>>,
+    /// `external_authz_checks`, shared by every pipeline of the process.
+    checks: Family<CheckLabels, Counter>,
+}
+
+/// Labels of `external_authz_checks`: a configured provider name and one of
+/// five outcomes (never request data).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CheckLabels {
+    provider: String,
+    outcome: &'static str,
 }
 
 struct Provider {
@@ -82,7 +95,13 @@ impl Providers {
                 })
             })
             .collect();
-        Arc::new(Self { list })
+        let checks = previous.map(|p| p.checks.clone()).unwrap_or_default();
+        Arc::new(Self { list, checks })
+    }
+
+    /// The `external_authz_checks` counter family, to register once.
+    pub fn checks(&self) -> Family<CheckLabels, Counter> {
+        self.checks.clone()
     }
 
     fn get(&self, name: &str) -> Option<&Provider> {
@@ -166,6 +185,13 @@ impl Decider<'_> {
             ),
         };
         ext.outcome = outcome;
+        self.providers
+            .checks
+            .get_or_create(&CheckLabels {
+                provider: ext.provider.clone(),
+                outcome: outcome.as_str(),
+            })
+            .inc();
         if let Some(why) = why {
             why.push(format!(
                 "CUSTOM {} external provider {}: {line}",
