@@ -44,17 +44,18 @@ pub(super) async fn check(
     if parts.status.is_server_error() {
         return Err(format!("authorizer answered {}", parts.status));
     }
+    // Read (bounded) on allow too, so the pooled connection can be reused.
+    let body = Limited::new(body, MAX_RESPONSE_BYTES)
+        .collect()
+        .await
+        .map_err(|e| format!("reading the authorizer's body: {e}"))?
+        .to_bytes();
     if parts.status == StatusCode::OK {
         return Ok(Answer::Allow(pick(
             &parts.headers,
             &h.headers_to_upstream_on_allow,
         )));
     }
-    let body = Limited::new(body, MAX_RESPONSE_BYTES)
-        .collect()
-        .await
-        .map_err(|e| format!("reading the deny body: {e}"))?
-        .to_bytes();
     let mut headers = HeaderMap::new();
     let allowed: Vec<(HeaderName, HeaderValue)> = if h.headers_to_downstream_on_deny.is_empty() {
         // Envoy's default: every authorizer header but its own framing.
