@@ -253,7 +253,8 @@ impl Decider<'_> {
         let mut ruling = judged.ruling;
         // 6. An external CUSTOM authorizer, first as in Istio (custom.rs).
         let why = explain.then_some(&mut d.explain);
-        let external = self.external_check(facts, &mut ruling, why).await;
+        let tls = listener.tls.is_some();
+        let external = self.external_check(facts, tls, &mut ruling, why).await;
         let refusal = match &external {
             Err(r) => Some(r.clone()),
             Ok(_) => ruling.verdict.reject(),

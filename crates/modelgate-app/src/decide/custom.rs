@@ -121,7 +121,8 @@ enum Answer {
 
 impl Provider {
     /// One check under the provider's deadline; `Err` is for logs only.
-    async fn check(&self, facts: &RequestFacts) -> Result<Answer, String> {
+    /// `tls`: the request arrived over TLS (the gRPC check's `scheme`).
+    async fn check(&self, facts: &RequestFacts, tls: bool) -> Result<Answer, String> {
         let run = async {
             let _slot = self
                 .slots
@@ -130,7 +131,7 @@ impl Provider {
                 .map_err(|_| "provider closed".to_string())?;
             match &self.config.kind {
                 ProviderKind::Http(h) => http::check(&self.client, &self.config, h, facts).await,
-                ProviderKind::Grpc => grpc::check(&self.client, &self.config, facts).await,
+                ProviderKind::Grpc => grpc::check(&self.client, &self.config, facts, tls).await,
             }
         };
         match tokio::time::timeout(self.config.timeout, run).await {
@@ -146,6 +147,7 @@ impl Decider<'_> {
     pub(super) async fn external_check(
         &self,
         facts: &RequestFacts,
+        tls: bool,
         ruling: &mut Ruling,
         why: Option<&mut Vec<String>>,
     ) -> Result<Vec<(HeaderName, HeaderValue)>, Reject> {
@@ -159,7 +161,7 @@ impl Decider<'_> {
                 detail: format!("extension provider {} is not configured", ext.provider),
             });
         };
-        let answer = p.check(facts).await;
+        let answer = p.check(facts, tls).await;
         let (outcome, result, line) = match answer {
             Ok(Answer::Allow(h)) => {
                 let line = format!("allowed ({} header(s) to upstream)", h.len());

@@ -31,8 +31,9 @@ pub(super) async fn check(
     client: &HttpClient,
     p: &ExtensionProvider,
     facts: &RequestFacts,
+    tls: bool,
 ) -> Result<Answer, String> {
-    let msg = check_request(facts).encode_to_vec();
+    let msg = check_request(facts, tls).encode_to_vec();
     let mut framed = BytesMut::with_capacity(msg.len() + 5);
     framed.put_u8(0);
     framed.put_u32(u32::try_from(msg.len()).map_err(|_| "CheckRequest too large")?);
@@ -130,7 +131,7 @@ fn socket(a: SocketAddr) -> Address {
 }
 
 /// The `CheckRequest` Envoy would send for `facts`.
-pub(super) fn check_request(facts: &RequestFacts) -> CheckRequest {
+pub(super) fn check_request(facts: &RequestFacts, tls: bool) -> CheckRequest {
     let mut headers: HashMap<String, String> = HashMap::new();
     for (n, v) in &facts.headers {
         let v = String::from_utf8_lossy(v.as_bytes());
@@ -144,11 +145,7 @@ pub(super) fn check_request(facts: &RequestFacts) -> CheckRequest {
     }
     let host = facts.host.clone().unwrap_or_default();
     let path = facts.path_and_query();
-    let scheme = if facts.peer.is_some() {
-        "https"
-    } else {
-        "http"
-    };
+    let scheme = if tls { "https" } else { "http" };
     headers.insert(":authority".into(), host.clone());
     headers.insert(":method".into(), facts.method.as_str().into());
     headers.insert(":path".into(), path.clone());
@@ -224,13 +221,14 @@ mod tests {
 
     #[test]
     fn check_request_is_shaped_as_envoy_builds_it() {
-        let r = check_request(&facts());
+        let r = check_request(&facts(), true);
         let a = r.attributes.unwrap();
         let http = a.request.unwrap().http.unwrap();
         assert_eq!(http.method, "POST");
         assert_eq!(http.path, "/v2/models/iris/infer?q=1");
         assert_eq!(http.host, "models.example.com");
         assert_eq!(http.id, "rid");
+        assert_eq!(http.scheme, "https");
         assert_eq!(http.headers["x-a"], "1,2");
         assert_eq!(http.headers[":authority"], "models.example.com");
         assert_eq!(http.headers[":path"], "/v2/models/iris/infer?q=1");
