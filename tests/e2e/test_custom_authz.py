@@ -327,3 +327,89 @@ def test_providers_follow_a_reload(start_modelgate, script):
         time.sleep(0.05)
     r = requests.get(mg.url + META, headers={"x-ext-authz": "allow"}, timeout=10)
     assert r.status_code == 503, r.text
+
+
+# --- modelgate's own gRPC Check, with the external step behind it ------------------
+# CheckRequest/CheckResponse are encoded by hand (protobuf wire format, field
+# numbers from Envoy's envoy/service/auth/v3/*.proto): no Envoy stubs here.
+def _varint(n: int) -> bytes:
+    out = b""
+    while True:
+        b, n = n & 0x7F, n >> 7
+        out += bytes([b | (0x80 if n else 0)])
+        if not n:
+            return out
+
+
+def _field(num: int, payload: bytes) -> bytes:
+    return _varint(num << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _check_request(path: str, headers: dict[str, str]) -> bytes:
+    http = _field(2, b"GET") + _field(4, path.encode()) + _field(5, b"models.example.com")
+    for k, v in headers.items():  # map<string,string> headers = 3
+        http += _field(3, _field(1, k.encode()) + _field(2, v.encode()))
+    return _field(1, _field(4, _field(2, http)))  # attributes.request.http
+
+
+def _parse(buf: bytes) -> dict[int, list]:
+    out: dict[int, list] = {}
+    i = 0
+    while i < len(buf):
+        key, shift = 0, 0
+        while True:
+            b = buf[i]; i += 1
+            key |= (b & 0x7F) << shift; shift += 7
+            if not b & 0x80:
+                break
+        num, wire = key >> 3, key & 7
+        if wire == 0:
+            val, shift = 0, 0
+            while True:
+                b = buf[i]; i += 1
+                val |= (b & 0x7F) << shift; shift += 7
+                if not b & 0x80:
+                    break
+        elif wire == 2:
+            n, shift = 0, 0
+            while True:
+                b = buf[i]; i += 1
+                n |= (b & 0x7F) << shift; shift += 7
+                if not b & 0x80:
+                    break
+            val = buf[i:i + n]; i += n
+        else:
+            raise AssertionError(f"unexpected wire type {wire}")
+        out.setdefault(num, []).append(val)
+    return out
+
+
+def _headers(options: list[bytes]) -> dict[str, str]:
+    out = {}
+    for o in options:
+        hv = _parse(_parse(o)[1][0])
+        out[hv[1][0].decode()] = hv[2][0].decode()
+    return out
+
+
+def test_through_modelgate_grpc_check(start_modelgate, script):
+    import grpc
+
+    authz = script("authorizer", AUTHORIZER)
+    echo = script("echo", ECHO)
+    port = free_port()
+    start_modelgate(front_config(echo.port, http_provider(authz.port), ext_authz_port=port))
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+        check = ch.unary_unary("/envoy.service.auth.v3.Authorization/Check")
+        resp = _parse(check(_check_request(META, {"x-ext-authz": "allow"}), timeout=10))
+        status = _parse(resp[1][0]) if 1 in resp else {}
+        assert status.get(1, [0])[0] == 0, resp
+        ok = _parse(resp[3][0])
+        assert _headers(ok.get(2, []))["x-user"] == "alice"
+        assert authz.records()[-1]["path"] == "/check" + META
+        resp = _parse(check(_check_request(META, {"x-ext-authz": "no"}), timeout=10))
+        assert _parse(resp[1][0])[1][0] == 7  # PERMISSION_DENIED
+        denied = _parse(resp[2][0])
+        assert _parse(denied[1][0])[1][0] == 403
+        assert _headers(denied.get(2, []))["x-reason"] == "no badge"
+        assert denied[3][0] == b"denied by the stand-in authorizer"
