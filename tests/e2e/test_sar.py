@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
+import time
+
 import requests
 
 from seed_import import SEEDS
@@ -76,9 +78,15 @@ def test_allowed_denied_and_unreachable(start_modelgate, start_kube_stub, mlserv
     # MLServer answers shape [2, 1] where the seed's KServe answers [2]; the labels are the seed's.
     assert (r.json()["model_name"], out["data"]) == ("iris", [1, 1])
     # Denied: wrong-person is authenticated but RBAC does not allow it.
+    mark = mg.log_mark()
     r = infer(mg, WRONG)
     assert r.status_code == 403, r.text
     assert r.json()["error"] == "Kubernetes SubjectAccessReview denied access to this model"
+    # The record names the review's refusal, not the ALLOW policy before it.
+    deadline = time.monotonic() + 5
+    while not (refused := [d for d in mg.decisions(mark) if d["status"] == 403]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert refused and refused[-1]["basis"] == "access_review" and "policy" not in refused[-1], refused
     # The review carried the enable-auth attributes and the TokenReview username.
     log = stub.log()
     assert log.count("POST /apis/authorization.k8s.io/v1/subjectaccessreviews") == 2

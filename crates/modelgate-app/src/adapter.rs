@@ -178,6 +178,12 @@ fn allow(p: &Pipeline, view: &ListenerView, d: &Decision, permit: &Permit) -> An
         set.push((h.clone(), v));
     }
     set.extend(plan.add_headers);
+    // An external authorizer's headersToUpstreamOnAllow.
+    for (n, v) in &d.upstream_headers {
+        if !set.iter().any(|(s, _)| s == n) {
+            set.push((n.clone(), v.clone()));
+        }
+    }
     let Some(facts) = &d.facts else {
         return Answer::Allow {
             set,
@@ -244,6 +250,7 @@ impl Decision {
             ruling: None,
             result: Err(r),
             explain: Vec::new(),
+            upstream_headers: Vec::new(),
         }
     }
 }

@@ -29,6 +29,8 @@ pub struct Call<'a> {
     pub route: &'a RouteMatch,
     pub permit: &'a Permit,
     pub ready: bool,
+    /// An external authorizer's `headersToUpstreamOnAllow` headers.
+    pub upstream_headers: &'a [(http::HeaderName, http::HeaderValue)],
 }
 
 impl Call<'_> {
@@ -45,6 +47,7 @@ impl Call<'_> {
             route,
             permit,
             ready,
+            upstream_headers,
         } = self;
         if local::is_local(route) {
             if !facts.grpc {
@@ -69,6 +72,11 @@ impl Call<'_> {
                 let limit = listener.config.max_body_bytes;
                 let (mut req, tripped) =
                     upstream_request(p, listener, facts, route, permit, body).map_err(refuse)?;
+                // Set after the header policy: they may be identity headers.
+                for (n, v) in upstream_headers {
+                    req.headers_mut().insert(n, v.clone());
+                }
+                // Last: an authorizer's headers never replace the wristband.
                 crate::wristband::stamp(p, route, permit, trace, req.headers_mut())
                     .map_err(refuse)?;
                 match target.forward(req, trace.grpc, Some(tripped)).await {

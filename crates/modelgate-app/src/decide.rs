@@ -125,6 +125,10 @@ pub struct Decision {
     pub result: Result<Option<Permit>, Reject>,
     /// One line per step, when asked for.
     pub explain: Vec<String>,
+    /// Headers an external authorizer asked to add upstream on allow
+    /// (`headersToUpstreamOnAllow`), set after the header policy strips
+    /// client-sent identity headers.
+    pub upstream_headers: Vec<(http::HeaderName, http::HeaderValue)>,
 }
 
 /// The configuration a decision reads: routes, identity sources, policies
@@ -137,6 +141,8 @@ pub struct Decider<'a> {
     /// change the outcome).
     pub models: &'a [modelgate_config::Model],
     pub listeners: Listeners<'a>,
+    /// The external authorizers CUSTOM policies name (decide/custom.rs).
+    pub providers: &'a Providers,
 }
 
 /// The listener settings, as the serving pipeline or a bare configuration
@@ -176,6 +182,7 @@ impl Decider<'_> {
             ruling: None,
             result: Ok(None),
             explain: Vec::new(),
+            upstream_headers: Vec::new(),
         };
         let explain =
             explain || tracing::enabled!(target: "modelgate_authz", tracing::Level::DEBUG);
@@ -243,17 +250,34 @@ impl Decider<'_> {
         let caller = caller_of(&d.identity);
         let why = explain.then_some(&mut d.explain);
         let judged = self.authz.judge(caller, facts, route, listener, why);
-        let refusal = judged.ruling.verdict.reject();
-        d.ruling = Some(judged.ruling);
-        match refusal {
-            Some(r) => Err(r),
-            None => {
-                // 6. Remote checks the verdict is subject to (decide/remote.rs).
-                let why = explain.then_some(&mut d.explain);
-                self.remote_checks(route, &d.identity, why).await?;
-                Ok(judged.permit)
-            }
+        let mut ruling = judged.ruling;
+        // 6. An external CUSTOM authorizer, first as in Istio (custom.rs).
+        let why = explain.then_some(&mut d.explain);
+        let tls = listener.tls.is_some();
+        let external = self.external_check(facts, tls, &mut ruling, why).await;
+        let refusal = match &external {
+            Err(r) => Some(r.clone()),
+            Ok(_) => ruling.verdict.reject(),
+        };
+        d.ruling = Some(ruling);
+        if let Some(r) = refusal {
+            return Err(r);
         }
+        // 7. Remote checks the verdict is subject to (decide/remote.rs).
+        let why = explain.then_some(&mut d.explain);
+        if let Err(r) = self.remote_checks(route, &d.identity, why).await {
+            // The record names the refusal, not the ALLOW that came before it.
+            if let Some(ruling) = d.ruling.as_mut() {
+                ruling.verdict = modelgate_authz::Verdict::Forbidden {
+                    basis: modelgate_authz::Basis::AccessReview,
+                    policy: None,
+                    message: r.client_message(),
+                };
+            }
+            return Err(r);
+        }
+        d.upstream_headers = external.unwrap_or_default();
+        Ok(judged.permit)
     }
 
     async fn authenticate(
@@ -306,6 +330,7 @@ pub struct Explainer {
     routes: RouteTable,
     authn: Authenticator,
     authz: Authorizer,
+    providers: Arc<Providers>,
 }
 
 impl Explainer {
@@ -334,11 +359,13 @@ impl Explainer {
             &modelgate_authn::hyper_fetch,
         )
         .map_err(lines)?;
+        let providers = Providers::build(&config.extension_providers);
         Ok(Self {
             config,
             routes,
             authn,
             authz,
+            providers,
         })
     }
 
@@ -358,10 +385,14 @@ impl Explainer {
             authz: &self.authz,
             models: &self.config.models,
             listeners: Listeners::Configs(&self.config.listeners),
+            providers: &self.providers,
         }
     }
 }
 
+mod custom;
 mod remote;
+
+pub use custom::Providers;
 #[cfg(test)]
 mod tests;

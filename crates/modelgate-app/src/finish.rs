@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use http::{HeaderValue, Response};
 use modelgate_audit::{
-    Decision, Metrics, Outcome, PolicyNote, Rule, WristbandNote, authorino_response,
+    Decision, ExternalNote, Metrics, Outcome, PolicyNote, Rule, WristbandNote, authorino_response,
 };
 use modelgate_authz::{PolicyRef, Ruling};
 use modelgate_core::respond::{RenderContext, X_EXT_AUTH_REASON, render};
@@ -120,6 +120,10 @@ impl Trace {
                 .map(|d| note(&d.policy, Some(d.would)))
                 .collect(),
             audit: r.audit.iter().map(|p| note(p, None)).collect(),
+            external: r.external.as_ref().map(|e| ExternalNote {
+                provider: &e.provider,
+                outcome: e.outcome.as_str(),
+            }),
         }
     }
 }

@@ -191,7 +191,14 @@ pub async fn check(
     trace.request_id = d.request_id;
     trace.ruling = d.ruling;
     match d.result {
-        Ok(Some(permit)) => answered(p, metrics, &trace, allowed(p, &permit)),
+        Ok(Some(permit)) => {
+            let mut resp = allowed(p, &permit);
+            // An external authorizer's headersToUpstreamOnAllow.
+            for (n, v) in d.upstream_headers {
+                resp.headers_mut().insert(n, v);
+            }
+            answered(p, metrics, &trace, resp)
+        }
         Ok(None) => {
             let r = Reject::Internal {
                 detail: "forward-auth allowed without a permit".into(),

@@ -191,6 +191,7 @@ async fn flow(
         route,
         result,
         ruling,
+        upstream_headers,
         ..
     } = d;
     trace.request_id = request_id;
@@ -220,6 +221,7 @@ async fn flow(
         route: &route,
         permit: &permit,
         ready,
+        upstream_headers: &upstream_headers,
     };
     call.run(facts, request_body, trace).await
 }

@@ -33,4 +33,4 @@ pub use decide::{
     Ask, BodyModel, Claimed, Decider, Decision, Explainer, GivenModel, Identity, Listeners, NoBody,
 };
 pub use pipeline::{BuildError, Pipeline};
-pub use run::{Addon, OnReady, StartError, run, run_with, run_with_addons};
+pub use run::{Addon, OnReady, StartError, Started, run, run_with, run_with_addons};

@@ -17,7 +17,7 @@ use modelgate_core::ModelName;
 use modelgate_route::RouteTable;
 use modelgate_upstream::UpstreamTarget;
 
-use crate::decide::{Decider, Listeners};
+use crate::decide::{Decider, Listeners, Providers};
 
 /// What the pipeline does for one model once a request is permitted.
 pub enum ModelBackend {
@@ -49,6 +49,8 @@ pub struct Pipeline {
     /// The wristband signer (`wristband:`); its key files are read per build,
     /// so a reload picks up rotated keys.
     pub wristband: Option<Wristbands>,
+    /// External authorizers (`extension_providers`), with their pools.
+    pub providers: Arc<Providers>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +71,7 @@ impl Pipeline {
             authz: &self.authz,
             models: &self.config.models,
             listeners: Listeners::Views(&self.listeners),
+            providers: &self.providers,
         }
     }
 
@@ -158,7 +161,10 @@ impl Pipeline {
         strip_headers.extend(authn.output_headers().iter().cloned());
         // A client's wristband header never reaches an upstream.
         strip_headers.extend(wristband.as_ref().map(|w| w.header().clone()));
+        let providers =
+            Providers::build_after(&config.extension_providers, previous.map(|p| &*p.providers));
         Ok(Self {
+            providers,
             routes,
             authn,
             authz,

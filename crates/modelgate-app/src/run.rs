@@ -60,16 +60,18 @@ pub type OnReady = Box<dyn FnOnce(&[SocketAddr], SocketAddr) + Send>;
 
 /// A service started beside the listeners once the pipeline is built (e.g.
 /// Envoy ext_authz): given the configuration, the decision ([`Adapter`]) and
-/// the stop signal, it binds and returns the thread serving it, joined at
-/// shutdown; `Ok(None)` when the configuration does not ask for it.
+/// the stop signal, it binds and returns what it [`Started`];
+/// `Ok(None)` when the configuration does not ask for it.
 pub type Addon = Box<
-    dyn FnOnce(
-            &Config,
-            Adapter,
-            watch::Receiver<bool>,
-        ) -> Result<Option<std::thread::JoinHandle<()>>, String>
-        + Send,
+    dyn FnOnce(&Config, Adapter, watch::Receiver<bool>) -> Result<Option<Started>, String> + Send,
 >;
+
+/// A started [`Addon`]: the thread serving it (joined at shutdown) and its
+/// TLS setup, whose certificate `SIGHUP` reloads with the listeners'.
+pub struct Started {
+    pub thread: std::thread::JoinHandle<()>,
+    pub tls: Option<Arc<TlsSetup>>,
+}
 
 /// [`run`], calling `on_ready` once the server is ready.
 pub async fn run_with(
@@ -114,6 +116,7 @@ pub async fn run_with_addons(
         shared: shared.clone(),
     });
     let mut threads = spawn_io_threads(bound.per_thread, &gateway, &stop_rx)?;
+    let mut tls_setups = bound.tls_setups;
     for addon in addons {
         let config = shared.pipeline.load_full();
         let started = addon(
@@ -122,7 +125,10 @@ pub async fn run_with_addons(
             stop_rx.clone(),
         )
         .map_err(StartError::Addon)?;
-        threads.extend(started);
+        if let Some(s) = started {
+            threads.push(s.thread);
+            tls_setups.extend(s.tls);
+        }
     }
     let admin_tcp_addr = admin_tcp.local_addr().unwrap_or(admin_addr);
     let admin_task = spawn_admin(admin_tcp, admin_tcp_addr, &shared, &stop_rx);
@@ -130,7 +136,7 @@ pub async fn run_with_addons(
         shared.clone(),
         config_path,
         listeners_cfg.clone(),
-        bound.tls_setups,
+        tls_setups,
     ));
     let watch_task = reloader.clone().spawn_watchers();
     shared.ready.store(true, Ordering::Release);
@@ -192,6 +198,11 @@ async fn shared_state(
     let pipeline = Pipeline::build(config, keys.clone(), None)?;
     metrics.set_models(pipeline.config.models.iter().map(|m| m.name.as_str()));
     crate::pipeline::register_identity_metrics(&metrics, &pipeline.identity_metrics);
+    metrics.register(
+        "external_authz_checks",
+        "External CUSTOM authorizer checks by provider and outcome",
+        pipeline.providers.checks(),
+    );
     let shared = Arc::new(Shared {
         pipeline: ArcSwap::from_pointee(pipeline),
         metrics,

@@ -100,6 +100,18 @@ pub struct Rule<'a> {
     /// AUDIT policies that matched.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub audit: Vec<PolicyNote<'a>>,
+    /// The external authorizer a CUSTOM policy asked, and its answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external: Option<ExternalNote<'a>>,
+}
+
+/// An external authorizer's part in a decision.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExternalNote<'a> {
+    /// The `extension_providers[].name`.
+    pub provider: &'a str,
+    /// `pending`, `allowed`, `denied`, `error` or `error_fail_open`.
+    pub outcome: &'static str,
 }
 
 /// A policy named in a decision record.

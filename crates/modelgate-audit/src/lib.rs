@@ -5,6 +5,8 @@ mod decision;
 mod log;
 mod metrics;
 
-pub use decision::{Decision, Outcome, PolicyNote, Rule, WristbandNote, authorino_response};
+pub use decision::{
+    Decision, ExternalNote, Outcome, PolicyNote, Rule, WristbandNote, authorino_response,
+};
 pub use log::DecisionLog;
 pub use metrics::Metrics;

@@ -43,6 +43,8 @@ pub struct Engine {
     pub(crate) deny: Vec<CompiledPolicy>,
     pub(crate) allow: Vec<CompiledPolicy>,
     pub(crate) audit: Vec<CompiledPolicy>,
+    /// Names of the configured external authorizers (`extension_providers`).
+    pub(crate) external: Vec<String>,
     env: Arc<Env>,
 }
 
@@ -64,6 +66,11 @@ impl Engine {
             deny: Vec::new(),
             allow: Vec::new(),
             audit: Vec::new(),
+            external: config
+                .extension_providers
+                .iter()
+                .map(|p| p.name.clone())
+                .collect(),
             env: crate::cel::env(),
         };
         let mut errors = Vec::new();
@@ -139,12 +146,14 @@ impl Engine {
             explain,
             dry_run: Vec::new(),
             audit: Vec::new(),
+            external: None,
         };
         let verdict = run.decide();
         Ruling {
             verdict,
             dry_run: run.dry_run,
             audit: run.audit,
+            external: run.external,
         }
     }
 

@@ -15,7 +15,9 @@ mod verdict;
 pub use decide::{CallerKind, Engine, RBAC_DENIED, grants_restrict};
 pub use input::{Input, remote_ip};
 pub use permit::Permit;
-pub use verdict::{Basis, Basis as PermitBasis, DryRun, PolicyRef, Ruling, Verdict};
+pub use verdict::{
+    Basis, Basis as PermitBasis, DryRun, ExternalCheck, ExternalOutcome, PolicyRef, Ruling, Verdict,
+};
 
 use modelgate_config::{Config, ConfigError, Listener};
 use modelgate_core::{Authenticated, Principal, Reject, RequestFacts};

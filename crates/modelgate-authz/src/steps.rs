@@ -9,7 +9,7 @@ use modelgate_route::ModelRef;
 use crate::decide::{CallerKind, CompiledPolicy, Engine, RBAC_DENIED, grants_restrict};
 use crate::eval::Quantifier;
 use crate::input::Input;
-use crate::verdict::{Basis, DryRun, PolicyRef, Verdict};
+use crate::verdict::{Basis, DryRun, ExternalCheck, ExternalOutcome, PolicyRef, Verdict};
 
 /// One evaluation in progress.
 pub(crate) struct Run<'e, 'i, 'x> {
@@ -19,6 +19,9 @@ pub(crate) struct Run<'e, 'i, 'x> {
     pub explain: Option<&'x mut Vec<String>>,
     pub dry_run: Vec<DryRun>,
     pub audit: Vec<PolicyRef>,
+    /// The external authorizer to ask (the first CUSTOM policy with an
+    /// external provider that matched).
+    pub external: Option<ExternalCheck>,
 }
 
 fn named(p: &Policy) -> PolicyRef {
@@ -60,7 +63,9 @@ impl Run<'_, '_, '_> {
         });
     }
 
-    /// 1. CUSTOM: the in-process provider requires a verified identity.
+    /// Step 1, CUSTOM: an external provider is asked by the decision
+    /// function (recorded here, evaluation goes on); the in-process provider
+    /// requires a verified identity.
     fn custom(&mut self) -> Option<Verdict> {
         let engine = self.engine;
         for p in &engine.custom {
@@ -69,6 +74,10 @@ impl Run<'_, '_, '_> {
             };
             let name = &p.policy.name;
             let provider = p.policy.provider.as_deref().unwrap_or("");
+            if engine.external.iter().any(|e| e == provider) {
+                self.external_custom(p, rule, provider);
+                continue;
+            }
             let anonymous = self.i.principal.is_none();
             if p.policy.dry_run {
                 self.note(&|| format!("CUSTOM {name} is dry-run: not enforced"));
@@ -90,6 +99,31 @@ impl Run<'_, '_, '_> {
             self.note(&|| format!("CUSTOM {name} (provider {provider}, in-process) matched by rule {rule}: verified identity → continue"));
         }
         None
+    }
+
+    fn external_custom(&mut self, p: &crate::decide::CompiledPolicy, rule: usize, provider: &str) {
+        let name = &p.policy.name;
+        if p.policy.dry_run {
+            self.note(&|| {
+                format!("CUSTOM {name} is dry-run: external provider {provider} not asked")
+            });
+            self.would(&p.policy, "check_external");
+        } else if self.external.is_some() {
+            self.note(&|| {
+                format!(
+                    "CUSTOM {name} matched by rule {rule}: an external check is already asked for"
+                )
+            });
+        } else {
+            self.note(&|| {
+                format!("CUSTOM {name} matched by rule {rule}: ask external provider {provider}")
+            });
+            self.external = Some(ExternalCheck {
+                policy: named(&p.policy),
+                provider: provider.to_string(),
+                outcome: ExternalOutcome::Pending,
+            });
+        }
     }
 
     /// 2. DENY.

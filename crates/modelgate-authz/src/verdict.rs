@@ -19,6 +19,9 @@ pub enum Basis {
     ServerOperation,
     /// modelgate's fail-closed default (anonymous request, no ALLOW policy).
     Default,
+    /// The model's Kubernetes SubjectAccessReview refused (after the
+    /// policies allowed): `models[].kubernetes_access`.
+    AccessReview,
 }
 
 impl Basis {
@@ -29,6 +32,7 @@ impl Basis {
             Basis::Policy => "policy",
             Basis::ServerOperation => "server_operation",
             Basis::Default => "default",
+            Basis::AccessReview => "access_review",
         }
     }
 }
@@ -117,4 +121,43 @@ pub struct Ruling {
     pub dry_run: Vec<DryRun>,
     /// AUDIT policies that matched (recorded only).
     pub audit: Vec<PolicyRef>,
+    /// A CUSTOM policy with an external provider matched: the verdict holds
+    /// only if that authorizer allows (the decision function asks it).
+    pub external: Option<ExternalCheck>,
+}
+
+/// The external check a CUSTOM policy asks for, and how it went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExternalCheck {
+    pub policy: PolicyRef,
+    /// The `extension_providers[].name` to ask.
+    pub provider: String,
+    pub outcome: ExternalOutcome,
+}
+
+/// What the external authorizer answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExternalOutcome {
+    /// Not asked yet (authorization itself does no I/O).
+    Pending,
+    Allowed,
+    /// Refused, with this HTTP status.
+    Denied(u16),
+    /// Unreachable, timed out or unintelligible; `fail_open` says whether the
+    /// request went on.
+    Failed {
+        fail_open: bool,
+    },
+}
+
+impl ExternalOutcome {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Allowed => "allowed",
+            Self::Denied(_) => "denied",
+            Self::Failed { fail_open: true } => "error_fail_open",
+            Self::Failed { fail_open: false } => "error",
+        }
+    }
 }

@@ -1,6 +1,6 @@
 //! The modelgate configuration file: one YAML document with the sections
 //! `listen`, `admin`, `models`, `auth`, `policies`, `log`, `runtime` and
-//! `ext_authz` and `wristband`.
+//! `ext_authz`, `wristband` and `extension_providers`.
 //!
 //! Parsing is strict (unknown keys are errors), `${ENV}` references are
 //! expanded in string values, and every error found is reported at once with
@@ -17,6 +17,7 @@ pub mod kube_keys;
 mod limits;
 mod load;
 pub mod policy;
+pub mod providers;
 pub mod raw;
 pub mod redis_store;
 mod restart;

@@ -22,6 +22,7 @@ const SECTIONS: &[&str] = &[
     "runtime",
     "ext_authz",
     "wristband",
+    "extension_providers",
 ];
 
 /// Loads and validates the configuration file at `path`, reading `${VARS}`
@@ -92,6 +93,9 @@ pub fn parse_str(
             "runtime" => s.runtime = de(v, "runtime", &mut c),
             "ext_authz" => s.ext_authz = de(v, "ext_authz", &mut c),
             "wristband" => s.wristband = de(v, "wristband", &mut c),
+            "extension_providers" => {
+                s.extension_providers = de(v, "extension_providers", &mut c);
+            }
             other => c.push(
                 other,
                 "unknown section",

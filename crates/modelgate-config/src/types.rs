@@ -24,6 +24,8 @@ pub struct Config {
     pub ext_authz: Option<crate::ext_authz::ExtAuthz>,
     /// Signed identity sent upstream (`wristband:`), if configured.
     pub wristband: Option<crate::wristband::Wristband>,
+    /// External authorizers CUSTOM policies name (`extension_providers:`).
+    pub extension_providers: Vec<crate::providers::ExtensionProvider>,
 }
 
 impl Config {

@@ -18,5 +18,5 @@ pub use facts::{PeerIdentity, RequestFacts, spiffe_id};
 pub use model::{ModelName, ModelNameError};
 pub use principal::{AuthMethod, Grants, Principal};
 pub use protocol::{ErrorShape, Operation, Protocol};
-pub use reject::{AuthFailure, Reject};
+pub use reject::{AuthFailure, ExternalDenial, Reject};
 pub use secret::{Secret, redact_url};

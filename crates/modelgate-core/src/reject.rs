@@ -76,6 +76,18 @@ pub enum Reject {
     UpstreamTimeout,
     /// 500: a bug or an impossible state; the detail is for logs only.
     Internal { detail: String },
+    /// An external authorizer (a CUSTOM policy's provider) refused: its
+    /// status, body and allowed headers go to the client as it sent them.
+    External(Box<ExternalDenial>),
+}
+
+/// The response an external authorizer refused with (Envoy passes it on).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExternalDenial {
+    pub status: http::StatusCode,
+    /// Only the headers `headersToDownstreamOnDeny` lets through.
+    pub headers: http::HeaderMap,
+    pub body: bytes::Bytes,
 }
 
 impl Reject {
@@ -97,6 +109,7 @@ impl Reject {
             Reject::UpstreamUnavailable { .. } => S::BAD_GATEWAY,
             Reject::UpstreamTimeout => S::GATEWAY_TIMEOUT,
             Reject::Internal { .. } => S::INTERNAL_SERVER_ERROR,
+            Reject::External(d) => d.status,
         }
     }
 
@@ -118,6 +131,7 @@ impl Reject {
             Reject::UpstreamUnavailable { .. } => "upstream unavailable".into(),
             Reject::UpstreamTimeout => "upstream request timeout".into(),
             Reject::Internal { .. } => "internal error".into(),
+            Reject::External(_) => "denied by the external authorizer".into(),
         }
     }
 
@@ -126,6 +140,7 @@ impl Reject {
     pub fn log_reason(&self) -> String {
         match self {
             Reject::UpstreamUnavailable { detail } | Reject::Internal { detail } => detail.clone(),
+            Reject::External(d) => format!("the external authorizer refused with {}", d.status),
             other => other.client_message(),
         }
     }
@@ -146,6 +161,7 @@ impl Reject {
             Reject::UpstreamUnavailable { .. } => "upstream_unavailable",
             Reject::UpstreamTimeout => "upstream_timeout",
             Reject::Internal { .. } => "internal",
+            Reject::External(_) => "external_denied",
         }
     }
 
@@ -162,6 +178,12 @@ impl Reject {
             Reject::Unavailable { .. } | Reject::UpstreamUnavailable { .. } => 14, // UNAVAILABLE
             Reject::UpstreamTimeout | Reject::RequestTimeout => 4, // DEADLINE_EXCEEDED
             Reject::Internal { .. } => 13,    // INTERNAL
+            Reject::External(d) => match d.status.as_u16() {
+                401 => 16,
+                429 => 8,
+                502..=504 => 14,
+                _ => 7,
+            },
         }
     }
 }

@@ -18,6 +18,9 @@ pub struct RenderContext<'a> {
 
 /// Renders `reject` for a client that speaks `shape`.
 pub fn render(reject: &Reject, shape: ErrorShape, ctx: &RenderContext<'_>) -> Response<BoxBody> {
+    if let Reject::External(d) = reject {
+        return external(reject, d, shape);
+    }
     let mut resp = match shape {
         ErrorShape::Grpc => grpc(reject),
         ErrorShape::KServe => json(
@@ -61,6 +64,27 @@ pub fn for_proxy(resp: &mut Response<BoxBody>, reject: &Reject) {
     {
         resp.headers_mut().insert(X_EXT_AUTH_REASON, v);
     }
+}
+
+/// An external authorizer's refusal, passed on as it was sent (gRPC clients
+/// get the status as a gRPC code, with the allowed headers).
+fn external(
+    reject: &Reject,
+    d: &crate::reject::ExternalDenial,
+    shape: ErrorShape,
+) -> Response<BoxBody> {
+    let mut resp = match shape {
+        ErrorShape::Grpc => grpc(reject),
+        _ => {
+            let mut r = Response::new(full(d.body.clone()));
+            *r.status_mut() = d.status;
+            r
+        }
+    };
+    for (k, v) in &d.headers {
+        resp.headers_mut().append(k, v.clone());
+    }
+    resp
 }
 
 /// `Bearer realm="…"`, plus `error="invalid_token"` for a token that was
@@ -267,6 +291,24 @@ mod tests {
         assert_eq!(r.status(), 502);
         assert_eq!(block_on(body(r)), r#"{"error":"upstream unavailable"}"#);
         assert!(rej.log_reason().contains("refused"));
+    }
+
+    #[test]
+    fn external_denial_passes_through() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("x-reason", HeaderValue::from_static("no badge"));
+        let rej = Reject::External(Box::new(crate::reject::ExternalDenial {
+            status: StatusCode::UNAUTHORIZED,
+            headers,
+            body: bytes::Bytes::from_static(b"go away"),
+        }));
+        let r = render(&rej, ErrorShape::OpenAi, &CTX);
+        assert_eq!(r.status(), 401);
+        assert_eq!(r.headers()["x-reason"], "no badge");
+        assert_eq!(block_on(body(r)), "go away");
+        let r = render(&rej, ErrorShape::Grpc, &CTX);
+        assert_eq!(r.headers()["grpc-status"], "16");
+        assert_eq!(r.headers()["x-reason"], "no badge");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
-use modelgate_app::{Adapter, Addon};
+use modelgate_app::{Adapter, Addon, Started};
 use modelgate_config::Limits;
 use modelgate_config::ext_authz::ExtAuthz;
 use modelgate_core::BoxBody;
@@ -43,7 +43,7 @@ fn start(
     max_body: u64,
     adapter: Adapter,
     stop: watch::Receiver<bool>,
-) -> Result<std::thread::JoinHandle<()>, String> {
+) -> Result<Started, String> {
     let tls = match &ext.tls {
         Some(t) => Some(Arc::new(
             TlsSetup::new(t, true).map_err(|e| format!("ext_authz.tls: {e}"))?,
@@ -80,13 +80,14 @@ fn start(
             max_concurrent_streams: 1024,
             ..Limits::default()
         },
-        tls,
+        tls: tls.clone(),
         gate: Gate::new(ext.listener, 10_000, &ListenStats::default()),
     };
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("modelgate-ext-authz".into())
         .spawn(move || run(sockets, opts, handler, stop))
-        .map_err(|e| format!("ext_authz: cannot start its thread: {e}"))
+        .map_err(|e| format!("ext_authz: cannot start its thread: {e}"))?;
+    Ok(Started { thread, tls })
 }
 
 /// Serves every socket, each on its own thread and event loop; returns when

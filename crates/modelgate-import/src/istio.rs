@@ -244,8 +244,11 @@ pub(crate) fn authorization_policy(mut obj: Object, st: &mut State<'_>) {
         }
         "CUSTOM" => {
             if let Some(p) = obj.at("spec.provider").cloned() {
+                if let Some(name) = p.get("name").and_then(Value::as_str) {
+                    st.custom_policies.push((obj.id.clone(), name.to_string()));
+                }
                 spec.insert("provider".into(), p);
-                obj.note(&mut st.report, "spec.provider", "the CUSTOM provider is served in-process by modelgate's identity sources (auth.*)");
+                obj.used("spec.provider"); // reported once providers are known (mesh.rs)
             }
         }
         _ => {}

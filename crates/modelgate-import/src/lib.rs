@@ -1,6 +1,8 @@
 //! `modelgate import`: the Kubernetes manifests users already have — Istio
 //! `RequestAuthentication`, `AuthorizationPolicy` and `VirtualService`,
-//! Authorino `AuthConfig` (v1beta2, v1beta3) and KServe `InferenceService` —
+//! the mesh config's `extensionProviders` (the `istio` ConfigMap,
+//! IstioOperator), Authorino `AuthConfig` (v1beta2, v1beta3) and KServe
+//! `InferenceService` —
 //! become one modelgate configuration plus a report of everything that was
 //! not translated. Pure: text in, text out; the CLI reads the files.
 
@@ -9,6 +11,7 @@ mod authorino;
 mod docs;
 mod istio;
 mod kserve;
+mod mesh;
 mod object;
 mod out;
 mod pattern;
@@ -87,6 +90,10 @@ pub(crate) struct State<'a> {
     pub kube_keys: Option<out::KubeKeys>,
     /// SubjectAccessReviews waiting for their model.
     pub kube_access: Vec<sar::Pending>,
+    /// Names of the imported `extensionProviders` (ext_authz ones).
+    pub providers: Vec<String>,
+    /// CUSTOM policies (object id, provider name), checked at the end.
+    pub custom_policies: Vec<(String, String)>,
 }
 
 impl State<'_> {
@@ -135,6 +142,8 @@ pub fn import(inputs: &[Input], opts: &Options) -> Result<Imported, ImportError>
         needs_api_keys: false,
         kube_keys: None,
         kube_access: Vec::new(),
+        providers: Vec::new(),
+        custom_policies: Vec::new(),
     };
     let mut objects = Vec::new();
     for input in inputs {
@@ -177,6 +186,8 @@ fn dispatch(mut obj: object::Object, st: &mut State<'_>) {
         ("networking.istio.io", "VirtualService") => istio::virtual_service(obj, st),
         ("authorino.kuadrant.io", "AuthConfig") => authorino::auth_config(obj, st),
         ("serving.kserve.io", "InferenceService") => kserve::inference_service(obj, st),
+        ("v1", "ConfigMap") => mesh::config_map(obj, st),
+        ("install.istio.io", "IstioOperator") => mesh::istio_operator(obj, st),
         _ => {
             let why = format!(
                 "{} {} is not a kind modelgate import reads",
@@ -204,6 +215,7 @@ fn finish(st: &mut State<'_>) {
         st.models.upsert(name, url.clone(), out::UrlSource::Flag);
     }
     sar::apply(st);
+    mesh::custom_policies(st);
     for (name, (model, source)) in &st.models.by_name {
         if *source != out::UrlSource::Flag {
             st.report.push(Level::Note, "models", name, format!(

@@ -16,6 +16,9 @@ pub(crate) struct Config {
     pub policies: Vec<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub wristband: Option<crate::wristband::Wristband>,
+    /// Istio `extensionProviders` (ext_authz), as CUSTOM policies name them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub extension_providers: Vec<Value>,
 }
 
 #[derive(Debug, Default, Serialize)]

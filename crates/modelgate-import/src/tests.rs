@@ -508,3 +508,77 @@ fn api_key_without_labels_stays_on_the_key_file() {
         "{u:?}"
     );
 }
+
+#[test]
+fn istio_mesh_config_extension_providers_and_custom_policy() {
+    let yaml = r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: istio, namespace: istio-system}
+data:
+  mesh: |-
+    accessLogFile: /dev/stdout
+    extensionProviders:
+    - name: sample-ext-authz-http
+      envoyExtAuthzHttp:
+        service: ext-authz.foo.svc.cluster.local
+        port: 8000
+        includeHeadersInCheck: ["x-ext-authz"]
+        includeRequestBodyInCheck: {maxRequestBytes: 100}
+    - name: sample-ext-authz-grpc
+      envoyExtAuthzGrpc: {service: ext-authz.foo.svc.cluster.local, port: 9000}
+    - name: otel
+      opentelemetry: {service: otel.svc, port: 4317}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: ext-authz, namespace: foo}
+spec:
+  action: CUSTOM
+  provider: {name: sample-ext-authz-grpc}
+  rules: [{to: [{operation: {paths: ["/v2/*"]}}]}]
+"#;
+    let i = run(yaml, &Options::default());
+    let c = cfg(&i);
+    let p = &c["extension_providers"];
+    assert_eq!(p[0]["name"].as_str(), Some("sample-ext-authz-http"));
+    assert_eq!(
+        p[0]["envoyExtAuthzHttp"]["includeRequestHeadersInCheck"][0].as_str(),
+        Some("x-ext-authz")
+    );
+    assert!(
+        p[0]["envoyExtAuthzHttp"]
+            .get("includeRequestBodyInCheck")
+            .is_none()
+    );
+    assert_eq!(p[1]["envoyExtAuthzGrpc"]["port"].as_u64(), Some(9000));
+    assert!(
+        p.get(2).is_none(),
+        "a tracing provider is not an authorizer"
+    );
+    let u = untranslated(&i);
+    for want in [
+        "ConfigMap/istio-system/istio: data.mesh.accessLogFile",
+        "ConfigMap/istio-system/istio: data.mesh.extensionProviders[2].opentelemetry",
+        "ConfigMap/istio-system/istio: data.mesh.extensionProviders[0].envoyExtAuthzHttp.includeRequestBodyInCheck",
+    ] {
+        assert!(u.contains(&want.to_string()), "{want} not in {u:?}");
+    }
+    let note = i
+        .report
+        .find("AuthorizationPolicy/foo/ext-authz", "spec.provider")
+        .unwrap();
+    assert!(note.message.contains("external authorizer"), "{note}");
+    // The output loads, and the CUSTOM policy names a configured provider.
+    let loaded = modelgate_config::parse_str(
+        &i.config
+            .replace("${MODELGATE_LISTEN:-0.0.0.0:8080}", "127.0.0.1:8080")
+            .replace("${MODELGATE_ADMIN:-127.0.0.1:9901}", "127.0.0.1:9901"),
+        "out.yaml",
+        std::path::Path::new("."),
+        &|_| None,
+    );
+    if let Err(e) = &loaded {
+        assert!(!e.to_string().contains("provider"), "{e}");
+    }
+}

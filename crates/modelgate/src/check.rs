@@ -281,6 +281,14 @@ fn print(d: &Decision, raw_path: &str, no_policies: bool) -> ExitCode {
         for p in &r.audit {
             println!("audit: {} {} matched", p.action.as_str(), p.name);
         }
+        if let Some(e) = &r.external {
+            println!(
+                "external: CUSTOM {} asked provider {}: {}",
+                e.policy.name,
+                e.provider,
+                e.outcome.as_str()
+            );
+        }
         let v = &r.verdict;
         if let Some(b) = v.basis() {
             println!("basis: {}", b.as_str());

@@ -508,3 +508,25 @@ fn explanation_names_policy_rule_and_field() {
     let (_, why) = w.decide_explained(&Req::post("/v1/models/iris:predict"));
     assert!(why.iter().any(|l| l.contains("policies[0].rules[0].to[0].operation.paths [/v2/*]: path \"/v1/models/iris:predict\" did not match")), "{why:?}");
 }
+
+#[test]
+fn external_custom_is_asked_and_evaluation_goes_on() {
+    // A CUSTOM policy naming an extension provider: authorization records
+    // "ask provider opa" (no I/O here) and the other steps still decide.
+    let w = World::istio(
+        "  - {name: ext, action: CUSTOM, provider: {name: opa}, rules: [{to: [{operation: {paths: [/v2/models/iris/infer]}}]}]}
+  - {name: no-sklearn, action: DENY, rules: [{to: [{operation: {paths: [/v2/models/sklearn/*]}}]}]}
+  - {name: all, action: ALLOW, rules: [{}]}
+extension_providers: [{name: opa, envoyExtAuthzGrpc: {service: 127.0.0.1, port: 9191}}]",
+    );
+    let (out, why) = w.decide_explained(&Req::new("POST", "/v2/models/iris/infer"));
+    // Anonymous: the in-process provider would answer 401; an external one is asked instead.
+    assert_eq!(out, Allow, "{why:?}");
+    assert!(
+        why.iter()
+            .any(|l| l.contains("CUSTOM ext") && l.contains("ask external provider opa")),
+        "{why:?}"
+    );
+    let (_, why) = w.decide_explained(&Req::new("GET", "/v2/models/iris/ready"));
+    assert!(!why.iter().any(|l| l.contains("ask external")), "{why:?}");
+}

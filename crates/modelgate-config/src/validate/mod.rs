@@ -38,6 +38,7 @@ pub(crate) struct Sections {
     pub runtime: Option<RawRuntime>,
     pub ext_authz: Option<crate::ext_authz::RawExtAuthz>,
     pub wristband: Option<crate::wristband::RawWristband>,
+    pub extension_providers: Option<Vec<crate::providers::RawExtensionProvider>>,
 }
 
 const DEFAULT_ADMIN: &str = "127.0.0.1:9901";
@@ -59,6 +60,8 @@ pub(crate) fn validate(s: Sections, base: &Path, c: &mut Collector) -> Option<Co
     );
     let wristband =
         crate::wristband::wristband(s.wristband, listeners.as_deref(), auth.as_ref(), base, c);
+    let extension_providers = crate::providers::providers(s.extension_providers, c);
+    crate::providers::check_policies(&extension_providers, &policies, c);
     if let (Some(admin), Some(listeners)) = (&admin, &listeners) {
         for (i, l) in listeners.iter().enumerate() {
             if l.address == admin.address {
@@ -83,6 +86,7 @@ pub(crate) fn validate(s: Sections, base: &Path, c: &mut Collector) -> Option<Co
         runtime: runtime?,
         ext_authz,
         wristband,
+        extension_providers,
     })
 }
 
