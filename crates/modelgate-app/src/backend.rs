@@ -5,9 +5,10 @@ use std::time::Instant;
 
 use http::{Method, Request, Response, Version};
 use modelgate_authz::Permit;
-use modelgate_core::{BoxBody, Reject, RequestFacts};
+use modelgate_core::{BoxBody, Protocol, Reject, RequestFacts};
 use modelgate_route::{ModelRef, RouteMatch};
 use modelgate_runtime::{BuiltinCall, Runtime};
+use modelgate_upstream::ForwardOpts;
 
 use crate::finish::Trace;
 use crate::forward::upstream_request;
@@ -67,9 +68,16 @@ impl Call<'_> {
         match p.backends.get(&model) {
             Some(ModelBackend::Proxy(target)) => {
                 let limit = listener.config.max_body_bytes;
-                let (req, tripped) =
-                    upstream_request(p, listener, facts, route, permit, body).map_err(refuse)?;
-                match target.forward(req, trace.grpc, Some(tripped)).await {
+                let (out, tripped) =
+                    upstream_request(p, listener, facts, route, permit, body, target.alias())
+                        .await
+                        .map_err(refuse)?;
+                let opts = ForwardOpts {
+                    grpc: trace.grpc,
+                    too_large: Some(tripped),
+                    openai: route.protocol == Protocol::OpenAi,
+                };
+                match target.forward(out, opts).await {
                     Ok(fwd) => {
                         trace.upstream = Some(fwd.upstream);
                         trace.upstream_elapsed = Some(fwd.elapsed);

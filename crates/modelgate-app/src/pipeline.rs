@@ -15,6 +15,7 @@ use modelgate_config::{Backend, Config, ConfigError, CredentialSource, Listener}
 use modelgate_core::ModelName;
 use modelgate_route::RouteTable;
 use modelgate_upstream::UpstreamTarget;
+use modelgate_upstream::metrics::UpstreamMetrics;
 
 use crate::decide::{Decider, Listeners};
 
@@ -45,6 +46,8 @@ pub struct Pipeline {
     pub strip_headers: Vec<HeaderName>,
     /// Identity-source metrics, shared by every pipeline of the process.
     pub identity_metrics: IdentityMetrics,
+    /// Upstream attempt and GenAI metrics, shared likewise.
+    pub upstream_metrics: UpstreamMetrics,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -87,21 +90,26 @@ impl Pipeline {
     ) -> Result<Self, BuildError> {
         let routes = RouteTable::build(&config).map_err(BuildError::Config)?;
         let authz = Authorizer::new(&config).map_err(BuildError::Config)?;
+        let upstream_metrics = previous
+            .map(|p| p.upstream_metrics.clone())
+            .unwrap_or_default();
         let mut backends = HashMap::new();
         let mut errors = Vec::new();
         for (i, m) in config.models.iter().enumerate() {
             let b = match &m.backend {
-                Backend::Upstream(u) => match UpstreamTarget::new(u) {
-                    Ok(t) => ModelBackend::Proxy(Arc::new(t)),
-                    Err(e) => {
-                        errors.push(ConfigError::new(
-                            format!("models[{i}].upstream"),
-                            e,
-                            "check the upstream URL",
-                        ));
-                        continue;
+                Backend::Upstream(u) => {
+                    match UpstreamTarget::new(u, m.name.as_str(), &upstream_metrics) {
+                        Ok(t) => ModelBackend::Proxy(Arc::new(t)),
+                        Err(e) => {
+                            errors.push(ConfigError::new(
+                                format!("models[{i}].upstream"),
+                                e,
+                                "check the upstream URL",
+                            ));
+                            continue;
+                        }
                     }
-                },
+                }
                 Backend::Builtin(_) => ModelBackend::Builtin,
             };
             backends.insert(m.name.clone(), b);
@@ -157,9 +165,30 @@ impl Pipeline {
             decisions,
             strip_headers,
             identity_metrics,
+            upstream_metrics,
             config,
         })
     }
+}
+
+/// Registers the upstream metrics (once per process). The GenAI names follow
+/// OpenTelemetry (`gen_ai.server.*`), under the registry's `modelgate_` prefix.
+pub fn register_upstream_metrics(metrics: &Metrics, m: &UpstreamMetrics) {
+    metrics.register(
+        "upstream_attempts",
+        "Upstream attempts by model, endpoint index (in upstream.url/urls; grpc) and result",
+        m.attempts.clone(),
+    );
+    metrics.register(
+        "gen_ai_server_time_to_first_token_seconds",
+        "OpenAI requests: time from the request to the first byte of the answer",
+        m.time_to_first_token.clone(),
+    );
+    metrics.register(
+        "gen_ai_server_request_duration_seconds",
+        "OpenAI requests: time from the request to the last byte of the answer",
+        m.request_duration.clone(),
+    );
 }
 
 /// Registers the identity-source metrics (once per process).

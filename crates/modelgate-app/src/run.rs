@@ -192,6 +192,7 @@ async fn shared_state(
     let pipeline = Pipeline::build(config, keys.clone(), None)?;
     metrics.set_models(pipeline.config.models.iter().map(|m| m.name.as_str()));
     crate::pipeline::register_identity_metrics(&metrics, &pipeline.identity_metrics);
+    crate::pipeline::register_upstream_metrics(&metrics, &pipeline.upstream_metrics);
     let shared = Arc::new(Shared {
         pipeline: ArcSwap::from_pointee(pipeline),
         metrics,

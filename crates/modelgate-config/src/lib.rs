@@ -21,6 +21,7 @@ pub mod raw;
 mod restart;
 mod types;
 pub mod units;
+pub mod upstream;
 mod validate;
 
 pub use error::{ConfigError, ConfigErrors};

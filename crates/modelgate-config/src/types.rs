@@ -189,6 +189,8 @@ pub struct Upstream {
     pub host: Option<HeaderValue>,
     /// Speak HTTP/2 to the REST endpoints.
     pub http2: bool,
+    /// Credentials, alias, retries and streaming ([`crate::upstream`]).
+    pub llm: crate::upstream::UpstreamExtras,
 }
 
 /// A model served by modelgate's own runtime.
