@@ -45,6 +45,7 @@ class SseUpstream:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # as uvicorn (vLLM) does: each event leaves at once
 
             def log_message(self, *args):  # quiet
                 pass
