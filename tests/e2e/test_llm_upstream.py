@@ -183,6 +183,7 @@ def _arrivals(stream):
 
 def test_stream_arrives_event_by_event(tmp_path, run_modelgate, start_modelgate, sse):
     mg = _sse_gateway(tmp_path, run_modelgate, start_modelgate, sse)
+    mark = mg.log_mark()
     # 10 events 200 ms apart (~1.8 s) under a 1 s request timeout: the
     # timeout ends with the response headers, the stream goes on.
     times, texts = _arrivals(client(mg, mg.key).chat.completions.create(
@@ -196,6 +197,13 @@ def test_stream_arrives_event_by_event(tmp_path, run_modelgate, start_modelgate,
                                  .chat.completions.create(model="standin-llm", messages=MSG, stream=True,
                                                           max_tokens=10))
     assert d_texts == texts
+    # The record is written when the stream ends, with its timing.
+    rec = [d for d in mg.wait_decisions(1, since=mark) if d["path"] == "/v1/chat/completions"][-1]
+    assert rec["status"] == 200 and rec["model"] == "chat"
+    assert 0 < rec["upstream_ttfb_ms"] and rec["upstream_ttfb_ms"] < rec["total_ms"]
+    assert 0 < rec["stream_ms"] < rec["total_ms"]
+    metrics = requests.get(f"{mg.admin_url}/metrics", timeout=5).text
+    assert 'modelgate_gen_ai_server_request_duration_seconds_count{model="chat"} 1' in metrics
     print(f"\nfirst event: via modelgate {times[0] * 1000:.1f} ms, direct {d_times[0] * 1000:.1f} ms; "
           f"last: {times[-1] * 1000:.0f} ms vs {d_times[-1] * 1000:.0f} ms")
 
@@ -218,6 +226,9 @@ def test_client_disconnect_closes_the_upstream_request(tmp_path, run_modelgate, 
     seen = sse.requests[-1]
     assert seen.closed_at is not None, "the upstream never saw the connection close"
     assert seen.sent < 200 and not seen.finished
+    # The request is still logged, when the client went away.
+    recs = [d for d in mg.decisions() if d["path"] == "/v1/chat/completions"]
+    assert recs and recs[-1]["status"] == 200 and "stream_ms" in recs[-1]
 
 
 def test_idle_timeout_ends_a_stalled_stream_cleanly(tmp_path, run_modelgate, start_modelgate, sse):

@@ -77,6 +77,7 @@ impl Call<'_> {
                     too_large: Some(tripped),
                     openai: route.protocol == Protocol::OpenAi,
                 };
+                trace.upstream_sent = Some(Instant::now());
                 match target.forward(out, opts).await {
                     Ok(fwd) => {
                         trace.upstream = Some(fwd.upstream);

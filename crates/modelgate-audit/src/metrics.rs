@@ -397,6 +397,8 @@ mod tests {
             status,
             upstream: None,
             upstream_ms: None,
+            upstream_ttfb_ms: None,
+            stream_ms: None,
             total_ms: Duration::from_micros(1),
             rule: Default::default(),
         }
@@ -514,6 +516,8 @@ mod tests {
             status: 401,
             upstream: None,
             upstream_ms: None,
+            upstream_ttfb_ms: None,
+            stream_ms: None,
             total_ms: Duration::from_micros(120),
             rule: Default::default(),
         };
