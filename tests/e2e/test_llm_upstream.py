@@ -204,8 +204,21 @@ def test_stream_arrives_event_by_event(tmp_path, run_modelgate, start_modelgate,
     assert 0 < rec["stream_ms"] < rec["total_ms"]
     metrics = requests.get(f"{mg.admin_url}/metrics", timeout=5).text
     assert 'modelgate_gen_ai_server_request_duration_seconds_count{model="chat"} 1' in metrics
-    print(f"\nfirst event: via modelgate {times[0] * 1000:.1f} ms, direct {d_times[0] * 1000:.1f} ms; "
+    print(f"\nfirst event after headers: via modelgate {times[0] * 1000:.1f} ms, direct {d_times[0] * 1000:.1f} ms; "
           f"last: {times[-1] * 1000:.0f} ms vs {d_times[-1] * 1000:.0f} ms")
+    # Time to first event from the request's start, 15 samples each way (printed, not asserted).
+    def ttfb(c, model):
+        t0 = time.monotonic()
+        s = c.chat.completions.create(model=model, messages=MSG, stream=True, max_tokens=1)
+        next(iter(s))
+        t = time.monotonic() - t0
+        s.close()
+        return t * 1000
+    via = sorted(ttfb(client(mg, mg.key), "chat") for _ in range(15))
+    direct = sorted(ttfb(openai.OpenAI(base_url=f"{sse.url}/v1", api_key="x", max_retries=0), "standin-llm")
+                    for _ in range(15))
+    print(f"TTFB p50: via modelgate {via[7]:.1f} ms, direct {direct[7]:.1f} ms; "
+          f"max: {via[-1]:.1f} vs {direct[-1]:.1f} ms")
 
 
 def test_client_disconnect_closes_the_upstream_request(tmp_path, run_modelgate, start_modelgate, sse):
