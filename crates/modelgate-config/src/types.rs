@@ -190,7 +190,7 @@ pub struct Upstream {
     /// Speak HTTP/2 to the REST endpoints.
     pub http2: bool,
     /// Credentials, alias, retries and streaming ([`crate::upstream`]).
-    pub llm: crate::upstream::UpstreamExtras,
+    pub llm: Box<crate::upstream::UpstreamExtras>,
 }
 
 /// A model served by modelgate's own runtime.

@@ -201,7 +201,7 @@ mod tests {
 
     fn extras(upstream: &str) -> super::UpstreamExtras {
         match parse(upstream).unwrap().models.remove(0).backend {
-            Backend::Upstream(u) => u.llm,
+            Backend::Upstream(u) => *u.llm,
             Backend::Builtin(_) => unreachable!(),
         }
     }

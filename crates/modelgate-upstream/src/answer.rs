@@ -52,7 +52,7 @@ pub async fn restore_model(
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if !declared.is_some_and(|n| n <= MAX_REWRITE) {
+    if declared.is_none_or(|n| n > MAX_REWRITE) {
         return Response::from_parts(parts, body);
     }
     let bytes = match body.collect().await {

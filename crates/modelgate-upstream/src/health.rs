@@ -65,12 +65,11 @@ impl Health {
         }
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let untried = |i: &usize| *i >= 64 || tried & (1 << i) == 0;
-        let order = (0..n).map(|k| (start + k) % n);
+        let order = (0..n).map(|k| (start + k) % n).filter(untried);
         order
             .clone()
-            .filter(untried)
             .find(|i| self.is_up(*i))
-            .or_else(|| order.filter(untried).next())
+            .or_else(|| order.clone().next())
     }
 }
 

@@ -58,7 +58,7 @@ impl Replay {
                     TakeOnce {
                         slot: slot.clone(),
                         body: None,
-                        hint: hint.clone(),
+                        hint: *hint,
                         end: *end,
                     }
                     .boxed_unsync()
@@ -118,7 +118,7 @@ impl Body for TakeOnce {
     fn size_hint(&self) -> SizeHint {
         match &self.body {
             Some(b) => b.size_hint(),
-            None => self.hint.clone(),
+            None => self.hint,
         }
     }
 }

@@ -387,6 +387,15 @@ impl UpstreamTarget {
                 err: (Reject::PayloadTooLarge { limit: 0 }, ""),
                 retry: false,
             },
+            Ok(Err(e)) if request_body_failed(&e) => {
+                // The client's body failed (paused, broke off): not the
+                // endpoint's fault, and nothing to send again.
+                let detail = format!("request body to {}: {}", ep.display, error_chain(&e));
+                Attempt::Failed {
+                    err: (Reject::UpstreamUnavailable { detail }, "client_body"),
+                    retry: false,
+                }
+            }
             Ok(Err(e)) => {
                 let kind = if e.is_connect() {
                     "connect"
@@ -436,6 +445,20 @@ impl UpstreamTarget {
             _ => Response::from_parts(parts, body),
         }
     }
+}
+
+/// Whether hyper failed because the request body (ours to send) errored.
+fn request_body_failed(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = src {
+        if let Some(h) = err.downcast_ref::<hyper::Error>()
+            && h.is_user()
+        {
+            return true;
+        }
+        src = err.source();
+    }
+    false
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

@@ -201,7 +201,7 @@ pub(super) fn upstream(raw: RawUpstream, key: &str, c: &mut Collector) -> Option
             endpoint(u, &k, c)
         })
         .collect();
-    let llm = crate::upstream::extras(&raw, key, c);
+    let llm = Box::new(crate::upstream::extras(&raw, key, c));
     let grpc = raw
         .grpc_url
         .as_deref()
