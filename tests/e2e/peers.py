@@ -548,6 +548,7 @@ def start_litellm(
     embedding: Sequence[float] = LITELLM_EMBEDDING,
     extra_models: Iterable[Mapping] = (),
     timeout: float = LITELLM_TIMEOUT,
+    master_key: str | None = None,
 ) -> LiteLLM:
     work = Path(workdir)
     work.mkdir(parents=True, exist_ok=True)
@@ -567,6 +568,8 @@ def start_litellm(
         ],
         "litellm_settings": {"telemetry": False},
     }
+    if master_key:  # then every request needs `Authorization: Bearer <master_key>`
+        config["general_settings"] = {"master_key": master_key}
     cfg = work / "litellm.yaml"
     cfg.write_text(json.dumps(config, indent=2))  # JSON is YAML
     env = _clean_env({

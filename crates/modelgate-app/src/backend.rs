@@ -5,9 +5,10 @@ use std::time::Instant;
 
 use http::{Method, Request, Response, Version};
 use modelgate_authz::Permit;
-use modelgate_core::{BoxBody, Reject, RequestFacts};
+use modelgate_core::{BoxBody, Protocol, Reject, RequestFacts};
 use modelgate_route::{ModelRef, RouteMatch};
 use modelgate_runtime::{BuiltinCall, Runtime};
+use modelgate_upstream::ForwardOpts;
 
 use crate::finish::Trace;
 use crate::forward::upstream_request;
@@ -70,16 +71,24 @@ impl Call<'_> {
         match p.backends.get(&model) {
             Some(ModelBackend::Proxy(target)) => {
                 let limit = listener.config.max_body_bytes;
-                let (mut req, tripped) =
-                    upstream_request(p, listener, facts, route, permit, body).map_err(refuse)?;
+                let (mut out, tripped) =
+                    upstream_request(p, listener, facts, route, permit, body, target.alias())
+                        .await
+                        .map_err(refuse)?;
                 // Set after the header policy: they may be identity headers.
                 for (n, v) in upstream_headers {
-                    req.headers_mut().insert(n, v.clone());
+                    out.headers.insert(n, v.clone());
                 }
                 // Last: an authorizer's headers never replace the wristband.
-                crate::wristband::stamp(p, route, permit, trace, req.headers_mut())
+                crate::wristband::stamp(p, route, permit, trace, &mut out.headers)
                     .map_err(refuse)?;
-                match target.forward(req, trace.grpc, Some(tripped)).await {
+                let opts = ForwardOpts {
+                    grpc: trace.grpc,
+                    too_large: Some(tripped),
+                    openai: route.protocol == Protocol::OpenAi,
+                };
+                trace.upstream_sent = Some(Instant::now());
+                match target.forward(out, opts).await {
                     Ok(fwd) => {
                         trace.upstream = Some(fwd.upstream);
                         trace.upstream_elapsed = Some(fwd.elapsed);

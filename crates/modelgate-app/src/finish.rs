@@ -32,6 +32,10 @@ pub struct Trace {
     pub authorized: bool,
     pub upstream: Option<String>,
     pub upstream_elapsed: Option<Duration>,
+    /// When the request was sent upstream (for a streamed answer's timing).
+    pub upstream_sent: Option<Instant>,
+    /// A streamed answer's timing ([`crate::stream_log`]).
+    pub stream: Option<crate::stream_log::StreamTiming>,
     /// The listener answers authentication and authorization refusals as
     /// Envoy does (`text/plain`, `RBAC: access denied`).
     pub istio_compat: bool,
@@ -97,6 +101,8 @@ impl Trace {
             status,
             upstream: self.upstream.as_deref(),
             upstream_ms: self.upstream_elapsed,
+            upstream_ttfb_ms: self.stream.map(|s| s.ttfb),
+            stream_ms: self.stream.map(|s| s.duration),
             total_ms: self.received.elapsed(),
             rule: self.rule(),
             wristband: self
@@ -217,6 +223,8 @@ impl Trace {
             authorized: false,
             upstream: None,
             upstream_elapsed: None,
+            upstream_sent: None,
+            stream: None,
             istio_compat: false,
             ruling: None,
             forward_auth: false,

@@ -2,12 +2,15 @@
 //! possibly rewritten) path, cleaned headers, the verified identity header,
 //! the request id, and a size-limited body whose trailers are dropped (cleaned
 //! on gRPC). OpenAI requests an upstream could read another model from are
-//! refused here (see `modelgate_upstream::openai`).
+//! refused here (see `modelgate_upstream::openai`). For a model with an
+//! alias (`upstream.model`) the upstream's name replaces the client's in the
+//! path, the OpenAI JSON body or the gRPC message (`modelgate_upstream::alias`).
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use http::{HeaderName, HeaderValue, Request};
+use http::header::CONTENT_LENGTH;
+use http::{HeaderName, HeaderValue};
 use http_body_util::BodyExt;
 use modelgate_authz::Permit;
 use modelgate_core::{BoxBody, Protocol, RequestFacts};
@@ -15,19 +18,22 @@ use modelgate_route::RouteMatch;
 use modelgate_upstream::headers::RequestHeaderPolicy;
 use modelgate_upstream::limit::Limited;
 use modelgate_upstream::trailers::{RequestTrailers, TrailerRule};
+use modelgate_upstream::{Outgoing, RenameFirstMessage, RequestBody};
 
 use crate::facts::X_REQUEST_ID;
 use crate::pipeline::{ListenerView, Pipeline};
 
-/// The request to send upstream, and the flag that trips if its body passes the limit.
-pub fn upstream_request(
+/// The request to send upstream, and the flag that trips if its body passes
+/// the limit. `alias`: the upstream's name for the model, if it differs.
+pub async fn upstream_request(
     p: &Pipeline,
     listener: &ListenerView,
     facts: RequestFacts,
     route: &RouteMatch,
     permit: &Permit,
     body: BoxBody,
-) -> Result<(Request<BoxBody>, Arc<AtomicBool>), modelgate_core::Reject> {
+    alias: Option<&str>,
+) -> Result<(Outgoing, Arc<AtomicBool>), modelgate_core::Reject> {
     let RequestFacts {
         method,
         mut headers,
@@ -88,19 +94,59 @@ pub fn upstream_request(
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         headers.insert(X_REQUEST_ID, v);
     }
-    let pq = match query.as_deref().filter(|q| !q.is_empty()) {
-        Some(q) => format!("{}?{}", route.upstream_path, q),
-        None => route.upstream_path.clone(),
+    let path = match alias {
+        Some(a) if matches!(route.protocol, Protocol::V1 | Protocol::V2) => {
+            modelgate_upstream::alias::rewrite_path(&route.upstream_path, a)
+        }
+        _ => route.upstream_path.clone(),
     };
-    let body = RequestTrailers::new(body, trailer_rule);
-    let (limited, tripped) = Limited::new(body, listener.config.max_body_bytes);
-    let mut req = Request::builder()
-        .method(method)
-        .uri(pq)
-        .body(limited.boxed_unsync())
-        .map_err(|e| {
-            modelgate_core::Reject::BadRequest(format!("cannot forward this request: {e}"))
-        })?;
-    *req.headers_mut() = headers;
-    Ok((req, tripped))
+    let path_and_query = match query.as_deref().filter(|q| !q.is_empty()) {
+        Some(q) => format!("{path}?{q}"),
+        None => path,
+    };
+    let limit = listener.config.max_body_bytes;
+    let (body, tripped) = if route.protocol == Protocol::OpenAi && !grpc {
+        // Read whole before authorization (to find the model): collecting
+        // it copies nothing, and lets a retry send it again.
+        let bytes = body
+            .collect()
+            .await
+            .map_err(|_| {
+                modelgate_core::Reject::BadRequest("the request body could not be read".into())
+            })?
+            .to_bytes();
+        let bytes = match alias {
+            Some(a) => {
+                let b = modelgate_upstream::alias::rewrite_json_model(&bytes, a).map_err(|e| {
+                    modelgate_core::Reject::BadRequest(format!(
+                        "the request body is not valid JSON: {e}"
+                    ))
+                })?;
+                headers.insert(CONTENT_LENGTH, HeaderValue::from(b.len() as u64));
+                b
+            }
+            None => bytes,
+        };
+        (
+            RequestBody::Buffered(bytes),
+            Arc::new(AtomicBool::new(false)),
+        )
+    } else {
+        let body = match alias {
+            Some(a) if grpc => RenameFirstMessage::new(body, a, limit).boxed_unsync(),
+            _ => body,
+        };
+        let body = RequestTrailers::new(body, trailer_rule);
+        let (limited, tripped) = Limited::new(body, limit);
+        (RequestBody::Streamed(limited.boxed_unsync()), tripped)
+    };
+    Ok((
+        Outgoing {
+            method,
+            path_and_query,
+            headers,
+            body,
+        },
+        tripped,
+    ))
 }

@@ -70,6 +70,9 @@ impl Handler for Gateway {
         ))
         .await
         {
+            Ok(resp) if crate::stream_log::is_stream(&trace, &resp) => {
+                crate::stream_log::answered_at_end(p, metrics.clone(), trace, resp)
+            }
             Ok(resp) => answered(&p, metrics, &trace, resp),
             Err((reject, upstream_error)) => {
                 if let Some(unread) = body

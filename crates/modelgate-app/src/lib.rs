@@ -20,6 +20,7 @@ mod pipeline;
 mod reload;
 mod run;
 mod wristband;
+mod stream_log;
 
 /// Pure parsers of request bytes, public for the fuzz targets in `fuzz/`.
 #[doc(hidden)]

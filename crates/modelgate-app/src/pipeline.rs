@@ -16,6 +16,7 @@ use modelgate_config::{Backend, Config, ConfigError, CredentialSource, Listener}
 use modelgate_core::ModelName;
 use modelgate_route::RouteTable;
 use modelgate_upstream::UpstreamTarget;
+use modelgate_upstream::metrics::UpstreamMetrics;
 
 use crate::decide::{Decider, Listeners, Providers};
 
@@ -51,6 +52,8 @@ pub struct Pipeline {
     pub wristband: Option<Wristbands>,
     /// External authorizers (`extension_providers`), with their pools.
     pub providers: Arc<Providers>,
+    /// Upstream attempt and GenAI metrics, shared likewise.
+    pub upstream_metrics: UpstreamMetrics,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -98,21 +101,26 @@ impl Pipeline {
             None => None,
         };
         let authz = Authorizer::new(&config).map_err(BuildError::Config)?;
+        let upstream_metrics = previous
+            .map(|p| p.upstream_metrics.clone())
+            .unwrap_or_default();
         let mut backends = HashMap::new();
         let mut errors = Vec::new();
         for (i, m) in config.models.iter().enumerate() {
             let b = match &m.backend {
-                Backend::Upstream(u) => match UpstreamTarget::new(u) {
-                    Ok(t) => ModelBackend::Proxy(Arc::new(t)),
-                    Err(e) => {
-                        errors.push(ConfigError::new(
-                            format!("models[{i}].upstream"),
-                            e,
-                            "check the upstream URL",
-                        ));
-                        continue;
+                Backend::Upstream(u) => {
+                    match UpstreamTarget::new(u, m.name.as_str(), &upstream_metrics) {
+                        Ok(t) => ModelBackend::Proxy(Arc::new(t)),
+                        Err(e) => {
+                            errors.push(ConfigError::new(
+                                format!("models[{i}].upstream"),
+                                e,
+                                "check the upstream URL",
+                            ));
+                            continue;
+                        }
                     }
-                },
+                }
                 Backend::Builtin(_) => ModelBackend::Builtin,
             };
             backends.insert(m.name.clone(), b);
@@ -174,9 +182,30 @@ impl Pipeline {
             strip_headers,
             identity_metrics,
             wristband,
+            upstream_metrics,
             config,
         })
     }
+}
+
+/// Registers the upstream metrics (once per process). The GenAI names follow
+/// OpenTelemetry (`gen_ai.server.*`), under the registry's `modelgate_` prefix.
+pub fn register_upstream_metrics(metrics: &Metrics, m: &UpstreamMetrics) {
+    metrics.register(
+        "upstream_attempts",
+        "Upstream attempts by model, endpoint index (in upstream.url/urls; grpc) and result",
+        m.attempts.clone(),
+    );
+    metrics.register(
+        "gen_ai_server_time_to_first_token_seconds",
+        "OpenAI requests: time from the request to the first byte of the answer",
+        m.time_to_first_token.clone(),
+    );
+    metrics.register(
+        "gen_ai_server_request_duration_seconds",
+        "OpenAI requests: time from the request to the last byte of the answer",
+        m.request_duration.clone(),
+    );
 }
 
 /// Registers the identity-source metrics (once per process).

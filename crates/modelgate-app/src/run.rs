@@ -203,6 +203,7 @@ async fn shared_state(
         "External CUSTOM authorizer checks by provider and outcome",
         pipeline.providers.checks(),
     );
+    crate::pipeline::register_upstream_metrics(&metrics, &pipeline.upstream_metrics);
     let shared = Arc::new(Shared {
         pipeline: ArcSwap::from_pointee(pipeline),
         metrics,

@@ -67,6 +67,14 @@ pub struct Decision<'a> {
     pub upstream: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none", serialize_with = "ser_ms_opt")]
     pub upstream_ms: Option<Duration>,
+    /// Streamed (SSE) answers: from the request sent upstream to the first
+    /// byte of the answer's body (time to first token).
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "ser_ms_opt")]
+    pub upstream_ttfb_ms: Option<Duration>,
+    /// Streamed (SSE) answers: from the answer's headers to its last byte
+    /// (or to the client going away); the record is written then.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "ser_ms_opt")]
+    pub stream_ms: Option<Duration>,
     #[serde(serialize_with = "ser_ms")]
     pub total_ms: Duration,
     /// Which rule decided, and which policies watched.

@@ -23,6 +23,7 @@ pub mod redis_store;
 mod restart;
 mod types;
 pub mod units;
+pub mod upstream;
 mod validate;
 pub mod wristband;
 

@@ -125,7 +125,11 @@ pub struct RawModel {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawUpstream {
-    pub url: OneOrMany<String>,
+    #[serde(default)]
+    pub url: Option<OneOrMany<String>>,
+    /// Several endpoints (same as a list under `url`).
+    #[serde(default)]
+    pub urls: Option<Vec<String>>,
     #[serde(default)]
     pub grpc_url: Option<String>,
     #[serde(default)]
@@ -136,6 +140,18 @@ pub struct RawUpstream {
     pub host: Option<String>,
     #[serde(default)]
     pub http2: Option<bool>,
+    /// LLM upstream keys (credentials, alias, retries, streaming); see
+    /// [`crate::upstream`].
+    #[serde(default)]
+    pub headers: Option<std::collections::BTreeMap<String, String>>,
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub retries: Option<u32>,
+    #[serde(default)]
+    pub stream_idle_timeout: Option<String>,
+    #[serde(default)]
+    pub cooloff: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

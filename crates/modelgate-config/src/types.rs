@@ -195,6 +195,8 @@ pub struct Upstream {
     pub host: Option<HeaderValue>,
     /// Speak HTTP/2 to the REST endpoints.
     pub http2: bool,
+    /// Credentials, alias, retries and streaming ([`crate::upstream`]).
+    pub llm: Box<crate::upstream::UpstreamExtras>,
 }
 
 /// A model served by modelgate's own runtime.

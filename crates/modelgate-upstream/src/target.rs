@@ -1,12 +1,17 @@
-//! One model's upstream: its endpoints, pooled clients and deadline.
+//! One model's upstream: its endpoints (round robin, passive health,
+//! bounded retries), pooled clients, injected headers and deadlines. The
+//! request timeout ends with the response headers; the body is bounded by
+//! `stream_idle_timeout` between chunks ([`crate::stream`]).
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use http::header::HOST;
+use http::header::{CONTENT_TYPE, HOST};
 use http::uri::{Authority, Scheme};
-use http::{HeaderValue, Request, Response, Uri, Version};
+use http::{
+    HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version,
+};
 use http_body_util::BodyExt;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
@@ -16,8 +21,11 @@ use modelgate_config::Upstream;
 use modelgate_core::{BoxBody, BoxError, Reject, redact_url};
 
 use crate::headers::remove_hop_by_hop;
+use crate::health::Health;
+use crate::metrics::{AttemptLabels, GenAiClock, UpstreamMetrics};
+use crate::replay::{Replay, RequestBody};
+use crate::stream::Watched;
 use crate::worker;
-
 type HttpClient = Client<HttpsConnector<HttpConnector>, BoxBody>;
 
 #[derive(Debug)]
@@ -47,22 +55,55 @@ pub struct Forwarded {
     pub response: Response<BoxBody>,
     /// The endpoint that answered (no credentials).
     pub upstream: String,
-    /// Time until the response headers arrived.
+    /// Time until the response headers arrived (the last attempt's).
     pub elapsed: Duration,
+    /// Attempts made (1 without retries).
+    pub attempts: u32,
 }
 
 /// Why forwarding failed: the rejection for the client and a metric label.
 pub type ForwardError = (Reject, &'static str);
 
+/// The request to send: path and query (already rewritten for an alias),
+/// cleaned headers and the body.
+pub struct Outgoing {
+    pub method: Method,
+    pub path_and_query: String,
+    pub headers: HeaderMap,
+    pub body: RequestBody,
+}
+
+/// How to forward one request.
+#[derive(Default)]
+pub struct ForwardOpts {
+    pub grpc: bool,
+    /// The flag of a [`crate::limit::Limited`] request body, to answer 413 when it trips.
+    pub too_large: Option<Arc<AtomicBool>>,
+    /// OpenAI traffic: timed for the GenAI histograms, and a JSON answer's
+    /// `model` goes back to the client's name when there is an alias.
+    pub openai: bool,
+}
+
 /// A model's upstream endpoints and clients.
 pub struct UpstreamTarget {
     rest: Vec<Endpoint>,
     grpc: Option<Endpoint>,
-    next: AtomicUsize,
+    health: Health,
     timeout: Duration,
     host_override: Option<HeaderValue>,
     rest_http2: bool,
     connect_timeout: Duration,
+    /// Set on every request (values marked sensitive).
+    inject: Vec<(HeaderName, HeaderValue)>,
+    /// The configured (client-facing) model name and the upstream's name.
+    model: Arc<str>,
+    alias: Option<String>,
+    retries: u32,
+    stream_idle_timeout: Duration,
+    metrics: UpstreamMetrics,
+    /// Metric label per REST endpoint (its index), then `grpc`.
+    labels: Vec<Arc<str>>,
+    gen_ai: GenAiClock,
     /// Per I/O thread: (REST client, gRPC client), made on first use.
     clients: Vec<OnceLock<(HttpClient, HttpClient)>>,
 }
@@ -86,24 +127,71 @@ fn client(connect_timeout: Duration, http2_only: bool) -> HttpClient {
     b.build(https)
 }
 
+fn internal(detail: &str) -> ForwardError {
+    (
+        Reject::Internal {
+            detail: detail.into(),
+        },
+        "internal",
+    )
+}
+
+/// What one attempt came to.
+enum Attempt {
+    Answer(Response<hyper::body::Incoming>),
+    /// A failure; `retry` says whether another endpoint may be tried.
+    Failed {
+        err: ForwardError,
+        retry: bool,
+    },
+}
+
 impl UpstreamTarget {
-    pub fn new(cfg: &Upstream) -> Result<Self, String> {
+    /// `model` is the configured model's name (a metric label).
+    pub fn new(cfg: &Upstream, model: &str, metrics: &UpstreamMetrics) -> Result<Self, String> {
         let rest = cfg
             .endpoints
             .iter()
             .map(Endpoint::new)
             .collect::<Result<Vec<_>, _>>()?;
         let grpc = cfg.grpc.as_ref().map(Endpoint::new).transpose()?;
+        let inject = cfg
+            .llm
+            .headers
+            .iter()
+            .map(|h| {
+                let mut v = HeaderValue::from_str(h.value.expose())
+                    .map_err(|_| format!("header {}: invalid value", h.name))?;
+                v.set_sensitive(true);
+                Ok((h.name.clone(), v))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let mut labels: Vec<Arc<str>> = (0..rest.len()).map(|i| Arc::from(i.to_string())).collect();
+        labels.push(Arc::from("grpc"));
+        let model: Arc<str> = Arc::from(model);
         Ok(Self {
+            health: Health::new(rest.len(), cfg.llm.cooloff),
             rest,
             grpc,
-            next: AtomicUsize::new(0),
             timeout: cfg.timeout,
             host_override: cfg.host.clone(),
             rest_http2: cfg.http2,
             connect_timeout: cfg.connect_timeout,
+            inject,
+            alias: cfg.llm.model.clone(),
+            retries: cfg.llm.retries,
+            stream_idle_timeout: cfg.llm.stream_idle_timeout,
+            gen_ai: metrics.gen_ai(&model),
+            metrics: metrics.clone(),
+            labels,
+            model,
             clients: (0..worker::slots()).map(|_| OnceLock::new()).collect(),
         })
+    }
+
+    /// The upstream's name for the model, when it differs from the client's.
+    pub fn alias(&self) -> Option<&str> {
+        self.alias.as_deref()
     }
 
     /// The calling I/O thread's clients.
@@ -112,12 +200,7 @@ impl UpstreamTarget {
             .clients
             .get(worker::current_slot())
             .or_else(|| self.clients.last())
-            .ok_or((
-                Reject::Internal {
-                    detail: "no upstream client".into(),
-                },
-                "internal",
-            ))?;
+            .ok_or_else(|| internal("no upstream client"))?;
         Ok(slot.get_or_init(|| {
             (
                 client(self.connect_timeout, self.rest_http2),
@@ -126,91 +209,256 @@ impl UpstreamTarget {
         }))
     }
 
-    /// Sends `req` (whose URI holds only the path and query, and whose headers
-    /// are already cleaned) to the next endpoint. `too_large` is the flag of a
-    /// [`crate::limit::Limited`] request body, to answer 413 when it trips.
+    fn count(&self, i: usize, result: &'static str) {
+        if let Some(upstream) = self.labels.get(i) {
+            self.metrics
+                .attempts
+                .get_or_create(&AttemptLabels {
+                    model: self.model.clone(),
+                    upstream: upstream.clone(),
+                    result,
+                })
+                .inc();
+        }
+    }
+
+    /// Sends the request to the next healthy endpoint, and on a failure that
+    /// allows it (see `docs/config.md`, `upstream.retries`) to another one.
     pub async fn forward(
         &self,
-        mut req: Request<BoxBody>,
-        grpc: bool,
-        too_large: Option<Arc<AtomicBool>>,
+        out: Outgoing,
+        opts: ForwardOpts,
     ) -> Result<Forwarded, ForwardError> {
-        let (rest_client, grpc_client) = self.clients()?;
-        let (ep, client, version) = if grpc {
-            let ep = self
-                .grpc
-                .as_ref()
-                .ok_or((Reject::NotFound("no gRPC upstream".into()), "config"))?;
-            (ep, grpc_client, Version::HTTP_2)
+        let started = Instant::now();
+        let Outgoing {
+            method,
+            path_and_query,
+            headers,
+            body,
+        } = out;
+        let replay = Replay::new(body);
+        let idempotent = method == Method::GET || method == Method::HEAD;
+        let max = if opts.grpc { 1 } else { 1 + self.retries };
+        let mut tried = 0u64;
+        let mut last = internal("no upstream endpoint");
+        for n in 1..=max {
+            let (i, ep) = if opts.grpc {
+                let ep = self
+                    .grpc
+                    .as_ref()
+                    .ok_or((Reject::NotFound("no gRPC upstream".into()), "config"))?;
+                (self.rest.len(), ep)
+            } else {
+                let Some(i) = self.health.pick(tried) else {
+                    break;
+                };
+                let ep = self
+                    .rest
+                    .get(i)
+                    .ok_or_else(|| internal("no upstream endpoint"))?;
+                (i, ep)
+            };
+            if i < 64 {
+                tried |= 1 << i;
+            }
+            let Some(body) = replay.attempt() else {
+                break;
+            };
+            let req = self.request(ep, &method, &path_and_query, &headers, body, opts.grpc)?;
+            let sent = Instant::now();
+            let attempt = self
+                .attempt(
+                    req,
+                    ep,
+                    i,
+                    opts.grpc,
+                    idempotent || replay.is_buffered(),
+                    &opts,
+                )
+                .await;
+            match attempt {
+                Attempt::Answer(resp) => {
+                    let st = resp.status();
+                    let bad = matches!(
+                        st,
+                        StatusCode::BAD_GATEWAY
+                            | StatusCode::SERVICE_UNAVAILABLE
+                            | StatusCode::GATEWAY_TIMEOUT
+                    );
+                    if bad && !opts.grpc {
+                        self.health.mark_down(i);
+                        self.count(i, "status_5xx");
+                        if idempotent && n < max {
+                            continue;
+                        }
+                    } else if !opts.grpc {
+                        self.health.mark_up(i);
+                        self.count(i, "ok");
+                    } else {
+                        self.count(i, "ok");
+                    }
+                    return Ok(Forwarded {
+                        response: self.answer(resp, started, opts.openai).await,
+                        upstream: ep.display.clone(),
+                        elapsed: sent.elapsed(),
+                        attempts: n,
+                    });
+                }
+                Attempt::Failed { err, retry } => {
+                    last = err;
+                    if !retry {
+                        break;
+                    }
+                }
+            }
+        }
+        Err(last)
+    }
+
+    /// The request for endpoint `ep`, with the injected headers.
+    fn request(
+        &self,
+        ep: &Endpoint,
+        method: &Method,
+        pq: &str,
+        headers: &HeaderMap,
+        body: BoxBody,
+        grpc: bool,
+    ) -> Result<Request<BoxBody>, ForwardError> {
+        let uri = Uri::builder()
+            .scheme(ep.scheme.clone())
+            .authority(ep.authority.clone())
+            .path_and_query(pq)
+            .build()
+            .map_err(|e| internal(&format!("upstream URI: {e}")))?;
+        let mut req = Request::new(body);
+        *req.method_mut() = method.clone();
+        *req.uri_mut() = uri;
+        *req.version_mut() = if grpc || self.rest_http2 {
+            Version::HTTP_2
         } else {
-            let i = self.next.fetch_add(1, Ordering::Relaxed) % self.rest.len().max(1);
-            let ep = self.rest.get(i).ok_or((
-                Reject::Internal {
-                    detail: "no upstream endpoint".into(),
-                },
-                "config",
-            ))?;
-            (
-                ep,
-                rest_client,
-                if self.rest_http2 {
-                    Version::HTTP_2
-                } else {
-                    Version::HTTP_11
-                },
-            )
+            Version::HTTP_11
         };
-        let pq = req.uri().path_and_query().cloned();
-        let mut parts = http::uri::Parts::default();
-        parts.scheme = Some(ep.scheme.clone());
-        parts.authority = Some(ep.authority.clone());
-        parts.path_and_query = pq;
-        *req.uri_mut() = Uri::from_parts(parts).map_err(|e| {
-            (
-                Reject::Internal {
-                    detail: format!("upstream URI: {e}"),
-                },
-                "internal",
-            )
-        })?;
-        *req.version_mut() = version;
+        *req.headers_mut() = headers.clone();
+        let h = req.headers_mut();
         let host = self
             .host_override
             .clone()
             .unwrap_or_else(|| ep.host.clone());
-        req.headers_mut().insert(HOST, host);
+        h.insert(HOST, host);
+        for (name, value) in &self.inject {
+            h.insert(name.clone(), value.clone());
+        }
+        Ok(req)
+    }
 
-        let started = Instant::now();
+    /// One attempt on endpoint `i`. `replayable`: a failure before the
+    /// answer may be retried (GET/HEAD, or a body held in memory); a failed
+    /// connection always may (nothing was sent) if the body is unread.
+    async fn attempt(
+        &self,
+        req: Request<BoxBody>,
+        ep: &Endpoint,
+        i: usize,
+        grpc: bool,
+        replayable: bool,
+        opts: &ForwardOpts,
+    ) -> Attempt {
+        let (rest_client, grpc_client) = match self.clients() {
+            Ok(c) => c,
+            Err(err) => return Attempt::Failed { err, retry: false },
+        };
+        let client = if grpc { grpc_client } else { rest_client };
         let result = tokio::time::timeout(self.timeout, client.request(req)).await;
-        let elapsed = started.elapsed();
         let tripped = || {
-            too_large
+            opts.too_large
                 .as_ref()
                 .is_some_and(|f| f.load(Ordering::Acquire))
         };
-        let resp = match result {
-            Err(_) => return Err((Reject::UpstreamTimeout, "timeout")),
-            Ok(Err(_)) if tripped() => return Err((Reject::PayloadTooLarge { limit: 0 }, "")),
+        match result {
+            Err(_) => {
+                self.count(i, "timeout");
+                Attempt::Failed {
+                    err: (Reject::UpstreamTimeout, "timeout"),
+                    retry: false,
+                }
+            }
+            Ok(Err(_)) if tripped() => Attempt::Failed {
+                err: (Reject::PayloadTooLarge { limit: 0 }, ""),
+                retry: false,
+            },
+            Ok(Err(e)) if request_body_failed(&e) => {
+                // The client's body failed (paused, broke off): not the
+                // endpoint's fault, and nothing to send again.
+                let detail = format!("request body to {}: {}", ep.display, error_chain(&e));
+                Attempt::Failed {
+                    err: (Reject::UpstreamUnavailable { detail }, "client_body"),
+                    retry: false,
+                }
+            }
             Ok(Err(e)) => {
                 let kind = if e.is_connect() {
                     "connect"
                 } else {
                     "protocol"
                 };
+                self.count(i, kind);
+                if !grpc {
+                    self.health.mark_down(i);
+                }
                 let detail = format!("upstream {} {}: {}", ep.display, kind, error_chain(&e));
-                return Err((Reject::UpstreamUnavailable { detail }, kind));
+                tracing::debug!(%detail, "upstream attempt failed");
+                Attempt::Failed {
+                    err: (Reject::UpstreamUnavailable { detail }, kind),
+                    retry: e.is_connect() || replayable,
+                }
             }
-            Ok(Ok(r)) => r,
-        };
+            Ok(Ok(r)) => Attempt::Answer(r),
+        }
+    }
+
+    /// The answer as the client gets it: hop-by-hop headers gone, the body
+    /// watched for idleness (and timed for OpenAI), and for an alias the
+    /// `model` of a JSON answer put back to the client's name.
+    async fn answer(
+        &self,
+        resp: Response<hyper::body::Incoming>,
+        started: Instant,
+        openai: bool,
+    ) -> Response<BoxBody> {
         let (mut parts, body) = resp.into_parts();
         remove_hop_by_hop(&mut parts.headers);
+        let content_type = parts
+            .headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let sse = content_type.starts_with("text/event-stream");
+        let json = content_type.starts_with("application/json");
         let body = body.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync();
-        Ok(Forwarded {
-            response: Response::from_parts(parts, body),
-            upstream: ep.display.clone(),
-            elapsed,
-        })
+        let timing = openai.then(|| (started, self.gen_ai.clone()));
+        let body = Watched::new(body, self.stream_idle_timeout, sse, timing).boxed_unsync();
+        match &self.alias {
+            Some(alias) if openai && json => {
+                crate::answer::restore_model(parts, body, alias, &self.model).await
+            }
+            _ => Response::from_parts(parts, body),
+        }
     }
+}
+
+/// Whether hyper failed because the request body (ours to send) errored.
+fn request_body_failed(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = src {
+        if let Some(h) = err.downcast_ref::<hyper::Error>()
+            && h.is_user()
+        {
+            return true;
+        }
+        src = err.source();
+    }
+    false
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
@@ -222,4 +470,92 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         src = inner.source();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::header::AUTHORIZATION;
+    use modelgate_config::upstream::{UpstreamExtras, UpstreamHeader};
+    use modelgate_core::{Secret, full};
+
+    fn target(urls: &[&str]) -> UpstreamTarget {
+        let cfg = Upstream {
+            endpoints: urls.iter().map(|u| u.parse().unwrap()).collect(),
+            grpc: None,
+            timeout: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(1),
+            host: None,
+            http2: false,
+            llm: Box::new(UpstreamExtras {
+                headers: vec![UpstreamHeader {
+                    name: AUTHORIZATION,
+                    value: Secret::new("Bearer upstream-key"),
+                }],
+                retries: 1,
+                ..UpstreamExtras::default()
+            }),
+        };
+        UpstreamTarget::new(&cfg, "chat", &UpstreamMetrics::default()).unwrap()
+    }
+
+    #[test]
+    fn injected_headers_replace_the_clients_and_are_sensitive() {
+        let t = target(&["http://127.0.0.1:9"]);
+        let mut h = HeaderMap::new();
+        h.append(AUTHORIZATION, HeaderValue::from_static("Bearer client"));
+        h.append(AUTHORIZATION, HeaderValue::from_static("Bearer other"));
+        let req = t
+            .request(
+                &t.rest[0],
+                &Method::POST,
+                "/v1/chat/completions",
+                &h,
+                full(""),
+                false,
+            )
+            .unwrap();
+        let v: Vec<_> = req.headers().get_all(AUTHORIZATION).iter().collect();
+        assert_eq!(v, ["Bearer upstream-key"]);
+        assert!(v[0].is_sensitive());
+        assert_eq!(req.headers()[HOST], "127.0.0.1:9");
+        assert_eq!(req.uri(), "http://127.0.0.1:9/v1/chat/completions");
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_retried_on_the_next_endpoint() {
+        // Two endpoints that refuse connections: both are tried (one retry),
+        // both marked down, and the answer is 502 naming no secret.
+        let a = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let b = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let urls = [
+            format!("http://{}", a.local_addr().unwrap()),
+            format!("http://{}", b.local_addr().unwrap()),
+        ];
+        drop((a, b));
+        let t = target(&[&urls[0], &urls[1]]);
+        let out = Outgoing {
+            method: Method::POST,
+            path_and_query: "/v1/chat/completions".into(),
+            headers: HeaderMap::new(),
+            body: RequestBody::Buffered(bytes::Bytes::from_static(b"{}")),
+        };
+        let err = t.forward(out, ForwardOpts::default()).await.err().unwrap();
+        assert_eq!(err.1, "connect");
+        assert!(!err.0.log_reason().contains("upstream-key"));
+        assert!(!t.health.is_up(0) && !t.health.is_up(1));
+        let attempts: u64 = (0..2)
+            .map(|i| {
+                t.metrics
+                    .attempts
+                    .get_or_create(&AttemptLabels {
+                        model: t.model.clone(),
+                        upstream: t.labels[i].clone(),
+                        result: "connect",
+                    })
+                    .get()
+            })
+            .sum();
+        assert_eq!(attempts, 2);
+    }
 }

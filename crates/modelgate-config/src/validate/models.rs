@@ -186,7 +186,7 @@ pub(super) fn protocols(
 }
 
 pub(super) fn upstream(raw: RawUpstream, key: &str, c: &mut Collector) -> Option<Upstream> {
-    let urls = raw.url.into_vec();
+    let urls = crate::upstream::urls(&raw, key, c);
     if urls.is_empty() {
         c.push(
             format!("{key}.url"),
@@ -198,14 +198,11 @@ pub(super) fn upstream(raw: RawUpstream, key: &str, c: &mut Collector) -> Option
         .iter()
         .enumerate()
         .filter_map(|(i, u)| {
-            let k = if urls.len() == 1 {
-                format!("{key}.url")
-            } else {
-                format!("{key}.url[{i}]")
-            };
+            let k = crate::upstream::url_key(raw.url.as_ref(), key, i, urls.len());
             endpoint(u, &k, c)
         })
         .collect();
+    let llm = Box::new(crate::upstream::extras(&raw, key, c));
     let grpc = raw
         .grpc_url
         .as_deref()
@@ -248,6 +245,7 @@ pub(super) fn upstream(raw: RawUpstream, key: &str, c: &mut Collector) -> Option
         connect_timeout,
         host,
         http2: raw.http2.unwrap_or(false),
+        llm,
     })
 }
 
