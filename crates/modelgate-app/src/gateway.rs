@@ -51,6 +51,14 @@ impl Handler for Gateway {
         trace.received = received;
         let ready = self.shared.ready.load(Ordering::Acquire);
         let (parts, body) = req.into_parts();
+        // Browser sign-in endpoints answer before routing (signin.rs).
+        if let Some(resp) = crate::signin::endpoint(&p, &parts, conn.listener).await {
+            if !http_body::Body::is_end_stream(&body) {
+                tokio::spawn(drain(body));
+            }
+            return resp;
+        }
+        let login = crate::signin::browser_login(&p, &parts, conn.listener);
         // Forward-auth endpoints answer checks; they never proxy.
         if let Some(ep) = crate::forward_auth::endpoint(&p, conn.listener, parts.uri.path()) {
             if !http_body::Body::is_end_stream(&body) {
@@ -78,7 +86,11 @@ impl Handler for Gateway {
                 {
                     tokio::spawn(drain(unread));
                 }
-                rejected(&p, metrics, &trace, reject, upstream_error)
+                let resp = rejected(&p, metrics, &trace, reject, upstream_error);
+                match login {
+                    Some(l) => crate::signin::to_login(resp, l),
+                    None => resp,
+                }
             }
         }
     }

@@ -19,6 +19,7 @@ mod local;
 mod pipeline;
 mod reload;
 mod run;
+mod signin;
 
 /// Pure parsers of request bytes, public for the fuzz targets in `fuzz/`.
 #[doc(hidden)]

@@ -21,6 +21,7 @@ pub mod keys;
 pub(crate) mod kubernetes;
 pub(crate) mod metrics;
 pub(crate) mod mtls;
+pub mod session;
 pub(crate) mod single_flight;
 pub(crate) mod token;
 
@@ -63,6 +64,8 @@ pub use credential::{Credential, find_credential};
 pub use keys::{KeyStore, KeyStoreError};
 pub use kubernetes::access::AccessRefusal;
 pub use metrics::IdentityMetrics;
+pub use session::flow::{Redirect, SignInError};
+pub use session::{SESSION_INVALID, Sessions};
 
 use crate::fetch::{Fetch, HyperFetch};
 use crate::introspection::Introspector;
@@ -105,6 +108,8 @@ pub struct Authenticator {
     mtls: Option<MtlsIdentity>,
     locations: TokenLocations,
     output_headers: Vec<HeaderName>,
+    /// Browser sign-in sessions (`auth.sign_in`).
+    sessions: Option<Arc<Sessions>>,
 }
 
 impl Authenticator {
@@ -125,6 +130,7 @@ impl Authenticator {
             mtls: None,
             locations: TokenLocations::default(),
             output_headers: Vec::new(),
+            sessions: None,
         }
     }
 
@@ -151,6 +157,17 @@ impl Authenticator {
             )]
         })?;
         me.add_jwt_providers(auth, previous, &web, metrics, &mut errors);
+        if let Some(cfg) = &auth.sign_in {
+            let prev = previous.and_then(|p| p.sessions.as_deref());
+            match Sessions::new(cfg.clone(), web.clone(), id.jwks.allowed_hosts.clone(), prev) {
+                Ok(s) => me.sessions = Some(Arc::new(s)),
+                Err(e) => errors.push(ConfigError::new(
+                    "auth.sign_in.cookie",
+                    e,
+                    "give 32 random bytes in base64",
+                )),
+            }
+        }
         if let Some(t) = &id.kubernetes.token_review {
             match fetch(t.ca_file.as_deref()).and_then(|f| {
                 let access =
@@ -272,6 +289,9 @@ impl Authenticator {
         now: SystemTime,
     ) -> Result<Authenticated, AuthFailure> {
         let token = self.presented_token(facts, sources)?;
+        if let Some(r) = self.session_identity(facts, token.is_some(), now) {
+            return r.map(authenticated::seal);
+        }
         // kube: keys from Secrets may have any format.
         let api_key = token.as_deref().is_some_and(|t| {
             t.starts_with(keys::KEY_PREFIX)
@@ -334,6 +354,59 @@ impl Authenticator {
             return Ok(authenticated::seal(principal));
         }
         Err(self.unclaimed(token.as_deref(), api_key))
+    }
+
+    /// The browser session, when sign-in is configured and the request
+    /// carries no other credential — no token, no `Authorization` header, no
+    /// client certificate an mTLS identity would take (seed 002's machine
+    /// path never enters the cookie flow).
+    fn session_identity(
+        &self,
+        facts: &RequestFacts,
+        has_token: bool,
+        now: SystemTime,
+    ) -> Option<Result<Arc<Principal>, AuthFailure>> {
+        let s = self.sessions.as_ref()?;
+        if has_token
+            || facts.headers.contains_key(http::header::AUTHORIZATION)
+            || (self.mtls.is_some() && facts.peer.is_some())
+        {
+            return None;
+        }
+        let now_s = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let r = s.session(&facts.headers, now_s)?;
+        Some(r.map(|data| {
+            Arc::new(jwt::claims_principal(
+                ProviderKind::Jwt,
+                Some(&s.cfg.issuer),
+                data.claims,
+            ))
+        }))
+    }
+
+    /// The name of the signed-in browser user, when the request carries a
+    /// valid session cookie (for the landing page).
+    pub fn session_name(&self, headers: &HeaderMap, now: SystemTime) -> Option<String> {
+        let s = self.sessions.as_ref()?;
+        let now_s = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let data = s.session(headers, now_s)?.ok()?;
+        let p = jwt::claims_principal(ProviderKind::Jwt, Some(&s.cfg.issuer), data.claims);
+        let email = p
+            .claims
+            .as_ref()
+            .and_then(|c| c.get("email"))
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_string);
+        Some(email.unwrap_or(p.name))
+    }
+
+    /// Browser sign-in, when configured.
+    pub fn sessions(&self) -> Option<&Sessions> {
+        self.sessions.as_deref()
     }
 
     /// The one bearer token the request presents (in the listener's
@@ -437,6 +510,9 @@ impl Authenticator {
         query: Option<String>,
         headers: &mut HeaderMap,
     ) -> Option<String> {
+        if let Some(s) = &self.sessions {
+            s.strip_cookies(headers);
+        }
         if plan.keep_token {
             return query;
         }
