@@ -951,9 +951,12 @@ class OidcProvider(Proc):
 
 
 def start_oidc_provider(workdir: str | os.PathLike, *, port: int | None = None, generation: int = 1,
-                        timeout: float = SMALL_TIMEOUT) -> OidcProvider:
-    """`node tests/oidc/server.mjs PORT KEYS` with fresh keys of `generation`
-    (restart on the same port with a new generation to rotate keys)."""
+                        timeout: float = SMALL_TIMEOUT, login: str = "interaction",
+                        redirect_uris: Sequence[str] = ()) -> OidcProvider:
+    """`node tests/oidc/server.mjs PORT KEYS LOGIN` with fresh keys of `generation`
+    (restart on the same port with a new generation to rotate keys). `login`:
+    where the interactive login form sits (`interaction`, or `dex` for Dex's
+    /auth/local/login); `redirect_uris`: the browser sign-in client's."""
     work = Path(workdir)
     work.mkdir(parents=True, exist_ok=True)
     if not (OIDC_MODULES / "oidc-provider").is_dir():
@@ -964,8 +967,10 @@ def start_oidc_provider(workdir: str | os.PathLike, *, port: int | None = None, 
     n = 0
     while (work / f"oidc-{n}.log").exists():
         n += 1
-    proc = OidcProvider("oidc-provider", ["node", str(OIDC_SERVER), str(port), str(keys_file)], work / f"oidc-{n}.log",
-                        cwd=work, env=_clean_env({"MODELGATE_OIDC_MODULES": str(OIDC_MODULES)}))
+    proc = OidcProvider("oidc-provider", ["node", str(OIDC_SERVER), str(port), str(keys_file), login],
+                        work / f"oidc-{n}.log", cwd=work,
+                        env=_clean_env({"MODELGATE_OIDC_MODULES": str(OIDC_MODULES),
+                                        "OIDC_REDIRECT_URIS": ",".join(redirect_uris)}))
     proc.port, proc.keys = port, keys
     proc.wait_ready(lambda: http_status(f"{proc.issuer}/.well-known/openid-configuration") == 200, timeout,
                     "GET /.well-known/openid-configuration")
