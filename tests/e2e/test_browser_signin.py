@@ -320,7 +320,7 @@ def test_bearer_token_decides_not_the_cookie(signin):
     token = idp.token("urn:modelgate:rs256")
     r = predict(mg, cookie, {"Authorization": f"Bearer {token}"})
     assert r.status_code == 200, r.text
-    assert mg.wait_decisions(3)[-1]["identity"] == "modelgate-test"
+    assert mg.wait_decisions(2)[-1]["identity"] == "modelgate-test"
 
 
 def test_api_call_without_credentials_is_401_not_302(signin):
