@@ -7,7 +7,9 @@
 
 use std::time::SystemTime;
 
-use http::header::{ACCEPT, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, HOST, LOCATION, SET_COOKIE};
+use http::header::{
+    ACCEPT, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, HOST, LOCATION, SET_COOKIE,
+};
 use http::{HeaderValue, Method, Response, StatusCode, request::Parts};
 use modelgate_authn::{Redirect, SignInError, session::idp::IdpError};
 use modelgate_config::identity::CookieSecure;
@@ -54,7 +56,9 @@ fn refuse(p: &Pipeline, e: SignInError) -> Response<BoxBody> {
     tracing::warn!(target: "modelgate::signin", error = %e, "sign-in step refused");
     let reject = match e {
         SignInError::BadRequest(m) => Reject::BadRequest(m.into()),
-        SignInError::Idp(IdpError::IdToken(m)) => Reject::Unauthenticated(AuthFailure::InvalidToken(m)),
+        SignInError::Idp(IdpError::IdToken(m)) => {
+            Reject::Unauthenticated(AuthFailure::InvalidToken(m))
+        }
         SignInError::Idp(other) => Reject::UpstreamUnavailable {
             detail: other.to_string(),
         },
@@ -102,7 +106,10 @@ pub async fn endpoint(p: &Pipeline, parts: &Parts, listener: usize) -> Option<Re
             .get(listener)
             .is_some_and(|l| l.config.tls.is_some());
         let Some(uri) = redirect_uri(parts, tls, &cfg.redirect_path) else {
-            return Some(refuse(p, SignInError::BadRequest("the request names no usable host")));
+            return Some(refuse(
+                p,
+                SignInError::BadRequest("the request names no usable host"),
+            ));
         };
         let rd = rd(parts.uri.query());
         return Some(match s.start(rd.as_deref(), &uri, now, secure).await {
@@ -124,16 +131,23 @@ pub async fn endpoint(p: &Pipeline, parts: &Parts, listener: usize) -> Option<Re
     }
     if path == cfg.logout_path && (get || parts.method == Method::POST) {
         let rd = rd(parts.uri.query());
-        return Some(redirect(s.sign_out(&parts.headers, rd.as_deref(), now, secure)));
+        return Some(redirect(s.sign_out(
+            &parts.headers,
+            rd.as_deref(),
+            now,
+            secure,
+        )));
     }
     if get && path == cfg.landing_path {
-        return Some(match p.authn.session_name(&parts.headers, SystemTime::now()) {
-            Some(name) => landing(&name, &cfg.logout_path),
-            None => redirect(Redirect {
-                location: s.login_location(&cfg.landing_path),
-                set_cookies: Vec::new(),
-            }),
-        });
+        return Some(
+            match p.authn.session_name(&parts.headers, SystemTime::now()) {
+                Some(name) => landing(&name, &cfg.logout_path),
+                None => redirect(Redirect {
+                    location: s.login_location(&cfg.landing_path),
+                    set_cookies: Vec::new(),
+                }),
+            },
+        );
     }
     None
 }
@@ -149,7 +163,10 @@ fn landing(name: &str, logout: &str) -> Response<BoxBody> {
     );
     let mut resp = Response::new(full(bytes::Bytes::from(html)));
     let h = resp.headers_mut();
-    h.insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    h.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
 }
@@ -167,7 +184,9 @@ fn escape(s: &str) -> String {
 /// the listener): the login URL its 401 becomes. API clients get the 401.
 pub fn browser_login(p: &Pipeline, parts: &Parts, listener: usize) -> Option<String> {
     let s = p.authn.sessions()?;
-    if !matches!(parts.method, Method::GET | Method::HEAD) || parts.headers.contains_key(AUTHORIZATION) {
+    if !matches!(parts.method, Method::GET | Method::HEAD)
+        || parts.headers.contains_key(AUTHORIZATION)
+    {
         return None;
     }
     let html = parts
@@ -176,10 +195,11 @@ pub fn browser_login(p: &Pipeline, parts: &Parts, listener: usize) -> Option<Str
         .iter()
         .filter_map(|v| v.to_str().ok())
         .any(|v| v.to_ascii_lowercase().contains("text/html"));
-    let machine = p
-        .listeners
-        .get(listener)
-        .is_some_and(|l| l.credential_headers.iter().any(|h| parts.headers.contains_key(h)));
+    let machine = p.listeners.get(listener).is_some_and(|l| {
+        l.credential_headers
+            .iter()
+            .any(|h| parts.headers.contains_key(h))
+    });
     if !html || machine {
         return None;
     }
@@ -217,7 +237,10 @@ mod tests {
 
     #[test]
     fn escapes_html() {
-        assert_eq!(escape("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+        assert_eq!(
+            escape("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
     }
 
     #[test]

@@ -159,7 +159,12 @@ impl Authenticator {
         me.add_jwt_providers(auth, previous, &web, metrics, &mut errors);
         if let Some(cfg) = &auth.sign_in {
             let prev = previous.and_then(|p| p.sessions.as_deref());
-            match Sessions::new(cfg.clone(), web.clone(), id.jwks.allowed_hosts.clone(), prev) {
+            match Sessions::new(
+                cfg.clone(),
+                web.clone(),
+                id.jwks.allowed_hosts.clone(),
+                prev,
+            ) {
                 Ok(s) => me.sessions = Some(Arc::new(s)),
                 Err(e) => errors.push(ConfigError::new(
                     "auth.sign_in.cookie",

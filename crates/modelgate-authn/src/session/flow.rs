@@ -25,7 +25,16 @@ use crate::jwt::Provider;
 const DROPPED_CLAIMS: [&str; 4] = ["nonce", "at_hash", "c_hash", "s_hash"];
 /// Claims kept when the whole set would not fit in a cookie.
 const ESSENTIAL_CLAIMS: [&str; 10] = [
-    "iss", "sub", "aud", "azp", "exp", "iat", "email", "name", "preferred_username", "groups",
+    "iss",
+    "sub",
+    "aud",
+    "azp",
+    "exp",
+    "iat",
+    "email",
+    "name",
+    "preferred_username",
+    "groups",
 ];
 
 /// Where to send the browser, and the cookies to set on the way.
@@ -140,7 +149,11 @@ impl Sessions {
             .iter()
             .map(|(k, v)| format!("{k}={}", form_encode(v)))
             .collect();
-        let sep = if ep.authorization.contains('?') { '&' } else { '?' };
+        let sep = if ep.authorization.contains('?') {
+            '&'
+        } else {
+            '?'
+        };
         let plain = serde_json::to_vec(&flow).map_err(|_| SignInError::BadRequest("flow"))?;
         let sealed = self
             .sealer
@@ -164,21 +177,33 @@ impl Sessions {
 
     /// The flow the callback belongs to: its cookie must open, be current,
     /// name this `state`, and the `state` must not have been used before.
-    fn take_flow(&self, headers: &HeaderMap, state: &str, now: u64) -> Result<FlowData, SignInError> {
+    fn take_flow(
+        &self,
+        headers: &HeaderMap,
+        state: &str,
+        now: u64,
+    ) -> Result<FlowData, SignInError> {
         let flow = cookie_values(headers, &self.flow_cookie())
             .iter()
             .take(4)
             .filter_map(|v| self.sealer.open(&self.flow_purpose(), v))
             .filter_map(|p| serde_json::from_slice::<FlowData>(&p).ok())
-            .find(|f| {
-                subtle::ConstantTimeEq::ct_eq(f.state.as_bytes(), state.as_bytes()).into()
-            })
-            .ok_or(SignInError::BadRequest("unknown or mismatched sign-in state"))?;
+            .find(|f| subtle::ConstantTimeEq::ct_eq(f.state.as_bytes(), state.as_bytes()).into())
+            .ok_or(SignInError::BadRequest(
+                "unknown or mismatched sign-in state",
+            ))?;
         if flow.exp <= now {
-            return Err(SignInError::BadRequest("the sign-in took too long; start again"));
+            return Err(SignInError::BadRequest(
+                "the sign-in took too long; start again",
+            ));
         }
-        if !self.used_states.insert(&flow.state, flow.iat, flow.exp, now) {
-            return Err(SignInError::BadRequest("this sign-in state was already used"));
+        if !self
+            .used_states
+            .insert(&flow.state, flow.iat, flow.exp, now)
+        {
+            return Err(SignInError::BadRequest(
+                "this sign-in state was already used",
+            ));
         }
         Ok(flow)
     }
@@ -195,7 +220,9 @@ impl Sessions {
     ) -> Result<Redirect, SignInError> {
         let params = query_params(query);
         if param(&params, "error").is_some() {
-            return Err(SignInError::BadRequest("the identity provider refused the sign-in"));
+            return Err(SignInError::BadRequest(
+                "the identity provider refused the sign-in",
+            ));
         }
         let (Some(state), Some(code)) = (param(&params, "state"), param(&params, "code")) else {
             return Err(SignInError::BadRequest("the callback lacks state or code"));
@@ -209,9 +236,14 @@ impl Sessions {
             ("code_verifier", flow.verifier.as_str()),
         ];
         let tokens = idp::token_call(&self.fetch, &self.cfg, &ep, &grant, self.cfg.timeout).await?;
-        let (claims, id_exp) =
-            idp::verify_id_token(provider, &self.cfg.client_id, &tokens.id_token, Some(&flow.nonce), now)
-                .await?;
+        let (claims, id_exp) = idp::verify_id_token(
+            provider,
+            &self.cfg.client_id,
+            &tokens.id_token,
+            Some(&flow.nonce),
+            now,
+        )
+        .await?;
         let session = SessionData {
             sid: self
                 .sealer
@@ -254,14 +286,23 @@ impl Sessions {
             .filter(|(k, _)| ESSENTIAL_CLAIMS.contains(&k.as_str()))
             .collect::<Map<String, Value>>();
         s.rt = None;
-        seal(&s).ok_or(SignInError::BadRequest("the ID token's claims do not fit in a cookie"))
+        seal(&s).ok_or(SignInError::BadRequest(
+            "the ID token's claims do not fit in a cookie",
+        ))
     }
 
     /// Signs out: the session (if any) is revoked until it would have
     /// expired, the cookie cleared, and the browser sent to `rd`.
-    pub fn sign_out(&self, headers: &HeaderMap, rd: Option<&str>, now: u64, secure: bool) -> Redirect {
+    pub fn sign_out(
+        &self,
+        headers: &HeaderMap,
+        rd: Option<&str>,
+        now: u64,
+        secure: bool,
+    ) -> Redirect {
         if let Some(Ok(s)) = self.session(headers, now) {
-            self.revoked.insert(&s.sid, s.iat.saturating_add(1), s.exp, now);
+            self.revoked
+                .insert(&s.sid, s.iat.saturating_add(1), s.exp, now);
         }
         Redirect {
             location: self.redirect_target(rd),

@@ -55,14 +55,19 @@ fn endpoint(doc: &Value, name: &str, allowed: &[String]) -> Result<Option<Uri>, 
 }
 
 /// Parses a discovery document for `issuer`; endpoints must be on `allowed` hosts.
-pub fn parse_endpoints(body: &[u8], issuer: &str, allowed: &[String]) -> Result<Endpoints, IdpError> {
+pub fn parse_endpoints(
+    body: &[u8],
+    issuer: &str,
+    allowed: &[String],
+) -> Result<Endpoints, IdpError> {
     let doc: Value = serde_json::from_slice(body)
         .map_err(|_| IdpError::BadAnswer("discovery is not JSON".into()))?;
     if doc.get("issuer").and_then(Value::as_str) != Some(issuer) {
         return Err(IdpError::BadAnswer("discovery names another issuer".into()));
     }
     let need = |n: &str| {
-        endpoint(&doc, n, allowed)?.ok_or_else(|| IdpError::BadAnswer(format!("discovery has no {n}")))
+        endpoint(&doc, n, allowed)?
+            .ok_or_else(|| IdpError::BadAnswer(format!("discovery has no {n}")))
     };
     let methods: Vec<&str> = doc
         .get("token_endpoint_auth_methods_supported")
@@ -96,7 +101,10 @@ pub async fn discover(
         .await
         .map_err(IdpError::Unavailable)?;
     if r.status != 200 {
-        return Err(IdpError::Unavailable(format!("discovery answered {}", r.status)));
+        return Err(IdpError::Unavailable(format!(
+            "discovery answered {}",
+            r.status
+        )));
     }
     parse_endpoints(&r.body, &cfg.issuer, allowed)
 }
@@ -150,7 +158,10 @@ pub async fn token_call(
     req.body = Bytes::from(form.join("&"));
     let r = fetch.send(req).await.map_err(IdpError::Unavailable)?;
     if r.status != 200 {
-        return Err(IdpError::BadAnswer(format!("token endpoint answered {}", r.status)));
+        return Err(IdpError::BadAnswer(format!(
+            "token endpoint answered {}",
+            r.status
+        )));
     }
     let v: Value = serde_json::from_slice(&r.body)
         .map_err(|_| IdpError::BadAnswer("token answer is not JSON".into()))?;
@@ -198,7 +209,11 @@ pub async fn verify_id_token(
         .check(now, provider.rule.clock_skew.as_secs(), true)
         .map_err(bad)?;
     if let Some(n) = nonce {
-        let got = jwt.claims.get("nonce").and_then(Value::as_str).unwrap_or_default();
+        let got = jwt
+            .claims
+            .get("nonce")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         let same: bool = subtle::ConstantTimeEq::ct_eq(got.as_bytes(), n.as_bytes()).into();
         if !same {
             return Err(bad("nonce does not match"));

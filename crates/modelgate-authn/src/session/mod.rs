@@ -181,7 +181,13 @@ fn strip(headers: &mut HeaderMap, names: &[&str]) {
 }
 
 /// A `Set-Cookie` value: HttpOnly, SameSite=Lax, `Secure` when asked.
-pub(crate) fn set_cookie(name: &str, value: &str, path: &str, max_age: u64, secure: bool) -> String {
+pub(crate) fn set_cookie(
+    name: &str,
+    value: &str,
+    path: &str,
+    max_age: u64,
+    secure: bool,
+) -> String {
     format!(
         "{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Lax{}",
         if secure { "; Secure" } else { "" }

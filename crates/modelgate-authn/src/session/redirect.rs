@@ -14,7 +14,9 @@ pub fn safe_redirect(rd: &str, allowed: &[RedirectTarget]) -> Option<String> {
     if rd.is_empty()
         || rd.len() > MAX_RD
         || rd.contains('\\')
-        || rd.bytes().any(|b| b.is_ascii_control() || b == b' ' || b >= 0x80)
+        || rd
+            .bytes()
+            .any(|b| b.is_ascii_control() || b == b' ' || b >= 0x80)
     {
         return None;
     }
@@ -30,7 +32,10 @@ pub fn safe_redirect(rd: &str, allowed: &[RedirectTarget]) -> Option<String> {
             return None;
         }
         let path = rd.split(['?', '#']).next().unwrap_or_default();
-        if path.split('/').any(|s| s == "." || s == ".." || s == "%2e" || s == "%2e%2e") {
+        if path
+            .split('/')
+            .any(|s| s == "." || s == ".." || s == "%2e" || s == "%2e%2e")
+        {
             return None;
         }
         let ok = allowed.iter().any(|a| match a {
@@ -49,7 +54,13 @@ pub fn safe_redirect(rd: &str, allowed: &[RedirectTarget]) -> Option<String> {
         return None;
     }
     let after = &rest[authority_end..];
-    if after.split(['?', '#']).next().unwrap_or_default().split('/').any(|s| s == "." || s == "..") {
+    if after
+        .split(['?', '#'])
+        .next()
+        .unwrap_or_default()
+        .split('/')
+        .any(|s| s == "." || s == "..")
+    {
         return None;
     }
     let origin = format!("{scheme}://{authority}");
@@ -85,7 +96,14 @@ mod tests {
 
     #[test]
     fn same_origin_paths_pass() {
-        for ok in ["/", "/v1/models/x", "/admin/?tab=keys", "/a#frag", "https://ui.example.com/x", "https://UI.example.com"] {
+        for ok in [
+            "/",
+            "/v1/models/x",
+            "/admin/?tab=keys",
+            "/a#frag",
+            "https://ui.example.com/x",
+            "https://UI.example.com",
+        ] {
             assert_eq!(safe_redirect(ok, &allowed()).as_deref(), Some(ok), "{ok}");
         }
     }

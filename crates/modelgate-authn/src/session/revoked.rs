@@ -68,7 +68,10 @@ mod tests {
         assert!(r.insert("a", 100, 200, 100));
         assert!(!r.insert("a", 100, 200, 150), "second use of the same id");
         assert!(r.contains("a", 100, 150));
-        assert!(!r.contains("a", 100, 201), "gone once the session would have expired");
+        assert!(
+            !r.contains("a", 100, 201),
+            "gone once the session would have expired"
+        );
         assert!(!r.contains("b", 100, 150));
     }
 

@@ -81,11 +81,19 @@ mod tests {
         assert_eq!(s.open("session:a", &c).unwrap(), b"hello");
         // Another purpose, another key, or one flipped character: refused.
         assert!(s.open("flow:a", &c).is_none());
-        assert!(Sealer::new(&[8; 32]).unwrap().open("session:a", &c).is_none());
+        assert!(
+            Sealer::new(&[8; 32])
+                .unwrap()
+                .open("session:a", &c)
+                .is_none()
+        );
         let mut bytes = URL_SAFE_NO_PAD.decode(&c).unwrap();
         let last = bytes.len() - 1;
         bytes[last] ^= 1;
-        assert!(s.open("session:a", &URL_SAFE_NO_PAD.encode(bytes)).is_none());
+        assert!(
+            s.open("session:a", &URL_SAFE_NO_PAD.encode(bytes))
+                .is_none()
+        );
         assert!(s.open("session:a", "").is_none());
         assert!(s.open("session:a", "not base64!").is_none());
         // Two seals of the same text differ (fresh nonce).

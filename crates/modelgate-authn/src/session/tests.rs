@@ -9,7 +9,7 @@ use modelgate_config::identity::{
     CookieSecure, JwksSource, JwtRule, RedirectTarget, SessionCookie, SessionKey, SignIn,
 };
 use modelgate_core::Secret;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::flow::{SignInError, query_params};
 use super::*;
@@ -69,8 +69,18 @@ fn provider(key: &TestKey) -> Provider {
         refresh_interval: Duration::from_secs(1200),
         unknown_kid_refetch_interval: Duration::from_secs(30),
     };
-    let keys = JwksCache::new(settings, FakeFetch::new(|_| ok("{}")), IdentityMetrics::default()).unwrap();
-    Provider { rule, kind: ProviderKind::Jwt, keys, verified: Default::default() }
+    let keys = JwksCache::new(
+        settings,
+        FakeFetch::new(|_| ok("{}")),
+        IdentityMetrics::default(),
+    )
+    .unwrap();
+    Provider {
+        rule,
+        kind: ProviderKind::Jwt,
+        keys,
+        verified: Default::default(),
+    }
 }
 
 /// A scripted IdP: discovery, and a token endpoint that answers with the ID
@@ -96,8 +106,18 @@ fn idp(lifetime: u64, id_token: impl Fn(&str) -> String + Send + 'static) -> Idp
         }
         assert_eq!(uri, "https://idp.test/token");
         let body = String::from_utf8_lossy(&req.body).to_string();
-        assert!(body.contains("grant_type=authorization_code") && body.contains("code_verifier="), "{body}");
-        assert!(req.headers.get("authorization").unwrap().to_str().unwrap().starts_with("Basic "));
+        assert!(
+            body.contains("grant_type=authorization_code") && body.contains("code_verifier="),
+            "{body}"
+        );
+        assert!(
+            req.headers
+                .get("authorization")
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("Basic ")
+        );
         let n = seen.lock().unwrap().clone();
         ok(json!({"id_token": id_token(&n), "token_type": "Bearer"}).to_string())
     });
@@ -108,21 +128,38 @@ fn idp(lifetime: u64, id_token: impl Fn(&str) -> String + Send + 'static) -> Idp
 fn good_token(key: &TestKey) -> impl Fn(&str) -> String + use<> {
     let key = TestKey::rsa("a", RSA_A, key.alg());
     move |nonce| {
-        key.sign(&json!({"iss": ISS, "sub": "alice", "aud": "web", "exp": NOW + 300, "iat": NOW,
-                         "nonce": nonce, "email": "alice@example.com", "groups": ["ml"]}))
+        key.sign(
+            &json!({"iss": ISS, "sub": "alice", "aud": "web", "exp": NOW + 300, "iat": NOW,
+                         "nonce": nonce, "email": "alice@example.com", "groups": ["ml"]}),
+        )
     }
 }
 
 fn cookie_header(set_cookies: &[String]) -> HeaderMap {
-    let pairs: Vec<&str> = set_cookies.iter().filter_map(|c| c.split(';').next()).collect();
+    let pairs: Vec<&str> = set_cookies
+        .iter()
+        .filter_map(|c| c.split(';').next())
+        .collect();
     let mut h = HeaderMap::new();
-    h.insert(http::header::COOKIE, HeaderValue::from_str(&pairs.join("; ")).unwrap());
+    h.insert(
+        http::header::COOKIE,
+        HeaderValue::from_str(&pairs.join("; ")).unwrap(),
+    );
     h
 }
 
 /// Starts a flow; returns the state, the flow cookie header, and records the nonce.
 async fn start(i: &Idp) -> (String, HeaderMap) {
-    let r = i.sessions.start(Some("/v1/models/x:predict"), "http://gw/oauth2/callback", NOW, false).await.unwrap();
+    let r = i
+        .sessions
+        .start(
+            Some("/v1/models/x:predict"),
+            "http://gw/oauth2/callback",
+            NOW,
+            false,
+        )
+        .await
+        .unwrap();
     let q = r.location.split_once('?').unwrap().1;
     let params = query_params(q);
     let get = |k: &str| params.iter().find(|(n, _)| n == k).unwrap().1.clone();
@@ -130,7 +167,9 @@ async fn start(i: &Idp) -> (String, HeaderMap) {
     assert_eq!(get("code_challenge_method"), "S256");
     assert_eq!(get("client_id"), "web");
     assert!(r.set_cookies[0].contains("HttpOnly") && r.set_cookies[0].contains("SameSite=Lax"));
-    assert!(r.set_cookies[0].contains("Path=/oauth2/callback") && !r.set_cookies[0].contains("Secure"));
+    assert!(
+        r.set_cookies[0].contains("Path=/oauth2/callback") && !r.set_cookies[0].contains("Secure")
+    );
     *i.nonce.lock().unwrap() = get("nonce");
     (get("state"), cookie_header(&r.set_cookies))
 }
@@ -153,24 +192,54 @@ async fn full_flow_then_state_replay_is_refused() {
     let again = i.sessions.finish(&p, &q, &flow, NOW + 1, false).await;
     assert!(matches!(again, Err(SignInError::BadRequest(m)) if m.contains("already used")));
     // A state that is not the flow's.
-    let other = i.sessions.finish(&p, "code=abc&state=forged", &flow, NOW, false).await;
+    let other = i
+        .sessions
+        .finish(&p, "code=abc&state=forged", &flow, NOW, false)
+        .await;
     assert!(matches!(other, Err(SignInError::BadRequest(_))));
 }
+
+/// Makes an ID token from the flow's nonce.
+type MakeToken = Box<dyn Fn(&str) -> String + Send>;
 
 #[tokio::test]
 async fn wrong_nonce_audience_or_key_is_refused() {
     let key = TestKey::rsa("a", RSA_A, "RS256");
-    let cases: Vec<Box<dyn Fn(&str) -> String + Send>> = vec![
-        Box::new(|_n: &str| TestKey::rsa("a", RSA_A, "RS256").sign(&json!({"iss": ISS, "sub": "a", "aud": "web", "exp": NOW + 300, "nonce": "other"}))),
-        Box::new(|n: &str| TestKey::rsa("a", RSA_A, "RS256").sign(&json!({"iss": ISS, "sub": "a", "aud": "another-client", "exp": NOW + 300, "nonce": n}))),
-        Box::new(|n: &str| TestKey::rsa("a", RSA_B, "RS256").sign(&json!({"iss": ISS, "sub": "a", "aud": "web", "exp": NOW + 300, "nonce": n}))),
-        Box::new(|n: &str| TestKey::rsa("a", RSA_A, "RS256").sign(&json!({"iss": ISS, "sub": "a", "aud": "web", "exp": NOW - 300, "nonce": n}))),
+    let cases: Vec<MakeToken> = vec![
+        Box::new(|_n: &str| {
+            TestKey::rsa("a", RSA_A, "RS256").sign(
+                &json!({"iss": ISS, "sub": "a", "aud": "web", "exp": NOW + 300, "nonce": "other"}),
+            )
+        }),
+        Box::new(|n: &str| {
+            TestKey::rsa("a", RSA_A, "RS256").sign(&json!({"iss": ISS, "sub": "a", "aud": "another-client", "exp": NOW + 300, "nonce": n}))
+        }),
+        Box::new(|n: &str| {
+            TestKey::rsa("a", RSA_B, "RS256")
+                .sign(&json!({"iss": ISS, "sub": "a", "aud": "web", "exp": NOW + 300, "nonce": n}))
+        }),
+        Box::new(|n: &str| {
+            TestKey::rsa("a", RSA_A, "RS256")
+                .sign(&json!({"iss": ISS, "sub": "a", "aud": "web", "exp": NOW - 300, "nonce": n}))
+        }),
     ];
     for (n, make) in cases.into_iter().enumerate() {
         let i = idp(3600, make);
         let (state, flow) = start(&i).await;
-        let r = i.sessions.finish(&provider(&key), &format!("code=c&state={state}"), &flow, NOW, false).await;
-        assert!(matches!(r, Err(SignInError::Idp(idp::IdpError::IdToken(_)))), "case {n}: {r:?}");
+        let r = i
+            .sessions
+            .finish(
+                &provider(&key),
+                &format!("code=c&state={state}"),
+                &flow,
+                NOW,
+                false,
+            )
+            .await;
+        assert!(
+            matches!(r, Err(SignInError::Idp(idp::IdpError::IdToken(_)))),
+            "case {n}: {r:?}"
+        );
     }
 }
 
@@ -179,11 +248,31 @@ async fn tampered_expired_and_revoked_sessions_fail() {
     let key = TestKey::rsa("a", RSA_A, "RS256");
     let i = idp(100, good_token(&key));
     let (state, flow) = start(&i).await;
-    let done = i.sessions.finish(&provider(&key), &format!("code=c&state={state}"), &flow, NOW, false).await.unwrap();
-    let value = done.set_cookies[0].split(';').next().unwrap().split_once('=').unwrap().1.to_string();
+    let done = i
+        .sessions
+        .finish(
+            &provider(&key),
+            &format!("code=c&state={state}"),
+            &flow,
+            NOW,
+            false,
+        )
+        .await
+        .unwrap();
+    let value = done.set_cookies[0]
+        .split(';')
+        .next()
+        .unwrap()
+        .split_once('=')
+        .unwrap()
+        .1
+        .to_string();
     let with = |v: &str| {
         let mut h = HeaderMap::new();
-        h.insert(http::header::COOKIE, HeaderValue::from_str(&format!("other=1; authservice_session={v}")).unwrap());
+        h.insert(
+            http::header::COOKIE,
+            HeaderValue::from_str(&format!("other=1; authservice_session={v}")).unwrap(),
+        );
         h
     };
     assert!(i.sessions.session(&with(&value), NOW + 1).unwrap().is_ok());
@@ -191,16 +280,44 @@ async fn tampered_expired_and_revoked_sessions_fail() {
     let mut t: Vec<char> = value.chars().collect();
     t[20] = if t[20] == 'A' { 'B' } else { 'A' };
     let tampered: String = t.into_iter().collect();
-    assert!(i.sessions.session(&with(&tampered), NOW + 1).unwrap().is_err());
+    assert!(
+        i.sessions
+            .session(&with(&tampered), NOW + 1)
+            .unwrap()
+            .is_err()
+    );
     // The flow cookie's value is not a session.
-    let flow_value = flow.get("cookie").unwrap().to_str().unwrap().split_once('=').unwrap().1.to_string();
-    assert!(i.sessions.session(&with(&flow_value), NOW + 1).unwrap().is_err());
+    let flow_value = flow
+        .get("cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .split_once('=')
+        .unwrap()
+        .1
+        .to_string();
+    assert!(
+        i.sessions
+            .session(&with(&flow_value), NOW + 1)
+            .unwrap()
+            .is_err()
+    );
     // Expired.
-    assert!(i.sessions.session(&with(&value), NOW + 100).unwrap().is_err());
+    assert!(
+        i.sessions
+            .session(&with(&value), NOW + 100)
+            .unwrap()
+            .is_err()
+    );
     // Revoked by sign-out, and the cookie cleared.
-    let out = i.sessions.sign_out(&with(&value), Some("//evil"), NOW + 2, false);
+    let out = i
+        .sessions
+        .sign_out(&with(&value), Some("//evil"), NOW + 2, false);
     assert_eq!(out.location, "/");
-    assert!(out.set_cookies[0].starts_with("authservice_session=;") && out.set_cookies[0].contains("Max-Age=0"));
+    assert!(
+        out.set_cookies[0].starts_with("authservice_session=;")
+            && out.set_cookies[0].contains("Max-Age=0")
+    );
     assert!(i.sessions.session(&with(&value), NOW + 3).unwrap().is_err());
     // No cookie: not a session at all.
     assert!(i.sessions.session(&HeaderMap::new(), NOW).is_none());
@@ -210,8 +327,10 @@ async fn tampered_expired_and_revoked_sessions_fail() {
 fn session_cookies_are_stripped_before_forwarding() {
     let i = idp(100, |_| String::new());
     let mut h = HeaderMap::new();
-    h.insert(http::header::COOKIE, HeaderValue::from_static("a=1; authservice_session=x; authservice_session_flow=y; b=2"));
+    h.insert(
+        http::header::COOKIE,
+        HeaderValue::from_static("a=1; authservice_session=x; authservice_session_flow=y; b=2"),
+    );
     i.sessions.strip_cookies(&mut h);
     assert_eq!(h.get(http::header::COOKIE).unwrap(), "a=1; b=2");
-    let _: Option<Value> = None;
 }

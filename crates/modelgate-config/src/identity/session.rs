@@ -198,7 +198,10 @@ fn session_key(raw: &RawSessionCookie, base: &Path, c: &mut Collector) -> Sessio
 
 fn cookie(raw: RawSessionCookie, base: &Path, c: &mut Collector) -> SessionCookie {
     let key = "auth.sign_in.cookie";
-    let name = raw.name.clone().unwrap_or_else(|| "modelgate_session".into());
+    let name = raw
+        .name
+        .clone()
+        .unwrap_or_else(|| "modelgate_session".into());
     if name.is_empty()
         || !name
             .bytes()
@@ -274,9 +277,11 @@ pub(crate) fn sign_in(
             "write it as ${ENV_VAR} so it stays out of the file",
         );
     }
-    let mut scopes = raw
-        .scopes
-        .unwrap_or_else(|| ["openid", "email", "profile", "groups"].map(String::from).to_vec());
+    let mut scopes = raw.scopes.unwrap_or_else(|| {
+        ["openid", "email", "profile", "groups"]
+            .map(String::from)
+            .to_vec()
+    });
     if !scopes.iter().any(|s| s == "openid") {
         scopes.insert(0, "openid".into());
     }
@@ -289,9 +294,24 @@ pub(crate) fn sign_in(
             .collect(),
     };
     let sign_in = SignIn {
-        redirect_path: endpoint_path(raw.redirect_path, "/oauth2/callback", &format!("{key}.redirect_path"), c),
-        login_path: endpoint_path(raw.login_path, "/oauth2/start", &format!("{key}.login_path"), c),
-        logout_path: endpoint_path(raw.logout_path, "/oauth2/sign_out", &format!("{key}.logout_path"), c),
+        redirect_path: endpoint_path(
+            raw.redirect_path,
+            "/oauth2/callback",
+            &format!("{key}.redirect_path"),
+            c,
+        ),
+        login_path: endpoint_path(
+            raw.login_path,
+            "/oauth2/start",
+            &format!("{key}.login_path"),
+            c,
+        ),
+        logout_path: endpoint_path(
+            raw.logout_path,
+            "/oauth2/sign_out",
+            &format!("{key}.logout_path"),
+            c,
+        ),
         landing_path: endpoint_path(raw.landing_path, "/", &format!("{key}.landing_path"), c),
         cookie: cookie(raw.cookie.unwrap_or_default(), base, c),
         issuer: raw.issuer,
@@ -299,7 +319,13 @@ pub(crate) fn sign_in(
         client_secret: Secret::new(raw.client_secret),
         scopes,
         allowed_redirects,
-        timeout: duration(raw.timeout.as_deref(), Duration::from_secs(5), Zero::Refused, &format!("{key}.timeout"), c),
+        timeout: duration(
+            raw.timeout.as_deref(),
+            Duration::from_secs(5),
+            Zero::Refused,
+            &format!("{key}.timeout"),
+            c,
+        ),
         flow_lifetime: duration(
             raw.flow_lifetime.as_deref(),
             Duration::from_secs(600),
@@ -316,7 +342,11 @@ pub(crate) fn sign_in(
     ];
     for (i, p) in paths.iter().enumerate() {
         if paths[..i].contains(p) {
-            c.push(key, format!("{p} is used for two sign-in endpoints"), "give each endpoint its own path");
+            c.push(
+                key,
+                format!("{p} is used for two sign-in endpoints"),
+                "give each endpoint its own path",
+            );
         }
     }
     Some(sign_in)
