@@ -50,7 +50,7 @@ impl Handler for Gateway {
         );
         trace.received = received;
         let ready = self.shared.ready.load(Ordering::Acquire);
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
         // Browser sign-in endpoints answer before routing (signin.rs).
         if let Some(resp) = crate::signin::endpoint(&p, &parts, conn.listener).await {
             if !http_body::Body::is_end_stream(&body) {
@@ -59,6 +59,7 @@ impl Handler for Gateway {
             return resp;
         }
         let login = crate::signin::browser_login(&p, &parts, conn.listener);
+        let renewed = crate::signin::refresh(&p, &mut parts, conn.listener).await;
         // Forward-auth endpoints answer checks; they never proxy.
         if let Some(ep) = crate::forward_auth::endpoint(&p, conn.listener, parts.uri.path()) {
             if !http_body::Body::is_end_stream(&body) {
@@ -68,7 +69,7 @@ impl Handler for Gateway {
         }
         let mut body = Some(body);
         // Boxed: the flow future is large, and hyper moves the handler future by value.
-        match Box::pin(flow(
+        let resp = match Box::pin(flow(
             &p,
             self.shared.runtime.as_ref(),
             parts,
@@ -92,7 +93,8 @@ impl Handler for Gateway {
                     None => resp,
                 }
             }
-        }
+        };
+        crate::signin::with_cookie(resp, renewed)
     }
 }
 

@@ -211,6 +211,27 @@ pub fn browser_login(p: &Pipeline, parts: &Parts, listener: usize) -> Option<Str
     Some(s.login_location(&s.redirect_target(Some(&target))))
 }
 
+/// Refreshes the request's session if its ID token expired (see
+/// `modelgate_authn::session::refresh`); returns the `Set-Cookie` to send.
+pub async fn refresh(p: &Pipeline, parts: &mut Parts, listener: usize) -> Option<String> {
+    let s = p.authn.sessions()?;
+    if !s.has_session_cookie(&parts.headers) {
+        return None;
+    }
+    let secure = secure(p, listener, s.config().cookie.secure);
+    p.authn
+        .refresh_session(&mut parts.headers, now_secs(), secure)
+        .await
+}
+
+/// Adds a renewed session cookie to the response.
+pub fn with_cookie(mut resp: Response<BoxBody>, cookie: Option<String>) -> Response<BoxBody> {
+    if let Some(v) = cookie.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        resp.headers_mut().append(SET_COOKIE, v);
+    }
+    resp
+}
+
 /// Turns a rendered 401 into the redirect to login.
 pub fn to_login(mut resp: Response<BoxBody>, login: String) -> Response<BoxBody> {
     if resp.status() != StatusCode::UNAUTHORIZED {

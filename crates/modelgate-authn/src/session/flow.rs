@@ -267,7 +267,7 @@ impl Sessions {
     }
 
     /// Seals a session; claims that would not fit are cut to the essentials.
-    fn seal_session(&self, mut s: SessionData) -> Result<String, SignInError> {
+    pub(crate) fn seal_session(&self, mut s: SessionData) -> Result<String, SignInError> {
         for c in DROPPED_CLAIMS {
             s.claims.remove(c);
         }

@@ -6,9 +6,11 @@
 //! `Authenticator::authenticate`, and only when the request carries no other
 //! credential. See `docs/signin.md`.
 
+mod authn;
 pub mod flow;
 pub mod idp;
 pub mod redirect;
+pub(crate) mod refresh;
 pub mod revoked;
 pub mod seal;
 #[cfg(test)]
@@ -156,7 +158,7 @@ pub(crate) fn cookie_values<'a>(headers: &'a HeaderMap, name: &str) -> Vec<&'a s
         .collect()
 }
 
-fn strip(headers: &mut HeaderMap, names: &[&str]) {
+pub(crate) fn strip(headers: &mut HeaderMap, names: &[&str]) {
     if !headers.contains_key(COOKIE) {
         return;
     }

@@ -107,7 +107,8 @@ fn idp(lifetime: u64, id_token: impl Fn(&str) -> String + Send + 'static) -> Idp
         assert_eq!(uri, "https://idp.test/token");
         let body = String::from_utf8_lossy(&req.body).to_string();
         assert!(
-            body.contains("grant_type=authorization_code") && body.contains("code_verifier="),
+            (body.contains("grant_type=authorization_code") && body.contains("code_verifier="))
+                || body.contains("grant_type=refresh_token&refresh_token=rt-1"),
             "{body}"
         );
         assert!(
@@ -119,7 +120,7 @@ fn idp(lifetime: u64, id_token: impl Fn(&str) -> String + Send + 'static) -> Idp
                 .starts_with("Basic ")
         );
         let n = seen.lock().unwrap().clone();
-        ok(json!({"id_token": id_token(&n), "token_type": "Bearer"}).to_string())
+        ok(json!({"id_token": id_token(&n), "token_type": "Bearer", "refresh_token": "rt-1"}).to_string())
     });
     let sessions = Sessions::new(sign_in(lifetime), fetch, vec!["idp.test".into()], None).unwrap();
     Idp { sessions, nonce }
@@ -333,4 +334,43 @@ fn session_cookies_are_stripped_before_forwarding() {
     );
     i.sessions.strip_cookies(&mut h);
     assert_eq!(h.get(http::header::COOKIE).unwrap(), "a=1; b=2");
+}
+
+#[tokio::test]
+async fn expired_id_token_is_refreshed_within_the_session_lifetime() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let key = TestKey::rsa("a", RSA_A, "RS256");
+    let calls = Arc::new(AtomicU64::new(0));
+    let seen = calls.clone();
+    let subject = Arc::new(Mutex::new("alice".to_string()));
+    let sub = subject.clone();
+    let i = idp(3600, move |nonce| {
+        let n = seen.fetch_add(1, Ordering::SeqCst);
+        let sub = sub.lock().unwrap().clone();
+        TestKey::rsa("a", RSA_A, "RS256").sign(&json!({"iss": ISS, "sub": sub, "aud": "web",
+            "exp": NOW + 300 + n * 1000, "iat": NOW, "nonce": nonce, "email": format!("v{n}@example.com")}))
+    });
+    let p = provider(&key);
+    let (state, flow) = start(&i).await;
+    let done = i.sessions.finish(&p, &format!("code=c&state={state}"), &flow, NOW, false).await.unwrap();
+    let session = cookie_header(&done.set_cookies[..1]);
+    // ID token still valid: nothing to do.
+    assert!(i.sessions.refresh(&p, &session, NOW + 100, false).await.is_none());
+    // Expired ID token (NOW + 400 is within the rule's 60 s skew? no: 300 + 60 < 400).
+    let Some(refresh::Refreshed::Renewed { value, set_cookie }) = i.sessions.refresh(&p, &session, NOW + 400, false).await
+    else {
+        panic!("not renewed");
+    };
+    assert!(set_cookie.starts_with("authservice_session=") && set_cookie.contains("Max-Age=3200"));
+    let renewed = cookie_header(&[format!("authservice_session={value}")]);
+    let s = i.sessions.session(&renewed, NOW + 400).unwrap().unwrap();
+    assert_eq!(s.claims["email"], "v1@example.com");
+    assert_eq!(s.exp, NOW + 3600, "a refresh never extends the session");
+    // The IdP answers for another subject: the refresh fails.
+    *subject.lock().unwrap() = "mallory".into();
+    let later = cookie_header(&[format!("authservice_session={value}")]);
+    assert!(matches!(
+        i.sessions.refresh(&p, &later, NOW + 2000, false).await,
+        Some(refresh::Refreshed::Failed)
+    ));
 }
