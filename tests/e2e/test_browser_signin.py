@@ -155,9 +155,9 @@ def signin(start_oidc, start_modelgate, kserve_iris):
     """(idp, gateway) factory: the IdP's login page at Dex's path, its
     sign-in client registered for the gateway's callback."""
 
-    def make(lifetime: str = "1h", login: str = "dex"):
+    def make(lifetime: str = "1h", login: str = "dex", id_token_ttl: int = 3600):
         listen = free_addr()
-        idp = start_oidc(login=login, redirect_uris=[f"http://{listen}/oauth2/callback"])
+        idp = start_oidc(login=login, redirect_uris=[f"http://{listen}/oauth2/callback"], id_token_ttl=id_token_ttl)
         mg = start_modelgate(gateway_config(idp, kserve_iris, lifetime), listen=listen,
                              env={"MODELGATE_LISTEN": listen, "WEB_CLIENT_SECRET": "web-secret"})
         return idp, mg
@@ -343,3 +343,21 @@ def test_interactive_login_at_the_providers_own_page(signin):
     r = s.post(r.url, data={"login": USER, "password": PASSWORD}, timeout=10)
     assert r.status_code == 200 and r.url == f"{mg.url}/" and USER in r.text
     assert s.cookies.get("authservice_session")
+
+
+def test_session_is_refreshed_when_the_id_token_expires(signin):
+    _, mg = signin(id_token_ttl=2)
+    cookie = sign_in(mg)
+    r = predict(mg, cookie)
+    assert r.status_code == 200 and "set-cookie" not in r.headers
+    time.sleep(3.1)
+    # The ID token has expired; the session has not, and holds a refresh token.
+    r = predict(mg, cookie)
+    assert r.status_code == 200, r.text
+    renewed = r.headers["set-cookie"]
+    assert renewed.startswith("authservice_session=") and "HttpOnly" in renewed and "SameSite=Lax" in renewed
+    value = renewed.split(";")[0].split("=", 1)[1]
+    assert value != cookie
+    r = predict(mg, value)
+    assert r.status_code == 200 and "set-cookie" not in r.headers
+    assert mg.wait_decisions(3)[-1]["identity"] == USER

@@ -88,6 +88,9 @@ const provider = new Provider(issuer, {
   interactions: {
     url: (ctx, interaction) => (login === 'dex' ? `/auth/local/login?uid=${interaction.uid}` : `/interaction/${interaction.uid}`),
   },
+  // OIDC_ID_TOKEN_TTL (seconds, default 3600): short ID tokens make the
+  // gateway refresh sessions.
+  ttl: { IdToken: Number(process.env.OIDC_ID_TOKEN_TTL || 3600) },
   issueRefreshToken: async (ctx, client, code) => client.grantTypeAllowed('refresh_token'),
   features: {
     devInteractions: { enabled: false },
