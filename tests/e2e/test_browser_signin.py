@@ -361,3 +361,18 @@ def test_session_is_refreshed_when_the_id_token_expires(signin):
     r = predict(mg, value)
     assert r.status_code == 200 and "set-cookie" not in r.headers
     assert mg.wait_decisions(3)[-1]["identity"] == USER
+
+
+def test_code_from_another_flow_is_refused(signin):
+    """Code injection: the callback of flow B replayed with flow A's state and
+    cookie. The state check passes, but B's code is bound to B's PKCE
+    verifier (and B's nonce), so the exchange fails and no session is set."""
+    _, mg = signin()
+    _, callback_a, flow_a = manual_flow(mg)
+    _, callback_b, _ = manual_flow(mg)
+    state_a = re.search(r"[?&]state=([^&]+)", callback_a).group(1)
+    code_b = re.search(r"[?&]code=([^&]+)", callback_b).group(1)
+    forged = f"{mg.url}/oauth2/callback?code={code_b}&state={state_a}"
+    r = requests.get(forged, headers={"Cookie": flow_a}, allow_redirects=False, timeout=10)
+    assert r.status_code in (401, 502), r.text
+    assert "authservice_session" not in r.headers.get("set-cookie", "")
