@@ -27,8 +27,13 @@ auth:
 }
 
 fn parse(sign_in: &str) -> Result<modelgate_config::Config, Vec<(String, String)>> {
-    parse_str(&config(sign_in), "t.yaml", Path::new("/etc/modelgate"), &|_| None)
-        .map_err(|e| e.errors.into_iter().map(|e| (e.path, e.message)).collect())
+    parse_str(
+        &config(sign_in),
+        "t.yaml",
+        Path::new("/etc/modelgate"),
+        &|_| None,
+    )
+    .map_err(|e| e.errors.into_iter().map(|e| (e.path, e.message)).collect())
 }
 
 #[test]
@@ -39,14 +44,22 @@ fn defaults() {
     .unwrap();
     let s = cfg.auth.sign_in.unwrap();
     assert_eq!(
-        (s.login_path.as_str(), s.redirect_path.as_str(), s.logout_path.as_str(), s.landing_path.as_str()),
+        (
+            s.login_path.as_str(),
+            s.redirect_path.as_str(),
+            s.logout_path.as_str(),
+            s.landing_path.as_str()
+        ),
         ("/oauth2/start", "/oauth2/callback", "/oauth2/sign_out", "/")
     );
     assert_eq!(s.cookie.name, "modelgate_session");
     assert_eq!(s.cookie.lifetime, Duration::from_secs(12 * 3600));
     assert_eq!(s.cookie.secure, CookieSecure::Auto);
     assert_eq!(s.cookie.key.0[0], 1);
-    assert!(!format!("{:?}", s.cookie.key).contains('1'), "the key is never printed");
+    assert!(
+        !format!("{:?}", s.cookie.key).contains('1'),
+        "the key is never printed"
+    );
     assert!(!format!("{:?}", s.client_secret).contains('s'));
     assert_eq!(s.scopes, ["openid", "email", "profile", "groups"]);
     assert_eq!(s.allowed_redirects, [RedirectTarget::Path("/".into())]);

@@ -59,5 +59,4 @@ impl Authenticator {
             .map(str::to_string);
         Some(email.unwrap_or(p.name))
     }
-
 }

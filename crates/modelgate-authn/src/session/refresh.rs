@@ -63,9 +63,14 @@ impl Sessions {
         let grant = [("grant_type", "refresh_token"), ("refresh_token", rt)];
         let tokens = idp::token_call(&self.fetch, &self.cfg, &ep, &grant, self.cfg.timeout).await?;
         let (claims, id_exp) =
-            idp::verify_id_token(provider, &self.cfg.client_id, &tokens.id_token, None, now).await?;
-        if claims.get("sub").and_then(Value::as_str) != old.claims.get("sub").and_then(Value::as_str) {
-            return Err(IdpError::IdToken("refreshed ID token names another subject".into()));
+            idp::verify_id_token(provider, &self.cfg.client_id, &tokens.id_token, None, now)
+                .await?;
+        if claims.get("sub").and_then(Value::as_str)
+            != old.claims.get("sub").and_then(Value::as_str)
+        {
+            return Err(IdpError::IdToken(
+                "refreshed ID token names another subject".into(),
+            ));
         }
         Ok(SessionData {
             sid: old.sid.clone(),
@@ -83,12 +88,20 @@ impl Authenticator {
     /// refresh token allows it, rewriting the request's `Cookie` header so
     /// authentication sees the outcome. Returns the `Set-Cookie` for the
     /// response, if any. Requests with another credential are left alone.
-    pub async fn refresh_session(&self, headers: &mut HeaderMap, now: u64, secure: bool) -> Option<String> {
+    pub async fn refresh_session(
+        &self,
+        headers: &mut HeaderMap,
+        now: u64,
+        secure: bool,
+    ) -> Option<String> {
         let s = self.sessions.as_ref()?;
         if headers.contains_key(http::header::AUTHORIZATION) {
             return None;
         }
-        let provider = self.providers.iter().find(|p| p.rule.issuer == s.cfg.issuer)?;
+        let provider = self
+            .providers
+            .iter()
+            .find(|p| p.rule.issuer == s.cfg.issuer)?;
         let name = s.cfg.cookie.name.clone();
         match s.refresh(provider, headers, now, secure).await? {
             Refreshed::Renewed { value, set_cookie } => {

@@ -120,7 +120,10 @@ fn idp(lifetime: u64, id_token: impl Fn(&str) -> String + Send + 'static) -> Idp
                 .starts_with("Basic ")
         );
         let n = seen.lock().unwrap().clone();
-        ok(json!({"id_token": id_token(&n), "token_type": "Bearer", "refresh_token": "rt-1"}).to_string())
+        ok(
+            json!({"id_token": id_token(&n), "token_type": "Bearer", "refresh_token": "rt-1"})
+                .to_string(),
+        )
     });
     let sessions = Sessions::new(sign_in(lifetime), fetch, vec!["idp.test".into()], None).unwrap();
     Idp { sessions, nonce }
@@ -352,12 +355,22 @@ async fn expired_id_token_is_refreshed_within_the_session_lifetime() {
     });
     let p = provider(&key);
     let (state, flow) = start(&i).await;
-    let done = i.sessions.finish(&p, &format!("code=c&state={state}"), &flow, NOW, false).await.unwrap();
+    let done = i
+        .sessions
+        .finish(&p, &format!("code=c&state={state}"), &flow, NOW, false)
+        .await
+        .unwrap();
     let session = cookie_header(&done.set_cookies[..1]);
     // ID token still valid: nothing to do.
-    assert!(i.sessions.refresh(&p, &session, NOW + 100, false).await.is_none());
-    // Expired ID token (NOW + 400 is within the rule's 60 s skew? no: 300 + 60 < 400).
-    let Some(refresh::Refreshed::Renewed { value, set_cookie }) = i.sessions.refresh(&p, &session, NOW + 400, false).await
+    assert!(
+        i.sessions
+            .refresh(&p, &session, NOW + 100, false)
+            .await
+            .is_none()
+    );
+    // Expired ID token: NOW + 400 is past exp (NOW + 300), within the session.
+    let Some(refresh::Refreshed::Renewed { value, set_cookie }) =
+        i.sessions.refresh(&p, &session, NOW + 400, false).await
     else {
         panic!("not renewed");
     };
