@@ -3,9 +3,11 @@
 
 mod authn;
 mod bodies;
+mod signin;
 
 pub use authn::{credentials, jwks_parse, jwt_parse, remote_answers};
 pub use bodies::{grpc_body, grpc_peek, openai_model, v2_rest};
+pub use signin::signin;
 
 use std::path::Path;
 
@@ -24,6 +26,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("v2_rest", v2_rest),
     ("grpc_body", grpc_body),
     ("grpc_peek", grpc_peek),
+    ("signin", signin),
 ];
 
 /// Path normalisation: never panics; a normalised path is canonical and a

@@ -954,9 +954,13 @@ class OidcProvider(Proc):
 
 
 def start_oidc_provider(workdir: str | os.PathLike, *, port: int | None = None, generation: int = 1,
-                        timeout: float = SMALL_TIMEOUT) -> OidcProvider:
-    """`node tests/oidc/server.mjs PORT KEYS` with fresh keys of `generation`
-    (restart on the same port with a new generation to rotate keys)."""
+                        timeout: float = SMALL_TIMEOUT, login: str = "interaction",
+                        redirect_uris: Sequence[str] = (), id_token_ttl: int = 3600) -> OidcProvider:
+    """`node tests/oidc/server.mjs PORT KEYS LOGIN` with fresh keys of `generation`
+    (restart on the same port with a new generation to rotate keys). `login`:
+    where the interactive login form sits (`interaction`, or `dex` for Dex's
+    /auth/local/login); `redirect_uris`: the browser sign-in client's;
+    `id_token_ttl`: seconds its ID tokens live."""
     work = Path(workdir)
     work.mkdir(parents=True, exist_ok=True)
     if not (OIDC_MODULES / "oidc-provider").is_dir():
@@ -967,8 +971,11 @@ def start_oidc_provider(workdir: str | os.PathLike, *, port: int | None = None, 
     n = 0
     while (work / f"oidc-{n}.log").exists():
         n += 1
-    proc = OidcProvider("oidc-provider", ["node", str(OIDC_SERVER), str(port), str(keys_file)], work / f"oidc-{n}.log",
-                        cwd=work, env=_clean_env({"MODELGATE_OIDC_MODULES": str(OIDC_MODULES)}))
+    proc = OidcProvider("oidc-provider", ["node", str(OIDC_SERVER), str(port), str(keys_file), login],
+                        work / f"oidc-{n}.log", cwd=work,
+                        env=_clean_env({"MODELGATE_OIDC_MODULES": str(OIDC_MODULES),
+                                        "OIDC_REDIRECT_URIS": ",".join(redirect_uris),
+                                        "OIDC_ID_TOKEN_TTL": str(id_token_ttl)}))
     proc.port, proc.keys = port, keys
     proc.wait_ready(lambda: http_status(f"{proc.issuer}/.well-known/openid-configuration") == 200, timeout,
                     "GET /.well-known/openid-configuration")

@@ -45,11 +45,20 @@ impl Handler for Gateway {
         let mut trace = Trace::new(conn.client, req.method().as_str(), req.uri().path());
         trace.received = received;
         let ready = self.shared.ready.load(Ordering::Acquire);
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
         // The wristband's discovery document and JWKS: public, like health.
         if let Some(resp) = crate::wristband::document(&p, &parts.method, parts.uri.path()) {
             return resp;
         }
+        // Browser sign-in endpoints answer before routing (signin.rs).
+        if let Some(resp) = crate::signin::endpoint(&p, &parts, conn.listener).await {
+            if !http_body::Body::is_end_stream(&body) {
+                tokio::spawn(drain(body));
+            }
+            return resp;
+        }
+        let login = crate::signin::browser_login(&p, &parts, conn.listener);
+        let renewed = crate::signin::refresh(&p, &mut parts, conn.listener).await;
         // Forward-auth endpoints answer checks; they never proxy.
         if let Some(ep) = crate::forward_auth::endpoint(&p, conn.listener, parts.uri.path()) {
             if !http_body::Body::is_end_stream(&body) {
@@ -59,7 +68,7 @@ impl Handler for Gateway {
         }
         let mut body = Some(body);
         // Boxed: the flow future is large, and hyper moves the handler future by value.
-        match Box::pin(flow(
+        let resp = match Box::pin(flow(
             &p,
             self.shared.runtime.as_ref(),
             parts,
@@ -80,9 +89,14 @@ impl Handler for Gateway {
                 {
                     tokio::spawn(drain(unread));
                 }
-                rejected(&p, metrics, &trace, reject, upstream_error)
+                let resp = rejected(&p, metrics, &trace, reject, upstream_error);
+                match login {
+                    Some(l) => crate::signin::to_login(resp, l),
+                    None => resp,
+                }
             }
-        }
+        };
+        crate::signin::with_cookie(resp, renewed)
     }
 }
 

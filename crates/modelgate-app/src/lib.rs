@@ -19,8 +19,9 @@ mod local;
 mod pipeline;
 mod reload;
 mod run;
-mod wristband;
+mod signin;
 mod stream_log;
+mod wristband;
 
 /// Pure parsers of request bytes, public for the fuzz targets in `fuzz/`.
 #[doc(hidden)]

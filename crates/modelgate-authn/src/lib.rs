@@ -21,6 +21,7 @@ pub mod keys;
 pub(crate) mod kubernetes;
 pub(crate) mod metrics;
 pub(crate) mod mtls;
+pub mod session;
 pub(crate) mod single_flight;
 pub(crate) mod token;
 pub mod wristband;
@@ -64,6 +65,8 @@ pub use credential::{Credential, find_credential};
 pub use keys::{KeyStore, KeyStoreError};
 pub use kubernetes::access::AccessRefusal;
 pub use metrics::IdentityMetrics;
+pub use session::flow::{Redirect, SignInError};
+pub use session::{SESSION_INVALID, Sessions};
 
 use crate::fetch::{Fetch, HyperFetch};
 use crate::introspection::Introspector;
@@ -106,6 +109,8 @@ pub struct Authenticator {
     mtls: Option<MtlsIdentity>,
     locations: TokenLocations,
     output_headers: Vec<HeaderName>,
+    /// Browser sign-in sessions (`auth.sign_in`).
+    sessions: Option<Arc<Sessions>>,
 }
 
 impl Authenticator {
@@ -126,6 +131,7 @@ impl Authenticator {
             mtls: None,
             locations: TokenLocations::default(),
             output_headers: Vec::new(),
+            sessions: None,
         }
     }
 
@@ -152,6 +158,22 @@ impl Authenticator {
             )]
         })?;
         me.add_jwt_providers(auth, previous, &web, metrics, &mut errors);
+        if let Some(cfg) = &auth.sign_in {
+            let prev = previous.and_then(|p| p.sessions.as_deref());
+            match Sessions::new(
+                cfg.clone(),
+                web.clone(),
+                id.jwks.allowed_hosts.clone(),
+                prev,
+            ) {
+                Ok(s) => me.sessions = Some(Arc::new(s)),
+                Err(e) => errors.push(ConfigError::new(
+                    "auth.sign_in.cookie",
+                    e,
+                    "give 32 random bytes in base64",
+                )),
+            }
+        }
         if let Some(t) = &id.kubernetes.token_review {
             match fetch(t.ca_file.as_deref()).and_then(|f| {
                 let access =
@@ -273,6 +295,9 @@ impl Authenticator {
         now: SystemTime,
     ) -> Result<Authenticated, AuthFailure> {
         let token = self.presented_token(facts, sources)?;
+        if let Some(r) = self.session_identity(facts, token.is_some(), now) {
+            return r.map(authenticated::seal);
+        }
         // kube: keys from Secrets may have any format.
         let api_key = token.as_deref().is_some_and(|t| {
             t.starts_with(keys::KEY_PREFIX)
@@ -335,6 +360,11 @@ impl Authenticator {
             return Ok(authenticated::seal(principal));
         }
         Err(self.unclaimed(token.as_deref(), api_key))
+    }
+
+    /// Browser sign-in, when configured.
+    pub fn sessions(&self) -> Option<&Sessions> {
+        self.sessions.as_deref()
     }
 
     /// The one bearer token the request presents (in the listener's
@@ -438,6 +468,9 @@ impl Authenticator {
         query: Option<String>,
         headers: &mut HeaderMap,
     ) -> Option<String> {
+        if let Some(s) = &self.sessions {
+            s.strip_cookies(headers);
+        }
         if plan.keep_token {
             return query;
         }

@@ -195,6 +195,9 @@ pub struct RawAuth {
     pub introspection: Option<crate::identity::RawIntrospection>,
     #[serde(default)]
     pub mtls: Option<crate::identity::RawMtls>,
+    /// Browser sign-in (see [`crate::identity::RawSignIn`]).
+    #[serde(default)]
+    pub sign_in: Option<crate::identity::RawSignIn>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

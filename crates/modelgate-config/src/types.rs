@@ -263,6 +263,8 @@ pub struct Auth {
     /// JWT, Kubernetes, introspection and mTLS identity sources, and the
     /// order methods are tried in (see `docs/identity.md`).
     pub identity: crate::identity::Identity,
+    /// Browser sign-in (OIDC code flow, session cookie); see `docs/signin.md`.
+    pub sign_in: Option<crate::identity::SignIn>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

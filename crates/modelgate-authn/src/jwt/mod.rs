@@ -106,28 +106,37 @@ impl Provider {
             .check(now_s, r.clock_skew.as_secs(), r.require_expiration)
             .map_err(invalid)?;
         check_audience(&jwt.aud, &r.audiences)?;
+        let used = self.check_signature(&jwt).await?;
+        Ok((self.principal(jwt), used))
+    }
+
+    /// Checks `jwt`'s signature with this issuer's keys (or HMAC secret),
+    /// refetching once for an unknown `kid`; returns the key set used
+    /// (`None`: the HMAC secret). Browser sign-in verifies ID tokens with it.
+    pub async fn check_signature(&self, jwt: &Jwt) -> Result<Option<Arc<Loaded>>, AuthFailure> {
+        let r = &self.rule;
         let used = if jwt.alg.is_hmac() {
             match &r.hmac_secret {
-                Some(secret) => verify_hmac(&jwt, secret).map_err(|e| invalid(e.status()))?,
+                Some(secret) => verify_hmac(jwt, secret).map_err(|e| invalid(e.status()))?,
                 None => return Err(invalid(VerifyError::NoMatchingKey.status())),
             }
             None
         } else {
             let loaded = self.keys.current().await?;
-            match loaded.keys.verify(&jwt) {
+            match loaded.keys.verify(jwt) {
                 Ok(()) => Some(loaded),
                 Err(VerifyError::NoMatchingKey) => {
                     let newer = self.keys.refetch_for_unknown_kid(&loaded).await;
                     let Some(newer) = newer else {
                         return Err(invalid(VerifyError::NoMatchingKey.status()));
                     };
-                    newer.keys.verify(&jwt).map_err(|e| invalid(e.status()))?;
+                    newer.keys.verify(jwt).map_err(|e| invalid(e.status()))?;
                     Some(newer)
                 }
                 Err(e) => return Err(invalid(e.status())),
             }
         };
-        Ok((self.principal(jwt), used))
+        Ok(used)
     }
 
     fn principal(&self, jwt: Jwt) -> Principal {

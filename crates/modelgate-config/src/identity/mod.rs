@@ -10,6 +10,7 @@ mod introspection;
 mod jwt;
 mod kubernetes;
 mod mtls;
+mod session;
 #[cfg(test)]
 mod tests;
 
@@ -24,6 +25,7 @@ pub use introspection::*;
 pub use jwt::*;
 pub use kubernetes::*;
 pub use mtls::*;
+pub use session::*;
 
 /// The identity keys of `auth`, as found in the file.
 #[derive(Debug, Clone, Default)]
@@ -104,6 +106,16 @@ impl Identity {
         }
         out
     }
+}
+
+/// Validates `auth.sign_in` (needs the validated JWT rules).
+pub(crate) fn sign_in_of(
+    raw: Option<RawSignIn>,
+    jwt: &[JwtRule],
+    base: &Path,
+    c: &mut Collector,
+) -> Option<SignIn> {
+    raw.and_then(|r| session::sign_in(r, jwt, base, c))
 }
 
 const DEFAULT_K8S_ISSUER: &str = "https://kubernetes.default.svc.cluster.local";

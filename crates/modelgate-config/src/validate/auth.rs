@@ -102,6 +102,7 @@ pub(super) fn auth(raw: RawAuth, base: &Path, c: &mut Collector) -> Option<Auth>
         mtls: raw.mtls,
     };
     let identity = crate::identity::identity(raw_identity, raw.api_keys.is_some(), base, c);
+    let sign_in = crate::identity::sign_in_of(raw.sign_in, &identity.jwt, base, c);
     Some(Auth {
         realm,
         identity,
@@ -112,5 +113,6 @@ pub(super) fn auth(raw: RawAuth, base: &Path, c: &mut Collector) -> Option<Auth>
         identity_header,
         strip_headers,
         public_paths,
+        sign_in,
     })
 }
