@@ -9,7 +9,6 @@ mod file;
 mod format;
 mod secrets;
 mod store;
-mod stream;
 
 pub use file::{KeyEntry, KeyFile, KeyFileError, KeySummary, PreviousKey};
 pub use format::{GeneratedKey, KEY_PREFIX, parse_key_id};
