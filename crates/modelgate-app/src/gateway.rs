@@ -35,6 +35,8 @@ pub struct Shared {
 /// The client-facing handler.
 pub struct Gateway {
     pub shared: Arc<Shared>,
+    /// The admin API and UI, served here too with `admin.ui.on_public`.
+    pub console: Arc<crate::admin::console::Console>,
 }
 
 impl Handler for Gateway {
@@ -50,6 +52,9 @@ impl Handler for Gateway {
         );
         trace.received = received;
         let ready = self.shared.ready.load(Ordering::Acquire);
+        if p.config.admin.on_public && crate::admin::console::is_admin_request(req.uri().path()) {
+            return self.console.serve(req, &conn).await;
+        }
         let (parts, body) = req.into_parts();
         // Forward-auth endpoints answer checks; they never proxy.
         if let Some(ep) = crate::forward_auth::endpoint(&p, conn.listener, parts.uri.path()) {
@@ -202,6 +207,11 @@ async fn flow(
             detail: "allowed without facts, route or permit".into(),
         }));
     };
+    // The admin API and UI are served on this listener only with
+    // `admin.ui.on_public` (see `Gateway::handle`); never forwarded.
+    if route.protocol == modelgate_core::Protocol::Admin {
+        return Err(refuse(Reject::NotFound("not found".into())));
+    }
 
     // 6. Backend: modelgate itself, the built-in runtime, or the upstream.
     let request_body: BoxBody = match (source.head, source.body.take()) {

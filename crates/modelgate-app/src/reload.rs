@@ -85,7 +85,7 @@ impl Reloader {
 
     /// Reloads configuration, keys and TLS certificates (SIGHUP).
     pub fn reload_all(&self) {
-        self.reload_config();
+        let _ = self.reload_config();
         self.reload_keys();
         for t in &self.tls {
             match t.reload() {
@@ -97,14 +97,21 @@ impl Reloader {
         }
     }
 
-    fn reload_config(&self) {
+    /// The configuration file this process serves.
+    pub(crate) fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
+    /// Reloads the configuration file now (what SIGHUP does for it); the
+    /// error says why the previous configuration stays in force.
+    pub(crate) fn reload_config(&self) -> Result<(), String> {
         let metrics = &self.shared.metrics;
         let config = match modelgate_config::load_file(&self.config_path) {
             Ok(c) => c,
             Err(e) => {
                 metrics.config_reloaded(false);
                 tracing::error!(errors = %e, "configuration reload rejected; the previous configuration stays in force");
-                return;
+                return Err(e.to_string());
             }
         };
         self.warn_restart_keys(&config);
@@ -122,7 +129,7 @@ impl Reloader {
                 if let Err(e) = self.update_runtime(&p.config) {
                     metrics.config_reloaded(false);
                     tracing::error!(error = %e, "configuration reload rejected; the previous configuration stays in force");
-                    return;
+                    return Err(e);
                 }
                 metrics.set_models(p.config.models.iter().map(|m| m.name.as_str()));
                 self.shared.pipeline.store(Arc::new(p));
@@ -136,10 +143,12 @@ impl Reloader {
                 if changed {
                     self.reload_keys();
                 }
+                Ok(())
             }
             Err(e) => {
                 metrics.config_reloaded(false);
                 tracing::error!(errors = %e, "configuration reload rejected; the previous configuration stays in force");
+                Err(e.to_string())
             }
         }
     }
@@ -158,7 +167,8 @@ impl Reloader {
         (self.restart_required)(keys.len());
     }
 
-    fn reload_keys(&self) {
+    /// Reloads the API-key file now (after the admin API changed it).
+    pub(crate) fn reload_keys(&self) {
         let path = self.watched.lock().ok().and_then(|w| w.keys_path.clone());
         let metrics = &self.shared.metrics;
         let Some(path) = path else {
@@ -225,7 +235,7 @@ impl Reloader {
             (config_changed, keys_changed)
         };
         if config_changed {
-            self.reload_config();
+            let _ = self.reload_config();
         }
         if keys_changed {
             self.reload_keys();

@@ -17,6 +17,7 @@ use tokio::sync::watch;
 
 use crate::adapter::Adapter;
 use crate::admin::Admin;
+use crate::admin::console::Console;
 use crate::gateway::{Gateway, Shared};
 use crate::pipeline::{BuildError, Pipeline};
 use crate::reload::Reloader;
@@ -110,8 +111,16 @@ pub async fn run_with_addons(
         })?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    let reloader = Arc::new(Reloader::new(
+        shared.clone(),
+        config_path,
+        listeners_cfg.clone(),
+        bound.tls_setups,
+    ));
+    let console = Arc::new(Console::new(shared.clone(), reloader.clone()));
     let gateway = Arc::new(Gateway {
         shared: shared.clone(),
+        console: console.clone(),
     });
     let mut threads = spawn_io_threads(bound.per_thread, &gateway, &stop_rx)?;
     for addon in addons {
@@ -125,13 +134,7 @@ pub async fn run_with_addons(
         threads.extend(started);
     }
     let admin_tcp_addr = admin_tcp.local_addr().unwrap_or(admin_addr);
-    let admin_task = spawn_admin(admin_tcp, admin_tcp_addr, &shared, &stop_rx);
-    let reloader = Arc::new(Reloader::new(
-        shared.clone(),
-        config_path,
-        listeners_cfg.clone(),
-        bound.tls_setups,
-    ));
+    let admin_task = spawn_admin(admin_tcp, admin_tcp_addr, &shared, console, &stop_rx);
     let watch_task = reloader.clone().spawn_watchers();
     shared.ready.store(true, Ordering::Release);
     tracing::info!(
@@ -281,6 +284,7 @@ fn spawn_admin(
     admin_tcp: TcpListener,
     addr: SocketAddr,
     shared: &Arc<Shared>,
+    console: Arc<Console>,
     stop_rx: &watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     tracing::info!(address = %addr, "admin listening");
@@ -299,6 +303,7 @@ fn spawn_admin(
         admin_opts,
         Arc::new(Admin {
             shared: shared.clone(),
+            console,
         }),
         stop_rx.clone(),
     ))

@@ -4,6 +4,7 @@
 mod decision;
 mod log;
 mod metrics;
+pub mod tap;
 
 pub use decision::{Decision, Outcome, PolicyNote, Rule, authorino_response};
 pub use log::DecisionLog;

@@ -98,6 +98,8 @@ pub struct Metrics {
     /// besides `""` and [`UNKNOWN_MODEL`].
     known_models: RwLock<HashSet<Arc<str>>>,
     unknown_model: Arc<str>,
+    /// The admin UI's view of recent decisions (fed by [`Metrics::record`]).
+    pub tap: crate::tap::DecisionTap,
     no_model: Arc<str>,
 }
 
@@ -215,6 +217,7 @@ impl Metrics {
             histogram_cache: RwLock::new(HashMap::new()),
             known_models: RwLock::new(HashSet::new()),
             unknown_model: Arc::from(UNKNOWN_MODEL),
+            tap: crate::tap::DecisionTap::default(),
             no_model: Arc::from(""),
         }
     }
@@ -259,6 +262,8 @@ impl Metrics {
         upstream_error: Option<&'static str>,
     ) {
         let model = self.model_label(d.model);
+        let known = !model.is_empty() && !Arc::ptr_eq(&model, &self.unknown_model);
+        self.tap.observe(d, &model, known);
         let protocol = d.protocol.unwrap_or("");
         self.requests
             .get_or_create(&RequestLabels {

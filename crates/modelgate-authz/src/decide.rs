@@ -43,6 +43,8 @@ pub struct Engine {
     pub(crate) deny: Vec<CompiledPolicy>,
     pub(crate) allow: Vec<CompiledPolicy>,
     pub(crate) audit: Vec<CompiledPolicy>,
+    /// Who holds the admin role (`admin.roles`, `admin.keys`).
+    pub(crate) admin: modelgate_config::admin::AdminRole,
     env: Arc<Env>,
 }
 
@@ -64,6 +66,7 @@ impl Engine {
             deny: Vec::new(),
             allow: Vec::new(),
             audit: Vec::new(),
+            admin: config.admin.role.clone(),
             env: crate::cel::env(),
         };
         let mut errors = Vec::new();

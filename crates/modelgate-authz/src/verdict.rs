@@ -19,6 +19,8 @@ pub enum Basis {
     ServerOperation,
     /// modelgate's fail-closed default (anonymous request, no ALLOW policy).
     Default,
+    /// The admin API and UI: the identity holds (or lacks) the admin role.
+    AdminRole,
 }
 
 impl Basis {
@@ -29,6 +31,7 @@ impl Basis {
             Basis::Policy => "policy",
             Basis::ServerOperation => "server_operation",
             Basis::Default => "default",
+            Basis::AdminRole => "admin_role",
         }
     }
 }
