@@ -228,3 +228,25 @@ def test_decisions_list_and_stream_filter(gw):
     m = requests.get(api(gw, "models"), headers=h, timeout=10).json()[0]
     assert m["stats"]["requests"] >= 3 and m["stats"]["p99_ms"] is not None
     assert sum(m["stats"]["rate_series"]) == m["stats"]["requests"]
+
+
+def test_on_public_serves_the_admin_api_on_the_listener_too(tmp_path, run_modelgate, start_modelgate):
+    keys = tmp_path / "keys.json"
+    admin_key = create_key(run_modelgate, keys, "ops", "*")
+    user_key = create_key(run_modelgate, keys, "alice", "*")
+    mg = start_modelgate(f"""
+listen: {{address: "__LISTEN__"}}
+admin: {{address: "__ADMIN__", keys: [ops], ui: {{on_public: true}}}}
+auth: {{api_keys: {{file: "{keys}"}}}}
+models:
+  - name: iris
+    upstream: {{url: "http://127.0.0.1:9"}}
+""")
+    url = f"{mg.url}/admin/api/models"
+    assert requests.get(url, timeout=10).status_code == 401
+    assert requests.get(url, headers=bearer(user_key), timeout=10).status_code == 403
+    r = requests.get(url, headers=bearer(admin_key), timeout=10)
+    assert r.status_code == 200, r.text
+    assert r.json()[0]["health"] == "unreachable"
+    # Encoded forms of the admin path are the admin path (normalised once).
+    assert requests.get(f"{mg.url}/%61dmin/api/models", headers=bearer(user_key), timeout=10).status_code == 403

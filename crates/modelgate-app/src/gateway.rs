@@ -251,6 +251,11 @@ pub(crate) fn note(trace: &mut Trace, d: &Decision) {
     }
     if let Some(p) = d.identity.principal() {
         trace.identify(p);
+    } else if let crate::decide::Identity::Failed(modelgate_core::AuthFailure::InactiveApiKey(
+        name,
+    )) = &d.identity
+    {
+        trace.identity = Some((name.clone(), modelgate_core::AuthMethod::ApiKey, None));
     }
     trace.authorized = d.ruling.as_ref().is_some_and(|r| r.verdict.is_allow());
 }
