@@ -102,10 +102,10 @@ pub(super) fn check(
 /// `Origin` (when sent) must name this host.
 fn same_origin(headers: &HeaderMap) -> Result<(), Reject> {
     let cross = || Reject::Forbidden("cross-origin request refused".into());
-    if let Some(site) = headers.get("sec-fetch-site") {
-        if !matches!(site.as_bytes(), b"same-origin" | b"none") {
-            return Err(cross());
-        }
+    if let Some(site) = headers.get("sec-fetch-site")
+        && !matches!(site.as_bytes(), b"same-origin" | b"none")
+    {
+        return Err(cross());
     }
     let Some(origin) = headers.get(ORIGIN) else {
         return Ok(());

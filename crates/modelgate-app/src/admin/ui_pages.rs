@@ -114,22 +114,7 @@ pub(super) fn keys(
             key = esc(&k.key)
         );
     }
-    let mut rows = String::new();
-    for k in keys {
-        let n = esc(&k.name);
-        let action = seg(&k.name);
-        let _ = write!(
-            rows,
-            r#"<tr data-key="{n}"><th scope="row">{n}</th><td>{id}</td><td class="status">{status}</td><td>{models}</td><td>{created}</td><td>{expires}</td><td>
-<form method="post" action="/admin/keys/{action}/rotate">{csrf}<label for="grace-{n}">Grace for {n}</label><input id="grace-{n}" name="grace" placeholder="0s" size="5"><button>Rotate {n}</button></form>
-<form method="post" action="/admin/keys/{action}/revoke">{csrf}<button class="danger">Revoke {n}</button></form></td></tr>"#,
-            id = esc(&k.id),
-            status = esc(k.status),
-            models = esc(&k.models.join(", ")),
-            created = esc(&k.created_at),
-            expires = esc(k.expires_at.as_deref().unwrap_or("never")),
-        );
-    }
+    let rows = key_rows(keys, &csrf);
     let _ = write!(
         main,
         r#"<h2>Create a key</h2><form method="post" action="/admin/keys" id="create-key">{csrf}
@@ -155,6 +140,33 @@ pub(super) fn keys(
         );
     }
     page(req, "Keys", &main)
+}
+
+/// One table row per key; a revoked key has no actions.
+fn key_rows(keys: &[KeySummary], csrf: &str) -> String {
+    let mut rows = String::new();
+    for k in keys {
+        let n = esc(&k.name);
+        let action = seg(&k.name);
+        let actions = if k.status == "revoked" {
+            "–".to_string()
+        } else {
+            format!(
+                r#"<form method="post" action="/admin/keys/{action}/rotate">{csrf}<label for="grace-{n}">Grace for {n}</label><input id="grace-{n}" name="grace" placeholder="0s" size="5"><button>Rotate {n}</button></form>
+<form method="post" action="/admin/keys/{action}/revoke">{csrf}<button class="danger">Revoke {n}</button></form>"#
+            )
+        };
+        let _ = write!(
+            rows,
+            r#"<tr data-key="{n}"><th scope="row">{n}</th><td>{id}</td><td class="status">{status}</td><td>{models}</td><td>{created}</td><td>{expires}</td><td>{actions}</td></tr>"#,
+            id = esc(&k.id),
+            status = esc(k.status),
+            models = esc(&k.models.join(", ")),
+            created = esc(&k.created_at),
+            expires = esc(k.expires_at.as_deref().unwrap_or("never")),
+        );
+    }
+    rows
 }
 
 pub(super) fn policies(
