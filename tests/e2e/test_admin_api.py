@@ -77,9 +77,11 @@ def test_non_admin_identities_get_403_and_anonymous_401(gw):
     assert r.status_code == 200, r.text
     [m] = r.json()
     assert (m["name"], m["kind"], m["health"], m["require_token"]) == ("iris", "builtin", "ready", True)
-    # The admin paths are not served on the public listener (no admin.ui.on_public).
-    r = requests.get(f"{gw.url}/admin/api/models", headers=bearer(gw.admin_key), timeout=10)
-    assert r.status_code == 404
+    # The admin paths are not served on the public listener (no admin.ui.on_public):
+    # an unknown path, before authentication.
+    for h in ({}, bearer(gw.user_key), bearer(gw.admin_key)):
+        r = requests.get(f"{gw.url}/admin/api/models", headers=h, timeout=10)
+        assert r.status_code == 404, r.text
     # Each admin request is one decision record, with its rule.
     recs = [d for d in gw.wait_decisions(4) if d.get("protocol") == "admin"]
     assert [(d["status"], d.get("basis")) for d in recs[:3]] == [(401, None), (403, "admin_role"), (200, "admin_role")]
@@ -97,9 +99,13 @@ def test_explain_is_the_decision_function(gw):
     a = requests.post(api(gw, "explain"), json=q, headers=h, timeout=10).json()
     assert (a["decision"], a["status"]) == ("deny", 403), a
     # The admin API itself is explained the same way.
-    q = {"path": "/admin/api/keys", "claims": {"sub": "carol", "groups": ["modelgate-admins"]}}
+    q = {"path": "/admin/api/keys", "claims": {"sub": "carol", "groups": ["modelgate-admins"]}, "admin_listener": True}
     a = requests.post(api(gw, "explain"), json=q, headers=h, timeout=10).json()
     assert (a["decision"], a["basis"], a["protocol"]) == ("allow", "admin_role", "admin"), a
+    # On the public listener (no admin.ui.on_public) the admin API does not exist.
+    q["admin_listener"] = False
+    a = requests.post(api(gw, "explain"), json=q, headers=h, timeout=10).json()
+    assert (a["decision"], a["status"]) == ("deny", 404), a
 
 
 def test_keys_secret_once_never_listed_and_revocation_applies_at_once(gw):

@@ -57,7 +57,8 @@ pub enum BuildError {
 
 impl Pipeline {
     /// The decision function over this pipeline's routes, identity sources,
-    /// policies and listeners.
+    /// policies and listeners, for requests on the public listeners (admin
+    /// paths route only with `admin.ui.on_public`).
     pub fn decider(&self) -> Decider<'_> {
         Decider {
             routes: &self.routes,
@@ -65,6 +66,15 @@ impl Pipeline {
             authz: &self.authz,
             models: &self.config.models,
             listeners: Listeners::Views(&self.listeners),
+            admin_routes: self.config.admin.on_public,
+        }
+    }
+
+    /// [`Pipeline::decider`] for the admin console, where admin paths route.
+    pub fn admin_decider(&self) -> Decider<'_> {
+        Decider {
+            admin_routes: true,
+            ..self.decider()
         }
     }
 

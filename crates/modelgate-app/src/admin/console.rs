@@ -85,7 +85,7 @@ impl Console {
             received: trace.received,
         };
         let d = p
-            .decider()
+            .admin_decider()
             .decide(ask, Claimed::FromRequest, &mut NoBody, false)
             .await;
         note(&mut trace, &d);

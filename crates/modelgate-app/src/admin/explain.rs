@@ -41,6 +41,10 @@ pub(super) struct Question {
     pub listener: usize,
     #[serde(default)]
     pub source_ip: Option<IpAddr>,
+    /// Describe a request to the admin listener (where `/admin` routes)
+    /// rather than to `listen[listener]`.
+    #[serde(default)]
+    pub admin_listener: bool,
 }
 
 #[derive(Serialize)]
@@ -118,8 +122,12 @@ pub(super) async fn explain(c: &Console, q: Question) -> Result<Answer, Reject> 
         listener: q.listener,
         received: Instant::now(),
     };
-    let d = p
-        .decider()
+    let decider = if q.admin_listener {
+        p.admin_decider()
+    } else {
+        p.decider()
+    };
+    let d = decider
         .decide(ask, claimed, &mut GivenModel(q.model), true)
         .await;
     let identity = match &d.identity {
