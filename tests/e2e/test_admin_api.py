@@ -199,6 +199,12 @@ def test_rendered_names_are_escaped(gw):
     r = s.post(f"{gw.admin_url}/admin/keys", data={"csrf": token, "name": "<script>x</script>", "models": "iris"}, timeout=10)
     assert r.status_code == 400
     assert "<script>x</script>" not in r.text and "&lt;script&gt;x&lt;/script&gt;" in r.text
+    # Markup in the "why" form's path comes back escaped in the answer.
+    evil = "/v2/models/<script>alert(1)</script>/infer"
+    r = s.post(f"{gw.admin_url}/admin/policies/explain", timeout=10,
+               data={"csrf": token, "method": "POST", "path": evil, "identity": "alice"})
+    assert r.status_code == 200, r.text
+    assert "<script>alert(1)" not in r.text and "&lt;script&gt;alert(1)" in r.text
     # A path with markup in the live view (the decision stream and its page).
     requests.get(f"{gw.url}/v2/models/%3Cimg%20src=x%3E/ready", headers=bearer(gw.user_key), timeout=10)
     page = requests.get(f"{gw.admin_url}/admin/decisions", headers=h, timeout=10).text

@@ -31,6 +31,7 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 
 webdriver = pytest.importorskip("selenium.webdriver")
+from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support import expected_conditions as EC  # noqa: E402
@@ -87,9 +88,16 @@ def sign_in_with_key(driver, key: str) -> None:
     driver.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {"Authorization": f"Bearer {key}"}})
 
 
+def assert_labelled(driver) -> None:
+    """Every visible form control on the page has a <label for=…>."""
+    for el in driver.find_elements(By.CSS_SELECTOR, "input:not([type=hidden]), select, textarea"):
+        el_id = el.get_attribute("id")
+        assert el_id and driver.find_elements(By.CSS_SELECTOR, f'label[for="{el_id}"]'), el.get_attribute("outerHTML")
+
+
 def test_create_use_revoke_and_find_the_denial(gw, browser):
     shots = artifacts()
-    wait = WebDriverWait(browser, 15)
+    wait = WebDriverWait(browser, 15, ignored_exceptions=[StaleElementReferenceException])
     sign_in_with_key(browser, gw.admin_key)
 
     browser.get(f"{gw.admin_url}/admin/models")
@@ -100,10 +108,7 @@ def test_create_use_revoke_and_find_the_denial(gw, browser):
     browser.save_screenshot(str(shots / "1-models.png"))
 
     browser.get(f"{gw.admin_url}/admin/keys")
-    # Every form control has a label.
-    for el in browser.find_elements(By.CSS_SELECTOR, "input:not([type=hidden]), select, textarea"):
-        el_id = el.get_attribute("id")
-        assert el_id and browser.find_elements(By.CSS_SELECTOR, f'label[for="{el_id}"]'), el.get_attribute("outerHTML")
+    assert_labelled(browser)
     browser.find_element(By.ID, "key-name").send_keys("browser-key")
     models = browser.find_element(By.ID, "key-models")
     models.clear()
@@ -124,6 +129,7 @@ def test_create_use_revoke_and_find_the_denial(gw, browser):
     assert not browser.find_elements(By.ID, "new-secret")
     row = browser.find_element(By.CSS_SELECTOR, 'tr[data-key="browser-key"]')
     row.find_element(By.XPATH, ".//button[normalize-space()='Revoke browser-key']").click()
+    wait.until(EC.staleness_of(row))
     wait.until(lambda d: "revoked" in d.find_element(By.CSS_SELECTOR, 'tr[data-key="browser-key"] td.status').text)
     browser.save_screenshot(str(shots / "3-key-revoked.png"))
 
@@ -136,6 +142,7 @@ def test_create_use_revoke_and_find_the_denial(gw, browser):
     browser.find_element(By.CSS_SELECTOR, "#filters button").click()
     wait.until(lambda d: "identity=browser-key" in d.current_url)
     wait.until(lambda d: "Live" in d.find_element(By.ID, "live-status").text)
+    assert_labelled(browser)
     rows = browser.find_elements(By.CSS_SELECTOR, "#decisions tbody tr")
     statuses = [r.find_elements(By.TAG_NAME, "td")[2].text for r in rows]
     assert "401" in statuses and "200" in statuses, statuses
@@ -153,9 +160,10 @@ def test_create_use_revoke_and_find_the_denial(gw, browser):
 
 def test_policy_page_explains_and_switch_saves(gw, browser):
     shots = artifacts()
-    wait = WebDriverWait(browser, 15)
+    wait = WebDriverWait(browser, 15, ignored_exceptions=[StaleElementReferenceException])
     sign_in_with_key(browser, gw.admin_key)
     browser.get(f"{gw.admin_url}/admin/policies")
+    assert_labelled(browser)
     path = browser.find_element(By.ID, "x-path")
     path.clear()
     path.send_keys("/v2/models/iris/infer")
@@ -171,7 +179,8 @@ def test_policy_page_explains_and_switch_saves(gw, browser):
     browser.get(f"{gw.admin_url}/admin/keys")
     box = browser.find_element(By.ID, "require-iris")
     assert box.is_selected()
-    box.click()  # JS submits the form on change
+    box.click()  # JS submits the form on change; the server redirects back
+    wait.until(EC.staleness_of(box))
     wait.until(lambda d: not d.find_element(By.ID, "require-iris").is_selected())
     browser.save_screenshot(str(shots / "7-require-token-off.png"))
     deadline = time.monotonic() + 5

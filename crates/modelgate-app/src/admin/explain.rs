@@ -49,6 +49,8 @@ pub(super) struct Question {
 
 #[derive(Serialize)]
 pub(super) struct Answer {
+    /// The request as described: method and path (with query).
+    pub asked: String,
     /// `allow` or `deny`.
     pub decision: &'static str,
     pub status: u16,
@@ -103,6 +105,7 @@ pub(super) async fn explain(c: &Console, q: Question) -> Result<Answer, Reject> 
     } else {
         Claimed::FromRequest
     };
+    let asked = format!("{method} {}", q.path);
     let (path, query) = match q.path.split_once('?') {
         Some((a, b)) => (a.to_string(), Some(b.to_string())),
         None => (q.path.clone(), None),
@@ -152,6 +155,7 @@ pub(super) async fn explain(c: &Console, q: Question) -> Result<Answer, Reject> 
     };
     let ruling = d.ruling.as_ref();
     Ok(Answer {
+        asked,
         decision: if allowed { "allow" } else { "deny" },
         status,
         reason,

@@ -215,8 +215,9 @@ pub(super) fn policies(
                 .collect();
             let _ = write!(
                 main,
-                r#"<section id="answer" role="status"><h2>Decision: {d} ({status})</h2><p>{reason}</p><p>Identity: {id}; route: {route}; basis: {basis}; policy: {policy}</p><ol>{why}</ol></section>"#,
+                r#"<section id="answer" role="status"><h2>Decision: {d} ({status})</h2><p>Request: <code>{asked}</code></p><p>{reason}</p><p>Identity: {id}; route: {route}; basis: {basis}; policy: {policy}</p><ol>{why}</ol></section>"#,
                 d = a.decision.to_uppercase(),
+                asked = esc(&a.asked),
                 status = a.status,
                 reason = esc(a.reason.as_deref().unwrap_or("")),
                 id = esc(a.identity.as_deref().unwrap_or("–")),
