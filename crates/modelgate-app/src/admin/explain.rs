@@ -76,35 +76,10 @@ pub(super) async fn explain(c: &Console, q: Question) -> Result<Answer, Reject> 
             p.listeners.len()
         ))
     })?;
-    let bad = |m: String| Reject::BadRequest(m);
     let method = Method::from_bytes(q.method.as_deref().unwrap_or("GET").as_bytes())
-        .map_err(|_| bad("method: not an HTTP method".into()))?;
-    if q.headers.len() > MAX_HEADERS {
-        return Err(bad(format!("headers: at most {MAX_HEADERS}")));
-    }
-    let mut headers = HeaderMap::new();
-    for (k, v) in &q.headers {
-        let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(k.trim().as_bytes()),
-            HeaderValue::from_str(v.trim()),
-        ) else {
-            return Err(bad(format!("headers: {k:?} is not a valid header")));
-        };
-        headers.append(name, value);
-    }
-    let claimed = if let Some(name) = &q.identity {
-        match p.authn.assume_key(name, SystemTime::now()) {
-            Some(principal) => Claimed::Assumed(principal),
-            None => Claimed::Refused(AuthFailure::InvalidApiKey),
-        }
-    } else if let Some(claims) = q.claims {
-        if !claims.get("sub").is_some_and(serde_json::Value::is_string) {
-            return Err(bad("claims: needs a \"sub\" string".into()));
-        }
-        Claimed::Assumed(Arc::new(p.authn.assume_claims(claims)))
-    } else {
-        Claimed::FromRequest
-    };
+        .map_err(|_| Reject::BadRequest("method: not an HTTP method".into()))?;
+    let headers = headers(&q.headers)?;
+    let claimed = claimed(&p.authn, q.identity.as_deref(), q.claims)?;
     let asked = format!("{method} {}", q.path);
     let (path, query) = match q.path.split_once('?') {
         Some((a, b)) => (a.to_string(), Some(b.to_string())),
@@ -133,6 +108,11 @@ pub(super) async fn explain(c: &Console, q: Question) -> Result<Answer, Reject> 
     let d = decider
         .decide(ask, claimed, &mut GivenModel(q.model), true)
         .await;
+    Ok(answer(asked, d))
+}
+
+/// The decision, as the explainer shows it.
+fn answer(asked: String, d: crate::decide::Decision) -> Answer {
     let identity = match &d.identity {
         Identity::Verified(a) => Some(format!(
             "{} {} (verified)",
@@ -154,7 +134,7 @@ pub(super) async fn explain(c: &Console, q: Question) -> Result<Answer, Reject> 
         Ok(_) => (500, Some("allowed without a verdict".into())),
     };
     let ruling = d.ruling.as_ref();
-    Ok(Answer {
+    Answer {
         asked,
         decision: if allowed { "allow" } else { "deny" },
         status,
@@ -183,5 +163,49 @@ pub(super) async fn explain(c: &Console, q: Question) -> Result<Answer, Reject> 
             .map(|r| r.audit.iter().map(|p| p.name.clone()).collect())
             .unwrap_or_default(),
         why: d.explain,
-    })
+    }
+}
+
+/// The described headers (at most [`MAX_HEADERS`]).
+fn headers(given: &BTreeMap<String, String>) -> Result<HeaderMap, Reject> {
+    if given.len() > MAX_HEADERS {
+        return Err(Reject::BadRequest(format!(
+            "headers: at most {MAX_HEADERS}"
+        )));
+    }
+    let mut headers = HeaderMap::new();
+    for (k, v) in given {
+        let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(k.trim().as_bytes()),
+            HeaderValue::from_str(v.trim()),
+        ) else {
+            return Err(Reject::BadRequest(format!(
+                "headers: {k:?} is not a valid header"
+            )));
+        };
+        headers.append(name, value);
+    }
+    Ok(headers)
+}
+
+/// The identity to assume, through the running identity sources' mappings
+/// (as `modelgate check --identity/--claims`), or the request's own.
+fn claimed(
+    authn: &modelgate_authn::Authenticator,
+    identity: Option<&str>,
+    claims: Option<serde_json::Map<String, serde_json::Value>>,
+) -> Result<Claimed, Reject> {
+    if let Some(name) = identity {
+        return Ok(match authn.assume_key(name, SystemTime::now()) {
+            Some(principal) => Claimed::Assumed(principal),
+            None => Claimed::Refused(AuthFailure::InvalidApiKey),
+        });
+    }
+    if let Some(claims) = claims {
+        if !claims.get("sub").is_some_and(serde_json::Value::is_string) {
+            return Err(Reject::BadRequest("claims: needs a \"sub\" string".into()));
+        }
+        return Ok(Claimed::Assumed(Arc::new(authn.assume_claims(claims))));
+    }
+    Ok(Claimed::FromRequest)
 }
