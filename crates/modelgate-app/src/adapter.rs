@@ -140,6 +140,15 @@ impl Adapter {
         note(&mut trace, &d);
         trace.request_id.clone_from(&d.request_id);
         trace.ruling.clone_from(&d.ruling);
+        // modelgate's own admin paths are never a proxied upstream's: refused
+        // as `serve` refuses them on a listener without `admin.ui.on_public`.
+        if d.result.is_ok()
+            && d.route
+                .as_ref()
+                .is_some_and(|r| r.protocol == modelgate_core::Protocol::Admin)
+        {
+            d.result = Err(Reject::NotFound("not found".into()));
+        }
         let answer = match std::mem::replace(&mut d.result, Ok(None)) {
             Ok(Some(permit)) => {
                 let answer = allow(&p, view, &d, &permit);

@@ -1,6 +1,19 @@
 //! The admin listener: `/healthz` (the process is up), `/readyz` (ready for
 //! traffic: configuration loaded, built-in models loaded), `/metrics`, and
-//! the wristband's discovery document and JWKS when configured.
+//! the wristband's discovery document and JWKS when configured, and
+//! the admin API and UI under `/admin` ([`console`], see `docs/admin.md`).
+
+mod api;
+pub(crate) mod console;
+mod csrf;
+mod explain;
+mod html;
+mod keys;
+mod models;
+mod require_token;
+mod stream;
+mod ui;
+mod ui_pages;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -15,6 +28,7 @@ use crate::gateway::Shared;
 
 pub struct Admin {
     pub shared: Arc<Shared>,
+    pub console: Arc<console::Console>,
 }
 
 fn text(status: StatusCode, ct: &'static str, body: String) -> Response<BoxBody> {
@@ -26,7 +40,10 @@ fn text(status: StatusCode, ct: &'static str, body: String) -> Response<BoxBody>
 }
 
 impl Handler for Admin {
-    async fn handle(&self, req: Request<Incoming>, _conn: Arc<ConnInfo>) -> Response<BoxBody> {
+    async fn handle(&self, req: Request<Incoming>, conn: Arc<ConnInfo>) -> Response<BoxBody> {
+        if console::is_admin_request(req.uri().path()) {
+            return self.console.serve(req, &conn).await;
+        }
         if req.method() != Method::GET && req.method() != Method::HEAD {
             return text(
                 StatusCode::METHOD_NOT_ALLOWED,

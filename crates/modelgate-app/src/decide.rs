@@ -143,6 +143,10 @@ pub struct Decider<'a> {
     pub listeners: Listeners<'a>,
     /// The external authorizers CUSTOM policies name (decide/custom.rs).
     pub providers: &'a Providers,
+    /// Whether `/admin` paths route (to the admin-role step) for this
+    /// caller: on the admin listener, and on public listeners with
+    /// `admin.ui.on_public`. Otherwise they are unknown paths (404).
+    pub admin_routes: bool,
 }
 
 /// The listener settings, as the serving pipeline or a bare configuration
@@ -218,7 +222,14 @@ impl Decider<'_> {
         let facts = facts::build(ask, request_id).map_err(|(_, r)| r)?;
         let facts = &*d.facts.insert(facts);
         check_declared_length(&facts.headers, listener.max_body_bytes)?;
-        // 2. Route: only protocol paths exist.
+        // 2. Route: only protocol paths (and, where served, admin paths) exist.
+        if !self.admin_routes && modelgate_route::is_admin_path(&facts.path) {
+            return Err(if facts.grpc {
+                Reject::MethodNotAllowed
+            } else {
+                Reject::NotFound("no route for this path".into())
+            });
+        }
         let route = self.routes.resolve(
             &facts.method,
             &facts.path,
@@ -386,6 +397,8 @@ impl Explainer {
             models: &self.config.models,
             listeners: Listeners::Configs(&self.config.listeners),
             providers: &self.providers,
+            // `check` explains admin paths as the admin listener sees them.
+            admin_routes: true,
         }
     }
 }

@@ -34,6 +34,8 @@ pub struct Shared {
 /// The client-facing handler.
 pub struct Gateway {
     pub shared: Arc<Shared>,
+    /// The admin API and UI, served here too with `admin.ui.on_public`.
+    pub console: Arc<crate::admin::console::Console>,
 }
 
 impl Handler for Gateway {
@@ -45,6 +47,9 @@ impl Handler for Gateway {
         let mut trace = Trace::new(conn.client, req.method().as_str(), req.uri().path());
         trace.received = received;
         let ready = self.shared.ready.load(Ordering::Acquire);
+        if p.config.admin.on_public && crate::admin::console::is_admin_request(req.uri().path()) {
+            return self.console.serve(req, &conn).await;
+        }
         let (mut parts, body) = req.into_parts();
         // The wristband's discovery document and JWKS: public, like health.
         if let Some(resp) = crate::wristband::document(&p, &parts.method, parts.uri.path()) {
@@ -219,6 +224,11 @@ async fn flow(
             detail: "allowed without facts, route or permit".into(),
         }));
     };
+    // The admin API and UI are served on this listener only with
+    // `admin.ui.on_public` (see `Gateway::handle`); never forwarded.
+    if route.protocol == modelgate_core::Protocol::Admin {
+        return Err(refuse(Reject::NotFound("not found".into())));
+    }
 
     // 6. Backend: modelgate itself, the built-in runtime, or the upstream.
     let request_body: BoxBody = match (source.head, source.body.take()) {
@@ -259,6 +269,11 @@ pub(crate) fn note(trace: &mut Trace, d: &Decision) {
     }
     if let Some(p) = d.identity.principal() {
         trace.identify(p);
+    } else if let crate::decide::Identity::Failed(modelgate_core::AuthFailure::InactiveApiKey(
+        name,
+    )) = &d.identity
+    {
+        trace.identity = Some((name.clone(), modelgate_core::AuthMethod::ApiKey, None));
     }
     trace.authorized = d.ruling.as_ref().is_some_and(|r| r.verdict.is_allow());
 }

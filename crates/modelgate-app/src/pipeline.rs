@@ -66,7 +66,8 @@ pub enum BuildError {
 
 impl Pipeline {
     /// The decision function over this pipeline's routes, identity sources,
-    /// policies and listeners.
+    /// policies and listeners, for requests on the public listeners (admin
+    /// paths route only with `admin.ui.on_public`).
     pub fn decider(&self) -> Decider<'_> {
         Decider {
             routes: &self.routes,
@@ -75,6 +76,15 @@ impl Pipeline {
             models: &self.config.models,
             listeners: Listeners::Views(&self.listeners),
             providers: &self.providers,
+            admin_routes: self.config.admin.on_public,
+        }
+    }
+
+    /// [`Pipeline::decider`] for the admin console, where admin paths route.
+    pub fn admin_decider(&self) -> Decider<'_> {
+        Decider {
+            admin_routes: true,
+            ..self.decider()
         }
     }
 

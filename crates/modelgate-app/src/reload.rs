@@ -53,7 +53,8 @@ pub struct Reloader {
     /// The configuration the process started with: what pinned keys run with.
     started: Config,
     restart_required: Box<dyn Fn(usize) + Send + Sync>,
-    tls: Vec<Arc<TlsSetup>>,
+    /// Listeners' and addons' TLS setups (addons add theirs once started).
+    tls: Mutex<Vec<Arc<TlsSetup>>>,
     watched: Mutex<Watched>,
 }
 
@@ -78,16 +79,24 @@ impl Reloader {
             listeners,
             started,
             restart_required,
-            tls,
+            tls: Mutex::new(tls),
             watched: Mutex::new(watched),
+        }
+    }
+
+    /// Adds TLS setups started after the reloader (addon listeners).
+    pub fn add_tls(&self, more: Vec<Arc<TlsSetup>>) {
+        if let Ok(mut t) = self.tls.lock() {
+            t.extend(more);
         }
     }
 
     /// Reloads configuration, keys and TLS certificates (SIGHUP).
     pub fn reload_all(&self) {
-        self.reload_config();
+        let _ = self.reload_config();
         self.reload_keys();
-        for t in &self.tls {
+        let tls = self.tls.lock().map(|t| t.clone()).unwrap_or_default();
+        for t in &tls {
             match t.reload() {
                 Ok(()) => tracing::info!("TLS certificate reloaded"),
                 Err(e) => {
@@ -97,14 +106,21 @@ impl Reloader {
         }
     }
 
-    fn reload_config(&self) {
+    /// The configuration file this process serves.
+    pub(crate) fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
+    /// Reloads the configuration file now (what SIGHUP does for it); the
+    /// error says why the previous configuration stays in force.
+    pub(crate) fn reload_config(&self) -> Result<(), String> {
         let metrics = &self.shared.metrics;
         let config = match modelgate_config::load_file(&self.config_path) {
             Ok(c) => c,
             Err(e) => {
                 metrics.config_reloaded(false);
                 tracing::error!(errors = %e, "configuration reload rejected; the previous configuration stays in force");
-                return;
+                return Err(e.to_string());
             }
         };
         self.warn_restart_keys(&config);
@@ -122,7 +138,7 @@ impl Reloader {
                 if let Err(e) = self.update_runtime(&p.config) {
                     metrics.config_reloaded(false);
                     tracing::error!(error = %e, "configuration reload rejected; the previous configuration stays in force");
-                    return;
+                    return Err(e);
                 }
                 metrics.set_models(p.config.models.iter().map(|m| m.name.as_str()));
                 self.shared.pipeline.store(Arc::new(p));
@@ -136,10 +152,12 @@ impl Reloader {
                 if changed {
                     self.reload_keys();
                 }
+                Ok(())
             }
             Err(e) => {
                 metrics.config_reloaded(false);
                 tracing::error!(errors = %e, "configuration reload rejected; the previous configuration stays in force");
+                Err(e.to_string())
             }
         }
     }
@@ -158,7 +176,8 @@ impl Reloader {
         (self.restart_required)(keys.len());
     }
 
-    fn reload_keys(&self) {
+    /// Reloads the API-key file now (after the admin API changed it).
+    pub(crate) fn reload_keys(&self) {
         let path = self.watched.lock().ok().and_then(|w| w.keys_path.clone());
         let metrics = &self.shared.metrics;
         let Some(path) = path else {
@@ -225,7 +244,7 @@ impl Reloader {
             (config_changed, keys_changed)
         };
         if config_changed {
-            self.reload_config();
+            let _ = self.reload_config();
         }
         if keys_changed {
             self.reload_keys();

@@ -17,6 +17,7 @@ use tokio::sync::watch;
 
 use crate::adapter::Adapter;
 use crate::admin::Admin;
+use crate::admin::console::Console;
 use crate::gateway::{Gateway, Shared};
 use crate::pipeline::{BuildError, Pipeline};
 use crate::reload::Reloader;
@@ -112,11 +113,19 @@ pub async fn run_with_addons(
         })?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    let reloader = Arc::new(Reloader::new(
+        shared.clone(),
+        config_path,
+        listeners_cfg.clone(),
+        bound.tls_setups,
+    ));
+    let console = Arc::new(Console::new(shared.clone(), reloader.clone()));
     let gateway = Arc::new(Gateway {
         shared: shared.clone(),
+        console: console.clone(),
     });
     let mut threads = spawn_io_threads(bound.per_thread, &gateway, &stop_rx)?;
-    let mut tls_setups = bound.tls_setups;
+    let mut addon_tls = Vec::new();
     for addon in addons {
         let config = shared.pipeline.load_full();
         let started = addon(
@@ -127,17 +136,12 @@ pub async fn run_with_addons(
         .map_err(StartError::Addon)?;
         if let Some(s) = started {
             threads.push(s.thread);
-            tls_setups.extend(s.tls);
+            addon_tls.extend(s.tls);
         }
     }
     let admin_tcp_addr = admin_tcp.local_addr().unwrap_or(admin_addr);
-    let admin_task = spawn_admin(admin_tcp, admin_tcp_addr, &shared, &stop_rx);
-    let reloader = Arc::new(Reloader::new(
-        shared.clone(),
-        config_path,
-        listeners_cfg.clone(),
-        tls_setups,
-    ));
+    reloader.add_tls(addon_tls);
+    let admin_task = spawn_admin(admin_tcp, admin_tcp_addr, &shared, console, &stop_rx);
     let watch_task = reloader.clone().spawn_watchers();
     shared.ready.store(true, Ordering::Release);
     tracing::info!(
@@ -293,6 +297,7 @@ fn spawn_admin(
     admin_tcp: TcpListener,
     addr: SocketAddr,
     shared: &Arc<Shared>,
+    console: Arc<Console>,
     stop_rx: &watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     tracing::info!(address = %addr, "admin listening");
@@ -311,6 +316,7 @@ fn spawn_admin(
         admin_opts,
         Arc::new(Admin {
             shared: shared.clone(),
+            console,
         }),
         stop_rx.clone(),
     ))

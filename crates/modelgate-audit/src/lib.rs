@@ -4,6 +4,7 @@
 mod decision;
 mod log;
 mod metrics;
+pub mod tap;
 
 pub use decision::{
     Decision, ExternalNote, Outcome, PolicyNote, Rule, WristbandNote, authorino_response,

@@ -109,6 +109,8 @@ pub struct Metrics {
     /// besides `""` and [`UNKNOWN_MODEL`].
     known_models: RwLock<HashSet<Arc<str>>>,
     unknown_model: Arc<str>,
+    /// The admin UI's view of recent decisions (fed by [`Metrics::record`]).
+    pub tap: crate::tap::DecisionTap,
     no_model: Arc<str>,
 }
 
@@ -226,6 +228,7 @@ impl Metrics {
             series: RwLock::new(HashMap::new()),
             known_models: RwLock::new(HashSet::new()),
             unknown_model: Arc::from(UNKNOWN_MODEL),
+            tap: crate::tap::DecisionTap::default(),
             no_model: Arc::from(""),
         }
     }
@@ -272,6 +275,9 @@ impl Metrics {
         deny_reason: Option<&'static str>,
         upstream_error: Option<&'static str>,
     ) {
+        let model = self.model_label(d.model);
+        let known = !model.is_empty() && !Arc::ptr_eq(&model, &self.unknown_model);
+        self.tap.observe(d, &model, known);
         let protocol = d.protocol.unwrap_or("");
         let key = (
             protocol,

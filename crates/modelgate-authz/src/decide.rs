@@ -45,6 +45,8 @@ pub struct Engine {
     pub(crate) audit: Vec<CompiledPolicy>,
     /// Names of the configured external authorizers (`extension_providers`).
     pub(crate) external: Vec<String>,
+    /// Who holds the admin role (`admin.roles`, `admin.keys`).
+    pub(crate) admin: modelgate_config::admin::AdminRole,
     env: Arc<Env>,
 }
 
@@ -71,6 +73,7 @@ impl Engine {
                 .iter()
                 .map(|p| p.name.clone())
                 .collect(),
+            admin: config.admin.role.clone(),
             env: crate::cel::env(),
         };
         let mut errors = Vec::new();

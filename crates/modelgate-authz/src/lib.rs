@@ -3,6 +3,7 @@
 //! per-credential model grants and CEL conditions. A [`Permit`] can only be
 //! made here, and the backend call requires one. See `docs/policy.md`.
 
+pub mod admin;
 mod cel;
 mod decide;
 pub mod eval;

@@ -1,5 +1,6 @@
 //! The steps of one authorization decision, in order: CUSTOM, DENY, AUDIT,
-//! public routes, unknown models, grants, ALLOW, then modelgate's defaults.
+//! the admin role (admin routes only), public routes, unknown models, grants,
+//! ALLOW, then modelgate's defaults.
 //! Each step either decides (returns a [`Verdict`]) or lets the next one run;
 //! each names the rule it used, and dry-run and AUDIT policies are recorded.
 
@@ -37,8 +38,9 @@ impl Run<'_, '_, '_> {
             .or_else(|| self.deny())
             .or_else(|| {
                 self.audit();
-                self.public()
+                self.admin()
             })
+            .or_else(|| self.public())
             .or_else(|| self.unknown_model())
             .or_else(|| self.grants())
             .or_else(|| self.allow())
@@ -159,6 +161,34 @@ impl Run<'_, '_, '_> {
                 self.audit.push(named(&p.policy));
             }
         }
+    }
+
+    /// The admin API and UI: decided by the admin role alone (after CUSTOM
+    /// and DENY), so that no ALLOW policy written for models opens it.
+    fn admin(&mut self) -> Option<Verdict> {
+        if self.i.route.operation != modelgate_core::Operation::Admin {
+            return None;
+        }
+        let Some(p) = self.i.principal else {
+            self.note(&|| "admin route without a verified identity → 401".into());
+            return Some(Verdict::NeedCredential {
+                basis: Basis::AdminRole,
+                policy: None,
+            });
+        };
+        if crate::admin::holds_admin_role(&self.engine.admin, p) {
+            self.note(&|| format!("{} holds the admin role → allow", p.name));
+            return Some(Verdict::Allow {
+                basis: Basis::AdminRole,
+                policy: None,
+            });
+        }
+        self.note(&|| format!("{} does not hold the admin role → 403", p.name));
+        Some(Verdict::Forbidden {
+            basis: Basis::AdminRole,
+            policy: None,
+            message: "the admin role is required".into(),
+        })
     }
 
     /// 3. A public route needs no credential; ALLOW policies do not restrict it.

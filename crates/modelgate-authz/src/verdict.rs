@@ -22,6 +22,8 @@ pub enum Basis {
     /// The model's Kubernetes SubjectAccessReview refused (after the
     /// policies allowed): `models[].kubernetes_access`.
     AccessReview,
+    /// The admin API and UI: the identity holds (or lacks) the admin role.
+    AdminRole,
 }
 
 impl Basis {
@@ -33,6 +35,7 @@ impl Basis {
             Basis::ServerOperation => "server_operation",
             Basis::Default => "default",
             Basis::AccessReview => "access_review",
+            Basis::AdminRole => "admin_role",
         }
     }
 }

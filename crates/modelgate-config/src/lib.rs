@@ -6,6 +6,7 @@
 //! expanded in string values, and every error found is reported at once with
 //! its key path and a fix.
 
+pub mod admin;
 mod error;
 pub mod ext_authz;
 mod fields;

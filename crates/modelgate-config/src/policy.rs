@@ -434,6 +434,7 @@ pub const OPERATIONS: &[Operation] = &[
     Operation::Completions,
     Operation::ChatCompletions,
     Operation::Embeddings,
+    Operation::Admin,
 ];
 
 /// Whether `ip` is in any of `nets`.

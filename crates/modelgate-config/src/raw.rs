@@ -95,7 +95,15 @@ pub enum RawCredentialSource {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAdmin {
-    pub address: String,
+    #[serde(default)]
+    pub address: Option<String>,
+    /// Who may use the admin API and UI (`crate::admin`).
+    #[serde(default)]
+    pub roles: Option<crate::admin::RawAdminRoles>,
+    #[serde(default)]
+    pub keys: Vec<String>,
+    #[serde(default)]
+    pub ui: Option<crate::admin::RawAdminUi>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -152,10 +152,15 @@ impl IpNet {
     }
 }
 
-/// The admin listener (`/healthz`, `/readyz`, `/metrics`).
+/// The admin listener (`/healthz`, `/readyz`, `/metrics`, and the admin API
+/// and UI under `/admin`), and who may use the admin API.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Admin {
     pub address: SocketAddr,
+    /// Identities with the admin role (`admin.roles`, `admin.keys`).
+    pub role: crate::admin::AdminRole,
+    /// Serve `/admin` on the public listeners too (`admin.ui.on_public`).
+    pub on_public: bool,
 }
 
 /// One model that clients may call.

@@ -13,6 +13,9 @@ pub enum Protocol {
     Grpc,
     /// OpenAI-compatible API (vLLM, LiteLLM): `/v1/chat/completions`.
     OpenAi,
+    /// modelgate's own admin API and UI under `/admin` (never a model's
+    /// protocol: not accepted in `models[].protocols`).
+    Admin,
 }
 
 impl Protocol {
@@ -23,6 +26,7 @@ impl Protocol {
             Protocol::V2 => "v2",
             Protocol::Grpc => "grpc",
             Protocol::OpenAi => "openai",
+            Protocol::Admin => "admin",
         }
     }
 
@@ -40,7 +44,7 @@ impl Protocol {
     /// The error body shape clients of this protocol parse.
     pub const fn error_shape(self) -> ErrorShape {
         match self {
-            Protocol::V1 | Protocol::V2 => ErrorShape::KServe,
+            Protocol::V1 | Protocol::V2 | Protocol::Admin => ErrorShape::KServe,
             Protocol::Grpc => ErrorShape::Grpc,
             Protocol::OpenAi => ErrorShape::OpenAi,
         }
@@ -94,6 +98,9 @@ pub enum Operation {
     ChatCompletions,
     /// OpenAI `POST /v1/embeddings`.
     Embeddings,
+    /// Any request to modelgate's admin API or UI (`/admin/...`): needs the
+    /// admin role.
+    Admin,
 }
 
 impl Operation {
@@ -110,6 +117,7 @@ impl Operation {
             Operation::Completions => "completions",
             Operation::ChatCompletions => "chat_completions",
             Operation::Embeddings => "embeddings",
+            Operation::Admin => "admin",
         }
     }
 
@@ -121,6 +129,7 @@ impl Operation {
                 | Operation::ServerReady
                 | Operation::ServerMetadata
                 | Operation::ListModels
+                | Operation::Admin
         )
     }
 

@@ -9,6 +9,11 @@ pub enum AuthFailure {
     CredentialNotFound,
     /// An API key that is not valid (unknown, revoked or expired — not told which).
     InvalidApiKey,
+    /// A genuine API key (its secret matched) that is revoked or expired:
+    /// the client reads the same as [`AuthFailure::InvalidApiKey`]; the
+    /// decision record names the key (never its secret), so a denial of a
+    /// revoked key can be found by identity.
+    InactiveApiKey(String),
     /// A token that failed verification; the text is Envoy's status string
     /// (`Jwt is expired`, `Jwt verification fails`, …) so runbooks keep working.
     InvalidToken(String),
@@ -24,7 +29,9 @@ impl AuthFailure {
     pub fn reason(&self) -> &str {
         match self {
             AuthFailure::CredentialNotFound => "credential not found",
-            AuthFailure::InvalidApiKey => "the API Key provided is invalid",
+            AuthFailure::InvalidApiKey | AuthFailure::InactiveApiKey(_) => {
+                "the API Key provided is invalid"
+            }
             AuthFailure::InvalidToken(msg) | AuthFailure::Unavailable(msg) => msg,
             AuthFailure::AudienceNotAllowed => "Audiences in Jwt are not allowed",
         }
@@ -34,7 +41,7 @@ impl AuthFailure {
     pub fn label(&self) -> &'static str {
         match self {
             AuthFailure::CredentialNotFound => "credential_not_found",
-            AuthFailure::InvalidApiKey => "invalid_api_key",
+            AuthFailure::InvalidApiKey | AuthFailure::InactiveApiKey(_) => "invalid_api_key",
             AuthFailure::InvalidToken(_) => "invalid_token",
             AuthFailure::AudienceNotAllowed => "audience_not_allowed",
             AuthFailure::Unavailable(_) => "identity_unavailable",

@@ -8,7 +8,7 @@ mod table;
 
 pub use normalize::{NormalizeError, normalize_host, normalize_path};
 pub use protocol_path::{ParsedPath, parse_protocol_path};
-pub use table::{ModelRef, RouteMatch, RouteTable};
+pub use table::{ModelRef, RouteMatch, RouteTable, is_admin_path};
 
 #[cfg(test)]
 mod tests;

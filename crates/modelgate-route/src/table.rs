@@ -76,6 +76,26 @@ pub struct RouteTable {
 
 const SELDON_MODEL: &str = "seldon-model";
 
+/// Whether `path` (normalised) is modelgate's admin API or UI: `/admin` or
+/// below it. Such paths are never forwarded; the caller serves them only on
+/// the admin listener (or on public listeners with `admin.ui.on_public`).
+pub fn is_admin_path(path: &str) -> bool {
+    path == "/admin" || path.starts_with("/admin/")
+}
+
+/// The route of an admin path: a server operation that needs the admin role.
+fn admin_route(path: &str) -> RouteMatch {
+    RouteMatch {
+        protocol: Protocol::Admin,
+        operation: Operation::Admin,
+        model: ModelRef::None,
+        version: None,
+        model_in_body: false,
+        upstream_path: path.to_string(),
+        public: false,
+    }
+}
+
 impl RouteTable {
     /// Builds the table, checking that every prefix route rewrites onto a
     /// protocol path of its own model.
@@ -160,6 +180,9 @@ impl RouteTable {
         headers: &http::HeaderMap,
         grpc: bool,
     ) -> Result<RouteMatch, Reject> {
+        if is_admin_path(path) {
+            return Ok(admin_route(path));
+        }
         let (upstream_path, prefix_model) = match self.prefix_route(method, path, grpc)? {
             Some((rewritten, model)) => (rewritten, Some(model)),
             None => (path.to_string(), None),

@@ -7,8 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use modelgate_authn::keys::KeyFile;
-use modelgate_core::ModelName;
+use modelgate_authn::keys::{KeyFile, parse_grants};
 
 #[derive(Args)]
 pub struct KeysArgs {
@@ -69,20 +68,7 @@ fn key_file(args: &KeysArgs) -> anyhow::Result<PathBuf> {
 }
 
 fn models(list: &str) -> anyhow::Result<Vec<String>> {
-    let items: Vec<String> = list
-        .split(',')
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .collect();
-    if items.is_empty() {
-        bail!("--models is empty: give model names (a,b) or '*'");
-    }
-    for m in &items {
-        if m != "*" {
-            ModelName::parse(m).map_err(|e| anyhow::anyhow!("--models: {m:?}: {e}"))?;
-        }
-    }
-    Ok(items)
+    parse_grants(list).map_err(|e| anyhow::anyhow!("--{e}"))
 }
 
 pub fn run(args: KeysArgs) -> anyhow::Result<ExitCode> {

@@ -108,7 +108,7 @@ fn the_given_body_model_is_bound_and_authorized() {
 #[test]
 fn refusals_before_routing_stop_the_decision_there() {
     let d = decide(
-        ask("GET", "/admin/secrets"),
+        ask("GET", "/internal/secrets"),
         Claimed::FromRequest,
         &mut NoBody,
     );
@@ -141,4 +141,34 @@ fn no_credential_is_401_and_names_no_rule() {
         Err(Reject::Unauthenticated(AuthFailure::CredentialNotFound))
     ));
     assert!(matches!(d.identity, Identity::Failed(_)) && d.ruling.is_none());
+}
+
+#[test]
+fn admin_paths_are_a_server_operation_that_needs_the_admin_role() {
+    // No admin role configured: an identity is refused by the role step,
+    // never by grants or ALLOW policies; no identity is 401.
+    let d = decide(ask("GET", "/admin/api/keys"), llama_user(), &mut NoBody);
+    let route = d.route.as_ref().unwrap();
+    assert_eq!(
+        (route.protocol, route.operation),
+        (
+            modelgate_core::Protocol::Admin,
+            modelgate_core::Operation::Admin
+        )
+    );
+    assert!(matches!(d.result, Err(Reject::Forbidden(_))));
+    assert!(matches!(
+        d.ruling.unwrap().verdict,
+        Verdict::Forbidden {
+            basis: Basis::AdminRole,
+            ..
+        }
+    ));
+    let d = decide(
+        ask("POST", "/%61dmin/api/keys"),
+        Claimed::FromRequest,
+        &mut NoBody,
+    );
+    assert!(matches!(d.result, Err(Reject::Unauthenticated(_))));
+    assert_eq!(d.facts.unwrap().path, "/admin/api/keys");
 }

@@ -93,6 +93,25 @@ pub(crate) fn parse_time(s: &str) -> Result<SystemTime, String> {
     humantime::parse_rfc3339_weak(s).map_err(|e| format!("invalid time {s:?}: {e}"))
 }
 
+/// Parses a comma-separated grant list (`a,b` or `*`), as `modelgate keys
+/// create --models` and the admin API take it.
+pub fn parse_grants(list: &str) -> Result<Vec<String>, String> {
+    let items: Vec<String> = list
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    if items.is_empty() {
+        return Err("models is empty: give model names (a,b) or '*'".into());
+    }
+    for m in &items {
+        if m != "*" {
+            modelgate_core::ModelName::parse(m).map_err(|e| format!("models: {m:?}: {e}"))?;
+        }
+    }
+    Ok(items)
+}
+
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64

@@ -23,6 +23,9 @@ struct StoredKey {
 #[derive(Default)]
 pub struct KeyStore {
     by_id: HashMap<String, StoredKey>,
+    /// How many of `by_id` are revoked: kept only to name them when they
+    /// are presented (they never verify).
+    revoked: usize,
     /// Keys from Secrets, live (see `secrets.rs`).
     pub(super) secrets: Option<super::secrets::SharedSecretKeys>,
 }
@@ -67,6 +70,7 @@ impl KeyStore {
     /// Builds a store from a document, rejecting any malformed entry.
     pub fn from_file(doc: &KeyFile, path: &Path) -> Result<Self, KeyStoreError> {
         let mut by_id = HashMap::new();
+        let mut revoked = 0;
         for (index, e) in doc.keys.iter().enumerate() {
             let bad = |message: String| KeyStoreError::Entry {
                 path: path.into(),
@@ -81,10 +85,12 @@ impl KeyStore {
                 .map(parse_time)
                 .transpose()
                 .map_err(|m| bad(format!("expires_at: {m}")))?;
-            if let Some(t) = &e.revoked_at {
-                parse_time(t).map_err(|m| bad(format!("revoked_at: {m}")))?;
-                continue;
-            }
+            let revoked_at = e
+                .revoked_at
+                .as_deref()
+                .map(parse_time)
+                .transpose()
+                .map_err(|m| bad(format!("revoked_at: {m}")))?;
             let principal = Arc::new(Principal::api_key(e.name.as_str(), grants.clone()));
             let mut add = |id: &str, sha: &str, not_after: Option<SystemTime>, field: &str| {
                 let d =
@@ -102,6 +108,12 @@ impl KeyStore {
                 }
                 Ok(())
             };
+            if revoked_at.is_some() {
+                // Never verifies (valid until the epoch); kept to be named.
+                add(&e.id, &e.sha256, Some(SystemTime::UNIX_EPOCH), "id")?;
+                revoked += 1;
+                continue;
+            }
             add(&e.id, &e.sha256, expires, "id")?;
             for (pi, p) in e.previous.iter().enumerate() {
                 let until = parse_time(&p.valid_until)
@@ -112,21 +124,23 @@ impl KeyStore {
         }
         Ok(Self {
             by_id,
+            revoked,
             secrets: None,
         })
     }
 
     /// Number of keys (current and in grace) that can verify.
     pub fn len(&self) -> usize {
-        self.by_id.len() + self.secret_count()
+        self.by_id.len().saturating_sub(self.revoked) + self.secret_count()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// Verifies a presented key. Unknown, revoked, expired and wrong keys all
-    /// give the same `InvalidApiKey`.
+    /// Verifies a presented key. Unknown and wrong keys give `InvalidApiKey`;
+    /// a genuine key that is revoked or expired gives `InactiveApiKey` with
+    /// its name (the client sees the same answer for all).
     pub fn verify(&self, presented: &str, now: SystemTime) -> Result<Principal, AuthFailure> {
         self.verify_shared(presented, now).map(|p| (*p).clone())
     }
@@ -148,7 +162,7 @@ impl KeyStore {
             return self.verify_secret(&d, now);
         }
         if k.not_after.is_some_and(|t| now >= t) {
-            return Err(AuthFailure::InvalidApiKey);
+            return Err(AuthFailure::InactiveApiKey(k.principal.name.clone()));
         }
         Ok(k.principal.clone())
     }

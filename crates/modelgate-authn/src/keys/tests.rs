@@ -62,10 +62,9 @@ fn expiry() {
     .unwrap();
     let store = KeyStore::load(&path).unwrap();
     assert!(store.verify(&k.key, t(59)).is_ok());
-    assert_eq!(
-        store.verify(&k.key, t(60)).unwrap_err(),
-        AuthFailure::InvalidApiKey
-    );
+    let err = store.verify(&k.key, t(60)).unwrap_err();
+    assert_eq!(err, AuthFailure::InactiveApiKey("a".into()));
+    assert_eq!(err.reason(), AuthFailure::InvalidApiKey.reason());
 }
 
 #[test]
@@ -182,4 +181,28 @@ fn concurrent_writers_lose_nothing_and_readers_never_see_half_a_file() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     assert!(reader.join().unwrap() > 0);
     assert_eq!(KeyFile::read(&path).unwrap().keys.len(), 41);
+}
+
+#[test]
+fn a_revoked_key_is_named_but_never_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keys.json");
+    let k = KeyFile::update(&path, |f| f.create("gone", vec!["*".into()], None, t(0))).unwrap();
+    KeyFile::update(&path, |f| f.create("kept", vec!["*".into()], None, t(0))).unwrap();
+    KeyFile::update(&path, |f| f.revoke("gone", t(1))).unwrap();
+    let store = KeyStore::load(&path).unwrap();
+    assert_eq!(store.len(), 1);
+    assert_eq!(
+        store.verify(&k.key, t(2)).unwrap_err(),
+        AuthFailure::InactiveApiKey("gone".into())
+    );
+    // Its id with another secret is just an invalid key.
+    let mut wrong = k.key.clone();
+    let last = wrong.pop().unwrap();
+    wrong.push(if last == 'a' { 'b' } else { 'a' });
+    assert_eq!(
+        store.verify(&wrong, t(2)).unwrap_err(),
+        AuthFailure::InvalidApiKey
+    );
+    assert!(store.assume("gone", t(2)).is_none());
 }

@@ -105,10 +105,17 @@ pub(crate) fn socket_addr(s: &str, key: &str, c: &mut Collector) -> Option<Socke
 }
 
 fn admin(raw: Option<RawAdmin>, c: &mut Collector) -> Option<Admin> {
-    let s = raw
-        .map(|a| a.address)
-        .unwrap_or_else(|| DEFAULT_ADMIN.to_string());
+    let raw = raw.unwrap_or(RawAdmin {
+        address: None,
+        roles: None,
+        keys: Vec::new(),
+        ui: None,
+    });
+    let s = raw.address.unwrap_or_else(|| DEFAULT_ADMIN.to_string());
+    let role = crate::admin::role(raw.roles, raw.keys, c);
     Some(Admin {
         address: socket_addr(&s, "admin.address", c)?,
+        role: role?,
+        on_public: raw.ui.is_some_and(|u| u.on_public),
     })
 }

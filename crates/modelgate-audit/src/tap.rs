@@ -1,0 +1,224 @@
+//! The admin UI's view of recent traffic, fed by every decision record: a
+//! bounded broadcast of decisions (the live view), the last few kept for
+//! late subscribers, and per configured model a bounded ring of latency
+//! samples (request rate over the last minute, p50/p99, sparklines).
+//! Model keys are metric labels (configured names only), so the state is
+//! bounded by the configuration, never by clients.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+use crate::decision::Decision;
+
+/// Decisions kept for a subscriber that arrives late.
+pub const RECENT: usize = 200;
+/// Broadcast buffer: a slow subscriber skips what it missed.
+const CHANNEL: usize = 512;
+/// Latency samples kept per model.
+const SAMPLES: usize = 4096;
+/// The window of the rate and percentiles.
+pub const WINDOW: Duration = Duration::from_secs(60);
+/// Sparkline buckets over the window.
+pub const BUCKETS: usize = 12;
+
+/// One decision as the live view shows it: never a credential.
+#[derive(Debug, Clone, Serialize)]
+pub struct TapEvent {
+    /// Unix time in milliseconds.
+    pub ts_ms: u64,
+    pub request_id: String,
+    pub method: String,
+    pub path: String,
+    pub model: Option<String>,
+    pub identity: Option<String>,
+    pub auth_method: Option<&'static str>,
+    /// `allow`, `deny` or `reject`.
+    pub decision: &'static str,
+    pub status: u16,
+    pub reason: Option<String>,
+    pub basis: Option<&'static str>,
+    pub policy: Option<String>,
+    pub total_ms: f64,
+}
+
+impl TapEvent {
+    fn of(d: &Decision<'_>) -> Self {
+        let ts_ms =
+            d.ts.duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX));
+        Self {
+            ts_ms,
+            request_id: d.request_id.to_string(),
+            method: d.method.to_string(),
+            path: d.path.to_string(),
+            model: d.model.map(str::to_string),
+            identity: d.identity.map(str::to_string),
+            auth_method: d.auth_method,
+            decision: d.decision.as_str(),
+            status: d.status,
+            reason: d.reason.map(str::to_string),
+            basis: d.rule.basis,
+            policy: d.rule.policy.as_ref().map(|p| p.name.to_string()),
+            total_ms: d.total_ms.as_secs_f64() * 1000.0,
+        }
+    }
+}
+
+/// A model's traffic over the last [`WINDOW`].
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ModelStats {
+    /// Requests per second over the window.
+    pub rate_per_s: f64,
+    pub requests: usize,
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    /// Requests per bucket, oldest first ([`BUCKETS`] over the window).
+    pub rate_series: Vec<usize>,
+    /// Median latency per bucket in ms (0 when empty), oldest first.
+    pub latency_series: Vec<f64>,
+}
+
+#[derive(Default)]
+struct Samples(VecDeque<(Instant, f64)>);
+
+/// See the module docs.
+pub struct DecisionTap {
+    tx: broadcast::Sender<Arc<TapEvent>>,
+    recent: Mutex<VecDeque<Arc<TapEvent>>>,
+    samples: Mutex<HashMap<Arc<str>, Samples>>,
+}
+
+impl Default for DecisionTap {
+    fn default() -> Self {
+        Self {
+            tx: broadcast::channel(CHANNEL).0,
+            recent: Mutex::new(VecDeque::with_capacity(RECENT)),
+            samples: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl DecisionTap {
+    /// Records one decision. `model` is its metric label: a configured model
+    /// gets latency samples, other labels (`""`, unknown) do not.
+    pub(crate) fn observe(&self, d: &Decision<'_>, model: &Arc<str>, known: bool) {
+        let event = Arc::new(TapEvent::of(d));
+        if let Ok(mut r) = self.recent.lock() {
+            if r.len() == RECENT {
+                r.pop_front();
+            }
+            r.push_back(event.clone());
+        }
+        let _ = self.tx.send(event);
+        if known && let Ok(mut s) = self.samples.lock() {
+            let ring = &mut s.entry(model.clone()).or_default().0;
+            if ring.len() == SAMPLES {
+                ring.pop_front();
+            }
+            ring.push_back((Instant::now(), d.total_ms.as_secs_f64() * 1000.0));
+        }
+    }
+
+    /// The live stream, and the recent decisions it started after.
+    pub fn subscribe(&self) -> (Vec<Arc<TapEvent>>, broadcast::Receiver<Arc<TapEvent>>) {
+        let rx = self.tx.subscribe();
+        let recent = self
+            .recent
+            .lock()
+            .map(|r| r.iter().cloned().collect())
+            .unwrap_or_default();
+        (recent, rx)
+    }
+
+    /// The traffic of `model` over the last [`WINDOW`], as of `now`.
+    pub fn stats(&self, model: &str, now: Instant) -> ModelStats {
+        let Ok(s) = self.samples.lock() else {
+            return ModelStats::default();
+        };
+        let Some(Samples(ring)) = s.get(model) else {
+            return ModelStats {
+                rate_series: vec![0; BUCKETS],
+                latency_series: vec![0.0; BUCKETS],
+                ..ModelStats::default()
+            };
+        };
+        summarize(ring, now)
+    }
+}
+
+fn summarize(ring: &VecDeque<(Instant, f64)>, now: Instant) -> ModelStats {
+    let bucket = WINDOW / u32::try_from(BUCKETS).unwrap_or(1);
+    let mut all = Vec::new();
+    let mut per: Vec<Vec<f64>> = vec![Vec::new(); BUCKETS];
+    for (at, ms) in ring {
+        let age = now.saturating_duration_since(*at);
+        if age >= WINDOW {
+            continue;
+        }
+        all.push(*ms);
+        let back = usize::try_from(age.as_nanos() / bucket.as_nanos().max(1)).unwrap_or(0);
+        if let Some(b) = per.get_mut(BUCKETS.saturating_sub(1 + back)) {
+            b.push(*ms);
+        }
+    }
+    ModelStats {
+        rate_per_s: all.len() as f64 / WINDOW.as_secs_f64(),
+        requests: all.len(),
+        p50_ms: percentile(&mut all, 50),
+        p99_ms: percentile(&mut all, 99),
+        rate_series: per.iter().map(Vec::len).collect(),
+        latency_series: per
+            .iter_mut()
+            .map(|b| percentile(b, 50).unwrap_or(0.0))
+            .collect(),
+    }
+}
+
+/// The nearest-rank percentile of `v` (sorted in place).
+fn percentile(v: &mut [f64], p: usize) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let rank = (p * v.len()).div_ceil(100).max(1);
+    v.get(rank - 1).copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let mut v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&mut v, 50), Some(50.0));
+        assert_eq!(percentile(&mut v, 99), Some(99.0));
+        assert_eq!(percentile(&mut [7.0], 99), Some(7.0));
+        assert_eq!(percentile(&mut [], 50), None);
+    }
+
+    #[test]
+    fn only_the_last_minute_counts_and_buckets_run_oldest_first() {
+        let now = Instant::now() + Duration::from_secs(120);
+        let ring: VecDeque<(Instant, f64)> = [
+            (now - Duration::from_secs(90), 1000.0), // outside the window
+            (now - Duration::from_secs(58), 10.0),
+            (now - Duration::from_secs(1), 20.0),
+            (now - Duration::from_secs(2), 30.0),
+        ]
+        .into_iter()
+        .collect();
+        let s = summarize(&ring, now);
+        assert_eq!(s.requests, 3);
+        assert_eq!(s.rate_series.first(), Some(&1));
+        assert_eq!(s.rate_series.last(), Some(&2));
+        assert_eq!(s.rate_series.iter().sum::<usize>(), 3);
+        assert_eq!(s.p99_ms, Some(30.0));
+        assert_eq!(s.p50_ms, Some(20.0));
+        assert_eq!(s.latency_series.last(), Some(&20.0));
+    }
+}

@@ -1,0 +1,189 @@
+"""The admin web UI in a real headless Chromium (Debian chromium +
+chromedriver, driven by Selenium), against the real binary serving the
+bundled iris ONNX model.
+
+Until browser sign-in (issue 11 item 1) is merged, the browser
+authenticates with an admin API key sent as an `Authorization` header on
+every request through the DevTools protocol (Network.setExtraHTTPHeaders);
+after the merge this can switch to signing in through the IdP's page.
+
+Flow: models page → create a key in the UI and read its secret (shown once)
+→ use it with `requests` against the model (200) → revoke it in the UI →
+the next call is 401 → find that 401 in the live decision view, filtered by
+identity. Every page is saved as a screenshot into a folder the test prints
+($MODELGATE_ARTIFACTS/admin-ui, else a temporary folder)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from gw import V2_BODY, bearer, create_key
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+
+webdriver = pytest.importorskip("selenium.webdriver")
+from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support import expected_conditions as EC  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+
+def artifacts() -> Path:
+    base = os.environ.get("MODELGATE_ARTIFACTS")
+    d = Path(base) / "admin-ui" if base else Path(tempfile.mkdtemp(prefix="modelgate-admin-ui-"))
+    d.mkdir(parents=True, exist_ok=True)
+    print(f"\nadmin UI screenshots: {d}")
+    return d
+
+
+@pytest.fixture
+def gw(tmp_path, run_modelgate, start_modelgate):
+    keys = tmp_path / "keys.json"
+    model_dir = tmp_path / "models" / "iris"
+    model_dir.mkdir(parents=True)
+    shutil.copy(ROOT / "examples" / "models" / "iris" / "model.onnx", model_dir / "model.onnx")
+    admin_key = create_key(run_modelgate, keys, "ops", "*")
+    mg = start_modelgate(f"""
+listen: {{address: "__LISTEN__"}}
+admin: {{address: "__ADMIN__", keys: [ops]}}
+auth: {{api_keys: {{file: "{keys}"}}}}
+models:
+  - name: iris
+    builtin: {{dir: "{model_dir}"}}
+""")
+    mg.admin_key = admin_key
+    return mg
+
+
+@pytest.fixture
+def browser(tmp_path):
+    for path in (CHROMIUM, CHROMEDRIVER):
+        if not Path(path).exists():
+            pytest.fail(f"{path} is missing: run scripts/install-deps.sh", pytrace=False)
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 f"--user-data-dir={tmp_path / 'chromium-profile'}", "--window-size=1400,1000"):
+        opts.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()
+
+
+def sign_in_with_key(driver, key: str) -> None:
+    """Stand-in for the IdP sign-in: the admin key on every request."""
+    driver.execute_cdp_cmd("Network.enable", {})
+    driver.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {"Authorization": f"Bearer {key}"}})
+
+
+def assert_labelled(driver) -> None:
+    """Every visible form control on the page has a <label for=…>."""
+    for el in driver.find_elements(By.CSS_SELECTOR, "input:not([type=hidden]), select, textarea"):
+        el_id = el.get_attribute("id")
+        assert el_id and driver.find_elements(By.CSS_SELECTOR, f'label[for="{el_id}"]'), el.get_attribute("outerHTML")
+
+
+def test_create_use_revoke_and_find_the_denial(gw, browser):
+    shots = artifacts()
+    wait = WebDriverWait(browser, 15, ignored_exceptions=[StaleElementReferenceException])
+    sign_in_with_key(browser, gw.admin_key)
+
+    browser.get(f"{gw.admin_url}/admin/models")
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Models"
+    row = browser.find_element(By.CSS_SELECTOR, 'tr[data-model="iris"]')
+    assert "ready" in row.text and "required" in row.text
+    assert row.find_elements(By.CSS_SELECTOR, "svg.spark[aria-label]"), "sparklines"
+    browser.save_screenshot(str(shots / "1-models.png"))
+
+    browser.get(f"{gw.admin_url}/admin/keys")
+    assert_labelled(browser)
+    browser.find_element(By.ID, "key-name").send_keys("browser-key")
+    models = browser.find_element(By.ID, "key-models")
+    models.clear()
+    models.send_keys("iris")
+    browser.find_element(By.CSS_SELECTOR, "#create-key button").click()
+    secret_box = wait.until(EC.presence_of_element_located((By.ID, "new-secret")))
+    secret = secret_box.get_attribute("value")
+    assert secret.startswith("mgk_")
+    browser.save_screenshot(str(shots / "2-key-created.png"))
+
+    infer = f"{gw.url}/v2/models/iris/infer"
+    r = requests.post(infer, json=V2_BODY, headers=bearer(secret), timeout=10)
+    assert r.status_code == 200, r.text
+
+    # Shown once: the keys page no longer has it.
+    browser.get(f"{gw.admin_url}/admin/keys")
+    assert secret not in browser.page_source
+    assert not browser.find_elements(By.ID, "new-secret")
+    row = browser.find_element(By.CSS_SELECTOR, 'tr[data-key="browser-key"]')
+    row.find_element(By.XPATH, ".//button[normalize-space()='Revoke browser-key']").click()
+    wait.until(EC.staleness_of(row))
+    wait.until(lambda d: "revoked" in d.find_element(By.CSS_SELECTOR, 'tr[data-key="browser-key"] td.status').text)
+    browser.save_screenshot(str(shots / "3-key-revoked.png"))
+
+    r = requests.post(infer, json=V2_BODY, headers=bearer(secret), timeout=10)
+    assert r.status_code == 401, r.text
+
+    # The live view, filtered by identity through its form.
+    browser.get(f"{gw.admin_url}/admin/decisions")
+    browser.find_element(By.ID, "f-identity").send_keys("browser-key")
+    browser.find_element(By.CSS_SELECTOR, "#filters button").click()
+    wait.until(lambda d: "identity=browser-key" in d.current_url)
+    wait.until(lambda d: "Live" in d.find_element(By.ID, "live-status").text)
+    assert_labelled(browser)
+    rows = browser.find_elements(By.CSS_SELECTOR, "#decisions tbody tr")
+    statuses = [r.find_elements(By.TAG_NAME, "td")[2].text for r in rows]
+    assert "401" in statuses and "200" in statuses, statuses
+    assert all(r.get_attribute("data-identity") == "browser-key" for r in rows)
+    browser.save_screenshot(str(shots / "4-decisions-filtered.png"))
+
+    # A new denial arrives live, over the event stream.
+    before = len(rows)
+    requests.post(infer, json=V2_BODY, headers=bearer(secret), timeout=10)
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#decisions tbody tr")) > before)
+    top = browser.find_element(By.CSS_SELECTOR, "#decisions tbody tr")
+    assert "401" in top.text and "deny" in top.text
+    browser.save_screenshot(str(shots / "5-decisions-live.png"))
+
+
+def test_policy_page_explains_and_switch_saves(gw, browser):
+    shots = artifacts()
+    wait = WebDriverWait(browser, 15, ignored_exceptions=[StaleElementReferenceException])
+    sign_in_with_key(browser, gw.admin_key)
+    browser.get(f"{gw.admin_url}/admin/policies")
+    assert_labelled(browser)
+    path = browser.find_element(By.ID, "x-path")
+    path.clear()
+    path.send_keys("/v2/models/iris/infer")
+    browser.find_element(By.ID, "x-identity").send_keys("nobody")
+    browser.find_element(By.CSS_SELECTOR, "#explain button").click()
+    answer = wait.until(EC.presence_of_element_located((By.ID, "answer")))
+    assert "DENY (401)" in answer.text
+    browser.save_screenshot(str(shots / "6-policies-why.png"))
+
+    # The seed-001 switch: off makes inference public, through a config reload.
+    infer = f"{gw.url}/v2/models/iris/infer"
+    assert requests.post(infer, json=V2_BODY, timeout=10).status_code == 401
+    browser.get(f"{gw.admin_url}/admin/keys")
+    box = browser.find_element(By.ID, "require-iris")
+    assert box.is_selected()
+    box.click()  # JS submits the form on change; the server redirects back
+    wait.until(EC.staleness_of(box))
+    wait.until(lambda d: not d.find_element(By.ID, "require-iris").is_selected())
+    browser.save_screenshot(str(shots / "7-require-token-off.png"))
+    deadline = time.monotonic() + 5
+    while requests.post(infer, json=V2_BODY, timeout=10).status_code != 200:
+        assert time.monotonic() < deadline, "inference did not become public"
+        time.sleep(0.1)
