@@ -66,11 +66,7 @@ impl Console {
     pub async fn serve(&self, req: Request<Incoming>, conn: &ConnInfo) -> Response<BoxBody> {
         let p = self.shared.pipeline.load_full();
         let metrics = &self.shared.metrics;
-        let mut trace = Trace::new(
-            conn.client,
-            req.method().as_str(),
-            &crate::facts::raw_path_of(&req),
-        );
+        let mut trace = Trace::new(conn.client, req.method().as_str(), req.uri().path());
         let (parts, body) = req.into_parts();
         let ask = Ask {
             path: parts.uri.path().to_string(),
