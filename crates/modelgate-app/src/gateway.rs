@@ -158,7 +158,7 @@ impl BodyModel for ServeBody<'_> {
 }
 
 /// What `serve` was asked, from the request head and its connection.
-fn ask(parts: http::request::Parts, conn: &ConnInfo, received: Instant) -> Ask {
+pub(crate) fn ask(parts: http::request::Parts, conn: &ConnInfo, received: Instant) -> Ask {
     Ask {
         path: parts.uri.path().to_string(),
         query: parts.uri.query().map(str::to_string),

@@ -14,7 +14,7 @@ use modelgate_listen::ConnInfo;
 use tokio::sync::{Mutex, Semaphore};
 
 use crate::body::{BodyDeadline, read_bounded};
-use crate::decide::{Ask, Claimed, Decision, NoBody};
+use crate::decide::{Claimed, Decision, NoBody};
 use crate::finish::{Trace, answered, rejected};
 use crate::gateway::{Shared, note};
 use crate::reload::Reloader;
@@ -68,18 +68,7 @@ impl Console {
         let metrics = &self.shared.metrics;
         let mut trace = Trace::new(conn.client, req.method().as_str(), req.uri().path());
         let (parts, body) = req.into_parts();
-        let ask = Ask {
-            path: parts.uri.path().to_string(),
-            query: parts.uri.query().map(str::to_string),
-            authority: parts.uri.authority().map(|a| a.as_str().to_string()),
-            method: parts.method,
-            headers: parts.headers,
-            client: conn.client,
-            local: conn.local,
-            peer: conn.peer.clone(),
-            listener: conn.listener,
-            received: trace.received,
-        };
+        let ask = crate::gateway::ask(parts, conn, trace.received);
         let d = p
             .admin_decider()
             .decide(ask, Claimed::FromRequest, &mut NoBody, false)
