@@ -153,27 +153,35 @@ impl TokenLocations {
 
     /// Removes token cookies from the `Cookie` header(s).
     pub fn strip_cookies(&self, headers: &mut HeaderMap) {
-        if self.cookies.is_empty() || !headers.contains_key(COOKIE) {
-            return;
+        if !self.cookies.is_empty() {
+            strip_cookies(headers, |k| self.cookies.iter().any(|n| n == k));
         }
-        let kept: Vec<String> = headers
-            .get_all(COOKIE)
-            .iter()
-            .filter_map(|h| h.to_str().ok())
-            .flat_map(|h| h.split(';'))
-            .map(str::trim)
-            .filter(|c| {
-                let k = c.split_once('=').map_or(*c, |(k, _)| k);
-                !c.is_empty() && !self.cookies.iter().any(|n| n == k)
-            })
-            .map(str::to_string)
-            .collect();
-        headers.remove(COOKIE);
-        if !kept.is_empty()
-            && let Ok(v) = HeaderValue::from_str(&kept.join("; "))
-        {
-            headers.insert(COOKIE, v);
-        }
+    }
+}
+
+/// Removes the cookies whose name `drop` accepts from the `Cookie`
+/// header(s), keeping the others in one header.
+pub(crate) fn strip_cookies(headers: &mut HeaderMap, drop: impl Fn(&str) -> bool) {
+    if !headers.contains_key(COOKIE) {
+        return;
+    }
+    let kept: Vec<String> = headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|h| h.to_str().ok())
+        .flat_map(|h| h.split(';'))
+        .map(str::trim)
+        .filter(|c| {
+            let k = c.split_once('=').map_or(*c, |(k, _)| k);
+            !c.is_empty() && !drop(k)
+        })
+        .map(str::to_string)
+        .collect();
+    headers.remove(COOKIE);
+    if !kept.is_empty()
+        && let Ok(v) = HeaderValue::from_str(&kept.join("; "))
+    {
+        headers.insert(COOKIE, v);
     }
 }
 

@@ -159,27 +159,7 @@ pub(crate) fn cookie_values<'a>(headers: &'a HeaderMap, name: &str) -> Vec<&'a s
 }
 
 pub(crate) fn strip(headers: &mut HeaderMap, names: &[&str]) {
-    if !headers.contains_key(COOKIE) {
-        return;
-    }
-    let kept: Vec<String> = headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|h| h.to_str().ok())
-        .flat_map(|h| h.split(';'))
-        .map(str::trim)
-        .filter(|c| {
-            let k = c.split_once('=').map_or(*c, |(k, _)| k);
-            !c.is_empty() && !names.contains(&k)
-        })
-        .map(str::to_string)
-        .collect();
-    headers.remove(COOKIE);
-    if !kept.is_empty()
-        && let Ok(v) = http::HeaderValue::from_str(&kept.join("; "))
-    {
-        headers.insert(COOKIE, v);
-    }
+    crate::token::strip_cookies(headers, |k| names.contains(&k));
 }
 
 /// A `Set-Cookie` value: HttpOnly, SameSite=Lax, `Secure` when asked.
