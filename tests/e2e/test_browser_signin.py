@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import re
 import time
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 import requests
@@ -245,10 +245,59 @@ def test_revoked_cookie_after_sign_out_is_refused(signin):
     assert predict(mg, cookie).status_code == 200
     r = requests.post(f"{mg.url}/oauth2/sign_out", cookies={"authservice_session": cookie},
                       allow_redirects=False, timeout=10)
-    assert r.status_code == 302 and r.headers["location"] == "/"
+    assert r.status_code == 302
     assert "authservice_session=;" in r.headers["set-cookie"] and "Max-Age=0" in r.headers["set-cookie"]
     # The old cookie, replayed by someone who kept it, no longer works.
     assert predict(mg, cookie).status_code == 401
+    # Signing out again (the session is revoked, so no ID token to hint): home.
+    r = requests.post(f"{mg.url}/oauth2/sign_out", cookies={"authservice_session": cookie},
+                      allow_redirects=False, timeout=10)
+    assert r.status_code == 302 and r.headers["location"] == "/"
+
+
+def end_session_form(html: str) -> tuple[str, dict]:
+    """The action and hidden fields of oidc-provider's logout confirmation form."""
+    action = re.search(r'<form[^>]*id="op.logoutForm"[^>]*action="([^"]+)"', html) or \
+        re.search(r'<form[^>]*action="([^"]+)"[^>]*id="op.logoutForm"', html)
+    assert action, html
+    fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', html))
+    return action.group(1), fields
+
+
+@pytest.mark.parametrize("rd", ["/", "https://evil.example/"])
+def test_sign_out_goes_through_the_idps_end_session_endpoint(signin, rd):
+    idp, mg = signin()
+    s = requests.Session()
+    r = s.get(mg.url, timeout=10)  # → the IdP's login form (Dex path)
+    assert r.status_code == 200 and "/auth/local/login" in r.url
+    r = s.post(r.url, data={"login": USER, "password": PASSWORD}, timeout=10)
+    assert r.status_code == 200 and r.url == f"{mg.url}/" and USER in r.text
+    cookie = s.cookies.get("authservice_session")
+    assert predict(mg, cookie).status_code == 200
+
+    r = s.post(f"{mg.url}/oauth2/sign_out", params={"rd": rd}, allow_redirects=False, timeout=10)
+    assert r.status_code == 302 and "Max-Age=0" in r.headers["set-cookie"]
+    end = urlsplit(r.headers["location"])
+    discovery = requests.get(f"{idp.issuer}/.well-known/openid-configuration", timeout=10).json()
+    assert f"{end.scheme}://{end.netloc}{end.path}" == discovery["end_session_endpoint"]
+    q = dict(parse_qsl(end.query))
+    # Back to the gateway only: an rd off the allow-list becomes the landing page.
+    assert q["post_logout_redirect_uri"] == f"{mg.url}/", q
+    assert q["client_id"] == "modelgate-web" and q["id_token_hint"].count(".") == 2
+    # Revoked server-side before the IdP is even asked.
+    assert predict(mg, cookie).status_code == 401
+
+    # The IdP's own confirmation page; confirming ends its session and
+    # sends the browser back to the gateway.
+    r = s.get(r.headers["location"], timeout=10)
+    assert r.status_code == 200, r.text
+    action, fields = end_session_form(r.text)
+    r = s.post(requests.compat.urljoin(r.url, action), data={**fields, "logout": "yes"},
+               allow_redirects=False, timeout=10)
+    assert r.status_code in (302, 303) and r.headers["location"] == f"{mg.url}/", r.headers
+    # The IdP session is gone too: the next visit asks for the password again.
+    r = s.get(mg.url, timeout=10)
+    assert r.status_code == 200 and "/auth/local/login" in r.url and 'name="password"' in r.text
 
 
 def manual_flow(mg, rd: str = "/"):

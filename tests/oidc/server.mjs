@@ -12,7 +12,8 @@
 // Clients (client_credentials only):
 //   modelgate-test / test-secret      gets tokens
 //   modelgate      / introspect-secret   introspects (RFC 7662)
-// Browser sign-in (authorization code + PKCE, refresh tokens):
+// Browser sign-in (authorization code + PKCE, refresh tokens, RP-initiated
+// logout back to "/" of each redirect URI's origin):
 //   modelgate-web  / web-secret        redirect URIs from OIDC_REDIRECT_URIS
 //                                      (comma-separated; the tests know the
 //                                      gateway's address before it starts)
@@ -41,7 +42,9 @@ const modules = process.env.MODELGATE_OIDC_MODULES
   || join(process.env.MODELGATE_CACHE || join(homedir(), '.cache', 'modelgate'), 'oidc', 'node_modules');
 const { default: Provider, errors } = await import(pathToFileURL(join(modules, 'oidc-provider', 'lib', 'index.js')).href);
 
-const jwks = JSON.parse(readFileSync(keysFile, 'utf8'));
+// PyJWT writes private keys with key_ops ["sign"]; the provider also verifies
+// with them (id_token_hint at end_session), so the restriction is dropped.
+const jwks = { keys: JSON.parse(readFileSync(keysFile, 'utf8')).keys.map(({ key_ops: _, ...k }) => k) };
 const issuer = `http://127.0.0.1:${port}`;
 
 const jwt = (alg, audience, ttl) => ({
@@ -65,6 +68,9 @@ const users = {
   'admin@example.com': { password: 'admin-password', name: 'Example Admin', groups: ['modelgate-admins'] },
 };
 const redirectUris = (process.env.OIDC_REDIRECT_URIS || '').split(',').filter(Boolean);
+// RP-initiated logout may return the browser to the landing page ("/") of
+// each gateway origin that has a sign-in redirect URI.
+const postLogoutUris = [...new Set(redirectUris.map((u) => `${new URL(u).origin}/`))];
 const loginPath = login === 'dex' ? '/auth/local/login' : '/interaction/';
 
 const provider = new Provider(issuer, {
@@ -75,6 +81,7 @@ const provider = new Provider(issuer, {
     {
       client_id: 'modelgate-web', client_secret: 'web-secret', grant_types: ['authorization_code', 'refresh_token'],
       response_types: ['code'], redirect_uris: redirectUris.length ? redirectUris : ['http://127.0.0.1/unused'],
+      post_logout_redirect_uris: postLogoutUris,
     },
   ],
   scopes: ['infer', 'openid', 'offline_access', 'email', 'profile', 'groups'],

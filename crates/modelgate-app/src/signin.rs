@@ -1,6 +1,6 @@
 //! Browser sign-in endpoints (`auth.sign_in`, see `docs/signin.md`): login
 //! (→ the IdP, with PKCE), the callback (→ session cookie), sign-out
-//! (revocation) and a small signed-in landing page; and the redirect of an
+//! (revocation, then the IdP's end-session endpoint) and a small signed-in landing page; and the redirect of an
 //! unauthenticated browser request to login. The flow itself — cookies,
 //! state, ID token checks — lives in `modelgate_authn::session`; this file
 //! only speaks HTTP. They answer before routing, like forward-auth.
@@ -100,11 +100,11 @@ pub async fn endpoint(p: &Pipeline, parts: &Parts, listener: usize) -> Option<Re
     let get = matches!(parts.method, Method::GET | Method::HEAD);
     let secure = secure(p, listener, cfg.cookie.secure);
     let now = now_secs();
+    let tls = p
+        .listeners
+        .get(listener)
+        .is_some_and(|l| l.config.tls.is_some());
     if get && path == cfg.login_path {
-        let tls = p
-            .listeners
-            .get(listener)
-            .is_some_and(|l| l.config.tls.is_some());
         let Some(uri) = redirect_uri(parts, tls, &cfg.redirect_path) else {
             return Some(refuse(
                 p,
@@ -131,12 +131,12 @@ pub async fn endpoint(p: &Pipeline, parts: &Parts, listener: usize) -> Option<Re
     }
     if path == cfg.logout_path && (get || parts.method == Method::POST) {
         let rd = rd(parts.uri.query());
-        return Some(redirect(s.sign_out(
-            &parts.headers,
-            rd.as_deref(),
-            now,
-            secure,
-        )));
+        // Our own origin, for the IdP's post-logout redirect back here.
+        let origin = redirect_uri(parts, tls, "");
+        return Some(redirect(
+            s.sign_out(&parts.headers, rd.as_deref(), origin.as_deref(), now, secure)
+                .await,
+        ));
     }
     if get && path == cfg.landing_path {
         return Some(

@@ -51,6 +51,9 @@ pub(crate) struct SessionData {
     pub claims: Map<String, Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rt: Option<String>,
+    /// The ID token, for the IdP's end-session endpoint (`id_token_hint`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idt: Option<String>,
 }
 
 /// The sign-in state of one configuration.

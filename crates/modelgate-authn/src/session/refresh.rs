@@ -79,6 +79,7 @@ impl Sessions {
             id_exp,
             claims,
             rt: tokens.refresh_token.or_else(|| Some(rt.to_string())),
+            idt: Some(tokens.id_token),
         })
     }
 }

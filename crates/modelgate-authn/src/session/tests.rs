@@ -100,6 +100,7 @@ fn idp(lifetime: u64, id_token: impl Fn(&str) -> String + Send + 'static) -> Idp
                 "issuer": ISS,
                 "authorization_endpoint": "https://idp.test/auth",
                 "token_endpoint": "https://idp.test/token",
+                "end_session_endpoint": "https://idp.test/session/end",
                 "token_endpoint_auth_methods_supported": ["client_secret_basic"],
             })
             .to_string());
@@ -313,16 +314,44 @@ async fn tampered_expired_and_revoked_sessions_fail() {
             .unwrap()
             .is_err()
     );
-    // Revoked by sign-out, and the cookie cleared.
+    // Revoked by sign-out, the cookie cleared, and the browser sent through
+    // the IdP's end-session endpoint back to an allowed target only.
     let out = i
         .sessions
-        .sign_out(&with(&value), Some("//evil"), NOW + 2, false);
-    assert_eq!(out.location, "/");
+        .sign_out(
+            &with(&value),
+            Some("//evil"),
+            Some("http://gw.test"),
+            NOW + 2,
+            false,
+        )
+        .await;
+    let end = out
+        .location
+        .strip_prefix("https://idp.test/session/end?id_token_hint=")
+        .unwrap_or_else(|| panic!("{}", out.location));
+    assert!(
+        end.ends_with("&client_id=web&post_logout_redirect_uri=http%3A%2F%2Fgw.test%2F"),
+        "{end}"
+    );
+    assert!(end.split('&').next().unwrap().split('.').count() == 3, "{end}");
     assert!(
         out.set_cookies[0].starts_with("authservice_session=;")
             && out.set_cookies[0].contains("Max-Age=0")
     );
     assert!(i.sessions.session(&with(&value), NOW + 3).unwrap().is_err());
+    // Without a live session there is no hint: straight to the landing page.
+    let again = i
+        .sessions
+        .sign_out(
+            &with(&value),
+            None,
+            Some("http://gw.test"),
+            NOW + 3,
+            false,
+        )
+        .await;
+    assert_eq!(again.location, "/");
     // No cookie: not a session at all.
     assert!(i.sessions.session(&HeaderMap::new(), NOW).is_none());
 }
