@@ -1,30 +1,31 @@
 """The admin web UI in a real headless Chromium (Debian chromium +
 chromedriver, driven by Selenium), against the real binary serving the
-bundled iris ONNX model.
+bundled iris ONNX model, with the admin UI on the public listener behind
+browser sign-in (`admin.ui.on_public`).
 
-Until browser sign-in (issue 11 item 1) is merged, the browser
-authenticates with an admin API key sent as an `Authorization` header on
-every request through the DevTools protocol (Network.setExtraHTTPHeaders);
-after the merge this can switch to signing in through the IdP's page.
-
-Flow: models page → create a key in the UI and read its secret (shown once)
-→ use it with `requests` against the model (200) → revoke it in the UI →
-the next call is 401 → find that 401 in the live decision view, filtered by
-identity. Every page is saved as a screenshot into a folder the test prints
-($MODELGATE_ARTIFACTS/admin-ui, else a temporary folder)."""
+Flow: open the models page → sent to the real oidc-provider's own login
+page → sign in as the admin user (the admin role comes from its `groups`
+claim) → back on the models page → create a key in the UI and read its
+secret (shown once) → use it with `requests` against the model (200) →
+revoke it in the UI → the next call is 401 → find that 401 in the live
+decision view, filtered by identity. Every page is saved as a screenshot
+into a folder the test prints ($MODELGATE_ARTIFACTS/admin-ui, else a
+temporary folder). The policy-page test authenticates with an admin key
+(sent by the DevTools protocol), which the admin role also accepts."""
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 import requests
 
 from gw import V2_BODY, bearer, create_key
+from peers import free_addr
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -65,6 +66,47 @@ models:
     return mg
 
 
+ADMIN_USER, ADMIN_PASSWORD = "admin@example.com", "admin-password"
+USER, PASSWORD = "user@example.com", "12341234"
+COOKIE_KEY = base64.b64encode(bytes(range(3, 35))).decode()
+
+
+@pytest.fixture
+def signed_in_gw(tmp_path, run_modelgate, start_modelgate, start_oidc):
+    """The admin UI on the public listener, behind sign-in with the real
+    oidc-provider (its own interactive login page); admins by claim."""
+    keys = tmp_path / "keys.json"
+    model_dir = tmp_path / "models" / "iris"
+    model_dir.mkdir(parents=True)
+    shutil.copy(ROOT / "examples" / "models" / "iris" / "model.onnx", model_dir / "model.onnx")
+    create_key(run_modelgate, keys, "ops", "*")
+    listen = free_addr()
+    idp = start_oidc(login="interaction", redirect_uris=[f"http://{listen}/oauth2/callback"])
+    mg = start_modelgate(f"""
+listen: {{address: "{listen}"}}
+admin:
+  address: "__ADMIN__"
+  keys: [ops]
+  roles: {{claim: groups, values: [modelgate-admins]}}
+  ui: {{on_public: true}}
+auth:
+  api_keys: {{file: "{keys}"}}
+  jwt:
+    - issuer: {idp.issuer}
+      audiences: [models]
+  sign_in:
+    issuer: {idp.issuer}
+    client_id: modelgate-web
+    client_secret: "${{WEB_CLIENT_SECRET}}"
+    cookie: {{name: mg_session, key: "{COOKIE_KEY}", lifetime: 1h}}
+models:
+  - name: iris
+    builtin: {{dir: "{model_dir}"}}
+""", listen=listen, env={"WEB_CLIENT_SECRET": "web-secret"})
+    mg.idp = idp
+    return mg
+
+
 @pytest.fixture
 def browser(tmp_path):
     for path in (CHROMIUM, CHROMEDRIVER):
@@ -95,19 +137,32 @@ def assert_labelled(driver) -> None:
         assert el_id and driver.find_elements(By.CSS_SELECTOR, f'label[for="{el_id}"]'), el.get_attribute("outerHTML")
 
 
-def test_create_use_revoke_and_find_the_denial(gw, browser):
+def test_create_use_revoke_and_find_the_denial(signed_in_gw, browser):
+    gw = signed_in_gw
     shots = artifacts()
     wait = WebDriverWait(browser, 15, ignored_exceptions=[StaleElementReferenceException])
-    sign_in_with_key(browser, gw.admin_key)
 
-    browser.get(f"{gw.admin_url}/admin/models")
+    # Not signed in: the models page sends the browser to the IdP's login page.
+    browser.get(f"{gw.url}/admin/models")
+    wait.until(lambda d: d.current_url.startswith(f"{gw.idp.issuer}/interaction/"))
+    browser.save_screenshot(str(shots / "0-idp-login.png"))
+    browser.find_element(By.NAME, "login").send_keys(ADMIN_USER)
+    browser.find_element(By.NAME, "password").send_keys(ADMIN_PASSWORD)
+    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    # The test IdP grants consent with the login; a consent page, if one
+    # were shown, would be confirmed here.
+    wait.until(lambda d: d.current_url.startswith(gw.url) or "consent" in d.page_source.lower())
+    if not browser.current_url.startswith(gw.url):
+        browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    wait.until(lambda d: d.current_url == f"{gw.url}/admin/models")
     assert browser.find_element(By.TAG_NAME, "h1").text == "Models"
+    assert any(c["name"] == "mg_session" and c["httpOnly"] for c in browser.get_cookies())
     row = browser.find_element(By.CSS_SELECTOR, 'tr[data-model="iris"]')
     assert "ready" in row.text and "required" in row.text
     assert row.find_elements(By.CSS_SELECTOR, "svg.spark[aria-label]"), "sparklines"
     browser.save_screenshot(str(shots / "1-models.png"))
 
-    browser.get(f"{gw.admin_url}/admin/keys")
+    browser.get(f"{gw.url}/admin/keys")
     assert_labelled(browser)
     browser.find_element(By.ID, "key-name").send_keys("browser-key")
     models = browser.find_element(By.ID, "key-models")
@@ -124,7 +179,7 @@ def test_create_use_revoke_and_find_the_denial(gw, browser):
     assert r.status_code == 200, r.text
 
     # Shown once: the keys page no longer has it.
-    browser.get(f"{gw.admin_url}/admin/keys")
+    browser.get(f"{gw.url}/admin/keys")
     assert secret not in browser.page_source
     assert not browser.find_elements(By.ID, "new-secret")
     row = browser.find_element(By.CSS_SELECTOR, 'tr[data-key="browser-key"]')
@@ -137,7 +192,7 @@ def test_create_use_revoke_and_find_the_denial(gw, browser):
     assert r.status_code == 401, r.text
 
     # The live view, filtered by identity through its form.
-    browser.get(f"{gw.admin_url}/admin/decisions")
+    browser.get(f"{gw.url}/admin/decisions")
     browser.find_element(By.ID, "f-identity").send_keys("browser-key")
     browser.find_element(By.CSS_SELECTOR, "#filters button").click()
     wait.until(lambda d: "identity=browser-key" in d.current_url)
@@ -184,7 +239,57 @@ def test_policy_page_explains_and_switch_saves(gw, browser):
     wait.until(EC.staleness_of(box))
     wait.until(lambda d: not d.find_element(By.ID, "require-iris").is_selected())
     browser.save_screenshot(str(shots / "7-require-token-off.png"))
-    deadline = time.monotonic() + 15
-    while requests.post(infer, json=V2_BODY, timeout=10).status_code != 200:
-        assert time.monotonic() < deadline, "inference did not become public"
-        time.sleep(0.1)
+    # The reload is asynchronous: wait on the condition itself, not a fixed time.
+    WebDriverWait(browser, 15, poll_frequency=0.1).until(
+        lambda _: requests.post(infer, json=V2_BODY, timeout=10).status_code == 200,
+        "inference did not become public",
+    )
+
+
+def sign_in_with_requests(gw, user: str, password: str, path: str = "/admin/models") -> requests.Session:
+    """The IdP's login form, posted by `requests` (no browser)."""
+    s = requests.Session()
+    r = s.get(f"{gw.url}{path}", headers={"Accept": "text/html"}, timeout=10)
+    assert r.status_code == 200 and r.url.startswith(f"{gw.idp.issuer}/interaction/"), r.url
+    r = s.post(r.url, data={"login": user, "password": password}, allow_redirects=False, timeout=10)
+    url = r.headers["location"]
+    while not url.startswith(gw.url):
+        r = s.get(url, allow_redirects=False, timeout=10)
+        url = r.headers["location"]
+    r = s.get(url, allow_redirects=False, timeout=10)  # the callback sets the session
+    assert r.status_code == 302 and s.cookies.get("mg_session"), r.text
+    assert r.headers["location"] == path
+    return s
+
+
+def test_unauthenticated_browser_on_public_admin_is_sent_to_sign_in(signed_in_gw):
+    gw = signed_in_gw
+    html = {"Accept": "text/html,application/xhtml+xml"}
+    # A browser: 302 to the gateway's login, with the page as a safe `rd`.
+    r = requests.get(f"{gw.url}/admin/models", headers=html, allow_redirects=False, timeout=10)
+    assert r.status_code == 302, r.text
+    assert r.headers["location"] == "/oauth2/start?rd=%2Fadmin%2Fmodels"
+    r = requests.get(f"{gw.url}/admin/decisions?identity=a%20b", headers=html, allow_redirects=False, timeout=10)
+    assert r.status_code == 302
+    assert r.headers["location"] == "/oauth2/start?rd=%2Fadmin%2Fdecisions%3Fidentity%3Da%2520b"
+    # An API client (no text/html), or any client of /admin/api: 401 JSON.
+    r = requests.get(f"{gw.url}/admin/models", allow_redirects=False, timeout=10)
+    assert r.status_code == 401 and "location" not in r.headers
+    for accept in (html, {"Accept": "application/json"}):
+        r = requests.get(f"{gw.url}/admin/api/models", headers=accept, allow_redirects=False, timeout=10)
+        assert r.status_code == 401 and "location" not in r.headers, r.text
+        assert r.headers["content-type"].startswith("application/json")
+    # A browser with a bad credential is not bounced to sign-in: its 401 stands.
+    r = requests.get(f"{gw.url}/admin/models", headers={**html, "Authorization": "Bearer nope"},
+                     allow_redirects=False, timeout=10)
+    assert r.status_code == 401
+    # Signed in as a non-admin: 403, not a redirect loop.
+    s = sign_in_with_requests(gw, USER, PASSWORD)
+    r = s.get(f"{gw.url}/admin/models", headers=html, allow_redirects=False, timeout=10)
+    assert r.status_code == 403, r.text
+    # Signed in as the admin (role from the `groups` claim): the page, and the API.
+    s = sign_in_with_requests(gw, ADMIN_USER, ADMIN_PASSWORD)
+    r = s.get(f"{gw.url}/admin/models", headers=html, allow_redirects=False, timeout=10)
+    assert r.status_code == 200 and "<h1>Models</h1>" in r.text, r.text[:300]
+    r = s.get(f"{gw.url}/admin/api/models", timeout=10)
+    assert r.status_code == 200 and r.json()[0]["name"] == "iris", r.text

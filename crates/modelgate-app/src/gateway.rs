@@ -48,7 +48,7 @@ impl Handler for Gateway {
         trace.received = received;
         let ready = self.shared.ready.load(Ordering::Acquire);
         if p.config.admin.on_public && crate::admin::console::is_admin_request(req.uri().path()) {
-            return self.console.serve(req, &conn).await;
+            return self.console.serve_public(req, &conn).await;
         }
         let (mut parts, body) = req.into_parts();
         // The wristband's discovery document and JWKS: public, like health.

@@ -52,6 +52,12 @@ pub fn is_admin_request(raw: &str) -> bool {
     modelgate_route::normalize_path(raw).is_ok_and(|p| modelgate_route::is_admin_path(&p))
 }
 
+/// Whether `raw` is under the admin API (`/admin/api`), once normalised.
+fn is_api_request(raw: &str) -> bool {
+    modelgate_route::normalize_path(raw)
+        .is_ok_and(|p| p == "/admin/api" || p.starts_with("/admin/api/"))
+}
+
 impl Console {
     pub fn new(shared: Arc<Shared>, reloader: Arc<Reloader>) -> Self {
         Self {
@@ -60,6 +66,28 @@ impl Console {
             config_edit: Mutex::new(()),
             streams: Arc::new(Semaphore::new(MAX_STREAMS)),
         }
+    }
+
+    /// [`Self::serve`] on a public listener (`admin.ui.on_public`): the
+    /// session is refreshed like on any gateway path, and a browser without
+    /// credentials is sent to sign in (302 to login, `rd` checked against
+    /// the allow-list) instead of a 401. The admin API (`/admin/api/…`) and
+    /// non-browser clients keep the 401.
+    pub async fn serve_public(&self, req: Request<Incoming>, conn: &ConnInfo) -> Response<BoxBody> {
+        let p = self.shared.pipeline.load_full();
+        let (mut parts, body) = req.into_parts();
+        let login = if is_api_request(parts.uri.path()) {
+            None
+        } else {
+            crate::signin::browser_login(&p, &parts, conn.listener)
+        };
+        let renewed = crate::signin::refresh(&p, &mut parts, conn.listener).await;
+        let resp = self.serve(Request::from_parts(parts, body), conn).await;
+        let resp = match login {
+            Some(l) => crate::signin::to_login(resp, l),
+            None => resp,
+        };
+        crate::signin::with_cookie(resp, renewed)
     }
 
     /// Decides, checks and answers one admin request; records it.
