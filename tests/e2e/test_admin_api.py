@@ -7,6 +7,8 @@ everything rendered is escaped."""
 from __future__ import annotations
 
 import json
+import re
+import subprocess
 import shutil
 import time
 from pathlib import Path
@@ -259,3 +261,21 @@ models:
     assert r.json()[0]["health"] == "unreachable"
     # Encoded forms of the admin path are the admin path (normalised once).
     assert requests.get(f"{mg.url}/%61dmin/api/models", headers=bearer(user_key), timeout=10).status_code == 403
+
+
+def test_model_rate_counts_every_request_of_a_burst(gw):
+    """The models view's rate comes from exact per-model counters in 5 s
+    buckets, not from the capped latency samples (4096 a minute, ~68/s):
+    a burst of 10 000 requests (h2load) shows up as ~10 000."""
+    sent = 10_000
+    r = subprocess.run(["h2load", "--h1", "-n", str(sent), "-c", "8", f"{gw.url}/v2/models/iris/ready"],
+                       capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0, r.stderr
+    ok = re.search(r"status codes: (\d+) 2xx", r.stdout)
+    assert ok and int(ok.group(1)) == sent, r.stdout
+    [m] = requests.get(api(gw, "models"), headers=bearer(gw.admin_key), timeout=10).json()
+    stats = m["stats"]
+    assert sent / 2 <= stats["requests"] <= sent * 2, stats
+    assert sum(stats["rate_series"]) == stats["requests"] and len(stats["rate_series"]) == 12
+    assert stats["rate_per_s"] > 0
+    assert sent / 2 <= stats["rate_per_s"] * 60 <= sent * 2, stats

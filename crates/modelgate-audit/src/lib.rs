@@ -4,6 +4,7 @@
 mod decision;
 mod log;
 mod metrics;
+pub mod rate;
 pub mod tap;
 
 pub use decision::{

@@ -1,7 +1,8 @@
 //! The admin UI's view of recent traffic, fed by every decision record: a
 //! bounded broadcast of decisions (the live view), the last few kept for
 //! late subscribers, and per configured model a bounded ring of latency
-//! samples (request rate over the last minute, p50/p99, sparklines).
+//! samples (p50/p99, latency sparkline) and exact request counts in
+//! 5-second buckets ([`crate::rate`]: the request rate and its sparkline).
 //! Model keys are metric labels (configured names only), so the state is
 //! bounded by the configuration, never by clients.
 
@@ -13,6 +14,7 @@ use serde::Serialize;
 use tokio::sync::broadcast;
 
 use crate::decision::Decision;
+use crate::rate::RateRing;
 
 /// Decisions kept for a subscriber that arrives late.
 pub const RECENT: usize = 200;
@@ -23,7 +25,7 @@ const SAMPLES: usize = 4096;
 /// The window of the rate and percentiles.
 pub const WINDOW: Duration = Duration::from_secs(60);
 /// Sparkline buckets over the window.
-pub const BUCKETS: usize = 12;
+pub const BUCKETS: usize = crate::rate::BUCKETS;
 
 /// One decision as the live view shows it: never a credential.
 #[derive(Debug, Clone, Serialize)]
@@ -73,23 +75,29 @@ impl TapEvent {
 pub struct ModelStats {
     /// Requests per second over the window.
     pub rate_per_s: f64,
-    pub requests: usize,
+    pub requests: u64,
     pub p50_ms: Option<f64>,
     pub p99_ms: Option<f64>,
-    /// Requests per bucket, oldest first ([`BUCKETS`] over the window).
-    pub rate_series: Vec<usize>,
+    /// Requests per bucket, oldest first ([`BUCKETS`] over the window; the
+    /// last is the current, partial bucket).
+    pub rate_series: Vec<u64>,
     /// Median latency per bucket in ms (0 when empty), oldest first.
     pub latency_series: Vec<f64>,
 }
 
-#[derive(Default)]
-struct Samples(VecDeque<(Instant, f64)>);
+/// One model's latency samples (capped) and request counts (exact).
+struct Samples {
+    latency: VecDeque<(Instant, f64)>,
+    counts: RateRing,
+}
 
 /// See the module docs.
 pub struct DecisionTap {
     tx: broadcast::Sender<Arc<TapEvent>>,
     recent: Mutex<VecDeque<Arc<TapEvent>>>,
     samples: Mutex<HashMap<Arc<str>, Samples>>,
+    /// Where the rate buckets of every model start.
+    origin: Instant,
 }
 
 impl Default for DecisionTap {
@@ -98,6 +106,7 @@ impl Default for DecisionTap {
             tx: broadcast::channel(CHANNEL).0,
             recent: Mutex::new(VecDeque::with_capacity(RECENT)),
             samples: Mutex::new(HashMap::new()),
+            origin: Instant::now(),
         }
     }
 }
@@ -115,11 +124,16 @@ impl DecisionTap {
         }
         let _ = self.tx.send(event);
         if known && let Ok(mut s) = self.samples.lock() {
-            let ring = &mut s.entry(model.clone()).or_default().0;
-            if ring.len() == SAMPLES {
-                ring.pop_front();
+            let now = Instant::now();
+            let m = s.entry(model.clone()).or_insert_with(|| Samples {
+                latency: VecDeque::new(),
+                counts: RateRing::new(self.origin),
+            });
+            m.counts.add(now, 1);
+            if m.latency.len() == SAMPLES {
+                m.latency.pop_front();
             }
-            ring.push_back((Instant::now(), d.total_ms.as_secs_f64() * 1000.0));
+            m.latency.push_back((now, d.total_ms.as_secs_f64() * 1000.0));
         }
     }
 
@@ -139,18 +153,20 @@ impl DecisionTap {
         let Ok(s) = self.samples.lock() else {
             return ModelStats::default();
         };
-        let Some(Samples(ring)) = s.get(model) else {
+        let Some(m) = s.get(model) else {
             return ModelStats {
                 rate_series: vec![0; BUCKETS],
                 latency_series: vec![0.0; BUCKETS],
                 ..ModelStats::default()
             };
         };
-        summarize(ring, now)
+        summarize(&m.latency, &m.counts, now)
     }
 }
 
-fn summarize(ring: &VecDeque<(Instant, f64)>, now: Instant) -> ModelStats {
+/// Latency from the samples; the request count, rate and rate series from
+/// the exact counters.
+fn summarize(ring: &VecDeque<(Instant, f64)>, counts: &RateRing, now: Instant) -> ModelStats {
     let bucket = WINDOW / u32::try_from(BUCKETS).unwrap_or(1);
     let mut all = Vec::new();
     let mut per: Vec<Vec<f64>> = vec![Vec::new(); BUCKETS];
@@ -165,12 +181,14 @@ fn summarize(ring: &VecDeque<(Instant, f64)>, now: Instant) -> ModelStats {
             b.push(*ms);
         }
     }
+    let rate_series = counts.series(now);
+    let requests: u64 = rate_series.iter().sum();
     ModelStats {
-        rate_per_s: all.len() as f64 / WINDOW.as_secs_f64(),
-        requests: all.len(),
+        rate_per_s: requests as f64 / WINDOW.as_secs_f64(),
+        requests,
         p50_ms: percentile(&mut all, 50),
         p99_ms: percentile(&mut all, 99),
-        rate_series: per.iter().map(Vec::len).collect(),
+        rate_series,
         latency_series: per
             .iter_mut()
             .map(|b| percentile(b, 50).unwrap_or(0.0))
@@ -212,11 +230,16 @@ mod tests {
         ]
         .into_iter()
         .collect();
-        let s = summarize(&ring, now);
+        let mut counts = RateRing::new(now - Duration::from_millis(119_900));
+        for (at, _) in &ring {
+            counts.add(*at, 1);
+        }
+        let s = summarize(&ring, &counts, now);
         assert_eq!(s.requests, 3);
         assert_eq!(s.rate_series.first(), Some(&1));
         assert_eq!(s.rate_series.last(), Some(&2));
-        assert_eq!(s.rate_series.iter().sum::<usize>(), 3);
+        assert_eq!(s.rate_series.iter().sum::<u64>(), 3);
+        assert!((s.rate_per_s - 3.0 / 60.0).abs() < 1e-9);
         assert_eq!(s.p99_ms, Some(30.0));
         assert_eq!(s.p50_ms, Some(20.0));
         assert_eq!(s.latency_series.last(), Some(&20.0));
