@@ -134,8 +134,14 @@ pub async fn endpoint(p: &Pipeline, parts: &Parts, listener: usize) -> Option<Re
         // Our own origin, for the IdP's post-logout redirect back here.
         let origin = redirect_uri(parts, tls, "");
         return Some(redirect(
-            s.sign_out(&parts.headers, rd.as_deref(), origin.as_deref(), now, secure)
-                .await,
+            s.sign_out(
+                &parts.headers,
+                rd.as_deref(),
+                origin.as_deref(),
+                now,
+                secure,
+            )
+            .await,
         ));
     }
     if get && path == cfg.landing_path {

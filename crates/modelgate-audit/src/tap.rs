@@ -133,7 +133,8 @@ impl DecisionTap {
             if m.latency.len() == SAMPLES {
                 m.latency.pop_front();
             }
-            m.latency.push_back((now, d.total_ms.as_secs_f64() * 1000.0));
+            m.latency
+                .push_back((now, d.total_ms.as_secs_f64() * 1000.0));
         }
     }
 

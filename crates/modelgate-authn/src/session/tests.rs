@@ -334,7 +334,10 @@ async fn tampered_expired_and_revoked_sessions_fail() {
         end.ends_with("&client_id=web&post_logout_redirect_uri=http%3A%2F%2Fgw.test%2F"),
         "{end}"
     );
-    assert!(end.split('&').next().unwrap().split('.').count() == 3, "{end}");
+    assert!(
+        end.split('&').next().unwrap().split('.').count() == 3,
+        "{end}"
+    );
     assert!(
         out.set_cookies[0].starts_with("authservice_session=;")
             && out.set_cookies[0].contains("Max-Age=0")
@@ -343,13 +346,7 @@ async fn tampered_expired_and_revoked_sessions_fail() {
     // Without a live session there is no hint: straight to the landing page.
     let again = i
         .sessions
-        .sign_out(
-            &with(&value),
-            None,
-            Some("http://gw.test"),
-            NOW + 3,
-            false,
-        )
+        .sign_out(&with(&value), None, Some("http://gw.test"), NOW + 3, false)
         .await;
     assert_eq!(again.location, "/");
     // No cookie: not a session at all.
