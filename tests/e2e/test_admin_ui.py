@@ -212,6 +212,18 @@ def test_create_use_revoke_and_find_the_denial(signed_in_gw, browser):
     assert "401" in top.text and "deny" in top.text
     browser.save_screenshot(str(shots / "5-decisions-live.png"))
 
+    # Sign out: through the IdP's end-session page (confirmed there), which
+    # sends the browser back to the gateway, which no longer knows it.
+    browser.get(f"{gw.url}/oauth2/sign_out")
+    wait.until(lambda d: d.current_url.startswith(f"{gw.idp.issuer}/session/end"))
+    browser.save_screenshot(str(shots / "6-idp-sign-out.png"))
+    browser.find_element(By.CSS_SELECTOR, 'button[name="logout"][value="yes"]').click()
+    wait.until(lambda d: d.current_url.startswith(f"{gw.idp.issuer}/interaction/"))
+    assert not any(c["name"] == "mg_session" for c in browser.get_cookies())
+    browser.get(f"{gw.url}/admin/models")
+    wait.until(lambda d: d.current_url.startswith(f"{gw.idp.issuer}/interaction/"))
+    assert browser.find_elements(By.NAME, "password"), "the IdP asks for the password again"
+
 
 def test_policy_page_explains_and_switch_saves(gw, browser):
     shots = artifacts()
@@ -227,7 +239,7 @@ def test_policy_page_explains_and_switch_saves(gw, browser):
     # Wait for the answer itself, not just the element (it may be re-rendered).
     wait.until(EC.text_to_be_present_in_element((By.ID, "answer"), "DENY (401)"))
     assert "DENY (401)" in browser.find_element(By.ID, "answer").text
-    browser.save_screenshot(str(shots / "6-policies-why.png"))
+    browser.save_screenshot(str(shots / "8-policies-why.png"))
 
     # The seed-001 switch: off makes inference public, through a config reload.
     infer = f"{gw.url}/v2/models/iris/infer"
@@ -238,7 +250,7 @@ def test_policy_page_explains_and_switch_saves(gw, browser):
     box.click()  # JS submits the form on change; the server redirects back
     wait.until(EC.staleness_of(box))
     wait.until(lambda d: not d.find_element(By.ID, "require-iris").is_selected())
-    browser.save_screenshot(str(shots / "7-require-token-off.png"))
+    browser.save_screenshot(str(shots / "9-require-token-off.png"))
     # The reload is asynchronous: wait on the condition itself, not a fixed time.
     WebDriverWait(browser, 15, poll_frequency=0.1).until(
         lambda _: requests.post(infer, json=V2_BODY, timeout=10).status_code == 200,

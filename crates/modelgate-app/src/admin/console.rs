@@ -171,3 +171,18 @@ impl Console {
         resp
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_paths_are_told_apart_after_normalising() {
+        assert!(is_api_request("/admin/api/models"));
+        assert!(is_api_request("/admin/api"));
+        assert!(is_api_request("/admin//api/keys"));
+        assert!(is_api_request("/admin/x/../api/keys"));
+        assert!(!is_api_request("/admin/models"));
+        assert!(!is_api_request("/admin/apis"));
+    }
+}
