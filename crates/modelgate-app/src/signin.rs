@@ -2,9 +2,8 @@
 //! (→ the IdP, with PKCE), the callback (→ session cookie), sign-out
 //! (revocation, then the IdP's end-session endpoint) and a small signed-in
 //! landing page; and the redirect of an unauthenticated browser request to
-//! login. The flow itself — cookies,
-//! state, ID token checks — lives in `modelgate_authn::session`; this file
-//! only speaks HTTP. They answer before routing, like forward-auth.
+//! login. The flow itself — cookies, state, ID token checks — lives in
+//! `modelgate_authn::session`; this file only speaks HTTP. They answer before routing, like forward-auth.
 
 use std::time::SystemTime;
 
