@@ -4,9 +4,9 @@ Upstreams (both fast, so the mock model's own cost does not dominate):
 - nginx `return 200` with a fixed chat completion (with `usage`) for
   `POST /v1/chat/completions` (non-streaming);
 - a small asyncio SSE server (this file, `--sse-server PORT`, its own process)
-  for `stream: true`: `max_tokens` events, each carrying `sent_ns`, the
-  CLOCK_MONOTONIC time it was written, so each chunk's arrival time at the
-  client is measured against its send time (same machine, same clock).
+  for `stream: true`: `max_tokens` events whose text is `t<i>@<sent_ns>`,
+  the CLOCK_MONOTONIC time it was written, so each chunk's arrival time at
+  the client is measured against its send time (same machine, same clock).
 
 Measured, each direct and through modelgate (API key):
 - req/s, p50, p99 with wrk (non-streaming and streaming);
@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import socket
 import statistics
 import subprocess
@@ -36,6 +37,7 @@ CHUNK_STREAMS = int(os.environ.get("BENCH_CHUNK_STREAMS", "200"))
 RPM = 1_000_000_000  # limits high enough never to refuse: the cost of the check is measured
 TPM = 1_000_000_000_000
 MASTER_KEY = "sk-litellm-bench-master-0123"
+SENT = re.compile(rb"t\d+@(\d+) ")  # an event's text: t<i>@<sent_ns>
 
 COMPLETION = {
     "id": "chatcmpl-bench", "object": "chat.completion", "created": 1764547200, "model": "fast-chat",
@@ -60,9 +62,9 @@ server {
 # The SSE upstream (run as its own process: `python bench/llm.py --sse-server PORT`)
 # ---------------------------------------------------------------------------
 def _event(model: str, i: int) -> bytes:
+    # The send time rides in the text, which every proxy passes on as it is.
     ev = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1764547200, "model": model,
-          "choices": [{"index": 0, "delta": {"content": f"t{i} "}, "finish_reason": None}],
-          "sent_ns": time.monotonic_ns()}
+          "choices": [{"index": 0, "delta": {"content": f"t{i}@{time.monotonic_ns()} "}, "finish_reason": None}]}
     return b"data: " + json.dumps(ev, separators=(",", ":")).encode() + b"\n\n"
 
 
@@ -140,7 +142,7 @@ class Conn:
 
     def post(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, int, list[tuple[int, bytes]]]:
         hdr = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-        req = (f"POST {path} HTTP/1.1\r\nhost: {self.host}\r\ncontent-type: application/json\r\n"
+        req = (f"POST {path} HTTP/1.1\r\nhost: {self.host}\r\n"
                f"content-length: {len(body)}\r\n{hdr}\r\n").encode() + body
         t0 = time.monotonic_ns()
         self.sock.sendall(req)
@@ -196,10 +198,9 @@ def ttfb_run(url: str, headers: dict[str, str], body: bytes, n: int) -> dict:
                 continue
             ttfb.append(t / 1e6)
             for arrived, ev in events:
-                if ev.startswith(b"data: {"):
-                    d = json.loads(ev[6:])
-                    if "sent_ns" in d:
-                        transit.append((arrived - d["sent_ns"]) / 1e6)
+                m = SENT.search(ev)
+                if m:
+                    transit.append((arrived - int(m.group(1))) / 1e6)
             if events:
                 first_event.append((events[0][0] - t0) / 1e6)
     finally:
@@ -269,14 +270,15 @@ def accepts_limits(b, models: str, redis_url: str) -> str | None:
     """None when `modelgate validate` accepts `limits:` (with a Redis store), else the reason."""
     import peers
 
-    cfg = b.WORK / "limits-probe.yaml"
-    keys = b.WORK / "limits-probe-keys.json"
+    cfg = b.WORK / "probe.yaml"
+    keys = b.WORK / "probe-keys.json"
     cfg.write_text(f"listen: {{address: \"127.0.0.1:1\"}}\nauth:\n  api_keys: {{file: \"{keys}\"}}\nmodels:\n{models}\n"
                    + limits_yaml(redis_url))
     r = peers.run_modelgate(["validate", "--config", str(cfg)])
     if r.returncode == 0:
         return None
-    return next((l.strip() for l in (r.stdout + r.stderr).splitlines() if "limits" in l), "config refused")
+    said = [l.strip(" -") for l in (r.stdout + r.stderr).splitlines() if str(cfg) not in l]
+    return next((l for l in said if "limits" in l), said[0] if said else "config refused")
 
 
 # ---------------------------------------------------------------------------
@@ -302,7 +304,8 @@ def run(b) -> None:
     started = [up, sse, redis]
     try:
         models = (f'  - {{name: fast-chat, protocols: [openai], upstream: {{url: "{up.url}"}}}}\n'
-                  f'  - {{name: fast-stream, protocols: [openai], upstream: {{url: "{sse.url}"}}}}')
+                  f'  - {{name: fast-stream, protocols: [openai], upstream: {{url: "{sse.url}"}}}}\n'
+                  f'  - {{name: chat-alias, protocols: [openai], upstream: {{url: "{sse.url}", model: fast-stream}}}}')
         why_no_limits = accepts_limits(b, models, redis.url)
         mg, key = b.modelgate(models)
         started.append(mg)
@@ -322,6 +325,10 @@ def run(b) -> None:
                                                               b.expect_ok(chat_url + path, "POST", ns, h)))
             b.record("llm", f"{label}, streaming (5 events)", b.wrk(stream_url + path, "POST", st, h,
                                                                      b.expect_ok(stream_url + path, "POST", st, h)))
+        # An alias: every event's `model` is put back to the client's name.
+        alias = chat_body("chat-alias", True).decode()
+        b.record("llm", "modelgate (API key), streaming, alias (per-event rename)",
+                 b.wrk(mg.url + path, "POST", alias, mgh, b.expect_ok(mg.url + path, "POST", alias, mgh)))
         # Limits off vs in-process vs Redis (modelgate, non-streaming).
         limit_rows = []
         if why_no_limits:
@@ -372,10 +379,14 @@ def tables(b, timing: dict, why_no_limits: str | None, limit_rows: list[str]) ->
     mg = timing.get("modelgate (API key)")
     if mg:
         added99 = max(mg["ns"]["ttfb_p99"] - d["ns"]["ttfb_p99"], mg["st"]["ttfb_p99"] - d["st"]["ttfb_p99"])
-        out += ["", f"modelgate's added TTFB p99 (worse of non-stream/stream): {added99:.3f} ms "
-                f"(target ≤ 1 ms: {'met' if added99 <= 1.0 else 'NOT met'})."]
+        noisy = max(d["ns"]["ttfb_p99"], d["st"]["ttfb_p99"])
+        verdict = ("met" if added99 <= 1.0 else "NOT met") if noisy <= 2.0 else (
+            f"not judged: direct TTFB p99 is itself {noisy:.1f} ms at this load, so p99 differences are "
+            "scheduling noise")
+        out += ["", f"modelgate's added TTFB p99 (worse of non-stream/stream): {added99:+.3f} ms "
+                f"(target ≤ 1 ms: {verdict})."]
     out += ["", "Chunk arrival: streams of 5 events written 2 ms apart; transit = arrival at the client − the "
-            "event's `sent_ns` (CLOCK_MONOTONIC, written by the SSE server as it sends):", "",
+            "`sent_ns` in the event's text (CLOCK_MONOTONIC, written by the SSE server as it sends):", "",
             "| path | events | first event after request p50 / p99 ms | per-event transit p50 / p99 ms |",
             "|---|---:|---:|---:|"]
     for label, t in timing.items():
