@@ -79,6 +79,9 @@ def _chunk(data: bytes) -> bytes:
 
 
 async def _sse_conn(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    sock = writer.get_extra_info("socket")
+    if sock is not None:  # each event leaves at once (as uvicorn/vLLM do)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         while True:
             head = await reader.readuntil(b"\r\n\r\n")
