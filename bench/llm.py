@@ -128,10 +128,15 @@ class Conn:
 
     def __init__(self, url: str):
         host, port = url.removeprefix("http://").split(":")
+        self.addr = (host, int(port))
         self.host = f"{host}:{port}"
-        self.sock = socket.create_connection((host, int(port)))
+        self.connect()
+
+    def connect(self) -> None:
+        self.sock = socket.create_connection(self.addr)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = b""
+        self.closing = False
 
     def close(self) -> None:
         self.sock.close()
@@ -144,6 +149,9 @@ class Conn:
         return time.monotonic_ns()
 
     def post(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, int, list[tuple[int, bytes]]]:
+        if self.closing:  # the server said `connection: close` (nginx: keepalive_requests)
+            self.close()
+            self.connect()
         hdr = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
         req = (f"POST {path} HTTP/1.1\r\nhost: {self.host}\r\n"
                f"content-length: {len(body)}\r\n{hdr}\r\n").encode() + body
@@ -155,6 +163,7 @@ class Conn:
         head, _, self.buf = self.buf.partition(b"\r\n\r\n")
         status = int(head.split(b" ", 2)[1])
         lines = {k.strip().lower(): v.strip() for k, _, v in (l.partition(b":") for l in head.split(b"\r\n")[1:])}
+        self.closing = lines.get(b"connection", b"").lower() == b"close"
         events: list[tuple[int, bytes]] = []
         now = time.monotonic_ns()
         if b"content-length" in lines:
