@@ -428,7 +428,9 @@ def tables(b, timing: dict, why_no_limits: str | None, limit_rows: list[str]) ->
     out += ["", "LiteLLM: its proxy with `general_settings.master_key`, no database; limits are per-deployment "
             f"`rpm: {RPM}` / `tpm: {TPM}` in `litellm_params`, enforced by "
             "`router_settings.optional_pre_call_checks: [enforce_model_rate_limits]` (per-key limits in LiteLLM need "
-            "its Postgres database; the master key is the only key, so the deployment limit is the per-key limit). "
+            "its Postgres database; the master key is the only key, so the deployment limit is the per-key limit; "
+            "checked: with `rpm: 2` its third request in a minute is 429 "
+            "`litellm.RateLimitError: Model rate limit exceeded`). "
             "modelgate: `limits: {per_key: {tpm, rpm}, estimate: {default_max_tokens: 64}}`, Redis store with "
             "`failure_mode: open`. Upstreams: nginx `return 200` (non-streaming), the asyncio SSE server in "
             "bench/llm.py (streaming, its own process)."]
