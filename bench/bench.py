@@ -401,6 +401,15 @@ def _forward_auth():
 SCENARIOS["fwdauth-fast"] = _forward_auth
 
 
+def _llm():
+    import llm  # bench/llm.py
+
+    llm.run(sys.modules[__name__])
+
+
+SCENARIOS["llm"] = _llm
+
+
 def ratio(a: str, b: str) -> float | None:
     ra = next((r for r in ROWS if r["name"] == a), None)
     rb = next((r for r in ROWS if r["name"] == b), None)

@@ -5,7 +5,9 @@
 - Aliases (`upstream.model`): client model `chat` served by LiteLLM's `granite`
   (a second LiteLLM: the session's litellm_mock), with two upstream URLs of
   which one is dead (connection refused); V2 `iris-alias` → MLServer's `iris`,
-  over REST and gRPC (tritonclient).
+  over REST and gRPC (tritonclient). Answers name the client's model: the
+  OpenAI JSON `model`, every streamed chunk's `model` (openai SDK), and the V2
+  REST and gRPC `model_name`.
 - Streaming through a small SSE server, a labelled stand-in for vLLM (vLLM
   needs a GPU): events arrive one by one, a client that goes away closes the
   upstream connection, and a stalled stream is ended by the idle timeout.
@@ -115,9 +117,15 @@ def test_alias_and_failover_to_the_live_upstream(tmp_path, run_modelgate, start_
         out = c.chat.completions.create(model="chat", messages=MSG)
         assert out.choices[0].message.content == litellm_mock.second_mock_text
         assert out.model == "chat"  # the client's name, not the upstream's
-    text = "".join(ch.choices[0].delta.content or ""
-                   for ch in c.chat.completions.create(model="chat", messages=MSG, stream=True) if ch.choices)
+    chunks = list(c.chat.completions.create(model="chat", messages=MSG, stream=True))
+    text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
     assert text == litellm_mock.second_mock_text
+    # Every streamed chunk names the client's model; LiteLLM itself names its own.
+    assert chunks and {ch.model for ch in chunks} == {"chat"}
+    direct = openai.OpenAI(base_url=litellm_mock.base_url, api_key="sk-any", max_retries=0)
+    direct_models = {ch.model for ch in direct.chat.completions.create(
+        model=litellm_mock.second_model, messages=MSG, stream=True)}
+    assert direct_models and "chat" not in direct_models
     metrics = requests.get(f"{mg.admin_url}/metrics", timeout=5).text
     attempts = {line.split(" ")[0]: float(line.split(" ")[1]) for line in metrics.splitlines()
                 if line.startswith("modelgate_upstream_attempts_total{")}
@@ -144,6 +152,11 @@ def test_v2_alias_through_mlserver_rest_and_grpc(tmp_path, run_modelgate, start_
     r = requests.post(f"{mg.url}/v2/models/iris-alias/infer", json=body, headers=h, timeout=10)
     assert r.status_code == 200, r.text
     assert r.json()["outputs"][0]["data"] == IRIS_LABELS
+    # The answer names the client's model; MLServer's own answer names `iris`.
+    assert r.json()["model_name"] == "iris-alias"
+    assert int(r.headers["content-length"]) == len(r.content)
+    direct = requests.post(f"{mlserver_iris.rest_url}/v2/models/iris/infer", json=body, timeout=10)
+    assert direct.json()["model_name"] == "iris"
     assert requests.get(f"{mg.url}/v2/models/iris-alias/ready", headers=h, timeout=5).status_code == 200
     # The upstream's own name is not a model here.
     assert requests.post(f"{mg.url}/v2/models/iris/infer", json=body, headers=h, timeout=5).status_code == 404
@@ -157,6 +170,15 @@ def test_v2_alias_through_mlserver_rest_and_grpc(tmp_path, run_modelgate, start_
     inp.set_data_from_numpy(np.array(IRIS_ROWS, dtype=np.float32))
     res = g.infer("iris-alias", [inp], headers=gh)
     assert res.as_numpy(res.get_response().outputs[0].name).flatten().tolist() == IRIS_LABELS
+    assert res.get_response().model_name == "iris-alias"
+    direct = grpcclient.InferenceServerClient(url=mlserver_iris.grpc_addr).infer("iris", [inp])
+    assert direct.get_response().model_name == "iris"
+    # An error answer (trailers only) still comes through as the upstream's error.
+    bad = grpcclient.InferInput("predict", [2, 3], "FP32")
+    bad.set_data_from_numpy(np.zeros((2, 3), dtype=np.float32))
+    from tritonclient.utils import InferenceServerException
+    with pytest.raises(InferenceServerException):
+        g.infer("iris-alias", [bad], headers=gh)
 
 
 def _sse_gateway(tmp_path, run_modelgate, start_modelgate, sse, extra=""):
@@ -172,12 +194,14 @@ def _sse_gateway(tmp_path, run_modelgate, start_modelgate, sse, extra=""):
 """)
 
 
-def _arrivals(stream):
+def _arrivals(stream, models=None):
     t0 = time.monotonic()
     times, texts = [], []
     for ch in stream:
         times.append(time.monotonic() - t0)
         texts.append(ch.choices[0].delta.content)
+        if models is not None:
+            models.append(ch.model)
     return times, texts
 
 
@@ -186,9 +210,12 @@ def test_stream_arrives_event_by_event(tmp_path, run_modelgate, start_modelgate,
     mark = mg.log_mark()
     # 10 events 200 ms apart (~1.8 s) under a 1 s request timeout: the
     # timeout ends with the response headers, the stream goes on.
+    models = []
     times, texts = _arrivals(client(mg, mg.key).chat.completions.create(
-        model="chat", messages=MSG, stream=True, max_tokens=10))
+        model="chat", messages=MSG, stream=True, max_tokens=10), models)
     assert texts == [f"t{i} " for i in range(10)]
+    # Each event names the client's model (the upstream's chunks say `standin-llm`).
+    assert models == ["chat"] * 10
     assert times[0] < times[-1] / 2, times  # the first event came long before the last
     seen = sse.requests[-1]
     assert seen.model == "standin-llm" and seen.authorization == "Bearer upstream-secret"

@@ -1,6 +1,8 @@
 //! Model aliases (`upstream.model`): the client's model name is replaced by
 //! the upstream's in the V1/V2 path, the OpenAI JSON body and the gRPC
-//! message's `model_name`, and put back in a non-streamed OpenAI JSON answer.
+//! message's `model_name`, and put back in the answers: a non-streamed OpenAI
+//! JSON answer, each SSE event of a stream ([`crate::sse_alias`]), a V2 REST
+//! infer answer's `model_name` and a gRPC ModelInferResponse's `model_name`.
 //! Every function here is pure and bounded by its input.
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -38,13 +40,30 @@ pub fn rewrite_json_model(body: &[u8], upstream: &str) -> Result<Bytes, String> 
 /// as providers add a date suffix) with `model` set back to `to`. `None`
 /// when there is nothing to change or the body is not such JSON.
 pub fn rewrite_response_model(body: &[u8], from: &str, to: &str) -> Option<Bytes> {
+    rewrite_field(body, "model", |m| m.starts_with(from), to)
+}
+
+/// A V2 infer answer whose `model_name` is `from` with `model_name` set to
+/// `to`. `None` when there is nothing to change or the body is not such JSON.
+pub fn rewrite_v2_model_name(body: &[u8], from: &str, to: &str) -> Option<Bytes> {
+    rewrite_field(body, "model_name", |m| m == from, to)
+}
+
+/// The JSON object `body` with its top-level string `key` set to `to`, when
+/// `matches` accepts its current value.
+fn rewrite_field(
+    body: &[u8],
+    key: &str,
+    matches: impl Fn(&str) -> bool,
+    to: &str,
+) -> Option<Bytes> {
     let mut v: Value = serde_json::from_slice(body).ok()?;
     let obj = v.as_object_mut()?;
-    match obj.get("model") {
-        Some(Value::String(m)) if m.starts_with(from) => {}
+    match obj.get(key) {
+        Some(Value::String(m)) if matches(m) => {}
         _ => return None,
     }
-    obj.insert("model".into(), Value::String(to.into()));
+    obj.insert(key.into(), Value::String(to.into()));
     serde_json::to_vec(&v).ok().map(Bytes::from)
 }
 
@@ -179,6 +198,21 @@ mod tests {
         );
         assert!(rewrite_response_model(br#"{"model":"other"}"#, "gpt", "chat").is_none());
         assert!(rewrite_response_model(b"data: x", "gpt", "chat").is_none());
+    }
+
+    #[test]
+    fn v2_model_name_goes_back_only_when_it_is_the_upstream_name() {
+        let out = rewrite_v2_model_name(
+            br#"{"model_name":"iris","id":"1","outputs":[{"name":"p","data":[1]}]}"#,
+            "iris",
+            "iris-alias",
+        )
+        .unwrap();
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["model_name"], "iris-alias");
+        assert_eq!(v["outputs"][0]["data"][0], 1);
+        assert!(rewrite_v2_model_name(br#"{"model_name":"iris-2"}"#, "iris", "x").is_none());
+        assert!(rewrite_v2_model_name(br#"{"error":"x"}"#, "iris", "x").is_none());
     }
 
     fn framed(msg: &[u8]) -> Vec<u8> {

@@ -12,6 +12,7 @@ pub mod limit;
 pub mod metrics;
 pub mod openai;
 mod replay;
+mod sse_alias;
 pub mod stream;
 mod target;
 pub mod trailers;

@@ -298,7 +298,7 @@ impl UpstreamTarget {
                         self.count(i, "ok");
                     }
                     return Ok(Forwarded {
-                        response: self.answer(resp, started, opts.openai).await,
+                        response: self.answer(resp, started, &opts, &path_and_query).await,
                         upstream: ep.display.clone(),
                         elapsed: sent.elapsed(),
                         attempts: n,
@@ -419,13 +419,15 @@ impl UpstreamTarget {
 
     /// The answer as the client gets it: hop-by-hop headers gone, the body
     /// watched for idleness (and timed for OpenAI), and for an alias the
-    /// `model` of a JSON answer put back to the client's name.
+    /// model's name put back to the client's ([`crate::answer::restore`]).
     async fn answer(
         &self,
         resp: Response<hyper::body::Incoming>,
         started: Instant,
-        openai: bool,
+        opts: &ForwardOpts,
+        path_and_query: &str,
     ) -> Response<BoxBody> {
+        let openai = opts.openai;
         let (mut parts, body) = resp.into_parts();
         remove_hop_by_hop(&mut parts.headers);
         let content_type = parts
@@ -434,15 +436,21 @@ impl UpstreamTarget {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
         let sse = content_type.starts_with("text/event-stream");
-        let json = content_type.starts_with("application/json");
         let body = body.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync();
         let timing = openai.then(|| (started, self.gen_ai.clone()));
         let body = Watched::new(body, self.stream_idle_timeout, sse, timing).boxed_unsync();
         match &self.alias {
-            Some(alias) if openai && json => {
-                crate::answer::restore_model(parts, body, alias, &self.model).await
+            Some(alias) => {
+                let kind = crate::answer::Restore::of(openai, opts.grpc, path_and_query);
+                let content_type = parts
+                    .headers
+                    .get(CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_owned();
+                crate::answer::restore(kind, &content_type, parts, body, alias, &self.model).await
             }
-            _ => Response::from_parts(parts, body),
+            None => Response::from_parts(parts, body),
         }
     }
 }
