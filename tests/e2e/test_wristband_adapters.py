@@ -43,7 +43,7 @@ listen:
       - {{path: /auth/nginx, headers: nginx}}
       - {{path: /auth/forwarded, headers: forwarded}}
 admin: {{address: "__ADMIN__"}}
-ext_authz: {{address: "{ext}"}}
+ext_authz: {{address: "{ext}", http_path_prefix: /authz}}
 auth:
   api_keys: {{file: "{keys}"}}
   identity_header: x-modelgate-user
@@ -122,6 +122,19 @@ def test_ext_authz_check_sets_a_verifiable_wristband(mg):
     seen = _Recorder.seen[-1]
     assert "error" not in seen and seen["tokens"] != [forged], seen
     assert seen["claims"]["sub"] == claims["sub"] and seen["claims"]["model"] == claims["model"]
+
+
+def test_ext_authz_http_flavour_answers_the_wristband(mg):
+    """Istio `envoyExtAuthzHttp`: a 2xx answer whose headers Envoy copies upstream
+    (`headersToUpstreamOnAllow`)."""
+    _, ext, key, issuer = mg
+    url = f"http://{ext}/authz/v1/models/iris:predict"
+    r = requests.post(url, headers={**bearer(key), HEADER: "forged"}, data=b"", timeout=10)
+    assert r.status_code == 200, r.text
+    claims = verifier(issuer)(r.headers[HEADER])
+    assert claims["sub"] == "alice" and claims["model"] == "iris"
+    r = requests.post(url, headers={HEADER: "forged"}, data=b"", timeout=10)
+    assert r.status_code == 401 and HEADER not in r.headers
 
 
 def nginx_block(mg_listen: str, up_port: int) -> str:
