@@ -289,8 +289,10 @@ def ext_authz_checks():
     import ext_authz_bench  # bench/ext_authz_bench.py
 
     ext_authz_bench.run(record, WORK, DURATION, THREADS)
+    _forward_auth()  # nginx auth_request → modelgate, in the same run (issue 15)
     EXTRA_TABLES.append("")
-    ext_authz_bench.in_process(EXTRA_TABLES.append)
+    lines = ext_authz_bench.in_process(EXTRA_TABLES.append)
+    EXTRA_TABLES.extend(ext_authz_bench.targets(ROWS, lines))
 
 
 SCENARIOS = {

@@ -81,10 +81,33 @@ impl Checked {
 struct GivenBody {
     body: Option<Bytes>,
     limit: u64,
+    /// Envoy cut the body at `max_request_bytes` (`allow_partial_message`).
+    partial: bool,
+}
+
+/// The header Envoy's ext_authz filter sets on the check when it sends the
+/// body: `true` when the body was cut at `max_request_bytes`.
+const PARTIAL_BODY: &str = "x-envoy-auth-partial-body";
+
+fn partial_body(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(PARTIAL_BODY)
+        .iter()
+        .any(|v| v.as_bytes().eq_ignore_ascii_case(b"true"))
 }
 
 impl BodyModel for GivenBody {
     async fn model(&mut self, grpc: bool) -> Result<String, Reject> {
+        // Fail closed: a cut body may name a model the whole one does not.
+        if self.partial {
+            return Err(Reject::Forbidden(
+                "the proxy sent only part of the request body (x-envoy-auth-partial-body: true) \
+                 and this route names its model there: raise max_request_bytes \
+                 (includeRequestBodyInCheck.maxRequestBytes) above the largest request or \
+                 turn allow_partial_message off"
+                    .into(),
+            ));
+        }
         let Some(body) = self.body.as_mut() else {
             return crate::decide::NoBody.model(grpc).await;
         };
@@ -130,6 +153,7 @@ impl Adapter {
         };
         trace.istio_compat = view.config.istio_compat;
         let mut source = GivenBody {
+            partial: body.is_some() && partial_body(&ask.headers),
             body,
             limit: view.config.max_body_bytes,
         };
@@ -150,13 +174,19 @@ impl Adapter {
             d.result = Err(Reject::NotFound("not found".into()));
         }
         let answer = match std::mem::replace(&mut d.result, Ok(None)) {
-            Ok(Some(permit)) => {
-                let answer = allow(&p, view, &d, &permit);
-                d.result = Ok(Some(permit));
-                let ok = Response::new(full(Bytes::new()));
-                answered(&p, metrics, &trace, ok);
-                answer
-            }
+            Ok(Some(permit)) => match allow(&p, view, &d, &permit, &mut trace) {
+                Ok(answer) => {
+                    d.result = Ok(Some(permit));
+                    let ok = Response::new(full(Bytes::new()));
+                    answered(&p, metrics, &trace, ok);
+                    answer
+                }
+                // No wristband, no request (as `serve`).
+                Err(r) => {
+                    d.result = Err(r.clone());
+                    deny(rejected(&p, metrics, &trace, r, None)).await
+                }
+            },
             Ok(None) => {
                 let r = Reject::Internal {
                     detail: "allowed without a permit".into(),
@@ -176,9 +206,16 @@ impl Adapter {
     }
 }
 
-/// The headers `serve` would set upstream, and the client-sent identity and
-/// credential headers it would strip (those not set again).
-fn allow(p: &Pipeline, view: &ListenerView, d: &Decision, permit: &Permit) -> Answer {
+/// The headers `serve` would set upstream (with the wristband, minted by the
+/// same code), and the client-sent identity and credential headers it would
+/// strip (those not set again). `Err` when the wristband cannot be signed.
+fn allow(
+    p: &Pipeline,
+    view: &ListenerView,
+    d: &Decision,
+    permit: &Permit,
+    trace: &mut Trace,
+) -> Result<Answer, Reject> {
     let mut set: Vec<(HeaderName, HeaderValue)> = Vec::new();
     let plan = p.authn.forward_plan(permit.principal());
     if let (Some(h), Some(who)) = (&p.config.auth.identity_header, permit.principal())
@@ -193,11 +230,22 @@ fn allow(p: &Pipeline, view: &ListenerView, d: &Decision, permit: &Permit) -> An
             set.push((n.clone(), v.clone()));
         }
     }
+    // Last, as in `serve`: an authorizer's headers never replace the wristband.
+    if let Some(route) = &d.route {
+        let mut stamped = HeaderMap::new();
+        crate::wristband::stamp(p, route, permit, trace, &mut stamped)?;
+        for (n, v) in stamped {
+            if let Some(n) = n {
+                set.retain(|(s, _)| *s != n);
+                set.push((n, v));
+            }
+        }
+    }
     let Some(facts) = &d.facts else {
-        return Answer::Allow {
+        return Ok(Answer::Allow {
             set,
             remove: Vec::new(),
-        };
+        });
     };
     let credential_headers: Vec<HeaderName> = view
         .credential_headers
@@ -230,7 +278,7 @@ fn allow(p: &Pipeline, view: &ListenerView, d: &Decision, permit: &Permit) -> An
         .filter(|k| !set.iter().any(|(s, _)| s == *k))
         .cloned()
         .collect();
-    Answer::Allow { set, remove }
+    Ok(Answer::Allow { set, remove })
 }
 
 async fn deny(resp: Response<BoxBody>) -> Answer {

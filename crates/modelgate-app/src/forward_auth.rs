@@ -197,6 +197,14 @@ pub async fn check(
             for (n, v) in d.upstream_headers {
                 resp.headers_mut().insert(n, v);
             }
+            // Last, as in `serve`: the wristband, for the proxy to copy
+            // upstream. Fails closed: no token, no request.
+            if let Some(route) = &d.route
+                && let Err(r) =
+                    crate::wristband::stamp(p, route, &permit, &mut trace, resp.headers_mut())
+            {
+                return rejected(p, metrics, &trace, r, None);
+            }
             answered(p, metrics, &trace, resp)
         }
         Ok(None) => {

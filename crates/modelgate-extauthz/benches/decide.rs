@@ -4,6 +4,8 @@
 //! and with a JWT already verified (the verified-token cache). A timing
 //! loop, not a test: `cargo bench -p modelgate-extauthz --bench decide`.
 //! Prints p50/p99/mean per scenario (targets: JWT ≤ 30 µs p99, cached ≤ 5 µs).
+//! `DECIDE_SLOW=1` also lists the checks over 500 µs (index, µs) on stderr,
+//! to tell preemption on a loaded machine from a slow code path.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -87,6 +89,19 @@ fn run(rt: &tokio::runtime::Runtime, ex: &Explainer, credentials: &[String]) -> 
 }
 
 fn report(name: &str, mut t: Vec<Duration>) {
+    if std::env::var_os("DECIDE_SLOW").is_some() {
+        let slow: Vec<(usize, u128)> = t
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| d.as_micros() > 500)
+            .map(|(i, d)| (i, d.as_micros()))
+            .collect();
+        eprintln!(
+            "{name}: {} slow: {:?}",
+            slow.len(),
+            &slow[..slow.len().min(40)]
+        );
+    }
     t.sort();
     let q = |p: f64| t[((t.len() as f64 * p) as usize).min(t.len() - 1)].as_secs_f64() * 1e6;
     let mean = t.iter().sum::<Duration>().as_secs_f64() * 1e6 / t.len() as f64;
