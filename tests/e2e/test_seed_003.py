@@ -40,12 +40,15 @@ def test_service_account_token_with_host_header(gate):
     assert r.status_code == 404
 
 
-@pytest.mark.xfail(strict=True, reason="needs issue 11: browser sign-in (Dex session cookie `authservice_session`); "
-                   "the import has no identity source for it, so the cookie is not a credential")
-def test_dex_session_cookie(gate):
+def test_made_up_dex_session_cookie_is_refused(gate):
+    """Seed 003's browser path with a cookie the gateway never issued: the
+    imported config has no sign-in section, so `authservice_session` is not a
+    credential and the call fails closed. The real flow (IdP login, the
+    seed's `get_istio_auth_session()` unmodified, the V1 predict with the
+    cookie it returns) is `test_browser_signin.py`."""
     _, mg = gate
     r = requests.post(f"{mg.url}/v1/models/sklearn-iris:predict", json=IRIS_INPUT, timeout=20,
                       headers={"Host": HOST, "Content-Type": "application/json"},
                       cookies={"authservice_session": "a-dex-session"})
-    assert r.status_code == 200
-    assert r.json() == {"predictions": [1, 1]}
+    assert r.status_code == 401, r.text
+    assert r.headers.get("www-authenticate", "").startswith("Bearer")
