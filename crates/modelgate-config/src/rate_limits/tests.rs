@@ -61,7 +61,10 @@ fn errors_name_the_key_and_the_fix() {
     let e = parse("limits: {per_key: {tpm: 0}}\n").unwrap_err();
     assert!(e.contains("limits.per_key.tpm"), "{e}");
     let e = parse("limits: {per_model: {gpt4: {rpm: 1}}}\n").unwrap_err();
-    assert!(e.contains("limits.per_model.gpt4") && e.contains("llama3"), "{e}");
+    assert!(
+        e.contains("limits.per_model.gpt4") && e.contains("llama3"),
+        "{e}"
+    );
     let e = parse("limits: {cached_input_weight: 2}\n").unwrap_err();
     assert!(e.contains("limits.cached_input_weight"), "{e}");
     let e = parse("limits: {classes: {gold: {tpm: 1}}}\n").unwrap_err();
