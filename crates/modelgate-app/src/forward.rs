@@ -122,11 +122,12 @@ pub async fn upstream_request(
                         "the request body is not valid JSON: {e}"
                     ))
                 })?;
-                headers.insert(CONTENT_LENGTH, HeaderValue::from(b.len() as u64));
                 b
             }
             None => bytes,
         };
+        // The rate-limit step may have changed the body too.
+        headers.insert(CONTENT_LENGTH, HeaderValue::from(bytes.len() as u64));
         (
             RequestBody::Buffered(bytes),
             Arc::new(AtomicBool::new(false)),

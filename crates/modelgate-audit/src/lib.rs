@@ -7,7 +7,7 @@ mod metrics;
 pub mod tap;
 
 pub use decision::{
-    Decision, ExternalNote, Outcome, PolicyNote, Rule, WristbandNote, authorino_response,
+    Decision, ExternalNote, Outcome, PolicyNote, Rule, TokenNote, WristbandNote, authorino_response,
 };
 pub use log::DecisionLog;
 pub use metrics::Metrics;

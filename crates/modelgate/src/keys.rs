@@ -47,6 +47,12 @@ enum KeysCommand {
         #[arg(long, default_value = "0s")]
         grace: humantime::Duration,
     },
+    /// Each key's counters (requests, tokens, leases) in the current windows,
+    /// read from `limits.store.redis` of --config.
+    Usage {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn key_file(args: &KeysArgs) -> anyhow::Result<PathBuf> {
@@ -75,6 +81,12 @@ pub fn run(args: KeysArgs) -> anyhow::Result<ExitCode> {
     let path = key_file(&args)?;
     let now = SystemTime::now();
     match args.command {
+        KeysCommand::Usage { json } => {
+            let Some(cfg) = &args.config else {
+                bail!("keys usage reads the counters named by --config FILE (its limits: section)");
+            };
+            crate::usage::run(cfg, &path, json)?;
+        }
         KeysCommand::Create {
             name,
             models: m,

@@ -1,0 +1,187 @@
+//! A streamed answer (SSE) seen by the rate-limit step: event by event, it
+//! catches the upstream's `usage` chunk, drops it when modelgate (not the
+//! client) asked for it, and settles the reservation when the stream ends,
+//! fails or is dropped (client gone, upstream dead) — exactly once.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use http_body::{Body, Frame, SizeHint};
+use modelgate_core::{BoxBody, BoxError};
+use modelgate_limit::plan::{Outcome, Usage};
+use serde_json::Value;
+
+use super::Held;
+
+/// Longest event kept while waiting for its end (larger ones pass unread).
+const MAX_EVENT: usize = 1 << 20;
+
+pub(super) struct UsageStream {
+    inner: BoxBody,
+    held: Option<Held>,
+    /// Drop the usage-only chunk (the client did not ask for it).
+    strip: bool,
+    /// Bytes of an event not yet ended by a blank line.
+    partial: BytesMut,
+    ready: VecDeque<Bytes>,
+    usage: Option<Usage>,
+    /// The upstream's body has ended (or failed).
+    done: bool,
+}
+
+impl UsageStream {
+    pub(super) fn new(inner: BoxBody, held: Held, strip: bool) -> Self {
+        Self {
+            inner,
+            held: Some(held),
+            strip,
+            partial: BytesMut::new(),
+            ready: VecDeque::new(),
+            usage: None,
+            done: false,
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(h) = self.held.take() {
+            h.settle(match self.usage {
+                Some(u) => Outcome::Used(u),
+                None => Outcome::Keep,
+            });
+        }
+    }
+
+    /// Whether an event may hold a usage object (cheap test before parsing).
+    fn may_hold_usage(ev: &[u8]) -> bool {
+        contains(ev, b"\"usage\"")
+            && !contains(ev, b"\"usage\":null")
+            && !contains(ev, b"\"usage\": null")
+    }
+
+    /// One whole event (with its blank line): what goes on to the client.
+    fn event(&mut self, ev: Bytes) -> Option<Bytes> {
+        if !Self::may_hold_usage(&ev) {
+            return Some(ev);
+        }
+        let text = std::str::from_utf8(&ev).ok()?;
+        let data: String = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .map(str::trim_start)
+            .collect();
+        let Ok(mut v) = serde_json::from_str::<Value>(&data) else {
+            return Some(ev);
+        };
+        let Some(u) = super::request::usage(&v) else {
+            return Some(ev);
+        };
+        self.usage = Some(u);
+        if let Some(h) = &self.held {
+            h.observed(u);
+        }
+        if !self.strip {
+            return Some(ev);
+        }
+        let only_usage = v
+            .get("choices")
+            .and_then(Value::as_array)
+            .is_none_or(Vec::is_empty);
+        if only_usage {
+            return None;
+        }
+        // Usage riding on a content chunk: send the chunk without it.
+        if let Some(o) = v.as_object_mut() {
+            o.insert("usage".into(), Value::Null);
+        }
+        Some(Bytes::from(format!("data: {v}\n\n")))
+    }
+
+    fn feed(&mut self, data: Bytes) {
+        // Fast path: whole events, none with usage.
+        if self.partial.is_empty() && data.ends_with(b"\n\n") && !Self::may_hold_usage(&data) {
+            self.ready.push_back(data);
+            return;
+        }
+        self.partial.extend_from_slice(&data);
+        let mut out = BytesMut::new();
+        while let Some(end) = find(&self.partial, b"\n\n") {
+            let ev = self.partial.split_to(end + 2).freeze();
+            if let Some(b) = self.event(ev) {
+                out.extend_from_slice(&b);
+            }
+        }
+        if self.partial.len() > MAX_EVENT {
+            out.extend_from_slice(&self.partial.split());
+        }
+        if !out.is_empty() {
+            self.ready.push_back(out.freeze());
+        }
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    find(hay, needle).is_some()
+}
+
+impl Drop for UsageStream {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+impl Body for UsageStream {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        loop {
+            if let Some(b) = this.ready.pop_front() {
+                return Poll::Ready(Some(Ok(Frame::data(b))));
+            }
+            if this.done {
+                return Poll::Ready(None);
+            }
+            match Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => this.feed(data),
+                    Err(other) => return Poll::Ready(Some(Ok(other))),
+                },
+                Poll::Ready(Some(Err(e))) => {
+                    this.done = true;
+                    this.finish();
+                    return Poll::Ready(Some(Err(e)));
+                }
+                Poll::Ready(None) => {
+                    if !this.partial.is_empty() {
+                        let rest = this.partial.split().freeze();
+                        if let Some(b) = this.event(rest) {
+                            this.ready.push_back(b);
+                        }
+                    }
+                    this.done = true;
+                    this.finish();
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ready.is_empty()
+            && (self.done || (self.partial.is_empty() && self.inner.is_end_stream()))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::default()
+    }
+}
