@@ -116,14 +116,11 @@ pub async fn upstream_request(
             })?
             .to_bytes();
         let bytes = match alias {
-            Some(a) => {
-                let b = modelgate_upstream::alias::rewrite_json_model(&bytes, a).map_err(|e| {
-                    modelgate_core::Reject::BadRequest(format!(
-                        "the request body is not valid JSON: {e}"
-                    ))
-                })?;
-                b
-            }
+            Some(a) => modelgate_upstream::alias::rewrite_json_model(&bytes, a).map_err(|e| {
+                modelgate_core::Reject::BadRequest(format!(
+                    "the request body is not valid JSON: {e}"
+                ))
+            })?,
             None => bytes,
         };
         // The rate-limit step may have changed the body too.

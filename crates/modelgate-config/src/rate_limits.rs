@@ -197,7 +197,7 @@ pub(crate) fn rate_limits(
             "name a claim, e.g. tier",
         );
     }
-    (c.len() == before).then(|| RateLimits {
+    (c.len() == before).then_some(RateLimits {
         store,
         default_max_tokens,
         per_key,
