@@ -2,6 +2,7 @@
 //! denied or failed — written as a JSON line, and counted in [`Metrics`].
 
 mod decision;
+mod jsonl;
 mod log;
 mod metrics;
 pub mod tap;

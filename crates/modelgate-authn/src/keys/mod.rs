@@ -7,6 +7,7 @@
 
 mod file;
 mod format;
+mod load;
 mod secrets;
 mod store;
 
