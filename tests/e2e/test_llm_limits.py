@@ -235,3 +235,42 @@ def test_upstream_dying_mid_stream_releases_the_lease(tmp_path, run_modelgate, s
     second = 2 + INPUT_ESTIMATE  # the stand-in sends no usage either
     assert remaining == 100000 - dead - second - (1 + INPUT_ESTIMATE)
     assert chat_records(mg, mark, 3)[0]["status"] == 200
+
+
+def test_limits_stored_with_a_key_apply_and_follow_rotation(tmp_path, run_modelgate, start_modelgate, litellm_mock):
+    mg = gateway(tmp_path, run_modelgate, start_modelgate, litellm_mock.url,
+                 "  per_key: {tpm: 100000, rpm: 1000}\n  estimate: {default_max_tokens: 100}")
+    keys = tmp_path / "keys.json"
+    r = run_modelgate(["keys", "--file", str(keys), "create", "--name", "small", "--models", "*",
+                       "--tpm", "2000", "--max-concurrent", "3"])
+    assert r.returncode == 0, r.stderr
+    key = r.stdout.strip()
+    assert json.loads(keys.read_text())["keys"][-1]["limits"] == {"tpm": 2000, "max_concurrent": 3}
+    away_from_minute_end()
+    c = openai.OpenAI(base_url=f"{mg.url}/v1", api_key=key, max_retries=0)
+    deadline = time.monotonic() + 5
+    while True:  # the key file is watched: wait for the new key
+        try:
+            raw = c.chat.completions.with_raw_response.create(model="llama3", messages=MSG, max_tokens=100)
+            break
+        except openai.AuthenticationError:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    used = raw.parse().usage.total_tokens
+    # The key's own tpm replaces limits.per_key.tpm; its rpm comes from config.
+    assert raw.headers["x-ratelimit-limit-tokens"] == "2000"
+    assert raw.headers["x-ratelimit-limit-requests"] == "1000"
+    # Rotation keeps the key's name, limits and counters.
+    r = run_modelgate(["keys", "--file", str(keys), "rotate", "small", "--grace", "1m"])
+    assert r.returncode == 0, r.stderr
+    new = openai.OpenAI(base_url=f"{mg.url}/v1", api_key=r.stdout.strip(), max_retries=0)
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            raw = new.chat.completions.with_raw_response.create(model="llama3", messages=MSG, max_tokens=100)
+            break
+        except openai.AuthenticationError:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    assert raw.headers["x-ratelimit-limit-tokens"] == "2000"
+    assert raw.headers["x-ratelimit-remaining-tokens"] == str(2000 - used - 100 - INPUT_ESTIMATE)

@@ -185,14 +185,18 @@ impl Pipeline {
             Providers::build_after(&config.extension_providers, previous.map(|p| &*p.providers));
         let limiter = match &config.rate_limits {
             Some(r) => Some(Arc::new(
-                crate::ratelimit::Limiter::build(r, previous.and_then(|p| p.limiter.as_deref()))
-                    .map_err(|e| {
-                        BuildError::Config(vec![ConfigError::new(
-                            "limits.store.redis",
-                            e,
-                            "check limits.store.redis.url",
-                        )])
-                    })?,
+                crate::ratelimit::Limiter::build(
+                    r,
+                    config.auth.api_keys.as_ref().map(|k| k.file.as_path()),
+                    previous.and_then(|p| p.limiter.as_deref()),
+                )
+                .map_err(|e| {
+                    BuildError::Config(vec![ConfigError::new(
+                        "limits.store.redis",
+                        e,
+                        "check limits.store.redis.url",
+                    )])
+                })?,
             )),
             None => None,
         };

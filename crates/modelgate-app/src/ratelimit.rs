@@ -12,7 +12,11 @@
 mod request;
 mod sse;
 
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
+
+use arc_swap::ArcSwap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -20,7 +24,7 @@ use http::header::CONTENT_TYPE;
 use http::{HeaderMap, HeaderName, HeaderValue, Response};
 use http_body_util::BodyExt;
 use modelgate_audit::{Metrics, TokenNote};
-use modelgate_config::rate_limits::RateLimits;
+use modelgate_config::rate_limits::{LimitSet, RateLimits};
 use modelgate_core::{BoxBody, Principal, Reject, full};
 use modelgate_limit::plan::{Measure, Outcome, Planned, Usage, Who, plan, settle};
 use modelgate_limit::redis::{ERRORS_HELP, RedisStore, UP_HELP};
@@ -61,11 +65,21 @@ pub struct Limiter {
     store: Arc<dyn CounterStore>,
     redis: Option<Arc<Guarded<RedisStore>>>,
     metrics: LimitMetrics,
+    /// Limits stored with keys (`keys create --rpm …`), by key name; read
+    /// from `auth.api_keys.file` at build and when the key file changes.
+    keys_file: Option<PathBuf>,
+    key_limits: ArcSwap<HashMap<String, LimitSet>>,
 }
 
 impl Limiter {
     /// Builds the step (inside the runtime: Redis batching starts a task).
-    pub fn build(cfg: &RateLimits, previous: Option<&Limiter>) -> Result<Self, String> {
+    pub fn build(
+        cfg: &RateLimits,
+        keys_file: Option<&Path>,
+        previous: Option<&Limiter>,
+    ) -> Result<Self, String> {
+        let keys_file = keys_file.map(Path::to_path_buf);
+        let key_limits = ArcSwap::from_pointee(key_limits(keys_file.as_deref()));
         if let Some(p) = previous
             && p.cfg.store == cfg.store
         {
@@ -74,6 +88,8 @@ impl Limiter {
                 store: p.store.clone(),
                 redis: p.redis.clone(),
                 metrics: p.metrics.clone(),
+                keys_file,
+                key_limits,
             });
         }
         let metrics = previous.map(|p| p.metrics.clone()).unwrap_or_default();
@@ -92,7 +108,15 @@ impl Limiter {
             store,
             redis,
             metrics,
+            keys_file,
+            key_limits,
         })
+    }
+
+    /// Re-reads the limits stored with keys (the key file changed).
+    pub fn reload_key_limits(&self) {
+        self.key_limits
+            .store(Arc::new(key_limits(self.keys_file.as_deref())));
     }
 
     /// Registers the step's metrics (once per process).
@@ -136,8 +160,12 @@ impl Limiter {
                 .and_then(|claims| claims.get(c))
                 .and_then(|v| v.as_str())
         });
+        let own = self.key_limits.load();
         let who = match principal {
             Some(p) => Who {
+                key_limits: (p.method == modelgate_core::AuthMethod::ApiKey)
+                    .then(|| own.get(&p.name))
+                    .flatten(),
                 key: (p.method == modelgate_core::AuthMethod::ApiKey).then_some(p.name.as_str()),
                 subject: Some(p.subject.as_str()),
                 groups: &p.groups,
@@ -386,6 +414,33 @@ fn refusal(planned: &[Planned], first: usize, now: u64) -> Reject {
     Reject::RateLimited {
         retry_after_secs: retry,
         message,
+    }
+}
+
+/// Limits stored with the keys of `path`, by key name (revoked keys left
+/// out). An unreadable file gives none (the key store reports it).
+fn key_limits(path: Option<&Path>) -> HashMap<String, LimitSet> {
+    let Some(path) = path else {
+        return HashMap::new();
+    };
+    let Ok(file) = modelgate_authn::keys::KeyFile::read(path) else {
+        return HashMap::new();
+    };
+    file.keys
+        .into_iter()
+        .filter(|k| k.revoked_at.is_none())
+        .filter_map(|k| Some((k.name, key_set(&k.limits?))))
+        .collect()
+}
+
+/// A key's stored limits as a limit set.
+pub fn key_set(l: &modelgate_authn::keys::KeyLimits) -> LimitSet {
+    LimitSet {
+        rpm: l.rpm,
+        tpm: l.tpm,
+        tpd: l.tpd,
+        max_concurrent: l.max_concurrent,
+        ..LimitSet::default()
     }
 }
 

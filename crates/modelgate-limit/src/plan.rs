@@ -34,6 +34,9 @@ pub struct Who<'a> {
     pub namespace: Option<&'a str>,
     /// Value of `limits.class_claim`, when the identity carries it.
     pub class: Option<&'a str>,
+    /// The key's own limits (stored with the key); set values replace
+    /// `limits.per_key`'s.
+    pub key_limits: Option<&'a LimitSet>,
 }
 
 /// Tokens reserved for one request before its usage is known.
@@ -196,7 +199,19 @@ pub fn plan(cfg: &RateLimits, who: &Who<'_>, model: &str, est: Estimate, now: u6
         );
     };
     if let Some(k) = who.key {
-        scope(&cfg.per_key, "key", k, "for this key");
+        let own = who.key_limits.copied().unwrap_or_default();
+        let or = |a: Option<u64>, b: Option<u64>| a.or(b);
+        let p = &cfg.per_key;
+        let set = LimitSet {
+            rps: or(own.rps, p.rps),
+            rpm: or(own.rpm, p.rpm),
+            tpm: or(own.tpm, p.tpm),
+            tpd: or(own.tpd, p.tpd),
+            input_tpm: or(own.input_tpm, p.input_tpm),
+            output_tpm: or(own.output_tpm, p.output_tpm),
+            max_concurrent: or(own.max_concurrent, p.max_concurrent),
+        };
+        scope(&set, "key", k, "for this key");
     }
     if let Some(s) = who.subject {
         scope(&cfg.per_subject, "sub", s, "for this subject");

@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use modelgate_authn::keys::KeyFile;
-use modelgate_config::rate_limits::RateLimits;
+use modelgate_config::rate_limits::{LimitSet, RateLimits};
 use modelgate_limit::plan::{Estimate, Who, plan};
 use modelgate_limit::store::{CounterId, CounterStore};
 use serde::Serialize;
@@ -61,8 +61,16 @@ fn read(limits: &RateLimits, file: &KeyFile) -> anyhow::Result<Vec<Row>> {
     let mut meta = Vec::new();
     let mut ids: Vec<CounterId> = Vec::new();
     for k in file.keys.iter().filter(|k| k.revoked_at.is_none()) {
+        let own = k.limits.map(|l| LimitSet {
+            rpm: l.rpm,
+            tpm: l.tpm,
+            tpd: l.tpd,
+            max_concurrent: l.max_concurrent,
+            ..LimitSet::default()
+        });
         let who = Who {
             key: Some(&k.name),
+            key_limits: own.as_ref(),
             ..Who::default()
         };
         let none = Estimate {

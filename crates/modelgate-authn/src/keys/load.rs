@@ -43,6 +43,9 @@ struct Entry<'a> {
     revoked_at: Option<Str<'a>>,
     #[serde(default, borrow)]
     previous: Vec<Previous<'a>>,
+    /// Read by the rate-limit step, not by the store.
+    #[serde(default, rename = "limits")]
+    _limits: Option<serde::de::IgnoredAny>,
 }
 
 /// [`super::PreviousKey`], borrowed.

@@ -120,3 +120,31 @@ fn settlement_charges_exact_usage_and_releases_leases() {
     let keep = settle(&p, Outcome::Keep, 500);
     assert_eq!(keep.iter().map(|a| a.delta).collect::<Vec<_>>(), [-1]);
 }
+
+#[test]
+fn a_keys_own_limits_replace_per_key_values() {
+    let own = LimitSet {
+        tpm: Some(50),
+        rps: Some(3),
+        ..LimitSet::default()
+    };
+    let who = Who {
+        key: Some("k"),
+        key_limits: Some(&own),
+        ..Who::default()
+    };
+    let p = plan(&cfg(), &who, "x", EST, 0);
+    let got: Vec<_> = p
+        .iter()
+        .map(|p| (p.charge.id.name.as_str(), p.charge.limit))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("rps:key:k", 3),
+            ("rpm:key:k", 10),
+            ("tpm:key:k", 50),
+            ("conc:key:k", 2)
+        ]
+    );
+}
