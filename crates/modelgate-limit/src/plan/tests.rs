@@ -53,6 +53,7 @@ fn plan_names_counters_from_config_and_verified_ids() {
         groups: &groups,
         namespace: None,
         class: Some("gold"),
+        key_limits: None,
     };
     let p = plan(&cfg(), &who, "llama3", EST, 125);
     let names: Vec<_> = p.iter().map(|p| p.charge.id.name.as_str()).collect();
