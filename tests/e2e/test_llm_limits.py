@@ -28,12 +28,12 @@ INPUT_ESTIMATE = -(-len(PROMPT) // 4) + 4
 
 
 def gateway(tmp_path, run_modelgate, start_modelgate, upstream: str, limits: str, model="llama3",
-            upstream_model=""):
+            upstream_model="", admin_keys=""):
     keys = tmp_path / "keys.json"
     alias = f"\n      model: {upstream_model}" if upstream_model else ""
     mg = start_modelgate(f"""
 listen: {{address: "__LISTEN__"}}
-admin: {{address: "__ADMIN__"}}
+admin: {{address: "__ADMIN__"{admin_keys}}}
 auth:
   api_keys: {{file: "{keys}"}}
 models:
@@ -274,3 +274,21 @@ def test_limits_stored_with_a_key_apply_and_follow_rotation(tmp_path, run_modelg
             time.sleep(0.1)
     assert raw.headers["x-ratelimit-limit-tokens"] == "2000"
     assert raw.headers["x-ratelimit-remaining-tokens"] == str(2000 - used - 100 - INPUT_ESTIMATE)
+
+
+def test_admin_usage_reports_the_counters(tmp_path, run_modelgate, start_modelgate, litellm_mock):
+    mg = gateway(tmp_path, run_modelgate, start_modelgate, litellm_mock.url,
+                 "  per_key: {tpm: 50000, rpm: 100}\n  estimate: {default_max_tokens: 100}",
+                 admin_keys=", keys: [limited]")
+    away_from_minute_end()
+    c = client(mg)
+    used = sum(c.chat.completions.create(model="llama3", messages=MSG, max_tokens=100).usage.total_tokens
+               for _ in range(3))
+    time.sleep(0.3)
+    # The admin API (the key is named in admin.keys); no credential: 401.
+    assert requests.get(f"{mg.admin_url}/admin/api/usage", timeout=5).status_code == 401
+    r = requests.get(f"{mg.admin_url}/admin/api/usage", headers=bearer(mg.key), timeout=5)
+    assert r.status_code == 200, r.text
+    rows = {(x["key"], x["counter"]): x for x in r.json()}
+    assert rows[("limited", "tpm")]["used"] == used
+    assert rows[("limited", "rpm")]["used"] == 3 and rows[("limited", "rpm")]["limit"] == 100

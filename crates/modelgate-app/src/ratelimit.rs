@@ -26,9 +26,9 @@ use http_body_util::BodyExt;
 use modelgate_audit::{Metrics, TokenNote};
 use modelgate_config::rate_limits::{LimitSet, RateLimits};
 use modelgate_core::{BoxBody, Principal, Reject, full};
-use modelgate_limit::plan::{Measure, Outcome, Planned, Usage, Who, plan, settle};
+use modelgate_limit::plan::{Estimate, Measure, Outcome, Planned, Usage, Who, plan, settle};
 use modelgate_limit::redis::{ERRORS_HELP, RedisStore, UP_HELP};
-use modelgate_limit::store::{Charge, CounterStore, Reservation};
+use modelgate_limit::store::{Charge, CounterStore, Reservation, StoreError};
 use modelgate_limit::{LocalStore, redis::Guarded};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -111,6 +111,46 @@ impl Limiter {
             keys_file,
             key_limits,
         })
+    }
+
+    /// Each active key's counters in the current windows (the admin usage
+    /// endpoint), from this step's store.
+    pub async fn key_usage(&self) -> Result<Vec<KeyUsage>, StoreError> {
+        let Some(path) = &self.keys_file else {
+            return Ok(Vec::new());
+        };
+        let file = modelgate_authn::keys::KeyFile::read(path)
+            .map_err(|e| StoreError(format!("key file: {e}")))?;
+        let now = unix_now();
+        let none = Estimate {
+            input: 0,
+            output: 0,
+        };
+        let mut rows = Vec::new();
+        let mut ids = Vec::new();
+        for k in file.keys.iter().filter(|k| k.revoked_at.is_none()) {
+            let own = k.limits.as_ref().map(key_set);
+            let who = Who {
+                key: Some(&k.name),
+                key_limits: own.as_ref(),
+                ..Who::default()
+            };
+            for p in plan(&self.cfg, &who, "", none, now) {
+                rows.push(KeyUsage {
+                    key: k.name.clone(),
+                    counter: p.charge.id.name.split(':').next().unwrap_or("").to_string(),
+                    used: 0,
+                    limit: p.charge.limit,
+                    reset_secs: p.reset_secs(now),
+                });
+                ids.push(p.charge.id);
+            }
+        }
+        let values = self.store.read(&ids).await?;
+        for (row, v) in rows.iter_mut().zip(values) {
+            row.used = v;
+        }
+        Ok(rows)
     }
 
     /// Re-reads the limits stored with keys (the key file changed).
@@ -211,6 +251,17 @@ impl Limiter {
             }
         }
     }
+}
+
+/// One key's counter, as `GET /admin/api/usage` reports it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct KeyUsage {
+    pub key: String,
+    /// `rpm`, `tpm`, `conc`, …
+    pub counter: String,
+    pub used: u64,
+    pub limit: u64,
+    pub reset_secs: u64,
 }
 
 /// A granted reservation, settled exactly once: by the answer, or (dropped
