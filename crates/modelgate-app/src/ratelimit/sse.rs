@@ -185,3 +185,95 @@ impl Body for UsageStream {
         SizeHint::default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use http_body_util::BodyExt;
+    use modelgate_config::rate_limits::{LimitSet, RateLimits};
+    use modelgate_limit::plan::{Estimate, Who, plan};
+    use modelgate_limit::store::Charge;
+
+    use super::*;
+    use crate::ratelimit::{Held, Limiter};
+
+    /// A body that yields the given frames, one per poll.
+    struct Frames(VecDeque<Bytes>);
+
+    impl Body for Frames {
+        type Data = Bytes;
+        type Error = BoxError;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+            Poll::Ready(self.0.pop_front().map(|b| Ok(Frame::data(b))))
+        }
+    }
+
+    fn frames(parts: &[String]) -> BoxBody {
+        Frames(parts.iter().map(|p| Bytes::from(p.clone())).collect()).boxed_unsync()
+    }
+
+    const CONTENT: &str =
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}],\"usage\":null}\n\n";
+    const USAGE: &str = "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":3,\"total_tokens\":10}}\n\n";
+
+    #[tokio::test]
+    async fn usage_chunk_split_across_frames_is_read_stripped_and_settled() {
+        let cfg = RateLimits {
+            store: None,
+            default_max_tokens: 100,
+            per_key: LimitSet {
+                tpm: Some(1000),
+                max_concurrent: Some(1),
+                ..LimitSet::default()
+            },
+            per_subject: LimitSet::default(),
+            per_group: LimitSet::default(),
+            per_namespace: LimitSet::default(),
+            per_model: Default::default(),
+            cached_input_permille: 1000,
+            class_claim: None,
+            classes: Default::default(),
+        };
+        let limiter = Arc::new(Limiter::build(&cfg, None, None).unwrap());
+        let who = Who {
+            key: Some("k"),
+            ..Who::default()
+        };
+        let est = Estimate {
+            input: 10,
+            output: 100,
+        };
+        let planned = plan(&cfg, &who, "m", est, super::super::unix_now());
+        let charges: Vec<Charge> = planned.iter().map(|p| p.charge.clone()).collect();
+        limiter.store.reserve(&charges).await.unwrap();
+        let held = Held {
+            limiter: limiter.clone(),
+            planned,
+            model: "m".into(),
+            strip: true,
+            headers: Default::default(),
+            settled: false,
+            slot: None,
+        };
+        // The usage event arrives in two frames, the second with [DONE].
+        let (a, b) = USAGE.split_at(30);
+        let parts = [
+            CONTENT.to_string(),
+            a.to_string(),
+            format!("{b}data: [DONE]\n\n"),
+        ];
+        let body = UsageStream::new(frames(&parts), held, true);
+        let out = body.collect().await.unwrap().to_bytes();
+        assert_eq!(out, Bytes::from(format!("{CONTENT}data: [DONE]\n\n")));
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let ids: Vec<_> = charges.iter().map(|c| c.id.clone()).collect();
+        // Tokens settled to the usage (10), lease released (0).
+        assert_eq!(limiter.store.read(&ids).await.unwrap(), vec![10, 0]);
+    }
+}
