@@ -546,6 +546,11 @@ mod tests {
                 kid: "k1",
                 jti: "j1",
             }),
+            tokens: Some(crate::TokenNote {
+                input: 12,
+                output: 7,
+                total: 19,
+            }),
         }
     }
 
@@ -585,6 +590,7 @@ mod tests {
                     stream_ms: None,
                     rule: Rule::default(),
                     wristband: None,
+                    tokens: None,
                     decision: Outcome::Reject,
                     ..d
                 };
