@@ -5,6 +5,7 @@ event, then `data: [DONE]`. The request picks its shape:
 
   max_tokens  number of events (default 10)
   user        "stall": send 2 events, then nothing for 60 s
+              "die": send 2 events, then drop the connection (no end of stream)
 
 Every request is recorded (model, Authorization header, events sent, and when
 a write found the connection closed), so tests can see what the upstream saw.
@@ -61,6 +62,7 @@ class SseUpstream:
                 outer.requests.append(seen)
                 count = int(body.get("max_tokens") or 10)
                 stall = body.get("user") == "stall"
+                die = body.get("user") == "die"
                 self.send_response(200)
                 self.send_header("content-type", "text/event-stream")
                 self.send_header("transfer-encoding", "chunked")
@@ -71,6 +73,10 @@ class SseUpstream:
                             time.sleep(outer.interval)
                         if stall and i == 2:
                             time.sleep(60)
+                        if die and i == 2:
+                            self.connection.shutdown(2)  # SHUT_RDWR: dies mid-stream
+                            self.close_connection = True
+                            return
                         self._write_chunk(_chunk(seen.model, i))
                         seen.sent += 1
                     self._write_chunk(b"data: [DONE]\n\n")

@@ -14,6 +14,7 @@ mod require_token;
 mod stream;
 mod ui;
 mod ui_pages;
+mod usage;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

@@ -46,6 +46,12 @@ pub struct Trace {
     pub forward_auth: bool,
     /// The wristband sent upstream: its `kid` and `jti`.
     pub wristband: Option<(String, String)>,
+    /// Tokens charged by the rate-limit step ([`crate::ratelimit`]); for a
+    /// stream, filled when its usage chunk passes.
+    pub tokens: Option<modelgate_audit::TokenNote>,
+    pub tokens_later: Option<crate::ratelimit::TokenSlot>,
+    /// `x-ratelimit-*` headers for a refusal by the rate-limit step.
+    pub limit_headers: Option<http::HeaderMap>,
 }
 
 impl Trace {
@@ -109,6 +115,9 @@ impl Trace {
                 .wristband
                 .as_ref()
                 .map(|(kid, jti)| WristbandNote { kid, jti }),
+            tokens: self
+                .tokens
+                .or_else(|| self.tokens_later.as_ref().and_then(|s| s.get().copied())),
         }
     }
 
@@ -192,6 +201,9 @@ pub fn rejected(
         resp.headers_mut().insert(X_EXT_AUTH_REASON, v);
     }
     set_request_id(&mut resp, &trace.request_id);
+    if let Some(h) = &trace.limit_headers {
+        resp.headers_mut().extend(h.clone());
+    }
     let (outcome, deny_reason) = match &reject {
         Reject::Unauthenticated(f) => (Outcome::Deny, Some(f.label())),
         Reject::Forbidden(_) => (Outcome::Deny, Some("forbidden")),
@@ -229,6 +241,9 @@ impl Trace {
             ruling: None,
             forward_auth: false,
             wristband: None,
+            tokens: None,
+            tokens_later: None,
+            limit_headers: None,
         }
     }
 }

@@ -116,17 +116,15 @@ pub async fn upstream_request(
             })?
             .to_bytes();
         let bytes = match alias {
-            Some(a) => {
-                let b = modelgate_upstream::alias::rewrite_json_model(&bytes, a).map_err(|e| {
-                    modelgate_core::Reject::BadRequest(format!(
-                        "the request body is not valid JSON: {e}"
-                    ))
-                })?;
-                headers.insert(CONTENT_LENGTH, HeaderValue::from(b.len() as u64));
-                b
-            }
+            Some(a) => modelgate_upstream::alias::rewrite_json_model(&bytes, a).map_err(|e| {
+                modelgate_core::Reject::BadRequest(format!(
+                    "the request body is not valid JSON: {e}"
+                ))
+            })?,
             None => bytes,
         };
+        // The rate-limit step may have changed the body too.
+        headers.insert(CONTENT_LENGTH, HeaderValue::from(bytes.len() as u64));
         (
             RequestBody::Buffered(bytes),
             Arc::new(AtomicBool::new(false)),

@@ -1,6 +1,6 @@
 //! The request pipeline, in flow order: the decision (read → route →
-//! authenticate → bind body model → authorize, in [`crate::decide`]) → backend
-//! → audit. See `docs/pipeline.md` for the chart.
+//! authenticate → bind body model → authorize, in [`crate::decide`]) →
+//! rate-limit ([`crate::ratelimit`]) → backend → audit. See `docs/pipeline.md` for the chart.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -207,6 +207,11 @@ async fn flow(
         )
         .await;
     note(trace, &d);
+    // Only the rate-limit step needs the identity past the decision.
+    let principal = p
+        .limiter
+        .as_ref()
+        .and_then(|_| d.identity.principal().cloned());
     let Decision {
         request_id,
         facts,
@@ -230,7 +235,19 @@ async fn flow(
         return Err(refuse(Reject::NotFound("not found".into())));
     }
 
-    // 6. Backend: modelgate itself, the built-in runtime, or the upstream.
+    // 6. Rate limit: reserve the estimate before the backend (OpenAI bodies).
+    let held = match (&p.limiter, source.head.as_mut(), &route.model) {
+        (Some(l), Some((bytes, None)), modelgate_route::ModelRef::Known(m))
+            if route.protocol == modelgate_core::Protocol::OpenAi =>
+        {
+            l.reserve(m.as_str(), principal.as_ref(), bytes, trace)
+                .await
+                .map_err(refuse)?
+        }
+        _ => None,
+    };
+
+    // 7. Backend: modelgate itself, the built-in runtime, or the upstream.
     let request_body: BoxBody = match (source.head, source.body.take()) {
         (Some((bytes, None)), _) => full(bytes),
         (Some((bytes, Some(rest))), _) => http_body_util::BodyExt::boxed_unsync(Prefixed::new(
@@ -250,7 +267,11 @@ async fn flow(
         ready,
         upstream_headers: &upstream_headers,
     };
-    call.run(facts, request_body, trace).await
+    let resp = call.run(facts, request_body, trace).await?;
+    match held {
+        Some(h) => h.answer(resp, trace).await.map_err(refuse),
+        None => Ok(resp),
+    }
 }
 
 /// Copies what the decision learned into the request's trace (the caller

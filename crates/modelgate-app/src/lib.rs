@@ -17,6 +17,7 @@ mod gateway;
 mod grpc_reply;
 mod local;
 mod pipeline;
+mod ratelimit;
 mod reload;
 mod run;
 mod signin;

@@ -54,6 +54,8 @@ pub struct Pipeline {
     pub providers: Arc<Providers>,
     /// Upstream attempt and GenAI metrics, shared likewise.
     pub upstream_metrics: UpstreamMetrics,
+    /// The rate-limit step (`limits:`), with its counter store.
+    pub limiter: Option<Arc<crate::ratelimit::Limiter>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -181,7 +183,25 @@ impl Pipeline {
         strip_headers.extend(wristband.as_ref().map(|w| w.header().clone()));
         let providers =
             Providers::build_after(&config.extension_providers, previous.map(|p| &*p.providers));
+        let limiter = match &config.rate_limits {
+            Some(r) => Some(Arc::new(
+                crate::ratelimit::Limiter::build(
+                    r,
+                    config.auth.api_keys.as_ref().map(|k| k.file.as_path()),
+                    previous.and_then(|p| p.limiter.as_deref()),
+                )
+                .map_err(|e| {
+                    BuildError::Config(vec![ConfigError::new(
+                        "limits.store.redis",
+                        e,
+                        "check limits.store.redis.url",
+                    )])
+                })?,
+            )),
+            None => None,
+        };
         Ok(Self {
+            limiter,
             providers,
             routes,
             authn,

@@ -191,6 +191,9 @@ impl Reloader {
                 let n = store.len();
                 self.shared.keys.store(Arc::new(store));
                 metrics.keystore_reloaded(true, n);
+                if let Some(l) = &self.shared.pipeline.load().limiter {
+                    l.reload_key_limits(); // limits stored with keys
+                }
                 tracing::info!(keys = n, path = %path.display(), "API-key store reloaded");
             }
             Err(e) => {

@@ -208,6 +208,9 @@ async fn shared_state(
         pipeline.providers.checks(),
     );
     crate::pipeline::register_upstream_metrics(&metrics, &pipeline.upstream_metrics);
+    if let Some(l) = &pipeline.limiter {
+        l.register(&metrics);
+    }
     let shared = Arc::new(Shared {
         pipeline: ArcSwap::from_pointee(pipeline),
         metrics,

@@ -83,6 +83,18 @@ pub struct Decision<'a> {
     /// The wristband sent upstream (its key and token id, never the token).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub wristband: Option<WristbandNote<'a>>,
+    /// Tokens the request used, as the rate-limit step charged them (OpenAI
+    /// answers that reported `usage`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<TokenNote>,
+}
+
+/// A request's tokens: `input` (cached input weighted), `output`, `total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct TokenNote {
+    pub input: u64,
+    pub output: u64,
+    pub total: u64,
 }
 
 /// Which wristband a request carried upstream.

@@ -2,13 +2,14 @@
 //! denied or failed — written as a JSON line, and counted in [`Metrics`].
 
 mod decision;
+mod jsonl;
 mod log;
 mod metrics;
 pub mod rate;
 pub mod tap;
 
 pub use decision::{
-    Decision, ExternalNote, Outcome, PolicyNote, Rule, WristbandNote, authorino_response,
+    Decision, ExternalNote, Outcome, PolicyNote, Rule, TokenNote, WristbandNote, authorino_response,
 };
 pub use log::DecisionLog;
 pub use metrics::Metrics;

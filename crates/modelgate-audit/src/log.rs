@@ -16,6 +16,12 @@ use crate::metrics::Metrics;
 const FLUSH_EVERY: Duration = Duration::from_millis(20);
 const WAKE_AT: usize = 256 * 1024;
 const MAX_PENDING: usize = 16 << 20;
+/// A thread's line buffer is trimmed back to this after an unusually long record.
+const KEEP_LINE: usize = 16 * 1024;
+
+thread_local! {
+    static LINE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
 
 #[derive(Default)]
 struct Pending {
@@ -101,25 +107,31 @@ impl DecisionLog {
         }
     }
 
-    /// Queues one record.
+    /// Queues one record. It is serialised into a per-thread buffer (no
+    /// allocation per request) and appended to the shared batch.
     pub fn write(&self, d: &Decision, metrics: &Metrics) {
         let Some(q) = &self.queue else { return };
-        let mut line = Vec::with_capacity(512);
-        if let Err(e) = serde_json::to_writer(&mut line, d) {
-            tracing::error!(error = %e, "cannot serialise a decision record");
-            return;
-        }
-        line.push(b'\n');
-        let Ok(mut p) = q.pending.lock() else { return };
-        if p.buf.len() + line.len() > MAX_PENDING {
-            drop(p);
-            metrics.decision_dropped();
-            return;
-        }
-        p.buf.extend_from_slice(&line);
-        if p.buf.len() >= WAKE_AT {
-            q.wake.notify_one();
-        }
+        LINE.with_borrow_mut(|line| {
+            line.clear();
+            if line.capacity() > KEEP_LINE {
+                line.shrink_to(KEEP_LINE);
+            }
+            if let Err(e) = crate::jsonl::write(line, d) {
+                tracing::error!(error = %e, "cannot serialise a decision record");
+                return;
+            }
+            line.push(b'\n');
+            let Ok(mut p) = q.pending.lock() else { return };
+            if p.buf.len() + line.len() > MAX_PENDING {
+                drop(p);
+                metrics.decision_dropped();
+                return;
+            }
+            p.buf.extend_from_slice(line);
+            if p.buf.len() >= WAKE_AT {
+                q.wake.notify_one();
+            }
+        });
     }
 }
 

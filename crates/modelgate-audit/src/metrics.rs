@@ -453,6 +453,7 @@ mod tests {
             total_ms: Duration::from_micros(1),
             rule: Default::default(),
             wristband: None,
+            tokens: None,
         }
     }
 
@@ -573,6 +574,7 @@ mod tests {
             total_ms: Duration::from_micros(120),
             rule: Default::default(),
             wristband: None,
+            tokens: None,
         };
         m.record(&d, Some("credential_not_found"), None);
         m.keystore_reloaded(true, 3);

@@ -86,6 +86,11 @@ impl Collector {
         self.errors.is_empty()
     }
 
+    /// Errors so far (to tell whether a section added any).
+    pub fn len(&self) -> usize {
+        self.errors.len()
+    }
+
     pub fn into_errors(self) -> Vec<ConfigError> {
         self.errors
     }

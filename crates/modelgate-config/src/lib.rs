@@ -19,6 +19,7 @@ mod limits;
 mod load;
 pub mod policy;
 pub mod providers;
+pub mod rate_limits;
 pub mod raw;
 pub mod redis_store;
 mod restart;

@@ -23,6 +23,7 @@ const SECTIONS: &[&str] = &[
     "ext_authz",
     "wristband",
     "extension_providers",
+    "limits",
 ];
 
 /// Loads and validates the configuration file at `path`, reading `${VARS}`
@@ -96,6 +97,7 @@ pub fn parse_str(
             "extension_providers" => {
                 s.extension_providers = de(v, "extension_providers", &mut c);
             }
+            "limits" => s.rate_limits = de(v, "limits", &mut c),
             other => c.push(
                 other,
                 "unknown section",

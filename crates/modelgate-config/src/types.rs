@@ -26,6 +26,8 @@ pub struct Config {
     pub wristband: Option<crate::wristband::Wristband>,
     /// External authorizers CUSTOM policies name (`extension_providers:`).
     pub extension_providers: Vec<crate::providers::ExtensionProvider>,
+    /// The rate-limit step's limits (`limits:`); `None`: no rate-limit step.
+    pub rate_limits: Option<crate::rate_limits::RateLimits>,
 }
 
 impl Config {

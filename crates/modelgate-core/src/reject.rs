@@ -69,8 +69,12 @@ pub enum Reject {
     RequestTimeout,
     /// 413: request body over the configured limit.
     PayloadTooLarge { limit: u64 },
-    /// 429: over a rate limit or quota.
-    RateLimited { retry_after_secs: u64 },
+    /// 429: over a rate limit or quota. The message says which limit (from
+    /// configured words only) and when to retry.
+    RateLimited {
+        retry_after_secs: u64,
+        message: String,
+    },
     /// 503: the built-in runtime is saturated or the model is not ready.
     Unavailable {
         message: String,
@@ -133,7 +137,7 @@ impl Reject {
             Reject::PayloadTooLarge { limit } => {
                 format!("request body is larger than the limit of {limit} bytes")
             }
-            Reject::RateLimited { .. } => "rate limit exceeded".into(),
+            Reject::RateLimited { message, .. } => message.clone(),
             Reject::Unavailable { message, .. } => message.clone(),
             Reject::UpstreamUnavailable { .. } => "upstream unavailable".into(),
             Reject::UpstreamTimeout => "upstream request timeout".into(),

@@ -40,7 +40,9 @@ pub fn render(reject: &Reject, shape: ErrorShape, ctx: &RenderContext<'_>) -> Re
         }
     }
     let retry = match reject {
-        Reject::RateLimited { retry_after_secs } => Some(*retry_after_secs),
+        Reject::RateLimited {
+            retry_after_secs, ..
+        } => Some(*retry_after_secs),
         Reject::Unavailable {
             retry_after_secs, ..
         } => *retry_after_secs,

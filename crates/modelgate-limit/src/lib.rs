@@ -3,7 +3,12 @@
 //! backend call and settled when the upstream's usage is known.
 //!
 //! [`store`] is the contract every counter store meets (in-process, Redis);
-//! [`redis`] keeps the counters in Redis, shared by every replica.
+//! [`plan`] picks the counters a request touches and settles them;
+//! [`local`] counts in process; [`redis`] keeps the counters in Redis, shared by every replica.
 
+pub mod local;
+pub mod plan;
 pub mod redis;
 pub mod store;
+
+pub use local::LocalStore;

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use modelgate_authn::keys::{KeyFile, parse_grants};
+use modelgate_authn::keys::{KeyFile, KeyLimits, parse_grants};
 
 #[derive(Args)]
 pub struct KeysArgs {
@@ -33,6 +33,18 @@ enum KeysCommand {
         /// Lifetime, e.g. 30d or 12h (default: no expiry).
         #[arg(long)]
         expires: Option<humantime::Duration>,
+        /// This key's requests per minute (replaces limits.per_key.rpm).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        rpm: Option<u64>,
+        /// This key's tokens per minute (replaces limits.per_key.tpm).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        tpm: Option<u64>,
+        /// This key's tokens per day (replaces limits.per_key.tpd).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        tpd: Option<u64>,
+        /// This key's concurrent requests (replaces limits.per_key.max_concurrent).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        max_concurrent: Option<u64>,
     },
     /// List keys (names, ids, grants, status — never secrets).
     List {
@@ -46,6 +58,12 @@ enum KeysCommand {
         name: String,
         #[arg(long, default_value = "0s")]
         grace: humantime::Duration,
+    },
+    /// Each key's counters (requests, tokens, leases) in the current windows,
+    /// read from `limits.store.redis` of --config.
+    Usage {
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -75,15 +93,37 @@ pub fn run(args: KeysArgs) -> anyhow::Result<ExitCode> {
     let path = key_file(&args)?;
     let now = SystemTime::now();
     match args.command {
+        KeysCommand::Usage { json } => {
+            let Some(cfg) = &args.config else {
+                bail!("keys usage reads the counters named by --config FILE (its limits: section)");
+            };
+            crate::usage::run(cfg, &path, json)?;
+        }
         KeysCommand::Create {
             name,
             models: m,
             expires,
+            rpm,
+            tpm,
+            tpd,
+            max_concurrent,
         } => {
             let grants = models(&m)?;
             let shown = grants.join(",");
+            let limits = KeyLimits {
+                rpm,
+                tpm,
+                tpd,
+                max_concurrent,
+            };
             let key = KeyFile::update(&path, |f| {
-                f.create(&name, grants, expires.map(Duration::from), now)
+                let key = f.create(&name, grants, expires.map(Duration::from), now)?;
+                if limits != KeyLimits::default()
+                    && let Some(e) = f.keys.iter_mut().find(|k| k.name == name)
+                {
+                    e.limits = Some(limits);
+                }
+                Ok(key)
             })?;
             eprintln!(
                 "created key {name:?} (id {}) for models {shown} in {}; it is shown once:",

@@ -7,6 +7,7 @@ mod demo;
 mod import;
 mod keys;
 mod manifests;
+mod usage;
 
 use std::process::ExitCode;
 

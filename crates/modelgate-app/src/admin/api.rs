@@ -139,6 +139,7 @@ pub(super) async fn handle(c: &Console, req: &AdminRequest) -> Result<Response<B
             json(req, StatusCode::OK, &serde_json::json!({"revoked": name}))
         }
         (&Method::GET, ["policies"]) => json(req, StatusCode::OK, &policies(c)),
+        (&Method::GET, ["usage"]) => json(req, StatusCode::OK, &super::usage::usage(c).await?),
         (&Method::POST, ["explain"]) => {
             let q = parsed(req)?;
             json(req, StatusCode::OK, &super::explain::explain(c, q).await?)
@@ -160,6 +161,7 @@ pub(super) async fn handle(c: &Console, req: &AdminRequest) -> Result<Response<B
             | ["keys", _, _]
             | ["keys", _]
             | ["policies"]
+            | ["usage"]
             | ["explain"]
             | ["decisions"]
             | ["decisions", "stream"],

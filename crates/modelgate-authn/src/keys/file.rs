@@ -38,6 +38,24 @@ pub struct KeyEntry {
     /// Keys replaced by `rotate` that stay valid until their grace period ends.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub previous: Vec<PreviousKey>,
+    /// This key's own limits (`keys create --rpm …`), kept across rotation;
+    /// they replace the matching `limits.per_key` values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<KeyLimits>,
+}
+
+/// Limits stored with a key; absent values fall back to `limits.per_key`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyLimits {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpm: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpm: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpd: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrent: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -246,6 +264,7 @@ impl KeyFile {
             expires_at: expires_in.map(|d| rfc3339(now + d)),
             revoked_at: None,
             previous: Vec::new(),
+            limits: None,
         });
         Ok(g)
     }

@@ -7,10 +7,11 @@
 
 mod file;
 mod format;
+mod load;
 mod secrets;
 mod store;
 
-pub use file::{KeyEntry, KeyFile, KeyFileError, KeySummary, PreviousKey, parse_grants};
+pub use file::{KeyEntry, KeyFile, KeyFileError, KeyLimits, KeySummary, PreviousKey, parse_grants};
 pub use format::{GeneratedKey, KEY_PREFIX, parse_key_id};
 pub use secrets::{KeyDigest, SecretKeyEntry, SecretKeys, SharedSecretKeys, SkippedKey};
 pub use store::{KeyStore, KeyStoreError};

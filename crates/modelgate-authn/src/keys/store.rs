@@ -1,29 +1,49 @@
 //! The in-memory key store a running server verifies against: an immutable
 //! snapshot built from the key file, swapped whole when the file changes.
+//!
+//! Compact for a million keys: one flat table of fixed-size slots (digest,
+//! end time, name in a shared arena, interned grants) and an open-addressing
+//! index keyed by the digest's first bytes (SHA-256 output is uniform, so no
+//! further hashing). A key's `Principal` is built the first time it verifies.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 use modelgate_core::{AuthFailure, Grants, ModelName, Principal};
 use subtle::ConstantTimeEq;
 
 use super::file::{KeyFile, KeyFileError, parse_time};
-use super::format::{digest, parse_key_id};
+use super::format::digest;
 
-struct StoredKey {
-    /// The identity this key verifies as, built once at load.
-    principal: Arc<Principal>,
+/// One stored key (current, in grace, or revoked).
+struct Slot {
     digest: [u8; 32],
+    /// The key stops verifying at this time (the epoch for revoked keys).
     not_after: Option<SystemTime>,
+    /// The key's name: `names[name.0..name.0 + name.1]`.
+    name: (u32, u32),
+    /// Index into `KeyStore::grants`.
+    grants: u32,
+    /// The identity, built on first successful verification.
+    principal: OnceLock<Arc<Principal>>,
 }
+
+const EMPTY: u32 = u32::MAX;
 
 /// Verifies API keys. Cheap to share; rebuilt whole on every reload.
 #[derive(Default)]
 pub struct KeyStore {
-    by_id: HashMap<String, StoredKey>,
-    /// How many of `by_id` are revoked: kept only to name them when they
+    slots: Vec<Slot>,
+    /// Open-addressing index into `slots` (`EMPTY` = free), a power of two
+    /// at least twice `slots.len()`.
+    index: Vec<u32>,
+    /// All key names, back to back.
+    names: String,
+    /// Distinct grant sets, shared by the keys that have them.
+    grants: Vec<Grants>,
+    /// How many of `slots` are revoked: kept only to name them when they
     /// are presented (they never verify).
     revoked: usize,
     /// Keys from Secrets, live (see `secrets.rs`).
@@ -47,12 +67,183 @@ fn hex32(s: &str) -> Option<[u8; 32]> {
     if s.len() != 64 {
         return None;
     }
+    fn nibble(b: u8) -> Option<u8> {
+        match b {
+            b'0'..=b'9' => Some(b - b'0'),
+            b'a'..=b'f' => Some(b - b'a' + 10),
+            b'A'..=b'F' => Some(b - b'A' + 10),
+            _ => None,
+        }
+    }
     let mut out = [0u8; 32];
-    for (i, chunk) in s.as_bytes().chunks(2).enumerate() {
-        let text = std::str::from_utf8(chunk).ok()?;
-        out[i] = u8::from_str_radix(text, 16).ok()?;
+    for (o, pair) in out.iter_mut().zip(s.as_bytes().chunks_exact(2)) {
+        *o = (nibble(pair[0])? << 4) | nibble(pair[1])?;
     }
     Some(out)
+}
+
+/// Where the digest's probe sequence starts.
+fn home(d: &[u8; 32], mask: usize) -> usize {
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&d[..8]);
+    (u64::from_le_bytes(first) as usize) & mask
+}
+
+/// One key-file entry, borrowed from wherever it was parsed.
+pub(super) struct EntryView<'a, M> {
+    pub name: &'a str,
+    pub id: &'a str,
+    pub sha256: &'a str,
+    pub models: &'a [M],
+    pub expires_at: Option<&'a str>,
+    pub revoked_at: Option<&'a str>,
+    /// `(id, sha256, valid_until)` of keys in grace.
+    pub previous: Vec<(&'a str, &'a str, &'a str)>,
+}
+
+/// Builds a [`KeyStore`] entry by entry (from a parsed document or a stream).
+pub(super) struct Builder<'p> {
+    path: &'p Path,
+    store: KeyStore,
+    /// File index of each slot, for duplicate-digest errors.
+    origin: Vec<u32>,
+    ids: HashSet<[u8; 12]>,
+    interned: HashMap<String, u32>,
+    models_key: String,
+}
+
+impl<'p> Builder<'p> {
+    pub(super) fn new(path: &'p Path) -> Self {
+        Self {
+            path,
+            store: KeyStore::default(),
+            origin: Vec::new(),
+            ids: HashSet::new(),
+            interned: HashMap::new(),
+            models_key: String::new(),
+        }
+    }
+
+    fn grants_of<M: AsRef<str>>(&mut self, models: &[M]) -> Result<u32, String> {
+        self.models_key.clear();
+        for m in models {
+            self.models_key.push_str(m.as_ref());
+            self.models_key.push('\n');
+        }
+        if let Some(&g) = self.interned.get(self.models_key.as_str()) {
+            return Ok(g);
+        }
+        let list: Vec<String> = models.iter().map(|m| m.as_ref().to_string()).collect();
+        let g = grants(&list)?;
+        let at = u32::try_from(self.store.grants.len()).map_err(|_| "too many grant sets")?;
+        self.store.grants.push(g);
+        self.interned.insert(self.models_key.clone(), at);
+        Ok(at)
+    }
+
+    /// Adds entry `index` of the file (and its keys in grace).
+    pub(super) fn add<M: AsRef<str>>(
+        &mut self,
+        index: usize,
+        e: &EntryView<'_, M>,
+    ) -> Result<(), KeyStoreError> {
+        let path = self.path;
+        let bad = |message: String| KeyStoreError::Entry {
+            path: path.into(),
+            index,
+            name: e.name.to_string(),
+            message,
+        };
+        let grants = self.grants_of(e.models).map_err(bad)?;
+        let expires = e
+            .expires_at
+            .map(parse_time)
+            .transpose()
+            .map_err(|m| bad(format!("expires_at: {m}")))?;
+        let revoked_at = e
+            .revoked_at
+            .map(parse_time)
+            .transpose()
+            .map_err(|m| bad(format!("revoked_at: {m}")))?;
+        let start = u32::try_from(self.store.names.len()).ok();
+        let len = u32::try_from(e.name.len()).ok();
+        let (Some(start), Some(len)) = (start, len) else {
+            return Err(bad("the key file holds too many names".into()));
+        };
+        let origin = u32::try_from(index).map_err(|_| bad("too many keys".into()))?;
+        self.store.names.push_str(e.name);
+        let name = (start, len);
+        let add =
+            |this: &mut Self, id: &str, sha: &str, not_after: Option<SystemTime>, field: &str| {
+                let d =
+                    hex32(sha).ok_or_else(|| bad(format!("{field}: not a SHA-256 hex digest")))?;
+                let id_bytes: Option<[u8; 12]> = id.as_bytes().try_into().ok();
+                let Some(id_bytes) = id_bytes.filter(|b| b.iter().all(u8::is_ascii_alphanumeric))
+                else {
+                    return Err(bad(format!("{field}: malformed key id {id:?}")));
+                };
+                if !this.ids.insert(id_bytes) {
+                    return Err(bad(format!("{field}: key id {id} appears twice")));
+                }
+                this.store.slots.push(Slot {
+                    digest: d,
+                    not_after,
+                    name,
+                    grants,
+                    principal: OnceLock::new(),
+                });
+                this.origin.push(origin);
+                Ok(())
+            };
+        if revoked_at.is_some() {
+            // Never verifies (valid until the epoch); kept to be named.
+            add(self, e.id, e.sha256, Some(SystemTime::UNIX_EPOCH), "id")?;
+            self.store.revoked += 1;
+            return Ok(());
+        }
+        add(self, e.id, e.sha256, expires, "id")?;
+        for (pi, (id, sha, until)) in e.previous.iter().enumerate() {
+            let until =
+                parse_time(until).map_err(|m| bad(format!("previous[{pi}].valid_until: {m}")))?;
+            let not_after = Some(expires.map_or(until, |x| x.min(until)));
+            add(self, id, sha, not_after, &format!("previous[{pi}]"))?;
+        }
+        Ok(())
+    }
+
+    /// Indexes the slots by digest; a digest held twice is an error.
+    pub(super) fn finish(mut self) -> Result<KeyStore, KeyStoreError> {
+        let n = self.store.slots.len();
+        if n == 0 {
+            return Ok(self.store);
+        }
+        let size = (n * 2).next_power_of_two().max(16);
+        let mask = size - 1;
+        let mut index = vec![EMPTY; size];
+        for (s, slot) in self.store.slots.iter().enumerate() {
+            let mut i = home(&slot.digest, mask);
+            while let Some(&other) = index.get(i).filter(|&&o| o != EMPTY) {
+                if self.store.slots.get(other as usize).map(|o| o.digest) == Some(slot.digest) {
+                    let at = self.origin.get(s).copied().unwrap_or_default() as usize;
+                    return Err(KeyStoreError::Entry {
+                        path: self.path.into(),
+                        index: at,
+                        name: self.store.name(slot).to_string(),
+                        message: "sha256: the same digest as another key".into(),
+                    });
+                }
+                i = (i + 1) & mask;
+            }
+            if let Some(free) = index.get_mut(i) {
+                // n < 2^32 - 1: checked when the slot's origin was recorded.
+                *free = s as u32;
+            }
+        }
+        self.store.index = index;
+        self.store.names.shrink_to_fit();
+        self.store.slots.shrink_to_fit();
+        Ok(self.store)
+    }
 }
 
 impl KeyStore {
@@ -62,80 +253,68 @@ impl KeyStore {
     }
 
     /// Loads and checks the key file (a missing file is an empty store).
+    /// Entries stream from the file's bytes into the store, never held twice.
     pub fn load(path: &Path) -> Result<Self, KeyStoreError> {
-        let doc = KeyFile::read(path)?;
-        Self::from_file(&doc, path)
+        super::load::load(path)
     }
 
     /// Builds a store from a document, rejecting any malformed entry.
     pub fn from_file(doc: &KeyFile, path: &Path) -> Result<Self, KeyStoreError> {
-        let mut by_id = HashMap::new();
-        let mut revoked = 0;
+        let mut b = Builder::new(path);
         for (index, e) in doc.keys.iter().enumerate() {
-            let bad = |message: String| KeyStoreError::Entry {
-                path: path.into(),
-                index,
-                name: e.name.clone(),
-                message,
+            let view = EntryView {
+                name: &e.name,
+                id: &e.id,
+                sha256: &e.sha256,
+                models: &e.models,
+                expires_at: e.expires_at.as_deref(),
+                revoked_at: e.revoked_at.as_deref(),
+                previous: e
+                    .previous
+                    .iter()
+                    .map(|p| (p.id.as_str(), p.sha256.as_str(), p.valid_until.as_str()))
+                    .collect(),
             };
-            let grants = grants(&e.models).map_err(bad)?;
-            let expires = e
-                .expires_at
-                .as_deref()
-                .map(parse_time)
-                .transpose()
-                .map_err(|m| bad(format!("expires_at: {m}")))?;
-            let revoked_at = e
-                .revoked_at
-                .as_deref()
-                .map(parse_time)
-                .transpose()
-                .map_err(|m| bad(format!("revoked_at: {m}")))?;
-            let principal = Arc::new(Principal::api_key(e.name.as_str(), grants.clone()));
-            let mut add = |id: &str, sha: &str, not_after: Option<SystemTime>, field: &str| {
-                let d =
-                    hex32(sha).ok_or_else(|| bad(format!("{field}: not a SHA-256 hex digest")))?;
-                if id.len() != 12 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
-                    return Err(bad(format!("{field}: malformed key id {id:?}")));
-                }
-                let stored = StoredKey {
-                    principal: principal.clone(),
-                    digest: d,
-                    not_after,
-                };
-                if by_id.insert(id.to_string(), stored).is_some() {
-                    return Err(bad(format!("{field}: key id {id} appears twice")));
-                }
-                Ok(())
-            };
-            if revoked_at.is_some() {
-                // Never verifies (valid until the epoch); kept to be named.
-                add(&e.id, &e.sha256, Some(SystemTime::UNIX_EPOCH), "id")?;
-                revoked += 1;
-                continue;
-            }
-            add(&e.id, &e.sha256, expires, "id")?;
-            for (pi, p) in e.previous.iter().enumerate() {
-                let until = parse_time(&p.valid_until)
-                    .map_err(|m| bad(format!("previous[{pi}].valid_until: {m}")))?;
-                let not_after = Some(expires.map_or(until, |x| x.min(until)));
-                add(&p.id, &p.sha256, not_after, &format!("previous[{pi}]"))?;
-            }
+            b.add(index, &view)?;
         }
-        Ok(Self {
-            by_id,
-            revoked,
-            secrets: None,
-        })
+        b.finish()
     }
 
     /// Number of keys (current and in grace) that can verify.
     pub fn len(&self) -> usize {
-        self.by_id.len().saturating_sub(self.revoked) + self.secret_count()
+        self.slots.len().saturating_sub(self.revoked) + self.secret_count()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    fn name(&self, k: &Slot) -> &str {
+        let (start, len) = (k.name.0 as usize, k.name.1 as usize);
+        self.names.get(start..start + len).unwrap_or_default()
+    }
+
+    fn principal(&self, k: &Slot) -> Arc<Principal> {
+        k.principal
+            .get_or_init(|| {
+                let grants = self.grants.get(k.grants as usize).cloned();
+                Arc::new(Principal::api_key(self.name(k), grants.unwrap_or_default()))
+            })
+            .clone()
+    }
+
+    /// The slot holding digest `d`, compared in constant time.
+    fn find(&self, d: &[u8; 32]) -> Option<&Slot> {
+        let mask = self.index.len().checked_sub(1)?;
+        let mut i = home(d, mask);
+        loop {
+            let s = *self.index.get(i)?;
+            let slot = self.slots.get(s as usize)?; // EMPTY is out of range
+            if bool::from(slot.digest.ct_eq(d)) {
+                return Some(slot);
+            }
+            i = (i + 1) & mask;
+        }
     }
 
     /// Verifies a presented key. Unknown and wrong keys give `InvalidApiKey`;
@@ -152,29 +331,23 @@ impl KeyStore {
         now: SystemTime,
     ) -> Result<Arc<Principal>, AuthFailure> {
         let d = digest(presented);
-        let stored = parse_key_id(presented).and_then(|id| self.by_id.get(id));
-        let Some(k) = stored else {
-            // Same work as a hit, so timing does not tell ids apart.
-            let _ = d.ct_eq(&[0u8; 32]);
+        let Some(k) = self.find(&d) else {
             return self.verify_secret(&d, now);
         };
-        if !bool::from(d.ct_eq(&k.digest)) {
-            return self.verify_secret(&d, now);
-        }
         if k.not_after.is_some_and(|t| now >= t) {
-            return Err(AuthFailure::InactiveApiKey(k.principal.name.clone()));
+            return Err(AuthFailure::InactiveApiKey(self.name(k).to_string()));
         }
-        Ok(k.principal.clone())
+        Ok(self.principal(k))
     }
 
     /// The identity of the active key named `name`, taken on trust without
     /// the secret (`modelgate check --identity`); `None` if no key of that
     /// name is active at `now`.
     pub fn assume(&self, name: &str, now: SystemTime) -> Option<Arc<Principal>> {
-        self.by_id
-            .values()
-            .find(|k| k.principal.name == name && k.not_after.is_none_or(|t| now < t))
-            .map(|k| k.principal.clone())
+        self.slots
+            .iter()
+            .find(|k| self.name(k) == name && k.not_after.is_none_or(|t| now < t))
+            .map(|k| self.principal(k))
     }
 }
 

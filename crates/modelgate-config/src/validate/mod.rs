@@ -39,6 +39,7 @@ pub(crate) struct Sections {
     pub ext_authz: Option<crate::ext_authz::RawExtAuthz>,
     pub wristband: Option<crate::wristband::RawWristband>,
     pub extension_providers: Option<Vec<crate::providers::RawExtensionProvider>>,
+    pub rate_limits: Option<crate::rate_limits::RawRateLimits>,
 }
 
 const DEFAULT_ADMIN: &str = "127.0.0.1:9901";
@@ -73,6 +74,12 @@ pub(crate) fn validate(s: Sections, base: &Path, c: &mut Collector) -> Option<Co
             }
         }
     }
+    let model_names: Option<Vec<String>> = models
+        .as_ref()
+        .map(|ms| ms.iter().map(|m| m.name.as_str().to_string()).collect());
+    let rate_limits = s
+        .rate_limits
+        .map(|r| crate::rate_limits::rate_limits(r, model_names.as_deref(), c));
     if let (Some(m), Some(a)) = (&models, &auth) {
         crate::kube_access::needs_api_server(m, a, c); // SubjectAccessReview hook
     }
@@ -87,6 +94,7 @@ pub(crate) fn validate(s: Sections, base: &Path, c: &mut Collector) -> Option<Co
         ext_authz,
         wristband,
         extension_providers,
+        rate_limits: rate_limits.flatten(),
     })
 }
 

@@ -1,0 +1,76 @@
+use crate::parse_str;
+
+const BASE: &str = "listen: {address: 127.0.0.1:8080}\nmodels: [{name: llama3, protocols: [openai], upstream: {url: \"http://127.0.0.1:9\"}}]\n";
+
+fn parse(extra: &str) -> Result<crate::Config, String> {
+    parse_str(
+        &format!("{BASE}{extra}"),
+        "t.yaml",
+        std::path::Path::new("."),
+        &|_| None,
+    )
+    .map_err(|e| e.to_string())
+}
+
+#[test]
+fn absent_section_means_no_step() {
+    assert!(parse("").unwrap().rate_limits.is_none());
+}
+
+#[test]
+fn full_section_parses() {
+    let cfg = parse(
+        "limits:
+  store: {redis: {url: \"redis://127.0.0.1:6379\", failure_mode: open}}
+  estimate: {default_max_tokens: 1000}
+  per_key: {rpm: 60, tpm: 10000, max_concurrent: 2}
+  per_group: {tpd: 1000000}
+  per_model: {llama3: {rps: 50, input_tpm: 5000, output_tpm: 7000}}
+  cached_input_weight: 0.25
+  class_claim: tier
+  classes: {gold: {tpm: 100000}}
+",
+    )
+    .unwrap();
+    let l = cfg.rate_limits.unwrap();
+    assert_eq!(l.default_max_tokens, 1000);
+    assert_eq!(l.per_key.tpm, Some(10_000));
+    assert_eq!(l.per_key.max_concurrent, Some(2));
+    assert_eq!(l.per_group.tpd, Some(1_000_000));
+    assert_eq!(l.per_model["llama3"].output_tpm, Some(7000));
+    assert_eq!(l.cached_input_permille, 250);
+    assert_eq!(l.classes["gold"].tpm, Some(100_000));
+    assert_eq!(l.store.unwrap().prefix, "default");
+    assert!(l.per_subject.is_empty());
+}
+
+#[test]
+fn in_process_store_by_default() {
+    let l = parse("limits: {per_key: {tpm: 10}}\n")
+        .unwrap()
+        .rate_limits
+        .unwrap();
+    assert!(l.store.is_none());
+    assert_eq!(l.default_max_tokens, super::DEFAULT_MAX_TOKENS);
+}
+
+#[test]
+fn errors_name_the_key_and_the_fix() {
+    let e = parse("limits: {per_key: {tpmm: 10}}\n").unwrap_err();
+    assert!(e.contains("limits.per_key") && e.contains("tpmm"), "{e}");
+    let e = parse("limits: {per_key: {tpm: 0}}\n").unwrap_err();
+    assert!(e.contains("limits.per_key.tpm"), "{e}");
+    let e = parse("limits: {per_model: {gpt4: {rpm: 1}}}\n").unwrap_err();
+    assert!(
+        e.contains("limits.per_model.gpt4") && e.contains("llama3"),
+        "{e}"
+    );
+    let e = parse("limits: {cached_input_weight: 2}\n").unwrap_err();
+    assert!(e.contains("limits.cached_input_weight"), "{e}");
+    let e = parse("limits: {classes: {gold: {tpm: 1}}}\n").unwrap_err();
+    assert!(e.contains("class_claim"), "{e}");
+    let e = parse("limits: {store: {redis: {url: \"http://x\"}}}\n").unwrap_err();
+    assert!(e.contains("limits.store.redis.url"), "{e}");
+    let e = parse("limits: {store: {memcached: {}}}\n").unwrap_err();
+    assert!(e.contains("limits.store") && e.contains("memcached"), "{e}");
+}
