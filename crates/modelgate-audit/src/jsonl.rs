@@ -38,7 +38,7 @@ impl From<serde_json::Error> for Error {
 }
 
 /// Whether no byte of `s` needs escaping (serde_json escapes exactly the
-/// bytes below 0x20, `"` and `\\`): eight bytes at a time with the
+/// bytes below 0x20, `"` and `\`): eight bytes at a time with the
 /// classic "has a byte less than n / equal to c" word tricks (exact for
 /// "any"; bytes >= 0x80, UTF-8, never match).
 fn clean(s: &[u8]) -> bool {
