@@ -118,5 +118,5 @@ def run(work: Path, static_block: str) -> str:
         f"| RSS with {KEYS:,} keys | {big_rss:.0f} MB | < 300 MB |",
         f"| a request with the last key / a wrong secret | {r.status_code} / {bad.status_code} | 200 / 401 |",
         "",
-        "Lookups are one hash-map probe by key id, then a constant-time digest compare (O(1)).",
+        "Lookups are one SHA-256 of the presented key, one open-addressing probe by its digest and a constant-time compare (O(1)).",
     ]) + "\n"

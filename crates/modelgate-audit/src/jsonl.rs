@@ -37,30 +37,33 @@ impl From<serde_json::Error> for Error {
     }
 }
 
-/// Whether `b` must be escaped in a JSON string (serde_json escapes exactly these).
-const fn special(b: u8) -> bool {
-    b < 0x20 || b == b'"' || b == b'\\'
-}
-
-/// Whether no byte of `s` needs escaping: eight bytes at a time with the
+/// Whether no byte of `s` needs escaping (serde_json escapes exactly the
+/// bytes below 0x20, `"` and `\`): eight bytes at a time with the
 /// classic "has a byte less than n / equal to c" word tricks (exact for
 /// "any"; bytes >= 0x80, UTF-8, never match).
 fn clean(s: &[u8]) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
-    let mut chunks = s.chunks_exact(8);
-    let mut hits = 0u64;
-    for c in &mut chunks {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(c);
-        let x = u64::from_le_bytes(word);
+    let hits = |x: u64| {
         let quote = x ^ (ONES * u64::from(b'"'));
         let backslash = x ^ (ONES * u64::from(b'\\'));
-        hits |= (x.wrapping_sub(ONES * 0x20) & !x)
+        (x.wrapping_sub(ONES * 0x20) & !x)
             | (quote.wrapping_sub(ONES) & !quote)
-            | (backslash.wrapping_sub(ONES) & !backslash);
+            | (backslash.wrapping_sub(ONES) & !backslash)
+    };
+    let mut chunks = s.chunks_exact(8);
+    let mut found = 0u64;
+    let mut word = [0u8; 8];
+    for c in &mut chunks {
+        word.copy_from_slice(c);
+        found |= hits(u64::from_le_bytes(word));
     }
-    hits & HIGH == 0 && !chunks.remainder().iter().any(|&b| special(b))
+    // The last 0-7 bytes, padded with a byte that never matches.
+    let rest = chunks.remainder();
+    word = [b'a'; 8];
+    word[..rest.len()].copy_from_slice(rest);
+    found |= hits(u64::from_le_bytes(word));
+    found & HIGH == 0
 }
 
 struct Line<'o>(&'o mut Vec<u8>);
@@ -597,6 +600,11 @@ mod tests {
                 same_as_serde_json(&sparse);
             }
         }
+    }
+
+    /// Whether `b` must be escaped in a JSON string.
+    const fn special(b: u8) -> bool {
+        b < 0x20 || b == b'"' || b == b'\\'
     }
 
     #[test]
