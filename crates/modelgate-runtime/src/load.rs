@@ -70,6 +70,7 @@ pub fn load(spec: &BuiltinModelSpec) -> Result<LoadedModel, RuntimeError> {
         max_batch_size: settings.max_batch_size,
         plan,
         fingerprint,
+        cost: crate::model::RunCost::default(),
     })
 }
 
