@@ -2,8 +2,7 @@
 //! serves them over KServe V1, OIP V2 REST and OIP V2 gRPC, after the gateway
 //! has authenticated and authorized the request.
 //!
-//! Inference runs on a bounded pool of dedicated threads ([`RuntimeSettings`]),
-//! or inline on the I/O thread for a small request to a model measured fast;
+//! Inference runs on a bounded pool of dedicated threads ([`RuntimeSettings`]);
 //! models are swapped atomically on config update or file change
 //! ([`Runtime::update`], [`Runtime::reload_changed`]).
 
@@ -13,7 +12,6 @@ mod error;
 mod grpc;
 mod http_io;
 mod infer;
-mod inline;
 mod json_data;
 mod json_out;
 mod load;

@@ -70,7 +70,6 @@ pub fn load(spec: &BuiltinModelSpec) -> Result<LoadedModel, RuntimeError> {
         max_batch_size: settings.max_batch_size,
         plan,
         fingerprint,
-        cost: crate::model::RunCost::default(),
     })
 }
 

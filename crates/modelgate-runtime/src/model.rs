@@ -2,8 +2,6 @@
 //! report and validate against. Immutable once built; shared by `Arc`.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
 
 use modelgate_core::ModelName;
 use tract_onnx::prelude::{TValue, TVec, TractResult, TypedRunnableModel, TypedSimpleState};
@@ -85,8 +83,6 @@ pub struct LoadedModel {
     pub max_batch_size: Option<usize>,
     pub(crate) plan: Arc<TypedRunnableModel>,
     pub(crate) fingerprint: Fingerprint,
-    /// What a small run of this model costs, learnt from its runs.
-    pub(crate) cost: RunCost,
 }
 
 impl std::fmt::Debug for LoadedModel {
@@ -108,10 +104,7 @@ impl LoadedModel {
         ctx: &mut WorkerContext,
         inputs: TVec<TValue>,
     ) -> Result<Vec<OutputTensor>, String> {
-        let elements = inputs.iter().map(|v| v.len()).sum();
-        let start = Instant::now();
         let outs = ctx.run(&self.plan, inputs).map_err(|e| format!("{e:#}"))?;
-        self.cost.record(elements, start.elapsed());
         outs.iter()
             .enumerate()
             .map(|(index, v)| {
@@ -130,59 +123,6 @@ impl LoadedModel {
     }
 }
 
-/// Requests of at most this many input elements may run inline.
-pub const INLINE_MAX_ELEMENTS: usize = 1024;
-/// ... if a small run of the model takes at most this long on average.
-pub const INLINE_MAX_NANOS: u64 = 50_000;
-const UNKNOWN: u64 = u64::MAX;
-
-/// The average time (an exponential moving average, in ns) a run of a
-/// small request takes. A request may run inline on the I/O thread, skipping
-/// the hand-off to the inference pool, when it is small and the model is
-/// known to be fast; anything else, and the first runs, go to the pool.
-/// A model that turns slow is sent back to the pool by its next runs.
-#[derive(Debug)]
-pub(crate) struct RunCost {
-    small_nanos: AtomicU64,
-}
-
-impl Default for RunCost {
-    fn default() -> Self {
-        RunCost {
-            small_nanos: AtomicU64::new(UNKNOWN),
-        }
-    }
-}
-
-impl RunCost {
-    /// Whether a request of `elements` input elements may run inline.
-    pub fn inline_ok(&self, elements: usize) -> bool {
-        elements <= INLINE_MAX_ELEMENTS
-            && self.small_nanos.load(Ordering::Relaxed) <= INLINE_MAX_NANOS
-    }
-
-    /// Records one run (a racy read-modify-write: an average, not a count).
-    pub fn record(&self, elements: usize, took: std::time::Duration) {
-        if elements > INLINE_MAX_ELEMENTS {
-            return;
-        }
-        // A sample counts for at most twice the limit: one run stretched by
-        // a preemption (wall time) must not send a fast model to the pool
-        // for the next hundred requests; a slow model's average still ends
-        // above the limit.
-        let ns = u64::try_from(took.as_nanos())
-            .unwrap_or(u64::MAX)
-            .min(2 * INLINE_MAX_NANOS);
-        let old = self.small_nanos.load(Ordering::Relaxed);
-        let new = if old == UNKNOWN {
-            ns
-        } else {
-            (old.saturating_mul(7).saturating_add(ns)) / 8
-        };
-        self.small_nanos.store(new, Ordering::Relaxed);
-    }
-}
-
 /// Execution states kept per inference thread, at most this many.
 const CACHED_STATES: usize = 8;
 
@@ -196,16 +136,6 @@ pub struct WorkerContext {
 }
 
 impl WorkerContext {
-    pub const fn new() -> WorkerContext {
-        WorkerContext { states: Vec::new() }
-    }
-
-    /// How many states are cached.
-    #[cfg(test)]
-    pub fn cached(&self) -> usize {
-        self.states.len()
-    }
-
     /// Runs `plan` on the cached state for it (made on first use). States of
     /// plans no model references any more are dropped here, so a reloaded
     /// model's old plan does not linger.
@@ -243,36 +173,6 @@ mod tests {
                 .unwrap()
                 .into_tvalue()
         ]
-    }
-
-    #[test]
-    fn run_cost_learns_which_requests_may_run_inline() {
-        use std::time::Duration;
-        let c = RunCost::default();
-        assert!(!c.inline_ok(8), "unknown cost: the pool");
-        c.record(8, Duration::from_micros(10));
-        assert!(c.inline_ok(8));
-        assert!(
-            !c.inline_ok(INLINE_MAX_ELEMENTS + 1),
-            "large input: the pool"
-        );
-        // A large run does not count; slow small runs send the model back.
-        c.record(INLINE_MAX_ELEMENTS + 1, Duration::from_secs(1));
-        assert!(c.inline_ok(8));
-        // One preempted run does not; a model that stays slow does.
-        c.record(8, Duration::from_millis(20));
-        assert!(c.inline_ok(8));
-        for _ in 0..8 {
-            c.record(8, Duration::from_micros(200));
-        }
-        assert!(!c.inline_ok(8));
-        c.record(8, Duration::from_secs(u64::MAX));
-        assert!(!c.inline_ok(8));
-        // A model runs record their cost.
-        let m = load(&fixture("iris-logreg")).unwrap();
-        assert!(!m.cost.inline_ok(8));
-        m.run(&mut WorkerContext::new(), rows(2)).unwrap();
-        assert_ne!(m.cost.small_nanos.load(Ordering::Relaxed), UNKNOWN);
     }
 
     #[test]

@@ -145,25 +145,11 @@ impl Runtime {
     }
 
     /// Runs `model` on the inference pool; 503 with `Retry-After` when full.
-    /// A small request to a model known to be fast runs inline instead (see
-    /// `crate::inline`).
     pub(crate) async fn execute(
         &self,
         model: Arc<LoadedModel>,
         inputs: TVec<TValue>,
     ) -> Result<(Arc<LoadedModel>, Vec<OutputTensor>), Reject> {
-        let elements = inputs.iter().map(|v| v.len()).sum();
-        if model.cost.inline_ok(elements) {
-            return match crate::inline::run(&model, inputs) {
-                Ok(Ok(outputs)) => Ok((model, outputs)),
-                Ok(Err(detail)) => Err(Reject::Internal {
-                    detail: format!("model '{}' failed: {detail}", model.name),
-                }),
-                Err(()) => Err(Reject::Internal {
-                    detail: format!("model '{}': inference job panicked", model.name),
-                }),
-            };
-        }
         let job = Arc::clone(&model);
         let pending = self
             .inner
