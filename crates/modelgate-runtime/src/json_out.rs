@@ -1,5 +1,6 @@
 //! Serializing output tensors into JSON without copying them: flat `data`
-//! for V2, nested lists for V1 `predictions`.
+//! for V2, nested lists for V1 `predictions`; and the small writers the V2
+//! answer is written with directly (no serde structs, no key escaping).
 
 use serde::Serialize;
 use serde::ser::{SerializeSeq, Serializer};
@@ -19,6 +20,55 @@ impl Serialize for Flat<'_> {
             TensorData::Fp64(v) => v.serialize(s),
         }
     }
+}
+
+/// Appends `s` as a JSON string (escaped as serde_json does).
+pub fn string(out: &mut Vec<u8>, s: &str) {
+    if s.bytes()
+        .all(|b| b >= 0x20 && b != b'"' && b != b'\\' && b < 0x7f)
+    {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        // Writing to a Vec cannot fail, and a &str always serializes.
+        let _ = serde_json::to_writer(&mut *out, s);
+    }
+}
+
+/// Appends an unsigned integer.
+pub fn usize(out: &mut Vec<u8>, n: usize) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+/// Appends `[a,b,…]`.
+pub fn usizes(out: &mut Vec<u8>, v: &[usize]) {
+    out.push(b'[');
+    for (i, n) in v.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        usize(out, *n);
+    }
+    out.push(b']');
+}
+
+/// Appends a tensor's elements as one flat JSON list (exactly as [`Flat`]).
+pub fn flat(out: &mut Vec<u8>, data: &TensorData) -> Result<(), modelgate_core::Reject> {
+    serde_json::to_writer(&mut *out, &Flat(data)).map_err(|e| modelgate_core::Reject::Internal {
+        detail: format!("serializing response: {e}"),
+    })
 }
 
 /// A tensor's elements as JSON lists nested like `shape`.
@@ -89,6 +139,40 @@ impl<T: Serialize> Serialize for NestedSlice<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn direct_writers_match_serde_json() {
+        for s in [
+            "iris",
+            "",
+            "a\"b",
+            "tab\there",
+            "ünï",
+            "\u{7f}",
+            "back\\slash",
+        ] {
+            let mut out = Vec::new();
+            string(&mut out, s);
+            assert_eq!(out, serde_json::to_vec(s).unwrap(), "{s:?}");
+        }
+        for n in [0usize, 7, 10, 12345, usize::MAX] {
+            let mut out = Vec::new();
+            usize(&mut out, n);
+            assert_eq!(out, serde_json::to_vec(&n).unwrap());
+        }
+        let mut out = Vec::new();
+        usizes(&mut out, &[2, 3]);
+        assert_eq!(out, b"[2,3]");
+        usizes(&mut out, &[]);
+        assert_eq!(out, b"[2,3][]");
+        let mut out = Vec::new();
+        flat(
+            &mut out,
+            &TensorData::Fp32(vec![0.801_548_5, 1.0, f32::NAN]),
+        )
+        .unwrap();
+        assert_eq!(out, b"[0.8015485,1.0,null]");
+    }
 
     #[test]
     fn nests_by_shape() {

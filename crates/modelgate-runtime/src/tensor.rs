@@ -79,19 +79,25 @@ impl TensorData {
 
     /// Little-endian bytes, as in gRPC `raw_output_contents` (BOOL is one byte).
     pub fn to_le_bytes(&self) -> Vec<u8> {
-        fn collect<T: Copy, const N: usize>(v: &[T], f: fn(T) -> [u8; N]) -> Vec<u8> {
-            let mut out = Vec::with_capacity(v.len() * N);
+        let mut out = Vec::new();
+        self.append_le_bytes(&mut out);
+        out
+    }
+
+    /// Appends the little-endian bytes of the elements to `out`.
+    pub fn append_le_bytes(&self, out: &mut Vec<u8>) {
+        fn collect<T: Copy, const N: usize>(out: &mut Vec<u8>, v: &[T], f: fn(T) -> [u8; N]) {
+            out.reserve(v.len() * N);
             for x in v {
                 out.extend_from_slice(&f(*x));
             }
-            out
         }
         match self {
-            TensorData::Bool(v) => v.iter().map(|b| u8::from(*b)).collect(),
-            TensorData::Int32(v) => collect(v, i32::to_le_bytes),
-            TensorData::Int64(v) => collect(v, i64::to_le_bytes),
-            TensorData::Fp32(v) => collect(v, f32::to_le_bytes),
-            TensorData::Fp64(v) => collect(v, f64::to_le_bytes),
+            TensorData::Bool(v) => out.extend(v.iter().map(|b| u8::from(*b))),
+            TensorData::Int32(v) => collect(out, v, i32::to_le_bytes),
+            TensorData::Int64(v) => collect(out, v, i64::to_le_bytes),
+            TensorData::Fp32(v) => collect(out, v, f32::to_le_bytes),
+            TensorData::Fp64(v) => collect(out, v, f64::to_le_bytes),
         }
     }
 

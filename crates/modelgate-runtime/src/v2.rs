@@ -13,9 +13,9 @@ use modelgate_core::{BoxBody, Operation, Reject};
 use serde::{Deserialize, Serialize};
 
 use crate::binary::{self, Params, Tail};
-use crate::http_io::{parse_json, read_body, to_json_response};
+use crate::http_io::{json_response, parse_json, read_body, to_json_response};
 use crate::json_data::JsonData;
-use crate::json_out::Flat;
+use crate::json_out;
 use crate::model::{ClassLabels, LoadedModel};
 use crate::runtime::BuiltinCall;
 use crate::{InputTensor, Runtime, TensorData, infer};
@@ -54,30 +54,6 @@ struct RequestOutput<'a> {
     name: Cow<'a, str>,
     #[serde(default)]
     parameters: Option<Params>,
-}
-
-#[derive(Serialize)]
-struct InferResponse<'a> {
-    model_name: &'a str,
-    model_version: &'a str,
-    id: &'a str,
-    outputs: Vec<ResponseOutput<'a>>,
-}
-
-#[derive(Serialize)]
-struct ResponseOutput<'a> {
-    name: &'a str,
-    datatype: &'static str,
-    shape: &'a [usize],
-    #[serde(skip_serializing_if = "Option::is_none")]
-    parameters: Option<BinarySize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    data: Option<Flat<'a>>,
-}
-
-#[derive(Serialize)]
-struct BinarySize {
-    binary_data_size: usize,
 }
 
 #[derive(Serialize)]
@@ -182,13 +158,16 @@ async fn infer(
     let outputs = infer::pick(outputs, &picked);
     let id = request_id(req.id.as_deref(), headers);
     let mut tail_out = Vec::new();
-    let mut body = InferResponse {
-        model_name: model.name.as_str(),
-        model_version: &model.version,
-        id: &id,
-        outputs: Vec::with_capacity(outputs.len()),
-    };
-    for o in &outputs {
+    let mut json = Vec::with_capacity(256);
+    json.extend_from_slice(b"{\"model_name\":");
+    json_out::string(&mut json, model.name.as_str());
+    json.extend_from_slice(b",\"model_version\":");
+    json_out::string(&mut json, &model.version);
+    json.extend_from_slice(b",\"id\":");
+    json_out::string(&mut json, &id);
+    json.extend_from_slice(b",\"outputs\":[");
+    let mut any_binary = false;
+    for (i, o) in outputs.iter().enumerate() {
         let name = model
             .outputs
             .get(o.index)
@@ -199,43 +178,45 @@ async fn infer(
             .map(|(_, b)| *b)
             .or(all_binary)
             .unwrap_or(false);
-        let (parameters, data) = if binary {
-            let bytes = o.data.to_le_bytes();
-            let size = bytes.len();
-            tail_out.extend_from_slice(&bytes);
-            (
-                Some(BinarySize {
-                    binary_data_size: size,
-                }),
-                None,
-            )
+        if i > 0 {
+            json.push(b',');
+        }
+        json.extend_from_slice(b"{\"name\":");
+        json_out::string(&mut json, name);
+        json.extend_from_slice(b",\"datatype\":\"");
+        json.extend_from_slice(o.data.datatype().as_str().as_bytes());
+        json.extend_from_slice(b"\",\"shape\":");
+        json_out::usizes(&mut json, &o.shape);
+        if binary {
+            any_binary = true;
+            let before = tail_out.len();
+            o.data.append_le_bytes(&mut tail_out);
+            json.extend_from_slice(b",\"parameters\":{\"binary_data_size\":");
+            json_out::usize(&mut json, tail_out.len() - before);
+            json.push(b'}');
         } else {
-            (None, Some(Flat(&o.data)))
-        };
-        body.outputs.push(ResponseOutput {
-            name,
-            datatype: o.data.datatype().as_str(),
-            shape: &o.shape,
-            parameters,
-            data,
-        });
+            json.extend_from_slice(b",\"data\":");
+            json_out::flat(&mut json, &o.data)?;
+        }
+        json.push(b'}');
     }
-    if body.outputs.iter().all(|o| o.parameters.is_none()) {
-        return to_json_response(&body);
+    json.extend_from_slice(b"]}");
+    if !any_binary {
+        return Ok(json_response(json));
     }
-    let json = serde_json::to_vec(&body).map_err(|e| Reject::Internal {
-        detail: format!("serializing response: {e}"),
-    })?;
     Ok(binary::response(json, &tail_out))
 }
 
 /// Decodes one request input, from JSON `data` or from the binary tail;
 /// checks that nested `data` spells its `shape`.
 fn decode_input(input: RequestInput<'_>, tail: &mut Tail) -> Result<InputTensor, Reject> {
-    let name = infer::shown(&input.name);
-    let bad = |m: String| Reject::BadRequest(format!("input '{name}': {m}"));
+    // The shown name is built only for an error message.
+    let bad = |m: String| Reject::BadRequest(format!("input '{}': {m}", infer::shown(&input.name)));
     let declared = crate::Datatype::parse(&input.datatype).map_err(bad)?;
-    let size = binary::size(input.parameters.as_ref(), &format!("input '{name}'"))?;
+    let size = match input.parameters.as_ref() {
+        None => None,
+        Some(p) => binary::size(Some(p), &format!("input '{}'", infer::shown(&input.name)))?,
+    };
     let data = match (input.data, size) {
         (Some(_), Some(_)) => {
             return Err(bad("has both data and binary_data_size".into()));
