@@ -152,7 +152,8 @@ def targets(rows: list[dict], in_process_lines: list[str]) -> list[str]:
                        f" | ≤ 1 ms | {'yes' if lat['p99'] <= 1.0 else 'no'} |")
         if t and t.get("p99") is not None:
             out.append(f"| Check p99, {label}, at max rate (128 in flight) | {t['p99']:.2f} ms | - | - |")
-    for label, prefix, target in (("in-process decide p99, JWT verified", "JWT ES256, verified", 30.0),
+    for label, prefix, target in (("in-process decide p99, JWT ES256 verified", "JWT ES256, verified", 30.0),
+                                  ("in-process decide p99, JWT RS256 verified", "JWT RS256", 30.0),
                                   ("in-process decide p99, JWT cached", "JWT ES256, cached", 5.0),
                                   ("in-process decide p99, API key", "API key", None)):
         v = p99_us(prefix)

@@ -1,7 +1,8 @@
 //! In-process ext_authz decision cost: a `CheckRequest` converted and
 //! decided by the one decision function (routing, identity, policy), with an
-//! API key, with a JWT verified each time (a fresh ES256 token per check)
-//! and with a JWT already verified (the verified-token cache). A timing
+//! API key, with a JWT verified each time (a fresh ES256 or RS256 token per
+//! check; RS256 is the default of Keycloak, Dex and oidc-provider) and with a
+//! JWT already verified (the verified-token cache). A timing
 //! loop, not a test: `cargo bench -p modelgate-extauthz --bench decide`.
 //! Prints p50/p99/mean per scenario (targets: JWT ≤ 30 µs p99, cached ≤ 5 µs).
 //! `DECIDE_SLOW=1` also lists the checks over 500 µs (index, µs) on stderr,
@@ -16,7 +17,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use modelgate_app::{Claimed, Explainer, NoBody};
 use modelgate_extauthz::{ask_from_check, bench_support::check_request};
 use ring::rand::SystemRandom;
-use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+use ring::signature::{
+    ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair, RSA_PKCS1_SHA256, RsaKeyPair,
+};
 
 const ISS: &str = "https://idp.bench";
 const PATH: &str = "/v2/models/iris/infer";
@@ -28,20 +31,59 @@ fn es256() -> EcdsaKeyPair {
     EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng).unwrap()
 }
 
-fn token(key: &EcdsaKeyPair, sub: &str) -> String {
+/// A 2048-bit RSA key (PKCS#1 DER): ring does not generate RSA keys, so
+/// `openssl` does.
+fn rs256(dir: &std::path::Path) -> RsaKeyPair {
+    let der = dir.join("rsa.der");
+    let ok = std::process::Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+        ])
+        .args(["-outform", "DER", "-out"])
+        .arg(&der)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl (Debian) generates the RS256 bench key")
+        .success();
+    assert!(ok, "openssl genpkey failed");
+    RsaKeyPair::from_der(&std::fs::read(der).unwrap()).unwrap()
+}
+
+fn claims(sub: &str, alg: &str, kid: &str) -> String {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    let head = B64.encode(r#"{"alg":"ES256","kid":"k1","typ":"JWT"}"#);
+    let head = B64.encode(format!(r#"{{"alg":"{alg}","kid":"{kid}","typ":"JWT"}}"#));
     let claims =
         serde_json::json!({"iss": ISS, "sub": sub, "aud": "models", "iat": now, "exp": now + 3600});
-    let input = format!("{head}.{}", B64.encode(claims.to_string()));
+    format!("{head}.{}", B64.encode(claims.to_string()))
+}
+
+fn token(key: &EcdsaKeyPair, sub: &str) -> String {
+    let input = claims(sub, "ES256", "k1");
     let sig = key.sign(&SystemRandom::new(), input.as_bytes()).unwrap();
     format!("{input}.{}", B64.encode(sig.as_ref()))
 }
 
-fn explainer(dir: &std::path::Path, key: &EcdsaKeyPair) -> (Explainer, String) {
+fn rs_token(key: &RsaKeyPair, sub: &str) -> String {
+    let input = claims(sub, "RS256", "r1");
+    let mut sig = vec![0; key.public().modulus_len()];
+    key.sign(
+        &RSA_PKCS1_SHA256,
+        &SystemRandom::new(),
+        input.as_bytes(),
+        &mut sig,
+    )
+    .unwrap();
+    format!("{input}.{}", B64.encode(sig))
+}
+
+fn explainer(dir: &std::path::Path, key: &EcdsaKeyPair, rsa: &RsaKeyPair) -> (Explainer, String) {
     let keys = dir.join("keys.json");
     let api_key = modelgate_authn::keys::KeyFile::update(&keys, |f| {
         f.create("bench", vec!["*".into()], None, SystemTime::now())
@@ -49,8 +91,12 @@ fn explainer(dir: &std::path::Path, key: &EcdsaKeyPair) -> (Explainer, String) {
     .unwrap()
     .key;
     let p = key.public_key().as_ref();
+    let rsa_pub: ring::rsa::PublicKeyComponents<Vec<u8>> = rsa.public().into();
     let jwks = serde_json::json!({"keys": [{"kty": "EC", "crv": "P-256", "kid": "k1", "alg": "ES256",
-        "x": B64.encode(&p[1..33]), "y": B64.encode(&p[33..65])}]});
+        "x": B64.encode(&p[1..33]), "y": B64.encode(&p[33..65])},
+        {"kty": "RSA", "kid": "r1", "alg": "RS256",
+        "n": B64.encode(&rsa_pub.n),
+        "e": B64.encode(&rsa_pub.e)}]});
     let text = format!(
         r#"
 listen: {{address: "127.0.0.1:1"}}
@@ -117,12 +163,16 @@ fn report(name: &str, mut t: Vec<Duration>) {
 fn main() {
     let dir = tempfile::tempdir().unwrap();
     let key = es256();
-    let (ex, api_key) = explainer(dir.path(), &key);
+    let rsa = rs256(dir.path());
+    let (ex, api_key) = explainer(dir.path(), &key, &rsa);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     let fresh: Vec<String> = (0..N).map(|i| token(&key, &format!("user-{i}"))).collect();
+    let rs_fresh: Vec<String> = (0..N)
+        .map(|i| rs_token(&rsa, &format!("user-{i}")))
+        .collect();
     let same = vec![token(&key, "cached"); N];
     let api = vec![api_key; N];
     // Warm-up (allocators, caches of the route table).
@@ -135,6 +185,10 @@ fn main() {
     report(
         "JWT ES256, verified each time (fresh token per check)",
         run(&rt, &ex, &fresh),
+    );
+    report(
+        "JWT RS256 (2048-bit), verified each time (fresh token per check)",
+        run(&rt, &ex, &rs_fresh),
     );
     report("JWT ES256, cached (same token)", run(&rt, &ex, &same));
 }
