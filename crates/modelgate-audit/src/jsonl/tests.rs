@@ -1,0 +1,165 @@
+//! Tests of the decision-record serializer: byte-identical to serde_json.
+
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime};
+
+use super::*;
+use crate::{Decision, ExternalNote, Outcome, PolicyNote, Rule, WristbandNote};
+
+fn same_as_serde_json<T: Serialize>(v: &T) {
+    let mut ours = Vec::new();
+    write(&mut ours, v).unwrap();
+    let theirs = serde_json::to_vec(v).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&ours),
+        String::from_utf8_lossy(&theirs)
+    );
+}
+
+fn full<'a>(path: &'a str, identity: &'a str, client: SocketAddr) -> Decision<'a> {
+    Decision {
+        ts: SystemTime::UNIX_EPOCH + Duration::new(1_795_434_695, 123_456_789),
+        request_id: "0b6f1c1e-7a2d-4a57-9a39-2c0d7e1f3a44",
+        client,
+        method: "POST",
+        path,
+        host: Some("models.example.com"),
+        model: Some("iris"),
+        protocol: Some("v2"),
+        operation: Some("infer"),
+        identity: Some(identity),
+        auth_method: Some("api_key"),
+        issuer: Some("https://issuer.example.com/realms/x"),
+        decision: Outcome::Deny,
+        authorized: false,
+        response: "PERMISSION_DENIED",
+        reason: Some("no policy allows"),
+        status: 403,
+        upstream: Some("http://127.0.0.1:8080"),
+        upstream_ms: Some(Duration::from_micros(1234)),
+        upstream_ttfb_ms: Some(Duration::from_nanos(1)),
+        stream_ms: Some(Duration::from_secs(3)),
+        total_ms: Duration::from_micros(1500),
+        rule: Rule {
+            basis: Some("policy"),
+            policy: Some(PolicyNote {
+                name: "deny-all",
+                action: "DENY",
+                would: None,
+            }),
+            dry_run: vec![PolicyNote {
+                name: "try",
+                action: "ALLOW",
+                would: Some("not_allow"),
+            }],
+            audit: vec![
+                PolicyNote {
+                    name: "a1",
+                    action: "AUDIT",
+                    would: None,
+                },
+                PolicyNote {
+                    name: "a\"2",
+                    action: "AUDIT",
+                    would: None,
+                },
+            ],
+            external: Some(ExternalNote {
+                provider: "opa",
+                outcome: "denied",
+            }),
+        },
+        wristband: Some(WristbandNote {
+            kid: "k1",
+            jti: "j1",
+        }),
+        tokens: Some(crate::TokenNote {
+            input: 12,
+            output: 7,
+            total: 19,
+        }),
+    }
+}
+
+#[test]
+fn records_are_written_as_serde_json_writes_them() {
+    let v4: SocketAddr = "10.1.2.3:4567".parse().unwrap();
+    let v6: SocketAddr = "[2001:db8::5]:1".parse().unwrap();
+    for path in [
+        "/v2/models/iris/infer",
+        "",
+        "/quote\"and\\backslash",
+        "/ctl\u{1}\n\t\u{7f}",
+        "/ünïcødé/路径/a-long-path-that-is-more-than-sixteen-bytes-long\"",
+        "0123456789abcdef",
+        "0123456789abcde\"",
+        "01234567\u{1f}",
+        "\u{1f}1234567",
+        "a\\bcdefgh",
+        "abcdefg\\",
+        "\u{80}\u{ff}ÿÿÿÿ !#[]",
+    ] {
+        for client in [v4, v6] {
+            let d = full(path, path, client);
+            same_as_serde_json(&d);
+            let sparse = Decision {
+                host: None,
+                model: None,
+                protocol: None,
+                operation: None,
+                identity: None,
+                auth_method: None,
+                issuer: None,
+                reason: None,
+                upstream: None,
+                upstream_ms: None,
+                upstream_ttfb_ms: None,
+                stream_ms: None,
+                rule: Rule::default(),
+                wristband: None,
+                tokens: None,
+                decision: Outcome::Reject,
+                ..d
+            };
+            same_as_serde_json(&sparse);
+        }
+    }
+}
+
+/// Whether `b` must be escaped in a JSON string.
+const fn special(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\'
+}
+
+#[test]
+fn clean_finds_every_special_byte_at_every_position() {
+    for len in [1usize, 7, 8, 9, 16, 23] {
+        for at in 0..len {
+            for b in 0..=255u8 {
+                let mut s = vec![b'a'; len];
+                s[at] = b;
+                assert_eq!(clean(&s), !special(b), "byte {b:#x} at {at} of {len}");
+            }
+        }
+    }
+    assert!(clean(b""));
+}
+
+#[test]
+fn other_shapes_match_serde_json_too() {
+    #[derive(Serialize)]
+    enum E {
+        Unit,
+        New(u8),
+        Tuple(i32, f64),
+        Struct { a: Option<u64>, b: char },
+    }
+    let mut map = std::collections::BTreeMap::new();
+    map.insert("k\"", vec![E::Unit, E::New(7)]);
+    map.insert("z", vec![E::Tuple(-1, 0.1), E::Struct { a: None, b: '"' }]);
+    same_as_serde_json(&map);
+    same_as_serde_json(&(1.5f32, f64::NAN, u64::MAX, i64::MIN, (), [0u8; 0]));
+    let mut bad = std::collections::BTreeMap::new();
+    bad.insert(1, 2);
+    assert!(write(&mut Vec::new(), &bad).is_err());
+}
