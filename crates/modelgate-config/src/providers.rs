@@ -50,7 +50,20 @@ pub struct RawExtAuthzHttp {
     #[serde(default)]
     pub headers_to_downstream_on_deny: Option<Vec<String>>,
     #[serde(default)]
-    pub include_request_body_in_check: Option<yaml_serde::Value>,
+    pub include_request_body_in_check: Option<RawRequestBody>,
+}
+
+/// `includeRequestBodyInCheck` as written (Istio's
+/// `EnvoyExternalAuthorizationRequestBody`, Envoy's `BufferSettings`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawRequestBody {
+    #[serde(default)]
+    pub max_request_bytes: Option<u32>,
+    #[serde(default)]
+    pub allow_partial_message: Option<bool>,
+    #[serde(default)]
+    pub pack_as_bytes: Option<bool>,
 }
 
 /// `envoyExtAuthzGrpc` as written.
@@ -66,7 +79,7 @@ pub struct RawExtAuthzGrpc {
     #[serde(default)]
     pub status_on_error: Option<String>,
     #[serde(default)]
-    pub include_request_body_in_check: Option<yaml_serde::Value>,
+    pub include_request_body_in_check: Option<RawRequestBody>,
 }
 
 /// A validated external authorizer.
@@ -81,7 +94,23 @@ pub struct ExtensionProvider {
     /// On error or timeout: allow (`true`) or refuse with `status_on_error`.
     pub fail_open: bool,
     pub status_on_error: StatusCode,
+    /// `includeRequestBodyInCheck`: send the request body with the check.
+    pub body: Option<RequestBody>,
     pub kind: ProviderKind,
+}
+
+/// How much of the request body goes with the check, as Envoy's ext_authz
+/// filter buffers it (`with_request_body`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestBody {
+    /// The most bytes held and sent. A longer body is refused with 413
+    /// (even with `failOpen`) unless `allow_partial`.
+    pub max_bytes: u32,
+    /// Send the first `max_bytes` of a longer body, marked with
+    /// `x-envoy-auth-partial-body: true`.
+    pub allow_partial: bool,
+    /// gRPC: the body goes in `raw_body` (bytes) instead of `body` (UTF-8).
+    pub pack_as_bytes: bool,
 }
 
 /// Which protocol the authorizer speaks.
@@ -176,13 +205,14 @@ pub(crate) fn providers(
                 None
             }
         };
-        if let Some((authority, timeout, fail_open, status_on_error, kind)) = one {
+        if let Some((authority, timeout, fail_open, status_on_error, body, kind)) = one {
             out.push(ExtensionProvider {
                 name: p.name,
                 authority,
                 timeout,
                 fail_open,
                 status_on_error,
+                body,
                 kind,
             });
         }
@@ -190,14 +220,41 @@ pub(crate) fn providers(
     out
 }
 
-type Common = (String, Duration, bool, StatusCode, ProviderKind);
+type Common = (
+    String,
+    Duration,
+    bool,
+    StatusCode,
+    Option<RequestBody>,
+    ProviderKind,
+);
+
+/// `includeRequestBodyInCheck`: Envoy refuses a `max_request_bytes` of 0.
+fn request_body(raw: Option<RawRequestBody>, key: &str, c: &mut Collector) -> Option<RequestBody> {
+    let raw = raw?;
+    let max_bytes = match raw.max_request_bytes {
+        Some(n) if n > 0 => n,
+        _ => {
+            c.push(
+                format!("{key}.includeRequestBodyInCheck.maxRequestBytes"),
+                "missing or 0",
+                "set the most body bytes sent with the check, e.g. maxRequestBytes: 8192",
+            );
+            return None;
+        }
+    };
+    Some(RequestBody {
+        max_bytes,
+        allow_partial: raw.allow_partial_message.unwrap_or(false),
+        pack_as_bytes: raw.pack_as_bytes.unwrap_or(false),
+    })
+}
 
 fn common(
     service: &str,
     port: u16,
     timeout: Option<&str>,
     status: Option<&str>,
-    body: bool,
     key: &str,
     c: &mut Collector,
 ) -> (String, Duration, StatusCode) {
@@ -229,13 +286,6 @@ fn common(
             StatusCode::FORBIDDEN
         }
     };
-    if body {
-        c.push(
-            format!("{key}.includeRequestBodyInCheck"),
-            "sending the request body to an external authorizer is not supported",
-            "remove includeRequestBodyInCheck; the check carries the request head only",
-        );
-    }
     (format!("{host}:{port}"), timeout, status)
 }
 
@@ -245,10 +295,10 @@ fn http(h: RawExtAuthzHttp, key: &str, c: &mut Collector) -> Option<Common> {
         h.port,
         h.timeout.as_deref(),
         h.status_on_error.as_deref(),
-        h.include_request_body_in_check.is_some(),
         key,
         c,
     );
+    let body = request_body(h.include_request_body_in_check, key, c);
     let path_prefix = h.path_prefix.unwrap_or_default();
     if !path_prefix.is_empty()
         && (!path_prefix.starts_with('/') || path_prefix.contains(['?', '#', '%']))
@@ -312,6 +362,7 @@ fn http(h: RawExtAuthzHttp, key: &str, c: &mut Collector) -> Option<Common> {
         timeout,
         h.fail_open.unwrap_or(false),
         status,
+        body,
         kind,
     ))
 }
@@ -322,15 +373,16 @@ fn grpc(g: RawExtAuthzGrpc, key: &str, c: &mut Collector) -> Option<Common> {
         g.port,
         g.timeout.as_deref(),
         g.status_on_error.as_deref(),
-        g.include_request_body_in_check.is_some(),
         key,
         c,
     );
+    let body = request_body(g.include_request_body_in_check, key, c);
     Some((
         authority,
         timeout,
         g.fail_open.unwrap_or(false),
         status,
+        body,
         ProviderKind::Grpc,
     ))
 }

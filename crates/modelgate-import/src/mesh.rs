@@ -22,8 +22,16 @@ const HTTP_KEYS: &[&str] = &[
     "includeAdditionalHeadersInCheck",
     "headersToUpstreamOnAllow",
     "headersToDownstreamOnDeny",
+    "includeRequestBodyInCheck",
 ];
-const GRPC_KEYS: &[&str] = &["service", "port", "timeout", "failOpen", "statusOnError"];
+const GRPC_KEYS: &[&str] = &[
+    "service",
+    "port",
+    "timeout",
+    "failOpen",
+    "statusOnError",
+    "includeRequestBodyInCheck",
+];
 
 /// A `v1 ConfigMap`: read when it carries `data.mesh` (Istio's `istio`
 /// ConfigMap); any other ConfigMap is not a kind modelgate reads.
@@ -127,7 +135,12 @@ fn provider(entry: &Value, path: &str, id: &str, st: &mut State<'_>) {
             if known.contains(&field) {
                 body.insert(field.into(), fv.clone());
             } else {
-                st.report.push(Level::Untranslated, id, &format!("{p}.{field}"), "not supported by modelgate's ext_authz client (the check carries the request head only)");
+                st.report.push(
+                    Level::Untranslated,
+                    id,
+                    &format!("{p}.{field}"),
+                    "not supported by modelgate's ext_authz client",
+                );
             }
         }
         out.insert(key.into(), Value::Mapping(body));

@@ -524,9 +524,15 @@ data:
         service: ext-authz.foo.svc.cluster.local
         port: 8000
         includeHeadersInCheck: ["x-ext-authz"]
-        includeRequestBodyInCheck: {maxRequestBytes: 100}
+        includeRequestBodyInCheck:
+          maxRequestBytes: 100
+          allowPartialMessage: true
+        includeHeadersInCheckNext: [x-unknown]
     - name: sample-ext-authz-grpc
-      envoyExtAuthzGrpc: {service: ext-authz.foo.svc.cluster.local, port: 9000}
+      envoyExtAuthzGrpc:
+        service: ext-authz.foo.svc.cluster.local
+        port: 9000
+        includeRequestBodyInCheck: {maxRequestBytes: 4096, packAsBytes: true}
     - name: otel
       opentelemetry: {service: otel.svc, port: 4317}
 ---
@@ -546,12 +552,18 @@ spec:
         p[0]["envoyExtAuthzHttp"]["includeRequestHeadersInCheck"][0].as_str(),
         Some("x-ext-authz")
     );
+    // includeRequestBodyInCheck is carried over as written.
+    let hb = &p[0]["envoyExtAuthzHttp"]["includeRequestBodyInCheck"];
+    assert_eq!(hb["maxRequestBytes"].as_u64(), Some(100));
+    assert_eq!(hb["allowPartialMessage"].as_bool(), Some(true));
     assert!(
         p[0]["envoyExtAuthzHttp"]
-            .get("includeRequestBodyInCheck")
+            .get("includeHeadersInCheckNext")
             .is_none()
     );
     assert_eq!(p[1]["envoyExtAuthzGrpc"]["port"].as_u64(), Some(9000));
+    let gb = &p[1]["envoyExtAuthzGrpc"]["includeRequestBodyInCheck"];
+    assert_eq!(gb["packAsBytes"].as_bool(), Some(true));
     assert!(
         p.get(2).is_none(),
         "a tracing provider is not an authorizer"
@@ -560,10 +572,14 @@ spec:
     for want in [
         "ConfigMap/istio-system/istio: data.mesh.accessLogFile",
         "ConfigMap/istio-system/istio: data.mesh.extensionProviders[2].opentelemetry",
-        "ConfigMap/istio-system/istio: data.mesh.extensionProviders[0].envoyExtAuthzHttp.includeRequestBodyInCheck",
+        "ConfigMap/istio-system/istio: data.mesh.extensionProviders[0].envoyExtAuthzHttp.includeHeadersInCheckNext",
     ] {
         assert!(u.contains(&want.to_string()), "{want} not in {u:?}");
     }
+    assert!(
+        !u.iter().any(|x| x.contains("includeRequestBodyInCheck")),
+        "{u:?}"
+    );
     let note = i
         .report
         .find("AuthorizationPolicy/foo/ext-authz", "spec.provider")

@@ -76,11 +76,61 @@ fn errors_name_the_key_and_the_fix() {
     );
     let e = parse("extension_providers: [{name: a, envoyExtAuthzHttp: {service: x, port: 1, headersToUpstreamOnAllow: ['a*b']}}]\n").unwrap_err();
     assert!(e.contains("headersToUpstreamOnAllow[0]"), "{e}");
-    let e = parse("extension_providers: [{name: a, envoyExtAuthzGrpc: {service: x, port: 1, includeRequestBodyInCheck: {maxRequestBytes: 10}}}]\n").unwrap_err();
+    let e = parse("extension_providers: [{name: a, envoyExtAuthzGrpc: {service: x, port: 1, includeRequestBodyInCheck: {allowPartialMessage: true}}}]\n").unwrap_err();
     assert!(
-        e.contains("includeRequestBodyInCheck") && e.contains("not supported"),
+        e.contains(
+            "extension_providers[0].envoyExtAuthzGrpc.includeRequestBodyInCheck.maxRequestBytes"
+        ) && e.contains("maxRequestBytes: 8192"),
         "{e}"
     );
+    let e = parse("extension_providers: [{name: a, envoyExtAuthzHttp: {service: x, port: 1, includeRequestBodyInCheck: {maxRequestBytes: 10, partial: true}}}]\n").unwrap_err();
+    assert!(e.contains("partial"), "{e}");
+}
+
+#[test]
+fn request_body_settings_as_istio_writes_them() {
+    // The shape of Istio's own example (ext-authz task, meshConfig).
+    let cfg = parse(
+        "extension_providers:
+  - name: sample-ext-authz-http
+    envoyExtAuthzHttp:
+      service: ext-authz.foo.svc.cluster.local
+      port: 8000
+      includeRequestHeadersInCheck: [x-ext-authz]
+      includeRequestBodyInCheck:
+        maxRequestBytes: 1024
+        allowPartialMessage: true
+  - name: sample-ext-authz-grpc
+    envoyExtAuthzGrpc:
+      service: ext-authz.foo.svc.cluster.local
+      port: 9000
+      includeRequestBodyInCheck: {maxRequestBytes: 4096, packAsBytes: true}
+",
+    )
+    .unwrap();
+    let [h, g] = &cfg.extension_providers[..] else {
+        panic!("two providers expected");
+    };
+    assert_eq!(
+        h.body,
+        Some(RequestBody {
+            max_bytes: 1024,
+            allow_partial: true,
+            pack_as_bytes: false
+        })
+    );
+    assert_eq!(
+        g.body,
+        Some(RequestBody {
+            max_bytes: 4096,
+            allow_partial: false,
+            pack_as_bytes: true
+        })
+    );
+    let none =
+        parse("extension_providers: [{name: a, envoyExtAuthzGrpc: {service: x, port: 1}}]\n")
+            .unwrap();
+    assert_eq!(none.extension_providers[0].body, None);
 }
 
 #[test]
