@@ -7,7 +7,8 @@ Peers, all real processes on 127.0.0.1 stopped by PID:
   an Envoy-protocol HTTP authorizer such as oauth2-proxy or Authorino's HTTP
   mode, which cannot run here). It allows when `x-ext-authz: allow`, sleeps
   past the timeout on `x-ext-authz: slow`, denies otherwise with 403, a body
-  and headers; it records every check it receives (method, path, headers).
+  and headers; it records every check it receives (method, path, headers,
+  body).
 - the gRPC authorizer: modelgate itself, serving Envoy's
   `envoy.service.auth.v3.Authorization/Check` (from Envoy's protos) with its
   own configuration (allow when `x-ext-authz: allow`).
@@ -33,9 +34,11 @@ port, log = int(sys.argv[1]), sys.argv[2]
 class H(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     def handle_one(self):
+        body = self.rfile.read(int(self.headers.get("content-length") or 0))
         with open(log, "a") as f:
             f.write(json.dumps({"method": self.command, "path": self.path,
-                                "headers": {k.lower(): v for k, v in self.headers.items()}}) + "\n")
+                                "headers": {k.lower(): v for k, v in self.headers.items()},
+                                "body": body.decode("latin-1")}) + "\n")
         verdict = self.headers.get("x-ext-authz", "")
         if verdict == "slow":
             time.sleep(3)
@@ -66,16 +69,31 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 port, log = int(sys.argv[1]), sys.argv[2]
 class H(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    def read_body(self):
+        if "chunked" not in self.headers.get("transfer-encoding", ""):
+            return self.rfile.read(int(self.headers.get("content-length") or 0))
+        out = b""
+        while True:
+            size = int(self.rfile.readline().split(b";")[0], 16)
+            if size == 0:
+                while self.rfile.readline() not in (b"\r\n", b""):
+                    pass
+                return out
+            out += self.rfile.read(size)
+            self.rfile.readline()
     def do_GET(self):
+        sent = self.read_body()
         with open(log, "a") as f:
             f.write(json.dumps({"path": self.path,
-                                "headers": {k.lower(): v for k, v in self.headers.items()}}) + "\n")
+                                "headers": {k.lower(): v for k, v in self.headers.items()},
+                                "body": sent.decode("latin-1")}) + "\n")
         body = json.dumps({"name": "iris", "versions": [], "platform": "echo"}).encode()
         self.send_response(200)
         self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+    do_POST = do_GET
     def log_message(self, *a):
         pass
 ThreadingHTTPServer(("127.0.0.1", port), H).serve_forever()
@@ -144,7 +162,8 @@ policies:
 {ext}"""
 
 
-def http_provider(port: int, timeout: str = "500ms", fail_open: bool = False) -> str:
+def http_provider(port: int, timeout: str = "500ms", fail_open: bool = False, body: str = "") -> str:
+    body = f"      includeRequestBodyInCheck: {body}\n" if body else ""
     return f"""  - name: ext
     envoyExtAuthzHttp:
       service: 127.0.0.1
@@ -152,11 +171,11 @@ def http_provider(port: int, timeout: str = "500ms", fail_open: bool = False) ->
       timeout: {timeout}
       failOpen: {str(fail_open).lower()}
       pathPrefix: /check
-      includeRequestHeadersInCheck: [x-ext-authz]
+      includeRequestHeadersInCheck: [x-ext-authz, x-envoy-*]
       includeAdditionalHeadersInCheck: {{x-from: modelgate}}
       headersToUpstreamOnAllow: [x-user]
       headersToDownstreamOnDeny: [x-reason]
-"""
+{body}"""
 
 
 META = "/v2/models/iris"
@@ -413,3 +432,147 @@ def test_through_modelgate_grpc_check(start_modelgate, script):
         assert _parse(denied[1][0])[1][0] == 403
         assert _headers(denied.get(2, []))["x-reason"] == "no badge"
         assert denied[3][0] == b"denied by the stand-in authorizer"
+
+
+
+# --- includeRequestBodyInCheck ------------------------------------------------------
+INFER = "/v2/models/iris/infer"
+
+
+def test_http_authorizer_sees_the_body_and_upstream_gets_it_intact(start_modelgate, script):
+    authz = script("authorizer", AUTHORIZER)
+    echo = script("echo", ECHO)
+    provider = http_provider(authz.port, body="{maxRequestBytes: 4096}")
+    mg = start_modelgate(front_config(echo.port, provider))
+    body = json.dumps({"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32",
+                                   "data": [5.1, 3.5, 1.4, 0.2]}]}).encode()
+    # A client-sent partial marker is never passed on (Envoy drops it too).
+    r = requests.post(mg.url + INFER, data=body, timeout=10,
+                      headers={"x-ext-authz": "allow", "content-type": "application/json",
+                               "x-envoy-auth-partial-body": "true"})
+    assert r.status_code == 200, r.text
+    check = authz.records()[-1]
+    assert check["method"] == "POST" and check["path"] == "/check" + INFER
+    assert check["body"].encode("latin-1") == body
+    assert check["headers"]["content-length"] == str(len(body))
+    assert check["headers"]["x-envoy-auth-partial-body"] == "false"
+    up = echo.records()[-1]
+    assert up["body"].encode("latin-1") == body, "the upstream must get the body unchanged"
+    # A bodiless request: no body and no partial marker in the check.
+    assert requests.get(mg.url + META, headers={"x-ext-authz": "allow"}, timeout=10).status_code == 200
+    check = authz.records()[-1]
+    assert check["body"] == "" and check["headers"]["content-length"] == "0"
+    assert "x-envoy-auth-partial-body" not in check["headers"]
+
+
+def test_body_over_max_request_bytes_is_413_even_with_fail_open(start_modelgate, script):
+    authz = script("authorizer", AUTHORIZER)
+    echo = script("echo", ECHO)
+    provider = http_provider(authz.port, fail_open=True, body="{maxRequestBytes: 64}")
+    mg = start_modelgate(front_config(echo.port, provider))
+    n = len(authz.records())
+    r = requests.post(mg.url + INFER, data=b"x" * 65, headers={"x-ext-authz": "allow"}, timeout=10)
+    assert r.status_code == 413, r.text
+    assert len(authz.records()) == n, "an over-limit body must not be checked"
+    assert echo.records() == []
+    # Exactly the limit is sent whole.
+    r = requests.post(mg.url + INFER, data=b"y" * 64, headers={"x-ext-authz": "allow"}, timeout=10)
+    assert r.status_code == 200, r.text
+    assert authz.records()[-1]["body"] == "y" * 64
+    assert authz.records()[-1]["headers"]["x-envoy-auth-partial-body"] == "false"
+    # A chunked body (no Content-Length) over the limit: 413 as well.
+    r = requests.post(mg.url + INFER, data=iter([b"z" * 40, b"z" * 40]),
+                      headers={"x-ext-authz": "allow"}, timeout=10)
+    assert r.status_code == 413, r.text
+
+
+def test_partial_body_is_cut_and_marked_upstream_gets_all(start_modelgate, script):
+    authz = script("authorizer", AUTHORIZER)
+    echo = script("echo", ECHO)
+    provider = http_provider(authz.port, body="{maxRequestBytes: 16, allowPartialMessage: true}")
+    mg = start_modelgate(front_config(echo.port, provider))
+    body = b"0123456789abcdef" * 8 + b"tail"
+    r = requests.post(mg.url + INFER, data=iter([body[:50], body[50:]]),
+                      headers={"x-ext-authz": "allow"}, timeout=10)
+    assert r.status_code == 200, r.text
+    check = authz.records()[-1]
+    assert check["body"] == "0123456789abcdef"
+    assert check["headers"]["content-length"] == "16"
+    assert check["headers"]["x-envoy-auth-partial-body"] == "true"
+    assert echo.records()[-1]["body"].encode("latin-1") == body
+
+
+def test_body_reaches_mlserver_intact(start_modelgate, script, mlserver_iris):
+    from gw import V2_BODY
+
+    authz = script("authorizer", AUTHORIZER)
+    provider = http_provider(authz.port, timeout="2s", body="{maxRequestBytes: 8192}")
+    cfg = front_config(1, provider).replace('url: "http://127.0.0.1:1"', f'url: "{mlserver_iris.rest_url}"')
+    mg = start_modelgate(cfg)
+    sent = json.dumps(V2_BODY).encode()
+    r = requests.post(mg.url + INFER, data=sent, timeout=30,
+                      headers={"x-ext-authz": "allow", "content-type": "application/json"})
+    assert r.status_code == 200, r.text
+    out = r.json()["outputs"][0]
+    assert out["shape"][0] == V2_BODY["inputs"][0]["shape"][0], out
+    assert authz.records()[-1]["body"].encode("latin-1") == sent
+    # Denied on the body's say-so: MLServer is not called, the authorizer's answer stands.
+    r = requests.post(mg.url + INFER, data=sent, headers={"x-ext-authz": "no"}, timeout=30)
+    assert r.status_code == 403 and r.headers["x-reason"] == "no badge"
+
+
+GRPC_MODEL_AUTHORIZER = """
+listen:
+  - address: "__LISTEN__"
+    istio_compat: true
+admin: {{address: "__ADMIN__"}}
+models:
+  - {{name: llama3, protocols: [openai], upstream: {{url: "http://127.0.0.1:9"}}}}
+  - {{name: other, protocols: [openai], upstream: {{url: "http://127.0.0.1:9"}}}}
+policies:
+  - name: llama-only
+    action: ALLOW
+    rules: [{{to: [{{operation: {{models: [llama3]}}}}]}}]
+ext_authz: {{address: "127.0.0.1:{port}"}}
+"""
+
+OPENAI_FRONT = """
+listen:
+  - address: "__LISTEN__"
+    istio_compat: true
+admin: {{address: "__ADMIN__"}}
+models:
+  - {{name: llama3, protocols: [openai], upstream: {{url: "http://127.0.0.1:{echo}"}}}}
+  - {{name: other, protocols: [openai], upstream: {{url: "http://127.0.0.1:{echo}"}}}}
+extension_providers:
+  - name: ext
+    envoyExtAuthzGrpc:
+      service: 127.0.0.1
+      port: {port}
+      timeout: 2s
+      includeRequestBodyInCheck: {{maxRequestBytes: 4096{pack}}}
+policies:
+  - {{name: ext-check, action: CUSTOM, provider: {{name: ext}}, rules: [{{}}]}}
+  - {{name: everyone, action: ALLOW, rules: [{{}}]}}
+"""
+
+
+@pytest.mark.parametrize("pack", ["", ", packAsBytes: true"])
+def test_grpc_authorizer_binds_the_model_from_the_body(start_modelgate, script, pack):
+    """modelgate as the gRPC authorizer can only decide an OpenAI request by
+    its model when the body comes with the Check."""
+    echo = script("echo", ECHO)
+    port = free_port()
+    authorizer = start_modelgate(GRPC_MODEL_AUTHORIZER.format(port=port))
+    mg = start_modelgate(OPENAI_FRONT.format(echo=echo.port, port=port, pack=pack))
+    chat = mg.url + "/v1/chat/completions"
+    ok = json.dumps({"model": "llama3", "messages": [{"role": "user", "content": "hi"}]}).encode()
+    r = requests.post(chat, data=ok, headers={"content-type": "application/json"}, timeout=10)
+    assert r.status_code == 200, r.text
+    assert echo.records()[-1]["body"].encode("latin-1") == ok
+    no = json.dumps({"model": "other", "messages": [{"role": "user", "content": "hi"}]}).encode()
+    r = requests.post(chat, data=no, headers={"content-type": "application/json"}, timeout=10)
+    assert r.status_code == 403, r.text
+    assert len(echo.records()) == 1
+    seen = [d.get("model") for d in authorizer.wait_decisions(2)]
+    assert seen[-2:] == ["llama3", "other"], seen

@@ -124,6 +124,23 @@ impl BodyModel for GivenBody {
             openai_model(body)
         }
     }
+
+    /// The body the proxy sent, on to a further external authorizer: still
+    /// partial if the proxy cut it.
+    async fn for_check(
+        &mut self,
+        max: u64,
+        allow_partial: bool,
+    ) -> Result<Option<crate::decide::CheckBody>, Reject> {
+        let Some(body) = self.body.clone() else {
+            return Ok(None);
+        };
+        let mut cut = crate::decide::CheckBody::cut(body, max, allow_partial)?;
+        if let Some(c) = cut.as_mut() {
+            c.partial |= self.partial;
+        }
+        Ok(cut)
+    }
 }
 
 impl Adapter {

@@ -92,6 +92,42 @@ pub async fn read_bounded(
     Ok(buf.freeze())
 }
 
+/// Reads on after `head` (bytes already read) from `rest` until more than
+/// `max` bytes are held or the body ends, refusing more than `limit` bytes
+/// or a late body. Returns everything read and, if the body has not ended,
+/// its unread rest — both to be sent on unchanged.
+pub async fn read_upto(
+    head: Bytes,
+    rest: Option<Incoming>,
+    max: u64,
+    limit: u64,
+    deadline: BodyDeadline,
+) -> Result<(Bytes, Option<Incoming>), Reject> {
+    let Some(mut body) = rest else {
+        return Ok((head, None));
+    };
+    let mut buf = BytesMut::from(head);
+    while buf.len() as u64 <= max {
+        match deadline.next(&mut body).await? {
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    if (buf.len() + data.len()) as u64 > limit {
+                        return Err(Reject::PayloadTooLarge { limit });
+                    }
+                    buf.extend_from_slice(&data);
+                }
+            }
+            Some(Err(_)) => {
+                return Err(Reject::BadRequest(
+                    "the request body could not be read".into(),
+                ));
+            }
+            None => return Ok((buf.freeze(), None)),
+        }
+    }
+    Ok((buf.freeze(), Some(body)))
+}
+
 #[derive(serde::Deserialize)]
 struct ModelField<'a> {
     #[serde(borrow, default)]

@@ -2,8 +2,9 @@
 //! and the ext_authz, forward-auth and admin-explainer adapters — hands it
 //! what it was asked ([`Ask`]) and gets back the whole [`Decision`]: facts,
 //! route, authentication outcome, authorization verdict (naming its rule)
-//! and, on request, the explanation. It never reads the body and never calls
-//! the backend: the body model comes from the adapter through [`BodyModel`].
+//! and, on request, the explanation. It never reads the body itself and never
+//! calls the backend: the body model, and the body an external authorizer
+//! asks for, come from the adapter through [`BodyModel`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -56,6 +57,51 @@ pub enum Claimed {
 /// asked for only when the route needs it, after authentication.
 pub trait BodyModel {
     fn model(&mut self, grpc: bool) -> impl Future<Output = Result<String, Reject>>;
+
+    /// The body for an external authorizer (`includeRequestBodyInCheck`):
+    /// at most `max` bytes. A longer body is refused with 413 unless
+    /// `allow_partial` (then its first `max` bytes, marked partial). What is
+    /// read is kept for the upstream. `None`: this adapter has no body.
+    fn for_check(
+        &mut self,
+        _max: u64,
+        _allow_partial: bool,
+    ) -> impl Future<Output = Result<Option<CheckBody>, Reject>> {
+        std::future::ready(Ok(None))
+    }
+}
+
+/// The request body sent with an external check.
+#[derive(Debug, Clone)]
+pub struct CheckBody {
+    /// At most `maxRequestBytes`.
+    pub bytes: bytes::Bytes,
+    /// The body was longer and was cut (`x-envoy-auth-partial-body: true`).
+    pub partial: bool,
+}
+
+impl CheckBody {
+    /// What Envoy sends for a body of which `bytes` were read: at most
+    /// `max` bytes; more is a 413 unless `allow_partial`. An empty body is
+    /// sent as none.
+    pub fn cut(bytes: bytes::Bytes, max: u64, allow_partial: bool) -> Result<Option<Self>, Reject> {
+        let max_len = usize::try_from(max).unwrap_or(usize::MAX);
+        if bytes.is_empty() {
+            Ok(None)
+        } else if bytes.len() <= max_len {
+            Ok(Some(Self {
+                bytes,
+                partial: false,
+            }))
+        } else if allow_partial {
+            Ok(Some(Self {
+                bytes: bytes.slice(..max_len),
+                partial: true,
+            }))
+        } else {
+            Err(Reject::PayloadTooLarge { limit: max })
+        }
+    }
 }
 
 /// An adapter with no body (Envoy ext_authz without `with_request_body`):
@@ -265,7 +311,9 @@ impl Decider<'_> {
         // 6. An external CUSTOM authorizer, first as in Istio (custom.rs).
         let why = explain.then_some(&mut d.explain);
         let tls = listener.tls.is_some();
-        let external = self.external_check(facts, tls, &mut ruling, why).await;
+        let external = self
+            .external_check(facts, tls, body, &mut ruling, why)
+            .await;
         let refusal = match &external {
             Err(r) => Some(r.clone()),
             Ok(_) => ruling.verdict.reject(),

@@ -155,6 +155,21 @@ impl BodyModel for ServeBody<'_> {
             Ok(name)
         }
     }
+
+    async fn for_check(
+        &mut self,
+        max: u64,
+        allow_partial: bool,
+    ) -> Result<Option<crate::decide::CheckBody>, Reject> {
+        let (head, rest) = match self.head.take() {
+            Some(read) => read,
+            None => (bytes::Bytes::new(), self.body.take()),
+        };
+        let (read, rest) =
+            crate::body::read_upto(head, rest, max, self.limit, self.deadline).await?;
+        self.head = Some((read.clone(), rest));
+        crate::decide::CheckBody::cut(read, max, allow_partial)
+    }
 }
 
 /// What `serve` was asked, from the request head and its connection.

@@ -29,7 +29,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use tokio::sync::Semaphore;
 
-use super::Decider;
+use super::{BodyModel, CheckBody, Decider};
 
 /// Checks one provider may have in flight; more wait (within the check's
 /// deadline) for a slot.
@@ -122,7 +122,12 @@ enum Answer {
 impl Provider {
     /// One check under the provider's deadline; `Err` is for logs only.
     /// `tls`: the request arrived over TLS (the gRPC check's `scheme`).
-    async fn check(&self, facts: &RequestFacts, tls: bool) -> Result<Answer, String> {
+    async fn check(
+        &self,
+        facts: &RequestFacts,
+        tls: bool,
+        body: Option<&CheckBody>,
+    ) -> Result<Answer, String> {
         let run = async {
             let _slot = self
                 .slots
@@ -130,8 +135,12 @@ impl Provider {
                 .await
                 .map_err(|_| "provider closed".to_string())?;
             match &self.config.kind {
-                ProviderKind::Http(h) => http::check(&self.client, &self.config, h, facts).await,
-                ProviderKind::Grpc => grpc::check(&self.client, &self.config, facts, tls).await,
+                ProviderKind::Http(h) => {
+                    http::check(&self.client, &self.config, h, facts, body).await
+                }
+                ProviderKind::Grpc => {
+                    grpc::check(&self.client, &self.config, facts, tls, body).await
+                }
             }
         };
         match tokio::time::timeout(self.config.timeout, run).await {
@@ -144,10 +153,11 @@ impl Provider {
 impl Decider<'_> {
     /// Asks the external authorizer the ruling names, if any, and folds its
     /// answer into the ruling. `Ok`: the headers to add upstream.
-    pub(super) async fn external_check(
+    pub(super) async fn external_check<B: BodyModel>(
         &self,
         facts: &RequestFacts,
         tls: bool,
+        body: &mut B,
         ruling: &mut Ruling,
         why: Option<&mut Vec<String>>,
     ) -> Result<Vec<(HeaderName, HeaderValue)>, Reject> {
@@ -161,7 +171,31 @@ impl Decider<'_> {
                 detail: format!("extension provider {} is not configured", ext.provider),
             });
         };
-        let answer = p.check(facts, tls).await;
+        // includeRequestBodyInCheck: the body is buffered first (bounded by
+        // the listener's body deadline); over the limit is a 413 even with
+        // failOpen, as Envoy does.
+        let sent = match p.config.body {
+            Some(b) => match body
+                .for_check(u64::from(b.max_bytes), b.allow_partial)
+                .await
+            {
+                Ok(sent) => sent,
+                Err(r) => {
+                    ruling.verdict = Verdict::Forbidden {
+                        basis: Basis::Policy,
+                        policy: Some(ext.policy.clone()),
+                        message: format!(
+                            "request body not sent to external authorizer {}: {}",
+                            ext.provider,
+                            r.client_message()
+                        ),
+                    };
+                    return Err(r);
+                }
+            },
+            None => None,
+        };
+        let answer = p.check(facts, tls, sent.as_ref()).await;
         let (outcome, result, line) = match answer {
             Ok(Answer::Allow(h)) => {
                 let line = format!("allowed ({} header(s) to upstream)", h.len());

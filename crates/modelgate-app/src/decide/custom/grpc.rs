@@ -3,7 +3,9 @@
 //! HTTP/2 (prior knowledge), the `CheckRequest` built as Envoy builds it —
 //! `attributes.request.http` {id, method, path, host, scheme, protocol,
 //! headers with the pseudo-headers}, source and destination addresses, and
-//! the mTLS client's SPIFFE ID as `source.principal`. `status.code` 0
+//! the mTLS client's SPIFFE ID as `source.principal`; with
+//! `includeRequestBodyInCheck`, the body in `body` (UTF-8) or `raw_body`
+//! (`packAsBytes`) and `x-envoy-auth-partial-body` among the headers. `status.code` 0
 //! allows (the `ok_response` headers go upstream); otherwise the
 //! `denied_response` goes to the client (403 when it names no status).
 
@@ -23,7 +25,8 @@ use modelgate_config::providers::ExtensionProvider;
 use modelgate_core::{ExternalDenial, RequestFacts};
 use prost::Message;
 
-use super::{Answer, HttpClient, MAX_RESPONSE_BYTES};
+use super::http::PARTIAL_BODY;
+use super::{Answer, CheckBody, HttpClient, MAX_RESPONSE_BYTES};
 
 const PATH: &str = "/envoy.service.auth.v3.Authorization/Check";
 
@@ -32,8 +35,10 @@ pub(super) async fn check(
     p: &ExtensionProvider,
     facts: &RequestFacts,
     tls: bool,
+    body: Option<&CheckBody>,
 ) -> Result<Answer, String> {
-    let msg = check_request(facts, tls).encode_to_vec();
+    let pack = p.body.is_some_and(|b| b.pack_as_bytes);
+    let msg = check_request(facts, tls, body, pack).encode_to_vec();
     let mut framed = BytesMut::with_capacity(msg.len() + 5);
     framed.put_u8(0);
     framed.put_u32(u32::try_from(msg.len()).map_err(|_| "CheckRequest too large")?);
@@ -131,9 +136,17 @@ fn socket(a: SocketAddr) -> Address {
 }
 
 /// The `CheckRequest` Envoy would send for `facts`.
-pub(super) fn check_request(facts: &RequestFacts, tls: bool) -> CheckRequest {
+pub(super) fn check_request(
+    facts: &RequestFacts,
+    tls: bool,
+    body: Option<&CheckBody>,
+    pack_as_bytes: bool,
+) -> CheckRequest {
     let mut headers: HashMap<String, String> = HashMap::new();
     for (n, v) in &facts.headers {
+        if n.as_str() == PARTIAL_BODY {
+            continue;
+        }
         let v = String::from_utf8_lossy(v.as_bytes());
         headers
             .entry(n.as_str().to_string())
@@ -150,6 +163,17 @@ pub(super) fn check_request(facts: &RequestFacts, tls: bool) -> CheckRequest {
     headers.insert(":method".into(), facts.method.as_str().into());
     headers.insert(":path".into(), path.clone());
     headers.insert(":scheme".into(), scheme.into());
+    let (mut text, mut raw) = (String::new(), Vec::new());
+    if let Some(b) = body {
+        let partial = if b.partial { "true" } else { "false" };
+        headers.insert(PARTIAL_BODY.into(), partial.into());
+        if pack_as_bytes {
+            raw = b.bytes.to_vec();
+        } else {
+            // proto3 `string`: a body that is not UTF-8 needs packAsBytes.
+            text = String::from_utf8_lossy(&b.bytes).into_owned();
+        }
+    }
     let principal = facts
         .peer
         .as_ref()
@@ -177,6 +201,8 @@ pub(super) fn check_request(facts: &RequestFacts, tls: bool) -> CheckRequest {
                     scheme: scheme.into(),
                     protocol: if facts.grpc { "HTTP/2" } else { "HTTP/1.1" }.into(),
                     headers,
+                    body: text,
+                    raw_body: raw,
                     ..attribute_context::HttpRequest::default()
                 }),
                 ..attribute_context::Request::default()
@@ -221,7 +247,7 @@ mod tests {
 
     #[test]
     fn check_request_is_shaped_as_envoy_builds_it() {
-        let r = check_request(&facts(), true);
+        let r = check_request(&facts(), true, None, false);
         let a = r.attributes.unwrap();
         let http = a.request.unwrap().http.unwrap();
         assert_eq!(http.method, "POST");
@@ -235,6 +261,46 @@ mod tests {
         let source = a.source.unwrap();
         assert_eq!(source.principal, "spiffe://cluster.local/ns/a/sa/b");
         assert!(source.address.is_some() && a.destination.is_some());
+        assert!(http.body.is_empty() && !http.headers.contains_key(PARTIAL_BODY));
+    }
+
+    #[test]
+    fn the_body_goes_in_body_or_raw_body_with_the_partial_marker() {
+        let mut f = facts();
+        // A client cannot forge Envoy's marker.
+        f.headers
+            .insert(PARTIAL_BODY, HeaderValue::from_static("false"));
+        let cut = CheckBody {
+            bytes: Bytes::from_static(b"{\"model\":"),
+            partial: true,
+        };
+        let http = check_request(&f, false, Some(&cut), false)
+            .attributes
+            .unwrap()
+            .request
+            .unwrap()
+            .http
+            .unwrap();
+        assert_eq!(http.body, "{\"model\":");
+        assert!(http.raw_body.is_empty());
+        assert_eq!(http.headers[PARTIAL_BODY], "true");
+        let packed = check_request(&f, false, Some(&cut), true)
+            .attributes
+            .unwrap()
+            .request
+            .unwrap()
+            .http
+            .unwrap();
+        assert_eq!(packed.raw_body, b"{\"model\":");
+        assert!(packed.body.is_empty());
+        let without = check_request(&f, false, None, false)
+            .attributes
+            .unwrap()
+            .request
+            .unwrap()
+            .http
+            .unwrap();
+        assert!(!without.headers.contains_key(PARTIAL_BODY));
     }
 
     fn hv(k: &str, v: &str) -> HeaderValueOption {

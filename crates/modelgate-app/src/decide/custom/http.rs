@@ -2,7 +2,8 @@
 //! `envoyExtAuthzHttp` configures it: the check is the original method and
 //! path, prefixed with `pathPrefix`, carrying Host, the
 //! `includeRequestHeadersInCheck` headers, the `includeAdditionalHeadersInCheck`
-//! ones and no body. 200 allows (with the `headersToUpstreamOnAllow`
+//! ones and, with `includeRequestBodyInCheck`, the (possibly cut) body with
+//! its Content-Length and `x-envoy-auth-partial-body`; otherwise no body. 200 allows (with the `headersToUpstreamOnAllow`
 //! headers); a 5xx is an error; any other status denies, passing status, body
 //! and the `headersToDownstreamOnDeny` headers to the client.
 
@@ -13,7 +14,11 @@ use http_body_util::{BodyExt, Full, Limited};
 use modelgate_config::providers::{ExtensionProvider, HeaderPattern, HttpProvider, any_matches};
 use modelgate_core::{ExternalDenial, RequestFacts};
 
-use super::{Answer, HttpClient, MAX_RESPONSE_BYTES};
+use super::{Answer, CheckBody, HttpClient, MAX_RESPONSE_BYTES};
+
+/// Envoy's marker of a body sent with the check: `true` when it was cut at
+/// `maxRequestBytes`. A client-sent one is never passed on.
+pub(super) const PARTIAL_BODY: &str = "x-envoy-auth-partial-body";
 
 /// Headers never copied between the check and the request (hop-by-hop, and
 /// those the check sets itself).
@@ -34,8 +39,9 @@ pub(super) async fn check(
     p: &ExtensionProvider,
     h: &HttpProvider,
     facts: &RequestFacts,
+    body: Option<&CheckBody>,
 ) -> Result<Answer, String> {
-    let req = request(p, h, facts)?;
+    let req = request(p, h, facts, body)?;
     let resp = client
         .request(req)
         .await
@@ -83,6 +89,7 @@ fn request(
     p: &ExtensionProvider,
     h: &HttpProvider,
     facts: &RequestFacts,
+    body: Option<&CheckBody>,
 ) -> Result<Request<Full<Bytes>>, String> {
     let uri = format!(
         "http://{}{}{}",
@@ -93,11 +100,14 @@ fn request(
     let mut req = Request::builder()
         .method(facts.method.clone())
         .uri(uri)
-        .body(Full::new(Bytes::new()))
+        .body(Full::new(body.map(|b| b.bytes.clone()).unwrap_or_default()))
         .map_err(|e| format!("cannot build the check request: {e}"))?;
     let headers = req.headers_mut();
     for (n, v) in &facts.headers {
-        if !NEVER.contains(&n.as_str()) && any_matches(&h.include_request_headers, n.as_str()) {
+        if !NEVER.contains(&n.as_str())
+            && n.as_str() != PARTIAL_BODY
+            && any_matches(&h.include_request_headers, n.as_str())
+        {
             headers.append(n, v.clone());
         }
     }
@@ -108,7 +118,12 @@ fn request(
     if let Ok(v) = HeaderValue::from_str(host) {
         headers.insert(HOST, v);
     }
-    headers.insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
+    let length = body.map_or(0, |b| b.bytes.len());
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(length));
+    if let Some(b) = body {
+        let partial = if b.partial { "true" } else { "false" };
+        headers.insert(PARTIAL_BODY, HeaderValue::from_static(partial));
+    }
     Ok(req)
 }
 
