@@ -4,7 +4,9 @@
 //! check; RS256 is the default of Keycloak, Dex and oidc-provider) and with a
 //! JWT already verified (the verified-token cache). A timing
 //! loop, not a test: `cargo bench -p modelgate-extauthz --bench decide`.
-//! Prints p50/p99/mean per scenario (targets: JWT ≤ 30 µs p99, cached ≤ 5 µs).
+//! Prints p50/p99/mean per scenario (targets: JWT ≤ 30 µs p99, cached ≤ 5 µs),
+//! and the signature check alone (ring, the same keys) in the same run, so
+//! the decision's own overhead is the difference.
 //! `DECIDE_SLOW=1` also lists the checks over 500 µs (index, µs) on stderr,
 //! to tell preemption on a loaded machine from a slow code path.
 
@@ -191,4 +193,41 @@ fn main() {
         run(&rt, &ex, &rs_fresh),
     );
     report("JWT ES256, cached (same token)", run(&rt, &ex, &same));
+    report(
+        "signature alone: ES256 verify (ring)",
+        sig_only(&fresh, |msg, sig| {
+            ring::signature::UnparsedPublicKey::new(
+                &ring::signature::ECDSA_P256_SHA256_FIXED,
+                key.public_key().as_ref(),
+            )
+            .verify(msg, sig)
+            .is_ok()
+        }),
+    );
+    let rsa_pub: ring::rsa::PublicKeyComponents<Vec<u8>> = rsa.public().into();
+    report(
+        "signature alone: RS256 verify (ring)",
+        sig_only(&rs_fresh, |msg, sig| {
+            ring::signature::RsaPublicKeyComponents {
+                n: &rsa_pub.n,
+                e: &rsa_pub.e,
+            }
+            .verify(&ring::signature::RSA_PKCS1_2048_8192_SHA256, msg, sig)
+            .is_ok()
+        }),
+    );
+}
+
+/// Times the signature check alone over the same tokens.
+fn sig_only(tokens: &[String], verify: impl Fn(&[u8], &[u8]) -> bool) -> Vec<Duration> {
+    tokens
+        .iter()
+        .map(|t| {
+            let (input, sig) = t.rsplit_once('.').unwrap();
+            let sig = B64.decode(sig).unwrap();
+            let start = Instant::now();
+            assert!(verify(input.as_bytes(), &sig));
+            start.elapsed()
+        })
+        .collect()
 }
