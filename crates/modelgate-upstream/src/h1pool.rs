@@ -93,7 +93,11 @@ pub(crate) struct H1Pool {
 impl H1Pool {
     pub(crate) fn new(authority: &Authority, connect_timeout: Duration) -> Arc<Self> {
         Arc::new(Self {
-            addr: format!("{}:{}", authority.host(), authority.port_u16().unwrap_or(80)),
+            addr: format!(
+                "{}:{}",
+                authority.host(),
+                authority.port_u16().unwrap_or(80)
+            ),
             connect_timeout,
             idle: (0..worker::slots())
                 .map(|_| Mutex::new(VecDeque::new()))

@@ -391,7 +391,9 @@ impl UpstreamTarget {
                 let sent = client.request(req);
                 tokio::time::timeout(self.timeout, async move {
                     match sent.await {
-                        Ok(r) => Ok(r.map(|b| b.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync())),
+                        Ok(r) => Ok(
+                            r.map(|b| b.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync())
+                        ),
                         Err(e) => Err(Failure {
                             connect: e.is_connect(),
                             error: Box::new(e),

@@ -29,7 +29,8 @@ async fn upstream() -> (Authority, Arc<AtomicUsize>) {
                     let resp: Response<BoxBody> = match path.as_str() {
                         "/chunked" => {
                             let chunks = futures_util::stream::iter(
-                                ["a", "b", "c"].map(|c| Ok::<_, BoxError>(Frame::data(Bytes::from(c)))),
+                                ["a", "b", "c"]
+                                    .map(|c| Ok::<_, BoxError>(Frame::data(Bytes::from(c)))),
                             );
                             Response::new(StreamBody::new(chunks).boxed_unsync())
                         }
@@ -59,8 +60,7 @@ async fn upstream() -> (Authority, Arc<AtomicUsize>) {
 fn get(path: &str, host: &Authority) -> Request<BoxBody> {
     let mut r = Request::new(full(""));
     *r.uri_mut() = path.parse().unwrap();
-    r.headers_mut()
-        .insert(HOST, host.as_str().parse().unwrap());
+    r.headers_mut().insert(HOST, host.as_str().parse().unwrap());
     r
 }
 
@@ -100,7 +100,10 @@ async fn concurrent_requests_open_separate_connections_then_pool_them() {
     assert_eq!(text(b).await, "ok /b");
     assert_eq!(accepted.load(Ordering::SeqCst), 2);
     assert_eq!(pool.idle_count(worker::current_slot()), 2);
-    assert_eq!(text(send_ok(pool.send(get("/c", &auth)).await)).await, "ok /c");
+    assert_eq!(
+        text(send_ok(pool.send(get("/c", &auth)).await)).await,
+        "ok /c"
+    );
     assert_eq!(accepted.load(Ordering::SeqCst), 2);
 }
 
@@ -113,7 +116,10 @@ async fn a_body_dropped_early_closes_its_connection() {
     assert!(first.is_data());
     drop(resp);
     assert_eq!(pool.idle_count(worker::current_slot()), 0);
-    assert_eq!(text(send_ok(pool.send(get("/x", &auth)).await)).await, "ok /x");
+    assert_eq!(
+        text(send_ok(pool.send(get("/x", &auth)).await)).await,
+        "ok /x"
+    );
     assert_eq!(accepted.load(Ordering::SeqCst), 2);
 }
 
@@ -121,8 +127,14 @@ async fn a_body_dropped_early_closes_its_connection() {
 async fn connection_close_is_not_reused() {
     let (auth, accepted) = upstream().await;
     let pool = H1Pool::new(&auth, Duration::from_secs(1));
-    assert_eq!(text(send_ok(pool.send(get("/close", &auth)).await)).await, "bye");
-    assert_eq!(text(send_ok(pool.send(get("/y", &auth)).await)).await, "ok /y");
+    assert_eq!(
+        text(send_ok(pool.send(get("/close", &auth)).await)).await,
+        "bye"
+    );
+    assert_eq!(
+        text(send_ok(pool.send(get("/y", &auth)).await)).await,
+        "ok /y"
+    );
     assert_eq!(accepted.load(Ordering::SeqCst), 2);
 }
 
