@@ -5,17 +5,20 @@
 use std::net::IpAddr;
 
 use http::HeaderMap;
-use http::header::{CONNECTION, HeaderName, HeaderValue, TE};
+use http::header::{
+    CONNECTION, HeaderName, HeaderValue, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE,
+    TRANSFER_ENCODING, UPGRADE,
+};
 
 /// Headers that describe one connection and are never forwarded.
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "transfer-encoding",
-    "upgrade",
+static HOP_BY_HOP: [HeaderName; 7] = [
+    CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    PROXY_AUTHENTICATE,
+    PROXY_AUTHORIZATION,
+    TRANSFER_ENCODING,
+    UPGRADE,
 ];
 
 /// Identity headers set by auth proxies (Istio, oauth2-proxy, Kubeflow).
@@ -79,6 +82,10 @@ fn is_identity(name: &str, extra: &[HeaderName]) -> bool {
 /// Removes hop-by-hop headers, including any named in `Connection`.
 /// `te: trailers` survives (gRPC needs it).
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    // One pass over the names (no hashing): most messages carry none.
+    if !headers.keys().any(|k| *k == TE || HOP_BY_HOP.contains(k)) {
+        return;
+    }
     if headers.contains_key(CONNECTION) {
         // Names listed in Connection, beyond the usual `keep-alive`/`close`
         // (which are handled below or are no header at all).
@@ -95,8 +102,8 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
             headers.remove(n);
         }
     }
-    for n in HOP_BY_HOP {
-        headers.remove(*n);
+    for n in &HOP_BY_HOP {
+        headers.remove(n);
     }
     if headers.contains_key(TE) {
         let te_trailers = headers.get_all(TE).iter().any(|v| {

@@ -6,6 +6,7 @@
 pub mod alias;
 mod answer;
 mod grpc_alias;
+mod h1pool;
 pub mod headers;
 mod health;
 pub mod limit;

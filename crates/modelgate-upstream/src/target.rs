@@ -20,6 +20,7 @@ use hyper_util::rt::TokioExecutor;
 use modelgate_config::Upstream;
 use modelgate_core::{BoxBody, BoxError, Reject, redact_url};
 
+use crate::h1pool::{Failure, H1Pool};
 use crate::headers::remove_hop_by_hop;
 use crate::health::Health;
 use crate::metrics::{AttemptLabels, GenAiClock, UpstreamMetrics};
@@ -28,24 +29,30 @@ use crate::stream::Watched;
 use crate::worker;
 type HttpClient = Client<HttpsConnector<HttpConnector>, BoxBody>;
 
-#[derive(Debug)]
 struct Endpoint {
     scheme: Scheme,
     authority: Authority,
     host: HeaderValue,
     display: String,
+    /// Plain-HTTP/1 endpoints: the per-I/O-thread pool ([`crate::h1pool`]).
+    h1: Option<Arc<H1Pool>>,
 }
 
 impl Endpoint {
-    fn new(uri: &Uri) -> Result<Self, String> {
+    /// `h1`: use the per-I/O-thread HTTP/1 pool if the scheme is `http`.
+    fn new(uri: &Uri, h1: Option<Duration>) -> Result<Self, String> {
         let scheme = uri.scheme().cloned().ok_or("no scheme")?;
         let authority = uri.authority().cloned().ok_or("no host")?;
         let host = HeaderValue::from_str(authority.as_str()).map_err(|e| e.to_string())?;
+        let h1 = h1
+            .filter(|_| scheme == Scheme::HTTP)
+            .map(|connect_timeout| H1Pool::new(&authority, connect_timeout));
         Ok(Self {
             display: redact_url(&format!("{scheme}://{authority}")),
             scheme,
             authority,
             host,
+            h1,
         })
     }
 }
@@ -138,7 +145,7 @@ fn internal(detail: &str) -> ForwardError {
 
 /// What one attempt came to.
 enum Attempt {
-    Answer(Response<hyper::body::Incoming>),
+    Answer(Response<BoxBody>),
     /// A failure; `retry` says whether another endpoint may be tried.
     Failed {
         err: ForwardError,
@@ -152,9 +159,13 @@ impl UpstreamTarget {
         let rest = cfg
             .endpoints
             .iter()
-            .map(Endpoint::new)
+            .map(|u| Endpoint::new(u, (!cfg.http2).then_some(cfg.connect_timeout)))
             .collect::<Result<Vec<_>, _>>()?;
-        let grpc = cfg.grpc.as_ref().map(Endpoint::new).transpose()?;
+        let grpc = cfg
+            .grpc
+            .as_ref()
+            .map(|u| Endpoint::new(u, None))
+            .transpose()?;
         let inject = cfg
             .llm
             .headers
@@ -325,12 +336,17 @@ impl UpstreamTarget {
         body: BoxBody,
         grpc: bool,
     ) -> Result<Request<BoxBody>, ForwardError> {
-        let uri = Uri::builder()
-            .scheme(ep.scheme.clone())
-            .authority(ep.authority.clone())
-            .path_and_query(pq)
-            .build()
-            .map_err(|e| internal(&format!("upstream URI: {e}")))?;
+        // The HTTP/1 pool writes the URI as given: origin-form.
+        let uri = if ep.h1.is_some() && !grpc {
+            Uri::try_from(pq).map_err(http::Error::from)
+        } else {
+            Uri::builder()
+                .scheme(ep.scheme.clone())
+                .authority(ep.authority.clone())
+                .path_and_query(pq)
+                .build()
+        }
+        .map_err(|e| internal(&format!("upstream URI: {e}")))?;
         let mut req = Request::new(body);
         *req.method_mut() = method.clone();
         *req.uri_mut() = uri;
@@ -364,12 +380,29 @@ impl UpstreamTarget {
         replayable: bool,
         opts: &ForwardOpts,
     ) -> Attempt {
-        let (rest_client, grpc_client) = match self.clients() {
-            Ok(c) => c,
-            Err(err) => return Attempt::Failed { err, retry: false },
+        let result = match &ep.h1 {
+            Some(pool) if !grpc => tokio::time::timeout(self.timeout, pool.send(req)).await,
+            _ => {
+                let (rest_client, grpc_client) = match self.clients() {
+                    Ok(c) => c,
+                    Err(err) => return Attempt::Failed { err, retry: false },
+                };
+                let client = if grpc { grpc_client } else { rest_client };
+                let sent = client.request(req);
+                tokio::time::timeout(self.timeout, async move {
+                    match sent.await {
+                        Ok(r) => Ok(
+                            r.map(|b| b.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync())
+                        ),
+                        Err(e) => Err(Failure {
+                            connect: e.is_connect(),
+                            error: Box::new(e),
+                        }),
+                    }
+                })
+                .await
+            }
         };
-        let client = if grpc { grpc_client } else { rest_client };
-        let result = tokio::time::timeout(self.timeout, client.request(req)).await;
         let tripped = || {
             opts.too_large
                 .as_ref()
@@ -387,30 +420,31 @@ impl UpstreamTarget {
                 err: (Reject::PayloadTooLarge { limit: 0 }, ""),
                 retry: false,
             },
-            Ok(Err(e)) if request_body_failed(&e) => {
+            Ok(Err(e)) if request_body_failed(&*e.error) => {
                 // The client's body failed (paused, broke off): not the
                 // endpoint's fault, and nothing to send again.
-                let detail = format!("request body to {}: {}", ep.display, error_chain(&e));
+                let detail = format!("request body to {}: {}", ep.display, error_chain(&*e.error));
                 Attempt::Failed {
                     err: (Reject::UpstreamUnavailable { detail }, "client_body"),
                     retry: false,
                 }
             }
             Ok(Err(e)) => {
-                let kind = if e.is_connect() {
-                    "connect"
-                } else {
-                    "protocol"
-                };
+                let kind = if e.connect { "connect" } else { "protocol" };
                 self.count(i, kind);
                 if !grpc {
                     self.health.mark_down(i);
                 }
-                let detail = format!("upstream {} {}: {}", ep.display, kind, error_chain(&e));
+                let detail = format!(
+                    "upstream {} {}: {}",
+                    ep.display,
+                    kind,
+                    error_chain(&*e.error)
+                );
                 tracing::debug!(%detail, "upstream attempt failed");
                 Attempt::Failed {
                     err: (Reject::UpstreamUnavailable { detail }, kind),
-                    retry: e.is_connect() || replayable,
+                    retry: e.connect || replayable,
                 }
             }
             Ok(Ok(r)) => Attempt::Answer(r),
@@ -422,7 +456,7 @@ impl UpstreamTarget {
     /// model's name put back to the client's ([`crate::answer::restore`]).
     async fn answer(
         &self,
-        resp: Response<hyper::body::Incoming>,
+        resp: Response<BoxBody>,
         started: Instant,
         opts: &ForwardOpts,
         path_and_query: &str,
@@ -436,7 +470,6 @@ impl UpstreamTarget {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
         let sse = content_type.starts_with("text/event-stream");
-        let body = body.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync();
         let timing = openai.then(|| (started, self.gen_ai.clone()));
         let body = Watched::new(body, self.stream_idle_timeout, sse, timing).boxed_unsync();
         match &self.alias {
@@ -527,7 +560,8 @@ mod tests {
         assert_eq!(v, ["Bearer upstream-key"]);
         assert!(v[0].is_sensitive());
         assert_eq!(req.headers()[HOST], "127.0.0.1:9");
-        assert_eq!(req.uri(), "http://127.0.0.1:9/v1/chat/completions");
+        // Plain HTTP/1 goes through the pool: origin-form.
+        assert_eq!(req.uri(), "/v1/chat/completions");
     }
 
     #[tokio::test]
