@@ -150,9 +150,9 @@ fn opt_ms(out: &mut Vec<u8>, key: &[u8], v: Option<Duration>) {
         b'0' + (frac / 10 % 10) as u8,
         b'0' + (frac % 10) as u8,
     ];
-    let len = if frac % 10 != 0 {
+    let len = if !frac.is_multiple_of(10) {
         3
-    } else if frac % 100 != 0 {
+    } else if !frac.is_multiple_of(100) {
         2
     } else {
         1
