@@ -153,7 +153,7 @@ fn ser_time<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Erro
 /// `YYYY-MM-DDTHH:MM:SS.ffffffZ` without the formatting machinery (this runs
 /// for every request). Civil date from days since the epoch: Howard
 /// Hinnant's `civil_from_days`.
-fn rfc3339_micros(t: SystemTime, buf: &mut [u8; 27]) -> &str {
+pub(crate) fn rfc3339_micros(t: SystemTime, buf: &mut [u8; 27]) -> &str {
     let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs();
     let days = i64::try_from(secs / 86_400).unwrap_or(0);
@@ -196,7 +196,7 @@ fn ser_addr<S: serde::Serializer>(a: &SocketAddr, s: S) -> Result<S::Ok, S::Erro
 
 /// `a.b.c.d:port` without the formatting machinery (this runs for every
 /// request); `None` for IPv6, which goes through `Display`.
-fn ipv4_port<'b>(a: &SocketAddr, buf: &'b mut [u8; 21]) -> Option<&'b str> {
+pub(crate) fn ipv4_port<'b>(a: &SocketAddr, buf: &'b mut [u8; 21]) -> Option<&'b str> {
     let SocketAddr::V4(v4) = a else { return None };
     let mut n = 0;
     let mut push = |v: u32, sep: u8, buf: &mut [u8; 21]| {
@@ -229,8 +229,13 @@ fn ipv4_port<'b>(a: &SocketAddr, buf: &'b mut [u8; 21]) -> Option<&'b str> {
     std::str::from_utf8(&buf[..n]).ok()
 }
 
+/// A duration in whole microseconds (rounded), as an `f64`.
+pub(crate) fn ms_micros(d: &Duration) -> f64 {
+    (d.as_secs_f64() * 1_000_000.0).round()
+}
+
 fn ms(d: &Duration) -> f64 {
-    (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
+    ms_micros(d) / 1000.0
 }
 
 fn ser_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {

@@ -1,40 +1,177 @@
-//! The decision record's JSON line: serde's data model written into a
-//! `Vec<u8>`, byte for byte what `serde_json::to_writer` writes (compact),
-//! but a string that needs no escaping (nearly every one) is checked 16
-//! bytes at a time and copied whole instead of escaped byte by byte. Strings
-//! that do need escaping, and numbers, are written by serde_json itself.
+//! The decision record's JSON line, written field by field into a `Vec<u8>`:
+//! byte for byte what `serde_json::to_writer` writes for [`Decision`]'s
+//! `Serialize` derive (compact, same key order, same omissions), which stays
+//! the reference (`jsonl/tests.rs` compares the two).
+//!
+//! Adding a field to [`Decision`]: declare it with its serde attributes as
+//! usual, add one `key`/value line at the same position in [`write`], and set
+//! it to a non-empty value in the `full` record of `jsonl/tests.rs` (the
+//! comparison then fails until both agree).
+//!
+//! A string that needs no escaping (nearly every one) is checked eight bytes
+//! at a time and copied whole; one that does is escaped by serde_json.
 
-use std::fmt;
+use std::time::Duration;
 
-use serde::Serialize;
-use serde::ser::{self, Impossible};
+use crate::decision::{Decision, PolicyNote, Rule, ms_micros};
 
-/// Appends `v` as compact JSON to `out`.
-pub(crate) fn write<T: Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) -> Result<(), Error> {
-    v.serialize(&mut Line(out))
+/// Appends `d` as compact JSON to `out` (no newline).
+pub(crate) fn write(out: &mut Vec<u8>, d: &Decision<'_>) {
+    out.extend_from_slice(b"{\"ts\":\"");
+    let mut ts = [0u8; 27];
+    out.extend_from_slice(crate::decision::rfc3339_micros(d.ts, &mut ts).as_bytes());
+    out.extend_from_slice(b"\",\"request_id\":");
+    string(out, d.request_id);
+    out.extend_from_slice(b",\"client\":");
+    let mut addr = [0u8; 21];
+    match crate::decision::ipv4_port(&d.client, &mut addr) {
+        Some(a) => string(out, a),
+        None => string(out, &d.client.to_string()),
+    }
+    out.extend_from_slice(b",\"method\":");
+    string(out, d.method);
+    out.extend_from_slice(b",\"path\":");
+    string(out, d.path);
+    opt_str(out, b",\"host\":", d.host);
+    opt_str(out, b",\"model\":", d.model);
+    opt_str(out, b",\"protocol\":", d.protocol);
+    opt_str(out, b",\"operation\":", d.operation);
+    opt_str(out, b",\"identity\":", d.identity);
+    opt_str(out, b",\"auth_method\":", d.auth_method);
+    opt_str(out, b",\"issuer\":", d.issuer);
+    out.extend_from_slice(b",\"decision\":\"");
+    out.extend_from_slice(d.decision.as_str().as_bytes());
+    out.extend_from_slice(if d.authorized {
+        b"\",\"authorized\":true,\"response\":"
+    } else {
+        b"\",\"authorized\":false,\"response\":"
+    });
+    string(out, d.response);
+    opt_str(out, b",\"reason\":", d.reason);
+    out.extend_from_slice(b",\"status\":");
+    uint(out, u64::from(d.status));
+    opt_str(out, b",\"upstream\":", d.upstream);
+    opt_ms(out, b",\"upstream_ms\":", d.upstream_ms);
+    opt_ms(out, b",\"upstream_ttfb_ms\":", d.upstream_ttfb_ms);
+    opt_ms(out, b",\"stream_ms\":", d.stream_ms);
+    opt_ms(out, b",\"total_ms\":", Some(d.total_ms));
+    rule(out, &d.rule);
+    if let Some(w) = &d.wristband {
+        out.extend_from_slice(b",\"wristband\":{\"kid\":");
+        string(out, w.kid);
+        out.extend_from_slice(b",\"jti\":");
+        string(out, w.jti);
+        out.push(b'}');
+    }
+    if let Some(t) = &d.tokens {
+        out.extend_from_slice(b",\"tokens\":{\"input\":");
+        uint(out, t.input);
+        out.extend_from_slice(b",\"output\":");
+        uint(out, t.output);
+        out.extend_from_slice(b",\"total\":");
+        uint(out, t.total);
+        out.push(b'}');
+    }
+    out.push(b'}');
 }
 
-#[derive(Debug)]
-pub(crate) struct Error(String);
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+/// The flattened [`Rule`] fields.
+fn rule(out: &mut Vec<u8>, r: &Rule<'_>) {
+    opt_str(out, b",\"basis\":", r.basis);
+    if let Some(p) = &r.policy {
+        out.extend_from_slice(b",\"policy\":");
+        policy(out, p);
+    }
+    for (key, list) in [
+        (&b",\"dry_run\":["[..], &r.dry_run),
+        (b",\"audit\":[", &r.audit),
+    ] {
+        if list.is_empty() {
+            continue;
+        }
+        out.extend_from_slice(key);
+        for (i, p) in list.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            policy(out, p);
+        }
+        out.push(b']');
+    }
+    if let Some(e) = &r.external {
+        out.extend_from_slice(b",\"external\":{\"provider\":");
+        string(out, e.provider);
+        out.extend_from_slice(b",\"outcome\":");
+        string(out, e.outcome);
+        out.push(b'}');
     }
 }
 
-impl std::error::Error for Error {}
+fn policy(out: &mut Vec<u8>, p: &PolicyNote<'_>) {
+    out.extend_from_slice(b"{\"name\":");
+    string(out, p.name);
+    out.extend_from_slice(b",\"action\":");
+    string(out, p.action);
+    opt_str(out, b",\"would\":", p.would);
+    out.push(b'}');
+}
 
-impl ser::Error for Error {
-    fn custom<T: fmt::Display>(msg: T) -> Self {
-        Self(msg.to_string())
+fn opt_str(out: &mut Vec<u8>, key: &[u8], v: Option<&str>) {
+    if let Some(v) = v {
+        out.extend_from_slice(key);
+        string(out, v);
     }
 }
 
-impl From<serde_json::Error> for Error {
-    fn from(e: serde_json::Error) -> Self {
-        Self(e.to_string())
+/// A duration in milliseconds with microsecond precision, as serde_json
+/// writes the `f64` (ryu's shortest form: `0.0`, `1.5`, `1.234`, `3000.0`).
+/// Below 10^15 µs the decimal `micros / 1000` has at most 15 significant
+/// digits, so it is exactly the shortest form; beyond that (never, in
+/// practice) serde_json writes it.
+fn opt_ms(out: &mut Vec<u8>, key: &[u8], v: Option<Duration>) {
+    let Some(d) = v else { return };
+    out.extend_from_slice(key);
+    let micros = ms_micros(&d);
+    if micros >= 1e15 {
+        let _ = serde_json::to_writer(&mut *out, &(micros / 1000.0));
+        return;
     }
+    // An integer-valued f64 below 10^15: exact as u64.
+    let m = micros as u64;
+    uint(out, m / 1000);
+    out.push(b'.');
+    let frac = m % 1000;
+    if frac == 0 {
+        out.push(b'0');
+        return;
+    }
+    let digits = [
+        b'0' + (frac / 100) as u8,
+        b'0' + (frac / 10 % 10) as u8,
+        b'0' + (frac % 10) as u8,
+    ];
+    let len = if !frac.is_multiple_of(10) {
+        3
+    } else if !frac.is_multiple_of(100) {
+        2
+    } else {
+        1
+    };
+    out.extend_from_slice(&digits[..len]);
+}
+
+fn uint(out: &mut Vec<u8>, mut v: u64) {
+    let mut buf = [0u8; 20];
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[at..]);
 }
 
 /// Whether no byte of `s` needs escaping (serde_json escapes exactly the
@@ -66,411 +203,16 @@ fn clean(s: &[u8]) -> bool {
     found & HIGH == 0
 }
 
-struct Line<'o>(&'o mut Vec<u8>);
-
-impl Line<'_> {
-    fn string(&mut self, s: &str) -> Result<(), Error> {
-        if clean(s.as_bytes()) {
-            self.0.reserve(s.len() + 2);
-            self.0.push(b'"');
-            self.0.extend_from_slice(s.as_bytes());
-            self.0.push(b'"');
-            Ok(())
-        } else {
-            Ok(serde_json::to_writer(&mut *self.0, s)?)
-        }
-    }
-
-    fn number<N: Serialize>(&mut self, n: N) -> Result<(), Error> {
-        Ok(serde_json::to_writer(&mut *self.0, &n)?)
-    }
-}
-
-fn open<'a, 'o>(line: &'a mut Line<'o>, start: &[u8], close: &'static [u8]) -> Compound<'a, 'o> {
-    line.0.extend_from_slice(start);
-    Compound {
-        line,
-        first: true,
-        close,
-    }
-}
-
-/// An array or object being written.
-struct Compound<'a, 'o> {
-    line: &'a mut Line<'o>,
-    first: bool,
-    close: &'static [u8],
-}
-
-impl Compound<'_, '_> {
-    fn comma(&mut self) {
-        if !std::mem::take(&mut self.first) {
-            self.line.0.push(b',');
-        }
-    }
-
-    fn element<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), Error> {
-        self.comma();
-        v.serialize(&mut *self.line)
-    }
-
-    fn field<T: Serialize + ?Sized>(&mut self, key: &str, v: &T) -> Result<(), Error> {
-        self.comma();
-        self.line.string(key)?;
-        self.line.0.push(b':');
-        v.serialize(&mut *self.line)
-    }
-
-    fn end(self) -> Result<(), Error> {
-        self.line.0.extend_from_slice(self.close);
-        Ok(())
-    }
-}
-
-impl<'a, 'o> ser::Serializer for &'a mut Line<'o> {
-    type Ok = ();
-    type Error = Error;
-    type SerializeSeq = Compound<'a, 'o>;
-    type SerializeTuple = Compound<'a, 'o>;
-    type SerializeTupleStruct = Compound<'a, 'o>;
-    type SerializeTupleVariant = Compound<'a, 'o>;
-    type SerializeMap = Compound<'a, 'o>;
-    type SerializeStruct = Compound<'a, 'o>;
-    type SerializeStructVariant = Compound<'a, 'o>;
-
-    fn serialize_bool(self, v: bool) -> Result<(), Error> {
-        self.0.extend_from_slice(if v { b"true" } else { b"false" });
-        Ok(())
-    }
-    fn serialize_i8(self, v: i8) -> Result<(), Error> {
-        self.number(v)
-    }
-    fn serialize_i16(self, v: i16) -> Result<(), Error> {
-        self.number(v)
-    }
-    fn serialize_i32(self, v: i32) -> Result<(), Error> {
-        self.number(v)
-    }
-    fn serialize_i64(self, v: i64) -> Result<(), Error> {
-        self.number(v)
-    }
-    fn serialize_u8(self, v: u8) -> Result<(), Error> {
-        self.number(v)
-    }
-    fn serialize_u16(self, v: u16) -> Result<(), Error> {
-        self.number(v)
-    }
-    fn serialize_u32(self, v: u32) -> Result<(), Error> {
-        self.number(v)
-    }
-    fn serialize_u64(self, v: u64) -> Result<(), Error> {
-        self.number(v)
-    }
-    fn serialize_f32(self, v: f32) -> Result<(), Error> {
-        self.number(v)
-    }
-    fn serialize_f64(self, v: f64) -> Result<(), Error> {
-        self.number(v)
-    }
-    fn serialize_char(self, v: char) -> Result<(), Error> {
-        self.string(v.encode_utf8(&mut [0u8; 4]))
-    }
-    fn serialize_str(self, v: &str) -> Result<(), Error> {
-        self.string(v)
-    }
-    fn serialize_bytes(self, v: &[u8]) -> Result<(), Error> {
-        self.number(v)
-    }
-    fn serialize_none(self) -> Result<(), Error> {
-        self.0.extend_from_slice(b"null");
-        Ok(())
-    }
-    fn serialize_some<T: Serialize + ?Sized>(self, v: &T) -> Result<(), Error> {
-        v.serialize(self)
-    }
-    fn serialize_unit(self) -> Result<(), Error> {
-        self.serialize_none()
-    }
-    fn serialize_unit_struct(self, _: &'static str) -> Result<(), Error> {
-        self.serialize_none()
-    }
-    fn serialize_unit_variant(self, _: &'static str, _: u32, v: &'static str) -> Result<(), Error> {
-        self.string(v)
-    }
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(
-        self,
-        _: &'static str,
-        v: &T,
-    ) -> Result<(), Error> {
-        v.serialize(self)
-    }
-    fn serialize_newtype_variant<T: Serialize + ?Sized>(
-        self,
-        _: &'static str,
-        _: u32,
-        variant: &'static str,
-        v: &T,
-    ) -> Result<(), Error> {
-        let mut c = open(self, b"{", b"}");
-        c.field(variant, v)?;
-        c.end()
-    }
-    fn serialize_seq(self, _: Option<usize>) -> Result<Compound<'a, 'o>, Error> {
-        Ok(open(self, b"[", b"]"))
-    }
-    fn serialize_tuple(self, _: usize) -> Result<Compound<'a, 'o>, Error> {
-        Ok(open(self, b"[", b"]"))
-    }
-    fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Compound<'a, 'o>, Error> {
-        Ok(open(self, b"[", b"]"))
-    }
-    fn serialize_tuple_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        variant: &'static str,
-        _: usize,
-    ) -> Result<Compound<'a, 'o>, Error> {
-        self.0.push(b'{');
-        self.string(variant)?;
-        Ok(open(self, b":[", b"]}"))
-    }
-    fn serialize_map(self, _: Option<usize>) -> Result<Compound<'a, 'o>, Error> {
-        Ok(open(self, b"{", b"}"))
-    }
-    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Compound<'a, 'o>, Error> {
-        Ok(open(self, b"{", b"}"))
-    }
-    fn serialize_struct_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        variant: &'static str,
-        _: usize,
-    ) -> Result<Compound<'a, 'o>, Error> {
-        self.0.push(b'{');
-        self.string(variant)?;
-        Ok(open(self, b":{", b"}}"))
-    }
-}
-
-impl ser::SerializeSeq for Compound<'_, '_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), Error> {
-        self.element(v)
-    }
-    fn end(self) -> Result<(), Error> {
-        Compound::end(self)
-    }
-}
-
-impl ser::SerializeTuple for Compound<'_, '_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), Error> {
-        self.element(v)
-    }
-    fn end(self) -> Result<(), Error> {
-        Compound::end(self)
-    }
-}
-
-impl ser::SerializeTupleStruct for Compound<'_, '_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), Error> {
-        self.element(v)
-    }
-    fn end(self) -> Result<(), Error> {
-        Compound::end(self)
-    }
-}
-
-impl ser::SerializeTupleVariant for Compound<'_, '_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), Error> {
-        self.element(v)
-    }
-    fn end(self) -> Result<(), Error> {
-        Compound::end(self)
-    }
-}
-
-impl ser::SerializeMap for Compound<'_, '_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), Error> {
-        self.comma();
-        key.serialize(MapKey(&mut *self.line))
-    }
-    fn serialize_value<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), Error> {
-        self.line.0.push(b':');
-        v.serialize(&mut *self.line)
-    }
-    fn end(self) -> Result<(), Error> {
-        Compound::end(self)
-    }
-}
-
-impl ser::SerializeStruct for Compound<'_, '_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        key: &'static str,
-        v: &T,
-    ) -> Result<(), Error> {
-        self.field(key, v)
-    }
-    fn end(self) -> Result<(), Error> {
-        Compound::end(self)
-    }
-}
-
-impl ser::SerializeStructVariant for Compound<'_, '_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        key: &'static str,
-        v: &T,
-    ) -> Result<(), Error> {
-        self.field(key, v)
-    }
-    fn end(self) -> Result<(), Error> {
-        Compound::end(self)
-    }
-}
-
-/// A map key: only strings (all the record's keys are field names).
-struct MapKey<'a, 'o>(&'a mut Line<'o>);
-
-fn not_a_string() -> Error {
-    Error("a decision record map key must be a string".into())
-}
-
-impl ser::Serializer for MapKey<'_, '_> {
-    type Ok = ();
-    type Error = Error;
-    type SerializeSeq = Impossible<(), Error>;
-    type SerializeTuple = Impossible<(), Error>;
-    type SerializeTupleStruct = Impossible<(), Error>;
-    type SerializeTupleVariant = Impossible<(), Error>;
-    type SerializeMap = Impossible<(), Error>;
-    type SerializeStruct = Impossible<(), Error>;
-    type SerializeStructVariant = Impossible<(), Error>;
-
-    fn serialize_str(self, v: &str) -> Result<(), Error> {
-        self.0.string(v)
-    }
-    fn serialize_bool(self, _: bool) -> Result<(), Error> {
-        Err(not_a_string())
-    }
-    fn serialize_i8(self, _: i8) -> Result<(), Error> {
-        Err(not_a_string())
-    }
-    fn serialize_i16(self, _: i16) -> Result<(), Error> {
-        Err(not_a_string())
-    }
-    fn serialize_i32(self, _: i32) -> Result<(), Error> {
-        Err(not_a_string())
-    }
-    fn serialize_i64(self, _: i64) -> Result<(), Error> {
-        Err(not_a_string())
-    }
-    fn serialize_u8(self, _: u8) -> Result<(), Error> {
-        Err(not_a_string())
-    }
-    fn serialize_u16(self, _: u16) -> Result<(), Error> {
-        Err(not_a_string())
-    }
-    fn serialize_u32(self, _: u32) -> Result<(), Error> {
-        Err(not_a_string())
-    }
-    fn serialize_u64(self, _: u64) -> Result<(), Error> {
-        Err(not_a_string())
-    }
-    fn serialize_f32(self, _: f32) -> Result<(), Error> {
-        Err(not_a_string())
-    }
-    fn serialize_f64(self, _: f64) -> Result<(), Error> {
-        Err(not_a_string())
-    }
-    fn serialize_char(self, v: char) -> Result<(), Error> {
-        self.0.string(v.encode_utf8(&mut [0u8; 4]))
-    }
-    fn serialize_bytes(self, _: &[u8]) -> Result<(), Error> {
-        Err(not_a_string())
-    }
-    fn serialize_none(self) -> Result<(), Error> {
-        Err(not_a_string())
-    }
-    fn serialize_some<T: Serialize + ?Sized>(self, _: &T) -> Result<(), Error> {
-        Err(not_a_string())
-    }
-    fn serialize_unit(self) -> Result<(), Error> {
-        Err(not_a_string())
-    }
-    fn serialize_unit_struct(self, _: &'static str) -> Result<(), Error> {
-        Err(not_a_string())
-    }
-    fn serialize_unit_variant(self, _: &'static str, _: u32, v: &'static str) -> Result<(), Error> {
-        self.0.string(v)
-    }
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(
-        self,
-        _: &'static str,
-        v: &T,
-    ) -> Result<(), Error> {
-        v.serialize(self)
-    }
-    fn serialize_newtype_variant<T: Serialize + ?Sized>(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: &T,
-    ) -> Result<(), Error> {
-        Err(not_a_string())
-    }
-    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, Error> {
-        Err(not_a_string())
-    }
-    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, Error> {
-        Err(not_a_string())
-    }
-    fn serialize_tuple_struct(
-        self,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeTupleStruct, Error> {
-        Err(not_a_string())
-    }
-    fn serialize_tuple_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeTupleVariant, Error> {
-        Err(not_a_string())
-    }
-    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, Error> {
-        Err(not_a_string())
-    }
-    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeStruct, Error> {
-        Err(not_a_string())
-    }
-    fn serialize_struct_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeStructVariant, Error> {
-        Err(not_a_string())
+/// `s` as a JSON string.
+fn string(out: &mut Vec<u8>, s: &str) {
+    if clean(s.as_bytes()) {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        // Writing a `str` into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, s);
     }
 }
 

@@ -116,10 +116,7 @@ impl DecisionLog {
             if line.capacity() > KEEP_LINE {
                 line.shrink_to(KEEP_LINE);
             }
-            if let Err(e) = crate::jsonl::write(line, d) {
-                tracing::error!(error = %e, "cannot serialise a decision record");
-                return;
-            }
+            crate::jsonl::write(line, d);
             line.push(b'\n');
             let Ok(mut p) = q.pending.lock() else { return };
             if p.buf.len() + line.len() > MAX_PENDING {

@@ -23,6 +23,7 @@ pub(crate) mod metrics;
 pub(crate) mod mtls;
 pub mod session;
 pub(crate) mod single_flight;
+mod siphash;
 pub(crate) mod token;
 pub mod wristband;
 

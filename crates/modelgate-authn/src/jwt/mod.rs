@@ -59,7 +59,7 @@ impl Provider {
         let now_s = now
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let key = crate::cache::token_key(token);
+        let key = self.verified.key(token);
         if let Some(hit) = self.verified.get(&key) {
             let keys_current = match &hit.keys {
                 None => true,

@@ -170,8 +170,57 @@ pub fn parse(token: &str) -> Result<Jwt, &'static str> {
 /// The `iss` claim, read without any check, to pick the rule that will verify.
 pub fn peek_issuer(token: &str) -> Option<String> {
     let payload = token.split('.').nth(1)?;
-    let v: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
-    v.get("iss")?.as_str().map(str::to_string)
+    let bytes = URL_SAFE_NO_PAD.decode(payload).ok()?;
+    let mut de = serde_json::Deserializer::from_slice(&bytes);
+    let iss = serde::Deserializer::deserialize_map(&mut de, IssuerOnly).ok()?;
+    de.end().ok()?;
+    iss
+}
+
+/// Whether an object key is `iss` (escaped or not), without keeping it.
+struct IsIss(bool);
+
+impl<'de> serde::Deserialize<'de> for IsIss {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = IsIss;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<IsIss, E> {
+                Ok(IsIss(v == "iss"))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// The payload's `iss` when it is a string (the last one, as a `Value` map
+/// keeps it); every other claim is skipped without being built.
+struct IssuerOnly;
+
+impl<'de> serde::de::Visitor<'de> for IssuerOnly {
+    type Value = Option<String>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut iss = None;
+        while let Some(IsIss(is_iss)) = map.next_key::<IsIss>()? {
+            if is_iss {
+                iss = match map.next_value::<Value>()? {
+                    Value::String(s) => Some(s),
+                    _ => None,
+                };
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        Ok(iss)
+    }
 }
 
 #[cfg(test)]
@@ -184,6 +233,33 @@ mod tests {
 
     fn tok(header: &str, payload: &str) -> String {
         format!("{}.{}.{}", enc(header), enc(payload), enc("sig"))
+    }
+
+    #[test]
+    fn peek_issuer_reads_iss_as_a_value_map_would() {
+        for (payload, want) in [
+            (
+                r#"{"iss":"https://idp","sub":"u","aud":["a"],"x":{"iss":"no"}}"#,
+                Some("https://idp"),
+            ),
+            (r#"{"sub":"u"}"#, None),
+            (r#"{"iss":7}"#, None),
+            (r#"{"iss":"a","iss":"b"}"#, Some("b")),
+            (r#"{"iss":"a","iss":null}"#, None),
+            (r#"{"i\u0073s":"esc\"aped"}"#, Some("esc\"aped")),
+            (r#"["iss"]"#, None),
+            (r#""iss""#, None),
+            (r#"{"iss":"a"} x"#, None),
+            (r#"{"iss":"a","bad":}"#, None),
+        ] {
+            let t = tok(r#"{"alg":"RS256"}"#, payload);
+            assert_eq!(peek_issuer(&t).as_deref(), want, "{payload}");
+            let v: Option<Value> = serde_json::from_str(payload).ok();
+            let by_value = v.as_ref().and_then(|v| v.get("iss")?.as_str());
+            assert_eq!(by_value, want, "{payload}");
+        }
+        assert_eq!(peek_issuer("onlyone"), None);
+        assert_eq!(peek_issuer("a.!!!.c"), None);
     }
 
     #[test]

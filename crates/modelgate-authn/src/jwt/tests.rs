@@ -474,5 +474,27 @@ async fn garbage_tokens_never_enter_the_verified_cache() {
         assert!(p.verify_token(&garbage, now()).await.is_err());
     }
     assert_eq!(p.verified.len(), 1);
-    assert!(p.verified.get(&crate::cache::token_key(&good)).is_some());
+    assert!(p.verified.get(&p.verified.key(&good)).is_some());
+}
+
+/// The verified-token cache is keyed by a keyed tag of the whole token: a
+/// token that differs from a cached one in any byte is checked afresh (and
+/// refused when its signature or claims are wrong), never served the cached
+/// principal.
+#[tokio::test]
+async fn a_token_one_byte_off_a_cached_one_is_checked_afresh() {
+    let k = TestKey::ec("es", "ES256");
+    let p = provider_with(&[&k], ProviderKind::Jwt);
+    let good = k.sign(&claims());
+    assert!(p.verify_token(&good, now()).await.is_ok());
+    assert!(p.verify_token(&good, now()).await.is_ok());
+    for at in [good.len() - 2, good.len() / 2, 10] {
+        let mut bytes = good.clone().into_bytes();
+        bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
+        let bad = String::from_utf8(bytes).unwrap();
+        assert_ne!(p.verified.key(&bad), p.verified.key(&good));
+        assert!(p.verify_token(&bad, now()).await.is_err(), "byte {at}");
+    }
+    let other = provider_with(&[&k], ProviderKind::Jwt);
+    assert_ne!(other.verified.key(&good), p.verified.key(&good));
 }

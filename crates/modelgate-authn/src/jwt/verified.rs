@@ -1,5 +1,8 @@
-//! Tokens already verified (like Envoy's `jwt_cache_config`): keyed by the
-//! token's SHA-256 (the token itself is never stored), valid only while the
+//! Tokens already verified (like Envoy's `jwt_cache_config`): keyed by a
+//! 128-bit keyed SipHash of the token under a random key drawn per cache
+//! (the token itself is never stored; nobody without the key can make
+//! another token with the same tag, and it costs a fraction of a SHA-256
+//! of the token on every request), valid only while the
 //! key set that verified them is still the provider's current one, and with
 //! the token's times re-checked on every hit. A signature is then checked
 //! once per token instead of once per request. Bounded and scan-resistant
@@ -24,28 +27,39 @@ pub struct Verified {
     pub times: Times,
 }
 
+/// A token's cache key: [`VerifiedCache::key`].
+pub type TokenTag = [u64; 2];
+
 pub struct VerifiedCache {
-    map: Cache<[u8; 32], Verified>,
+    map: Cache<TokenTag, Verified>,
+    /// The SipHash key of this cache's tags.
+    secret: (u64, u64),
 }
 
 impl Default for VerifiedCache {
     fn default() -> Self {
         Self {
             map: Cache::new(crate::cache::GOOD_ENTRIES),
+            secret: (rand::random(), rand::random()),
         }
     }
 }
 
 impl VerifiedCache {
-    pub fn get(&self, key: &[u8; 32]) -> Option<Verified> {
+    /// The cache key of `token`.
+    pub fn key(&self, token: &str) -> TokenTag {
+        crate::siphash::siphash128::<1, 3>(self.secret, token.as_bytes())
+    }
+
+    pub fn get(&self, key: &TokenTag) -> Option<Verified> {
         self.map.get(key)
     }
 
-    pub fn remove(&self, key: &[u8; 32]) {
+    pub fn remove(&self, key: &TokenTag) {
         self.map.remove(key);
     }
 
-    pub fn put(&self, key: [u8; 32], v: Verified) {
+    pub fn put(&self, key: TokenTag, v: Verified) {
         self.map.insert(key, v);
     }
 

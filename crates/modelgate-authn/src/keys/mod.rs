@@ -10,6 +10,7 @@ mod format;
 mod load;
 mod secrets;
 mod store;
+mod tag;
 
 pub use file::{KeyEntry, KeyFile, KeyFileError, KeyLimits, KeySummary, PreviousKey, parse_grants};
 pub use format::{GeneratedKey, KEY_PREFIX, parse_key_id};

@@ -5,6 +5,8 @@
 //! end time, name in a shared arena, interned grants) and an open-addressing
 //! index keyed by the digest's first bytes (SHA-256 output is uniform, so no
 //! further hashing). A key's `Principal` is built the first time it verifies.
+//! A key that verified once is found again by its keyed tag (`tag.rs`)
+//! instead of another SHA-256.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -16,6 +18,7 @@ use subtle::ConstantTimeEq;
 
 use super::file::{KeyFile, KeyFileError, parse_time};
 use super::format::digest;
+use super::tag::{FastPath, SlotTag};
 
 /// One stored key (current, in grace, or revoked).
 struct Slot {
@@ -28,6 +31,8 @@ struct Slot {
     grants: u32,
     /// The identity, built on first successful verification.
     principal: OnceLock<Arc<Principal>>,
+    /// The keyed tag of the key that verified against this slot (fast path).
+    tag: SlotTag,
 }
 
 const EMPTY: u32 = u32::MAX;
@@ -48,6 +53,8 @@ pub struct KeyStore {
     revoked: usize,
     /// Keys from Secrets, live (see `secrets.rs`).
     pub(super) secrets: Option<super::secrets::SharedSecretKeys>,
+    /// Verified keys found again without SHA-256 (see `tag.rs`).
+    fast: FastPath,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -191,6 +198,7 @@ impl<'p> Builder<'p> {
                     name,
                     grants,
                     principal: OnceLock::new(),
+                    tag: SlotTag::default(),
                 });
                 this.origin.push(origin);
                 Ok(())
@@ -240,6 +248,7 @@ impl<'p> Builder<'p> {
             }
         }
         self.store.index = index;
+        self.store.fast = FastPath::new(n);
         self.store.names.shrink_to_fit();
         self.store.slots.shrink_to_fit();
         Ok(self.store)
@@ -303,15 +312,15 @@ impl KeyStore {
             .clone()
     }
 
-    /// The slot holding digest `d`, compared in constant time.
-    fn find(&self, d: &[u8; 32]) -> Option<&Slot> {
+    /// The slot holding digest `d` and its index, compared in constant time.
+    fn find(&self, d: &[u8; 32]) -> Option<(usize, &Slot)> {
         let mask = self.index.len().checked_sub(1)?;
         let mut i = home(d, mask);
         loop {
-            let s = *self.index.get(i)?;
-            let slot = self.slots.get(s as usize)?; // EMPTY is out of range
+            let s = *self.index.get(i)? as usize;
+            let slot = self.slots.get(s)?; // EMPTY is out of range
             if bool::from(slot.digest.ct_eq(d)) {
-                return Some(slot);
+                return Some((s, slot));
             }
             i = (i + 1) & mask;
         }
@@ -330,10 +339,31 @@ impl KeyStore {
         presented: &str,
         now: SystemTime,
     ) -> Result<Arc<Principal>, AuthFailure> {
+        if self.slots.is_empty() {
+            return self.verify_secret(&digest(presented), now);
+        }
+        let tag = self.fast.tag(presented);
+        if let Some(k) = self.verified_before(tag) {
+            return self.active(k, now);
+        }
         let d = digest(presented);
-        let Some(k) = self.find(&d) else {
+        let Some((i, k)) = self.find(&d) else {
             return self.verify_secret(&d, now);
         };
+        let p = self.active(k, now)?;
+        self.fast.remember(&k.tag, i, tag);
+        Ok(p)
+    }
+
+    /// The slot a key with this tag verified against before, if the fast
+    /// table still points at it.
+    fn verified_before(&self, tag: [u64; 2]) -> Option<&Slot> {
+        let k = self.slots.get(self.fast.candidate(tag)?)?;
+        k.tag.matches(tag).then_some(k)
+    }
+
+    /// The identity of a genuine key, unless it is revoked or expired at `now`.
+    fn active(&self, k: &Slot, now: SystemTime) -> Result<Arc<Principal>, AuthFailure> {
         if k.not_after.is_some_and(|t| now >= t) {
             return Err(AuthFailure::InactiveApiKey(self.name(k).to_string()));
         }
@@ -365,3 +395,6 @@ pub(super) fn grants(models: &[String]) -> Result<Grants, String> {
         Grants::Models(set)
     })
 }
+
+#[cfg(test)]
+mod fast_tests;
