@@ -301,7 +301,7 @@ fn multi_target_regressor() {
 #[test]
 fn other_graphs_are_left_to_tract() {
     let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    let cases = vec![
+    let cases = [
         // Cast of the label to a type the kernel does not produce.
         graph(
             4,
