@@ -14,6 +14,7 @@ mod http_io;
 mod infer;
 mod json_data;
 mod json_out;
+mod linear;
 mod load;
 mod model;
 mod pool;

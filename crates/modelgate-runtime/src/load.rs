@@ -60,6 +60,7 @@ pub fn load(spec: &BuiltinModelSpec) -> Result<LoadedModel, RuntimeError> {
         _ => None,
     };
     let plan = typed.into_runnable().map_err(|e| fail(format!("{e:#}")))?;
+    let native = crate::linear::checked_kernel(graph, &inputs, &outputs, &plan);
     Ok(LoadedModel {
         name: name.clone(),
         version: settings.version.unwrap_or_else(|| DEFAULT_VERSION.into()),
@@ -69,6 +70,7 @@ pub fn load(spec: &BuiltinModelSpec) -> Result<LoadedModel, RuntimeError> {
         batch_symbol,
         max_batch_size: settings.max_batch_size,
         plan,
+        native,
         fingerprint,
     })
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use modelgate_core::ModelName;
 use tract_onnx::prelude::{TValue, TVec, TractResult, TypedRunnableModel, TypedSimpleState};
 
+use crate::linear::LinearKernel;
 use crate::reload::Fingerprint;
 use crate::{Datatype, OutputTensor, TensorData};
 
@@ -82,6 +83,8 @@ pub struct LoadedModel {
     pub batch_symbol: Option<usize>,
     pub max_batch_size: Option<usize>,
     pub(crate) plan: Arc<TypedRunnableModel>,
+    /// A native evaluation of a linear graph, checked against `plan` at load.
+    pub(crate) native: Option<LinearKernel>,
     pub(crate) fingerprint: Fingerprint,
 }
 
@@ -92,14 +95,28 @@ impl std::fmt::Debug for LoadedModel {
             .field("version", &self.version)
             .field("inputs", &self.inputs)
             .field("outputs", &self.outputs)
+            .field("native", &self.native.is_some())
             .finish_non_exhaustive()
     }
 }
 
 impl LoadedModel {
-    /// Runs the plan on inputs already validated and ordered like
-    /// `self.inputs`. Blocking and CPU-bound: call it on the inference pool.
+    /// Runs the model on inputs already validated and ordered like
+    /// `self.inputs`: the native kernel when it takes them, else the tract
+    /// plan. Blocking and CPU-bound: call it on the inference pool.
     pub fn run(
+        &self,
+        ctx: &mut WorkerContext,
+        inputs: TVec<TValue>,
+    ) -> Result<Vec<OutputTensor>, String> {
+        if let Some(outputs) = self.native.as_ref().and_then(|k| k.run(&inputs)) {
+            return Ok(outputs);
+        }
+        self.run_plan(ctx, inputs)
+    }
+
+    /// Runs the tract plan (never the native kernel).
+    pub(crate) fn run_plan(
         &self,
         ctx: &mut WorkerContext,
         inputs: TVec<TValue>,
@@ -177,10 +194,11 @@ mod tests {
 
     #[test]
     fn one_cached_state_serves_every_batch_size() {
+        // (The tract plan; the native linear kernel keeps no state.)
         let m = load(&fixture("iris-logreg")).unwrap();
         let mut ctx = WorkerContext::default();
         for n in [1, 2, 7, 2, 1] {
-            let out = m.run(&mut ctx, rows(n)).unwrap();
+            let out = m.run_plan(&mut ctx, rows(n)).unwrap();
             assert_eq!(out[0].shape, vec![n]);
             assert_eq!(out[1].shape, vec![n, 3]);
             assert_eq!(out[0].data.len(), n);

@@ -12,6 +12,10 @@ use crate::pool::{Pool, Refused};
 use crate::reload::{ModelStatus, Registry};
 use crate::{BuiltinModelSpec, OutputTensor, ReloadEvent, RuntimeError, RuntimeSettings};
 
+/// Multiply-adds up to which a native-kernel run happens on the calling
+/// (I/O) thread: a few microseconds, less than the pool hand-off.
+const INLINE_WORK: usize = 16 * 1024;
+
 /// A model-scoped request the gateway has already authenticated and authorized.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuiltinCall {
@@ -150,6 +154,18 @@ impl Runtime {
         model: Arc<LoadedModel>,
         inputs: TVec<TValue>,
     ) -> Result<(Arc<LoadedModel>, Vec<OutputTensor>), Reject> {
+        // A small run of the native kernel costs less than the hand-off.
+        if let Some(kernel) = &model.native
+            && kernel
+                .rows(&inputs)
+                .is_some_and(|rows| kernel.work(rows) <= INLINE_WORK)
+            && let Some(outputs) = kernel.run(&inputs)
+        {
+            // Counts against tokio's cooperative budget, so a connection
+            // sending request after request still lets other tasks run.
+            tokio::task::coop::consume_budget().await;
+            return Ok((model, outputs));
+        }
         let job = Arc::clone(&model);
         let pending = self
             .inner
