@@ -6,6 +6,7 @@
 //! [`plan`] picks the counters a request touches and settles them;
 //! [`local`] counts in process; [`redis`] keeps the counters in Redis, shared by every replica.
 
+pub mod budget;
 pub mod local;
 pub mod plan;
 pub mod redis;
