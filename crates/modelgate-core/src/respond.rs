@@ -45,6 +45,9 @@ pub fn render(reject: &Reject, shape: ErrorShape, ctx: &RenderContext<'_>) -> Re
         } => Some(*retry_after_secs),
         Reject::Unavailable {
             retry_after_secs, ..
+        }
+        | Reject::BudgetExceeded {
+            retry_after_secs, ..
         } => *retry_after_secs,
         _ => None,
     };
@@ -122,6 +125,7 @@ fn openai_body(reject: &Reject) -> serde_json::Value {
         Reject::Unauthenticated(_) => ("authentication_error", Some("invalid_api_key")),
         Reject::Forbidden(_) => ("permission_error", None),
         Reject::RateLimited { .. } => ("rate_limit_error", Some("rate_limit_exceeded")),
+        Reject::BudgetExceeded { .. } => ("insufficient_quota", Some("insufficient_quota")),
         _ => ("server_error", None),
     };
     serde_json::json!({

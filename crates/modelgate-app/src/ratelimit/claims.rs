@@ -1,0 +1,86 @@
+//! Limits taken from the identity (`limits.claim_limits`): a claim holding a
+//! number replaces `limits.per_subject`'s value for that identity (budgets
+//! in USD). A missing or invalid claim falls back to `per_subject`; with no
+//! such value either the request is refused (fail closed): a configured
+//! quota claim never silently means "no limit".
+
+use modelgate_config::cost::usd_to_micro;
+use modelgate_config::rate_limits::{LimitSet, RateLimits};
+use modelgate_core::{Principal, Reject};
+use serde_json::Value;
+
+/// Largest number accepted from a claim (the stores count exactly up to it).
+const MAX: u64 = (1 << 53) - 1;
+
+/// A claim's number as a limit: a positive integer, or for budgets a
+/// positive amount of USD (as micro-USD). Numeric strings are accepted.
+fn number(v: &Value, budget: bool) -> Option<u64> {
+    let f = match v {
+        Value::Number(n) => n.as_f64()?,
+        Value::String(s) => s.trim().parse::<f64>().ok()?,
+        _ => return None,
+    };
+    let n = if budget {
+        usd_to_micro(f)?
+    } else if f.fract() == 0.0 && f >= 1.0 && f <= MAX as f64 {
+        f as u64
+    } else {
+        return None;
+    };
+    (1..=MAX).contains(&n).then_some(n)
+}
+
+/// The identity's limits from its claims; `Ok(None)` when none are
+/// configured or none apply.
+pub(super) fn from_claims(
+    cfg: &RateLimits,
+    principal: Option<&Principal>,
+) -> Result<Option<LimitSet>, Reject> {
+    let entries = cfg.claim_limits.entries();
+    let Some(p) = principal else {
+        return Ok(None);
+    };
+    if entries.is_empty() {
+        return Ok(None);
+    }
+    let claims = p.claims.as_deref();
+    let mut base = cfg.per_subject;
+    let mut out = LimitSet::default();
+    for (name, claim) in entries {
+        let budget = name.starts_with("budget_");
+        let got = claims
+            .and_then(|c| c.get(claim))
+            .and_then(|v| number(v, budget));
+        match got {
+            Some(n) => {
+                if let Some(slot) = out.get_mut(name) {
+                    *slot = Some(n);
+                }
+            }
+            None if base.get_mut(name).is_some_and(|v| v.is_some()) => {}
+            None => {
+                return Err(Reject::Forbidden(format!(
+                    "this identity has no valid `{claim}` claim (a positive number), which sets its {name} limit; ask for a token that carries it"
+                )));
+            }
+        }
+    }
+    Ok((!out.is_empty()).then_some(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claim_numbers_are_positive_integers_or_usd() {
+        assert_eq!(number(&serde_json::json!(5000), false), Some(5000));
+        assert_eq!(number(&serde_json::json!("5000"), false), Some(5000));
+        assert_eq!(number(&serde_json::json!(2.5), false), None);
+        assert_eq!(number(&serde_json::json!(0), false), None);
+        assert_eq!(number(&serde_json::json!(-3), false), None);
+        assert_eq!(number(&serde_json::json!("gold"), false), None);
+        assert_eq!(number(&serde_json::json!(2.5), true), Some(2_500_000));
+        assert_eq!(number(&serde_json::json!(true), true), None);
+    }
+}
