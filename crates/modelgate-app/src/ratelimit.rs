@@ -149,7 +149,11 @@ impl Limiter {
             "Tokens used by OpenAI requests (as charged to the limits), by model and token type",
             self.metrics.tokens.clone(),
         );
-        metrics.register("llm_cost_micro_usd", spend::COST_HELP, self.metrics.cost.clone());
+        metrics.register(
+            "llm_cost_micro_usd",
+            spend::COST_HELP,
+            self.metrics.cost.clone(),
+        );
         if let Some(g) = &self.redis {
             let m = g.metrics();
             metrics.register("limit_store_errors", ERRORS_HELP, m.errors.clone());

@@ -289,6 +289,24 @@ mod tests {
     }
 
     #[test]
+    fn budget_exceeded_is_429_or_402_with_retry_only_when_it_resets() {
+        let over = |payment_required, retry_after_secs| Reject::BudgetExceeded {
+            message: "budget exceeded: key k daily budget $5.00 spent".into(),
+            retry_after_secs,
+            payment_required,
+        };
+        let r = render(&over(false, Some(60)), ErrorShape::OpenAi, &CTX);
+        assert_eq!(r.status(), 429);
+        assert_eq!(r.headers()["retry-after"], "60");
+        let v: serde_json::Value = serde_json::from_str(&block_on(body(r))).unwrap();
+        assert_eq!(v["error"]["code"], "insufficient_quota");
+        assert!(v["error"]["message"].as_str().unwrap().contains("$5.00"));
+        let r = render(&over(true, None), ErrorShape::OpenAi, &CTX);
+        assert_eq!(r.status(), 402);
+        assert!(r.headers().get("retry-after").is_none());
+    }
+
+    #[test]
     fn upstream_detail_not_shown() {
         let rej = Reject::UpstreamUnavailable {
             detail: "connect 10.0.0.1:8080 refused".into(),

@@ -287,7 +287,13 @@ pub fn plan(cfg: &RateLimits, who: &Who<'_>, model: &str, est: Estimate, now: u6
     }
     if let Some(ns) = who.namespace {
         let owner = format!("namespace {ns}");
-        scope(&cfg.per_namespace, "ns", ns, &format!("for {owner}"), &owner);
+        scope(
+            &cfg.per_namespace,
+            "ns",
+            ns,
+            &format!("for {owner}"),
+            &owner,
+        );
     }
     if let Some(set) = cfg.per_model.get(model) {
         let owner = format!("model {model}");

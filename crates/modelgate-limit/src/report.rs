@@ -127,7 +127,15 @@ limits:
         let rows = r.fill(vec![2, 1_250_000, 7]);
         let got: Vec<_> = rows
             .iter()
-            .map(|r| (r.scope, r.counter.as_str(), r.used, r.used_usd, r.reset_secs))
+            .map(|r| {
+                (
+                    r.scope,
+                    r.counter.as_str(),
+                    r.used,
+                    r.used_usd,
+                    r.reset_secs,
+                )
+            })
             .collect();
         assert_eq!(
             got,

@@ -41,10 +41,7 @@ pub fn run(config: &Path, keys: &Path, json: bool) -> anyhow::Result<()> {
             None => (r.used.to_string(), r.limit.to_string()),
         };
         let reset = r.reset_secs.map_or("never".into(), |s| format!("{s}s"));
-        println!(
-            "{who:<24} {:<8} {used:>14} {limit:>14} {reset}",
-            r.counter
-        );
+        println!("{who:<24} {:<8} {used:>14} {limit:>14} {reset}", r.counter);
     }
     Ok(())
 }

@@ -110,7 +110,8 @@ limits:
 
 #[test]
 fn bad_costs_and_budgets_name_the_key() {
-    let e = parse("limits: {per_key: {budget_daily: -1}, budget_exceeded_status: 403}\n").unwrap_err();
+    let e =
+        parse("limits: {per_key: {budget_daily: -1}, budget_exceeded_status: 403}\n").unwrap_err();
     assert!(e.contains("limits.per_key.budget_daily"), "{e}");
     assert!(e.contains("limits.budget_exceeded_status"), "{e}");
     let e = parse_str(

@@ -180,7 +180,13 @@ fn budgets_reserve_the_estimates_price_and_settle_the_real_one() {
     let p = plan(&c, &who, "llama3", EST, now);
     let got: Vec<_> = p
         .iter()
-        .map(|p| (p.charge.id.name.as_str(), p.charge.id.window, p.charge.amount))
+        .map(|p| {
+            (
+                p.charge.id.name.as_str(),
+                p.charge.id.window,
+                p.charge.amount,
+            )
+        })
         .collect();
     // 20 in × $0.0005 + 100 out × $0.0015 = $0.16
     assert_eq!(
