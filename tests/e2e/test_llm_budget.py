@@ -261,3 +261,16 @@ limits:
         with pytest.raises(openai.PermissionDeniedError) as denied:
             ask(bad)
         assert "quota_tpm" in denied.value.message
+
+
+def test_stream_cost_is_charged_and_logged(tmp_path, run_modelgate, start_modelgate, litellm_mock):
+    mg = gateway(tmp_path, run_modelgate, start_modelgate, litellm_mock.url, "  per_key: {budget_daily: 10}")
+    mark = mg.log_mark()
+    chunks = list(client(mg).chat.completions.create(model="llama3", messages=MSG, max_tokens=MAX_TOKENS,
+                                                     stream=True, stream_options={"include_usage": True}))
+    usage = [ch.usage for ch in chunks if ch.usage is not None]
+    assert len(usage) == 1
+    rec = chat_records(mg, mark, 1)[0]
+    assert round(rec["tokens"]["cost_usd"] * 1_000_000) == micro(usage[0])
+    time.sleep(0.3)
+    assert admin_usage(mg)[("key", "limited", "usd_d")]["used"] == micro(usage[0]) == cost_metric(mg)

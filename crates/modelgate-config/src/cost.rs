@@ -51,7 +51,7 @@ pub fn usd_to_micro(usd: f64) -> Option<u64> {
 pub fn show_usd(micro: u64) -> String {
     let dollars = micro / 1_000_000;
     let frac = micro % 1_000_000;
-    if frac % 10_000 == 0 {
+    if frac.is_multiple_of(10_000) {
         return format!("${dollars}.{:02}", frac / 10_000);
     }
     let digits = format!("{frac:06}");
