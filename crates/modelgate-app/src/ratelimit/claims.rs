@@ -83,4 +83,43 @@ mod tests {
         assert_eq!(number(&serde_json::json!(2.5), true), Some(2_500_000));
         assert_eq!(number(&serde_json::json!(true), true), None);
     }
+
+    fn cfg(per_subject_tpm: Option<u64>) -> RateLimits {
+        let text = "listen: {address: 127.0.0.1:8080}
+models: [{name: m, protocols: [openai], upstream: {url: \"http://127.0.0.1:9\"}}]
+limits: {claim_limits: {tpm: quota_tpm, budget_daily: quota_usd}, per_subject: {budget_daily: 1}}
+";
+        let mut c =
+            modelgate_config::parse_str(text, "t.yaml", std::path::Path::new("."), &|_| None)
+                .unwrap()
+                .rate_limits
+                .unwrap();
+        c.per_subject.tpm = per_subject_tpm;
+        c
+    }
+
+    fn who(claims: serde_json::Value) -> Principal {
+        let mut p = Principal::api_key("s", Default::default());
+        p.claims = claims.as_object().cloned().map(std::sync::Arc::new);
+        p
+    }
+
+    #[test]
+    fn claims_replace_per_subject_and_a_missing_one_falls_back_or_is_refused() {
+        let p = who(serde_json::json!({"quota_tpm": 500, "quota_usd": "2.5"}));
+        let got = from_claims(&cfg(None), Some(&p)).unwrap().unwrap();
+        assert_eq!((got.tpm, got.budget_daily), (Some(500), Some(2_500_000)));
+        // quota_usd missing: per_subject.budget_daily applies (left unset here).
+        let p = who(serde_json::json!({"quota_tpm": 500}));
+        let got = from_claims(&cfg(None), Some(&p)).unwrap().unwrap();
+        assert_eq!((got.tpm, got.budget_daily), (Some(500), None));
+        // quota_tpm invalid, per_subject.tpm set: its value applies.
+        let p = who(serde_json::json!({"quota_tpm": "gold"}));
+        assert_eq!(from_claims(&cfg(Some(9)), Some(&p)).unwrap(), None);
+        // ... and with no per_subject.tpm: refused, naming the claim.
+        let e = from_claims(&cfg(None), Some(&p)).unwrap_err();
+        assert_eq!(e.status(), 403);
+        assert!(e.client_message().contains("quota_tpm"));
+        assert!(from_claims(&cfg(None), None).unwrap().is_none());
+    }
 }
