@@ -177,7 +177,8 @@ models:
 limits:
   store: {{redis: {{url: "{redis.url}", prefix: budget}}}}
 """
-        key = key_with(run_modelgate, keys, "shared", ("--budget-daily", "0.5"))
+        key = key_with(run_modelgate, keys, "shared",
+                       ("--budget-daily", "0.5", "--budget-monthly", "100", "--budget-total", "$1000"))
         config = tmp_path / "limits.yaml"
         config.write_text(text.replace("__LISTEN__", "127.0.0.1:1").replace("__ADMIN__", "127.0.0.1:2"))
         a, b = start_modelgate(text), start_modelgate(text)
@@ -202,6 +203,11 @@ limits:
         rows = {(r["key"], r["counter"]): r for r in json.loads(usage.stdout)}
         assert rows[("shared", "usd_d")]["used"] == sum(accepted)
         assert rows[("shared", "usd_d")]["limit_usd"] == 0.5
+        # The month and total windows count the same spend; a total budget never resets.
+        assert rows[("shared", "usd_m")]["used"] == rows[("shared", "usd_t")]["used"] == sum(accepted)
+        assert "reset_secs" not in rows[("shared", "usd_t")]
+        table = run_modelgate(["keys", "--file", str(keys), "usage", "--config", str(config)])
+        assert table.returncode == 0 and "$1000.00" in table.stdout and "never" in table.stdout, table.stdout
     finally:
         redis.stop()
 
