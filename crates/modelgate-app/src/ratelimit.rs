@@ -9,7 +9,9 @@
 //! request ends. Refusals are 429 with `Retry-After` through the one error
 //! mapper; answers carry OpenAI's `x-ratelimit-*` headers.
 
+mod claims;
 mod request;
+mod spend;
 mod sse;
 
 use std::collections::HashMap;
@@ -23,11 +25,12 @@ use bytes::Bytes;
 use http::header::CONTENT_TYPE;
 use http::{HeaderMap, HeaderName, HeaderValue, Response};
 use http_body_util::BodyExt;
-use modelgate_audit::{Metrics, TokenNote};
+use modelgate_audit::{Metrics, MicroUsd, TokenNote};
 use modelgate_config::rate_limits::{LimitSet, RateLimits};
 use modelgate_core::{BoxBody, Principal, Reject, full};
-use modelgate_limit::plan::{Estimate, Measure, Outcome, Planned, Usage, Who, plan, settle};
+use modelgate_limit::plan::{Measure, Outcome, Planned, Usage, Who, plan, settle};
 use modelgate_limit::redis::{ERRORS_HELP, RedisStore, UP_HELP};
+use modelgate_limit::report::{Report, UsageRow};
 use modelgate_limit::store::{Charge, CounterStore, Reservation, StoreError};
 use modelgate_limit::{LocalStore, redis::Guarded};
 use prometheus_client::encoding::EncodeLabelSet;
@@ -56,6 +59,8 @@ pub struct TokenLabels {
 #[derive(Clone, Default)]
 pub struct LimitMetrics {
     pub tokens: Family<TokenLabels, Counter>,
+    /// Micro-USD at the configured model prices.
+    pub cost: Family<spend::CostLabels, Counter>,
 }
 
 /// The step as configured: limits, counter store, metrics. Kept across
@@ -116,41 +121,19 @@ impl Limiter {
     /// Each active key's counters in the current windows (the admin usage
     /// endpoint), from this step's store.
     pub async fn key_usage(&self) -> Result<Vec<KeyUsage>, StoreError> {
-        let Some(path) = &self.keys_file else {
-            return Ok(Vec::new());
+        let keys = match &self.keys_file {
+            Some(path) => modelgate_authn::keys::KeyFile::read(path)
+                .map_err(|e| StoreError(format!("key file: {e}")))?
+                .keys
+                .into_iter()
+                .filter(|k| k.revoked_at.is_none())
+                .map(|k| (k.name, k.limits.as_ref().map(key_set)))
+                .collect(),
+            None => Vec::new(),
         };
-        let file = modelgate_authn::keys::KeyFile::read(path)
-            .map_err(|e| StoreError(format!("key file: {e}")))?;
-        let now = unix_now();
-        let none = Estimate {
-            input: 0,
-            output: 0,
-        };
-        let mut rows = Vec::new();
-        let mut ids = Vec::new();
-        for k in file.keys.iter().filter(|k| k.revoked_at.is_none()) {
-            let own = k.limits.as_ref().map(key_set);
-            let who = Who {
-                key: Some(&k.name),
-                key_limits: own.as_ref(),
-                ..Who::default()
-            };
-            for p in plan(&self.cfg, &who, "", none, now) {
-                rows.push(KeyUsage {
-                    key: k.name.clone(),
-                    counter: p.charge.id.name.split(':').next().unwrap_or("").to_string(),
-                    used: 0,
-                    limit: p.charge.limit,
-                    reset_secs: p.reset_secs(now),
-                });
-                ids.push(p.charge.id);
-            }
-        }
-        let values = self.store.read(&ids).await?;
-        for (row, v) in rows.iter_mut().zip(values) {
-            row.used = v;
-        }
-        Ok(rows)
+        let report = Report::new(&self.cfg, &keys, unix_now());
+        let values = self.store.read(&report.ids).await?;
+        Ok(report.fill(values))
     }
 
     /// Re-reads the limits stored with keys (the key file changed).
@@ -165,6 +148,11 @@ impl Limiter {
             "gen_ai_client_token_usage",
             "Tokens used by OpenAI requests (as charged to the limits), by model and token type",
             self.metrics.tokens.clone(),
+        );
+        metrics.register(
+            "llm_cost_micro_usd",
+            spend::COST_HELP,
+            self.metrics.cost.clone(),
         );
         if let Some(g) = &self.redis {
             let m = g.metrics();
@@ -201,6 +189,7 @@ impl Limiter {
                 .and_then(|v| v.as_str())
         });
         let own = self.key_limits.load();
+        let from_claims = claims::from_claims(&self.cfg, principal)?;
         let who = match principal {
             Some(p) => Who {
                 key_limits: (p.method == modelgate_core::AuthMethod::ApiKey)
@@ -211,6 +200,7 @@ impl Limiter {
                 groups: &p.groups,
                 namespace: p.namespace.as_deref(),
                 class,
+                subject_limits: from_claims.as_ref(),
             },
             None => Who::default(),
         };
@@ -247,22 +237,18 @@ impl Limiter {
             }
             Reservation::Refused { first, remaining } => {
                 trace.limit_headers = Some(headers(&planned, &remaining, now));
-                Err(refusal(&planned, first, now))
+                let spent = planned.get(first).and_then(|p| {
+                    let left = remaining.get(first).copied().unwrap_or(0);
+                    spend::refusal(&self.cfg, p, left, now)
+                });
+                Err(spent.unwrap_or_else(|| refusal(&planned, first, now)))
             }
         }
     }
 }
 
-/// One key's counter, as `GET /admin/api/usage` reports it.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct KeyUsage {
-    pub key: String,
-    /// `rpm`, `tpm`, `conc`, …
-    pub counter: String,
-    pub used: u64,
-    pub limit: u64,
-    pub reset_secs: u64,
-}
+/// One key's or model's counter, as `GET /admin/api/usage` reports it.
+pub type KeyUsage = UsageRow;
 
 /// A granted reservation, settled exactly once: by the answer, or (dropped
 /// before one) by giving the estimate back.
@@ -334,10 +320,12 @@ impl Held {
     /// Records a usage seen (metrics, and a stream's slot), once.
     fn observed(&self, u: Usage) -> TokenNote {
         let w = self.limiter.cfg.cached_input_permille;
+        let cost = spend::cost(&self.limiter.cfg, &self.model, &u);
         let note = TokenNote {
             input: u.input(w),
             output: u.completion,
             total: u.total(w),
+            cost_usd: cost.map(MicroUsd),
         };
         let label = |t| TokenLabels {
             gen_ai_request_model: self.model.clone(),
@@ -358,6 +346,12 @@ impl Held {
                 .tokens
                 .get_or_create(&label("output"))
                 .inc_by(note.output);
+            if let Some(c) = cost {
+                let model = spend::CostLabels {
+                    gen_ai_request_model: self.model.clone(),
+                };
+                self.limiter.metrics.cost.get_or_create(&model).inc_by(c);
+            }
         }
         note
     }
@@ -439,6 +433,7 @@ fn headers(planned: &[Planned], remaining: &[u64], now: u64) -> HeaderMap {
             format!("{}s", p.reset_secs(now)),
         );
     }
+    spend::headers(planned, remaining, &mut h);
     h
 }
 
@@ -491,6 +486,9 @@ pub fn key_set(l: &modelgate_authn::keys::KeyLimits) -> LimitSet {
         tpm: l.tpm,
         tpd: l.tpd,
         max_concurrent: l.max_concurrent,
+        budget_daily: l.budget_daily_micro_usd,
+        budget_monthly: l.budget_monthly_micro_usd,
+        budget_total: l.budget_total_micro_usd,
         ..LimitSet::default()
     }
 }

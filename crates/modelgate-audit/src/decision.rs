@@ -89,12 +89,26 @@ pub struct Decision<'a> {
     pub tokens: Option<TokenNote>,
 }
 
-/// A request's tokens: `input` (cached input weighted), `output`, `total`.
+/// A request's tokens: `input` (cached input weighted), `output`, `total`;
+/// and `cost_usd`, what they cost at the model's price (`models[].cost`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct TokenNote {
     pub input: u64,
     pub output: u64,
     pub total: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<MicroUsd>,
+}
+
+/// Money counted in integer micro-USD, written as USD (`0.0015`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MicroUsd(pub u64);
+
+impl Serialize for MicroUsd {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        // Exact: every micro-dollar amount below 2^53 reads back to itself.
+        s.serialize_f64(self.0 as f64 / 1_000_000.0)
+    }
 }
 
 /// Which wristband a request carried upstream.

@@ -9,7 +9,8 @@ pub mod rate;
 pub mod tap;
 
 pub use decision::{
-    Decision, ExternalNote, Outcome, PolicyNote, Rule, TokenNote, WristbandNote, authorino_response,
+    Decision, ExternalNote, MicroUsd, Outcome, PolicyNote, Rule, TokenNote, WristbandNote,
+    authorino_response,
 };
 pub use log::DecisionLog;
 pub use metrics::Metrics;

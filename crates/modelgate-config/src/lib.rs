@@ -7,6 +7,7 @@
 //! its key path and a fix.
 
 pub mod admin;
+pub mod cost;
 mod error;
 pub mod ext_authz;
 mod fields;

@@ -1,12 +1,14 @@
 //! The top-level `limits:` section: the rate-limit step's limits (requests,
 //! tokens, concurrency) per key, subject, group, namespace, model and claim
-//! class, the estimate reserved before the backend call, and where the
+//! class, spend budgets (USD, counted in micro-USD), limits read from a
+//! claim, the estimate reserved before the backend call, and where the
 //! counters live (`store.redis`, or in process). Meanings: `docs/llm-limits.md`.
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use crate::cost::{Cost, usd_to_micro};
 use crate::error::Collector;
 use crate::redis_store::{RawRedisStore, RedisStoreConfig, redis_store};
 
@@ -24,6 +26,48 @@ pub struct RawRateLimits {
     pub cached_input_weight: Option<f64>,
     pub class_claim: Option<String>,
     pub classes: Option<BTreeMap<String, RawLimitSet>>,
+    /// `402` or `429` (default) for an exhausted budget.
+    pub budget_exceeded_status: Option<u16>,
+    /// Claims holding numbers that replace `per_subject`'s limits.
+    pub claim_limits: Option<ClaimLimits>,
+}
+
+/// `limits.claim_limits`: for each limit, the claim whose number replaces
+/// `per_subject`'s value for that identity (budgets in USD).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimLimits {
+    pub rps: Option<String>,
+    pub rpm: Option<String>,
+    pub tpm: Option<String>,
+    pub tpd: Option<String>,
+    pub input_tpm: Option<String>,
+    pub output_tpm: Option<String>,
+    pub max_concurrent: Option<String>,
+    pub budget_daily: Option<String>,
+    pub budget_monthly: Option<String>,
+    pub budget_total: Option<String>,
+}
+
+impl ClaimLimits {
+    /// `(limit name, claim)` for every limit taken from a claim.
+    pub fn entries(&self) -> Vec<(&'static str, &str)> {
+        [
+            ("rps", &self.rps),
+            ("rpm", &self.rpm),
+            ("tpm", &self.tpm),
+            ("tpd", &self.tpd),
+            ("input_tpm", &self.input_tpm),
+            ("output_tpm", &self.output_tpm),
+            ("max_concurrent", &self.max_concurrent),
+            ("budget_daily", &self.budget_daily),
+            ("budget_monthly", &self.budget_monthly),
+            ("budget_total", &self.budget_total),
+        ]
+        .into_iter()
+        .filter_map(|(n, c)| c.as_deref().map(|c| (n, c)))
+        .collect()
+    }
 }
 
 /// `limits.store`: absent = in-process counters.
@@ -51,6 +95,12 @@ pub struct RawLimitSet {
     pub input_tpm: Option<u64>,
     pub output_tpm: Option<u64>,
     pub max_concurrent: Option<u64>,
+    /// Spend per UTC day, USD.
+    pub budget_daily: Option<f64>,
+    /// Spend per calendar month (UTC), USD.
+    pub budget_monthly: Option<f64>,
+    /// Spend ever, USD.
+    pub budget_total: Option<f64>,
 }
 
 /// One validated set of limits; `None` = no limit of that kind.
@@ -68,11 +118,50 @@ pub struct LimitSet {
     pub output_tpm: Option<u64>,
     /// Requests running at once.
     pub max_concurrent: Option<u64>,
+    /// Spend per UTC day, micro-USD.
+    pub budget_daily: Option<u64>,
+    /// Spend per calendar month (UTC), micro-USD.
+    pub budget_monthly: Option<u64>,
+    /// Spend ever, micro-USD.
+    pub budget_total: Option<u64>,
 }
 
 impl LimitSet {
     pub fn is_empty(&self) -> bool {
         *self == LimitSet::default()
+    }
+
+    /// Each limit set here, else `base`'s.
+    pub fn or(&self, base: &LimitSet) -> LimitSet {
+        LimitSet {
+            rps: self.rps.or(base.rps),
+            rpm: self.rpm.or(base.rpm),
+            tpm: self.tpm.or(base.tpm),
+            tpd: self.tpd.or(base.tpd),
+            input_tpm: self.input_tpm.or(base.input_tpm),
+            output_tpm: self.output_tpm.or(base.output_tpm),
+            max_concurrent: self.max_concurrent.or(base.max_concurrent),
+            budget_daily: self.budget_daily.or(base.budget_daily),
+            budget_monthly: self.budget_monthly.or(base.budget_monthly),
+            budget_total: self.budget_total.or(base.budget_total),
+        }
+    }
+
+    /// The limit named as in config (`tpm`, `budget_daily`, …).
+    pub fn get_mut(&mut self, name: &str) -> Option<&mut Option<u64>> {
+        Some(match name {
+            "rps" => &mut self.rps,
+            "rpm" => &mut self.rpm,
+            "tpm" => &mut self.tpm,
+            "tpd" => &mut self.tpd,
+            "input_tpm" => &mut self.input_tpm,
+            "output_tpm" => &mut self.output_tpm,
+            "max_concurrent" => &mut self.max_concurrent,
+            "budget_daily" => &mut self.budget_daily,
+            "budget_monthly" => &mut self.budget_monthly,
+            "budget_total" => &mut self.budget_total,
+            _ => return None,
+        })
     }
 }
 
@@ -99,6 +188,12 @@ pub struct RateLimits {
     pub class_claim: Option<String>,
     /// Limit classes, applied per identity whose `class_claim` names them.
     pub classes: BTreeMap<String, LimitSet>,
+    /// Model prices (`models[].cost`), by configured model name.
+    pub costs: BTreeMap<String, Cost>,
+    /// HTTP status of an exhausted budget: 429 (default) or 402.
+    pub budget_exceeded_status: u16,
+    /// Claims whose numbers replace `per_subject`'s limits.
+    pub claim_limits: ClaimLimits,
 }
 
 /// Default `estimate.default_max_tokens`.
@@ -197,7 +292,32 @@ pub(crate) fn rate_limits(
             "name a claim, e.g. tier",
         );
     }
+    let budget_exceeded_status = match raw.budget_exceeded_status {
+        None => 429,
+        Some(s @ (402 | 429)) => s,
+        Some(_) => {
+            c.push(
+                "limits.budget_exceeded_status",
+                "must be 402 or 429",
+                "write 402 (Payment Required) or 429 (the default, what OpenAI answers)",
+            );
+            429
+        }
+    };
+    let claim_limits = raw.claim_limits.unwrap_or_default();
+    for (name, claim) in claim_limits.entries() {
+        if claim.is_empty() {
+            c.push(
+                format!("limits.claim_limits.{name}"),
+                "empty claim name",
+                "name the claim that holds the number, e.g. quota_tpm",
+            );
+        }
+    }
     (c.len() == before).then_some(RateLimits {
+        costs: BTreeMap::new(),
+        budget_exceeded_status,
+        claim_limits,
         store,
         default_max_tokens,
         per_key,
@@ -211,7 +331,7 @@ pub(crate) fn rate_limits(
     })
 }
 
-fn limit_set(raw: RawLimitSet, key: &str, c: &mut Collector) -> LimitSet {
+pub(crate) fn limit_set(raw: RawLimitSet, key: &str, c: &mut Collector) -> LimitSet {
     let mut one = |v: Option<u64>, name: &str| match v {
         Some(n) if (1..=MAX_LIMIT).contains(&n) => Some(n),
         Some(_) => {
@@ -232,6 +352,46 @@ fn limit_set(raw: RawLimitSet, key: &str, c: &mut Collector) -> LimitSet {
         input_tpm: one(raw.input_tpm, "input_tpm"),
         output_tpm: one(raw.output_tpm, "output_tpm"),
         max_concurrent: one(raw.max_concurrent, "max_concurrent"),
+        budget_daily: budget(raw.budget_daily, "budget_daily", key, c),
+        budget_monthly: budget(raw.budget_monthly, "budget_monthly", key, c),
+        budget_total: budget(raw.budget_total, "budget_total", key, c),
+    }
+}
+
+fn budget(v: Option<f64>, name: &str, key: &str, c: &mut Collector) -> Option<u64> {
+    match v.map(usd_to_micro) {
+        Some(Some(m)) if m > 0 => Some(m),
+        Some(_) => {
+            c.push(
+                format!("{key}.{name}"),
+                "must be a positive amount of USD",
+                "write the spend allowed, e.g. 5 for $5.00, or remove the key for no budget",
+            );
+            None
+        }
+        None => None,
+    }
+}
+
+/// Adds what the model entries say to a validated `limits:` section: their
+/// prices (`models[].cost`) and their limits (`models[].limits`, the
+/// shorthand for `limits.per_model`; both set is an error).
+pub(crate) fn with_models(rl: &mut RateLimits, models: &[crate::Model], c: &mut Collector) {
+    for (i, m) in models.iter().enumerate() {
+        let name = m.name.as_str().to_string();
+        if let Some(cost) = m.cost {
+            rl.costs.insert(name.clone(), cost);
+        }
+        if let Some(set) = m.limits {
+            if rl.per_model.contains_key(&name) {
+                c.push(
+                    format!("models[{i}].limits"),
+                    format!("model {name:?} also has limits.per_model.{name}"),
+                    "keep one of the two",
+                );
+            }
+            rl.per_model.insert(name, set);
+        }
     }
 }
 

@@ -128,6 +128,13 @@ pub struct RawModel {
     /// `false`: no wristband for this model (see [`crate::wristband`]).
     #[serde(default)]
     pub wristband: Option<bool>,
+    /// Price per 1000 tokens (see [`crate::cost`]).
+    #[serde(default)]
+    pub cost: Option<crate::cost::RawCost>,
+    /// Limits on this model, all callers together (shorthand for
+    /// `limits.per_model.<name>`).
+    #[serde(default)]
+    pub limits: Option<crate::rate_limits::RawLimitSet>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

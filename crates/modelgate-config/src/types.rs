@@ -181,6 +181,10 @@ pub struct Model {
     pub kubernetes_access: Option<crate::kube_access::KubernetesAccess>,
     /// Send a wristband upstream (when `wristband:` is configured; default on).
     pub wristband: bool,
+    /// Price per 1000 tokens (`models[].cost`), for budgets and cost reports.
+    pub cost: Option<crate::cost::Cost>,
+    /// `models[].limits`: validated into `limits.per_model` (needs `limits:`).
+    pub limits: Option<crate::rate_limits::LimitSet>,
 }
 
 #[derive(Debug, Clone)]

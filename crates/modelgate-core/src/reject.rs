@@ -75,6 +75,13 @@ pub enum Reject {
         retry_after_secs: u64,
         message: String,
     },
+    /// 429 (or 402, `limits.budget_exceeded_status`): a spend budget is
+    /// used up. The message names the budget; a total budget has no retry.
+    BudgetExceeded {
+        message: String,
+        retry_after_secs: Option<u64>,
+        payment_required: bool,
+    },
     /// 503: the built-in runtime is saturated or the model is not ready.
     Unavailable {
         message: String,
@@ -116,6 +123,11 @@ impl Reject {
             Reject::RequestTimeout => S::REQUEST_TIMEOUT,
             Reject::PayloadTooLarge { .. } => S::PAYLOAD_TOO_LARGE,
             Reject::RateLimited { .. } => S::TOO_MANY_REQUESTS,
+            Reject::BudgetExceeded {
+                payment_required: true,
+                ..
+            } => S::PAYMENT_REQUIRED,
+            Reject::BudgetExceeded { .. } => S::TOO_MANY_REQUESTS,
             Reject::Unavailable { .. } => S::SERVICE_UNAVAILABLE,
             Reject::UpstreamUnavailable { .. } => S::BAD_GATEWAY,
             Reject::UpstreamTimeout => S::GATEWAY_TIMEOUT,
@@ -137,7 +149,9 @@ impl Reject {
             Reject::PayloadTooLarge { limit } => {
                 format!("request body is larger than the limit of {limit} bytes")
             }
-            Reject::RateLimited { message, .. } => message.clone(),
+            Reject::RateLimited { message, .. } | Reject::BudgetExceeded { message, .. } => {
+                message.clone()
+            }
             Reject::Unavailable { message, .. } => message.clone(),
             Reject::UpstreamUnavailable { .. } => "upstream unavailable".into(),
             Reject::UpstreamTimeout => "upstream request timeout".into(),
@@ -168,6 +182,7 @@ impl Reject {
             Reject::RequestTimeout => "request_timeout",
             Reject::PayloadTooLarge { .. } => "payload_too_large",
             Reject::RateLimited { .. } => "rate_limited",
+            Reject::BudgetExceeded { .. } => "budget_exceeded",
             Reject::Unavailable { .. } => "unavailable",
             Reject::UpstreamUnavailable { .. } => "upstream_unavailable",
             Reject::UpstreamTimeout => "upstream_timeout",
@@ -185,7 +200,9 @@ impl Reject {
             Reject::Unauthenticated(AuthFailure::AudienceNotAllowed) => 7,
             Reject::Unauthenticated(_) => 16, // UNAUTHENTICATED
             Reject::Forbidden(_) => 7,        // PERMISSION_DENIED
-            Reject::PayloadTooLarge { .. } | Reject::RateLimited { .. } => 8, // RESOURCE_EXHAUSTED
+            Reject::PayloadTooLarge { .. }
+            | Reject::RateLimited { .. }
+            | Reject::BudgetExceeded { .. } => 8, // RESOURCE_EXHAUSTED
             Reject::Unavailable { .. } | Reject::UpstreamUnavailable { .. } => 14, // UNAVAILABLE
             Reject::UpstreamTimeout | Reject::RequestTimeout => 4, // DEADLINE_EXCEEDED
             Reject::Internal { .. } => 13,    // INTERNAL

@@ -45,6 +45,9 @@ pub fn render(reject: &Reject, shape: ErrorShape, ctx: &RenderContext<'_>) -> Re
         } => Some(*retry_after_secs),
         Reject::Unavailable {
             retry_after_secs, ..
+        }
+        | Reject::BudgetExceeded {
+            retry_after_secs, ..
         } => *retry_after_secs,
         _ => None,
     };
@@ -122,6 +125,7 @@ fn openai_body(reject: &Reject) -> serde_json::Value {
         Reject::Unauthenticated(_) => ("authentication_error", Some("invalid_api_key")),
         Reject::Forbidden(_) => ("permission_error", None),
         Reject::RateLimited { .. } => ("rate_limit_error", Some("rate_limit_exceeded")),
+        Reject::BudgetExceeded { .. } => ("insufficient_quota", Some("insufficient_quota")),
         _ => ("server_error", None),
     };
     serde_json::json!({
@@ -282,6 +286,24 @@ mod tests {
         );
         assert_eq!(r.status(), 503);
         assert_eq!(r.headers()["retry-after"], "1");
+    }
+
+    #[test]
+    fn budget_exceeded_is_429_or_402_with_retry_only_when_it_resets() {
+        let over = |payment_required, retry_after_secs| Reject::BudgetExceeded {
+            message: "budget exceeded: key k daily budget $5.00 spent".into(),
+            retry_after_secs,
+            payment_required,
+        };
+        let r = render(&over(false, Some(60)), ErrorShape::OpenAi, &CTX);
+        assert_eq!(r.status(), 429);
+        assert_eq!(r.headers()["retry-after"], "60");
+        let v: serde_json::Value = serde_json::from_str(&block_on(body(r))).unwrap();
+        assert_eq!(v["error"]["code"], "insufficient_quota");
+        assert!(v["error"]["message"].as_str().unwrap().contains("$5.00"));
+        let r = render(&over(true, None), ErrorShape::OpenAi, &CTX);
+        assert_eq!(r.status(), 402);
+        assert!(r.headers().get("retry-after").is_none());
     }
 
     #[test]

@@ -7,8 +7,10 @@
 //! measure and scope are fixed words, the id a verified identity id or a
 //! configured model name — never raw request input.
 
+use modelgate_config::cost::Cost;
 use modelgate_config::rate_limits::{LimitSet, MAX_GROUPS, RateLimits};
 
+use crate::budget::{TOTAL_TTL, month_bounds};
 use crate::store::{Adjustment, Charge, CounterId, Window};
 
 /// What a counter counts.
@@ -22,6 +24,8 @@ pub enum Measure {
     OutputTokens,
     /// Requests running at once (a lease, released at the end).
     Concurrent,
+    /// Money, in micro-USD, at the model's price (a budget).
+    Spend(Cost),
 }
 
 /// The verified identity, as the step counts it.
@@ -37,6 +41,9 @@ pub struct Who<'a> {
     /// The key's own limits (stored with the key); set values replace
     /// `limits.per_key`'s.
     pub key_limits: Option<&'a LimitSet>,
+    /// Limits read from the identity's claims (`limits.claim_limits`); set
+    /// values replace `limits.per_subject`'s.
+    pub subject_limits: Option<&'a LimitSet>,
 }
 
 /// Tokens reserved for one request before its usage is known.
@@ -65,6 +72,12 @@ impl Usage {
     pub fn total(&self, cached_permille: u64) -> u64 {
         self.input(cached_permille) + self.completion
     }
+
+    /// Micro-USD at `cost` (cached input at its own price).
+    pub fn micro_usd(&self, cost: &Cost) -> u64 {
+        let cached = self.cached.min(self.prompt);
+        cost.micro_usd(self.prompt - cached, cached, self.completion)
+    }
 }
 
 /// One counter a request touches, and what it measures.
@@ -77,11 +90,22 @@ pub struct Planned {
 }
 
 impl Planned {
-    /// Seconds until this counter's window ends (1 for leases).
+    /// Seconds until this counter's window ends (1 for leases; for total
+    /// budgets, which never end, [`TOTAL_TTL`]).
     pub fn reset_secs(&self, now: u64) -> u64 {
+        self.retry_after(now).unwrap_or(TOTAL_TTL)
+    }
+
+    /// Seconds until this counter's window ends; `None` when it never does
+    /// (total budgets).
+    pub fn retry_after(&self, now: u64) -> Option<u64> {
         match self.charge.id.window {
-            Window::Fixed { secs } => (self.charge.id.start + secs).saturating_sub(now).max(1),
-            _ => 1,
+            Window::Fixed { secs } => {
+                Some((self.charge.id.start + secs).saturating_sub(now).max(1))
+            }
+            Window::Month => Some(month_bounds(now).1.saturating_sub(now).max(1)),
+            Window::Total => None,
+            Window::Lease => Some(1),
         }
     }
 }
@@ -113,13 +137,33 @@ fn fixed(name: String, secs: u64, now: u64) -> CounterId {
 /// The counters a request touches, with the estimate charged to each.
 pub fn plan(cfg: &RateLimits, who: &Who<'_>, model: &str, est: Estimate, now: u64) -> Vec<Planned> {
     let mut out = Vec::new();
-    let mut scope = |set: &LimitSet, scope: &str, id: &str, words: &str| {
+    let cost = cfg.costs.get(model).copied();
+    let spend = cost.map_or(0, |c| c.micro_usd(est.input, 0, est.output));
+    let spend_measure = Measure::Spend(cost.unwrap_or_default());
+    let mut scope = |set: &LimitSet, scope: &str, id: &str, words: &str, owner: &str| {
         let total = est.input + est.output;
         let mut add = |limit: Option<u64>, m: &str, window: Window, amount: u64, measure, what| {
             let Some(limit) = limit else { return };
             let name = format!("{m}:{scope}:{id}");
             let (id, ttl_secs) = match window {
                 Window::Fixed { secs } => (fixed(name, secs, now), secs + 1),
+                Window::Month => {
+                    let (start, end) = month_bounds(now);
+                    let id = CounterId {
+                        name,
+                        window,
+                        start,
+                    };
+                    (id, end.saturating_sub(now) + 86_400)
+                }
+                Window::Total => (
+                    CounterId {
+                        name,
+                        window,
+                        start: 0,
+                    },
+                    TOTAL_TTL,
+                ),
                 w => (
                     CounterId {
                         name,
@@ -137,7 +181,10 @@ pub fn plan(cfg: &RateLimits, who: &Who<'_>, model: &str, est: Estimate, now: u6
                     ttl_secs,
                 },
                 measure,
-                what: format!("{what} {words}"),
+                what: match measure {
+                    Measure::Spend(_) => format!("{owner} {what}"),
+                    _ => format!("{what} {words}"),
+                },
             });
         };
         let min = Window::Fixed { secs: 60 };
@@ -197,40 +244,68 @@ pub fn plan(cfg: &RateLimits, who: &Who<'_>, model: &str, est: Estimate, now: u6
             Measure::Concurrent,
             "concurrent requests",
         );
+        add(
+            set.budget_daily,
+            "usd_d",
+            Window::Fixed { secs: 86_400 },
+            spend,
+            spend_measure,
+            "daily budget",
+        );
+        add(
+            set.budget_monthly,
+            "usd_m",
+            Window::Month,
+            spend,
+            spend_measure,
+            "monthly budget",
+        );
+        add(
+            set.budget_total,
+            "usd_t",
+            Window::Total,
+            spend,
+            spend_measure,
+            "total budget",
+        );
     };
     if let Some(k) = who.key {
-        let own = who.key_limits.copied().unwrap_or_default();
-        let or = |a: Option<u64>, b: Option<u64>| a.or(b);
-        let p = &cfg.per_key;
-        let set = LimitSet {
-            rps: or(own.rps, p.rps),
-            rpm: or(own.rpm, p.rpm),
-            tpm: or(own.tpm, p.tpm),
-            tpd: or(own.tpd, p.tpd),
-            input_tpm: or(own.input_tpm, p.input_tpm),
-            output_tpm: or(own.output_tpm, p.output_tpm),
-            max_concurrent: or(own.max_concurrent, p.max_concurrent),
-        };
-        scope(&set, "key", k, "for this key");
+        let set = who.key_limits.copied().unwrap_or_default().or(&cfg.per_key);
+        scope(&set, "key", k, "for this key", &format!("key {k}"));
     }
     if let Some(s) = who.subject {
-        scope(&cfg.per_subject, "sub", s, "for this subject");
+        let set = who
+            .subject_limits
+            .copied()
+            .unwrap_or_default()
+            .or(&cfg.per_subject);
+        scope(&set, "sub", s, "for this subject", &format!("subject {s}"));
     }
     for g in who.groups.iter().take(MAX_GROUPS) {
-        scope(&cfg.per_group, "group", g, &format!("for group {g}"));
+        let owner = format!("group {g}");
+        scope(&cfg.per_group, "group", g, &format!("for {owner}"), &owner);
     }
     if let Some(ns) = who.namespace {
-        scope(&cfg.per_namespace, "ns", ns, &format!("for namespace {ns}"));
+        let owner = format!("namespace {ns}");
+        scope(
+            &cfg.per_namespace,
+            "ns",
+            ns,
+            &format!("for {owner}"),
+            &owner,
+        );
     }
     if let Some(set) = cfg.per_model.get(model) {
-        scope(set, "model", model, &format!("for model {model}"));
+        let owner = format!("model {model}");
+        scope(set, "model", model, &format!("for {owner}"), &owner);
     }
     if let Some(class) = who.class
         && let Some(set) = cfg.classes.get(class)
     {
         let id = who.key.or(who.subject).unwrap_or("");
         let words = format!("for this identity (class {class})");
-        scope(set, &format!("class:{class}"), id, &words);
+        let owner = format!("class {class} of {id}");
+        scope(set, &format!("class:{class}"), id, &words, &owner);
     }
     out
 }
@@ -249,6 +324,7 @@ pub fn settle(planned: &[Planned], outcome: Outcome, cached_permille: u64) -> Ve
                 (Measure::Tokens, Outcome::Used(u)) => u.total(cached_permille),
                 (Measure::InputTokens, Outcome::Used(u)) => u.input(cached_permille),
                 (Measure::OutputTokens, Outcome::Used(u)) => u.completion,
+                (Measure::Spend(cost), Outcome::Used(u)) => u.micro_usd(&cost),
             };
             let delta = i64::try_from(actual).unwrap_or(i64::MAX)
                 - i64::try_from(reserved).unwrap_or(i64::MAX);

@@ -45,6 +45,15 @@ enum KeysCommand {
         /// This key's concurrent requests (replaces limits.per_key.max_concurrent).
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
         max_concurrent: Option<u64>,
+        /// This key's spend per UTC day, USD (replaces limits.per_key.budget_daily).
+        #[arg(long, value_parser = usd)]
+        budget_daily: Option<u64>,
+        /// This key's spend per calendar month (UTC), USD.
+        #[arg(long, value_parser = usd)]
+        budget_monthly: Option<u64>,
+        /// This key's spend ever, USD.
+        #[arg(long, value_parser = usd)]
+        budget_total: Option<u64>,
     },
     /// List keys (names, ids, grants, status — never secrets).
     List {
@@ -85,6 +94,18 @@ fn key_file(args: &KeysArgs) -> anyhow::Result<PathBuf> {
     })
 }
 
+/// `--budget-*`: USD to micro-USD (positive).
+fn usd(s: &str) -> Result<u64, String> {
+    let usd: f64 = s
+        .trim_start_matches('$')
+        .parse()
+        .map_err(|_| format!("{s:?} is not an amount of USD, e.g. 5 or 2.50"))?;
+    match modelgate_config::cost::usd_to_micro(usd) {
+        Some(m) if m > 0 => Ok(m),
+        _ => Err(format!("{s:?}: a budget must be a positive amount of USD")),
+    }
+}
+
 fn models(list: &str) -> anyhow::Result<Vec<String>> {
     parse_grants(list).map_err(|e| anyhow::anyhow!("--{e}"))
 }
@@ -107,6 +128,9 @@ pub fn run(args: KeysArgs) -> anyhow::Result<ExitCode> {
             tpm,
             tpd,
             max_concurrent,
+            budget_daily,
+            budget_monthly,
+            budget_total,
         } => {
             let grants = models(&m)?;
             let shown = grants.join(",");
@@ -115,6 +139,9 @@ pub fn run(args: KeysArgs) -> anyhow::Result<ExitCode> {
                 tpm,
                 tpd,
                 max_concurrent,
+                budget_daily_micro_usd: budget_daily,
+                budget_monthly_micro_usd: budget_monthly,
+                budget_total_micro_usd: budget_total,
             };
             let key = KeyFile::update(&path, |f| {
                 let key = f.create(&name, grants, expires.map(Duration::from), now)?;

@@ -1,4 +1,5 @@
-//! `modelgate keys usage`: each key's counters in the current windows, read
+//! `modelgate keys usage`: each key's and each limited model's counters in
+//! the current windows (budgets in USD), read
 //! from the configured counter store (Redis, `limits.store.redis`). With
 //! in-process counters each serving process holds its own; nothing to read
 //! from outside.
@@ -7,21 +8,11 @@ use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
-use modelgate_authn::keys::KeyFile;
+use modelgate_authn::keys::{KeyFile, KeyLimits};
+use modelgate_config::cost::show_usd;
 use modelgate_config::rate_limits::{LimitSet, RateLimits};
-use modelgate_limit::plan::{Estimate, Who, plan};
-use modelgate_limit::store::{CounterId, CounterStore};
-use serde::Serialize;
-
-#[derive(Serialize)]
-struct Row {
-    key: String,
-    /// `tpm`, `rpm`, …
-    counter: String,
-    used: u64,
-    limit: u64,
-    reset_secs: u64,
-}
+use modelgate_limit::report::{Report, UsageRow};
+use modelgate_limit::store::CounterStore;
 
 pub fn run(config: &Path, keys: &Path, json: bool) -> anyhow::Result<()> {
     let cfg = modelgate_config::load_file(config).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -37,19 +28,39 @@ pub fn run(config: &Path, keys: &Path, json: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "{:<24} {:<8} {:>12} {:>12} RESETS IN",
-        "KEY", "COUNTER", "USED", "LIMIT"
+        "{:<24} {:<8} {:>14} {:>14} RESETS IN",
+        "KEY/MODEL", "COUNTER", "USED", "LIMIT"
     );
     for r in rows {
-        println!(
-            "{:<24} {:<8} {:>12} {:>12} {}s",
-            r.key, r.counter, r.used, r.limit, r.reset_secs
-        );
+        let who = match &r.model {
+            Some(m) => format!("model {m}"),
+            None => r.key.clone(),
+        };
+        let (used, limit) = match r.used_usd {
+            Some(_) => (show_usd(r.used), show_usd(r.limit)),
+            None => (r.used.to_string(), r.limit.to_string()),
+        };
+        let reset = r.reset_secs.map_or("never".into(), |s| format!("{s}s"));
+        println!("{who:<24} {:<8} {used:>14} {limit:>14} {reset}", r.counter);
     }
     Ok(())
 }
 
-fn read(limits: &RateLimits, file: &KeyFile) -> anyhow::Result<Vec<Row>> {
+/// A key's stored limits (the key file's micro-USD budgets included).
+fn key_set(l: &KeyLimits) -> LimitSet {
+    LimitSet {
+        rpm: l.rpm,
+        tpm: l.tpm,
+        tpd: l.tpd,
+        max_concurrent: l.max_concurrent,
+        budget_daily: l.budget_daily_micro_usd,
+        budget_monthly: l.budget_monthly_micro_usd,
+        budget_total: l.budget_total_micro_usd,
+        ..LimitSet::default()
+    }
+}
+
+fn read(limits: &RateLimits, file: &KeyFile) -> anyhow::Result<Vec<UsageRow>> {
     let Some(redis) = &limits.store else {
         bail!(
             "limits.store is in-process: each serving process keeps its own counters; configure limits.store.redis to share and read them"
@@ -58,48 +69,23 @@ fn read(limits: &RateLimits, file: &KeyFile) -> anyhow::Result<Vec<Row>> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let mut meta = Vec::new();
-    let mut ids: Vec<CounterId> = Vec::new();
-    for k in file.keys.iter().filter(|k| k.revoked_at.is_none()) {
-        let own = k.limits.map(|l| LimitSet {
-            rpm: l.rpm,
-            tpm: l.tpm,
-            tpd: l.tpd,
-            max_concurrent: l.max_concurrent,
-            ..LimitSet::default()
-        });
-        let who = Who {
-            key: Some(&k.name),
-            key_limits: own.as_ref(),
-            ..Who::default()
-        };
-        let none = Estimate {
-            input: 0,
-            output: 0,
-        };
-        for p in plan(limits, &who, "", none, now) {
-            let counter = p.charge.id.name.split(':').next().unwrap_or("").to_string();
-            meta.push((k.name.clone(), counter, p.charge.limit, p.reset_secs(now)));
-            ids.push(p.charge.id);
-        }
-    }
+    let keys: Vec<_> = file
+        .keys
+        .iter()
+        .filter(|k| k.revoked_at.is_none())
+        .map(|k| (k.name.clone(), k.limits.as_ref().map(key_set)))
+        .collect();
+    let report = Report::new(limits, &keys, now);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     let values = rt.block_on(async {
         let store = modelgate_limit::redis::connect(redis).map_err(|e| anyhow::anyhow!("{e}"))?;
-        store.read(&ids).await.map_err(|e| anyhow::anyhow!("{e}"))
+        store
+            .read(&report.ids)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))
     })?;
-    Ok(meta
-        .into_iter()
-        .zip(values)
-        .map(|((key, counter, limit, reset_secs), used)| Row {
-            key,
-            counter,
-            used,
-            limit,
-            reset_secs,
-        })
-        .collect())
+    Ok(report.fill(values))
 }

@@ -239,6 +239,9 @@ mod tests {
             cached_input_permille: 1000,
             class_claim: None,
             classes: Default::default(),
+            costs: Default::default(),
+            budget_exceeded_status: 429,
+            claim_limits: Default::default(),
         };
         let limiter = Arc::new(Limiter::build(&cfg, None, None).unwrap());
         let who = Who {

@@ -77,6 +77,7 @@ fn full<'a>(path: &'a str, identity: &'a str, client: SocketAddr) -> Decision<'a
             input: 12,
             output: 7,
             total: 19,
+            cost_usd: Some(crate::MicroUsd(1_500)),
         }),
     }
 }

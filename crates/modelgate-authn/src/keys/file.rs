@@ -56,6 +56,13 @@ pub struct KeyLimits {
     pub tpd: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_concurrent: Option<u64>,
+    /// Spend budgets in micro-USD (`keys create --budget-daily 5` = 5000000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_daily_micro_usd: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_monthly_micro_usd: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_total_micro_usd: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

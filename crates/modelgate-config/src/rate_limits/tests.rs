@@ -74,3 +74,61 @@ fn errors_name_the_key_and_the_fix() {
     let e = parse("limits: {store: {memcached: {}}}\n").unwrap_err();
     assert!(e.contains("limits.store") && e.contains("memcached"), "{e}");
 }
+
+#[test]
+fn costs_budgets_and_claim_limits_parse() {
+    let cfg = parse_str(
+        "listen: {address: 127.0.0.1:8080}
+models:
+  - name: llama3
+    protocols: [openai]
+    upstream: {url: \"http://127.0.0.1:9\"}
+    cost: {input_per_1k: 0.5, output_per_1k: 1.5}
+    limits: {rpm: 5}
+limits:
+  budget_exceeded_status: 402
+  per_key: {budget_daily: 5, budget_monthly: 100.25, budget_total: 1000}
+  claim_limits: {tpm: quota_tpm, budget_daily: quota_usd}
+",
+        "t.yaml",
+        std::path::Path::new("."),
+        &|_| None,
+    )
+    .unwrap();
+    let l = cfg.rate_limits.unwrap();
+    assert_eq!(l.per_key.budget_daily, Some(5_000_000));
+    assert_eq!(l.per_key.budget_monthly, Some(100_250_000));
+    assert_eq!(l.budget_exceeded_status, 402);
+    assert_eq!(l.costs["llama3"].output_per_1k, 1_500_000);
+    assert_eq!(l.costs["llama3"].cached_input_per_1k, 500_000);
+    assert_eq!(l.per_model["llama3"].rpm, Some(5));
+    assert_eq!(
+        l.claim_limits.entries(),
+        [("tpm", "quota_tpm"), ("budget_daily", "quota_usd")]
+    );
+}
+
+#[test]
+fn bad_costs_and_budgets_name_the_key() {
+    let e =
+        parse("limits: {per_key: {budget_daily: -1}, budget_exceeded_status: 403}\n").unwrap_err();
+    assert!(e.contains("limits.per_key.budget_daily"), "{e}");
+    assert!(e.contains("limits.budget_exceeded_status"), "{e}");
+    let e = parse_str(
+        "listen: {address: 127.0.0.1:8080}
+models:
+  - name: m
+    protocols: [openai]
+    upstream: {url: \"http://127.0.0.1:9\"}
+    cost: {input_per_1k: -2, output: 1}
+",
+        "t.yaml",
+        std::path::Path::new("."),
+        &|_| None,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("models[0].cost"), "{e}");
+    let e = parse("limits: {claim_limits: {tokens: q}}\n").unwrap_err();
+    assert!(e.contains("limits.claim_limits"), "{e}");
+}

@@ -77,9 +77,22 @@ pub(crate) fn validate(s: Sections, base: &Path, c: &mut Collector) -> Option<Co
     let model_names: Option<Vec<String>> = models
         .as_ref()
         .map(|ms| ms.iter().map(|m| m.name.as_str().to_string()).collect());
-    let rate_limits = s
+    let mut rate_limits = s
         .rate_limits
         .map(|r| crate::rate_limits::rate_limits(r, model_names.as_deref(), c));
+    match (&mut rate_limits, &models) {
+        (Some(Some(rl)), Some(ms)) => crate::rate_limits::with_models(rl, ms, c),
+        (None, Some(ms)) => {
+            if let Some(i) = ms.iter().position(|m| m.limits.is_some()) {
+                c.push(
+                    format!("models[{i}].limits"),
+                    "model limits need a `limits:` section (the rate-limit step)",
+                    "add `limits: {}` at the top level, or remove the model's limits",
+                );
+            }
+        }
+        _ => {}
+    }
     if let (Some(m), Some(a)) = (&models, &auth) {
         crate::kube_access::needs_api_server(m, a, c); // SubjectAccessReview hook
     }

@@ -132,7 +132,15 @@ pub(super) fn model(raw: RawModel, key: &str, base: &Path, c: &mut Collector) ->
     let kubernetes_access = raw.kubernetes_access.and_then(|a| {
         crate::kube_access::kubernetes_access(a, &raw.name, &format!("{key}.kubernetes_access"), c)
     });
+    let cost = raw
+        .cost
+        .and_then(|r| crate::cost::cost(r, &format!("{key}.cost"), c));
+    let limits = raw
+        .limits
+        .map(|r| crate::rate_limits::limit_set(r, &format!("{key}.limits"), c));
     Some(Model {
+        cost,
+        limits,
         kubernetes_access,
         wristband: raw.wristband.unwrap_or(true),
         name: name?,

@@ -1,5 +1,6 @@
 use std::collections::BTreeMap;
 
+use modelgate_config::cost::Cost;
 use modelgate_config::rate_limits::{LimitSet, RateLimits};
 
 use super::*;
@@ -36,6 +37,16 @@ fn cfg() -> RateLimits {
                 ..LimitSet::default()
             },
         )]),
+        costs: BTreeMap::from([(
+            "llama3".to_string(),
+            Cost {
+                input_per_1k: 500_000,
+                output_per_1k: 1_500_000,
+                cached_input_per_1k: 100_000,
+            },
+        )]),
+        budget_exceeded_status: 429,
+        claim_limits: Default::default(),
     }
 }
 
@@ -54,6 +65,7 @@ fn plan_names_counters_from_config_and_verified_ids() {
         namespace: None,
         class: Some("gold"),
         key_limits: None,
+        subject_limits: None,
     };
     let p = plan(&cfg(), &who, "llama3", EST, 125);
     let names: Vec<_> = p.iter().map(|p| p.charge.id.name.as_str()).collect();
@@ -148,4 +160,83 @@ fn a_keys_own_limits_replace_per_key_values() {
             ("conc:key:k", 2)
         ]
     );
+}
+
+#[test]
+fn budgets_reserve_the_estimates_price_and_settle_the_real_one() {
+    let mut c = cfg();
+    c.per_key = LimitSet {
+        budget_daily: Some(5_000_000),
+        budget_monthly: Some(100_000_000),
+        budget_total: Some(1_000_000_000),
+        ..LimitSet::default()
+    };
+    c.per_model.clear();
+    let who = Who {
+        key: Some("k"),
+        ..Who::default()
+    };
+    let now = 1_796_104_144; // 2026-12-01T05:49:04Z
+    let p = plan(&c, &who, "llama3", EST, now);
+    let got: Vec<_> = p
+        .iter()
+        .map(|p| {
+            (
+                p.charge.id.name.as_str(),
+                p.charge.id.window,
+                p.charge.amount,
+            )
+        })
+        .collect();
+    // 20 in × $0.0005 + 100 out × $0.0015 = $0.16
+    assert_eq!(
+        got,
+        [
+            ("usd_d:key:k", Window::Fixed { secs: 86_400 }, 160_000),
+            ("usd_m:key:k", Window::Month, 160_000),
+            ("usd_t:key:k", Window::Total, 160_000),
+        ]
+    );
+    assert_eq!(p[1].charge.id.start, 1_796_083_200);
+    assert_eq!(p[1].retry_after(now), Some(1_798_761_600 - now));
+    assert_eq!(p[2].retry_after(now), None);
+    assert_eq!(p[0].what, "key k daily budget");
+    let used = Usage {
+        prompt: 30,
+        completion: 10,
+        cached: 10,
+    };
+    // 20 × 0.0005 + 10 cached × 0.0001 + 10 × 0.0015 = 0.026
+    let adj = settle(&p, Outcome::Used(used), 500);
+    assert_eq!(adj[0].delta, 26_000 - 160_000);
+    assert_eq!(adj.len(), 3);
+    // a model without a price spends nothing
+    let free = plan(&c, &who, "other", EST, now);
+    assert!(free.iter().all(|p| p.charge.amount == 0));
+    assert!(settle(&free, Outcome::Used(used), 500).is_empty());
+}
+
+#[test]
+fn limits_from_claims_replace_per_subject_values() {
+    let mut c = cfg();
+    c.per_subject = LimitSet {
+        tpm: Some(100),
+        rpm: Some(7),
+        ..LimitSet::default()
+    };
+    let from_claim = LimitSet {
+        tpm: Some(4242),
+        ..LimitSet::default()
+    };
+    let who = Who {
+        subject: Some("s"),
+        subject_limits: Some(&from_claim),
+        ..Who::default()
+    };
+    let p = plan(&c, &who, "x", EST, 0);
+    let got: Vec<_> = p
+        .iter()
+        .map(|p| (p.charge.id.name.as_str(), p.charge.limit))
+        .collect();
+    assert_eq!(got, [("rpm:sub:s", 7), ("tpm:sub:s", 4242)]);
 }
