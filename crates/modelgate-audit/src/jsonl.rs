@@ -70,6 +70,11 @@ pub(crate) fn write(out: &mut Vec<u8>, d: &Decision<'_>) {
         uint(out, t.output);
         out.extend_from_slice(b",\"total\":");
         uint(out, t.total);
+        if let Some(c) = &t.cost_usd {
+            // Rare (priced LLM answers only): serde_json's shortest f64 form.
+            out.extend_from_slice(b",\"cost_usd\":");
+            let _ = serde_json::to_writer(&mut *out, c);
+        }
         out.push(b'}');
     }
     out.push(b'}');

@@ -203,6 +203,7 @@ fn status_and_tokens_match_at_the_extremes() {
                 input: n,
                 output: n / 3,
                 total: n.wrapping_add(1),
+                cost_usd: Some(crate::MicroUsd(n >> 12)),
             }),
             authorized: true,
             decision: Outcome::Allow,
