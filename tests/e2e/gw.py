@@ -3,19 +3,32 @@
 from __future__ import annotations
 
 import http.client
+import re
 import socket
+import time
 from pathlib import Path
+
+import requests
 
 from peers import IRIS_ROWS
 
 V2_BODY = {"inputs": [{"name": "input-0", "shape": [2, 4], "datatype": "FP32", "data": IRIS_ROWS}]}
 V1_BODY = {"instances": IRIS_ROWS}
 
+# The LLM tests' chat message, and the rate-limit step's input estimate for
+# it: ceil(chars / 4) + 4 per message (max_tokens is added for the total).
+PROMPT = "Say something about Kubernetes."
+MSG = [{"role": "user", "content": PROMPT}]
+INPUT_ESTIMATE = -(-len(PROMPT) // 4) + 4
 
-def create_key(run_modelgate, keys_file: Path, name: str, models: str = "*", expires: str | None = None) -> str:
+
+def create_key(run_modelgate, keys_file: Path, name: str, models: str = "*", expires: str | None = None,
+               extra: tuple = ()) -> str:
+    """`modelgate keys create`; `extra` adds flags such as `--tpm 2000`."""
     args = ["keys", "--file", str(keys_file), "create", "--name", name, "--models", models]
     if expires:
         args += ["--expires", expires]
+    args += list(extra)
     r = run_modelgate(args)
     assert r.returncode == 0, r.stderr
     key = r.stdout.strip()
@@ -53,3 +66,38 @@ def silent_server() -> tuple[socket.socket, str]:
     s.bind(("127.0.0.1", 0))
     s.listen(64)
     return s, f"127.0.0.1:{s.getsockname()[1]}"
+
+
+def chat_records(mg, mark: int, n: int) -> list[dict]:
+    """The chat decision records since `mark`, once there are `n` (a stream's
+    record is written when its body ends, just after the client's last read)."""
+    deadline = time.monotonic() + 5
+    while True:
+        recs = [d for d in mg.decisions(mark) if d.get("path") == "/v1/chat/completions"]
+        if len(recs) >= n or time.monotonic() > deadline:
+            assert len(recs) >= n, recs
+            return recs
+        time.sleep(0.05)
+
+
+def away_from_minute_end(margin: float = 15.0) -> None:
+    """Per-minute counters reset at the minute: start early in a minute so a
+    burst stays in one window."""
+    left = 60 - time.time() % 60
+    if left < margin:
+        time.sleep(left + 0.5)
+
+
+def metric_value(mg, series: str) -> int:
+    """The value of one series on the admin `/metrics` (`series` is a regex
+    for the name and labels); 0 when absent."""
+    text = requests.get(f"{mg.admin_url}/metrics", timeout=5).text
+    m = re.search(rf"(?m)^{series} (\S+)$", text)
+    return int(float(m.group(1))) if m else 0
+
+
+def admin_usage(mg, key: str) -> dict:
+    """`GET /admin/api/usage` by (scope, key/group/model, counter)."""
+    r = requests.get(f"{mg.admin_url}/admin/api/usage", headers=bearer(key), timeout=5)
+    assert r.status_code == 200, r.text
+    return {(x["scope"], x.get("model") or x.get("group") or x["key"], x["counter"]): x for x in r.json()}

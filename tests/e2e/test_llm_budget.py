@@ -9,7 +9,6 @@ tokens = 1000 µ$ per token, $2 per 1k output tokens = 2000 µ$ per token."""
 from __future__ import annotations
 
 import json
-import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -18,9 +17,8 @@ import openai
 import pytest
 import requests
 
-from gw import bearer, create_key
+from gw import INPUT_ESTIMATE, MSG, admin_usage, bearer, chat_records, create_key, metric_value
 from redis_peer import start_restartable_redis
-from test_llm_limits import INPUT_ESTIMATE, MSG, chat_records
 
 COST = "{input_per_1k: 1, output_per_1k: 2}"
 MAX_TOKENS = 20
@@ -48,18 +46,10 @@ models:
 limits:
 {limits}
 """)
-    mg.key = key_with(run_modelgate, keys, "limited", key_args)
+    mg.key = create_key(run_modelgate, keys, "limited", extra=key_args)
     mg.wait_ready(lambda: requests.get(f"{mg.url}/v1/models", headers=bearer(mg.key), timeout=5).status_code == 200,
                   5, "keys")
     return mg
-
-
-def key_with(run_modelgate, keys, name: str, extra: tuple) -> str:
-    if not extra:
-        return create_key(run_modelgate, keys, name, "*")
-    r = run_modelgate(["keys", "--file", str(keys), "create", "--name", name, "--models", "*", *extra])
-    assert r.returncode == 0, r.stderr
-    return r.stdout.strip()
 
 
 def client(mg) -> openai.OpenAI:
@@ -67,15 +57,7 @@ def client(mg) -> openai.OpenAI:
 
 
 def cost_metric(mg) -> int:
-    text = requests.get(f"{mg.admin_url}/metrics", timeout=5).text
-    m = re.search(r'(?m)^modelgate_llm_cost_micro_usd_total\{gen_ai_request_model="llama3"\} (\S+)$', text)
-    return int(float(m.group(1))) if m else 0
-
-
-def admin_usage(mg) -> dict:
-    r = requests.get(f"{mg.admin_url}/admin/api/usage", headers=bearer(mg.key), timeout=5)
-    assert r.status_code == 200, r.text
-    return {(x["scope"], x.get("model") or x["key"], x["counter"]): x for x in r.json()}
+    return metric_value(mg, r'modelgate_llm_cost_micro_usd_total\{gen_ai_request_model="llama3"\}')
 
 
 def spend_until_refused(c, n: int = 40):
@@ -115,7 +97,7 @@ def test_daily_budget_refuses_with_429_and_the_books_agree(tmp_path, run_modelga
     assert logged == spent
     assert [d for d in recs if d["status"] == 429][0].get("tokens") is None
     assert cost_metric(mg) == sum(spent)
-    row = admin_usage(mg)[("key", "limited", "usd_d")]
+    row = admin_usage(mg, mg.key)[("key", "limited", "usd_d")]
     assert row["used"] == sum(spent) and row["limit"] == budget
     assert row["used_usd"] == pytest.approx(sum(spent) / 1e6) and row["limit_usd"] == 0.3
 
@@ -156,7 +138,7 @@ def test_parallel_burst_never_overspends(tmp_path, run_modelgate, start_modelgat
     recs = chat_records(mg, mark, len(results))
     logged = sum(round(d["tokens"]["cost_usd"] * 1_000_000) for d in recs if d["status"] == 200)
     time.sleep(0.3)
-    row = admin_usage(mg)[("model", "llama3", "usd_m")]
+    row = admin_usage(mg, mg.key)[("model", "llama3", "usd_m")]
     assert logged == cost_metric(mg) == row["used"] == sum(accepted)
 
 
@@ -177,8 +159,8 @@ models:
 limits:
   store: {{redis: {{url: "{redis.url}", prefix: budget}}}}
 """
-        key = key_with(run_modelgate, keys, "shared",
-                       ("--budget-daily", "0.5", "--budget-monthly", "100", "--budget-total", "$1000"))
+        key = create_key(run_modelgate, keys, "shared",
+                         extra=("--budget-daily", "0.5", "--budget-monthly", "100", "--budget-total", "$1000"))
         config = tmp_path / "limits.yaml"
         config.write_text(text.replace("__LISTEN__", "127.0.0.1:1").replace("__ADMIN__", "127.0.0.1:2"))
         a, b = start_modelgate(text), start_modelgate(text)
@@ -279,4 +261,4 @@ def test_stream_cost_is_charged_and_logged(tmp_path, run_modelgate, start_modelg
     rec = chat_records(mg, mark, 1)[0]
     assert round(rec["tokens"]["cost_usd"] * 1_000_000) == micro(usage[0])
     time.sleep(0.3)
-    assert admin_usage(mg)[("key", "limited", "usd_d")]["used"] == micro(usage[0]) == cost_metric(mg)
+    assert admin_usage(mg, mg.key)[("key", "limited", "usd_d")]["used"] == micro(usage[0]) == cost_metric(mg)

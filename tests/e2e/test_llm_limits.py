@@ -18,13 +18,8 @@ import openai
 import pytest
 import requests
 
-from gw import bearer, create_key
+from gw import INPUT_ESTIMATE, MSG, away_from_minute_end, bearer, chat_records, create_key, metric_value
 from sse_upstream import SseUpstream
-
-PROMPT = "Say something about Kubernetes."
-MSG = [{"role": "user", "content": PROMPT}]
-# The step's estimate for MSG: ceil(chars / 4) + 4 per message, + max_tokens.
-INPUT_ESTIMATE = -(-len(PROMPT) // 4) + 4
 
 
 def gateway(tmp_path, run_modelgate, start_modelgate, upstream: str, limits: str, model="llama3",
@@ -54,29 +49,8 @@ def client(mg, **kw):
     return openai.OpenAI(base_url=f"{mg.url}/v1", api_key=mg.key, max_retries=0, **kw)
 
 
-def away_from_minute_end(margin: float = 15.0) -> None:
-    left = 60 - time.time() % 60
-    if left < margin:
-        time.sleep(left + 0.5)
-
-
-def chat_records(mg, mark: int, n: int) -> list[dict]:
-    """The chat decision records since `mark`, once there are `n` (a stream's
-    record is written when its body ends, just after the client's last read)."""
-    deadline = time.monotonic() + 5
-    while True:
-        recs = [d for d in mg.decisions(mark) if d.get("path") == "/v1/chat/completions"]
-        if len(recs) >= n or time.monotonic() > deadline:
-            assert len(recs) >= n, recs
-            return recs
-        time.sleep(0.05)
-
-
 def token_metric(mg, kind: str) -> int:
-    text = requests.get(f"{mg.admin_url}/metrics", timeout=5).text
-    m = re.search(rf'(?m)^modelgate_gen_ai_client_token_usage_total{{[^}}]*gen_ai_token_type="{kind}"[^}}]*}} (\S+)$',
-                  text)
-    return int(float(m.group(1))) if m else 0
+    return metric_value(mg, rf'modelgate_gen_ai_client_token_usage_total{{[^}}]*gen_ai_token_type="{kind}"[^}}]*}}')
 
 
 def test_tokens_are_reserved_settled_and_refused_as_rate_limit_error(tmp_path, run_modelgate, start_modelgate,
@@ -278,7 +252,7 @@ def test_limits_stored_with_a_key_apply_and_follow_rotation(tmp_path, run_modelg
 
 def test_admin_usage_reports_the_counters(tmp_path, run_modelgate, start_modelgate, litellm_mock):
     mg = gateway(tmp_path, run_modelgate, start_modelgate, litellm_mock.url,
-                 "  per_key: {tpm: 50000, rpm: 100}\n  estimate: {default_max_tokens: 100}",
+                 "  per_key: {tpm: 50000, rpm: 10}\n  estimate: {default_max_tokens: 100}",
                  admin_keys=", keys: [limited]")
     away_from_minute_end()
     c = client(mg)
@@ -291,4 +265,7 @@ def test_admin_usage_reports_the_counters(tmp_path, run_modelgate, start_modelga
     assert r.status_code == 200, r.text
     rows = {(x["key"], x["counter"]): x for x in r.json()}
     assert rows[("limited", "tpm")]["used"] == used
-    assert rows[("limited", "rpm")]["used"] == 3 and rows[("limited", "rpm")]["limit"] == 100
+    # rpm is GCRA: "used" is the part of the burst not yet refilled (one
+    # request per 6 s at rpm 10), so the 3 requests of the last second count.
+    assert rows[("limited", "rpm")]["used"] == 3 and rows[("limited", "rpm")]["limit"] == 10
+    assert 0 < rows[("limited", "rpm")]["reset_secs"] <= 18

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from gw import bearer, create_key
+from gw import away_from_minute_end, bearer, create_key
 from redis_peer import start_restartable_redis
 
 TPM = 10_000
@@ -68,14 +68,6 @@ def require_step(tmp_path, run_modelgate, keys, upstream, redis_url) -> None:
     assert r.returncode == 0, r.stdout + r.stderr
 
 
-def away_from_minute_end(margin: float = 20.0) -> None:
-    """Per-minute counters reset at the minute: start early in a minute so a
-    burst stays in one window."""
-    left = 60 - time.time() % 60
-    if left < margin:
-        time.sleep(left + 0.5)
-
-
 def chat(url: str, key: str, timeout: float = 30.0) -> requests.Response:
     body = {"model": "llama3", "messages": [{"role": "user", "content": PROMPT}], "max_tokens": MAX_TOKENS}
     return requests.post(f"{url}/v1/chat/completions", json=body, headers=bearer(key), timeout=timeout)
@@ -107,7 +99,7 @@ def test_two_processes_share_one_token_limit(tmp_path, redis, keys, litellm_mock
     a = start_modelgate(cfg)
     b = start_modelgate(cfg)
     marks = (a.log_mark(), b.log_mark())
-    away_from_minute_end()
+    away_from_minute_end(20.0)
     urls = [a.url, b.url] * 100
     with ThreadPoolExecutor(max_workers=32) as pool:
         answers = list(pool.map(lambda u: chat(u, key), urls))

@@ -29,8 +29,8 @@ use modelgate_audit::{Metrics, MicroUsd, TokenNote};
 use modelgate_config::rate_limits::{LimitSet, RateLimits};
 use modelgate_core::{BoxBody, Principal, Reject, full};
 use modelgate_limit::plan::{Measure, Outcome, Planned, Usage, Who, plan, settle};
-use modelgate_limit::redis::{ERRORS_HELP, RedisStore, UP_HELP};
-use modelgate_limit::report::{Report, UsageRow};
+use modelgate_limit::redis::{ERRORS_HELP, RedisStore, StoreMetrics, UP_HELP};
+use modelgate_limit::report::UsageRow;
 use modelgate_limit::store::{Charge, CounterStore, Reservation, StoreError};
 use modelgate_limit::{LocalStore, redis::Guarded};
 use prometheus_client::encoding::EncodeLabelSet;
@@ -70,6 +70,9 @@ pub struct Limiter {
     store: Arc<dyn CounterStore>,
     redis: Option<Arc<Guarded<RedisStore>>>,
     metrics: LimitMetrics,
+    /// The counter store's metrics: made once, carried across reloads (a
+    /// new store updates the series registered at start).
+    store_metrics: StoreMetrics,
     /// Limits stored with keys (`keys create --rpm …`), by key name; read
     /// from `auth.api_keys.file` at build and when the key file changes.
     keys_file: Option<PathBuf>,
@@ -93,14 +96,19 @@ impl Limiter {
                 store: p.store.clone(),
                 redis: p.redis.clone(),
                 metrics: p.metrics.clone(),
+                store_metrics: p.store_metrics.clone(),
                 keys_file,
                 key_limits,
             });
         }
         let metrics = previous.map(|p| p.metrics.clone()).unwrap_or_default();
+        let store_metrics = previous
+            .map(|p| p.store_metrics.clone())
+            .unwrap_or_default();
         let (store, redis): (Arc<dyn CounterStore>, _) = match &cfg.store {
             Some(r) => {
-                let shared = modelgate_limit::redis::shared(r).map_err(|e| e.to_string())?;
+                let shared = modelgate_limit::redis::shared(r, store_metrics.clone())
+                    .map_err(|e| e.to_string())?;
                 let guarded = shared.guarded.clone();
                 let store = shared.store.clone();
                 tokio::spawn(async move { shared.check().await });
@@ -113,6 +121,7 @@ impl Limiter {
             store,
             redis,
             metrics,
+            store_metrics,
             keys_file,
             key_limits,
         })
@@ -131,9 +140,7 @@ impl Limiter {
                 .collect(),
             None => Vec::new(),
         };
-        let report = Report::new(&self.cfg, &keys, unix_now());
-        let values = self.store.read(&report.ids).await?;
-        Ok(report.fill(values))
+        modelgate_limit::report::usage(&self.cfg, &keys, self.store.as_ref(), unix_now()).await
     }
 
     /// Re-reads the limits stored with keys (the key file changed).
@@ -154,11 +161,10 @@ impl Limiter {
             spend::COST_HELP,
             self.metrics.cost.clone(),
         );
-        if let Some(g) = &self.redis {
-            let m = g.metrics();
-            metrics.register("limit_store_errors", ERRORS_HELP, m.errors.clone());
-            metrics.register("limit_store_up", UP_HELP, m.up.clone());
-        }
+        // Always: a store configured at a later reload updates these series.
+        let m = &self.store_metrics;
+        metrics.register("limit_store_errors", ERRORS_HELP, m.errors.clone());
+        metrics.register("limit_store_up", UP_HELP, m.up.clone());
     }
 
     pub fn store(&self) -> &Arc<dyn CounterStore> {
@@ -218,9 +224,14 @@ impl Limiter {
                 message: "rate limits cannot be checked right now; retry shortly".into(),
                 retry_after_secs: Some(1),
             })?;
+        let resets: Vec<u64> = planned
+            .iter()
+            .enumerate()
+            .map(|(i, p)| p.reset_secs_from(now, reservation.reset_ms().get(i).copied()))
+            .collect();
         match reservation {
-            Reservation::Granted { remaining } => {
-                let headers = headers(&planned, &remaining, now);
+            Reservation::Granted { remaining, .. } => {
+                let headers = headers(&planned, &remaining, &resets);
                 let strip = asked.stream && !asked.wants_usage;
                 if strip && let Some(b) = request::with_usage(body) {
                     *body = b;
@@ -235,13 +246,15 @@ impl Limiter {
                     slot: None,
                 }))
             }
-            Reservation::Refused { first, remaining } => {
-                trace.limit_headers = Some(headers(&planned, &remaining, now));
+            Reservation::Refused {
+                first, remaining, ..
+            } => {
+                trace.limit_headers = Some(headers(&planned, &remaining, &resets));
                 let spent = planned.get(first).and_then(|p| {
                     let left = remaining.get(first).copied().unwrap_or(0);
                     spend::refusal(&self.cfg, p, left, now)
                 });
-                Err(spent.unwrap_or_else(|| refusal(&planned, first, now)))
+                Err(spent.unwrap_or_else(|| refusal(&planned, first, &resets)))
             }
         }
     }
@@ -405,16 +418,20 @@ async fn read_capped(mut body: BoxBody) -> Option<Bytes> {
     Some(buf.freeze())
 }
 
-/// The `x-ratelimit-*` headers: the tightest request and token counters.
-fn headers(planned: &[Planned], remaining: &[u64], now: u64) -> HeaderMap {
+/// The `x-ratelimit-*` headers: the tightest request and token counters
+/// (`resets[i]`: seconds until counter i resets, from the store for GCRA).
+fn headers(planned: &[Planned], remaining: &[u64], resets: &[u64]) -> HeaderMap {
     let mut h = HeaderMap::new();
     for (measure, suffix) in [(Measure::Requests, "requests"), (Measure::Tokens, "tokens")] {
         let tightest = planned
             .iter()
             .zip(remaining.iter().copied().chain(std::iter::repeat(u64::MAX)))
-            .filter(|(p, _)| p.measure == measure)
-            .min_by_key(|(p, r)| (*r).min(p.charge.limit));
-        let Some((p, r)) = tightest else { continue };
+            .zip(resets.iter().copied().chain(std::iter::repeat(1)))
+            .filter(|((p, _), _)| p.measure == measure)
+            .min_by_key(|((p, r), _)| (*r).min(p.charge.limit));
+        let Some(((p, r), reset)) = tightest else {
+            continue;
+        };
         let mut set = |name: String, v: String| {
             if let (Ok(n), Ok(v)) = (HeaderName::try_from(name), HeaderValue::try_from(v)) {
                 h.insert(n, v);
@@ -430,7 +447,7 @@ fn headers(planned: &[Planned], remaining: &[u64], now: u64) -> HeaderMap {
         );
         set(
             format!("x-ratelimit-reset-{suffix}"),
-            format!("{}s", p.reset_secs(now)),
+            format!("{reset}s"),
         );
     }
     spend::headers(planned, remaining, &mut h);
@@ -438,14 +455,14 @@ fn headers(planned: &[Planned], remaining: &[u64], now: u64) -> HeaderMap {
 }
 
 /// The 429 for a refused reservation, saying which limit and when to retry.
-fn refusal(planned: &[Planned], first: usize, now: u64) -> Reject {
+fn refusal(planned: &[Planned], first: usize, resets: &[u64]) -> Reject {
     let Some(p) = planned.get(first) else {
         return Reject::RateLimited {
             retry_after_secs: 1,
             message: "Rate limit reached.".into(),
         };
     };
-    let retry = p.reset_secs(now);
+    let retry = resets.get(first).copied().unwrap_or(1);
     let message = if p.charge.amount > p.charge.limit {
         format!(
             "This request needs an estimated {} against the limit of {} {} ({}); lower max_tokens or shorten the prompt.",

@@ -1,25 +1,27 @@
 //! [`LocalStore`]: the in-process counter store, used when no Redis is
-//! configured. Same contract as Redis (all-or-nothing reserve, clamped
-//! adjustments, reads); one lock, no I/O. Bounded: counters are keyed by
-//! configured names and verified ids only, expired windows are swept, and
-//! the table refuses new counters past [`MAX_COUNTERS`].
+//! configured. Same contract as Redis (all-or-nothing reserve, GCRA request
+//! rates, clamped adjustments, reads); one lock, no I/O. Bounded: counters
+//! are keyed by configured names and verified ids only, expired counters are
+//! swept, and the table refuses new counters past [`MAX_COUNTERS`].
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 
 use crate::store::{
-    Adjustment, Charge, CounterId, CounterStore, Reservation, StoreError, StoreFuture,
+    Adjustment, Charge, Clock, CounterId, CounterStore, Reservation, StoreError, StoreFuture,
+    SystemClock, id_in_scope,
 };
 
 /// Most counters held at once (a sweep runs first when full).
 pub const MAX_COUNTERS: usize = 1_000_000;
-/// Seconds between sweeps of expired counters.
-const SWEEP_EVERY: u64 = 5;
+/// Microseconds between sweeps of expired counters.
+const SWEEP_EVERY_US: u64 = 5_000_000;
+const US: u64 = 1_000_000;
 
 struct Entry {
+    /// The count, or a GCRA counter's theoretical arrival time (unix µs).
     value: u64,
-    /// Unix seconds after which the counter is gone.
+    /// Unix microseconds after which the counter is gone.
     expires: u64,
 }
 
@@ -31,7 +33,7 @@ struct Table {
 
 impl Table {
     fn sweep(&mut self, now: u64, force: bool) {
-        if force || now >= self.last_sweep + SWEEP_EVERY {
+        if force || now >= self.last_sweep + SWEEP_EVERY_US {
             self.counters.retain(|_, e| e.expires > now);
             self.last_sweep = now;
         }
@@ -52,34 +54,88 @@ impl Table {
         self.counters.len() + new <= MAX_COUNTERS
     }
 
-    fn set(&mut self, id: &CounterId, value: u64, ttl: u64, now: u64) {
+    /// Sets a count, keeping it at least `ttl_secs` from now.
+    fn set(&mut self, id: &CounterId, value: u64, ttl_secs: u64, now: u64) {
         let e = self.counters.entry(id.clone()).or_insert(Entry {
             value: 0,
             expires: 0,
         });
-        if e.expires <= now {
-            e.value = 0;
-        }
         e.value = value;
-        e.expires = e.expires.max(now + ttl.max(1));
+        e.expires = e
+            .expires
+            .max(now.saturating_add(ttl_secs.max(1).saturating_mul(US)));
+    }
+
+    /// Sets a GCRA arrival time (the counter means nothing after it).
+    fn set_tat(&mut self, id: &CounterId, tat: u64) {
+        self.counters.insert(
+            id.clone(),
+            Entry {
+                value: tat,
+                expires: tat,
+            },
+        );
+    }
+}
+
+/// One charge's state during a reservation.
+struct Step {
+    /// The counter after this charge (a count, or a GCRA arrival time).
+    after: u64,
+    over: bool,
+    /// GCRA: microseconds until this charge would fit (when over).
+    wait_us: u64,
+}
+
+/// GCRA for `amount` cells at `now` given the arrival time `tat`.
+fn gcra_step(tat: u64, now: u64, limit: u64, amount: u64, interval: u64) -> Step {
+    let tat = tat.max(now);
+    let after = tat.saturating_add(amount.saturating_mul(interval));
+    let tau = limit.saturating_mul(interval);
+    let ahead = after - now;
+    Step {
+        after,
+        over: ahead > tau,
+        wait_us: ahead.saturating_sub(tau),
+    }
+}
+
+/// `(remaining, reset_ms)` of a charge whose counter now holds `value`.
+fn answer(c: &Charge, value: u64, now: u64, wait_us: Option<u64>) -> (u64, u64) {
+    match c.id.window.gcra_interval_us(c.limit) {
+        Some(interval) => {
+            let ahead = value.max(now) - now;
+            let tau = c.limit.saturating_mul(interval);
+            let remaining = tau.saturating_sub(ahead) / interval;
+            (remaining, wait_us.unwrap_or(ahead).div_ceil(1000))
+        }
+        None => (c.limit.saturating_sub(value), 0),
     }
 }
 
 /// Counters in this process (see the module doc).
-#[derive(Default)]
 pub struct LocalStore {
     table: Mutex<Table>,
+    clock: Arc<dyn Clock>,
 }
 
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+impl Default for LocalStore {
+    fn default() -> Self {
+        Self::with_clock(Arc::new(SystemClock))
+    }
 }
 
 impl LocalStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A store reading the time from `clock` (tests).
+    pub fn with_clock(clock: Arc<dyn Clock>) -> Self {
+        Self {
+            table: Mutex::new(Table::default()),
+            clock,
+        }
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, Table>, StoreError> {
@@ -88,55 +144,74 @@ impl LocalStore {
             .map_err(|_| StoreError("in-process counters: lock poisoned".into()))
     }
 
-    /// [`CounterStore::reserve`] at a given time (tests).
+    /// [`CounterStore::reserve`] at `now` (unix microseconds).
     pub fn reserve_at(&self, charges: &[Charge], now: u64) -> Result<Reservation, StoreError> {
         let mut t = self.lock()?;
         t.sweep(now, false);
-        // Several charges may name one counter: count them together.
-        let mut after: Vec<u64> = Vec::with_capacity(charges.len());
-        let mut refused = None;
+        // Several charges may name one counter: each sees the ones before.
+        let mut steps: Vec<Step> = Vec::with_capacity(charges.len());
         for (i, c) in charges.iter().enumerate() {
-            let earlier: u64 = charges[..i]
+            let before = charges[..i]
                 .iter()
-                .filter(|o| o.id == c.id)
-                .map(|o| o.amount)
-                .sum();
-            let v = t
-                .value(&c.id, now)
-                .saturating_add(earlier)
-                .saturating_add(c.amount);
-            if v > c.limit && refused.is_none() {
-                refused = Some(i);
-            }
-            after.push(v);
+                .rposition(|o| o.id == c.id)
+                .and_then(|j| steps.get(j))
+                .map_or_else(|| t.value(&c.id, now), |s| s.after);
+            let step = match c.id.window.gcra_interval_us(c.limit) {
+                Some(interval) => gcra_step(before, now, c.limit, c.amount, interval),
+                None => {
+                    let after = before.saturating_add(c.amount);
+                    Step {
+                        after,
+                        over: after > c.limit,
+                        wait_us: 0,
+                    }
+                }
+            };
+            steps.push(step);
         }
-        if let Some(first) = refused {
-            let remaining = charges
+        if let Some(first) = steps.iter().position(|s| s.over) {
+            let (remaining, reset_ms) = charges
                 .iter()
-                .map(|c| c.limit.saturating_sub(t.value(&c.id, now)))
-                .collect();
-            return Ok(Reservation::Refused { first, remaining });
+                .enumerate()
+                .map(|(i, c)| {
+                    let wait = (i == first).then(|| steps[i].wait_us);
+                    answer(c, t.value(&c.id, now), now, wait)
+                })
+                .unzip();
+            return Ok(Reservation::Refused {
+                first,
+                remaining,
+                reset_ms,
+            });
         }
         if !t.room_for(charges.len(), now) {
             return Err(StoreError(
                 "in-process counters: table full (too many identities)".into(),
             ));
         }
-        for c in charges {
-            let v = t.value(&c.id, now).saturating_add(c.amount);
-            t.set(&c.id, v, c.ttl_secs, now);
+        for (c, s) in charges.iter().zip(&steps) {
+            match c.id.window {
+                crate::store::Window::Gcra { .. } => t.set_tat(&c.id, s.after),
+                _ => t.set(&c.id, s.after, c.ttl_secs, now),
+            }
         }
-        let remaining = charges
+        let (remaining, reset_ms) = charges
             .iter()
-            .map(|c| c.limit.saturating_sub(t.value(&c.id, now)))
-            .collect();
-        Ok(Reservation::Granted { remaining })
+            .map(|c| answer(c, t.value(&c.id, now), now, None))
+            .unzip();
+        Ok(Reservation::Granted {
+            remaining,
+            reset_ms,
+        })
     }
 
-    /// [`CounterStore::adjust`] at a given time (tests).
+    /// [`CounterStore::adjust`] at `now` (unix microseconds).
     pub fn adjust_at(&self, adjustments: &[Adjustment], now: u64) -> Result<(), StoreError> {
         let mut t = self.lock()?;
         for a in adjustments {
+            if a.id.window.gcra_interval_us(1).is_some() {
+                continue;
+            }
             let v = t.value(&a.id, now);
             let v = if a.delta >= 0 {
                 v.saturating_add(a.delta.unsigned_abs())
@@ -150,10 +225,35 @@ impl LocalStore {
         Ok(())
     }
 
-    /// [`CounterStore::read`] at a given time (tests).
+    /// [`CounterStore::read`] at `now` (unix microseconds).
     pub fn read_at(&self, ids: &[CounterId], now: u64) -> Result<Vec<u64>, StoreError> {
         let t = self.lock()?;
-        Ok(ids.iter().map(|id| t.value(id, now)).collect())
+        Ok(ids
+            .iter()
+            .map(|id| match id.window {
+                crate::store::Window::Gcra { .. } => t.value(id, now).saturating_sub(now),
+                _ => t.value(id, now),
+            })
+            .collect())
+    }
+
+    /// [`CounterStore::scan`] at `now` (unix microseconds).
+    pub fn scan_at(&self, scope: &str, max: usize, now: u64) -> Result<Vec<String>, StoreError> {
+        let t = self.lock()?;
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for (id, e) in &t.counters {
+            if out.len() >= max {
+                break;
+            }
+            if e.expires > now
+                && let Some(g) = id_in_scope(&id.name, scope)
+                && seen.insert(g)
+            {
+                out.push(g.to_string());
+            }
+        }
+        Ok(out)
     }
 
     /// Counters held (expired ones not yet swept included).
@@ -168,15 +268,19 @@ impl LocalStore {
 
 impl CounterStore for LocalStore {
     fn reserve<'a>(&'a self, charges: &'a [Charge]) -> StoreFuture<'a, Reservation> {
-        Box::pin(async move { self.reserve_at(charges, now_secs()) })
+        Box::pin(async move { self.reserve_at(charges, self.clock.now_us()) })
     }
 
     fn adjust<'a>(&'a self, adjustments: &'a [Adjustment]) -> StoreFuture<'a, ()> {
-        Box::pin(async move { self.adjust_at(adjustments, now_secs()) })
+        Box::pin(async move { self.adjust_at(adjustments, self.clock.now_us()) })
     }
 
     fn read<'a>(&'a self, ids: &'a [CounterId]) -> StoreFuture<'a, Vec<u64>> {
-        Box::pin(async move { self.read_at(ids, now_secs()) })
+        Box::pin(async move { self.read_at(ids, self.clock.now_us()) })
+    }
+
+    fn scan<'a>(&'a self, scope: &'a str, max: usize) -> StoreFuture<'a, Vec<String>> {
+        Box::pin(async move { self.scan_at(scope, max, self.clock.now_us()) })
     }
 
     fn kind(&self) -> &'static str {
@@ -185,115 +289,4 @@ impl CounterStore for LocalStore {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::Window;
-
-    fn id(name: &str) -> CounterId {
-        CounterId {
-            name: name.into(),
-            window: Window::Fixed { secs: 60 },
-            start: 0,
-        }
-    }
-
-    fn charge(name: &str, limit: u64, amount: u64) -> Charge {
-        Charge {
-            id: id(name),
-            limit,
-            amount,
-            ttl_secs: 60,
-        }
-    }
-
-    #[test]
-    fn reserve_is_all_or_nothing() {
-        let s = LocalStore::new();
-        let r = s.reserve_at(&[charge("a", 10, 6), charge("b", 5, 5)], 100);
-        assert_eq!(
-            r.unwrap(),
-            Reservation::Granted {
-                remaining: vec![4, 0]
-            }
-        );
-        let r = s.reserve_at(&[charge("a", 10, 4), charge("b", 5, 1)], 100);
-        assert_eq!(
-            r.unwrap(),
-            Reservation::Refused {
-                first: 1,
-                remaining: vec![4, 0]
-            }
-        );
-        assert_eq!(s.read_at(&[id("a"), id("b")], 100).unwrap(), vec![6, 5]);
-    }
-
-    #[test]
-    fn same_counter_twice_in_one_reserve_counts_both() {
-        let s = LocalStore::new();
-        let r = s.reserve_at(&[charge("a", 10, 6), charge("a", 10, 6)], 1);
-        assert!(matches!(r.unwrap(), Reservation::Refused { first: 1, .. }));
-        assert_eq!(s.read_at(&[id("a")], 1).unwrap(), vec![0]);
-    }
-
-    #[test]
-    fn adjust_clamps_at_zero_and_settles() {
-        let s = LocalStore::new();
-        s.reserve_at(&[charge("a", 100, 50)], 1).unwrap();
-        s.adjust_at(
-            &[Adjustment {
-                id: id("a"),
-                delta: -20,
-                ttl_secs: 60,
-            }],
-            1,
-        )
-        .unwrap();
-        assert_eq!(s.read_at(&[id("a")], 1).unwrap(), vec![30]);
-        s.adjust_at(
-            &[Adjustment {
-                id: id("a"),
-                delta: -100,
-                ttl_secs: 60,
-            }],
-            1,
-        )
-        .unwrap();
-        assert_eq!(s.read_at(&[id("a")], 1).unwrap(), vec![0]);
-    }
-
-    #[test]
-    fn expired_counters_read_zero_and_are_swept() {
-        let s = LocalStore::new();
-        s.reserve_at(&[charge("a", 10, 10)], 100).unwrap();
-        assert_eq!(s.read_at(&[id("a")], 159).unwrap(), vec![10]);
-        assert_eq!(s.read_at(&[id("a")], 160).unwrap(), vec![0]);
-        // A reserve after the TTL starts again from 0, and the sweep drops it.
-        s.reserve_at(&[charge("b", 10, 1)], 200).unwrap();
-        assert_eq!(s.len(), 1);
-    }
-
-    #[test]
-    fn concurrent_reserves_grant_exactly_the_limit() {
-        let s = std::sync::Arc::new(LocalStore::new());
-        let granted: usize = std::thread::scope(|scope| {
-            let hs: Vec<_> = (0..8)
-                .map(|_| {
-                    let s = s.clone();
-                    scope.spawn(move || {
-                        (0..25)
-                            .filter(|_| {
-                                matches!(
-                                    s.reserve_at(&[charge("t", 1000, 7)], 5),
-                                    Ok(Reservation::Granted { .. })
-                                )
-                            })
-                            .count()
-                    })
-                })
-                .collect();
-            hs.into_iter().map(|h| h.join().unwrap_or(0)).sum()
-        });
-        assert_eq!(granted, 1000 / 7);
-        assert_eq!(s.read_at(&[id("t")], 5).unwrap(), vec![7 * (1000 / 7)]);
-    }
-}
+mod tests;

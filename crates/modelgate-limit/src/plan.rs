@@ -106,6 +106,18 @@ impl Planned {
             Window::Month => Some(month_bounds(now).1.saturating_sub(now).max(1)),
             Window::Total => None,
             Window::Lease => Some(1),
+            // The store's answer says more (`reset_secs_from`); at most a period.
+            Window::Gcra { period_ms } => Some(period_ms.div_ceil(1000).max(1)),
+        }
+    }
+
+    /// [`Planned::reset_secs`], or for a GCRA counter the store's answer
+    /// (`reset_ms` from the [`Reservation`](crate::store::Reservation)), in
+    /// whole seconds, at least 1.
+    pub fn reset_secs_from(&self, now: u64, reset_ms: Option<u64>) -> u64 {
+        match (self.charge.id.window, reset_ms) {
+            (Window::Gcra { .. }, Some(ms)) => ms.div_ceil(1000).max(1),
+            _ => self.reset_secs(now),
         }
     }
 }
@@ -191,7 +203,7 @@ pub fn plan(cfg: &RateLimits, who: &Who<'_>, model: &str, est: Estimate, now: u6
         add(
             set.rps,
             "rps",
-            Window::Fixed { secs: 1 },
+            Window::Gcra { period_ms: 1000 },
             1,
             Measure::Requests,
             "requests per second",
@@ -199,7 +211,7 @@ pub fn plan(cfg: &RateLimits, who: &Who<'_>, model: &str, est: Estimate, now: u6
         add(
             set.rpm,
             "rpm",
-            min,
+            Window::Gcra { period_ms: 60_000 },
             1,
             Measure::Requests,
             "requests per minute",

@@ -11,106 +11,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use modelgate_config::redis_store::{FailureMode, RawRedisStore, RedisStoreConfig, parse};
-use modelgate_limit::redis::{
-    BATCH_CAPACITY, BATCH_INTERVAL, Batched, Guarded, RedisStore, connect,
+use modelgate_limit::redis::{Guarded, RedisStore, StoreMetrics, connect, connect_with};
+use modelgate_limit::store::{
+    Adjustment, Charge, CounterId, CounterStore, ManualClock, Reservation, Window,
 };
-use modelgate_limit::store::{Adjustment, Charge, CounterId, CounterStore, Reservation, Window};
 
-const REDIS_SERVER: &str = "/usr/bin/redis-server";
-
-/// A `redis-server` on a free 127.0.0.1 port, without persistence, stopped
-/// by PID when dropped.
-struct RedisServer {
-    port: u16,
-    extra: Vec<String>,
-    child: Option<Child>,
-}
-
-impl RedisServer {
-    fn start(extra: &[&str]) -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free port");
-        let mut s = Self {
-            port,
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-            child: None,
-        };
-        s.restart();
-        s
-    }
-
-    /// Starts the server (again) on the same port and waits until it accepts.
-    fn restart(&mut self) {
-        assert!(
-            std::path::Path::new(REDIS_SERVER).exists(),
-            "{REDIS_SERVER} is missing: install Debian's redis-server (scripts/install-deps.sh)"
-        );
-        let child = Command::new(REDIS_SERVER)
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .args(&self.extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server starts");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn config(url: &str, mode: &str, timeout: &str, prefix: &str) -> RedisStoreConfig {
-    let raw = RawRedisStore {
-        url: url.to_string(),
-        failure_mode: Some(mode.to_string()),
-        timeout: Some(timeout.to_string()),
-        prefix: Some(prefix.to_string()),
-    };
-    parse(raw, "limits.store.redis").expect("valid config")
-}
-
-fn store(url: &str, mode: &str, timeout: &str, prefix: &str) -> Guarded<RedisStore> {
-    connect(&config(url, mode, timeout, prefix)).expect("store")
-}
-
-fn id(name: &str, window: Window, start: u64) -> CounterId {
-    CounterId {
-        name: name.to_string(),
-        window,
-        start,
-    }
-}
-
-fn charge(id: &CounterId, limit: u64, amount: u64) -> Charge {
-    Charge {
-        id: id.clone(),
-        limit,
-        amount,
-        ttl_secs: 120,
-    }
-}
+mod common;
+use common::*;
 
 async fn raw_conn(url: &str) -> redis::aio::MultiplexedConnection {
     redis::Client::open(url)
@@ -138,11 +45,13 @@ async fn two_replicas_never_grant_past_the_limit() {
     let (mut granted, mut refused) = (0u64, 0u64);
     for t in tasks {
         match t.await.expect("task") {
-            Ok(Reservation::Granted { remaining }) => {
+            Ok(Reservation::Granted { remaining, .. }) => {
                 granted += 1;
                 assert_eq!(remaining.len(), 2);
             }
-            Ok(Reservation::Refused { first, remaining }) => {
+            Ok(Reservation::Refused {
+                first, remaining, ..
+            }) => {
                 refused += 1;
                 assert_eq!(first, 1, "the token counter is the one that refuses");
                 assert!(remaining[1] < 7);
@@ -164,18 +73,14 @@ async fn refusal_names_the_first_counter_over_and_counts_nothing() {
     let x = id("x", Window::Total, 0);
     let y = id("y", Window::Month, 1_764_547_200);
     let r = s.reserve(&[charge(&x, 10, 4), charge(&y, 5, 5)]).await;
-    assert_eq!(
-        r.expect("reserve"),
-        Reservation::Granted {
-            remaining: vec![6, 0]
-        }
-    );
+    assert_eq!(r.expect("reserve"), Reservation::granted(vec![6, 0]));
     let r = s.reserve(&[charge(&x, 10, 1), charge(&y, 5, 1)]).await;
     assert_eq!(
         r.expect("reserve"),
         Reservation::Refused {
             first: 1,
-            remaining: vec![6, 0]
+            remaining: vec![6, 0],
+            reset_ms: vec![0, 0],
         }
     );
     // The same counter twice in one reservation counts both amounts.
@@ -292,12 +197,7 @@ async fn stopped_redis_follows_the_failure_mode_then_recovers() {
     assert!(closed.read(std::slice::from_ref(&c)).await.is_err());
     assert!(closed.adjust(&[]).await.is_ok(), "nothing to do is no call");
     let r = open.reserve(&one()).await.expect("open grants");
-    assert_eq!(
-        r,
-        Reservation::Granted {
-            remaining: vec![99]
-        }
-    );
+    assert_eq!(r, Reservation::granted(vec![99]));
     let release = Adjustment {
         id: c.clone(),
         delta: -1,
@@ -372,12 +272,9 @@ async fn passwords_work_and_never_appear_in_errors() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn batched_settlements_land_exactly() {
+async fn coalesced_settlements_land_exactly() {
     let server = RedisServer::start(&[]);
-    let replica = || {
-        let guarded = Arc::new(store(&server.url(), "closed", "5s", "batch"));
-        Arc::new(Batched::new(guarded, BATCH_INTERVAL, BATCH_CAPACITY))
-    };
+    let replica = || Arc::new(store(&server.url(), "closed", "5s", "batch"));
     let (a, b) = (replica(), replica());
     let tokens = id("tpm:key:k2", Window::Fixed { secs: 60 }, 0);
     let lease = id("conc:key:k2", Window::Lease, 0);
@@ -484,14 +381,17 @@ async fn measure_reserve_and_settle() {
 #[tokio::test]
 async fn shared_counters_are_what_the_app_plugs_in() {
     let server = RedisServer::start(&[]);
-    let shared = modelgate_limit::redis::shared(&config(&server.url(), "closed", "2s", "app"))
-        .expect("shared");
+    let shared = modelgate_limit::redis::shared(
+        &config(&server.url(), "closed", "2s", "app"),
+        StoreMetrics::default(),
+    )
+    .expect("shared");
     shared.check().await;
     let store: Arc<dyn CounterStore> = shared.store.clone();
     assert_eq!(store.kind(), "redis");
     let c = id("rpm:key:app", Window::Fixed { secs: 60 }, 0);
     let r = store.reserve(&[charge(&c, 1, 1)]).await.expect("reserve");
-    assert_eq!(r, Reservation::Granted { remaining: vec![0] });
+    assert_eq!(r, Reservation::granted(vec![0]));
     let r = store.reserve(&[charge(&c, 1, 1)]).await.expect("reserve");
     assert!(matches!(r, Reservation::Refused { first: 0, .. }));
     assert_eq!(

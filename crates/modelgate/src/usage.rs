@@ -1,5 +1,6 @@
-//! `modelgate keys usage`: each key's and each limited model's counters in
-//! the current windows (budgets in USD), read
+//! `modelgate keys usage`: each key's, each counted group's and each limited
+//! model's counters in the current windows (budgets in USD), built by
+//! [`modelgate_limit::report::usage`] (as the admin endpoint does) and read
 //! from the configured counter store (Redis, `limits.store.redis`). With
 //! in-process counters each serving process holds its own; nothing to read
 //! from outside.
@@ -11,8 +12,7 @@ use anyhow::{Context, bail};
 use modelgate_authn::keys::{KeyFile, KeyLimits};
 use modelgate_config::cost::show_usd;
 use modelgate_config::rate_limits::{LimitSet, RateLimits};
-use modelgate_limit::report::{Report, UsageRow};
-use modelgate_limit::store::CounterStore;
+use modelgate_limit::report::UsageRow;
 
 pub fn run(config: &Path, keys: &Path, json: bool) -> anyhow::Result<()> {
     let cfg = modelgate_config::load_file(config).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -32,9 +32,10 @@ pub fn run(config: &Path, keys: &Path, json: bool) -> anyhow::Result<()> {
         "KEY/MODEL", "COUNTER", "USED", "LIMIT"
     );
     for r in rows {
-        let who = match &r.model {
-            Some(m) => format!("model {m}"),
-            None => r.key.clone(),
+        let who = match (&r.model, &r.group) {
+            (Some(m), _) => format!("model {m}"),
+            (None, Some(g)) => format!("group {g}"),
+            (None, None) => r.key.clone(),
         };
         let (used, limit) = match r.used_usd {
             Some(_) => (show_usd(r.used), show_usd(r.limit)),
@@ -75,17 +76,14 @@ fn read(limits: &RateLimits, file: &KeyFile) -> anyhow::Result<Vec<UsageRow>> {
         .filter(|k| k.revoked_at.is_none())
         .map(|k| (k.name.clone(), k.limits.as_ref().map(key_set)))
         .collect();
-    let report = Report::new(limits, &keys, now);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let values = rt.block_on(async {
+    rt.block_on(async {
         let store = modelgate_limit::redis::connect(redis).map_err(|e| anyhow::anyhow!("{e}"))?;
-        store
-            .read(&report.ids)
+        modelgate_limit::report::usage(limits, &keys, &store, now)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))
-    })?;
-    Ok(report.fill(values))
+    })
 }

@@ -240,3 +240,18 @@ fn limits_from_claims_replace_per_subject_values() {
         .collect();
     assert_eq!(got, [("rpm:sub:s", 7), ("tpm:sub:s", 4242)]);
 }
+
+#[test]
+fn request_rates_are_gcra_and_reset_when_the_store_says() {
+    let who = Who {
+        key: Some("k"),
+        ..Who::default()
+    };
+    let p = plan(&cfg(), &who, "x", EST, 0);
+    assert_eq!(p[0].charge.id.name, "rpm:key:k");
+    assert_eq!(p[0].charge.id.window, Window::Gcra { period_ms: 60_000 });
+    assert_eq!(p[0].reset_secs_from(0, Some(6_001)), 7);
+    assert_eq!(p[0].reset_secs_from(0, Some(0)), 1);
+    // Windowed counters reset at their window's end, whatever the store says.
+    assert_eq!(p[1].reset_secs_from(30, Some(6_001)), 30);
+}

@@ -1,164 +1,105 @@
-//! [`Batched`]: settlements (adjustments) queued and sent in batches by a
-//! background task, so a busy replica makes one store call every few
-//! milliseconds instead of one per finished request. Reservations and reads
-//! go straight through: they decide admission and must see the store as it
-//! is.
+//! The writer: one task per [`RedisStore`](super::RedisStore) connection
+//! takes every operation queued while the previous batch was in flight
+//! (reservations, settlements, reads, up to [`MAX_OPS`]) and sends them as
+//! one script call — one round trip, one script run for all of them. Under
+//! load a batch grows to the number of waiting requests; when idle, an
+//! operation goes out at once (no timer).
 //!
-//! The queue is bounded; when it is full, the adjustment is applied inline
-//! (backpressure, never dropped). Adjustments keep their order (no merging,
-//! so "never below zero" applies step by step as without batching). While
-//! queued, a settlement is not yet visible: a request that used more than
-//! its estimate is under-counted for at most one batch interval.
+//! The queue is bounded ([`QUEUE`]); a caller waits for room and for the
+//! answer under its own deadline ([`Guarded`](super::Guarded) applies the
+//! failure mode). An operation whose caller gave up before its batch was
+//! sent is dropped unsent; one sent may still be applied (over-counting,
+//! never under-counting). The batch call has its own deadline, so the writer
+//! never waits forever.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use ::redis::Script;
+use ::redis::aio::ConnectionManager;
+use tokio::sync::{mpsc, oneshot};
 
-use crate::store::{Adjustment, Charge, CounterId, CounterStore, Reservation, StoreFuture};
+use super::scripts::{self, Answer, Op};
+use crate::store::{Clock, StoreError};
 
-/// Default longest wait of a queued settlement.
-pub const BATCH_INTERVAL: Duration = Duration::from_millis(5);
-/// Default queue length (settlements, each one request's adjustments).
-pub const BATCH_CAPACITY: usize = 4096;
-/// Most adjustments sent in one call.
-const MAX_BATCH: usize = 512;
+/// Most operations in one batch.
+pub const MAX_OPS: usize = 256;
+/// Most operations waiting for a batch.
+pub const QUEUE: usize = 8192;
 
-/// A store whose adjustments are batched (see the module doc).
-pub struct Batched<S> {
-    inner: Arc<S>,
-    tx: mpsc::Sender<Vec<Adjustment>>,
+/// One queued operation and where its answer goes.
+pub struct Job {
+    pub op: Op,
+    pub reply: oneshot::Sender<Result<Answer, StoreError>>,
 }
 
-impl<S: CounterStore + 'static> Batched<S> {
-    /// Starts the background task (call inside a Tokio runtime); it ends
-    /// when the last `Batched` handle is dropped, after sending what is
-    /// queued.
-    pub fn new(inner: Arc<S>, interval: Duration, capacity: usize) -> Self {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
-        tokio::spawn(run(inner.clone(), rx, interval));
-        Self { inner, tx }
-    }
+/// What the writer needs, fixed at start.
+pub struct Writer {
+    pub conn: ConnectionManager,
+    pub prefix: String,
+    pub host: String,
+    /// `None`: Redis's own clock (`TIME`), shared by every replica.
+    pub clock: Option<Arc<dyn Clock>>,
+    /// Longest wait for one batch's reply.
+    pub deadline: Duration,
+}
 
-    pub fn inner(&self) -> &Arc<S> {
-        &self.inner
+/// Starts the writer on the current runtime; it ends when every sender is
+/// dropped.
+pub fn start(w: Writer) -> Result<mpsc::Sender<Job>, StoreError> {
+    let rt = tokio::runtime::Handle::try_current().map_err(|_| {
+        StoreError(format!(
+            "redis {}: the store must be built inside the async runtime",
+            w.host
+        ))
+    })?;
+    let (tx, rx) = mpsc::channel(QUEUE);
+    rt.spawn(run(w, rx));
+    Ok(tx)
+}
+
+async fn run(mut w: Writer, mut rx: mpsc::Receiver<Job>) {
+    let script = Script::new(scripts::BATCH);
+    let mut jobs: Vec<Job> = Vec::with_capacity(MAX_OPS);
+    while rx.recv_many(&mut jobs, MAX_OPS).await > 0 {
+        jobs.retain(|j| !j.reply.is_closed());
+        if !jobs.is_empty() {
+            send(&mut w, &script, &mut jobs).await;
+        }
+        jobs.clear();
     }
 }
 
-async fn run<S: CounterStore>(
-    inner: Arc<S>,
-    mut rx: mpsc::Receiver<Vec<Adjustment>>,
-    interval: Duration,
-) {
-    while let Some(first) = rx.recv().await {
-        let mut batch = first;
-        let deadline = tokio::time::sleep(interval);
-        tokio::pin!(deadline);
-        while batch.len() < MAX_BATCH {
-            tokio::select! {
-                next = rx.recv() => match next {
-                    Some(more) => batch.extend(more),
-                    None => break,
-                },
-                () = &mut deadline => break,
+/// Sends one batch and hands each caller its answer (or the batch's error).
+async fn send(w: &mut Writer, script: &Script, jobs: &mut Vec<Job>) {
+    let ops: Vec<&Op> = jobs.iter().map(|j| &j.op).collect();
+    let mut inv = script.prepare_invoke();
+    let now = w.clock.as_ref().map_or(0, |c| c.now_us());
+    scripts::encode(&mut inv, &w.prefix, now, &ops);
+    let reply = tokio::time::timeout(w.deadline, inv.invoke_async::<Vec<i64>>(&mut w.conn)).await;
+    let answers = match reply {
+        Ok(Ok(reply)) => scripts::decode(&reply, &ops),
+        Ok(Err(e)) => Err(StoreError(format!(
+            "redis {}: {}",
+            w.host,
+            super::describe(&e)
+        ))),
+        Err(_) => Err(StoreError(format!(
+            "redis {}: no answer within {:?}",
+            w.host, w.deadline
+        ))),
+    };
+    drop(ops);
+    match answers {
+        Ok(answers) => {
+            for (job, answer) in jobs.drain(..).zip(answers) {
+                let _ = job.reply.send(Ok(answer));
             }
         }
-        // Failures are counted and logged by the inner store (Guarded).
-        let _ = inner.adjust(&batch).await;
-    }
-}
-
-impl<S: CounterStore + 'static> CounterStore for Batched<S> {
-    fn reserve<'a>(&'a self, charges: &'a [Charge]) -> StoreFuture<'a, Reservation> {
-        self.inner.reserve(charges)
-    }
-
-    fn adjust<'a>(&'a self, adjustments: &'a [Adjustment]) -> StoreFuture<'a, ()> {
-        Box::pin(async move {
-            if adjustments.is_empty() {
-                return Ok(());
+        Err(e) => {
+            for job in jobs.drain(..) {
+                let _ = job.reply.send(Err(e.clone()));
             }
-            match self.tx.try_send(adjustments.to_vec()) {
-                Ok(()) => Ok(()),
-                Err(_) => self.inner.adjust(adjustments).await,
-            }
-        })
-    }
-
-    fn read<'a>(&'a self, ids: &'a [CounterId]) -> StoreFuture<'a, Vec<u64>> {
-        self.inner.read(ids)
-    }
-
-    fn kind(&self) -> &'static str {
-        self.inner.kind()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::Window;
-    use std::sync::Mutex;
-
-    /// Records each adjust call's length.
-    #[derive(Default)]
-    struct Recorder {
-        calls: Mutex<Vec<usize>>,
-    }
-
-    impl CounterStore for Recorder {
-        fn reserve<'a>(&'a self, c: &'a [Charge]) -> StoreFuture<'a, Reservation> {
-            let remaining = vec![0; c.len()];
-            Box::pin(async move { Ok(Reservation::Granted { remaining }) })
         }
-        fn adjust<'a>(&'a self, a: &'a [Adjustment]) -> StoreFuture<'a, ()> {
-            self.calls.lock().unwrap().push(a.len());
-            Box::pin(async { Ok(()) })
-        }
-        fn read<'a>(&'a self, ids: &'a [CounterId]) -> StoreFuture<'a, Vec<u64>> {
-            let v = vec![0; ids.len()];
-            Box::pin(async move { Ok(v) })
-        }
-        fn kind(&self) -> &'static str {
-            "test"
-        }
-    }
-
-    fn adj(delta: i64) -> Adjustment {
-        Adjustment {
-            id: CounterId {
-                name: "t".into(),
-                window: Window::Total,
-                start: 0,
-            },
-            delta,
-            ttl_secs: 1,
-        }
-    }
-
-    // Current-thread runtime: the batching task runs only when the test
-    // awaits something pending, so what is queued before is deterministic.
-    #[tokio::test]
-    async fn settlements_within_an_interval_share_one_call() {
-        let rec = Arc::new(Recorder::default());
-        let b = Batched::new(rec.clone(), Duration::from_millis(5), 16);
-        for d in 1..=10 {
-            b.adjust(&[adj(d), adj(-d)]).await.unwrap();
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        assert_eq!(*rec.calls.lock().unwrap(), [20]);
-    }
-
-    #[tokio::test]
-    async fn a_full_queue_applies_inline() {
-        let rec = Arc::new(Recorder::default());
-        let b = Batched::new(rec.clone(), Duration::from_millis(5), 1);
-        // The task has not run yet: the first fills the queue, the second
-        // is applied at once.
-        b.adjust(&[adj(1)]).await.unwrap();
-        b.adjust(&[adj(2), adj(3)]).await.unwrap();
-        assert_eq!(*rec.calls.lock().unwrap(), [2]);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        assert_eq!(*rec.calls.lock().unwrap(), [2, 1]);
     }
 }

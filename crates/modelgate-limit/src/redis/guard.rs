@@ -37,8 +37,21 @@ pub struct Guarded<S> {
 }
 
 impl<S: CounterStore> Guarded<S> {
+    /// A guard with metrics of its own.
     pub fn new(inner: S, mode: FailureMode, deadline: Duration, location: String) -> Self {
-        let health = Health::new(inner.kind(), location.clone(), mode.as_str());
+        Self::with_metrics(inner, mode, deadline, location, StoreMetrics::default())
+    }
+
+    /// A guard updating `metrics` (the process's, registered once: a store
+    /// built at a reload keeps updating the registered series).
+    pub fn with_metrics(
+        inner: S,
+        mode: FailureMode,
+        deadline: Duration,
+        location: String,
+        metrics: StoreMetrics,
+    ) -> Self {
+        let health = Health::new(inner.kind(), location.clone(), mode.as_str(), metrics);
         Self {
             inner,
             mode,
@@ -120,15 +133,15 @@ impl<S: CounterStore> CounterStore for Guarded<S> {
     fn reserve<'a>(&'a self, charges: &'a [Charge]) -> StoreFuture<'a, Reservation> {
         Box::pin(async move {
             if charges.is_empty() {
-                return Ok(Reservation::Granted { remaining: vec![] });
+                return Ok(Reservation::granted(vec![]));
             }
             match self.call(self.inner.reserve(charges)).await {
-                Err(_) if self.mode == FailureMode::Open => Ok(Reservation::Granted {
-                    remaining: charges
+                Err(_) if self.mode == FailureMode::Open => Ok(Reservation::granted(
+                    charges
                         .iter()
                         .map(|c| c.limit.saturating_sub(c.amount))
                         .collect(),
-                }),
+                )),
                 other => other,
             }
         })
@@ -153,6 +166,10 @@ impl<S: CounterStore> CounterStore for Guarded<S> {
             }
             self.call(self.inner.read(ids)).await
         })
+    }
+
+    fn scan<'a>(&'a self, scope: &'a str, max: usize) -> StoreFuture<'a, Vec<String>> {
+        Box::pin(async move { self.call(self.inner.scan(scope, max)).await })
     }
 
     fn kind(&self) -> &'static str {

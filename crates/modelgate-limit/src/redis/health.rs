@@ -11,7 +11,8 @@ use prometheus_client::metrics::gauge::Gauge;
 /// The metrics' label set: `store="redis"` (a constant, never traffic).
 pub type StoreLabels = [(&'static str, &'static str); 1];
 
-/// The store's metrics, for the app to register on its registry as
+/// The store's metrics, made once per process and registered once by the
+/// app on its registry as
 /// `limit_store_errors` (a counter: exposed with `_total`) and
 /// `limit_store_up`.
 #[derive(Debug, Clone, Default)]
@@ -33,9 +34,14 @@ pub struct Health {
 
 impl Health {
     /// Starts "up" (nothing failed yet): the first failure logs the change.
-    pub fn new(kind: &'static str, location: String, failure_mode: &'static str) -> Self {
-        let metrics = StoreMetrics::default();
-        metrics.up.get_or_create(&[("store", kind)]).set(1);
+    /// `metrics` may be shared with earlier stores (a reload): the series
+    /// are the same, this store's state is set on them.
+    pub fn new(
+        kind: &'static str,
+        location: String,
+        failure_mode: &'static str,
+        metrics: StoreMetrics,
+    ) -> Self {        metrics.up.get_or_create(&[("store", kind)]).set(1);
         // Create the error series at 0 so a rate() sees its first increase.
         let _ = metrics.errors.get_or_create(&[("store", kind)]);
         Self {
@@ -98,7 +104,7 @@ mod tests {
 
     #[test]
     fn counts_every_error_and_tracks_state_changes() {
-        let h = Health::new("redis", "127.0.0.1:1".into(), "open");
+        let h = Health::new("redis", "127.0.0.1:1".into(), "open", StoreMetrics::default());
         let up = || h.metrics().up.get_or_create(&[("store", "redis")]).get();
         let errors = || {
             h.metrics()
@@ -138,7 +144,12 @@ mod tests {
             .with_writer(move || writer.clone())
             .with_ansi(false)
             .finish();
-        let h = Health::new("redis", "10.0.0.7:6379".into(), "closed");
+        let h = Health::new(
+            "redis",
+            "10.0.0.7:6379".into(),
+            "closed",
+            StoreMetrics::default(),
+        );
         tracing::subscriber::with_default(subscriber, || {
             for _ in 0..5 {
                 h.failed("connection refused");

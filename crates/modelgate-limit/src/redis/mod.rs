@@ -1,33 +1,39 @@
 //! Counters shared by every replica, in Redis: [`RedisStore`] meets the
-//! [`CounterStore`] contract with one atomic Lua script per call (one round
-//! trip per reserve, one per settlement however many counters it touches),
-//! and [`Guarded`] adds the per-call deadline, the health metrics and the
-//! configured failure mode. Build both with [`connect`]; wrap the result in
-//! [`Batched`] to send settlements in batches every few milliseconds.
+//! [`CounterStore`] contract with one atomic Lua script; a writer task
+//! coalesces every operation queued while a batch is in flight into the next
+//! script call (one round trip for many reservations and settlements), and
+//! [`Guarded`] adds the per-call deadline, the health metrics and the
+//! configured failure mode. Build both with [`connect`] or [`shared`].
 //!
 //! Counters are integers: requests, tokens, lease counts, and money in
-//! micro-units (1 USD = 1 000 000), so budgets add up exactly.
+//! micro-units (1 USD = 1 000 000), so budgets add up exactly; request rates
+//! are GCRA arrival times in microseconds.
 
 mod batch;
 mod guard;
 mod health;
 mod scripts;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ::redis::RedisError;
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use ::redis::{RedisError, Script};
 use modelgate_config::redis_store::RedisStoreConfig;
+use tokio::sync::{mpsc, oneshot};
 
-pub use batch::{BATCH_CAPACITY, BATCH_INTERVAL, Batched};
+pub use batch::{MAX_OPS, QUEUE};
 pub use guard::Guarded;
 pub use health::{StoreLabels, StoreMetrics};
 pub use scripts::MAX_EXACT;
 
 use crate::store::{
-    Adjustment, Charge, CounterId, CounterStore, Reservation, StoreError, StoreFuture,
+    Adjustment, Charge, Clock, CounterId, CounterStore, Reservation, StoreError, StoreFuture,
+    Window, id_in_scope,
 };
+use batch::Job;
+use scripts::{Answer, Op};
 
 /// Background reconnection: each attempt's connect deadline, and the
 /// backoff between attempts (short, so limits come back soon after Redis).
@@ -36,25 +42,48 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(1);
 const RECONNECT_MIN_DELAY: Duration = Duration::from_millis(50);
 const RECONNECT_MAX_DELAY: Duration = Duration::from_millis(500);
 const RECONNECT_RETRIES: usize = 3;
+/// `SCAN` calls one [`CounterStore::scan`] may make (each `COUNT`
+/// [`SCAN_COUNT`]): the bound on a usage report's work.
+const MAX_SCAN_CALLS: usize = 100;
+const SCAN_COUNT: usize = 1000;
 
-/// The Redis store and its failure policy, as configured. Connects lazily:
-/// an unreachable Redis at start is a failure like any other (the failure
-/// mode applies), not a start-up error.
+/// The Redis store and its failure policy, as configured, with metrics of
+/// its own (the CLI, tests). Connects lazily: an unreachable Redis at start
+/// is a failure like any other (the failure mode applies), not a start-up
+/// error. Call inside the Tokio runtime (it starts the writer task).
 pub fn connect(cfg: &RedisStoreConfig) -> Result<Guarded<RedisStore>, StoreError> {
-    let store = RedisStore::new(cfg)?;
+    connect_with(cfg, None, StoreMetrics::default())
+}
+
+/// [`connect`] with a clock (tests; `None` = Redis's `TIME`) and the
+/// process's store metrics (shared by every store built, so they survive a
+/// configuration reload that builds a new store).
+pub fn connect_with(
+    cfg: &RedisStoreConfig,
+    clock: Option<Arc<dyn Clock>>,
+    metrics: StoreMetrics,
+) -> Result<Guarded<RedisStore>, StoreError> {
+    let store = RedisStore::build(cfg, clock)?;
     let location = store.host.clone();
-    Ok(Guarded::new(store, cfg.failure_mode, cfg.timeout, location))
+    Ok(Guarded::with_metrics(
+        store,
+        cfg.failure_mode,
+        cfg.timeout,
+        location,
+        metrics,
+    ))
 }
 
 /// A configured Redis store as the app uses it: [`SharedCounters::store`] for
-/// the rate-limit step (settlements batched), the metrics to register, and a
-/// start-up check.
+/// the rate-limit step, the metrics it updates, and a start-up check.
 ///
 /// ```ignore
-/// let shared = modelgate_limit::redis::shared(&cfg)?; // inside the runtime
-/// let m = shared.metrics();
+/// // once per process, registered once:
+/// let m = StoreMetrics::default();
 /// metrics.register("limit_store_errors", ERRORS_HELP, m.errors.clone());
 /// metrics.register("limit_store_up", UP_HELP, m.up.clone());
+/// // at start and at each reload that changes `limits.store`:
+/// let shared = modelgate_limit::redis::shared(&cfg, m.clone())?; // inside the runtime
 /// shared.check().await; // logs whether Redis answers; never fails start-up
 /// ```
 pub struct SharedCounters {
@@ -86,16 +115,14 @@ impl SharedCounters {
     }
 }
 
-/// [`connect`], with settlements batched every [`BATCH_INTERVAL`]. Call
-/// inside the Tokio runtime (it starts the batching task).
-pub fn shared(cfg: &RedisStoreConfig) -> Result<SharedCounters, StoreError> {
-    let guarded = Arc::new(connect(cfg)?);
-    let store = Arc::new(Batched::new(
-        guarded.clone(),
-        BATCH_INTERVAL,
-        BATCH_CAPACITY,
-    ));
-    Ok(SharedCounters { store, guarded })
+/// The store the rate-limit step uses, updating `metrics` (the process's,
+/// registered once). Call inside the Tokio runtime.
+pub fn shared(cfg: &RedisStoreConfig, metrics: StoreMetrics) -> Result<SharedCounters, StoreError> {
+    let guarded = Arc::new(connect_with(cfg, None, metrics)?);
+    Ok(SharedCounters {
+        store: guarded.clone(),
+        guarded,
+    })
 }
 
 /// Counters in Redis, without deadline or failure policy (see [`Guarded`]).
@@ -104,13 +131,19 @@ pub struct RedisStore {
     prefix: String,
     /// `host:port` only: what errors and logs name.
     host: String,
-    reserve: Script,
-    adjust: Script,
+    writer: mpsc::Sender<Job>,
 }
 
 impl RedisStore {
-    /// A store over `cfg.url` (reconnecting on its own after Redis returns).
+    /// A store over `cfg.url` (reconnecting on its own after Redis returns),
+    /// on Redis's clock. Call inside the Tokio runtime.
     pub fn new(cfg: &RedisStoreConfig) -> Result<Self, StoreError> {
+        Self::build(cfg, None)
+    }
+
+    /// [`RedisStore::new`] with the time taken from `clock` instead of
+    /// Redis's `TIME` (tests).
+    pub fn build(cfg: &RedisStoreConfig, clock: Option<Arc<dyn Clock>>) -> Result<Self, StoreError> {
         let host = host_of(&cfg.display_url);
         let invalid = |_| StoreError(format!("redis {host}: invalid URL"));
         let client = ::redis::Client::open(cfg.url.expose()).map_err(invalid)?;
@@ -122,12 +155,18 @@ impl RedisStore {
             .set_number_of_retries(RECONNECT_RETRIES);
         let conn = ConnectionManager::new_lazy_with_config(client, manager_cfg)
             .map_err(|e| StoreError(format!("redis {host}: {}", describe(&e))))?;
+        let writer = batch::start(batch::Writer {
+            conn: conn.clone(),
+            prefix: cfg.prefix.clone(),
+            host: host.clone(),
+            clock,
+            deadline: cfg.timeout,
+        })?;
         Ok(Self {
             conn,
             prefix: cfg.prefix.clone(),
             host,
-            reserve: Script::new(scripts::RESERVE),
-            adjust: Script::new(scripts::ADJUST),
+            writer,
         })
     }
 
@@ -145,56 +184,90 @@ impl RedisStore {
         StoreError(format!("redis {}: {}", self.host, describe(e)))
     }
 
+    /// Queues `op` for the writer's next batch and waits for its answer
+    /// (the caller's deadline bounds both waits).
+    async fn submit(&self, op: Op) -> Result<Answer, StoreError> {
+        let gone = || StoreError(format!("redis {}: writer stopped", self.host));
+        let (reply, answer) = oneshot::channel();
+        self.writer
+            .send(Job { op, reply })
+            .await
+            .map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+
+    fn unexpected(&self) -> StoreError {
+        StoreError(format!("redis {}: unexpected batch answer", self.host))
+    }
+
     async fn do_reserve(&self, charges: &[Charge]) -> Result<Reservation, StoreError> {
         if charges.is_empty() {
-            return Ok(Reservation::Granted { remaining: vec![] });
+            return Ok(Reservation::granted(vec![]));
         }
-        let (keys, argv) = scripts::reserve_args(&self.prefix, charges);
-        let mut inv = self.reserve.prepare_invoke();
-        inv.key(keys).arg(argv);
-        let mut conn = self.conn.clone();
-        let reply: Vec<i64> = inv
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| self.error(&e))?;
-        scripts::reservation(&reply, charges.len())
+        match self.submit(Op::Reserve(charges.to_vec())).await? {
+            Answer::Reserved(r) => Ok(r),
+            _ => Err(self.unexpected()),
+        }
     }
 
     async fn do_adjust(&self, adjustments: &[Adjustment]) -> Result<(), StoreError> {
-        if adjustments.is_empty() {
+        let counted: Vec<Adjustment> = adjustments
+            .iter()
+            .filter(|a| !matches!(a.id.window, Window::Gcra { .. }))
+            .cloned()
+            .collect();
+        if counted.is_empty() {
             return Ok(());
         }
-        let (keys, argv) = scripts::adjust_args(&self.prefix, adjustments);
-        let mut inv = self.adjust.prepare_invoke();
-        inv.key(keys).arg(argv);
-        let mut conn = self.conn.clone();
-        inv.invoke_async::<i64>(&mut conn)
-            .await
-            .map(drop)
-            .map_err(|e| self.error(&e))
+        match self.submit(Op::Adjust(counted)).await? {
+            Answer::Adjusted => Ok(()),
+            _ => Err(self.unexpected()),
+        }
     }
 
     async fn do_read(&self, ids: &[CounterId]) -> Result<Vec<u64>, StoreError> {
         if ids.is_empty() {
             return Ok(vec![]);
         }
-        let keys: Vec<String> = ids
-            .iter()
-            .map(|id| scripts::key(&self.prefix, id))
-            .collect();
-        let mut conn = self.conn.clone();
-        let reply: Vec<Option<i64>> = ::redis::cmd("MGET")
-            .arg(keys)
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| self.error(&e))?;
-        if reply.len() != ids.len() {
-            return Err(StoreError(format!(
-                "redis {}: malformed MGET reply",
-                self.host
-            )));
+        match self.submit(Op::Read(ids.to_vec())).await? {
+            Answer::Values(v) if v.len() == ids.len() => Ok(v),
+            _ => Err(self.unexpected()),
         }
-        Ok(scripts::values(&reply))
+    }
+
+    /// `SCAN` for this prefix's keys of `scope`, bounded by `max` ids and
+    /// [`MAX_SCAN_CALLS`] calls.
+    async fn do_scan(&self, scope: &str, max: usize) -> Result<Vec<String>, StoreError> {
+        let pattern = format!("modelgate:{{{}}}:*:{scope}:*", self.prefix);
+        let mut conn = self.conn.clone();
+        let mut cursor: u64 = 0;
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for _ in 0..MAX_SCAN_CALLS {
+            let (next, keys): (u64, Vec<String>) = ::redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(SCAN_COUNT)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| self.error(&e))?;
+            for k in &keys {
+                let id = scripts::name_of(&self.prefix, k).and_then(|n| id_in_scope(n, scope));
+                if let Some(id) = id
+                    && out.len() < max
+                    && seen.insert(id.to_string())
+                {
+                    out.push(id.to_string());
+                }
+            }
+            cursor = next;
+            if cursor == 0 || out.len() >= max {
+                break;
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -209,6 +282,10 @@ impl CounterStore for RedisStore {
 
     fn read<'a>(&'a self, ids: &'a [CounterId]) -> StoreFuture<'a, Vec<u64>> {
         Box::pin(self.do_read(ids))
+    }
+
+    fn scan<'a>(&'a self, scope: &'a str, max: usize) -> StoreFuture<'a, Vec<String>> {
+        Box::pin(self.do_scan(scope, max))
     }
 
     fn kind(&self) -> &'static str {

@@ -1,74 +1,148 @@
-//! The Lua scripts that make each store call one atomic round trip, the key
-//! layout, and the encoding of arguments and replies.
+//! The one Lua script every store call goes through, the key layout, and the
+//! encoding of a batch of operations and of the reply.
+//!
+//! A batch is a sequence of operations (reserve, adjust, read) run in order
+//! in one atomic script call: each reservation is all-or-nothing on its own,
+//! and sees the effect of those before it. The time (for GCRA) is read once
+//! per batch: Redis's `TIME`, so every replica shares one clock, unless the
+//! caller passes one (tests).
 //!
 //! Lua numbers are doubles, so counters, limits and amounts are clamped to
 //! 2^53 − 1 (exact integers); a limit above that is effectively unlimited.
+//! GCRA arrival times are unix microseconds (about 2^51 today).
+
+use ::redis::ScriptInvocation;
 
 use crate::store::{Adjustment, Charge, CounterId, Reservation, StoreError, Window};
 
 /// Largest integer a Lua number holds exactly.
 pub const MAX_EXACT: u64 = (1 << 53) - 1;
 
-/// All-or-nothing reservation. `KEYS[i]` is counter i; `ARGV[3i-2..3i]` are
-/// its limit, amount and TTL. Reads every counter (a counter named twice
-/// accumulates), adds nothing if any would exceed its limit, else INCRBY +
-/// EXPIRE each. Returns `{refused (0 = granted, else 1-based index),
-/// remaining_1, …, remaining_n}`.
-pub const RESERVE: &str = r"
-local n = #KEYS
-local cur = redis.call('MGET', unpack(KEYS))
-local after = {}
-local refused = 0
-for i = 1, n do
-  local k = KEYS[i]
-  local v = (after[k] or tonumber(cur[i]) or 0) + tonumber(ARGV[3*i-1])
-  if refused == 0 and v > tonumber(ARGV[3*i-2]) then refused = i end
-  after[k] = v
+/// `ARGV[1]` = now in µs (0: use `TIME`); then per operation its code (`r`
+/// reserve, `a` adjust, `g` read), its key count `n`, and per key: reserve
+/// `limit, amount, ttl_secs, interval_us` (0 = a count, else GCRA); adjust
+/// `delta, ttl_secs`; read `gcra` (1 or 0). Keys are consumed in order.
+/// Reply, per operation: reserve `refused (0 or 1-based index),
+/// remaining × n, reset_ms × n`; adjust `0`; read `value × n` (a GCRA
+/// counter reads as its µs ahead of now).
+pub const BATCH: &str = r"
+local now = tonumber(ARGV[1])
+if now == 0 then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
-if refused == 0 then
-  for i = 1, n do
-    local ttl = tonumber(ARGV[3*i])
-    if tonumber(ARGV[3*i-1]) > 0 then
-      redis.call('INCRBY', KEYS[i], ARGV[3*i-1])
-      if ttl > 0 then redis.call('EXPIRE', KEYS[i], ttl) end
+local function num(v) return tonumber(v) or 0 end
+local out = {}
+local p, kp = 2, 1
+while p <= #ARGV do
+  local op, n = ARGV[p], tonumber(ARGV[p+1])
+  p = p + 2
+  if op == 'r' then
+    local stored, after, refused, wait = {}, {}, 0, 0
+    for i = 1, n do
+      local k, a = KEYS[kp+i-1], p + 4*(i-1)
+      local limit, amount, iv = tonumber(ARGV[a]), tonumber(ARGV[a+1]), tonumber(ARGV[a+3])
+      if stored[k] == nil then stored[k] = num(redis.call('GET', k)) end
+      local before = after[k] or stored[k]
+      local v, over, w
+      if iv > 0 then
+        if before < now then before = now end
+        v = before + amount * iv
+        w = v - now - limit * iv
+        over = w > 0
+      else
+        v = before + amount
+        over = v > limit
+      end
+      if over and refused == 0 then refused, wait = i, w end
+      after[k] = v
     end
+    if refused == 0 then
+      for i = 1, n do
+        local k, a = KEYS[kp+i-1], p + 4*(i-1)
+        local amount, ttl, iv = ARGV[a+1], tonumber(ARGV[a+2]), tonumber(ARGV[a+3])
+        if iv > 0 then
+          local ms = math.ceil((after[k] - now) / 1000) + 1
+          redis.call('SET', k, string.format('%.0f', after[k]), 'PX', ms)
+        elseif tonumber(amount) > 0 then
+          redis.call('INCRBY', k, amount)
+          if ttl > 0 then redis.call('EXPIRE', k, ttl) end
+        end
+      end
+    end
+    out[#out+1] = refused
+    local base = #out
+    for i = 1, n do
+      local k, a = KEYS[kp+i-1], p + 4*(i-1)
+      local limit, iv = tonumber(ARGV[a]), tonumber(ARGV[a+3])
+      local v
+      if refused == 0 then v = after[k] else v = stored[k] end
+      local r, reset = 0, 0
+      if iv > 0 then
+        local ahead = v - now
+        if ahead < 0 then ahead = 0 end
+        r = math.floor((limit * iv - ahead) / iv)
+        if i == refused then reset = wait else reset = ahead end
+        reset = math.ceil(reset / 1000)
+      else
+        r = limit - v
+      end
+      if r < 0 then r = 0 end
+      out[base+i] = r
+      out[base+n+i] = reset
+    end
+    p = p + 4*n
+  elseif op == 'a' then
+    for i = 1, n do
+      local k, a = KEYS[kp+i-1], p + 2*(i-1)
+      local d, ttl = tonumber(ARGV[a]), tonumber(ARGV[a+1])
+      if d > 0 then
+        redis.call('INCRBY', k, ARGV[a])
+        if ttl > 0 then redis.call('EXPIRE', k, ttl) end
+      elseif d < 0 then
+        local c = num(redis.call('GET', k))
+        local take = -d
+        if take > c then take = c end
+        if take > 0 then
+          redis.call('DECRBY', k, take)
+          if ttl > 0 then redis.call('EXPIRE', k, ttl) end
+        end
+      end
+    end
+    out[#out+1] = 0
+    p = p + 2*n
+  elseif op == 'g' then
+    for i = 1, n do
+      local v = num(redis.call('GET', KEYS[kp+i-1]))
+      if ARGV[p+i-1] == '1' then v = v - now end
+      if v < 0 then v = 0 end
+      out[#out+1] = v
+    end
+    p = p + n
+  else
+    return redis.error_reply('modelgate: unknown batch operation')
   end
-end
-local out = {refused}
-for i = 1, n do
-  local v
-  if refused == 0 then v = after[KEYS[i]] else v = tonumber(cur[i]) or 0 end
-  local r = tonumber(ARGV[3*i-2]) - v
-  if r < 0 then r = 0 end
-  out[i+1] = r
+  kp = kp + n
 end
 return out
 ";
 
-/// Signed adjustments. `KEYS[i]` is counter i; `ARGV[2i-1]`, `ARGV[2i]` are
-/// its delta and TTL. A positive delta is INCRBY + EXPIRE; a negative one
-/// takes back at most the counter's value (never below 0) and refreshes the
-/// TTL of a counter that still exists. Returns 0.
-pub const ADJUST: &str = r"
-for i = 1, #KEYS do
-  local k = KEYS[i]
-  local d = tonumber(ARGV[2*i-1])
-  local ttl = tonumber(ARGV[2*i])
-  if d > 0 then
-    redis.call('INCRBY', k, ARGV[2*i-1])
-    if ttl > 0 then redis.call('EXPIRE', k, ttl) end
-  elseif d < 0 then
-    local c = tonumber(redis.call('GET', k)) or 0
-    local take = -d
-    if take > c then take = c end
-    if take > 0 then
-      redis.call('DECRBY', k, take)
-      if ttl > 0 then redis.call('EXPIRE', k, ttl) end
-    end
-  end
-end
-return 0
-";
+/// One store call, as queued for the next batch.
+#[derive(Debug, Clone)]
+pub enum Op {
+    Reserve(Vec<Charge>),
+    /// GCRA counters already left out (they are never adjusted).
+    Adjust(Vec<Adjustment>),
+    Read(Vec<CounterId>),
+}
+
+/// The decoded answer to one [`Op`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    Reserved(Reservation),
+    Adjusted,
+    Values(Vec<u64>),
+}
 
 /// The Redis key of a counter: `modelgate:{<prefix>}:<name>:<window>:<start>`.
 /// The hash tag `{<prefix>}` puts every counter of a deployment in one
@@ -79,133 +153,116 @@ pub fn key(prefix: &str, id: &CounterId) -> String {
         Window::Month => "month".to_string(),
         Window::Total => "total".to_string(),
         Window::Lease => "lease".to_string(),
+        Window::Gcra { period_ms } => format!("gcra{period_ms}ms"),
     };
     format!("modelgate:{{{prefix}}}:{}:{window}:{}", id.name, id.start)
 }
 
-/// `(keys, argv)` of [`RESERVE`].
-pub fn reserve_args(prefix: &str, charges: &[Charge]) -> (Vec<String>, Vec<u64>) {
-    let keys = charges.iter().map(|c| key(prefix, &c.id)).collect();
-    let argv = charges
-        .iter()
-        .flat_map(|c| {
-            [
-                c.limit.min(MAX_EXACT),
-                c.amount.min(MAX_EXACT),
-                c.ttl_secs.min(MAX_EXACT),
-            ]
-        })
-        .collect();
-    (keys, argv)
+/// The counter name in a key made by [`key`] with `prefix`.
+pub fn name_of<'k>(prefix: &str, key: &'k str) -> Option<&'k str> {
+    let rest = key.strip_prefix("modelgate:{")?.strip_prefix(prefix)?;
+    let rest = rest.strip_prefix("}:")?;
+    let mut parts = rest.rsplitn(3, ':');
+    let (_start, _window) = (parts.next()?, parts.next()?);
+    parts.next()
 }
 
-/// `(keys, argv)` of [`ADJUST`].
-pub fn adjust_args(prefix: &str, adjustments: &[Adjustment]) -> (Vec<String>, Vec<i64>) {
+/// Adds `ops` to `inv` (after `now_us`, 0 for Redis's clock).
+pub fn encode(inv: &mut ScriptInvocation<'_>, prefix: &str, now_us: u64, ops: &[&Op]) {
     let max = MAX_EXACT as i64;
-    let keys = adjustments.iter().map(|a| key(prefix, &a.id)).collect();
-    let argv = adjustments
-        .iter()
-        .flat_map(|a| {
-            let ttl = a.ttl_secs.min(MAX_EXACT) as i64;
-            [a.delta.clamp(-max, max), ttl]
-        })
-        .collect();
-    (keys, argv)
+    inv.arg(now_us.min(MAX_EXACT));
+    for op in ops {
+        match op {
+            Op::Reserve(charges) => {
+                inv.arg("r").arg(charges.len());
+                for c in charges {
+                    let interval = c.id.window.gcra_interval_us(c.limit).unwrap_or(0);
+                    inv.key(key(prefix, &c.id));
+                    inv.arg(c.limit.min(MAX_EXACT))
+                        .arg(c.amount.min(MAX_EXACT))
+                        .arg(c.ttl_secs.min(MAX_EXACT))
+                        .arg(interval.min(MAX_EXACT));
+                }
+            }
+            Op::Adjust(adjustments) => {
+                inv.arg("a").arg(adjustments.len());
+                for a in adjustments {
+                    inv.key(key(prefix, &a.id));
+                    inv.arg(a.delta.clamp(-max, max))
+                        .arg(a.ttl_secs.min(MAX_EXACT));
+                }
+            }
+            Op::Read(ids) => {
+                inv.arg("g").arg(ids.len());
+                for id in ids {
+                    inv.key(key(prefix, id));
+                    let gcra = matches!(id.window, Window::Gcra { .. });
+                    inv.arg(if gcra { "1" } else { "0" });
+                }
+            }
+        }
+    }
 }
 
-/// Decodes [`RESERVE`]'s reply for `n` charges.
+/// Splits a batch reply into one answer per op.
+pub fn decode(reply: &[i64], ops: &[&Op]) -> Result<Vec<Answer>, StoreError> {
+    let malformed = || StoreError("redis: malformed batch reply".to_string());
+    let mut rest = reply;
+    let mut take = |n: usize| -> Result<&[i64], StoreError> {
+        if rest.len() < n {
+            return Err(malformed());
+        }
+        let (head, tail) = rest.split_at(n);
+        rest = tail;
+        Ok(head)
+    };
+    let mut out = Vec::with_capacity(ops.len());
+    for op in ops {
+        out.push(match op {
+            Op::Reserve(c) => Answer::Reserved(reservation(take(1 + 2 * c.len())?, c.len())?),
+            Op::Adjust(_) => {
+                take(1)?;
+                Answer::Adjusted
+            }
+            Op::Read(ids) => Answer::Values(values(take(ids.len())?)),
+        });
+    }
+    if !rest.is_empty() {
+        return Err(malformed());
+    }
+    Ok(out)
+}
+
+/// Decodes one reservation's part of the reply for `n` charges.
 pub fn reservation(reply: &[i64], n: usize) -> Result<Reservation, StoreError> {
     let malformed = || StoreError("redis: malformed reserve reply".to_string());
     let (&refused, rest) = reply.split_first().ok_or_else(malformed)?;
-    if rest.len() != n {
+    if rest.len() != 2 * n {
         return Err(malformed());
     }
-    let remaining = rest
-        .iter()
-        .map(|&r| u64::try_from(r).unwrap_or(0))
-        .collect();
+    let (remaining, reset_ms) = rest.split_at(n);
+    let (remaining, reset_ms) = (values(remaining), values(reset_ms));
     match usize::try_from(refused) {
-        Ok(0) => Ok(Reservation::Granted { remaining }),
+        Ok(0) => Ok(Reservation::Granted {
+            remaining,
+            reset_ms,
+        }),
         Ok(i) if i <= n => Ok(Reservation::Refused {
             first: i - 1,
             remaining,
+            reset_ms,
         }),
         _ => Err(malformed()),
     }
 }
 
-/// Decodes an MGET reply: a missing or non-positive counter reads 0.
-pub fn values(reply: &[Option<i64>]) -> Vec<u64> {
+/// Negative values read as 0.
+pub fn values(reply: &[i64]) -> Vec<u64> {
     reply
         .iter()
-        .map(|v| v.and_then(|v| u64::try_from(v).ok()).unwrap_or(0))
+        .map(|&v| u64::try_from(v).unwrap_or(0))
         .collect()
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn id(name: &str, window: Window, start: u64) -> CounterId {
-        CounterId {
-            name: name.to_string(),
-            window,
-            start,
-        }
-    }
-
-    #[test]
-    fn keys_name_prefix_window_and_start() {
-        let k = key("prod", &id("tpm:key:k1", Window::Fixed { secs: 60 }, 120));
-        assert_eq!(k, "modelgate:{prod}:tpm:key:k1:60s:120");
-        assert_eq!(
-            key("p", &id("c", Window::Lease, 0)),
-            "modelgate:{p}:c:lease:0"
-        );
-        assert_ne!(
-            key("p", &id("b", Window::Month, 5)),
-            key("p", &id("b", Window::Total, 5))
-        );
-    }
-
-    #[test]
-    fn arguments_are_clamped_to_exact_lua_integers() {
-        let charge = Charge {
-            id: id("a", Window::Total, 0),
-            limit: u64::MAX,
-            amount: 7,
-            ttl_secs: 60,
-        };
-        let (keys, argv) = reserve_args("p", &[charge]);
-        assert_eq!(keys.len(), 1);
-        assert_eq!(argv, [MAX_EXACT, 7, 60]);
-        let adj = Adjustment {
-            id: id("a", Window::Total, 0),
-            delta: i64::MIN,
-            ttl_secs: 5,
-        };
-        let (_, argv) = adjust_args("p", &[adj]);
-        assert_eq!(argv, [-(MAX_EXACT as i64), 5]);
-    }
-
-    #[test]
-    fn replies_decode_or_fail() {
-        assert_eq!(
-            reservation(&[0, 5, 0], 2).unwrap(),
-            Reservation::Granted {
-                remaining: vec![5, 0]
-            }
-        );
-        assert_eq!(
-            reservation(&[2, 5, 1], 2).unwrap(),
-            Reservation::Refused {
-                first: 1,
-                remaining: vec![5, 1]
-            }
-        );
-        assert!(reservation(&[3, 5, 1], 2).is_err());
-        assert!(reservation(&[0, 5], 2).is_err());
-        assert!(reservation(&[], 0).is_err());
-        assert_eq!(values(&[None, Some(4), Some(-1)]), [0, 4, 0]);
-    }
-}
+mod tests;
