@@ -445,10 +445,7 @@ fn headers(planned: &[Planned], remaining: &[u64], resets: &[u64]) -> HeaderMap 
             format!("x-ratelimit-remaining-{suffix}"),
             r.min(p.charge.limit).to_string(),
         );
-        set(
-            format!("x-ratelimit-reset-{suffix}"),
-            format!("{reset}s"),
-        );
+        set(format!("x-ratelimit-reset-{suffix}"), format!("{reset}s"));
     }
     spend::headers(planned, remaining, &mut h);
     h

@@ -102,7 +102,9 @@ impl Report {
                 let money = matches!(p.measure, Measure::Spend(_));
                 report.rows.push(UsageRow {
                     scope,
-                    key: (scope == "key").then(|| key.to_string()).unwrap_or_default(),
+                    key: (scope == "key")
+                        .then(|| key.to_string())
+                        .unwrap_or_default(),
                     group: (scope == "group").then(|| key.to_string()),
                     model: (scope == "model").then(|| model.to_string()),
                     counter: counter.to_string(),

@@ -42,12 +42,9 @@ impl Window {
     /// the other windows.
     pub fn gcra_interval_us(self, limit: u64) -> Option<u64> {
         match self {
-            Window::Gcra { period_ms } => Some(
-                period_ms
-                    .saturating_mul(1000)
-                    .div_ceil(limit.max(1))
-                    .max(1),
-            ),
+            Window::Gcra { period_ms } => {
+                Some(period_ms.saturating_mul(1000).div_ceil(limit.max(1)).max(1))
+            }
             _ => None,
         }
     }

@@ -5,16 +5,13 @@
 
 #![allow(clippy::expect_used, clippy::panic)] // test helpers
 
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use modelgate_config::redis_store::{FailureMode, RawRedisStore, RedisStoreConfig, parse};
-use modelgate_limit::redis::{Guarded, RedisStore, StoreMetrics, connect, connect_with};
-use modelgate_limit::store::{
-    Adjustment, Charge, CounterId, CounterStore, ManualClock, Reservation, Window,
-};
+use modelgate_config::redis_store::FailureMode;
+use modelgate_limit::redis::{Guarded, RedisStore, StoreMetrics, connect};
+use modelgate_limit::store::{Adjustment, CounterStore, Reservation, Window};
 
 mod common;
 use common::*;

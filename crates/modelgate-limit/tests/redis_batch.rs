@@ -29,7 +29,14 @@ async fn script_calls(url: &str) -> u64 {
         .expect("info");
     info.lines()
         .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
-        .filter_map(|l| l.split("calls=").nth(1)?.split(',').next()?.parse::<u64>().ok())
+        .filter_map(|l| {
+            l.split("calls=")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
         .sum()
 }
 
@@ -74,11 +81,7 @@ async fn store_metrics_survive_a_rebuilt_store() {
     let mut server = RedisServer::start(&[]);
     let metrics = StoreMetrics::default();
     let mut registry = Registry::with_prefix("modelgate");
-    registry.register(
-        "limit_store_errors",
-        "errors",
-        metrics.errors.clone(),
-    );
+    registry.register("limit_store_errors", "errors", metrics.errors.clone());
     registry.register("limit_store_up", "up", metrics.up.clone());
     let text = |r: &Registry| {
         let mut out = String::new();
@@ -87,26 +90,56 @@ async fn store_metrics_survive_a_rebuilt_store() {
     };
     let c = charge(&id("c", Window::Total, 0), 9, 1);
     {
-        let first = shared(&config(&server.url(), "closed", "500ms", "a"), metrics.clone())
-            .expect("store");
-        first.store.reserve(std::slice::from_ref(&c)).await.expect("reserve");
+        let first = shared(
+            &config(&server.url(), "closed", "500ms", "a"),
+            metrics.clone(),
+        )
+        .expect("store");
+        first
+            .store
+            .reserve(std::slice::from_ref(&c))
+            .await
+            .expect("reserve");
     }
     // A reload builds another store (other prefix) on the same metrics.
-    let second = shared(&config(&server.url(), "closed", "500ms", "b"), metrics.clone())
-        .expect("store");
-    second.store.reserve(std::slice::from_ref(&c)).await.expect("reserve");
+    let second = shared(
+        &config(&server.url(), "closed", "500ms", "b"),
+        metrics.clone(),
+    )
+    .expect("store");
+    second
+        .store
+        .reserve(std::slice::from_ref(&c))
+        .await
+        .expect("reserve");
     server.stop();
-    assert!(second.store.reserve(std::slice::from_ref(&c)).await.is_err());
+    assert!(
+        second
+            .store
+            .reserve(std::slice::from_ref(&c))
+            .await
+            .is_err()
+    );
     let out = text(&registry);
-    assert!(out.contains("modelgate_limit_store_up{store=\"redis\"} 0"), "{out}");
+    assert!(
+        out.contains("modelgate_limit_store_up{store=\"redis\"} 0"),
+        "{out}"
+    );
     assert!(
         out.contains("modelgate_limit_store_errors_total{store=\"redis\"} 1"),
         "{out}"
     );
     // And the clock-injected constructor shares them the same way.
-    let third = connect_with(&config(&server.url(), "open", "100ms", "c"), None, metrics.clone())
-        .expect("store");
-    assert!(third.reserve(std::slice::from_ref(&c)).await.is_ok(), "open");
+    let third = connect_with(
+        &config(&server.url(), "open", "100ms", "c"),
+        None,
+        metrics.clone(),
+    )
+    .expect("store");
+    assert!(
+        third.reserve(std::slice::from_ref(&c)).await.is_ok(),
+        "open"
+    );
     assert!(text(&registry).contains("modelgate_limit_store_errors_total{store=\"redis\"} 2"));
 }
 

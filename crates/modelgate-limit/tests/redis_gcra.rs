@@ -52,10 +52,22 @@ async fn scenario(s: &dyn CounterStore, clock: &ManualClock) -> Vec<(bool, Vec<u
         step(s.reserve(&both).await.expect("reserve"));
     }
     clock.advance_ms(9_999);
-    step(s.reserve(std::slice::from_ref(&rpm)).await.expect("reserve"));
+    step(
+        s.reserve(std::slice::from_ref(&rpm))
+            .await
+            .expect("reserve"),
+    );
     clock.advance_ms(1);
-    step(s.reserve(std::slice::from_ref(&rpm)).await.expect("reserve"));
-    step(s.reserve(std::slice::from_ref(&rpm)).await.expect("reserve"));
+    step(
+        s.reserve(std::slice::from_ref(&rpm))
+            .await
+            .expect("reserve"),
+    );
+    step(
+        s.reserve(std::slice::from_ref(&rpm))
+            .await
+            .expect("reserve"),
+    );
     let backlog = s.read(std::slice::from_ref(&rpm.id)).await.expect("read");
     out.push((true, backlog, vec![]));
     clock.advance_ms(60_000);
@@ -122,7 +134,10 @@ async fn two_replicas_share_one_gcra_burst_on_redis_time() {
     }
     assert_eq!(granted, 100);
     let backlog = a.read(std::slice::from_ref(&c.id)).await.expect("read")[0];
-    assert!(backlog > 99 * 36_000_000 && backlog <= 100 * 36_000_000, "{backlog}");
+    assert!(
+        backlog > 99 * 36_000_000 && backlog <= 100 * 36_000_000,
+        "{backlog}"
+    );
 }
 
 #[tokio::test]

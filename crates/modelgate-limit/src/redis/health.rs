@@ -41,7 +41,8 @@ impl Health {
         location: String,
         failure_mode: &'static str,
         metrics: StoreMetrics,
-    ) -> Self {        metrics.up.get_or_create(&[("store", kind)]).set(1);
+    ) -> Self {
+        metrics.up.get_or_create(&[("store", kind)]).set(1);
         // Create the error series at 0 so a rate() sees its first increase.
         let _ = metrics.errors.get_or_create(&[("store", kind)]);
         Self {
@@ -104,7 +105,12 @@ mod tests {
 
     #[test]
     fn counts_every_error_and_tracks_state_changes() {
-        let h = Health::new("redis", "127.0.0.1:1".into(), "open", StoreMetrics::default());
+        let h = Health::new(
+            "redis",
+            "127.0.0.1:1".into(),
+            "open",
+            StoreMetrics::default(),
+        );
         let up = || h.metrics().up.get_or_create(&[("store", "redis")]).get();
         let errors = || {
             h.metrics()

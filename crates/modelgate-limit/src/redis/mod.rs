@@ -143,7 +143,10 @@ impl RedisStore {
 
     /// [`RedisStore::new`] with the time taken from `clock` instead of
     /// Redis's `TIME` (tests).
-    pub fn build(cfg: &RedisStoreConfig, clock: Option<Arc<dyn Clock>>) -> Result<Self, StoreError> {
+    pub fn build(
+        cfg: &RedisStoreConfig,
+        clock: Option<Arc<dyn Clock>>,
+    ) -> Result<Self, StoreError> {
         let host = host_of(&cfg.display_url);
         let invalid = |_| StoreError(format!("redis {host}: invalid URL"));
         let client = ::redis::Client::open(cfg.url.expose()).map_err(invalid)?;

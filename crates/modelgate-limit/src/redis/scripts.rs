@@ -169,39 +169,47 @@ pub fn name_of<'k>(prefix: &str, key: &'k str) -> Option<&'k str> {
 
 /// Adds `ops` to `inv` (after `now_us`, 0 for Redis's clock).
 pub fn encode(inv: &mut ScriptInvocation<'_>, prefix: &str, now_us: u64, ops: &[&Op]) {
+    let (keys, args) = arguments(prefix, now_us, ops);
+    inv.key(keys).arg(args);
+}
+
+/// `(KEYS, ARGV)` of [`BATCH`] for `ops`.
+pub fn arguments(prefix: &str, now_us: u64, ops: &[&Op]) -> (Vec<String>, Vec<String>) {
     let max = MAX_EXACT as i64;
-    inv.arg(now_us.min(MAX_EXACT));
+    let mut keys = Vec::new();
+    let mut args = vec![now_us.min(MAX_EXACT).to_string()];
     for op in ops {
         match op {
             Op::Reserve(charges) => {
-                inv.arg("r").arg(charges.len());
+                args.extend(["r".to_string(), charges.len().to_string()]);
                 for c in charges {
                     let interval = c.id.window.gcra_interval_us(c.limit).unwrap_or(0);
-                    inv.key(key(prefix, &c.id));
-                    inv.arg(c.limit.min(MAX_EXACT))
-                        .arg(c.amount.min(MAX_EXACT))
-                        .arg(c.ttl_secs.min(MAX_EXACT))
-                        .arg(interval.min(MAX_EXACT));
+                    keys.push(key(prefix, &c.id));
+                    args.extend(
+                        [c.limit, c.amount, c.ttl_secs, interval]
+                            .map(|v| v.min(MAX_EXACT).to_string()),
+                    );
                 }
             }
             Op::Adjust(adjustments) => {
-                inv.arg("a").arg(adjustments.len());
+                args.extend(["a".to_string(), adjustments.len().to_string()]);
                 for a in adjustments {
-                    inv.key(key(prefix, &a.id));
-                    inv.arg(a.delta.clamp(-max, max))
-                        .arg(a.ttl_secs.min(MAX_EXACT));
+                    keys.push(key(prefix, &a.id));
+                    args.push(a.delta.clamp(-max, max).to_string());
+                    args.push(a.ttl_secs.min(MAX_EXACT).to_string());
                 }
             }
             Op::Read(ids) => {
-                inv.arg("g").arg(ids.len());
+                args.extend(["g".to_string(), ids.len().to_string()]);
                 for id in ids {
-                    inv.key(key(prefix, id));
+                    keys.push(key(prefix, id));
                     let gcra = matches!(id.window, Window::Gcra { .. });
-                    inv.arg(if gcra { "1" } else { "0" });
+                    args.push(if gcra { "1" } else { "0" }.to_string());
                 }
             }
         }
     }
+    (keys, args)
 }
 
 /// Splits a batch reply into one answer per op.

@@ -106,4 +106,3 @@ pub fn charge(id: &CounterId, limit: u64, amount: u64) -> Charge {
         ttl_secs: 120,
     }
 }
-
