@@ -102,9 +102,11 @@ impl Report {
                 let money = matches!(p.measure, Measure::Spend(_));
                 report.rows.push(UsageRow {
                     scope,
-                    key: (scope == "key")
-                        .then(|| key.to_string())
-                        .unwrap_or_default(),
+                    key: if scope == "key" {
+                        key.to_string()
+                    } else {
+                        String::new()
+                    },
                     group: (scope == "group").then(|| key.to_string()),
                     model: (scope == "model").then(|| model.to_string()),
                     counter: counter.to_string(),

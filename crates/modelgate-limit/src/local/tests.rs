@@ -158,10 +158,13 @@ async fn gcra_allows_a_burst_of_the_limit_then_one_per_interval() {
     assert!(matches!(passes(&st, &c).await, Reservation::Granted { .. }));
     assert!(matches!(passes(&st, &c).await, Reservation::Refused { .. }));
     // Reads give the backlog: a full burst in use is the whole period.
-    assert_eq!(st.read(&[c.id.clone()]).await.unwrap(), [60_000_000]);
+    assert_eq!(
+        st.read(std::slice::from_ref(&c.id)).await.unwrap(),
+        [60_000_000]
+    );
     // After a whole idle period the full burst is back; the counter is gone.
     clock.advance_ms(60_000);
-    assert_eq!(st.read(&[c.id.clone()]).await.unwrap(), [0]);
+    assert_eq!(st.read(std::slice::from_ref(&c.id)).await.unwrap(), [0]);
     for _ in 0..6 {
         assert!(matches!(passes(&st, &c).await, Reservation::Granted { .. }));
     }
@@ -194,7 +197,10 @@ async fn gcra_refusal_of_another_charge_spends_no_request() {
         ttl_secs: 1,
     };
     st.adjust(&[back]).await.unwrap();
-    assert_eq!(st.read(&[r.id.clone()]).await.unwrap(), [1_000_000]);
+    assert_eq!(
+        st.read(std::slice::from_ref(&r.id)).await.unwrap(),
+        [1_000_000]
+    );
 }
 
 #[test]
