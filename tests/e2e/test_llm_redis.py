@@ -163,3 +163,34 @@ def test_redis_stopped_then_restarted(mode, tmp_path, redis, keys, litellm_mock,
         time.sleep(0.2)
     assert metric(mg, "modelgate_limit_store_up") == 1
     assert "counter store reachable again" in mg.stderr()
+
+
+def test_two_processes_share_one_gcra_request_rate(tmp_path, redis, keys, litellm_mock, run_modelgate,
+                                                   start_modelgate):
+    """rpm is GCRA on Redis's clock: two processes pass exactly the burst
+    (= the limit) of a parallel burst, and the refused get a Retry-After of
+    at most one interval (20 s at rpm 3), not the seconds to a minute's end."""
+    require_step(tmp_path, run_modelgate, keys, litellm_mock.url, redis.url)
+    key = create_key(run_modelgate, keys, "rate", "llama3")
+    text = CONFIG.format(keys=keys, upstream=litellm_mock.url, limits=f"""limits:
+  store:
+    redis: {{url: "{redis.url}", timeout: 500ms, prefix: "gcra"}}
+  per_key: {{rpm: 3}}
+  estimate: {{default_max_tokens: 20}}
+""")
+    a, b = start_modelgate(text), start_modelgate(text)
+    urls = [a.url, b.url] * 6
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        answers = list(pool.map(lambda u: chat(u, key), urls))
+    statuses = sorted(r.status_code for r in answers)
+    assert statuses == [200] * 3 + [429] * 9, statuses
+    for r in answers:
+        assert r.headers["x-ratelimit-limit-requests"] == "3"
+        if r.status_code == 429:
+            assert 1 <= int(r.headers["retry-after"]) <= 20, r.headers
+            assert "requests per minute for this key" in r.json()["error"]["message"]
+    ok = [r for r in answers if r.status_code == 200]
+    assert sorted(r.headers["x-ratelimit-remaining-requests"] for r in ok) == ["0", "1", "2"]
+    assert all(1 <= int(r.headers["x-ratelimit-reset-requests"].rstrip("s")) <= 60 for r in ok)
+    gcra = redis.keys("modelgate:{gcra}:rpm:*")
+    assert len(gcra) == 1 and gcra[0].endswith(":gcra60000ms:0"), gcra
