@@ -194,3 +194,24 @@ def test_two_processes_share_one_gcra_request_rate(tmp_path, redis, keys, litell
     assert all(1 <= int(r.headers["x-ratelimit-reset-requests"].rstrip("s")) <= 60 for r in ok)
     gcra = redis.keys("modelgate:{gcra}:rpm:*")
     assert len(gcra) == 1 and gcra[0].endswith(":gcra60000ms:0"), gcra
+
+
+def test_store_metrics_follow_a_store_rebuilt_by_a_reload(tmp_path, redis, keys, litellm_mock, run_modelgate,
+                                                          start_modelgate):
+    """The store metrics are registered once: after a reload that changes
+    `limits.store` (a new store), the exposed series follow the new store."""
+    require_step(tmp_path, run_modelgate, keys, litellm_mock.url, redis.url)
+    key = create_key(run_modelgate, keys, "reload", "llama3")
+    mg = start_modelgate(config(keys, litellm_mock.url, redis.url, prefix="first"))
+    assert chat(mg.url, key).status_code == 200
+    mg.config_path.write_text(mg.config_path.read_text().replace('prefix: "first"', 'prefix: "second"'))
+    mg.reload()
+    deadline = time.monotonic() + 10
+    while not redis.keys("modelgate:{second}:*"):
+        assert chat(mg.url, key).status_code == 200
+        assert time.monotonic() < deadline, "the reload never built the new store"
+        time.sleep(0.2)
+    redis.stop()
+    assert chat(mg.url, key).status_code == 503
+    assert metric(mg, "modelgate_limit_store_up") == 0
+    assert (metric(mg, "modelgate_limit_store_errors_total") or 0) >= 1
