@@ -17,6 +17,12 @@ use common::*;
 
 /// `calls` of the script commands in `INFO commandstats`.
 async fn script_calls(url: &str) -> u64 {
+    script_stats(url).await.0
+}
+
+/// `(calls, usec)` of the script commands in `INFO commandstats`: how many
+/// script runs, and the CPU time Redis spent in them.
+async fn script_stats(url: &str) -> (u64, u64) {
     let mut conn = redis::Client::open(url)
         .expect("client")
         .get_multiplexed_async_connection()
@@ -27,17 +33,13 @@ async fn script_calls(url: &str) -> u64 {
         .query_async(&mut conn)
         .await
         .expect("info");
-    info.lines()
-        .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
-        .filter_map(|l| {
-            l.split("calls=")
-                .nth(1)?
-                .split(',')
-                .next()?
-                .parse::<u64>()
-                .ok()
-        })
-        .sum()
+    let field = |name: &str| -> u64 {
+        info.lines()
+            .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
+            .filter_map(|l| l.split(name).nth(1)?.split(',').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    (field("calls="), field("usec="))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -160,6 +162,7 @@ async fn measure_reserve_and_settle_64_concurrent() {
         ttl_secs: 120,
     }];
     for round in 0..3 {
+        let before = script_stats(&server.url()).await;
         let t = Instant::now();
         let mut tasks = Vec::new();
         for _ in 0..64 {
@@ -175,10 +178,15 @@ async fn measure_reserve_and_settle_64_concurrent() {
             task.await.expect("task");
         }
         let n = 64 * 200;
+        let elapsed = t.elapsed();
+        let after = script_stats(&server.url()).await;
         println!(
-            "round {round}: reserve+settle x64 concurrent: {n} in {:?} = {:.0} req/s",
-            t.elapsed(),
-            n as f64 / t.elapsed().as_secs_f64()
+            "round {round}: reserve+settle x64 concurrent: {n} in {elapsed:?} = {:.0} req/s; \
+             {} script runs for {} calls, Redis CPU {} µs",
+            n as f64 / elapsed.as_secs_f64(),
+            after.0 - before.0,
+            2 * n,
+            after.1 - before.1
         );
     }
     let v = s.read(&[tokens]).await.expect("read");
