@@ -212,9 +212,13 @@ def test_create_use_revoke_and_find_the_denial(signed_in_gw, browser):
     assert "401" in top.text and "deny" in top.text
     browser.save_screenshot(str(shots / "5-decisions-live.png"))
 
-    # Sign out: through the IdP's end-session page (confirmed there), which
-    # sends the browser back to the gateway, which no longer knows it.
+    # Sign out: the sign-out page's button (a GET alone signs nobody out),
+    # then the IdP's end-session page (confirmed there), which sends the
+    # browser back to the gateway, which no longer knows it.
     browser.get(f"{gw.url}/oauth2/sign_out")
+    assert "Sign out of modelgate?" in browser.page_source
+    assert any(c["name"] == "mg_session" for c in browser.get_cookies())
+    browser.find_element(By.CSS_SELECTOR, 'form[action="/oauth2/sign_out"] button[type="submit"]').click()
     wait.until(lambda d: d.current_url.startswith(f"{gw.idp.issuer}/session/end"))
     browser.save_screenshot(str(shots / "6-idp-sign-out.png"))
     browser.find_element(By.CSS_SELECTOR, 'button[name="logout"][value="yes"]').click()

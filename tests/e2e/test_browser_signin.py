@@ -239,20 +239,66 @@ def test_expired_session_is_refused(signin):
     assert predict(mg, cookie).status_code == 401
 
 
+def sign_out_form(html: str) -> dict:
+    """The hidden fields (csrf token, rd) of modelgate's sign-out form."""
+    assert '<form method="post" action="/oauth2/sign_out">' in html, html
+    return dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', html))
+
+
+def test_sign_out_needs_a_post_with_the_pages_token(signin):
+    _, mg = signin()
+    cookie = sign_in(mg)
+    other = sign_in(mg)
+    jar = {"authservice_session": cookie}
+    # GET (a link, a prefetch, an <img>) only shows the sign-out page.
+    r = requests.get(f"{mg.url}/oauth2/sign_out", cookies=jar, allow_redirects=False, timeout=10)
+    assert r.status_code == 200 and USER in r.text and "set-cookie" not in r.headers
+    fields = sign_out_form(r.text)
+    assert predict(mg, cookie).status_code == 200
+    # A POST without the token (a cross-site form), or with another
+    # session's token, is refused and the session lives on.
+    for data in ({}, {"csrf": sign_out_form(requests.get(
+            f"{mg.url}/oauth2/sign_out", cookies={"authservice_session": other}, timeout=10).text)["csrf"]}):
+        r = requests.post(f"{mg.url}/oauth2/sign_out", cookies=jar, data=data, allow_redirects=False, timeout=10)
+        assert r.status_code == 403 and "set-cookie" not in r.headers, (r.status_code, r.text)
+    assert predict(mg, cookie).status_code == 200
+    # Without any cookie (a cross-site POST carries no SameSite=Lax cookie)
+    # nothing is cleared.
+    r = requests.post(f"{mg.url}/oauth2/sign_out", allow_redirects=False, timeout=10)
+    assert r.status_code == 302 and r.headers["location"] == "/" and "set-cookie" not in r.headers
+    # With the page's token, by the header too (scripts): signed out.
+    r = requests.post(f"{mg.url}/oauth2/sign_out", cookies={"authservice_session": other},
+                      headers={"X-CSRF-Token": sign_out_form(requests.get(
+                          f"{mg.url}/oauth2/sign_out", cookies={"authservice_session": other}, timeout=10).text)["csrf"]},
+                      allow_redirects=False, timeout=10)
+    assert r.status_code == 302 and "Max-Age=0" in r.headers["set-cookie"]
+    assert predict(mg, other).status_code == 401 and predict(mg, cookie).status_code == 200
+    # The page's form, as a browser submits it.
+    r = requests.post(f"{mg.url}/oauth2/sign_out", cookies=jar, data=fields, allow_redirects=False, timeout=10)
+    assert r.status_code == 302 and "Max-Age=0" in r.headers["set-cookie"]
+    assert predict(mg, cookie).status_code == 401
+
+
 def test_revoked_cookie_after_sign_out_is_refused(signin):
     _, mg = signin()
     cookie = sign_in(mg)
     assert predict(mg, cookie).status_code == 200
+    page = requests.get(f"{mg.url}/oauth2/sign_out", cookies={"authservice_session": cookie}, timeout=10)
     r = requests.post(f"{mg.url}/oauth2/sign_out", cookies={"authservice_session": cookie},
-                      allow_redirects=False, timeout=10)
+                      data=sign_out_form(page.text), allow_redirects=False, timeout=10)
     assert r.status_code == 302
     assert "authservice_session=;" in r.headers["set-cookie"] and "Max-Age=0" in r.headers["set-cookie"]
     # The old cookie, replayed by someone who kept it, no longer works.
     assert predict(mg, cookie).status_code == 401
-    # Signing out again (the session is revoked, so no ID token to hint): home.
+    # Signing out again (the session is revoked, so no token is asked and no
+    # ID token hinted): the dead cookie is cleared, and home.
     r = requests.post(f"{mg.url}/oauth2/sign_out", cookies={"authservice_session": cookie},
                       allow_redirects=False, timeout=10)
     assert r.status_code == 302 and r.headers["location"] == "/"
+    assert "Max-Age=0" in r.headers["set-cookie"]
+    # Its sign-out page now says so, without a form.
+    r = requests.get(f"{mg.url}/oauth2/sign_out", cookies={"authservice_session": cookie}, timeout=10)
+    assert r.status_code == 200 and "not signed in" in r.text and "<form" not in r.text
 
 
 def end_session_form(html: str) -> tuple[str, dict]:
@@ -275,7 +321,10 @@ def test_sign_out_goes_through_the_idps_end_session_endpoint(signin, rd):
     cookie = s.cookies.get("authservice_session")
     assert predict(mg, cookie).status_code == 200
 
-    r = s.post(f"{mg.url}/oauth2/sign_out", params={"rd": rd}, allow_redirects=False, timeout=10)
+    page = s.get(f"{mg.url}/oauth2/sign_out", params={"rd": rd}, timeout=10)
+    fields = sign_out_form(page.text)
+    assert fields["rd"] == rd, fields
+    r = s.post(f"{mg.url}/oauth2/sign_out", data=fields, allow_redirects=False, timeout=10)
     assert r.status_code == 302 and "Max-Age=0" in r.headers["set-cookie"]
     end = urlsplit(r.headers["location"])
     discovery = requests.get(f"{idp.issuer}/.well-known/openid-configuration", timeout=10).json()
@@ -344,7 +393,7 @@ OPEN_REDIRECTS = [
 @pytest.mark.parametrize("rd", OPEN_REDIRECTS)
 def test_open_redirect_via_rd_is_refused(signin, rd):
     _, mg = signin()
-    r = requests.get(f"{mg.url}/oauth2/sign_out", params={"rd": rd}, allow_redirects=False, timeout=10)
+    r = requests.post(f"{mg.url}/oauth2/sign_out", params={"rd": rd}, allow_redirects=False, timeout=10)
     assert r.status_code == 302 and r.headers["location"] == "/", (rd, r.headers.get("location"))
     # Through a whole sign-in, too: the browser lands on our own landing page.
     s, callback, _ = manual_flow(mg, rd)

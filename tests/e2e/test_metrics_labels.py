@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 import socket
 import string
+import time
 from pathlib import Path
 from urllib.parse import quote
 
@@ -129,3 +130,50 @@ def test_raw_request_helper_target_is_verbatim(gateway):
     """The raw target with `"` reaches modelgate (not refused by the client)."""
     status, _, _ = raw_request(gateway.listen, "GET", '/v2/models/a"b/ready')
     assert status in (400, 401, 404)
+
+
+def test_a_reload_drops_the_series_of_a_removed_model(tmp_path, run_modelgate, start_modelgate, free_port):
+    """Series of a model the reloaded configuration lacks leave /metrics;
+    the other models keep their counts."""
+    keys = tmp_path / "keys.json"
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens: each call is a 502
+    head = f'listen: {{address: "__LISTEN__"}}\nadmin: {{address: "__ADMIN__"}}\n' \
+           f'auth: {{api_keys: {{file: "{keys}"}}}}\nmodels:\n'
+
+    def config(names):
+        return head + "".join(f'  - name: {n}\n    upstream: {{url: "{dead}"}}\n' for n in names)
+
+    mg = start_modelgate(config(["keep", "gone"]))
+    key = create_key(run_modelgate, keys, "u", "*")
+    mg.wait_ready(lambda: requests.get(f"{mg.url}/v2/models/keep/ready", headers=bearer(key),
+                                       timeout=5).status_code != 401, 5, "key")
+
+    def requests_of(model: str) -> float:
+        return sum(s.value for s in scrape(mg)[1] if s.name == "modelgate_requests_total"
+                   and s.labels.get("model") == model)
+
+    for model in ("keep", "gone", "keep"):
+        requests.get(f"{mg.url}/v2/models/{model}/ready", headers=bearer(key), timeout=5)
+    kept = requests_of("keep")
+    text, _ = scrape(mg)
+    assert 'model="gone"' in text and kept >= 2, text
+    assert 'modelgate_upstream_errors_total{model="gone"' in text, text
+
+    mark = len(mg.stderr())
+    running = mg.config_path.read_text()
+    gone = f'  - name: gone\n    upstream: {{url: "{dead}"}}\n'
+    assert gone in running
+    mg.config_path.write_text(running.replace(gone, ""))
+    mg.reload()
+    deadline = time.monotonic() + 10
+    while "configuration reloaded" not in mg.stderr()[mark:] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "configuration reloaded" in mg.stderr()[mark:], mg.stderr()[mark:]
+    text, samples = scrape(mg)
+    ours = ("modelgate_requests", "modelgate_request_duration_seconds",
+            "modelgate_upstream_duration_seconds", "modelgate_upstream_errors")
+    left = [s for s in samples if s.name.startswith(ours) and s.labels.get("model") == "gone"]
+    assert left == [], text
+    assert requests_of("keep") == kept, text
+    requests.get(f"{mg.url}/v2/models/keep/ready", headers=bearer(key), timeout=5)
+    assert requests_of("keep") == kept + 1

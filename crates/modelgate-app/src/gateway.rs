@@ -56,9 +56,12 @@ impl Handler for Gateway {
             return resp;
         }
         // Browser sign-in endpoints answer before routing (signin.rs).
-        if let Some(resp) = crate::signin::endpoint(&p, &parts, conn.listener).await {
-            if !http_body::Body::is_end_stream(&body) {
-                tokio::spawn(drain(body));
+        let mut body = Some(body);
+        if let Some(resp) = crate::signin::endpoint(&p, &parts, &mut body, conn.listener).await {
+            if let Some(unread) = body
+                && !http_body::Body::is_end_stream(&unread)
+            {
+                tokio::spawn(drain(unread));
             }
             return resp;
         }
@@ -66,12 +69,13 @@ impl Handler for Gateway {
         let renewed = crate::signin::refresh(&p, &mut parts, conn.listener).await;
         // Forward-auth endpoints answer checks; they never proxy.
         if let Some(ep) = crate::forward_auth::endpoint(&p, conn.listener, parts.uri.path()) {
-            if !http_body::Body::is_end_stream(&body) {
-                tokio::spawn(drain(body));
+            if let Some(unread) = body.take()
+                && !http_body::Body::is_end_stream(&unread)
+            {
+                tokio::spawn(drain(unread));
             }
             return crate::forward_auth::check(&self.shared, &p, ep, parts, &conn).await;
         }
-        let mut body = Some(body);
         // Boxed: the flow future is large, and hyper moves the handler future by value.
         let resp = match Box::pin(flow(
             &p,

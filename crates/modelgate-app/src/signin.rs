@@ -1,22 +1,26 @@
 //! Browser sign-in endpoints (`auth.sign_in`, see `docs/signin.md`): login
 //! (→ the IdP, with PKCE), the callback (→ session cookie), sign-out
-//! (revocation, then the IdP's end-session endpoint) and a small signed-in
-//! landing page; and the redirect of an unauthenticated browser request to
+//! (a `POST` with the session's token: revocation, then the IdP's
+//! end-session endpoint; `GET` shows the sign-out page) and a small
+//! signed-in landing page; and the redirect of an unauthenticated browser request to
 //! login. The flow itself — cookies, state, ID token checks — lives in
 //! `modelgate_authn::session`; this file only speaks HTTP. They answer before routing, like forward-auth.
 
 use std::time::SystemTime;
 
-use http::header::{
-    ACCEPT, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, HOST, LOCATION, SET_COOKIE,
-};
+use http::header::{ACCEPT, AUTHORIZATION, CACHE_CONTROL, HOST, LOCATION, SET_COOKIE};
 use http::{HeaderValue, Method, Response, StatusCode, request::Parts};
-use modelgate_authn::{Redirect, SignInError, session::idp::IdpError};
+use hyper::body::Incoming;
+use modelgate_authn::session::sign_out::{TOKEN_FIELD, TOKEN_HEADER};
+use modelgate_authn::{Redirect, Sessions, SignInError, session::idp::IdpError};
 use modelgate_config::identity::CookieSecure;
 use modelgate_core::respond::{RenderContext, render};
 use modelgate_core::{AuthFailure, BoxBody, ErrorShape, Reject, full};
 
+use crate::body::{BodyDeadline, read_bounded};
 use crate::pipeline::Pipeline;
+
+mod pages;
 
 fn now_secs() -> u64 {
     SystemTime::now()
@@ -56,6 +60,7 @@ fn refuse(p: &Pipeline, e: SignInError) -> Response<BoxBody> {
     tracing::warn!(target: "modelgate::signin", error = %e, "sign-in step refused");
     let reject = match e {
         SignInError::BadRequest(m) => Reject::BadRequest(m.into()),
+        SignInError::Forbidden(m) => Reject::Forbidden(m.into()),
         SignInError::Idp(IdpError::IdToken(m)) => {
             Reject::Unauthenticated(AuthFailure::InvalidToken(m))
         }
@@ -63,10 +68,14 @@ fn refuse(p: &Pipeline, e: SignInError) -> Response<BoxBody> {
             detail: other.to_string(),
         },
     };
+    render_reject(p, &reject)
+}
+
+fn render_reject(p: &Pipeline, reject: &Reject) -> Response<BoxBody> {
     let ctx = RenderContext {
         realm: &p.config.auth.realm,
     };
-    let mut resp = render(&reject, ErrorShape::KServe, &ctx);
+    let mut resp = render(reject, ErrorShape::KServe, &ctx);
     resp.headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
@@ -92,97 +101,174 @@ fn redirect_uri(parts: &Parts, tls: bool, path: &str) -> Option<String> {
     plain.then(|| format!("{}://{host}{path}", if tls { "https" } else { "http" }))
 }
 
-/// Answers a sign-in endpoint, or `None` when `parts` is not one.
-pub async fn endpoint(p: &Pipeline, parts: &Parts, listener: usize) -> Option<Response<BoxBody>> {
-    let s = p.authn.sessions()?;
-    let cfg = s.config();
+/// The sign-in endpoint `parts` asks for.
+enum Endpoint {
+    Login,
+    Callback,
+    SignOutPage,
+    SignOut,
+    Landing,
+}
+
+fn which(cfg: &modelgate_config::identity::SignIn, parts: &Parts) -> Option<Endpoint> {
     let path = parts.uri.path();
     let get = matches!(parts.method, Method::GET | Method::HEAD);
+    if path == cfg.logout_path {
+        return match parts.method {
+            Method::POST => Some(Endpoint::SignOut),
+            _ if get => Some(Endpoint::SignOutPage),
+            _ => None,
+        };
+    }
+    if !get {
+        return None;
+    }
+    if path == cfg.login_path {
+        Some(Endpoint::Login)
+    } else if path == cfg.redirect_path {
+        Some(Endpoint::Callback)
+    } else if path == cfg.landing_path {
+        Some(Endpoint::Landing)
+    } else {
+        None
+    }
+}
+
+/// Answers a sign-in endpoint, or `None` when `parts` is not one. Only the
+/// sign-out `POST` reads `body` (its form); the caller drains what is left.
+pub async fn endpoint(
+    p: &Pipeline,
+    parts: &Parts,
+    body: &mut Option<Incoming>,
+    listener: usize,
+) -> Option<Response<BoxBody>> {
+    let s = p.authn.sessions()?;
+    let cfg = s.config();
+    let step = which(cfg, parts)?;
     let secure = secure(p, listener, cfg.cookie.secure);
-    let now = now_secs();
     let tls = p
         .listeners
         .get(listener)
         .is_some_and(|l| l.config.tls.is_some());
-    if get && path == cfg.login_path {
-        let Some(uri) = redirect_uri(parts, tls, &cfg.redirect_path) else {
-            return Some(refuse(
-                p,
-                SignInError::BadRequest("the request names no usable host"),
-            ));
-        };
-        let rd = rd(parts.uri.query());
-        return Some(match s.start(rd.as_deref(), &uri, now, secure).await {
-            Ok(r) => redirect(r),
-            Err(e) => refuse(p, e),
-        });
-    }
-    if get && path == cfg.redirect_path {
-        let q = parts.uri.query().unwrap_or_default();
-        return Some(
-            match p.authn.finish_sign_in(q, &parts.headers, now, secure).await {
+    Some(match step {
+        Endpoint::Login => login(p, s, parts, tls, secure).await,
+        Endpoint::Callback => {
+            let q = parts.uri.query().unwrap_or_default();
+            match p
+                .authn
+                .finish_sign_in(q, &parts.headers, now_secs(), secure)
+                .await
+            {
                 Ok(r) => {
                     tracing::info!(target: "modelgate::signin", "browser signed in");
                     redirect(r)
                 }
                 Err(e) => refuse(p, e),
-            },
-        );
-    }
-    if path == cfg.logout_path && (get || parts.method == Method::POST) {
-        let rd = rd(parts.uri.query());
-        // Our own origin, for the IdP's post-logout redirect back here.
-        let origin = redirect_uri(parts, tls, "");
-        return Some(redirect(
-            s.sign_out(
-                &parts.headers,
-                rd.as_deref(),
-                origin.as_deref(),
-                now,
-                secure,
-            )
-            .await,
-        ));
-    }
-    if get && path == cfg.landing_path {
-        return Some(
-            match p.authn.session_name(&parts.headers, SystemTime::now()) {
-                Some(name) => landing(&name, &cfg.logout_path),
-                None => redirect(Redirect {
-                    location: s.login_location(&cfg.landing_path),
-                    set_cookies: Vec::new(),
-                }),
-            },
-        );
-    }
-    None
+            }
+        }
+        Endpoint::SignOutPage => pages::sign_out(
+            p.authn
+                .signed_in(&parts.headers, SystemTime::now())
+                .as_ref(),
+            &cfg.logout_path,
+            &cfg.landing_path,
+            rd(parts.uri.query()).as_deref(),
+        ),
+        Endpoint::SignOut => sign_out(p, s, parts, body.take(), listener, tls, secure).await,
+        Endpoint::Landing => match p.authn.signed_in(&parts.headers, SystemTime::now()) {
+            Some(user) => pages::landing(&user, &cfg.logout_path),
+            None => redirect(Redirect {
+                location: s.login_location(&cfg.landing_path),
+                set_cookies: Vec::new(),
+            }),
+        },
+    })
 }
 
-/// The signed-in landing page.
-fn landing(name: &str, logout: &str) -> Response<BoxBody> {
-    let html = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>modelgate</title></head>\
-         <body><main><h1>modelgate</h1><p>Signed in as <strong>{}</strong>.</p>\
-         <form method=\"post\" action=\"{}\"><button type=\"submit\">Sign out</button></form></main></body></html>",
-        escape(name),
-        escape(logout)
-    );
-    let mut resp = Response::new(full(bytes::Bytes::from(html)));
-    let h = resp.headers_mut();
-    h.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
+/// Login: the flow cookie and the redirect to the IdP.
+async fn login(
+    p: &Pipeline,
+    s: &Sessions,
+    parts: &Parts,
+    tls: bool,
+    secure: bool,
+) -> Response<BoxBody> {
+    let Some(uri) = redirect_uri(parts, tls, &s.config().redirect_path) else {
+        return refuse(
+            p,
+            SignInError::BadRequest("the request names no usable host"),
+        );
+    };
+    let rd = rd(parts.uri.query());
+    match s.start(rd.as_deref(), &uri, now_secs(), secure).await {
+        Ok(r) => redirect(r),
+        Err(e) => refuse(p, e),
+    }
 }
 
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
+/// Sign-out `POST`: the token from the form (or `X-CSRF-Token`), `rd` from
+/// the query or the form.
+async fn sign_out(
+    p: &Pipeline,
+    s: &Sessions,
+    parts: &Parts,
+    body: Option<Incoming>,
+    listener: usize,
+    tls: bool,
+    secure: bool,
+) -> Response<BoxBody> {
+    let form = match sign_out_form(p, parts, body, listener).await {
+        Ok(f) => f,
+        Err(r) => return render_reject(p, &r),
+    };
+    let token = parts
+        .headers
+        .get(TOKEN_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| form_value(&form, TOKEN_FIELD));
+    let rd = rd(parts.uri.query()).or_else(|| form_value(&form, "rd").map(str::to_string));
+    // Our own origin, for the IdP's post-logout redirect back here.
+    let origin = redirect_uri(parts, tls, "");
+    let out = s
+        .sign_out(
+            &parts.headers,
+            token,
+            rd.as_deref(),
+            origin.as_deref(),
+            now_secs(),
+            secure,
+        )
+        .await;
+    match out {
+        Ok(r) => redirect(r),
+        Err(e) => refuse(p, e),
+    }
+}
+
+/// Largest sign-out form read.
+const MAX_SIGN_OUT_FORM: u64 = 4096;
+
+/// The sign-out `POST`'s form pairs (bounded, with the listener's deadlines).
+async fn sign_out_form(
+    p: &Pipeline,
+    parts: &Parts,
+    body: Option<Incoming>,
+    listener: usize,
+) -> Result<Vec<(String, String)>, Reject> {
+    let (Some(body), Some(l)) = (body, p.listeners.get(listener)) else {
+        return Ok(Vec::new());
+    };
+    crate::body::check_declared_length(&parts.headers, MAX_SIGN_OUT_FORM)?;
+    let deadline = BodyDeadline::start(&l.config.limits);
+    let bytes = read_bounded(body, MAX_SIGN_OUT_FORM, deadline).await?;
+    let text = std::str::from_utf8(&bytes).unwrap_or_default();
+    Ok(modelgate_authn::session::flow::query_params(text.trim()))
+}
+
+fn form_value<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    form.iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
 }
 
 /// For a browser request with no machine credential (a GET or HEAD that
@@ -261,14 +347,6 @@ pub fn to_login(mut resp: Response<BoxBody>, login: String) -> Response<BoxBody>
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn escapes_html() {
-        assert_eq!(
-            escape("<a href=\"x\">&'"),
-            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
-        );
-    }
 
     #[test]
     fn redirect_uri_uses_a_plain_host() {

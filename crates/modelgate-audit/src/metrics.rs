@@ -87,6 +87,16 @@ struct Series {
 /// it is cleared whenever the configured models change.
 type SeriesCache = HashMap<(&'static str, &'static str, u16, Arc<str>), Series>;
 
+/// The label sets made for one configured model, so that a reload that
+/// removes the model can remove its series (a `Family` cannot be searched
+/// by label). Filled off the hot path: when a series is first resolved
+/// and when a backend error is counted.
+#[derive(Default)]
+struct Made {
+    requests: HashSet<(&'static str, &'static str, u16)>,
+    upstream_errors: HashSet<&'static str>,
+}
+
 fn latency_histogram() -> Histogram {
     // 100 µs … ~52 s.
     Histogram::new(exponential_buckets(0.0001, 2.0, 20))
@@ -108,6 +118,8 @@ pub struct Metrics {
     /// Names of the configured models: the only `model` label values
     /// besides `""` and [`UNKNOWN_MODEL`].
     known_models: RwLock<HashSet<Arc<str>>>,
+    /// Per configured model, the label sets it has series under.
+    made: Mutex<HashMap<Arc<str>, Made>>,
     unknown_model: Arc<str>,
     /// The admin UI's view of recent decisions (fed by [`Metrics::record`]).
     pub tap: crate::tap::DecisionTap,
@@ -227,6 +239,7 @@ impl Metrics {
             decisions_dropped,
             series: RwLock::new(HashMap::new()),
             known_models: RwLock::new(HashSet::new()),
+            made: Mutex::new(HashMap::new()),
             unknown_model: Arc::from(UNKNOWN_MODEL),
             tap: crate::tap::DecisionTap::default(),
             no_model: Arc::from(""),
@@ -241,16 +254,67 @@ impl Metrics {
     }
 
     /// Sets the configured models (at start and after each reload). Other
-    /// names are counted under [`UNKNOWN_MODEL`]. Series of a model removed
-    /// by a reload stay, so the count is bounded by every configuration
-    /// loaded since the start.
+    /// names are counted under [`UNKNOWN_MODEL`]. The series of a model the
+    /// new set lacks are removed from `/metrics` (and its admin UI samples);
+    /// the others keep their counts. So the number of series is bounded by
+    /// the current configuration.
     pub fn set_models<'a>(&self, names: impl IntoIterator<Item = &'a str>) {
-        let set = names.into_iter().map(Arc::from).collect();
-        if let Ok(mut known) = self.known_models.write() {
-            *known = set;
-        }
+        let set: HashSet<Arc<str>> = names.into_iter().map(Arc::from).collect();
+        // Held throughout: a request resolving its series waits, then sees
+        // the new set, so no series of a removed model is made afterwards.
+        let Ok(mut known) = self.known_models.write() else {
+            return;
+        };
+        let removed: Vec<Arc<str>> = known.difference(&set).cloned().collect();
+        *known = set;
         if let Ok(mut cache) = self.series.write() {
             cache.clear();
+        }
+        for model in &removed {
+            self.forget(model);
+        }
+    }
+
+    /// Removes every series of `model` (no longer configured).
+    fn forget(&self, model: &Arc<str>) {
+        let made = self
+            .made
+            .lock()
+            .ok()
+            .and_then(|mut m| m.remove(model))
+            .unwrap_or_default();
+        let label = || LabelValue(model.clone());
+        let mut protocols = HashSet::new();
+        for (protocol, decision, status) in made.requests {
+            self.requests.remove(&RequestLabels {
+                model: label(),
+                protocol,
+                decision,
+                status,
+            });
+            protocols.insert(protocol);
+        }
+        for protocol in protocols {
+            let ml = ModelLabels {
+                model: label(),
+                protocol,
+            };
+            self.duration.remove(&ml);
+            self.upstream_duration.remove(&ml);
+        }
+        for kind in made.upstream_errors {
+            self.upstream_errors.remove(&UpstreamErrorLabels {
+                model: label(),
+                kind,
+            });
+        }
+        self.tap.forget(model);
+    }
+
+    /// Notes a label set made for a configured model (see [`Made`]).
+    fn note_made(&self, model: &Arc<str>, add: impl FnOnce(&mut Made)) {
+        if let Ok(mut m) = self.made.lock() {
+            add(m.entry(model.clone()).or_default());
         }
     }
 
@@ -305,13 +369,34 @@ impl Metrics {
                 .inc();
         }
         if let Some(kind) = upstream_error {
-            self.upstream_errors
-                .get_or_create(&UpstreamErrorLabels {
-                    model: LabelValue(self.model_label(d.model)),
-                    kind,
-                })
-                .inc();
+            self.count_upstream_error(d.model, kind);
         }
+    }
+
+    /// Counts a backend failure, with the configured set held so that a
+    /// concurrent reload never leaves a removed model's series behind.
+    fn count_upstream_error(&self, name: Option<&str>, kind: &'static str) {
+        let known = self.known_models.read().ok();
+        let model = match (&known, name) {
+            (_, None | Some("")) => self.no_model.clone(),
+            (Some(k), Some(n)) => k
+                .get(n)
+                .cloned()
+                .unwrap_or_else(|| self.unknown_model.clone()),
+            (None, _) => self.unknown_model.clone(),
+        };
+        self.upstream_errors
+            .get_or_create(&UpstreamErrorLabels {
+                model: LabelValue(model.clone()),
+                kind,
+            })
+            .inc();
+        if known.is_some() && !model.is_empty() && !Arc::ptr_eq(&model, &self.unknown_model) {
+            self.note_made(&model, |m| {
+                m.upstream_errors.insert(kind);
+            });
+        }
+        drop(known);
     }
 
     /// Creates (or finds) the series of `key` in the families, and caches
@@ -346,6 +431,11 @@ impl Metrics {
             total: self.duration.get_or_create(&ml).clone(),
             upstream: self.upstream_duration.get_or_create(&ml).clone(),
         };
+        if known.is_some() && &*model == name && !model.is_empty() {
+            self.note_made(&model, |m| {
+                m.requests.insert((protocol, decision, status));
+            });
+        }
         if known.is_some()
             && &*model == name
             && let Ok(mut cache) = self.series.write()
@@ -422,166 +512,4 @@ impl Metrics {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::Outcome;
-    use std::time::{Duration, SystemTime};
-
-    fn decision(model: Option<&str>, status: u16) -> Decision<'_> {
-        Decision {
-            ts: SystemTime::now(),
-            request_id: "r",
-            client: "127.0.0.1:1".parse().unwrap(),
-            method: "GET",
-            path: "/",
-            host: None,
-            model,
-            protocol: Some("v2"),
-            operation: Some("ready"),
-            identity: None,
-            auth_method: None,
-            issuer: None,
-            decision: Outcome::Deny,
-            authorized: false,
-            response: "UNAUTHENTICATED",
-            reason: None,
-            status,
-            upstream: None,
-            upstream_ms: None,
-            upstream_ttfb_ms: None,
-            stream_ms: None,
-            total_ms: Duration::from_micros(1),
-            rule: Default::default(),
-            wristband: None,
-            tokens: None,
-        }
-    }
-
-    /// Sample lines (not comments) of the exposition.
-    fn series(text: &str) -> usize {
-        text.lines().filter(|l| !l.starts_with('#')).count()
-    }
-
-    #[test]
-    fn unknown_models_share_one_label_and_series_stay_bounded() {
-        let m = Metrics::new();
-        m.set_models(["iris"]);
-        m.record(
-            &decision(Some("iris"), 401),
-            Some("credential_not_found"),
-            None,
-        );
-        m.record(
-            &decision(Some("nope-0"), 401),
-            Some("credential_not_found"),
-            Some("connect"),
-        );
-        m.record(&decision(None, 200), None, None);
-        let before = series(&m.encode());
-        let hostile = [
-            "a\"b",
-            "x\ny",
-            "back\\slash",
-            "\u{1F600}",
-            &"L".repeat(10_000),
-        ];
-        for (i, name) in hostile
-            .iter()
-            .copied()
-            .chain(["nope-1", "nope-2"])
-            .enumerate()
-        {
-            m.record(
-                &decision(Some(name), 401),
-                Some("credential_not_found"),
-                None,
-            );
-            m.record(
-                &decision(Some(name), 1000 + i as u16),
-                None,
-                Some("connect"),
-            );
-        }
-        let text = m.encode();
-        assert_eq!(series(&text), before + 1, "{text}"); // + the status 0 series
-        assert!(text.contains("modelgate_requests_total{model=\"(unknown)\",protocol=\"v2\",decision=\"deny\",status=\"401\"} 8"), "{text}");
-        assert!(text.contains("modelgate_requests_total{model=\"(unknown)\",protocol=\"v2\",decision=\"deny\",status=\"0\"} 7"), "{text}");
-        assert!(
-            text.contains("modelgate_requests_total{model=\"iris\""),
-            "{text}"
-        );
-        assert!(
-            text.contains("modelgate_requests_total{model=\"\",protocol=\"v2\""),
-            "{text}"
-        );
-        assert!(
-            text.contains(
-                "modelgate_upstream_errors_total{model=\"(unknown)\",kind=\"connect\"} 8"
-            ),
-            "{text}"
-        );
-        assert!(!text.contains("nope") && !text.contains("LLLL"), "{text}");
-        // After a reload the new set applies; the old series stay.
-        m.set_models(["other"]);
-        m.record(&decision(Some("iris"), 401), None, None);
-        assert!(m.encode().contains("modelgate_requests_total{model=\"(unknown)\",protocol=\"v2\",decision=\"deny\",status=\"401\"} 9"));
-    }
-
-    #[test]
-    fn label_values_are_escaped() {
-        let f: Family<ModelLabels, Counter> = Family::default();
-        let mut r = Registry::default();
-        r.register("t", "t", f.clone());
-        f.get_or_create(&ModelLabels {
-            model: LabelValue(Arc::from("a\"b\\c\nd")),
-            protocol: "v2",
-        })
-        .inc();
-        let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &r).unwrap();
-        assert!(
-            out.contains(r#"t_total{model="a\"b\\c\nd",protocol="v2"} 1"#),
-            "{out}"
-        );
-    }
-
-    #[test]
-    fn counts_and_encodes() {
-        let m = Metrics::new();
-        m.set_models(["iris"]);
-        let d = Decision {
-            ts: SystemTime::now(),
-            request_id: "r",
-            client: "127.0.0.1:1".parse().unwrap(),
-            method: "POST",
-            path: "/v2/models/iris/infer",
-            host: None,
-            model: Some("iris"),
-            protocol: Some("v2"),
-            operation: Some("infer"),
-            identity: Some("alice"),
-            auth_method: Some("api_key"),
-            issuer: None,
-            decision: Outcome::Deny,
-            authorized: false,
-            response: "UNAUTHENTICATED",
-            reason: Some("credential not found"),
-            status: 401,
-            upstream: None,
-            upstream_ms: None,
-            upstream_ttfb_ms: None,
-            stream_ms: None,
-            total_ms: Duration::from_micros(120),
-            rule: Default::default(),
-            wristband: None,
-            tokens: None,
-        };
-        m.record(&d, Some("credential_not_found"), None);
-        m.keystore_reloaded(true, 3);
-        let text = m.encode();
-        assert!(text.contains("modelgate_requests_total{model=\"iris\",protocol=\"v2\",decision=\"deny\",status=\"401\"} 1"), "{text}");
-        assert!(text.contains("modelgate_auth_failures_total{reason=\"credential_not_found\"} 1"));
-        assert!(text.contains("modelgate_keystore_keys 3"));
-        assert!(text.contains("modelgate_request_duration_seconds_bucket"));
-    }
-}
+mod tests;

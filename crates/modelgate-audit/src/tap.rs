@@ -138,6 +138,13 @@ impl DecisionTap {
         }
     }
 
+    /// Drops the samples of a model no longer configured.
+    pub(crate) fn forget(&self, model: &str) {
+        if let Ok(mut s) = self.samples.lock() {
+            s.remove(model);
+        }
+    }
+
     /// The live stream, and the recent decisions it started after.
     pub fn subscribe(&self) -> (Vec<Arc<TapEvent>>, broadcast::Receiver<Arc<TapEvent>>) {
         let rx = self.tx.subscribe();

@@ -67,6 +67,7 @@ pub use keys::{KeyStore, KeyStoreError};
 pub use kubernetes::access::AccessRefusal;
 pub use metrics::IdentityMetrics;
 pub use session::flow::{Redirect, SignInError};
+pub use session::sign_out::SignedIn;
 pub use session::{SESSION_INVALID, Sessions};
 
 use crate::fetch::{Fetch, HyperFetch};

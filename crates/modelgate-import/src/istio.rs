@@ -406,21 +406,9 @@ pub(crate) fn virtual_service(mut obj: Object, st: &mut State<'_>) {
 
 fn http_route(obj: &mut Object, st: &mut State<'_>, i: usize, http: Http, hosts: &[String]) {
     let p = format!("spec.http[{i}]");
-    let Some((name, proto)) = http
-        .rewrite
-        .as_ref()
-        .and_then(|r| r.uri.as_deref())
-        .and_then(model_path)
-    else {
-        obj.drop(&mut st.report, &p, "the route is not rewritten onto a model's protocol path (/v1/models/M:predict, /v2/models/M/infer); modelgate routes by protocol path");
+    let Some((name, proto, rewrite)) = route_target(obj, st, &p, &http) else {
         return;
     };
-    let rewrite = http
-        .rewrite
-        .as_ref()
-        .and_then(|r| r.uri.clone())
-        .unwrap_or_default();
-    obj.used(format!("{p}.rewrite.uri"));
     let Some(first) = http.route.first() else {
         obj.drop(&mut st.report, &p, "no destination");
         return;
@@ -448,6 +436,38 @@ fn http_route(obj: &mut Object, st: &mut State<'_>, i: usize, http: Http, hosts:
             model.hosts.push(h.clone());
         }
     }
+    upstream_options(obj, model, &p, &http, first);
+    for (j, m) in http.matches.iter().enumerate() {
+        match_route(obj, st, &format!("{p}.match[{j}]"), m, &name, &rewrite);
+    }
+}
+
+/// The model and protocol a route is rewritten onto, and the rewrite; `None`
+/// (the route dropped) when it is not rewritten onto a model's path.
+fn route_target(
+    obj: &mut Object,
+    st: &mut State<'_>,
+    p: &str,
+    http: &Http,
+) -> Option<(String, &'static str, String)> {
+    let rewrite = http.rewrite.as_ref().and_then(|r| r.uri.clone());
+    let Some((name, proto)) = rewrite.as_deref().and_then(model_path) else {
+        obj.drop(&mut st.report, p, "the route is not rewritten onto a model's protocol path (/v1/models/M:predict, /v2/models/M/infer); modelgate routes by protocol path");
+        return None;
+    };
+    obj.used(format!("{p}.rewrite.uri"));
+    Some((name, proto, rewrite.unwrap_or_default()))
+}
+
+/// The upstream `Host` (a `host` request header set on the destination, or
+/// the rewrite's authority) and the timeout.
+fn upstream_options(
+    obj: &mut Object,
+    model: &mut crate::out::Model,
+    p: &str,
+    http: &Http,
+    first: &Destination,
+) {
     let set = first
         .headers
         .as_ref()
@@ -464,48 +484,55 @@ fn http_route(obj: &mut Object, st: &mut State<'_>, i: usize, http: Http, hosts:
         model.upstream.host = Some(a);
         obj.used(format!("{p}.rewrite.authority"));
     }
-    if let Some(t) = http.timeout {
-        model.upstream.timeout = Some(t);
+    if let Some(t) = &http.timeout {
+        model.upstream.timeout = Some(t.clone());
         obj.used(format!("{p}.timeout"));
     }
-    for (j, m) in http.matches.iter().enumerate() {
-        let mp = format!("{p}.match[{j}]");
-        let methods: Vec<String> = m
-            .method
-            .as_ref()
-            .and_then(|x| x.get("exact"))
-            .cloned()
-            .into_iter()
-            .collect();
-        if !methods.is_empty() {
-            obj.used(format!("{mp}.method.exact"));
-        }
-        let prefix = m
-            .uri
-            .as_ref()
-            .and_then(|u| u.get("prefix").or_else(|| u.get("exact")));
-        match prefix {
-            Some(prefix) => {
-                if m.uri.as_ref().is_some_and(|u| u.contains_key("exact")) {
-                    obj.note(
-                        &mut st.report,
-                        &format!("{mp}.uri.exact"),
-                        "an exact match becomes a prefix route (paths below it match too)",
-                    );
-                }
-                obj.used(format!("{mp}.uri.prefix"));
-                let model = st.models.upsert(&name, String::new(), UrlSource::Predictor);
-                model.routes.push(Route {
-                    prefix: prefix.clone(),
-                    rewrite: rewrite.clone(),
-                    methods,
-                });
-            }
-            None => obj.drop(
-                &mut st.report,
-                &mp,
-                "only uri prefix/exact matches become routes",
-            ),
-        }
+}
+
+/// One `match` of a route: a uri prefix (or exact) becomes a model route.
+fn match_route(
+    obj: &mut Object,
+    st: &mut State<'_>,
+    mp: &str,
+    m: &Match,
+    name: &str,
+    rewrite: &str,
+) {
+    let methods: Vec<String> = m
+        .method
+        .as_ref()
+        .and_then(|x| x.get("exact"))
+        .cloned()
+        .into_iter()
+        .collect();
+    if !methods.is_empty() {
+        obj.used(format!("{mp}.method.exact"));
     }
+    let prefix = m
+        .uri
+        .as_ref()
+        .and_then(|u| u.get("prefix").or_else(|| u.get("exact")));
+    let Some(prefix) = prefix else {
+        obj.drop(
+            &mut st.report,
+            mp,
+            "only uri prefix/exact matches become routes",
+        );
+        return;
+    };
+    if m.uri.as_ref().is_some_and(|u| u.contains_key("exact")) {
+        obj.note(
+            &mut st.report,
+            &format!("{mp}.uri.exact"),
+            "an exact match becomes a prefix route (paths below it match too)",
+        );
+    }
+    obj.used(format!("{mp}.uri.prefix"));
+    let model = st.models.upsert(name, String::new(), UrlSource::Predictor);
+    model.routes.push(Route {
+        prefix: prefix.clone(),
+        rewrite: rewrite.to_string(),
+        methods,
+    });
 }

@@ -236,20 +236,7 @@ fn print(d: &Decision, raw_path: &str, no_policies: bool) -> ExitCode {
             println!("request: {} {}  (normalised from {raw})", f.method, f.path);
         }
     }
-    match &d.identity {
-        Identity::NotReached | Identity::Failed(_) => {}
-        Identity::NotNeeded => println!("identity: none needed (public route)"),
-        Identity::Anonymous => {
-            println!("identity: anonymous (no credential; istio_compat listener)");
-        }
-        Identity::Verified(a) => {
-            let p = a.principal();
-            println!("identity: {} {} (verified)", p.method, p.name);
-        }
-        Identity::Assumed(p) => {
-            println!("identity: {} {} (assumed, not verified)", p.method, p.name);
-        }
-    }
+    print_identity(d);
     if let Some(route) = &d.route {
         let model = route.model.log_name();
         println!(
@@ -268,35 +255,65 @@ fn print(d: &Decision, raw_path: &str, no_policies: bool) -> ExitCode {
             println!("  - {line}");
         }
     }
-    if let Some(r) = &d.ruling {
-        for w in &r.dry_run {
-            let p = &w.policy;
-            println!(
-                "dry-run: {} {} would {}",
-                p.action.as_str(),
-                p.name,
-                w.would
-            );
+    print_ruling(d);
+    print_outcome(d)
+}
+
+/// The `identity:` line.
+fn print_identity(d: &Decision) {
+    match &d.identity {
+        Identity::NotReached | Identity::Failed(_) => {}
+        Identity::NotNeeded => println!("identity: none needed (public route)"),
+        Identity::Anonymous => {
+            println!("identity: anonymous (no credential; istio_compat listener)");
         }
-        for p in &r.audit {
-            println!("audit: {} {} matched", p.action.as_str(), p.name);
+        Identity::Verified(a) => {
+            let p = a.principal();
+            println!("identity: {} {} (verified)", p.method, p.name);
         }
-        if let Some(e) = &r.external {
-            println!(
-                "external: CUSTOM {} asked provider {}: {}",
-                e.policy.name,
-                e.provider,
-                e.outcome.as_str()
-            );
-        }
-        let v = &r.verdict;
-        if let Some(b) = v.basis() {
-            println!("basis: {}", b.as_str());
-        }
-        if let Some(p) = v.policy() {
-            println!("policy: {} {}", p.action.as_str(), p.name);
+        Identity::Assumed(p) => {
+            println!("identity: {} {} (assumed, not verified)", p.method, p.name);
         }
     }
+}
+
+/// What the policies said besides the verdict: dry-run and audit matches,
+/// the external provider's answer, the basis and the deciding policy.
+fn print_ruling(d: &Decision) {
+    let Some(r) = &d.ruling else {
+        return;
+    };
+    for w in &r.dry_run {
+        let p = &w.policy;
+        println!(
+            "dry-run: {} {} would {}",
+            p.action.as_str(),
+            p.name,
+            w.would
+        );
+    }
+    for p in &r.audit {
+        println!("audit: {} {} matched", p.action.as_str(), p.name);
+    }
+    if let Some(e) = &r.external {
+        println!(
+            "external: CUSTOM {} asked provider {}: {}",
+            e.policy.name,
+            e.provider,
+            e.outcome.as_str()
+        );
+    }
+    let v = &r.verdict;
+    if let Some(b) = v.basis() {
+        println!("basis: {}", b.as_str());
+    }
+    if let Some(p) = v.policy() {
+        println!("policy: {} {}", p.action.as_str(), p.name);
+    }
+}
+
+/// The `decision:` line and the exit code (0 allow, 1 deny).
+fn print_outcome(d: &Decision) -> ExitCode {
     match (&d.result, d.ruling.as_ref().map(|r| &r.verdict)) {
         (Ok(_), Some(Verdict::Allow { basis, policy })) => {
             match policy {

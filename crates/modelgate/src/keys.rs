@@ -1,7 +1,7 @@
 //! `modelgate keys …`: create, list, revoke and rotate API keys. Secrets are
 //! printed once, on creation or rotation, to stdout only.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
@@ -24,37 +24,7 @@ pub struct KeysArgs {
 #[derive(Subcommand)]
 enum KeysCommand {
     /// Create a key and print it once.
-    Create {
-        #[arg(long)]
-        name: String,
-        /// Models the key may call: comma-separated names, or '*' for all.
-        #[arg(long, default_value = "*")]
-        models: String,
-        /// Lifetime, e.g. 30d or 12h (default: no expiry).
-        #[arg(long)]
-        expires: Option<humantime::Duration>,
-        /// This key's requests per minute (replaces limits.per_key.rpm).
-        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
-        rpm: Option<u64>,
-        /// This key's tokens per minute (replaces limits.per_key.tpm).
-        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
-        tpm: Option<u64>,
-        /// This key's tokens per day (replaces limits.per_key.tpd).
-        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
-        tpd: Option<u64>,
-        /// This key's concurrent requests (replaces limits.per_key.max_concurrent).
-        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
-        max_concurrent: Option<u64>,
-        /// This key's spend per UTC day, USD (replaces limits.per_key.budget_daily).
-        #[arg(long, value_parser = usd)]
-        budget_daily: Option<u64>,
-        /// This key's spend per calendar month (UTC), USD.
-        #[arg(long, value_parser = usd)]
-        budget_monthly: Option<u64>,
-        /// This key's spend ever, USD.
-        #[arg(long, value_parser = usd)]
-        budget_total: Option<u64>,
-    },
+    Create(CreateArgs),
     /// List keys (names, ids, grants, status — never secrets).
     List {
         #[arg(long)]
@@ -74,6 +44,39 @@ enum KeysCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Args)]
+struct CreateArgs {
+    #[arg(long)]
+    name: String,
+    /// Models the key may call: comma-separated names, or '*' for all.
+    #[arg(long, default_value = "*")]
+    models: String,
+    /// Lifetime, e.g. 30d or 12h (default: no expiry).
+    #[arg(long)]
+    expires: Option<humantime::Duration>,
+    /// This key's requests per minute (replaces limits.per_key.rpm).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    rpm: Option<u64>,
+    /// This key's tokens per minute (replaces limits.per_key.tpm).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    tpm: Option<u64>,
+    /// This key's tokens per day (replaces limits.per_key.tpd).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    tpd: Option<u64>,
+    /// This key's concurrent requests (replaces limits.per_key.max_concurrent).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    max_concurrent: Option<u64>,
+    /// This key's spend per UTC day, USD (replaces limits.per_key.budget_daily).
+    #[arg(long, value_parser = usd)]
+    budget_daily: Option<u64>,
+    /// This key's spend per calendar month (UTC), USD.
+    #[arg(long, value_parser = usd)]
+    budget_monthly: Option<u64>,
+    /// This key's spend ever, USD.
+    #[arg(long, value_parser = usd)]
+    budget_total: Option<u64>,
 }
 
 fn key_file(args: &KeysArgs) -> anyhow::Result<PathBuf> {
@@ -120,73 +123,8 @@ pub fn run(args: KeysArgs) -> anyhow::Result<ExitCode> {
             };
             crate::usage::run(cfg, &path, json)?;
         }
-        KeysCommand::Create {
-            name,
-            models: m,
-            expires,
-            rpm,
-            tpm,
-            tpd,
-            max_concurrent,
-            budget_daily,
-            budget_monthly,
-            budget_total,
-        } => {
-            let grants = models(&m)?;
-            let shown = grants.join(",");
-            let limits = KeyLimits {
-                rpm,
-                tpm,
-                tpd,
-                max_concurrent,
-                budget_daily_micro_usd: budget_daily,
-                budget_monthly_micro_usd: budget_monthly,
-                budget_total_micro_usd: budget_total,
-            };
-            let key = KeyFile::update(&path, |f| {
-                let key = f.create(&name, grants, expires.map(Duration::from), now)?;
-                if limits != KeyLimits::default()
-                    && let Some(e) = f.keys.iter_mut().find(|k| k.name == name)
-                {
-                    e.limits = Some(limits);
-                }
-                Ok(key)
-            })?;
-            eprintln!(
-                "created key {name:?} (id {}) for models {shown} in {}; it is shown once:",
-                key.id,
-                path.display()
-            );
-            println!("{}", key.key);
-        }
-        KeysCommand::List { json } => {
-            let list = KeyFile::read(&path)?.summaries(now);
-            if json {
-                println!("{}", serde_json::to_string_pretty(&list)?);
-            } else {
-                println!(
-                    "{:<24} {:<14} {:<9} {:<22} {:<22} MODELS",
-                    "NAME", "ID", "STATUS", "CREATED", "EXPIRES"
-                );
-                for k in list {
-                    let grace = if k.grace_until.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" (old key valid until {})", k.grace_until.join(", "))
-                    };
-                    println!(
-                        "{:<24} {:<14} {:<9} {:<22} {:<22} {}{}",
-                        k.name,
-                        k.id,
-                        k.status,
-                        k.created_at,
-                        k.expires_at.as_deref().unwrap_or("never"),
-                        k.models.join(","),
-                        grace
-                    );
-                }
-            }
-        }
+        KeysCommand::Create(c) => create(&path, c, now)?,
+        KeysCommand::List { json } => list(&path, json, now)?,
         KeysCommand::Revoke { name } => {
             KeyFile::update(&path, |f| f.revoke(&name, now))?;
             eprintln!("revoked key {name:?}; running servers stop accepting it within a second");
@@ -203,4 +141,67 @@ pub fn run(args: KeysArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `keys create`: the key (with its own limits, if any), printed once.
+fn create(path: &Path, c: CreateArgs, now: SystemTime) -> anyhow::Result<()> {
+    let grants = models(&c.models)?;
+    let shown = grants.join(",");
+    let limits = KeyLimits {
+        rpm: c.rpm,
+        tpm: c.tpm,
+        tpd: c.tpd,
+        max_concurrent: c.max_concurrent,
+        budget_daily_micro_usd: c.budget_daily,
+        budget_monthly_micro_usd: c.budget_monthly,
+        budget_total_micro_usd: c.budget_total,
+    };
+    let name = c.name;
+    let key = KeyFile::update(path, |f| {
+        let key = f.create(&name, grants, c.expires.map(Duration::from), now)?;
+        if limits != KeyLimits::default()
+            && let Some(e) = f.keys.iter_mut().find(|k| k.name == name)
+        {
+            e.limits = Some(limits);
+        }
+        Ok(key)
+    })?;
+    eprintln!(
+        "created key {name:?} (id {}) for models {shown} in {}; it is shown once:",
+        key.id,
+        path.display()
+    );
+    println!("{}", key.key);
+    Ok(())
+}
+
+/// `keys list`: a table, or JSON.
+fn list(path: &Path, json: bool, now: SystemTime) -> anyhow::Result<()> {
+    let list = KeyFile::read(path)?.summaries(now);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(());
+    }
+    println!(
+        "{:<24} {:<14} {:<9} {:<22} {:<22} MODELS",
+        "NAME", "ID", "STATUS", "CREATED", "EXPIRES"
+    );
+    for k in list {
+        let grace = if k.grace_until.is_empty() {
+            String::new()
+        } else {
+            format!(" (old key valid until {})", k.grace_until.join(", "))
+        };
+        println!(
+            "{:<24} {:<14} {:<9} {:<22} {:<22} {}{}",
+            k.name,
+            k.id,
+            k.status,
+            k.created_at,
+            k.expires_at.as_deref().unwrap_or("never"),
+            k.models.join(","),
+            grace
+        );
+    }
+    Ok(())
 }

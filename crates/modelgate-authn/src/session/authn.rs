@@ -1,5 +1,5 @@
 //! The Authenticator's side of browser sessions: when a session cookie is
-//! an identity, the landing page's user name, and refreshing a session whose
+//! an identity, the signed-in user of the landing and sign-out pages, and refreshing a session whose
 //! ID token expired.
 
 use std::sync::Arc;
@@ -8,6 +8,7 @@ use std::time::SystemTime;
 use http::HeaderMap;
 use modelgate_core::{AuthFailure, Principal, RequestFacts};
 
+use super::sign_out::SignedIn;
 use crate::Authenticator;
 use crate::jwt::{self, ProviderKind};
 
@@ -42,14 +43,16 @@ impl Authenticator {
         }))
     }
 
-    /// The name of the signed-in browser user, when the request carries a
-    /// valid session cookie (for the landing page).
-    pub fn session_name(&self, headers: &HeaderMap, now: SystemTime) -> Option<String> {
+    /// The signed-in browser user and the session's sign-out token, when
+    /// the request carries a valid session cookie (for the landing and
+    /// sign-out pages).
+    pub fn signed_in(&self, headers: &HeaderMap, now: SystemTime) -> Option<SignedIn> {
         let s = self.sessions.as_ref()?;
         let now_s = now
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let data = s.session(headers, now_s)?.ok()?;
+        let sign_out_token = s.sign_out_token(&data.sid);
         let p = jwt::claims_principal(ProviderKind::Jwt, Some(&s.cfg.issuer), data.claims);
         let email = p
             .claims
@@ -57,6 +60,9 @@ impl Authenticator {
             .and_then(|c| c.get("email"))
             .and_then(serde_json::Value::as_str)
             .map(str::to_string);
-        Some(email.unwrap_or(p.name))
+        Some(SignedIn {
+            name: email.unwrap_or(p.name),
+            sign_out_token,
+        })
     }
 }

@@ -2,9 +2,8 @@
 //! the code verifier and the validated `rd` into a flow cookie (scoped to the
 //! callback path, short-lived) and sends the browser to the IdP; `finish`
 //! checks the callback's `state` against it (single use), exchanges the code,
-//! verifies the ID token and seals the session cookie; `sign_out` revokes the
-//! session server-side, clears the cookie and, when the IdP has an
-//! end-session endpoint, sends the browser there (RP-initiated logout).
+//! verifies the ID token and seals the session cookie. Sign-out is in
+//! [`super::sign_out`].
 
 use std::sync::Arc;
 
@@ -51,6 +50,9 @@ pub enum SignInError {
     /// The browser's request is wrong: missing, expired or replayed `state`.
     #[error("{0}")]
     BadRequest(&'static str),
+    /// A live session's sign-out without its token (see [`super::sign_out`]).
+    #[error("{0}")]
+    Forbidden(&'static str),
     #[error(transparent)]
     Idp(#[from] IdpError),
 }
@@ -293,57 +295,6 @@ impl Sessions {
             "the ID token's claims do not fit in a cookie",
         ))
     }
-
-    /// Signs out: the session (if any) is revoked until it would have
-    /// expired and the cookie cleared. The browser goes to `rd` (if
-    /// allowed, else the landing page) — through the IdP's end-session
-    /// endpoint when discovery names one, the session holds its ID token and
-    /// `origin` (`scheme://host` of this gateway) is known: `id_token_hint`,
-    /// `client_id` and `post_logout_redirect_uri` = that same allowed target.
-    pub async fn sign_out(
-        &self,
-        headers: &HeaderMap,
-        rd: Option<&str>,
-        origin: Option<&str>,
-        now: u64,
-        secure: bool,
-    ) -> Redirect {
-        let target = self.redirect_target(rd);
-        let mut hint = None;
-        if let Some(Ok(s)) = self.session(headers, now) {
-            self.revoked
-                .insert(&s.sid, s.iat.saturating_add(1), s.exp, now);
-            hint = s.idt;
-        }
-        let mut location = None;
-        if let (Some(hint), Some(origin)) = (hint, origin) {
-            let back = if target.starts_with('/') {
-                format!("{origin}{target}")
-            } else {
-                target.clone()
-            };
-            if let Ok(ep) = self.endpoints().await
-                && let Some(end) = &ep.end_session
-            {
-                location = Some(end_session_url(end, &hint, &self.cfg.client_id, &back));
-            }
-        }
-        Redirect {
-            location: location.unwrap_or(target),
-            set_cookies: vec![set_cookie(&self.cfg.cookie.name, "", "/", 0, secure)],
-        }
-    }
-}
-
-/// The IdP's end-session URL for an RP-initiated logout.
-pub(crate) fn end_session_url(end: &str, hint: &str, client_id: &str, back: &str) -> String {
-    let sep = if end.contains('?') { '&' } else { '?' };
-    format!(
-        "{end}{sep}id_token_hint={}&client_id={}&post_logout_redirect_uri={}",
-        form_encode(hint),
-        form_encode(client_id),
-        form_encode(back)
-    )
 }
 
 impl crate::Authenticator {

@@ -1,7 +1,7 @@
 //! Browser sessions: the encrypted session cookie (sealed in [`seal`]), the
 //! sign-in flow state (a short-lived sealed "flow" cookie holding `state`,
-//! `nonce`, the PKCE verifier and `rd`), server-side revocation on sign-out
-//! ([`revoked`]), redirect-target checks ([`redirect`]) and the IdP calls
+//! `nonce`, the PKCE verifier and `rd`), sign-out ([`sign_out`]) and its
+//! server-side revocation ([`revoked`]), redirect-target checks ([`redirect`]) and the IdP calls
 //! ([`idp`]). A session becomes an [`crate::Authenticated`] only in
 //! `Authenticator::authenticate`, and only when the request carries no other
 //! credential. See `docs/signin.md`.
@@ -13,6 +13,7 @@ pub mod redirect;
 pub(crate) mod refresh;
 pub mod revoked;
 pub mod seal;
+pub mod sign_out;
 #[cfg(test)]
 mod tests;
 

@@ -314,18 +314,51 @@ async fn tampered_expired_and_revoked_sessions_fail() {
             .unwrap()
             .is_err()
     );
+    // A live session is not signed out without its token (a cross-site
+    // form or a prefetch), nor with another session's token.
+    let sid = i
+        .sessions
+        .session(&with(&value), NOW + 2)
+        .unwrap()
+        .unwrap()
+        .sid;
+    let token = i.sessions.sign_out_token(&sid);
+    for wrong in [
+        None,
+        Some("x"),
+        Some(i.sessions.sign_out_token("other").as_str()),
+    ] {
+        let r = i
+            .sessions
+            .sign_out(
+                &with(&value),
+                wrong,
+                None,
+                Some("http://gw.test"),
+                NOW + 2,
+                false,
+            )
+            .await;
+        assert!(
+            matches!(r, Err(SignInError::Forbidden(_))),
+            "{wrong:?}: {r:?}"
+        );
+    }
+    assert!(i.sessions.session(&with(&value), NOW + 2).unwrap().is_ok());
     // Revoked by sign-out, the cookie cleared, and the browser sent through
     // the IdP's end-session endpoint back to an allowed target only.
     let out = i
         .sessions
         .sign_out(
             &with(&value),
+            Some(&token),
             Some("//evil"),
             Some("http://gw.test"),
             NOW + 2,
             false,
         )
-        .await;
+        .await
+        .unwrap();
     let end = out
         .location
         .strip_prefix("https://idp.test/session/end?id_token_hint=")
@@ -343,12 +376,37 @@ async fn tampered_expired_and_revoked_sessions_fail() {
             && out.set_cookies[0].contains("Max-Age=0")
     );
     assert!(i.sessions.session(&with(&value), NOW + 3).unwrap().is_err());
-    // Without a live session there is no hint: straight to the landing page.
+    // Without a live session there is no hint (and no token to check): the
+    // dead cookie is cleared, straight to the landing page.
     let again = i
         .sessions
-        .sign_out(&with(&value), None, Some("http://gw.test"), NOW + 3, false)
-        .await;
+        .sign_out(
+            &with(&value),
+            None,
+            None,
+            Some("http://gw.test"),
+            NOW + 3,
+            false,
+        )
+        .await
+        .unwrap();
     assert_eq!(again.location, "/");
+    assert!(again.set_cookies[0].contains("Max-Age=0"));
+    // Without any cookie nothing is cleared: a cross-site POST, which carries
+    // no SameSite=Lax cookie, cannot end a session in the browser either.
+    let none = i
+        .sessions
+        .sign_out(
+            &HeaderMap::new(),
+            None,
+            None,
+            Some("http://gw.test"),
+            NOW + 3,
+            false,
+        )
+        .await
+        .unwrap();
+    assert!(none.location == "/" && none.set_cookies.is_empty());
     // No cookie: not a session at all.
     assert!(i.sessions.session(&HeaderMap::new(), NOW).is_none());
 }

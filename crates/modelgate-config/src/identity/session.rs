@@ -256,6 +256,48 @@ pub(crate) fn sign_in(
     c: &mut Collector,
 ) -> Option<SignIn> {
     let key = "auth.sign_in";
+    check_client(&raw, jwt, key, c);
+    let scopes = scopes(raw.scopes);
+    let allowed_redirects = match raw.allowed_redirects {
+        None => vec![RedirectTarget::Path("/".into())],
+        Some(list) => list
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| redirect_target(s, &format!("{key}.allowed_redirects[{i}]"), c))
+            .collect(),
+    };
+    let path = |raw: Option<String>, default: &str, name: &str, c: &mut Collector| {
+        endpoint_path(raw, default, &format!("{key}.{name}"), c)
+    };
+    let limit = |raw: Option<String>, default: u64, name: &str, c: &mut Collector| {
+        duration(
+            raw.as_deref(),
+            Duration::from_secs(default),
+            Zero::Refused,
+            &format!("{key}.{name}"),
+            c,
+        )
+    };
+    let sign_in = SignIn {
+        redirect_path: path(raw.redirect_path, "/oauth2/callback", "redirect_path", c),
+        login_path: path(raw.login_path, "/oauth2/start", "login_path", c),
+        logout_path: path(raw.logout_path, "/oauth2/sign_out", "logout_path", c),
+        landing_path: path(raw.landing_path, "/", "landing_path", c),
+        cookie: cookie(raw.cookie.unwrap_or_default(), base, c),
+        issuer: raw.issuer,
+        client_id: raw.client_id,
+        client_secret: Secret::new(raw.client_secret),
+        scopes,
+        allowed_redirects,
+        timeout: limit(raw.timeout, 5, "timeout", c),
+        flow_lifetime: limit(raw.flow_lifetime, 600, "flow_lifetime", c),
+    };
+    distinct_paths(&sign_in, key, c);
+    Some(sign_in)
+}
+
+/// The issuer must have a JWT rule; the client id and secret must be set.
+fn check_client(raw: &RawSignIn, jwt: &[JwtRule], key: &str, c: &mut Collector) {
     if !jwt.iter().any(|r| r.issuer == raw.issuer) {
         c.push(
             format!("{key}.issuer"),
@@ -277,7 +319,12 @@ pub(crate) fn sign_in(
             "write it as ${ENV_VAR} so it stays out of the file",
         );
     }
-    let mut scopes = raw.scopes.unwrap_or_else(|| {
+}
+
+/// The scopes asked for at login (default `openid email profile groups`);
+/// `openid` is always among them.
+fn scopes(raw: Option<Vec<String>>) -> Vec<String> {
+    let mut scopes = raw.unwrap_or_else(|| {
         ["openid", "email", "profile", "groups"]
             .map(String::from)
             .to_vec()
@@ -285,55 +332,11 @@ pub(crate) fn sign_in(
     if !scopes.iter().any(|s| s == "openid") {
         scopes.insert(0, "openid".into());
     }
-    let allowed_redirects = match raw.allowed_redirects {
-        None => vec![RedirectTarget::Path("/".into())],
-        Some(list) => list
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| redirect_target(s, &format!("{key}.allowed_redirects[{i}]"), c))
-            .collect(),
-    };
-    let sign_in = SignIn {
-        redirect_path: endpoint_path(
-            raw.redirect_path,
-            "/oauth2/callback",
-            &format!("{key}.redirect_path"),
-            c,
-        ),
-        login_path: endpoint_path(
-            raw.login_path,
-            "/oauth2/start",
-            &format!("{key}.login_path"),
-            c,
-        ),
-        logout_path: endpoint_path(
-            raw.logout_path,
-            "/oauth2/sign_out",
-            &format!("{key}.logout_path"),
-            c,
-        ),
-        landing_path: endpoint_path(raw.landing_path, "/", &format!("{key}.landing_path"), c),
-        cookie: cookie(raw.cookie.unwrap_or_default(), base, c),
-        issuer: raw.issuer,
-        client_id: raw.client_id,
-        client_secret: Secret::new(raw.client_secret),
-        scopes,
-        allowed_redirects,
-        timeout: duration(
-            raw.timeout.as_deref(),
-            Duration::from_secs(5),
-            Zero::Refused,
-            &format!("{key}.timeout"),
-            c,
-        ),
-        flow_lifetime: duration(
-            raw.flow_lifetime.as_deref(),
-            Duration::from_secs(600),
-            Zero::Refused,
-            &format!("{key}.flow_lifetime"),
-            c,
-        ),
-    };
+    scopes
+}
+
+/// Each sign-in endpoint needs its own path.
+fn distinct_paths(sign_in: &SignIn, key: &str, c: &mut Collector) {
     let paths = [
         &sign_in.redirect_path,
         &sign_in.login_path,
@@ -349,5 +352,4 @@ pub(crate) fn sign_in(
             );
         }
     }
-    Some(sign_in)
 }

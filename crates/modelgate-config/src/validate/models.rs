@@ -70,44 +70,14 @@ pub(super) fn model(raw: RawModel, key: &str, base: &Path, c: &mut Collector) ->
             None
         }
     };
-    let backend = match (raw.upstream, raw.builtin) {
-        (Some(u), None) => upstream(u, &format!("{key}.upstream"), c).map(Backend::Upstream),
-        (None, Some(b)) => Some(Backend::Builtin(Builtin {
-            dir: path_of(base, &b.dir),
-        })),
-        (Some(_), Some(_)) => {
-            c.push(
-                key,
-                "both `upstream` and `builtin` are set",
-                "keep one: proxy to a model server, or serve the ONNX file yourself",
-            );
-            None
-        }
-        (None, None) => {
-            c.push(
-                key,
-                "neither `upstream` nor `builtin` is set",
-                "add `upstream: {url: http://host:port}` or `builtin: {dir: path/to/model}`",
-            );
-            None
-        }
-    };
+    let backend = backend(raw.upstream, raw.builtin, key, base, c);
     let protocols = protocols(
         raw.protocols,
         backend.as_ref(),
         &format!("{key}.protocols"),
         c,
     );
-    if let (Some(Backend::Upstream(u)), Some(p)) = (&backend, &protocols)
-        && p.contains(&Protocol::Grpc)
-        && u.grpc.is_none()
-    {
-        c.push(
-            format!("{key}.upstream.grpc_url"),
-            "protocol grpc is enabled but no gRPC endpoint is set",
-            "add grpc_url: http://host:grpc-port, or remove grpc from protocols",
-        );
-    }
+    check_grpc_endpoint(backend.as_ref(), protocols.as_ref(), key, c);
     let routes = raw
         .routes
         .into_iter()
@@ -150,6 +120,57 @@ pub(super) fn model(raw: RawModel, key: &str, base: &Path, c: &mut Collector) ->
         hosts,
         public_operations,
     })
+}
+
+/// Exactly one of `upstream` (proxy) and `builtin` (served here).
+fn backend(
+    upstream_raw: Option<RawUpstream>,
+    builtin: Option<RawBuiltin>,
+    key: &str,
+    base: &Path,
+    c: &mut Collector,
+) -> Option<Backend> {
+    match (upstream_raw, builtin) {
+        (Some(u), None) => upstream(u, &format!("{key}.upstream"), c).map(Backend::Upstream),
+        (None, Some(b)) => Some(Backend::Builtin(Builtin {
+            dir: path_of(base, &b.dir),
+        })),
+        (Some(_), Some(_)) => {
+            c.push(
+                key,
+                "both `upstream` and `builtin` are set",
+                "keep one: proxy to a model server, or serve the ONNX file yourself",
+            );
+            None
+        }
+        (None, None) => {
+            c.push(
+                key,
+                "neither `upstream` nor `builtin` is set",
+                "add `upstream: {url: http://host:port}` or `builtin: {dir: path/to/model}`",
+            );
+            None
+        }
+    }
+}
+
+/// An upstream that speaks gRPC needs its gRPC endpoint.
+fn check_grpc_endpoint(
+    backend: Option<&Backend>,
+    protocols: Option<&BTreeSet<Protocol>>,
+    key: &str,
+    c: &mut Collector,
+) {
+    if let (Some(Backend::Upstream(u)), Some(p)) = (backend, protocols)
+        && p.contains(&Protocol::Grpc)
+        && u.grpc.is_none()
+    {
+        c.push(
+            format!("{key}.upstream.grpc_url"),
+            "protocol grpc is enabled but no gRPC endpoint is set",
+            "add grpc_url: http://host:grpc-port, or remove grpc from protocols",
+        );
+    }
 }
 
 pub(super) fn protocols(
