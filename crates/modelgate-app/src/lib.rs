@@ -16,6 +16,7 @@ mod forward_auth;
 mod gateway;
 mod grpc_reply;
 mod local;
+mod openai_body;
 mod pipeline;
 mod ratelimit;
 mod reload;
