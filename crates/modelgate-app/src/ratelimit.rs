@@ -26,17 +26,12 @@ pub use held::Held;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
-
-use arc_swap::ArcSwap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
-use http::header::CONTENT_TYPE;
-use http::{HeaderMap, HeaderName, HeaderValue, Response};
-use http_body_util::BodyExt;
-use modelgate_audit::{Metrics, MicroUsd, TokenNote};
+use arc_swap::ArcSwap;
+use modelgate_audit::{Metrics, TokenNote};
 use modelgate_config::rate_limits::{LimitSet, OnOverrun, RateLimits};
-use modelgate_core::{BoxBody, Principal, Reject, full};
+use modelgate_core::{Principal, Reject};
 use modelgate_limit::plan::{Estimate, Measure, Planned, Who, plan};
 use modelgate_limit::redis::{ERRORS_HELP, RedisStore, UP_HELP};
 use modelgate_limit::report::{Report, UsageRow};

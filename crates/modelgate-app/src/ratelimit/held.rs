@@ -78,7 +78,7 @@ impl Held {
             return Ok(Response::from_parts(parts, body));
         }
         if self.requests_only {
-            let body = super::hold::UntilEnd::new(body, self);
+            let body = super::hold::until_end(body, self);
             return Ok(Response::from_parts(parts, body.boxed_unsync()));
         }
         if sse {

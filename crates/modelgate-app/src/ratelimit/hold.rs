@@ -1,64 +1,22 @@
-//! The body of a V1/V2 answer (REST or gRPC) whose request holds a
-//! concurrency lease: passed on frame by frame, trailers included, and the
-//! lease released when the body ends, fails or is dropped (client gone).
+//! The lease of a V1/V2 answer (REST or gRPC): its request's concurrency
+//! lease is held while the answer's body (trailers included) is sent, and
+//! released when it ends, fails or is dropped (client gone).
 
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
-use bytes::Bytes;
-use http_body::{Body, Frame, SizeHint};
-use modelgate_core::{BoxBody, BoxError};
+use modelgate_core::BoxBody;
 use modelgate_limit::plan::Outcome;
 
 use super::Held;
+use crate::on_end::{Observed, Observer};
 
-pub(super) struct UntilEnd {
-    inner: BoxBody,
-    held: Option<Held>,
-}
+struct Lease(Held);
 
-impl UntilEnd {
-    pub(super) fn new(inner: BoxBody, held: Held) -> Self {
-        Self {
-            inner,
-            held: Some(held),
-        }
-    }
-
-    fn release(&mut self) {
-        if let Some(h) = self.held.take() {
-            h.settle(Outcome::Refund);
-        }
+impl Observer for Lease {
+    fn end(self) {
+        self.0.settle(Outcome::Refund);
     }
 }
 
-impl Body for UntilEnd {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = &mut *self;
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        if matches!(polled, Poll::Ready(None | Some(Err(_)))) {
-            this.release();
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-impl Drop for UntilEnd {
-    fn drop(&mut self) {
-        self.release();
-    }
+/// `body`, holding `held` until it ends.
+pub(super) fn until_end(body: BoxBody, held: Held) -> Observed<impl Observer> {
+    Observed::new(body, Lease(held))
 }

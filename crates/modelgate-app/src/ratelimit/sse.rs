@@ -58,13 +58,14 @@ impl UsageStream {
     /// metrics with the same numbers), or keeps the estimate.
     fn finish(&mut self) {
         if let Some(h) = self.held.take() {
-            h.settle(match self.usage {
+            let outcome = match self.usage {
                 Some(u) => {
                     h.observed(u);
                     Outcome::Used(u)
                 }
                 None => Outcome::Keep,
-            });
+            };
+            h.settle(outcome);
         }
     }
 
