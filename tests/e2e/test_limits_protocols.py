@@ -95,14 +95,33 @@ def test_rpm_counts_rest_and_grpc_inference_together_and_refuses_in_each_shape(
 
 
 def test_concurrency_lease_is_released_after_each_answer(tmp_path, run_modelgate, start_modelgate, mlserver_iris):
-    # One at a time, per model: every sequential request passes only if the
-    # previous one's lease was released when its answer (body, trailers) ended.
+    from tritonclient.utils import InferenceServerException
+
+    # One at a time, per model: sequential requests pass only if the previous
+    # one's lease was released when its answer (body, trailers) ended. The
+    # release is applied just after the answer's end: allow it a moment.
     mg = gateway(tmp_path, run_modelgate, start_modelgate, mlserver_iris,
                  "  per_model: {iris: {max_concurrent: 1}}")
-    for _ in range(5):
+
+    def soon(call):
+        deadline = time.monotonic() + 2
+        while True:
+            try:
+                return call()
+            except InferenceServerException as e:
+                assert "RESOURCE_EXHAUSTED" in str(e.status()) and time.monotonic() < deadline, e
+            time.sleep(0.02)
+
+    def rest():
         r = rest_infer(mg)
+        if r.status_code == 429:
+            raise InferenceServerException(msg=r.text, status="StatusCode.RESOURCE_EXHAUSTED")
+        return r
+
+    for _ in range(5):
+        r = soon(rest)
         assert r.status_code == 200, r.text
-        res = grpc_infer(mg)
+        res = soon(lambda: grpc_infer(mg))
         assert res.get_response().model_name == "iris"
 
 

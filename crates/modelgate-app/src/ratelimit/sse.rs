@@ -55,7 +55,7 @@ impl UsageStream {
     }
 
     /// Settles once with the last usage seen (recorded for the log and the
-    /// metrics with the same numbers), or keeps the estimate.
+    /// metrics with the same numbers, unless already), or keeps the estimate.
     fn finish(&mut self) {
         if let Some(h) = self.held.take() {
             let outcome = match self.usage {
@@ -115,6 +115,13 @@ impl UsageStream {
             return Some(ev);
         };
         self.usage = Some(u);
+        // Recorded at once (the stream log may see the end before this body
+        // is polled to it); a cut stream records what it sent instead.
+        if self.watch.is_none()
+            && let Some(h) = &self.held
+        {
+            h.observed(u);
+        }
         if !self.strip {
             return Some(ev);
         }
@@ -226,9 +233,10 @@ impl Body for UsageStream {
         }
     }
 
+    /// Only once settled: the end must be polled, so that the usage is
+    /// recorded before the stream log (outside this body) sees the end.
     fn is_end_stream(&self) -> bool {
-        self.ready.is_empty()
-            && (self.done || (self.partial.is_empty() && self.inner.is_end_stream()))
+        self.ready.is_empty() && self.done
     }
 
     fn size_hint(&self) -> SizeHint {
