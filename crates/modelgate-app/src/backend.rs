@@ -75,10 +75,18 @@ impl Call<'_> {
         match p.backends.get(&model) {
             Some(ModelBackend::Proxy(target)) => {
                 let limit = listener.config.max_body_bytes;
-                let (mut out, tripped) =
-                    upstream_request(p, listener, facts, route, permit, body, target.alias(), body_renamed)
-                        .await
-                        .map_err(refuse)?;
+                let (mut out, tripped) = upstream_request(
+                    p,
+                    listener,
+                    facts,
+                    route,
+                    permit,
+                    body,
+                    target.alias(),
+                    body_renamed,
+                )
+                .await
+                .map_err(refuse)?;
                 // Set after the header policy: they may be identity headers.
                 for (n, v) in upstream_headers {
                     out.headers.insert(n, v.clone());

@@ -105,12 +105,18 @@ mod tests {
             Count(frames.clone(), ends.clone()),
         );
         assert_eq!(body.collect().await.unwrap().to_bytes(), "abc");
-        assert_eq!((frames.load(Ordering::SeqCst), ends.load(Ordering::SeqCst)), (1, 1));
+        assert_eq!(
+            (frames.load(Ordering::SeqCst), ends.load(Ordering::SeqCst)),
+            (1, 1)
+        );
         let body = Observed::new(
             modelgate_core::full(Bytes::from_static(b"abc")),
             Count(frames.clone(), ends.clone()),
         );
         drop(body);
-        assert_eq!((frames.load(Ordering::SeqCst), ends.load(Ordering::SeqCst)), (1, 2));
+        assert_eq!(
+            (frames.load(Ordering::SeqCst), ends.load(Ordering::SeqCst)),
+            (1, 2)
+        );
     }
 }

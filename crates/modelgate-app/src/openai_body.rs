@@ -100,9 +100,16 @@ mod tests {
     #[test]
     fn non_object_bodies_are_named() {
         let mut b = OpenAiBody::new(Bytes::from_static(br#"["llama3"]"#));
-        assert_eq!(b.json().unwrap_err(), "the request body is not a JSON object");
+        assert_eq!(
+            b.json().unwrap_err(),
+            "the request body is not a JSON object"
+        );
         assert!(matches!(b.rename_model("x"), Err(Reject::BadRequest(_))));
         let mut b = OpenAiBody::new(Bytes::from_static(b"{\"model\":"));
-        assert!(b.json().unwrap_err().starts_with("the request body is not valid JSON"));
+        assert!(
+            b.json()
+                .unwrap_err()
+                .starts_with("the request body is not valid JSON")
+        );
     }
 }

@@ -322,7 +322,6 @@ fn counts_usage(p: &Planned) -> bool {
 /// One key's or model's counter, as `GET /admin/api/usage` reports it.
 pub type KeyUsage = UsageRow;
 
-
 /// Limits stored with the keys of `path`, by key name (revoked keys left
 /// out). An unreadable file gives none (the key store reports it).
 fn key_limits(path: Option<&Path>) -> HashMap<String, LimitSet> {

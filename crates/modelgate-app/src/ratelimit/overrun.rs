@@ -30,7 +30,7 @@ pub struct Watch {
 /// Which counter a stream would have passed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Over {
-    planned: Planned,
+    planned: Box<Planned>,
 }
 
 impl Watch {
@@ -92,7 +92,9 @@ impl Watch {
                 p.charged(&next, self.cached_permille)
                     .is_some_and(|c| c > *most)
             }) {
-                return Err(Over { planned: p.clone() });
+                return Err(Over {
+                    planned: Box::new(p.clone()),
+                });
             }
         }
         self.chars = chars;

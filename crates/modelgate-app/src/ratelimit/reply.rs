@@ -65,4 +65,3 @@ pub(super) fn refusal(planned: &[Planned], first: usize, now: u64) -> Reject {
         message,
     }
 }
-

@@ -47,8 +47,11 @@ fn allowance_is_the_reservation_plus_its_headroom_capped_by_the_limit() {
     assert_eq!(over.what(), "tpm for this key");
     assert_eq!(w.usage().completion, 70);
     // Events without text (role, finish, usage-only) always pass.
-    w.admit(&json!({"choices": [{"delta": {"role": "assistant"}}]}), None)
-        .unwrap();
+    w.admit(
+        &json!({"choices": [{"delta": {"role": "assistant"}}]}),
+        None,
+    )
+    .unwrap();
 }
 
 #[test]
@@ -68,7 +71,8 @@ fn reported_usage_replaces_the_estimate_and_text_counts_every_field() {
         completion: 990,
         cached: 0,
     };
-    let v = json!({"choices": [{"index": 0, "delta": {"content": "ab", "reasoning_content": "cd"}}]});
+    let v =
+        json!({"choices": [{"index": 0, "delta": {"content": "ab", "reasoning_content": "cd"}}]});
     w.admit(&v, Some(u)).unwrap();
     assert_eq!(w.usage(), u);
     // 990 reported (counting the 4 characters of its chunk); 40 more
@@ -100,5 +104,8 @@ fn a_budget_cut_is_insufficient_quota_then_done() {
     assert_eq!(v["error"]["type"], "insufficient_quota");
     assert_eq!(v["error"]["code"], "insufficient_quota");
     let msg = v["error"]["message"].as_str().unwrap();
-    assert!(msg.starts_with("budget exceeded: usd_d for this key"), "{msg}");
+    assert!(
+        msg.starts_with("budget exceeded: usd_d for this key"),
+        "{msg}"
+    );
 }

@@ -68,7 +68,10 @@ fn cfg(tpm: u64, on_overrun: OnOverrun) -> RateLimits {
 }
 
 /// A reservation of `est` for key `k`, as the step makes it.
-async fn reserve(cfg: &RateLimits, est: Estimate) -> (Held, Arc<Limiter>, Vec<CounterId>, Vec<u64>) {
+async fn reserve(
+    cfg: &RateLimits,
+    est: Estimate,
+) -> (Held, Arc<Limiter>, Vec<CounterId>, Vec<u64>) {
     let limiter = Arc::new(Limiter::build(cfg, None, None).unwrap());
     let who = Who {
         key: Some("k"),
