@@ -158,6 +158,20 @@ def test_stream_usage_is_asked_for_settled_and_stripped(tmp_path, run_modelgate,
     assert rec["tokens"]["output"] == usage[0].completion_tokens
 
 
+def test_cut_mode_stream_under_its_headroom_is_logged_with_its_usage(tmp_path, run_modelgate, start_modelgate,
+                                                                   litellm_mock):
+    mg = gateway(tmp_path, run_modelgate, start_modelgate, litellm_mock.url,
+                 "  per_key: {tpm: 100000}\n  on_overrun: cut")
+    mark = mg.log_mark()
+    chunks = list(client(mg).chat.completions.create(model="llama3", messages=MSG, stream=True, max_tokens=50,
+                                                     stream_options={"include_usage": True}))
+    usage = [ch.usage for ch in chunks if ch.usage is not None]
+    assert len(usage) == 1 and "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
+    rec = chat_records(mg, mark, 1)[-1]
+    assert rec["tokens"]["total"] == usage[0].total_tokens
+    assert token_metric(mg, "output") == usage[0].completion_tokens
+
+
 @pytest.fixture
 def sse():
     srv = SseUpstream(interval=0.2)

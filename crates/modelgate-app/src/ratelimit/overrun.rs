@@ -138,7 +138,7 @@ impl Over {
 }
 
 /// Characters of output text in one stream chunk.
-fn output_chars(v: &Value) -> u64 {
+pub(super) fn output_chars(v: &Value) -> u64 {
     let Some(choices) = v.get("choices").and_then(Value::as_array) else {
         return 0;
     };

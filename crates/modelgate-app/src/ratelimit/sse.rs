@@ -115,9 +115,15 @@ impl UsageStream {
             return Some(ev);
         };
         self.usage = Some(u);
+        let only_usage = v
+            .get("choices")
+            .and_then(Value::as_array)
+            .is_none_or(Vec::is_empty);
         // Recorded at once (the stream log may see the end before this body
-        // is polled to it); a cut stream records what it sent instead.
-        if self.watch.is_none()
+        // is polled to it). A watched stream records here only a usage
+        // carried without text (the final usage chunk); a running usage on
+        // text chunks is recorded by the cut, or at the end.
+        if (self.watch.is_none() || super::overrun::output_chars(&v) == 0)
             && let Some(h) = &self.held
         {
             h.observed(u);
@@ -125,10 +131,6 @@ impl UsageStream {
         if !self.strip {
             return Some(ev);
         }
-        let only_usage = v
-            .get("choices")
-            .and_then(Value::as_array)
-            .is_none_or(Vec::is_empty);
         if only_usage {
             return None;
         }
