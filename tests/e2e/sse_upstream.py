@@ -6,6 +6,8 @@ event, then `data: [DONE]`. The request picks its shape:
   max_tokens  number of events (default 10)
   user        "stall": send 2 events, then nothing for 60 s
               "die": send 2 events, then drop the connection (no end of stream)
+              "long": ignore max_tokens and send 400 events of "word " (5
+              characters each), as a model without a length bound would
 
 Every request is recorded (model, Authorization header, events sent, and when
 a write found the connection closed), so tests can see what the upstream saw.
@@ -31,9 +33,10 @@ class Seen:
         self.finished = False
 
 
-def _chunk(model: str, i: int) -> bytes:
+def _chunk(model: str, i: int, long: bool = False) -> bytes:
+    text = "word " if long else f"t{i} "
     ev = {"id": "chatcmpl-standin", "object": "chat.completion.chunk", "created": int(time.time()),
-          "model": model, "choices": [{"index": 0, "delta": {"content": f"t{i} "}, "finish_reason": None}]}
+          "model": model, "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]}
     return b"data: " + json.dumps(ev).encode() + b"\n\n"
 
 
@@ -63,6 +66,9 @@ class SseUpstream:
                 count = int(body.get("max_tokens") or 10)
                 stall = body.get("user") == "stall"
                 die = body.get("user") == "die"
+                long = body.get("user") == "long"
+                if long:
+                    count = 400
                 self.send_response(200)
                 self.send_header("content-type", "text/event-stream")
                 self.send_header("transfer-encoding", "chunked")
@@ -77,7 +83,7 @@ class SseUpstream:
                             self.connection.shutdown(2)  # SHUT_RDWR: dies mid-stream
                             self.close_connection = True
                             return
-                        self._write_chunk(_chunk(seen.model, i))
+                        self._write_chunk(_chunk(seen.model, i, long))
                         seen.sent += 1
                     self._write_chunk(b"data: [DONE]\n\n")
                     self._write_chunk(b"")

@@ -132,6 +132,20 @@ def test_stream_usage_is_asked_for_settled_and_stripped(tmp_path, run_modelgate,
     assert rec["tokens"]["output"] == usage[0].completion_tokens
 
 
+def test_cut_mode_stream_under_its_headroom_is_logged_with_its_usage(tmp_path, run_modelgate, start_modelgate,
+                                                                   litellm_mock):
+    mg = gateway(tmp_path, run_modelgate, start_modelgate, litellm_mock.url,
+                 "  per_key: {tpm: 100000}\n  on_overrun: cut")
+    mark = mg.log_mark()
+    chunks = list(client(mg).chat.completions.create(model="llama3", messages=MSG, stream=True, max_tokens=50,
+                                                     stream_options={"include_usage": True}))
+    usage = [ch.usage for ch in chunks if ch.usage is not None]
+    assert len(usage) == 1 and "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
+    rec = chat_records(mg, mark, 1)[-1]
+    assert rec["tokens"]["total"] == usage[0].total_tokens
+    assert token_metric(mg, "output") == usage[0].completion_tokens
+
+
 @pytest.fixture
 def sse():
     srv = SseUpstream(interval=0.2)
@@ -209,6 +223,98 @@ def test_upstream_dying_mid_stream_releases_the_lease(tmp_path, run_modelgate, s
     second = 2 + INPUT_ESTIMATE  # the stand-in sends no usage either
     assert remaining == 100000 - dead - second - (1 + INPUT_ESTIMATE)
     assert chat_records(mg, mark, 3)[0]["status"] == 200
+
+
+@pytest.fixture
+def fast_sse():
+    srv = SseUpstream(interval=0.01)
+    yield srv
+    srv.stop()
+
+
+def test_on_overrun_cut_ends_a_stream_at_its_headroom(tmp_path, run_modelgate, start_modelgate, fast_sse):
+    """`on_overrun: cut`: a stream that would pass its reservation's headroom
+    gets one OpenAI-shaped error event and [DONE], the upstream request is
+    dropped, and the counters, the decision log and the metrics hold what was
+    sent. The stand-in streams 400 events of "word " ignoring max_tokens."""
+    tpm = 100
+    mg = gateway(tmp_path, run_modelgate, start_modelgate, fast_sse.url,
+                 f"  per_key: {{tpm: {tpm}}}\n  estimate: {{default_max_tokens: 10}}\n  on_overrun: cut",
+                 model="chat", upstream_model="standin-llm")
+    away_from_minute_end()
+    mark = mg.log_mark()
+    c = client(mg, timeout=30)
+    texts = []
+    with pytest.raises(openai.APIError) as e:
+        for ch in c.chat.completions.create(model="chat", messages=MSG, stream=True, user="long"):
+            texts.append(ch.choices[0].delta.content)
+    # Reserved 12 + 10 with 78 left: the stream may reach 100 tokens, i.e.
+    # 88 output tokens = 352 characters = 70 events of 5 (71 would be 89).
+    allowed_out = tpm - INPUT_ESTIMATE
+    sent = len("".join(texts))
+    assert texts and set(texts) == {"word "}
+    assert -(-sent // 4) <= allowed_out < -(-(sent + 5) // 4), sent
+    assert "tokens per minute for this key (limit 100)" in e.value.message
+    assert "on_overrun: cut" in e.value.message
+    assert e.value.body["type"] == "rate_limit_exceeded"
+    # The upstream saw its connection closed before its end.
+    deadline = time.monotonic() + 5
+    while fast_sse.requests[-1].closed_at is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    seen = fast_sse.requests[-1]
+    assert seen.closed_at is not None and not seen.finished and seen.sent < 400
+    # The decision log, the metrics and the counter hold what was sent.
+    rec = chat_records(mg, mark, 1)[-1]
+    assert rec["status"] == 200
+    assert rec["tokens"] == {"input": INPUT_ESTIMATE, "output": -(-sent // 4),
+                             "total": INPUT_ESTIMATE + -(-sent // 4)}
+    assert token_metric(mg, "input") == INPUT_ESTIMATE and token_metric(mg, "output") == -(-sent // 4)
+    time.sleep(0.3)  # settlement is applied in the background
+    with pytest.raises(openai.RateLimitError) as e:
+        c.chat.completions.create(model="chat", messages=MSG, max_tokens=1)
+    assert e.value.response.headers["x-ratelimit-remaining-tokens"] == str(tpm - rec["tokens"]["total"])
+
+    # The raw stream: the error event, then [DONE], then the end.
+    (tmp_path / "two").mkdir()
+    mg2 = gateway(tmp_path / "two", run_modelgate, start_modelgate, fast_sse.url,
+                  "  per_key: {tpm: 60}\n  estimate: {default_max_tokens: 10}\n  on_overrun: cut",
+                  model="chat", upstream_model="standin-llm")
+    r = requests.post(f"{mg2.url}/v1/chat/completions", headers=bearer(mg2.key), stream=True, timeout=30,
+                      json={"model": "chat", "messages": MSG, "stream": True, "user": "long"})
+    events = [ev for ev in r.text.split("\n\n") if ev]
+    assert events[-1] == "data: [DONE]"
+    err = json.loads(events[-2].removeprefix("data: "))
+    assert err["error"]["code"] == "rate_limit_exceeded"
+    assert all('"word "' in ev for ev in events[:-2])
+
+
+def test_finish_is_the_default_and_charges_the_whole_stream(tmp_path, run_modelgate, start_modelgate, fast_sse):
+    mg = gateway(tmp_path, run_modelgate, start_modelgate, fast_sse.url,
+                 "  per_key: {tpm: 100}\n  estimate: {default_max_tokens: 10}",
+                 model="chat", upstream_model="standin-llm")
+    mark = mg.log_mark()
+    texts = [ch.choices[0].delta.content for ch in
+             client(mg, timeout=30).chat.completions.create(model="chat", messages=MSG, stream=True, user="long")]
+    assert len(texts) == 400
+    # No usage from the stand-in: the estimate is kept (not the text).
+    assert "tokens" not in chat_records(mg, mark, 1)[-1]
+
+
+def test_uncountable_body_is_refused_not_counted_as_zero(tmp_path, run_modelgate, start_modelgate, litellm_mock):
+    """Attack: a JSON array naming the model passes the model binding; with a
+    token limit it must not go through uncounted."""
+    mg = gateway(tmp_path, run_modelgate, start_modelgate, litellm_mock.url, "  per_key: {tpm: 1000, rpm: 50}")
+    h = {**bearer(mg.key), "content-type": "application/json"}
+    for body in (b'["llama3"]', b'"llama3"'):
+        r = requests.post(f"{mg.url}/v1/chat/completions", headers=h, data=body, timeout=10)
+        assert r.status_code == 400, (body, r.status_code, r.text)
+        err = r.json()["error"]
+        assert err["type"] == "invalid_request_error"
+        assert "not a JSON object" in err["message"] or "not valid JSON" in err["message"], err
+    # Nothing was reserved for them: the full limits remain.
+    raw = client(mg).chat.completions.with_raw_response.create(model="llama3", messages=MSG, max_tokens=10)
+    assert raw.headers["x-ratelimit-remaining-tokens"] == str(1000 - 10 - INPUT_ESTIMATE)
+    assert raw.headers["x-ratelimit-remaining-requests"] == "49"
 
 
 def test_limits_stored_with_a_key_apply_and_follow_rotation(tmp_path, run_modelgate, start_modelgate, litellm_mock):

@@ -32,6 +32,9 @@ pub struct Call<'a> {
     pub ready: bool,
     /// An external authorizer's `headersToUpstreamOnAllow` headers.
     pub upstream_headers: &'a [(http::HeaderName, http::HeaderValue)],
+    /// The OpenAI body already names the upstream's model (the alias was
+    /// applied where the body was parsed).
+    pub body_renamed: bool,
 }
 
 impl Call<'_> {
@@ -49,6 +52,7 @@ impl Call<'_> {
             permit,
             ready,
             upstream_headers,
+            body_renamed,
         } = self;
         if local::is_local(route) {
             if !facts.grpc {
@@ -71,10 +75,18 @@ impl Call<'_> {
         match p.backends.get(&model) {
             Some(ModelBackend::Proxy(target)) => {
                 let limit = listener.config.max_body_bytes;
-                let (mut out, tripped) =
-                    upstream_request(p, listener, facts, route, permit, body, target.alias())
-                        .await
-                        .map_err(refuse)?;
+                let (mut out, tripped) = upstream_request(
+                    p,
+                    listener,
+                    facts,
+                    route,
+                    permit,
+                    body,
+                    target.alias(),
+                    body_renamed,
+                )
+                .await
+                .map_err(refuse)?;
                 // Set after the header policy: they may be identity headers.
                 for (n, v) in upstream_headers {
                     out.headers.insert(n, v.clone());

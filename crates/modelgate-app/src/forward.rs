@@ -24,7 +24,9 @@ use crate::facts::X_REQUEST_ID;
 use crate::pipeline::{ListenerView, Pipeline};
 
 /// The request to send upstream, and the flag that trips if its body passes
-/// the limit. `alias`: the upstream's name for the model, if it differs.
+/// the limit. `alias`: the upstream's name for the model, if it differs;
+/// `body_renamed`: the OpenAI body already carries it.
+#[allow(clippy::too_many_arguments)]
 pub async fn upstream_request(
     p: &Pipeline,
     listener: &ListenerView,
@@ -33,6 +35,7 @@ pub async fn upstream_request(
     permit: &Permit,
     body: BoxBody,
     alias: Option<&str>,
+    body_renamed: bool,
 ) -> Result<(Outgoing, Arc<AtomicBool>), modelgate_core::Reject> {
     let RequestFacts {
         method,
@@ -115,7 +118,7 @@ pub async fn upstream_request(
                 modelgate_core::Reject::BadRequest("the request body could not be read".into())
             })?
             .to_bytes();
-        let bytes = match alias {
+        let bytes = match alias.filter(|_| !body_renamed) {
             Some(a) => modelgate_upstream::alias::rewrite_json_model(&bytes, a).map_err(|e| {
                 modelgate_core::Reject::BadRequest(format!(
                     "the request body is not valid JSON: {e}"

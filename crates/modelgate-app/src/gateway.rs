@@ -19,7 +19,10 @@ use crate::backend::{Call, Failure};
 use crate::body::{BodyDeadline, Prefixed, boxed, grpc_model, openai_model, read_bounded};
 use crate::decide::{Ask, BodyModel, Claimed, Decision};
 use crate::finish::{Trace, answered, rejected};
-use crate::pipeline::Pipeline;
+use crate::openai_body::OpenAiBody;
+use crate::pipeline::{ModelBackend, Pipeline};
+use modelgate_core::{Operation, Protocol};
+use modelgate_route::ModelRef;
 
 /// State shared by every request for the life of the process.
 pub struct Shared {
@@ -254,17 +257,37 @@ async fn flow(
         return Err(refuse(Reject::NotFound("not found".into())));
     }
 
-    // 6. Rate limit: reserve the estimate before the backend (OpenAI bodies).
-    let held = match (&p.limiter, source.head.as_mut(), &route.model) {
-        (Some(l), Some((bytes, None)), modelgate_route::ModelRef::Known(m))
-            if route.protocol == modelgate_core::Protocol::OpenAi =>
-        {
-            l.reserve(m.as_str(), principal.as_ref(), bytes, trace)
-                .await
-                .map_err(refuse)?
+    // 6. Rate limit: reserve before the backend. OpenAI: the estimate, from
+    // the body parsed once (shared with the alias rename below); V1/V2 and
+    // gRPC inference: request counters and the concurrency lease only.
+    let mut openai = match source.head.take() {
+        Some((bytes, None)) if route.protocol == Protocol::OpenAi => Some(OpenAiBody::new(bytes)),
+        other => {
+            source.head = other;
+            None
         }
+    };
+    let inference = matches!(route.protocol, Protocol::V1 | Protocol::V2 | Protocol::Grpc)
+        && matches!(route.operation, Operation::Infer | Operation::Explain);
+    let held = match (&p.limiter, &route.model, &mut openai) {
+        (Some(l), ModelRef::Known(m), Some(b)) => l
+            .reserve(m.as_str(), principal.as_ref(), b, trace)
+            .await
+            .map_err(refuse)?,
+        (Some(l), ModelRef::Known(m), None) if inference => l
+            .reserve_requests(m.as_str(), principal.as_ref(), trace)
+            .await
+            .map_err(refuse)?,
         _ => None,
     };
+    let mut body_renamed = false;
+    if let Some(mut b) = openai {
+        if let Some(a) = openai_alias(p, &route.model) {
+            b.rename_model(a).map_err(refuse)?;
+            body_renamed = true;
+        }
+        source.head = Some((b.into_bytes().map_err(refuse)?, None));
+    }
 
     // 7. Backend: modelgate itself, the built-in runtime, or the upstream.
     let request_body: BoxBody = match (source.head, source.body.take()) {
@@ -285,11 +308,23 @@ async fn flow(
         permit: &permit,
         ready,
         upstream_headers: &upstream_headers,
+        body_renamed,
     };
     let resp = call.run(facts, request_body, trace).await?;
     match held {
         Some(h) => h.answer(resp, trace).await.map_err(refuse),
         None => Ok(resp),
+    }
+}
+
+/// The upstream's name for an OpenAI model with an alias (`upstream.model`).
+fn openai_alias<'a>(p: &'a Pipeline, model: &ModelRef) -> Option<&'a str> {
+    match model {
+        ModelRef::Known(m) => match p.backends.get(m) {
+            Some(ModelBackend::Proxy(t)) => t.alias(),
+            _ => None,
+        },
+        _ => None,
     }
 }
 

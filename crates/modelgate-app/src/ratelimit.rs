@@ -6,29 +6,33 @@
 //! the upstream's `usage` — read from the JSON body, or from the stream's
 //! usage chunk (asked for with `stream_options.include_usage`, and dropped
 //! when the client did not ask). Concurrency leases are released however the
-//! request ends. Refusals are 429 with `Retry-After` through the one error
-//! mapper; answers carry OpenAI's `x-ratelimit-*` headers.
+//! request ends. With `limits.on_overrun: cut` a stream is ended once it
+//! would pass its reservation's headroom ([`overrun`]). KServe V1 / Open
+//! Inference V2 requests (REST and gRPC) count requests and concurrency only.
+//! Refusals are 429 with `Retry-After` through the one error mapper (in each
+//! protocol's shape); answers carry OpenAI's `x-ratelimit-*` headers.
 
 mod claims;
-mod request;
+mod held;
+mod hold;
+mod overrun;
+mod reply;
+pub(crate) mod request;
 mod spend;
 mod sse;
+
+pub use held::Held;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
-
-use arc_swap::ArcSwap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
-use http::header::CONTENT_TYPE;
-use http::{HeaderMap, HeaderName, HeaderValue, Response};
-use http_body_util::BodyExt;
-use modelgate_audit::{Metrics, MicroUsd, TokenNote};
-use modelgate_config::rate_limits::{LimitSet, RateLimits};
-use modelgate_core::{BoxBody, Principal, Reject, full};
-use modelgate_limit::plan::{Measure, Outcome, Planned, Usage, Who, plan, settle};
+use arc_swap::ArcSwap;
+use modelgate_audit::{Metrics, TokenNote};
+use modelgate_config::rate_limits::{LimitSet, OnOverrun, RateLimits};
+use modelgate_core::{Principal, Reject};
+use modelgate_limit::plan::{Estimate, Measure, Planned, Who, plan};
 use modelgate_limit::redis::{ERRORS_HELP, RedisStore, StoreMetrics, UP_HELP};
 use modelgate_limit::report::UsageRow;
 use modelgate_limit::store::{Charge, CounterStore, Reservation, StoreError};
@@ -38,6 +42,8 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 
 use crate::finish::Trace;
+use crate::openai_body::OpenAiBody;
+use overrun::Watch;
 
 /// A stream's tokens, filled when its usage chunk passes (for the log).
 pub type TokenSlot = Arc<OnceLock<TokenNote>>;
@@ -175,19 +181,89 @@ impl Limiter {
         &self.cfg
     }
 
-    /// Reserves a request's estimate. `body` is the OpenAI request body; it
-    /// is changed to ask a stream for its usage. `Ok(None)`: nothing to
-    /// count (no limit applies, or not a JSON body).
+    /// Reserves an OpenAI request's estimate. `body` is parsed once (shared
+    /// with the alias step) and changed to ask a stream for its usage.
+    /// `Ok(None)`: no limit applies. A body that cannot be counted (not one
+    /// JSON object) is refused with 400 when token limits or budgets apply
+    /// (fail closed: it never counts as 0 tokens).
     pub async fn reserve(
         self: &Arc<Self>,
         model: &str,
         principal: Option<&Principal>,
-        body: &mut Bytes,
+        body: &mut OpenAiBody,
         trace: &mut Trace,
     ) -> Result<Option<Held>, Reject> {
-        let Some(asked) = request::asked(body, self.cfg.default_max_tokens) else {
-            return Ok(None);
+        let (asked, unreadable) = match body.json() {
+            Ok(o) => (request::asked(o, self.cfg.default_max_tokens), None),
+            Err(problem) => (request::Asked::default(), Some(problem)),
         };
+        let now = unix_now();
+        let planned = self.planned(model, principal, asked.estimate, now)?;
+        if planned.is_empty() {
+            return Ok(None);
+        }
+        if let Some(problem) = unreadable
+            && planned.iter().any(counts_usage)
+        {
+            return Err(Reject::BadRequest(format!(
+                "{problem}; token limits or budgets apply to this request, and they are counted from its JSON object"
+            )));
+        }
+        let (remaining, resets) = self.take(&planned, now, trace).await?;
+        let mut strip = asked.stream && !asked.wants_usage;
+        if strip {
+            strip = body.edit().is_ok_and(request::ask_usage);
+        }
+        let watch = (self.cfg.on_overrun == OnOverrun::Cut && asked.stream)
+            .then(|| {
+                Watch::new(
+                    &planned,
+                    &remaining,
+                    asked.estimate.input,
+                    self.cfg.cached_input_permille,
+                )
+            })
+            .flatten();
+        let mut held = Held::new(self.clone(), planned, model, &remaining, &resets);
+        held.strip = strip;
+        held.watch = watch;
+        Ok(Some(held))
+    }
+
+    /// Reserves a KServe V1 / Open Inference V2 (REST or gRPC) request:
+    /// only its request counters (`rps`, `rpm`) and concurrency lease; token
+    /// limits and budgets are OpenAI's. The lease is held until the answer's
+    /// body ends.
+    pub async fn reserve_requests(
+        self: &Arc<Self>,
+        model: &str,
+        principal: Option<&Principal>,
+        trace: &mut Trace,
+    ) -> Result<Option<Held>, Reject> {
+        let now = unix_now();
+        let none = Estimate {
+            input: 0,
+            output: 0,
+        };
+        let mut planned = self.planned(model, principal, none, now)?;
+        planned.retain(|p| !counts_usage(p));
+        if planned.is_empty() {
+            return Ok(None);
+        }
+        let (remaining, resets) = self.take(&planned, now, trace).await?;
+        let mut held = Held::new(self.clone(), planned, model, &remaining, &resets);
+        held.requests_only = true;
+        Ok(Some(held))
+    }
+
+    /// The counters the identity and model touch (no I/O).
+    fn planned(
+        &self,
+        model: &str,
+        principal: Option<&Principal>,
+        estimate: Estimate,
+        now: u64,
+    ) -> Result<Vec<Planned>, Reject> {
         let class = self.cfg.class_claim.as_deref().and_then(|c| {
             principal
                 .and_then(|p| p.claims.as_ref())
@@ -210,11 +286,17 @@ impl Limiter {
             },
             None => Who::default(),
         };
-        let now = unix_now();
-        let planned = plan(&self.cfg, &who, model, asked.estimate, now);
-        if planned.is_empty() {
-            return Ok(None);
-        }
+        Ok(plan(&self.cfg, &who, model, estimate, now))
+    }
+
+    /// Reserves `planned` all-or-nothing: each counter's headroom after it,
+    /// or the refusal (429, or the budget's status) naming the limit.
+    async fn take(
+        &self,
+        planned: &[Planned],
+        now: u64,
+        trace: &mut Trace,
+    ) -> Result<(Vec<u64>, Vec<u64>), Reject> {
         let charges: Vec<Charge> = planned.iter().map(|p| p.charge.clone()).collect();
         let reservation = self
             .store
@@ -230,252 +312,28 @@ impl Limiter {
             .map(|(i, p)| p.reset_secs_from(now, reservation.reset_ms().get(i).copied()))
             .collect();
         match reservation {
-            Reservation::Granted { remaining, .. } => {
-                let headers = headers(&planned, &remaining, &resets);
-                let strip = asked.stream && !asked.wants_usage;
-                if strip && let Some(b) = request::with_usage(body) {
-                    *body = b;
-                }
-                Ok(Some(Held {
-                    limiter: self.clone(),
-                    planned,
-                    model: model.to_string(),
-                    strip,
-                    headers,
-                    settled: false,
-                    slot: None,
-                }))
-            }
+            Reservation::Granted { remaining, .. } => Ok((remaining, resets)),
             Reservation::Refused {
                 first, remaining, ..
             } => {
-                trace.limit_headers = Some(headers(&planned, &remaining, &resets));
+                trace.limit_headers = Some(reply::headers(planned, &remaining, &resets));
                 let spent = planned.get(first).and_then(|p| {
                     let left = remaining.get(first).copied().unwrap_or(0);
                     spend::refusal(&self.cfg, p, left, now)
                 });
-                Err(spent.unwrap_or_else(|| refusal(&planned, first, &resets)))
+                Err(spent.unwrap_or_else(|| reply::refusal(planned, first, &resets)))
             }
         }
     }
+}
+
+/// Whether a counter is charged by usage (tokens, money), not per request.
+fn counts_usage(p: &Planned) -> bool {
+    !matches!(p.measure, Measure::Requests | Measure::Concurrent)
 }
 
 /// One key's or model's counter, as `GET /admin/api/usage` reports it.
 pub type KeyUsage = UsageRow;
-
-/// A granted reservation, settled exactly once: by the answer, or (dropped
-/// before one) by giving the estimate back.
-pub struct Held {
-    limiter: Arc<Limiter>,
-    planned: Vec<Planned>,
-    model: String,
-    strip: bool,
-    headers: HeaderMap,
-    settled: bool,
-    /// A stream's tokens, for its decision record.
-    slot: Option<TokenSlot>,
-}
-
-impl Held {
-    /// Finishes the step on the backend's answer: adds the `x-ratelimit-*`
-    /// headers and settles with the answer's usage (a stream, when it ends).
-    pub async fn answer(
-        self,
-        resp: Response<BoxBody>,
-        trace: &mut Trace,
-    ) -> Result<Response<BoxBody>, Reject> {
-        let (mut parts, body) = resp.into_parts();
-        parts.headers.extend(self.headers.clone());
-        let sse = parts
-            .headers
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("text/event-stream"));
-        if !parts.status.is_success() {
-            self.settle(Outcome::Refund);
-            return Ok(Response::from_parts(parts, body));
-        }
-        if sse {
-            let slot = TokenSlot::default();
-            trace.tokens_later = Some(slot.clone());
-            let strip = self.strip;
-            let held = self.with_slot(slot);
-            let body = sse::UsageStream::new(body, held, strip);
-            return Ok(Response::from_parts(parts, body.boxed_unsync()));
-        }
-        let bytes = match tokio::time::timeout(ANSWER_DEADLINE, read_capped(body)).await {
-            Ok(Some(b)) => b,
-            _ => {
-                self.settle(Outcome::Keep);
-                return Err(Reject::UpstreamUnavailable {
-                    detail: "the upstream's answer could not be read".into(),
-                });
-            }
-        };
-        let used = serde_json::from_slice::<serde_json::Value>(&bytes)
-            .ok()
-            .and_then(|v| request::usage(&v));
-        match used {
-            Some(u) => {
-                trace.tokens = Some(self.observed(u));
-                self.settle(Outcome::Used(u));
-            }
-            None => self.settle(Outcome::Keep),
-        }
-        Ok(Response::from_parts(parts, full(bytes)))
-    }
-
-    fn with_slot(mut self, slot: TokenSlot) -> Held {
-        self.slot = Some(slot);
-        self
-    }
-
-    /// Records a usage seen (metrics, and a stream's slot), once.
-    fn observed(&self, u: Usage) -> TokenNote {
-        let w = self.limiter.cfg.cached_input_permille;
-        let cost = spend::cost(&self.limiter.cfg, &self.model, &u);
-        let note = TokenNote {
-            input: u.input(w),
-            output: u.completion,
-            total: u.total(w),
-            cost_usd: cost.map(MicroUsd),
-        };
-        let label = |t| TokenLabels {
-            gen_ai_request_model: self.model.clone(),
-            gen_ai_token_type: t,
-        };
-        let fresh = match &self.slot {
-            Some(s) => s.set(note).is_ok(),
-            None => true,
-        };
-        if fresh {
-            self.limiter
-                .metrics
-                .tokens
-                .get_or_create(&label("input"))
-                .inc_by(note.input);
-            self.limiter
-                .metrics
-                .tokens
-                .get_or_create(&label("output"))
-                .inc_by(note.output);
-            if let Some(c) = cost {
-                let model = spend::CostLabels {
-                    gen_ai_request_model: self.model.clone(),
-                };
-                self.limiter.metrics.cost.get_or_create(&model).inc_by(c);
-            }
-        }
-        note
-    }
-
-    /// Applies the settlement in the background (never blocks the answer).
-    fn settle(mut self, outcome: Outcome) {
-        self.settle_once(outcome);
-    }
-
-    fn settle_once(&mut self, outcome: Outcome) {
-        if std::mem::replace(&mut self.settled, true) {
-            return;
-        }
-        let adjustments = settle(
-            &self.planned,
-            outcome,
-            self.limiter.cfg.cached_input_permille,
-        );
-        if adjustments.is_empty() {
-            return;
-        }
-        let store = self.limiter.store.clone();
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(async move {
-                if let Err(e) = store.adjust(&adjustments).await {
-                    tracing::warn!(error = %e, "rate-limit settlement failed");
-                }
-            });
-        }
-    }
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        self.settle_once(Outcome::Refund);
-    }
-}
-
-/// A non-streamed answer's body, whole; `None` if it fails or passes
-/// [`MAX_ANSWER`].
-async fn read_capped(mut body: BoxBody) -> Option<Bytes> {
-    let mut buf = bytes::BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        if let Ok(data) = frame.ok()?.into_data() {
-            if buf.len() + data.len() > MAX_ANSWER {
-                return None;
-            }
-            buf.extend_from_slice(&data);
-        }
-    }
-    Some(buf.freeze())
-}
-
-/// The `x-ratelimit-*` headers: the tightest request and token counters
-/// (`resets[i]`: seconds until counter i resets, from the store for GCRA).
-fn headers(planned: &[Planned], remaining: &[u64], resets: &[u64]) -> HeaderMap {
-    let mut h = HeaderMap::new();
-    for (measure, suffix) in [(Measure::Requests, "requests"), (Measure::Tokens, "tokens")] {
-        let tightest = planned
-            .iter()
-            .zip(remaining.iter().copied().chain(std::iter::repeat(u64::MAX)))
-            .zip(resets.iter().copied().chain(std::iter::repeat(1)))
-            .filter(|((p, _), _)| p.measure == measure)
-            .min_by_key(|((p, r), _)| (*r).min(p.charge.limit));
-        let Some(((p, r), reset)) = tightest else {
-            continue;
-        };
-        let mut set = |name: String, v: String| {
-            if let (Ok(n), Ok(v)) = (HeaderName::try_from(name), HeaderValue::try_from(v)) {
-                h.insert(n, v);
-            }
-        };
-        set(
-            format!("x-ratelimit-limit-{suffix}"),
-            p.charge.limit.to_string(),
-        );
-        set(
-            format!("x-ratelimit-remaining-{suffix}"),
-            r.min(p.charge.limit).to_string(),
-        );
-        set(format!("x-ratelimit-reset-{suffix}"), format!("{reset}s"));
-    }
-    spend::headers(planned, remaining, &mut h);
-    h
-}
-
-/// The 429 for a refused reservation, saying which limit and when to retry.
-fn refusal(planned: &[Planned], first: usize, resets: &[u64]) -> Reject {
-    let Some(p) = planned.get(first) else {
-        return Reject::RateLimited {
-            retry_after_secs: 1,
-            message: "Rate limit reached.".into(),
-        };
-    };
-    let retry = resets.get(first).copied().unwrap_or(1);
-    let message = if p.charge.amount > p.charge.limit {
-        format!(
-            "This request needs an estimated {} against the limit of {} {} ({}); lower max_tokens or shorten the prompt.",
-            p.charge.amount, p.charge.limit, p.what, p.charge.limit
-        )
-    } else {
-        format!(
-            "Rate limit reached: {} (limit {}). Retry in {retry}s.",
-            p.what, p.charge.limit
-        )
-    };
-    Reject::RateLimited {
-        retry_after_secs: retry,
-        message,
-    }
-}
 
 /// Limits stored with the keys of `path`, by key name (revoked keys left
 /// out). An unreadable file gives none (the key store reports it).

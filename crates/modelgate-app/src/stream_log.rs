@@ -4,20 +4,19 @@
 //! (`stream_ms`). The record is written once, when the body ends, fails or
 //! is dropped (the client went away).
 
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::Response;
 use http::header::CONTENT_TYPE;
-use http_body::{Body, Frame, SizeHint};
+use http_body::Frame;
 use http_body_util::BodyExt;
 use modelgate_audit::Metrics;
-use modelgate_core::{BoxBody, BoxError, Protocol};
+use modelgate_core::{BoxBody, Protocol};
 
 use crate::finish::{Trace, answered};
+use crate::on_end::{Observed, Observer};
 use crate::pipeline::Pipeline;
 
 /// A streamed answer's timing, for the decision record.
@@ -65,57 +64,15 @@ impl Pending {
     }
 }
 
-/// A body that finishes its request when it ends.
-struct LoggedStream {
-    inner: BoxBody,
-    pending: Option<Pending>,
-}
-
-impl LoggedStream {
-    fn finish(&mut self) {
-        if let Some(p) = self.pending.take() {
-            p.finish();
+impl Observer for Pending {
+    fn frame(&mut self, f: &Frame<Bytes>) {
+        if self.first.is_none() && f.data_ref().is_some_and(|d| !d.is_empty()) {
+            self.first = Some(Instant::now());
         }
     }
-}
 
-impl Drop for LoggedStream {
-    fn drop(&mut self) {
+    fn end(self) {
         self.finish();
-    }
-}
-
-impl Body for LoggedStream {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = &mut *self;
-        let r = Pin::new(&mut this.inner).poll_frame(cx);
-        match &r {
-            Poll::Ready(Some(Ok(f))) => {
-                if let Some(p) = this.pending.as_mut()
-                    && p.first.is_none()
-                    && f.data_ref().is_some_and(|d| !d.is_empty())
-                {
-                    p.first = Some(Instant::now());
-                }
-            }
-            Poll::Ready(_) => this.finish(),
-            Poll::Pending => {}
-        }
-        r
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }
 
@@ -139,9 +96,5 @@ pub fn answered_at_end(
         first: None,
         trace,
     };
-    let body = LoggedStream {
-        inner: body,
-        pending: Some(pending),
-    };
-    Response::from_parts(parts, body.boxed_unsync())
+    Response::from_parts(parts, Observed::new(body, pending).boxed_unsync())
 }

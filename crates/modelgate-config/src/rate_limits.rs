@@ -30,6 +30,22 @@ pub struct RawRateLimits {
     pub budget_exceeded_status: Option<u16>,
     /// Claims holding numbers that replace `per_subject`'s limits.
     pub claim_limits: Option<ClaimLimits>,
+    /// `finish` (default) or `cut`: what a stream that goes over a token
+    /// limit or a budget mid-flight does.
+    pub on_overrun: Option<OnOverrun>,
+}
+
+/// `limits.on_overrun`: what happens to a streamed answer that goes over its
+/// reservation's headroom mid-flight.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnOverrun {
+    /// Let it finish and charge what it used (the default).
+    #[default]
+    Finish,
+    /// End it cleanly: one SSE error event, `data: [DONE]`, and the upstream
+    /// request dropped.
+    Cut,
 }
 
 /// `limits.claim_limits`: for each limit, the claim whose number replaces
@@ -194,6 +210,8 @@ pub struct RateLimits {
     pub budget_exceeded_status: u16,
     /// Claims whose numbers replace `per_subject`'s limits.
     pub claim_limits: ClaimLimits,
+    /// What a stream over its headroom does (`finish` or `cut`).
+    pub on_overrun: OnOverrun,
 }
 
 /// Default `estimate.default_max_tokens`.
@@ -315,6 +333,7 @@ pub(crate) fn rate_limits(
         }
     }
     (c.len() == before).then_some(RateLimits {
+        on_overrun: raw.on_overrun.unwrap_or_default(),
         costs: BTreeMap::new(),
         budget_exceeded_status,
         claim_limits,

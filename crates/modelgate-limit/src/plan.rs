@@ -122,6 +122,20 @@ impl Planned {
     }
 }
 
+impl Planned {
+    /// What this counter is charged for `u`; `None` for request and
+    /// concurrency counters, which usage does not change.
+    pub fn charged(&self, u: &Usage, cached_permille: u64) -> Option<u64> {
+        Some(match self.measure {
+            Measure::Requests | Measure::Concurrent => return None,
+            Measure::Tokens => u.total(cached_permille),
+            Measure::InputTokens => u.input(cached_permille),
+            Measure::OutputTokens => u.completion,
+            Measure::Spend(cost) => u.micro_usd(&cost),
+        })
+    }
+}
+
 /// How a request ended, for settlement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -333,10 +347,7 @@ pub fn settle(planned: &[Planned], outcome: Outcome, cached_permille: u64) -> Ve
                 (Measure::Concurrent, _) => 0,
                 (_, Outcome::Keep) => return None,
                 (_, Outcome::Refund) => 0,
-                (Measure::Tokens, Outcome::Used(u)) => u.total(cached_permille),
-                (Measure::InputTokens, Outcome::Used(u)) => u.input(cached_permille),
-                (Measure::OutputTokens, Outcome::Used(u)) => u.completion,
-                (Measure::Spend(cost), Outcome::Used(u)) => u.micro_usd(&cost),
+                (_, Outcome::Used(u)) => p.charged(&u, cached_permille)?,
             };
             let delta = i64::try_from(actual).unwrap_or(i64::MAX)
                 - i64::try_from(reserved).unwrap_or(i64::MAX);

@@ -2,9 +2,10 @@
 //! estimate, whether it streams) and from an answer (`usage`), and the one
 //! change it makes to a streamed request: `stream_options.include_usage`.
 
-use bytes::Bytes;
 use modelgate_limit::plan::{Estimate, Usage};
 use serde_json::Value;
+
+use crate::openai_body::Object;
 
 /// Tokens added per chat message for its role and framing.
 const PER_MESSAGE: u64 = 4;
@@ -19,6 +20,20 @@ pub struct Asked {
     pub wants_usage: bool,
 }
 
+impl Default for Asked {
+    /// Nothing to count (a body that could not be read).
+    fn default() -> Self {
+        Self {
+            estimate: Estimate {
+                input: 0,
+                output: 0,
+            },
+            stream: false,
+            wants_usage: false,
+        }
+    }
+}
+
 fn text_chars(v: &Value) -> u64 {
     match v {
         Value::String(s) => s.chars().count() as u64,
@@ -30,11 +45,8 @@ fn text_chars(v: &Value) -> u64 {
 
 /// Reads the estimate from an OpenAI body: input ≈ characters / 4 (+ a few
 /// per message), output = `max_completion_tokens` / `max_tokens`, else the
-/// configured default (0 for embeddings). `None` if the body is not a JSON
-/// object.
-pub fn asked(body: &[u8], default_max_tokens: u64) -> Option<Asked> {
-    let v: Value = serde_json::from_slice(body).ok()?;
-    let o = v.as_object()?;
+/// configured default (0 for embeddings).
+pub fn asked(o: &Object, default_max_tokens: u64) -> Asked {
     let (chars, framing) = if let Some(Value::Array(msgs)) = o.get("messages") {
         let chars = msgs
             .iter()
@@ -64,26 +76,29 @@ pub fn asked(body: &[u8], default_max_tokens: u64) -> Option<Asked> {
         .and_then(|s| s.get("include_usage"))
         .and_then(Value::as_bool)
         == Some(true);
-    Some(Asked {
+    Asked {
         estimate: Estimate {
             input: chars.div_ceil(4) + framing,
             output,
         },
         stream,
         wants_usage,
-    })
+    }
 }
 
-/// The body with `stream_options.include_usage: true` (other options kept).
-pub fn with_usage(body: &[u8]) -> Option<Bytes> {
-    let mut v: Value = serde_json::from_slice(body).ok()?;
-    let o = v.as_object_mut()?;
+/// Sets `stream_options.include_usage: true` (other options kept); `false`
+/// when `stream_options` is there but not an object (left alone).
+pub fn ask_usage(o: &mut Object) -> bool {
     let opts = o
         .entry("stream_options")
-        .or_insert_with(|| Value::Object(serde_json::Map::new()));
-    opts.as_object_mut()?
-        .insert("include_usage".into(), Value::Bool(true));
-    serde_json::to_vec(&v).ok().map(Bytes::from)
+        .or_insert_with(|| Value::Object(Object::new()));
+    match opts.as_object_mut() {
+        Some(opts) => {
+            opts.insert("include_usage".into(), Value::Bool(true));
+            true
+        }
+        None => false,
+    }
 }
 
 /// `usage` of an answer (or of one stream chunk), if it has one.
@@ -109,14 +124,22 @@ pub fn usage(v: &Value) -> Option<Usage> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::openai_body::OpenAiBody;
 
     #[test]
     fn chat_estimate_counts_text_and_max_tokens() {
+        let obj = |b: &'static str| {
+            OpenAiBody::new(bytes::Bytes::from_static(b.as_bytes()))
+                .json()
+                .unwrap()
+                .clone()
+        };
         let a = asked(
-            br#"{"model":"m","messages":[{"role":"user","content":"Say something about Kubernetes."}],"max_tokens":1000}"#,
+            &obj(
+                r#"{"model":"m","messages":[{"role":"user","content":"Say something about Kubernetes."}],"max_tokens":1000}"#,
+            ),
             4096,
-        )
-        .unwrap();
+        );
         assert_eq!(
             a.estimate,
             Estimate {
@@ -125,10 +148,10 @@ mod tests {
             }
         );
         assert!(!a.stream);
-        let a = asked(br#"{"model":"m","messages":[],"stream":true}"#, 50).unwrap();
+        let a = asked(&obj(r#"{"model":"m","messages":[],"stream":true}"#), 50);
         assert_eq!(a.estimate.output, 50);
         assert!(a.stream && !a.wants_usage);
-        let a = asked(br#"{"model":"m","input":"abcdefgh"}"#, 50).unwrap();
+        let a = asked(&obj(r#"{"model":"m","input":"abcdefgh"}"#), 50);
         assert_eq!(
             a.estimate,
             Estimate {
@@ -136,15 +159,22 @@ mod tests {
                 output: 0
             }
         );
-        assert!(asked(b"[1]", 5).is_none());
     }
 
     #[test]
     fn include_usage_is_added_and_usage_read() {
-        let b = with_usage(br#"{"model":"m","stream":true,"stream_options":{"x":1}}"#).unwrap();
-        let v: Value = serde_json::from_slice(&b).unwrap();
+        let parse = |b: &'static str| {
+            OpenAiBody::new(bytes::Bytes::from_static(b.as_bytes()))
+                .json()
+                .unwrap()
+                .clone()
+        };
+        let mut v = parse(r#"{"model":"m","stream":true,"stream_options":{"x":1}}"#);
+        assert!(ask_usage(&mut v));
         assert_eq!(v["stream_options"]["include_usage"], true);
         assert_eq!(v["stream_options"]["x"], 1);
+        let mut odd = parse(r#"{"stream_options":3}"#);
+        assert!(!ask_usage(&mut odd));
         let u = usage(
             &serde_json::json!({"usage":{"prompt_tokens":9,"completion_tokens":3,
             "prompt_tokens_details":{"cached_tokens":4}}}),

@@ -1,7 +1,9 @@
 //! A streamed answer (SSE) seen by the rate-limit step: event by event, it
 //! catches the upstream's `usage` chunk, drops it when modelgate (not the
-//! client) asked for it, and settles the reservation when the stream ends,
-//! fails or is dropped (client gone, upstream dead) — exactly once.
+//! client) asked for it, with `limits.on_overrun: cut` ends the stream once
+//! it would pass its reservation's headroom ([`super::overrun`]), and
+//! settles the reservation when the stream ends, fails or is dropped (client
+//! gone, upstream dead) — exactly once.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -14,6 +16,7 @@ use modelgate_limit::plan::{Outcome, Usage};
 use serde_json::Value;
 
 use super::Held;
+use super::overrun::Watch;
 
 /// Longest event kept while waiting for its end (larger ones pass unread).
 const MAX_EVENT: usize = 1 << 20;
@@ -27,12 +30,17 @@ pub(super) struct UsageStream {
     partial: BytesMut,
     ready: VecDeque<Bytes>,
     usage: Option<Usage>,
-    /// The upstream's body has ended (or failed).
+    /// With `on_overrun: cut`: how far the stream may go.
+    watch: Option<Watch>,
+    /// The stream was cut (the upstream's body is dropped).
+    cut: bool,
+    /// The upstream's body has ended (or failed, or was cut).
     done: bool,
 }
 
 impl UsageStream {
-    pub(super) fn new(inner: BoxBody, held: Held, strip: bool) -> Self {
+    pub(super) fn new(inner: BoxBody, mut held: Held, strip: bool) -> Self {
+        let watch = held.watch.take();
         Self {
             inner,
             held: Some(held),
@@ -40,16 +48,24 @@ impl UsageStream {
             partial: BytesMut::new(),
             ready: VecDeque::new(),
             usage: None,
+            watch,
+            cut: false,
             done: false,
         }
     }
 
+    /// Settles once with the last usage seen (recorded for the log and the
+    /// metrics with the same numbers, unless already), or keeps the estimate.
     fn finish(&mut self) {
         if let Some(h) = self.held.take() {
-            h.settle(match self.usage {
-                Some(u) => Outcome::Used(u),
+            let outcome = match self.usage {
+                Some(u) => {
+                    h.observed(u);
+                    Outcome::Used(u)
+                }
                 None => Outcome::Keep,
-            });
+            };
+            h.settle(outcome);
         }
     }
 
@@ -62,10 +78,12 @@ impl UsageStream {
 
     /// One whole event (with its blank line): what goes on to the client.
     fn event(&mut self, ev: Bytes) -> Option<Bytes> {
-        if !Self::may_hold_usage(&ev) {
+        if self.watch.is_none() && !Self::may_hold_usage(&ev) {
             return Some(ev);
         }
-        let text = std::str::from_utf8(&ev).ok()?;
+        let Ok(text) = std::str::from_utf8(&ev) else {
+            return Some(ev);
+        };
         let data: String = text
             .lines()
             .filter_map(|l| l.strip_prefix("data:"))
@@ -74,20 +92,45 @@ impl UsageStream {
         let Ok(mut v) = serde_json::from_str::<Value>(&data) else {
             return Some(ev);
         };
-        let Some(u) = super::request::usage(&v) else {
+        let used = super::request::usage(&v);
+        if let Some(w) = &mut self.watch {
+            if let Err(over) = w.admit(&v, used) {
+                // Settle what was really sent, end the stream cleanly.
+                let sent = w.usage();
+                tracing::info!(
+                    limit = %over.what(),
+                    prompt_tokens = sent.prompt,
+                    completion_tokens = sent.completion,
+                    "stream cut at its rate-limit headroom (limits.on_overrun: cut)"
+                );
+                self.usage = Some(sent);
+                self.cut = true;
+                return Some(over.event());
+            }
+            if used.is_none() {
+                return Some(ev);
+            }
+        }
+        let Some(u) = used else {
             return Some(ev);
         };
         self.usage = Some(u);
-        if let Some(h) = &self.held {
+        let only_usage = v
+            .get("choices")
+            .and_then(Value::as_array)
+            .is_none_or(Vec::is_empty);
+        // Recorded at once (the stream log may see the end before this body
+        // is polled to it). A watched stream records here only a usage
+        // carried without text (the final usage chunk); a running usage on
+        // text chunks is recorded by the cut, or at the end.
+        if (self.watch.is_none() || super::overrun::output_chars(&v) == 0)
+            && let Some(h) = &self.held
+        {
             h.observed(u);
         }
         if !self.strip {
             return Some(ev);
         }
-        let only_usage = v
-            .get("choices")
-            .and_then(Value::as_array)
-            .is_none_or(Vec::is_empty);
         if only_usage {
             return None;
         }
@@ -99,20 +142,28 @@ impl UsageStream {
     }
 
     fn feed(&mut self, data: Bytes) {
-        // Fast path: whole events, none with usage.
-        if self.partial.is_empty() && data.ends_with(b"\n\n") && !Self::may_hold_usage(&data) {
+        // Fast path: whole events, none with usage, nothing to count.
+        if self.watch.is_none()
+            && self.partial.is_empty()
+            && data.ends_with(b"\n\n")
+            && !Self::may_hold_usage(&data)
+        {
             self.ready.push_back(data);
             return;
         }
         self.partial.extend_from_slice(&data);
         let mut out = BytesMut::new();
-        while let Some(end) = find(&self.partial, b"\n\n") {
+        while !self.cut
+            && let Some(end) = find(&self.partial, b"\n\n")
+        {
             let ev = self.partial.split_to(end + 2).freeze();
             if let Some(b) = self.event(ev) {
                 out.extend_from_slice(&b);
             }
         }
-        if self.partial.len() > MAX_EVENT {
+        if self.cut {
+            self.partial.clear();
+        } else if self.partial.len() > MAX_EVENT {
             out.extend_from_slice(&self.partial.split());
         }
         if !out.is_empty() {
@@ -153,7 +204,15 @@ impl Body for UsageStream {
             }
             match Pin::new(&mut this.inner).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
-                    Ok(data) => this.feed(data),
+                    Ok(data) => {
+                        this.feed(data);
+                        if this.cut {
+                            // Drop the upstream's body: its request ends.
+                            this.inner = modelgate_core::empty();
+                            this.done = true;
+                            this.finish();
+                        }
+                    }
                     Err(other) => return Poll::Ready(Some(Ok(other))),
                 },
                 Poll::Ready(Some(Err(e))) => {
@@ -176,9 +235,10 @@ impl Body for UsageStream {
         }
     }
 
+    /// Only once settled: the end must be polled, so that the usage is
+    /// recorded before the stream log (outside this body) sees the end.
     fn is_end_stream(&self) -> bool {
-        self.ready.is_empty()
-            && (self.done || (self.partial.is_empty() && self.inner.is_end_stream()))
+        self.ready.is_empty() && self.done
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -187,96 +247,4 @@ impl Body for UsageStream {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-
-    use bytes::Bytes;
-    use http_body_util::BodyExt;
-    use modelgate_config::rate_limits::{LimitSet, RateLimits};
-    use modelgate_limit::plan::{Estimate, Who, plan};
-    use modelgate_limit::store::Charge;
-
-    use super::*;
-    use crate::ratelimit::{Held, Limiter};
-
-    /// A body that yields the given frames, one per poll.
-    struct Frames(VecDeque<Bytes>);
-
-    impl Body for Frames {
-        type Data = Bytes;
-        type Error = BoxError;
-
-        fn poll_frame(
-            mut self: Pin<&mut Self>,
-            _: &mut Context<'_>,
-        ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-            Poll::Ready(self.0.pop_front().map(|b| Ok(Frame::data(b))))
-        }
-    }
-
-    fn frames(parts: &[String]) -> BoxBody {
-        Frames(parts.iter().map(|p| Bytes::from(p.clone())).collect()).boxed_unsync()
-    }
-
-    const CONTENT: &str =
-        "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}],\"usage\":null}\n\n";
-    const USAGE: &str = "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":3,\"total_tokens\":10}}\n\n";
-
-    #[tokio::test]
-    async fn usage_chunk_split_across_frames_is_read_stripped_and_settled() {
-        let cfg = RateLimits {
-            store: None,
-            default_max_tokens: 100,
-            per_key: LimitSet {
-                tpm: Some(1000),
-                max_concurrent: Some(1),
-                ..LimitSet::default()
-            },
-            per_subject: LimitSet::default(),
-            per_group: LimitSet::default(),
-            per_namespace: LimitSet::default(),
-            per_model: Default::default(),
-            cached_input_permille: 1000,
-            class_claim: None,
-            classes: Default::default(),
-            costs: Default::default(),
-            budget_exceeded_status: 429,
-            claim_limits: Default::default(),
-        };
-        let limiter = Arc::new(Limiter::build(&cfg, None, None).unwrap());
-        let who = Who {
-            key: Some("k"),
-            ..Who::default()
-        };
-        let est = Estimate {
-            input: 10,
-            output: 100,
-        };
-        let planned = plan(&cfg, &who, "m", est, super::super::unix_now());
-        let charges: Vec<Charge> = planned.iter().map(|p| p.charge.clone()).collect();
-        limiter.store.reserve(&charges).await.unwrap();
-        let held = Held {
-            limiter: limiter.clone(),
-            planned,
-            model: "m".into(),
-            strip: true,
-            headers: Default::default(),
-            settled: false,
-            slot: None,
-        };
-        // The usage event arrives in two frames, the second with [DONE].
-        let (a, b) = USAGE.split_at(30);
-        let parts = [
-            CONTENT.to_string(),
-            a.to_string(),
-            format!("{b}data: [DONE]\n\n"),
-        ];
-        let body = UsageStream::new(frames(&parts), held, true);
-        let out = body.collect().await.unwrap().to_bytes();
-        assert_eq!(out, Bytes::from(format!("{CONTENT}data: [DONE]\n\n")));
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        let ids: Vec<_> = charges.iter().map(|c| c.id.clone()).collect();
-        // Tokens settled to the usage (10), lease released (0).
-        assert_eq!(limiter.store.read(&ids).await.unwrap(), vec![10, 0]);
-    }
-}
+mod tests;

@@ -132,3 +132,20 @@ models:
     let e = parse("limits: {claim_limits: {tokens: q}}\n").unwrap_err();
     assert!(e.contains("limits.claim_limits"), "{e}");
 }
+
+#[test]
+fn on_overrun_defaults_to_finish_and_takes_cut() {
+    use super::OnOverrun;
+    let l = parse("limits: {per_key: {tpm: 10}}\n")
+        .unwrap()
+        .rate_limits
+        .unwrap();
+    assert_eq!(l.on_overrun, OnOverrun::Finish);
+    let l = parse("limits: {on_overrun: cut, per_key: {tpm: 10}}\n")
+        .unwrap()
+        .rate_limits
+        .unwrap();
+    assert_eq!(l.on_overrun, OnOverrun::Cut);
+    let e = parse("limits: {on_overrun: stop}\n").unwrap_err();
+    assert!(e.contains("on_overrun"), "{e}");
+}

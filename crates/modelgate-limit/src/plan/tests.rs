@@ -28,6 +28,7 @@ fn cfg() -> RateLimits {
                 ..LimitSet::default()
             },
         )]),
+        on_overrun: Default::default(),
         cached_input_permille: 500,
         class_claim: Some("tier".into()),
         classes: BTreeMap::from([(
