@@ -1,7 +1,11 @@
 //! Tensor `data` in JSON, nested or flat, read in one serde pass without
-//! building a `serde_json::Value`: numbers go straight into a flat list, the
-//! nesting is checked to be rectangular, and a non-number is remembered (not
-//! failed on) so the caller can name the input in its message.
+//! building a `serde_json::Value`. When the datatype is known before `data`
+//! is read (a V2 input that declares `datatype` ahead of `data`, as clients
+//! do), each number is converted as it is read, straight into the typed
+//! element buffer ([`DataSeed`]); otherwise numbers are kept as parsed
+//! scalars and converted afterwards. Either way the nesting is checked to be
+//! rectangular, and a non-number or a value the datatype cannot hold is
+//! remembered (not failed on) so the caller can name the input in its message.
 
 use std::fmt;
 
@@ -33,10 +37,31 @@ pub(crate) enum Problem {
 /// shape the nesting spells.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct JsonData {
-    pub values: Vec<Scalar>,
+    leaves: Leaves,
     /// Length of the lists at each depth; `[n]` for flat data.
     pub dims: Vec<usize>,
     pub problem: Option<Problem>,
+}
+
+/// The elements, as read.
+#[derive(Debug, Clone, PartialEq)]
+enum Leaves {
+    /// The datatype was not known while reading: scalars as parsed.
+    Scalars(Vec<Scalar>),
+    /// Converted while reading into `data`'s datatype; `count` elements were
+    /// read, `bad` is the first one that did not convert (the rest are then
+    /// only counted).
+    Typed {
+        data: TensorData,
+        count: usize,
+        bad: Option<(usize, Scalar)>,
+    },
+}
+
+impl Default for Leaves {
+    fn default() -> Self {
+        Leaves::Scalars(Vec::new())
+    }
 }
 
 impl JsonData {
@@ -45,9 +70,32 @@ impl JsonData {
         self.dims.len() > 1
     }
 
-    /// Converts the elements as `declared`, checking each value; the error
-    /// is the client message tail (the caller prefixes the input name).
-    pub fn to_tensor_data(&self, declared: Datatype) -> Result<TensorData, String> {
+    fn push(&mut self, s: Scalar) {
+        match &mut self.leaves {
+            Leaves::Scalars(v) => v.push(s),
+            Leaves::Typed { data, count, bad } => {
+                let i = *count;
+                *count += 1;
+                if bad.is_some() {
+                    return;
+                }
+                let converted = match data {
+                    TensorData::Bool(v) => as_bool(s).map(|x| v.push(x)),
+                    TensorData::Int32(v) => as_i32(s).map(|x| v.push(x)),
+                    TensorData::Int64(v) => as_i64(s).map(|x| v.push(x)),
+                    TensorData::Fp32(v) => as_f32(s).map(|x| v.push(x)),
+                    TensorData::Fp64(v) => as_f64(s).map(|x| v.push(x)),
+                };
+                if converted.is_none() {
+                    *bad = Some((i, s));
+                }
+            }
+        }
+    }
+
+    /// The elements as `declared`, each value checked; the error is the
+    /// client message tail (the caller prefixes the input name).
+    pub fn into_tensor_data(self, declared: Datatype) -> Result<TensorData, String> {
         if let Some(p) = &self.problem {
             return Err(match p {
                 Problem::NotAScalar(what) => {
@@ -57,75 +105,38 @@ impl JsonData {
                 Problem::NotAList => "data must be a list".into(),
             });
         }
-        let v = &self.values;
-        Ok(match declared {
-            Datatype::Bool => TensorData::Bool(convert(v, declared, |s| match s {
-                Scalar::Bool(b) => Some(b),
-                _ => None,
-            })?),
-            Datatype::Int32 => TensorData::Int32(convert(v, declared, |s| match s {
-                Scalar::Int(i) => i32::try_from(i).ok(),
-                Scalar::UInt(u) => i32::try_from(u).ok(),
-                _ => None,
-            })?),
-            Datatype::Int64 => TensorData::Int64(convert(v, declared, |s| match s {
-                Scalar::Int(i) => Some(i),
-                Scalar::UInt(u) => i64::try_from(u).ok(),
-                _ => None,
-            })?),
-            Datatype::Fp32 => TensorData::Fp32(convert(v, declared, |s| {
-                let f = match s {
-                    Scalar::Int(i) => i as f32,
-                    Scalar::UInt(u) => u as f32,
-                    Scalar::Float(f) => f as f32,
-                    Scalar::Bool(_) => return None,
+        let v = match self.leaves {
+            Leaves::Scalars(v) => v,
+            Leaves::Typed { data, bad, .. } => {
+                // A seed is made from the input's own datatype, so the two
+                // agree; refuse rather than mislabel if a caller mixed them.
+                if data.datatype() != declared {
+                    return Err(format!(
+                        "data was read as {} values, expected {declared}",
+                        data.datatype()
+                    ));
+                }
+                return match bad {
+                    Some((i, s)) => Err(not_valid(i, s, declared)),
+                    None => Ok(data),
                 };
-                f.is_finite().then_some(f)
-            })?),
-            Datatype::Fp64 => TensorData::Fp64(convert(v, declared, |s| match s {
-                Scalar::Int(i) => Some(i as f64),
-                Scalar::UInt(u) => Some(u as f64),
-                Scalar::Float(f) => Some(f),
-                Scalar::Bool(_) => None,
-            })?),
+            }
+        };
+        Ok(match declared {
+            Datatype::Bool => TensorData::Bool(convert(&v, declared, as_bool)?),
+            Datatype::Int32 => TensorData::Int32(convert(&v, declared, as_i32)?),
+            Datatype::Int64 => TensorData::Int64(convert(&v, declared, as_i64)?),
+            Datatype::Fp32 => TensorData::Fp32(convert(&v, declared, as_f32)?),
+            Datatype::Fp64 => TensorData::Fp64(convert(&v, declared, as_f64)?),
         })
     }
-}
 
-fn convert<T>(
-    values: &[Scalar],
-    declared: Datatype,
-    f: impl Fn(Scalar) -> Option<T>,
-) -> Result<Vec<T>, String> {
-    let mut out = Vec::with_capacity(values.len());
-    for (i, s) in values.iter().enumerate() {
-        match f(*s) {
-            Some(x) => out.push(x),
-            None => {
-                return Err(format!(
-                    "element {i} ({}) is not a valid {declared} value",
-                    show(*s)
-                ));
-            }
-        }
-    }
-    Ok(out)
-}
-
-fn show(s: Scalar) -> String {
-    match s {
-        Scalar::Bool(b) => b.to_string(),
-        Scalar::Int(i) => i.to_string(),
-        Scalar::UInt(u) => u.to_string(),
-        Scalar::Float(f) => {
-            serde_json::Number::from_f64(f).map_or_else(|| f.to_string(), |n| n.to_string())
-        }
-    }
-}
-
-impl<'de> de::Deserialize<'de> for JsonData {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let mut out = JsonData::default();
+    /// Reads `data` from `d` into `leaves`.
+    fn read<'de, D: Deserializer<'de>>(d: D, leaves: Leaves) -> Result<Self, D::Error> {
+        let mut out = JsonData {
+            leaves,
+            ..JsonData::default()
+        };
         let mut dims = Vec::new();
         let mut leaf_depth = None;
         Node {
@@ -147,6 +158,135 @@ impl<'de> de::Deserialize<'de> for JsonData {
     }
 }
 
+fn as_bool(s: Scalar) -> Option<bool> {
+    match s {
+        Scalar::Bool(b) => Some(b),
+        _ => None,
+    }
+}
+
+fn as_i32(s: Scalar) -> Option<i32> {
+    match s {
+        Scalar::Int(i) => i32::try_from(i).ok(),
+        Scalar::UInt(u) => i32::try_from(u).ok(),
+        _ => None,
+    }
+}
+
+fn as_i64(s: Scalar) -> Option<i64> {
+    match s {
+        Scalar::Int(i) => Some(i),
+        Scalar::UInt(u) => i64::try_from(u).ok(),
+        _ => None,
+    }
+}
+
+fn as_f32(s: Scalar) -> Option<f32> {
+    let f = match s {
+        Scalar::Int(i) => i as f32,
+        Scalar::UInt(u) => u as f32,
+        Scalar::Float(f) => f as f32,
+        Scalar::Bool(_) => return None,
+    };
+    f.is_finite().then_some(f)
+}
+
+fn as_f64(s: Scalar) -> Option<f64> {
+    match s {
+        Scalar::Int(i) => Some(i as f64),
+        Scalar::UInt(u) => Some(u as f64),
+        Scalar::Float(f) => Some(f),
+        Scalar::Bool(_) => None,
+    }
+}
+
+fn convert<T>(
+    values: &[Scalar],
+    declared: Datatype,
+    f: fn(Scalar) -> Option<T>,
+) -> Result<Vec<T>, String> {
+    let mut out = Vec::with_capacity(values.len());
+    for (i, s) in values.iter().enumerate() {
+        match f(*s) {
+            Some(x) => out.push(x),
+            None => return Err(not_valid(i, *s, declared)),
+        }
+    }
+    Ok(out)
+}
+
+fn not_valid(i: usize, s: Scalar, declared: Datatype) -> String {
+    format!("element {i} ({}) is not a valid {declared} value", show(s))
+}
+
+fn show(s: Scalar) -> String {
+    match s {
+        Scalar::Bool(b) => b.to_string(),
+        Scalar::Int(i) => i.to_string(),
+        Scalar::UInt(u) => u.to_string(),
+        Scalar::Float(f) => {
+            serde_json::Number::from_f64(f).map_or_else(|| f.to_string(), |n| n.to_string())
+        }
+    }
+}
+
+/// Reads an input's `data` (or `null`, as absent) converting each element to
+/// `declared` as it is read.
+pub(crate) struct DataSeed {
+    declared: Datatype,
+    /// Elements to reserve room for (the caller bounds it).
+    capacity: usize,
+}
+
+impl DataSeed {
+    pub fn new(declared: Datatype, capacity: usize) -> Self {
+        DataSeed { declared, capacity }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for DataSeed {
+    type Value = Option<JsonData>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_option(self)
+    }
+}
+
+impl<'de> Visitor<'de> for DataSeed {
+    type Value = Option<JsonData>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("tensor data")
+    }
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        let n = self.capacity;
+        let data = match self.declared {
+            Datatype::Bool => TensorData::Bool(Vec::with_capacity(n)),
+            Datatype::Int32 => TensorData::Int32(Vec::with_capacity(n)),
+            Datatype::Int64 => TensorData::Int64(Vec::with_capacity(n)),
+            Datatype::Fp32 => TensorData::Fp32(Vec::with_capacity(n)),
+            Datatype::Fp64 => TensorData::Fp64(Vec::with_capacity(n)),
+        };
+        let leaves = Leaves::Typed {
+            data,
+            count: 0,
+            bad: None,
+        };
+        JsonData::read(d, leaves).map(Some)
+    }
+}
+
+impl<'de> de::Deserialize<'de> for JsonData {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        JsonData::read(d, Leaves::default())
+    }
+}
+
 /// Visits one JSON value at `depth` of the nesting.
 struct Node<'a> {
     depth: usize,
@@ -163,7 +303,7 @@ impl Node<'_> {
             Some(d) if d != self.depth => self.flag(Problem::Ragged),
             Some(_) => {}
         }
-        self.out.values.push(s);
+        self.out.push(s);
         Ok(())
     }
 
@@ -241,79 +381,4 @@ impl<'de> Visitor<'de> for Node<'_> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse(s: &str) -> JsonData {
-        serde_json::from_str(s).unwrap()
-    }
-
-    #[test]
-    fn flat_and_nested() {
-        let d = parse("[1, 2.5, 3]");
-        assert_eq!(d.dims, vec![3]);
-        assert!(!d.is_nested());
-        assert_eq!(
-            d.to_tensor_data(Datatype::Fp32).unwrap(),
-            TensorData::Fp32(vec![1.0, 2.5, 3.0])
-        );
-        let d = parse("[[1, 2], [3, 4], [5, 6]]");
-        assert_eq!(d.dims, vec![3, 2]);
-        assert!(d.is_nested());
-        assert_eq!(
-            d.to_tensor_data(Datatype::Int64).unwrap(),
-            TensorData::Int64(vec![1, 2, 3, 4, 5, 6])
-        );
-    }
-
-    #[test]
-    fn ragged_is_flagged() {
-        assert_eq!(parse("[[1, 2], [3]]").problem, Some(Problem::Ragged));
-        assert_eq!(parse("[[1, 2], 3]").problem, Some(Problem::Ragged));
-        assert_eq!(parse("[1, [2, 3]]").problem, Some(Problem::Ragged));
-        assert_eq!(parse("[[1], []]").problem, Some(Problem::Ragged));
-    }
-
-    #[test]
-    fn non_numbers_are_flagged_not_failed() {
-        let d = parse(r#"[[1, "NaN"], [null, {"a": [1]}]]"#);
-        assert!(matches!(d.problem, Some(Problem::NotAScalar(ref s)) if s.contains("NaN")));
-        let e = d.to_tensor_data(Datatype::Fp32).unwrap_err();
-        assert!(e.contains("NaN") && e.contains("FP32"), "{e}");
-        assert_eq!(parse("5").problem, Some(Problem::NotAList));
-    }
-
-    #[test]
-    fn value_checks() {
-        assert!(parse("[1.5]").to_tensor_data(Datatype::Int64).is_err());
-        assert!(
-            parse("[3000000000]")
-                .to_tensor_data(Datatype::Int32)
-                .is_err()
-        );
-        assert!(
-            parse("[18446744073709551615]")
-                .to_tensor_data(Datatype::Int64)
-                .is_err()
-        );
-        assert!(parse("[1e39]").to_tensor_data(Datatype::Fp32).is_err());
-        assert!(parse("[1e39]").to_tensor_data(Datatype::Fp64).is_ok());
-        assert!(parse("[true]").to_tensor_data(Datatype::Fp32).is_err());
-        assert!(parse("[1]").to_tensor_data(Datatype::Bool).is_err());
-        assert_eq!(
-            parse("[true, false]")
-                .to_tensor_data(Datatype::Bool)
-                .unwrap(),
-            TensorData::Bool(vec![true, false])
-        );
-    }
-
-    #[test]
-    fn empty() {
-        let d = parse("[]");
-        assert_eq!(d.dims, vec![0]);
-        assert!(d.problem.is_none());
-        let d = parse("[[]]");
-        assert_eq!(d.dims, vec![1, 0]);
-    }
-}
+mod tests;

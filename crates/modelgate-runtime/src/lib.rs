@@ -24,6 +24,7 @@ mod settings;
 mod tensor;
 mod v1;
 mod v2;
+mod v2_request;
 
 pub use datatype::Datatype;
 pub use error::RuntimeError;

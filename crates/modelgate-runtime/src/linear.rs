@@ -311,20 +311,33 @@ impl LinearKernel {
             }
             v
         });
+        let (mut labels, mut scores, mut normalized) = (labels, Some(scores), normalized);
         self.outputs
             .iter()
             .enumerate()
             .map(|(index, v)| {
+                // The last output of a value takes it; earlier ones copy it.
+                let last = !self.outputs[index + 1..].contains(v);
                 let (shape, data) = match v {
-                    Value::Label => (vec![rows], TensorData::Int64(labels.clone()?)),
-                    Value::Scores => (vec![rows, width], TensorData::Fp32(scores.clone())),
-                    Value::Normalized => (vec![rows, width], TensorData::Fp32(normalized.clone()?)),
+                    Value::Label => (vec![rows], TensorData::Int64(take(&mut labels, last)?)),
+                    Value::Scores => (
+                        vec![rows, width],
+                        TensorData::Fp32(take(&mut scores, last)?),
+                    ),
+                    Value::Normalized => (
+                        vec![rows, width],
+                        TensorData::Fp32(take(&mut normalized, last)?),
+                    ),
                     Value::Input => return None,
                 };
                 Some(OutputTensor { index, shape, data })
             })
             .collect()
     }
+}
+
+fn take<T: Clone>(slot: &mut Option<T>, last: bool) -> Option<T> {
+    if last { slot.take() } else { slot.clone() }
 }
 
 fn sigmoid(v: f32) -> f32 {

@@ -70,14 +70,14 @@ pub async fn handle(
                     model.inputs.len()
                 )));
             };
-            let values = data
-                .to_tensor_data(spec.datatype)
-                .map_err(|e| Reject::BadRequest(format!("input '{}': {e}", spec.name)))?;
             let shape = data
                 .dims
                 .iter()
                 .map(|d| i64::try_from(*d).unwrap_or(i64::MAX))
                 .collect();
+            let values = data
+                .into_tensor_data(spec.datatype)
+                .map_err(|e| Reject::BadRequest(format!("input '{}': {e}", spec.name)))?;
             let inputs = infer::prepare(
                 &model,
                 vec![InputTensor {

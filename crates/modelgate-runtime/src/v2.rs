@@ -10,51 +10,18 @@ use std::borrow::Cow;
 
 use http::{HeaderMap, Response};
 use modelgate_core::{BoxBody, Operation, Reject};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::binary::{self, Params, Tail};
+use crate::binary::{self, Tail};
 use crate::http_io::{json_response, parse_json, read_body, to_json_response};
-use crate::json_data::JsonData;
 use crate::json_out;
 use crate::model::{ClassLabels, LoadedModel};
 use crate::runtime::BuiltinCall;
-use crate::{InputTensor, Runtime, TensorData, infer};
+use crate::v2_request::{InferRequest, decode_input};
+use crate::{Runtime, infer};
 
 /// The OIP platform name of ONNX models.
 pub const PLATFORM: &str = "onnx_onnxv1";
-
-#[derive(Deserialize)]
-struct InferRequest<'a> {
-    #[serde(default, borrow)]
-    id: Option<Cow<'a, str>>,
-    #[serde(default)]
-    parameters: Option<Params>,
-    #[serde(borrow)]
-    inputs: Vec<RequestInput<'a>>,
-    #[serde(default, borrow)]
-    outputs: Option<Vec<RequestOutput<'a>>>,
-}
-
-#[derive(Deserialize)]
-struct RequestInput<'a> {
-    #[serde(borrow)]
-    name: Cow<'a, str>,
-    shape: Vec<i64>,
-    #[serde(borrow)]
-    datatype: Cow<'a, str>,
-    #[serde(default)]
-    parameters: Option<Params>,
-    #[serde(default)]
-    data: Option<JsonData>,
-}
-
-#[derive(Deserialize)]
-struct RequestOutput<'a> {
-    #[serde(borrow)]
-    name: Cow<'a, str>,
-    #[serde(default)]
-    parameters: Option<Params>,
-}
 
 #[derive(Serialize)]
 struct Ready<'a> {
@@ -205,51 +172,6 @@ async fn infer(
         return Ok(json_response(json));
     }
     Ok(binary::response(json, &tail_out))
-}
-
-/// Decodes one request input, from JSON `data` or from the binary tail;
-/// checks that nested `data` spells its `shape`.
-fn decode_input(input: RequestInput<'_>, tail: &mut Tail) -> Result<InputTensor, Reject> {
-    // The shown name is built only for an error message.
-    let bad = |m: String| Reject::BadRequest(format!("input '{}': {m}", infer::shown(&input.name)));
-    let declared = crate::Datatype::parse(&input.datatype).map_err(bad)?;
-    let size = match input.parameters.as_ref() {
-        None => None,
-        Some(p) => binary::size(Some(p), &format!("input '{}'", infer::shown(&input.name)))?,
-    };
-    let data = match (input.data, size) {
-        (Some(_), Some(_)) => {
-            return Err(bad("has both data and binary_data_size".into()));
-        }
-        (None, None) => return Err(bad("has no data".into())),
-        (None, Some(n)) => {
-            let bytes = tail
-                .take(n)
-                .ok_or_else(|| bad(format!("binary_data_size {n} exceeds the binary data left")))?;
-            TensorData::from_le_bytes(declared, &bytes).map_err(bad)?
-        }
-        (Some(data), None) => {
-            if data.is_nested()
-                && data.problem.is_none()
-                && !data
-                    .dims
-                    .iter()
-                    .map(|d| i64::try_from(*d).ok())
-                    .eq(input.shape.iter().map(|s| Some(*s)))
-            {
-                return Err(bad(format!(
-                    "data nested as {:?} does not match shape {:?}",
-                    data.dims, input.shape
-                )));
-            }
-            data.to_tensor_data(declared).map_err(bad)?
-        }
-    };
-    Ok(InputTensor {
-        name: input.name.into_owned(),
-        shape: input.shape,
-        data,
-    })
 }
 
 /// The response `id`: the request's, else the gateway's `x-request-id`, else
