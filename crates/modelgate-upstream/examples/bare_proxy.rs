@@ -26,7 +26,7 @@ use tokio::net::TcpListener;
 type HyperClient = Client<HttpConnector, BoxBody>;
 
 enum Upstream {
-    Hyper(HyperClient, String),
+    Hyper(Box<HyperClient>, String),
     Lean(LeanClient),
 }
 
@@ -76,7 +76,7 @@ fn main() -> Result<(), BoxError> {
             let mut http = HttpConnector::new();
             http.set_nodelay(true);
             Upstream::Hyper(
-                Client::builder(TokioExecutor::new()).build(http),
+                Box::new(Client::builder(TokioExecutor::new()).build(http)),
                 upstream.clone(),
             )
         }
