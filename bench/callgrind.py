@@ -129,6 +129,7 @@ def run(work: Path, static_block: str, proxy_block, modelgate_cfg, many_cfg=None
         procs = [ng.pid, *_children(ng.pid)]
         rows.append(measure(work, "nginx", procs, "nginx plain proxy", f"{ng.url}/v1/models/fast:predict", "POST", body, hdr))
         ng.stop()
+        rows += _bare(work, up.url, body, hdr)
         rows += _modelgate(work, up.url, body, hdr, modelgate_cfg)
         if many_cfg:
             rows.append(_many(work, up.url, body, hdr, many_cfg))
@@ -136,6 +137,35 @@ def run(work: Path, static_block: str, proxy_block, modelgate_cfg, many_cfg=None
         peers.NGINX_BIN = real_nginx
         up.stop()
     return rows, section(rows)
+
+
+def _bare(work: Path, upstream: str, body: str, hdr: dict) -> list[dict]:
+    """The floor: a bare hyper HTTP/1 server forwarding with hyper's pooled
+    client, then with modelgate's lean client (`examples/bare_proxy.rs`, built
+    by run.sh; skipped when MODELGATE_BARE_PROXY_BIN is not there)."""
+    real = os.environ.get("MODELGATE_BARE_PROXY_BIN", "")
+    if not real or not Path(real).exists():
+        return []
+    rows = []
+    target = upstream.removeprefix("http://").rstrip("/")
+    for mode, label in (("hyper", "bare hyper server + hyper client (floor)"),
+                        ("lean", "bare hyper server + lean client (floor)")):
+        port = peers.free_port()
+        run = wrapper(work, f"bare-{mode}", real)
+        proc = subprocess.Popen([str(run), f"127.0.0.1:{port}", target, mode],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 60
+            while not peers.port_open(port):
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError(f"bare_proxy {mode} did not start")
+                time.sleep(0.2)
+            rows.append(measure(work, f"bare-{mode}", [proc.pid], label,
+                                f"http://127.0.0.1:{port}/v1/models/fast:predict", "POST", body, hdr))
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    return rows
 
 
 def _children(pid: int) -> list[int]:

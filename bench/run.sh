@@ -25,6 +25,10 @@ wants() { # does this run include a scenario whose name contains $1?
 ARGS=("$@")
 
 cargo build --release -p modelgate --locked
+if wants instructions; then
+  # The floor row: a bare hyper proxy (crates/modelgate-upstream/examples/bare_proxy.rs).
+  cargo build --release -p modelgate-upstream --example bare_proxy --locked
+fi
 if wants ext-authz; then
   cargo build --release -p modelgate-extauthz --example check_request --locked
 fi
@@ -35,5 +39,6 @@ if { wants instructions || wants latency; } && [ ! -x "$OHA" ]; then
 fi
 export MODELGATE_OHA="$OHA"
 export MODELGATE_BIN="$CARGO_TARGET_DIR/release/modelgate"
+export MODELGATE_BARE_PROXY_BIN="$CARGO_TARGET_DIR/release/examples/bare_proxy"
 export MODELGATE_CHECK_REQUEST_BIN="$CARGO_TARGET_DIR/release/examples/check_request"
 exec "$CACHE/venv/bin/python" bench/bench.py "$@"

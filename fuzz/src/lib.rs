@@ -27,6 +27,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("grpc_body", grpc_body),
     ("grpc_peek", grpc_peek),
     ("signin", signin),
+    ("h1_answer", h1_answer),
 ];
 
 /// Path normalisation: never panics; a normalised path is canonical and a
@@ -71,5 +72,56 @@ pub fn policy_parse(data: &[u8]) {
             }
         }
         Err(e) => assert!(!e.errors.is_empty()),
+    }
+}
+
+/// Upstream HTTP/1 answers (`modelgate_upstream::h1wire`): the head parser
+/// and the chunked decoder never panic, buffer at most their bounds, and give
+/// the same result whatever the reads' sizes.
+pub fn h1_answer(data: &[u8]) {
+    use modelgate_upstream::h1wire::{Chunked, Decoded, Framing, MAX_HEAD, parse_response};
+    let run = |step: usize| {
+        let mut buf = bytes::BytesMut::new();
+        let mut fed = 0;
+        let head = loop {
+            match parse_response(&mut buf, false) {
+                Ok(Some(h)) => break Some(h),
+                Ok(None) if fed < data.len() => {
+                    assert!(buf.len() < MAX_HEAD + step, "head buffer past its bound");
+                    let to = (fed + step).min(data.len());
+                    buf.extend_from_slice(&data[fed..to]);
+                    fed = to;
+                }
+                _ => break None,
+            }
+        };
+        let Some(head) = head else {
+            return None;
+        };
+        let mut body = Vec::new();
+        if head.framing == Framing::Chunked {
+            let mut c = Chunked::new();
+            loop {
+                match c.decode(&mut buf) {
+                    Ok(Decoded::Data(d)) => body.extend_from_slice(&d),
+                    Ok(Decoded::More) if fed < data.len() => {
+                        let to = (fed + step).min(data.len());
+                        buf.extend_from_slice(&data[fed..to]);
+                        fed = to;
+                    }
+                    Ok(Decoded::Trailers(_)) | Ok(Decoded::End) => break,
+                    _ => return Some((head.status, None)),
+                }
+            }
+        }
+        Some((head.status, Some(body)))
+    };
+    let whole = run(data.len().max(1));
+    let split = run(7);
+    // A whole input may fail where a split one needs more (or the reverse at
+    // the bounds); when both decode, they agree.
+    if let (Some((s1, Some(b1))), Some((s2, Some(b2)))) = (&whole, &split) {
+        assert_eq!(s1, s2);
+        assert_eq!(b1, b2);
     }
 }

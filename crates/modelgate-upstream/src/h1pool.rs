@@ -1,77 +1,184 @@
 //! Plain-HTTP/1 upstream connections owned by the I/O thread (issue 14,
-//! item 3). Each I/O thread keeps its own idle connections per endpoint. A
-//! request is written and its response read by the task serving the client:
-//! the upstream connection is driven inline — while waiting for the response
-//! head, then by the response body as the client reads it — with no spawned
-//! connection task and no hand-off to another thread. A body read to its end
-//! hands the connection back for reuse; a body dropped early (client gone)
-//! closes it. h2, TLS and gRPC upstreams keep the general client
-//! ([`crate::target`]).
+//! item 3), with a lean client of our own ([`codec`]): the request head is
+//! written straight into the connection's buffer (with the first part of the
+//! body when it is already there, so a small request is one `write`), the
+//! response head is parsed with `httparse`, and the body is streamed by
+//! `Content-Length`, chunked (trailers kept) or until close ([`answer`]).
+//! Each I/O thread keeps its own idle connections per endpoint; the task
+//! serving the client does all the I/O itself: no connection task, no
+//! channel, no shared pool lock. A body read to its end hands the connection
+//! back; a body dropped early (client gone) closes it. h2, TLS and gRPC
+//! upstreams keep the general client ([`crate::target`]).
 //!
-//! Idle connections are checked when taken (closed or busy ones are dropped),
-//! are not reused after [`IDLE_TIMEOUT`], and at most [`MAX_IDLE`] are kept
-//! per endpoint and I/O thread.
+//! Idle connections are checked when taken (closed ones, or ones with
+//! unexpected bytes, are dropped), are not reused after [`IDLE_TIMEOUT`], and
+//! at most [`MAX_IDLE`] are kept per endpoint and I/O thread. A request whose
+//! first write fails on a reused connection is sent on the next one (the
+//! upstream cannot have read it whole); once written, it is never resent here.
+
+mod answer;
+pub mod codec;
 
 use std::collections::VecDeque;
-use std::future::{Future, poll_fn};
+use std::future::poll_fn;
 use std::io;
-use std::pin::{Pin, pin};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::uri::Authority;
-use http::{Request, Response};
-use http_body::{Body, Frame, SizeHint};
+use http::{Method, Response};
+use http_body::Body;
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
-use hyper::client::conn::{TrySendError, http1};
-use hyper_util::rt::TokioIo;
-use modelgate_core::{BoxBody, BoxError};
+use modelgate_core::{BoxBody, BoxError, empty, full};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
+use self::answer::Answer;
+use self::codec::{Framing, Head, ResponseHead, Sending, WireError};
 use crate::worker;
 
 /// Idle connections kept per endpoint and I/O thread; more are closed.
 pub(crate) const MAX_IDLE: usize = 64;
 /// An idle connection older than this is closed instead of reused.
 pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// A first body part up to this size is copied behind the head (one write).
+const COALESCE: usize = 16 * 1024;
+/// Read buffer growth step.
+const READ_CHUNK: usize = 8 * 1024;
 
 /// Why a request failed: `connect` when no connection could be made (nothing
-/// was sent).
+/// was sent); `body` when the request body (the client's) failed.
 pub(crate) struct Failure {
     pub connect: bool,
+    pub body: bool,
     pub error: BoxError,
 }
 
-struct Conn {
-    tx: http1::SendRequest<BoxBody>,
-    conn: http1::Connection<TokioIo<TcpStream>, BoxBody>,
-    /// The connection future finished: closed, never reused.
-    done: bool,
+impl Failure {
+    fn io(error: impl Into<BoxError>) -> Self {
+        Failure {
+            connect: false,
+            body: false,
+            error: error.into(),
+        }
+    }
+
+    fn body(error: BoxError) -> Self {
+        Failure {
+            connect: false,
+            body: true,
+            error,
+        }
+    }
+}
+
+/// The request body ended before or after its declared length.
+#[derive(Debug)]
+struct LengthMismatch;
+
+impl std::fmt::Display for LengthMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the request body does not match its Content-Length")
+    }
+}
+
+impl std::error::Error for LengthMismatch {}
+
+/// One upstream connection: the socket and its two buffers.
+pub(crate) struct Conn {
+    io: TcpStream,
+    /// Bytes read and not yet consumed (empty while idle).
+    rbuf: BytesMut,
+    /// The request being written (reused from request to request).
+    wbuf: Vec<u8>,
 }
 
 impl Conn {
-    /// Lets the connection read and write what it can; false once closed.
-    fn drive(&mut self, cx: &mut Context<'_>) -> bool {
-        if !self.done && Pin::new(&mut self.conn).poll(cx).is_ready() {
-            self.done = true;
+    /// Reads what the socket has into `rbuf`; `Ok(0)` at end of stream.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        loop {
+            if self.rbuf.capacity() - self.rbuf.len() < 1024 {
+                self.rbuf.reserve(READ_CHUNK);
+            }
+            match self.io.try_read_buf(&mut self.rbuf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    ready!(self.io.poll_read_ready(cx))?;
+                }
+                other => return Poll::Ready(other),
+            }
         }
-        !self.done
     }
 
-    /// Sends `req` and waits for the response head, driving the connection.
-    async fn head(
+    /// An idle connection is usable if reading would block: no end of
+    /// stream, no error, no stray bytes.
+    fn is_usable(&self) -> bool {
+        let mut probe = [0u8; 1];
+        matches!(self.io.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    }
+
+    async fn read_head(&mut self, head_request: bool) -> Result<ResponseHead, Failure> {
+        loop {
+            if let Some(head) =
+                codec::parse_response(&mut self.rbuf, head_request).map_err(Failure::io)?
+            {
+                return Ok(head);
+            }
+            let n = poll_fn(|cx| self.poll_fill(cx))
+                .await
+                .map_err(Failure::io)?;
+            if n == 0 {
+                return Err(Failure::io(WireError(
+                    "connection closed before the response head",
+                )));
+            }
+        }
+    }
+
+    /// Writes the rest of the request body after the head.
+    async fn send_body(
         &mut self,
-        req: Request<BoxBody>,
-    ) -> Result<Response<Incoming>, TrySendError<Request<BoxBody>>> {
-        let mut fut = pin!(self.tx.try_send_request(req));
-        poll_fn(|cx| {
-            self.drive(cx);
-            fut.as_mut().poll(cx)
-        })
-        .await
+        body: &mut BoxBody,
+        sending: Sending,
+        mut sent: u64,
+    ) -> Result<(), Failure> {
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(Failure::body)?;
+            // Request trailers are not sent over HTTP/1 (see `crate::trailers`).
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            if data.is_empty() {
+                continue;
+            }
+            sent += data.len() as u64;
+            match sending {
+                Sending::Length(n) if sent > n => {
+                    return Err(Failure::body(Box::new(LengthMismatch)));
+                }
+                Sending::Chunked => {
+                    self.wbuf.clear();
+                    codec::push_chunk_size(&mut self.wbuf, data.len());
+                    if data.len() <= COALESCE {
+                        self.wbuf.extend_from_slice(&data);
+                        self.wbuf.extend_from_slice(b"\r\n");
+                        self.io.write_all(&self.wbuf).await.map_err(Failure::io)?;
+                    } else {
+                        self.io.write_all(&self.wbuf).await.map_err(Failure::io)?;
+                        self.io.write_all(&data).await.map_err(Failure::io)?;
+                        self.io.write_all(b"\r\n").await.map_err(Failure::io)?;
+                    }
+                }
+                _ => self.io.write_all(&data).await.map_err(Failure::io)?,
+            }
+        }
+        match sending {
+            Sending::Length(n) if sent != n => Err(Failure::body(Box::new(LengthMismatch))),
+            Sending::Chunked => self.io.write_all(b"0\r\n\r\n").await.map_err(Failure::io),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -105,68 +212,110 @@ impl H1Pool {
         })
     }
 
-    /// Sends `req` (origin-form URI, `Host` set) on an idle connection of
-    /// this I/O thread or a new one. A reused connection found closed before
-    /// the request was written is skipped (the request is sent on the next).
+    /// Sends the request on an idle connection of this I/O thread or a new
+    /// one, and returns the answer once its head arrived.
     pub(crate) async fn send(
         self: &Arc<Self>,
-        mut req: Request<BoxBody>,
+        head: Head<'_>,
+        mut body: BoxBody,
     ) -> Result<Response<BoxBody>, Failure> {
         let slot = worker::current_slot();
-        loop {
-            let (mut conn, reused) = match poll_fn(|cx| Poll::Ready(self.checkout(slot, cx))).await
-            {
+        let sending = head.sending(&body.size_hint(), body.is_end_stream());
+        // The first part of the body, if already there, goes out with the head.
+        let mut first: Option<Bytes> = None;
+        let mut body_done = sending == Sending::Nothing;
+        if !body_done {
+            match poll_fn(|cx| Poll::Ready(Pin::new(&mut body).poll_frame(cx))).await {
+                Poll::Ready(Some(Ok(frame))) => first = frame.into_data().ok(),
+                Poll::Ready(Some(Err(e))) => return Err(Failure::body(e)),
+                Poll::Ready(None) => body_done = true,
+                Poll::Pending => {}
+            }
+        }
+        let first_len = first.as_ref().map_or(0, |d| d.len() as u64);
+        if body_done && matches!(sending, Sending::Length(n) if n != first_len) {
+            return Err(Failure::body(Box::new(LengthMismatch)));
+        }
+        head.check_target().map_err(Failure::io)?;
+        let mut conn = loop {
+            let (mut conn, reused) = match self.checkout(slot) {
                 Some(c) => (c, true),
                 None => (self.connect().await?, false),
             };
-            match conn.head(req).await {
-                Ok(resp) => {
-                    let pool = self.clone();
-                    return Ok(resp.map(|body| {
-                        Pooled {
-                            body,
-                            conn: Some(conn),
-                            pool,
-                            slot,
-                            ended: false,
-                        }
-                        .boxed_unsync()
-                    }));
-                }
-                Err(mut e) => match e.take_message() {
-                    Some(r) if reused => req = r,
-                    _ => {
-                        return Err(Failure {
-                            connect: false,
-                            error: Box::new(e.into_error()),
-                        });
-                    }
-                },
+            match write_start(&mut conn, &head, sending, first.as_ref(), body_done).await {
+                Ok(()) => break conn,
+                // A reused connection that went away: the upstream cannot
+                // have read the request; send it on the next one.
+                Err(_) if reused => continue,
+                Err(e) => return Err(e),
             }
+        };
+        if !body_done {
+            conn.send_body(&mut body, sending, first_len).await?;
         }
+        drop(body);
+        let head_request = *head.method == Method::HEAD;
+        let answer = conn.read_head(head_request).await?;
+        Ok(self.respond(conn, answer, slot))
     }
 
-    /// The most recently used open, ready idle connection of `slot`.
-    fn checkout(&self, slot: usize, cx: &mut Context<'_>) -> Option<Conn> {
+    /// The response for `answer`; the body reads from `conn` (or the
+    /// connection goes back at once when the body is already here).
+    fn respond(
+        self: &Arc<Self>,
+        mut conn: Conn,
+        answer: ResponseHead,
+        slot: usize,
+    ) -> Response<BoxBody> {
+        let ResponseHead {
+            status,
+            version,
+            headers,
+            framing,
+            keep_alive,
+        } = answer;
+        let body = match framing {
+            Framing::Empty | Framing::Length(0) => {
+                if keep_alive && conn.rbuf.is_empty() {
+                    self.put(slot, conn);
+                }
+                empty()
+            }
+            Framing::Length(n) if conn.rbuf.len() as u64 >= n => {
+                let data = conn.rbuf.split_to(n as usize).freeze();
+                if keep_alive && conn.rbuf.is_empty() {
+                    self.put(slot, conn);
+                }
+                full(data)
+            }
+            _ => Answer::new(conn, framing, keep_alive, self.clone(), slot).boxed_unsync(),
+        };
+        let mut resp = Response::new(body);
+        *resp.status_mut() = status;
+        *resp.version_mut() = version;
+        *resp.headers_mut() = headers;
+        resp
+    }
+
+    /// The most recently used usable idle connection of `slot`.
+    fn checkout(&self, slot: usize) -> Option<Conn> {
         let mut idle = self.idle.get(slot)?.lock().ok()?;
-        while let Some(Idle { mut conn, since }) = idle.pop_back() {
+        while let Some(Idle { conn, since }) = idle.pop_back() {
             if since.elapsed() > IDLE_TIMEOUT {
                 // The rest are older still.
                 idle.clear();
                 return None;
             }
-            if conn.drive(cx) && conn.tx.is_ready() {
+            if conn.is_usable() {
                 return Some(conn);
             }
         }
         None
     }
 
-    /// Keeps `conn` for reuse by `slot` if it is open and there is room.
-    fn put(&self, slot: usize, conn: Conn) {
-        if conn.done || conn.tx.is_closed() {
-            return;
-        }
+    /// Keeps `conn` (its answer read to the end) for reuse by `slot` if
+    /// there is room.
+    pub(crate) fn put(&self, slot: usize, conn: Conn) {
         let Some(Ok(mut idle)) = self.idle.get(slot).map(|m| m.lock()) else {
             return;
         };
@@ -185,6 +334,7 @@ impl H1Pool {
     async fn connect(&self) -> Result<Conn, Failure> {
         let failed = |error: BoxError| Failure {
             connect: true,
+            body: false,
             error,
         };
         let tcp = tokio::time::timeout(self.connect_timeout, TcpStream::connect(&self.addr))
@@ -198,14 +348,10 @@ impl H1Pool {
             .map_err(|e| failed(Box::new(e)))?;
         // Small requests and answers go out at once (as nginx's tcp_nodelay).
         let _ = tcp.set_nodelay(true);
-        let (tx, conn) = http1::Builder::new()
-            .handshake(TokioIo::new(tcp))
-            .await
-            .map_err(|e| failed(Box::new(e)))?;
         Ok(Conn {
-            tx,
-            conn,
-            done: false,
+            io: tcp,
+            rbuf: BytesMut::new(),
+            wbuf: Vec::with_capacity(1024),
         })
     }
 
@@ -218,78 +364,46 @@ impl H1Pool {
     }
 }
 
-/// A response body that drives its connection and hands it back at the end.
-struct Pooled {
-    body: Incoming,
-    conn: Option<Conn>,
-    pool: Arc<H1Pool>,
-    slot: usize,
-    ended: bool,
-}
-
-impl Pooled {
-    fn release(&mut self) {
-        self.ended = true;
-        if let Some(conn) = self.conn.take() {
-            self.pool.put(self.slot, conn);
+/// Writes the head, and the body's first part if there is one.
+async fn write_start(
+    conn: &mut Conn,
+    head: &Head<'_>,
+    sending: Sending,
+    first: Option<&Bytes>,
+    body_done: bool,
+) -> Result<(), Failure> {
+    conn.wbuf.clear();
+    head.encode(sending, &mut conn.wbuf).map_err(Failure::io)?;
+    let chunked = sending == Sending::Chunked;
+    let mut rest = None;
+    if let Some(d) = first.filter(|d| !d.is_empty()) {
+        if chunked {
+            codec::push_chunk_size(&mut conn.wbuf, d.len());
         }
-    }
-}
-
-impl Body for Pooled {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = &mut *self;
-        // The body first (it tells the connection it wants data), then the
-        // connection (reads it), then the body again.
-        let mut polled = Pin::new(&mut this.body).poll_frame(cx);
-        if polled.is_pending()
-            && let Some(conn) = this.conn.as_mut()
-        {
-            conn.drive(cx);
-            polled = Pin::new(&mut this.body).poll_frame(cx);
-        }
-        match polled {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(None) => {
-                this.release();
-                Poll::Ready(None)
+        if d.len() <= COALESCE {
+            conn.wbuf.extend_from_slice(d);
+            if chunked {
+                conn.wbuf.extend_from_slice(b"\r\n");
             }
-            Poll::Ready(Some(Err(e))) => {
-                this.conn = None;
-                Poll::Ready(Some(Err(Box::new(e))))
-            }
-            Poll::Ready(Some(Ok(frame))) => {
-                if this.body.is_end_stream() {
-                    this.release();
-                }
-                Poll::Ready(Some(Ok(frame)))
-            }
+        } else {
+            rest = Some(d);
         }
     }
-
-    fn is_end_stream(&self) -> bool {
-        self.ended || self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
-    }
-}
-
-impl Drop for Pooled {
-    fn drop(&mut self) {
-        // Read to the end (or empty): reusable. Otherwise the client left
-        // mid-body and dropping the connection closes it upstream.
-        if !self.ended && self.body.is_end_stream() {
-            self.release();
+    if let Some(d) = rest {
+        conn.io.write_all(&conn.wbuf).await.map_err(Failure::io)?;
+        conn.wbuf.clear();
+        conn.io.write_all(d).await.map_err(Failure::io)?;
+        if chunked {
+            conn.wbuf.extend_from_slice(b"\r\n");
         }
     }
+    if body_done && chunked {
+        conn.wbuf.extend_from_slice(b"0\r\n\r\n");
+    }
+    if !conn.wbuf.is_empty() {
+        conn.io.write_all(&conn.wbuf).await.map_err(Failure::io)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -133,18 +133,24 @@ pub struct RequestHeaderPolicy<'a> {
 impl RequestHeaderPolicy<'_> {
     pub fn apply(&self, headers: &mut HeaderMap) {
         remove_hop_by_hop(headers);
-        for h in self.credential_headers {
-            headers.remove(h);
-        }
-        let spoofable: Vec<HeaderName> = headers
+        // One pass over the names finds credentials, spoofable identity and
+        // (from untrusted peers) forwarding headers; only those are looked up
+        // again to be removed. Every built-in identity and forwarding name
+        // starts with `k`, `x` or `f` (names are lower-case), so most names
+        // are passed over after one byte.
+        let unwanted: Vec<HeaderName> = headers
             .keys()
             .filter(|k| {
-                is_identity(k.as_str(), self.strip)
-                    || (!self.trusted_peer && FORWARDING.contains(&k.as_str()))
+                let name = k.as_str();
+                self.credential_headers.contains(k)
+                    || ((!self.strip.is_empty()
+                        || matches!(name.as_bytes().first(), Some(b'k' | b'x' | b'f')))
+                        && (is_identity(name, self.strip)
+                            || (!self.trusted_peer && FORWARDING.contains(&name))))
             })
             .cloned()
             .collect();
-        for h in spoofable {
+        for h in unwanted {
             headers.remove(h);
         }
         let xff = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {

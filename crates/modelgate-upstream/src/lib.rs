@@ -5,8 +5,11 @@
 
 pub mod alias;
 mod answer;
+pub mod bare;
 mod grpc_alias;
 mod h1pool;
+/// The upstream HTTP/1 wire format (response head and chunked body parsing), public for `fuzz/`.
+pub use h1pool::codec as h1wire;
 pub mod headers;
 mod health;
 pub mod limit;

@@ -20,6 +20,7 @@ use hyper_util::rt::TokioExecutor;
 use modelgate_config::Upstream;
 use modelgate_core::{BoxBody, BoxError, Reject, redact_url};
 
+use crate::h1pool::codec::Head;
 use crate::h1pool::{Failure, H1Pool};
 use crate::headers::remove_hop_by_hop;
 use crate::health::Health;
@@ -141,6 +142,14 @@ fn internal(detail: &str) -> ForwardError {
         },
         "internal",
     )
+}
+
+/// What one attempt sends.
+struct Send<'a> {
+    method: &'a Method,
+    path_and_query: &'a str,
+    headers: &'a HeaderMap,
+    body: BoxBody,
 }
 
 /// What one attempt came to.
@@ -275,11 +284,16 @@ impl UpstreamTarget {
             let Some(body) = replay.attempt() else {
                 break;
             };
-            let req = self.request(ep, &method, &path_and_query, &headers, body, opts.grpc)?;
             let sent = Instant::now();
+            let send = Send {
+                method: &method,
+                path_and_query: &path_and_query,
+                headers: &headers,
+                body,
+            };
             let attempt = self
                 .attempt(
-                    req,
+                    send,
                     ep,
                     i,
                     opts.grpc,
@@ -326,7 +340,8 @@ impl UpstreamTarget {
         Err(last)
     }
 
-    /// The request for endpoint `ep`, with the injected headers.
+    /// The request for endpoint `ep` on the general client (h2, TLS, gRPC),
+    /// with the injected headers.
     fn request(
         &self,
         ep: &Endpoint,
@@ -336,17 +351,12 @@ impl UpstreamTarget {
         body: BoxBody,
         grpc: bool,
     ) -> Result<Request<BoxBody>, ForwardError> {
-        // The HTTP/1 pool writes the URI as given: origin-form.
-        let uri = if ep.h1.is_some() && !grpc {
-            Uri::try_from(pq).map_err(http::Error::from)
-        } else {
-            Uri::builder()
-                .scheme(ep.scheme.clone())
-                .authority(ep.authority.clone())
-                .path_and_query(pq)
-                .build()
-        }
-        .map_err(|e| internal(&format!("upstream URI: {e}")))?;
+        let uri = Uri::builder()
+            .scheme(ep.scheme.clone())
+            .authority(ep.authority.clone())
+            .path_and_query(pq)
+            .build()
+            .map_err(|e| internal(&format!("upstream URI: {e}")))?;
         let mut req = Request::new(body);
         *req.method_mut() = method.clone();
         *req.uri_mut() = uri;
@@ -373,7 +383,7 @@ impl UpstreamTarget {
     /// connection always may (nothing was sent) if the body is unread.
     async fn attempt(
         &self,
-        req: Request<BoxBody>,
+        send: Send<'_>,
         ep: &Endpoint,
         i: usize,
         grpc: bool,
@@ -381,8 +391,29 @@ impl UpstreamTarget {
         opts: &ForwardOpts,
     ) -> Attempt {
         let result = match &ep.h1 {
-            Some(pool) if !grpc => tokio::time::timeout(self.timeout, pool.send(req)).await,
+            Some(pool) if !grpc => {
+                // Written straight from the cleaned headers: no request built.
+                let head = Head {
+                    method: send.method,
+                    path_and_query: send.path_and_query,
+                    host: self.host_override.as_ref().unwrap_or(&ep.host),
+                    headers: send.headers,
+                    inject: &self.inject,
+                };
+                tokio::time::timeout(self.timeout, pool.send(head, send.body)).await
+            }
             _ => {
+                let req = match self.request(
+                    ep,
+                    send.method,
+                    send.path_and_query,
+                    send.headers,
+                    send.body,
+                    grpc,
+                ) {
+                    Ok(r) => r,
+                    Err(err) => return Attempt::Failed { err, retry: false },
+                };
                 let (rest_client, grpc_client) = match self.clients() {
                     Ok(c) => c,
                     Err(err) => return Attempt::Failed { err, retry: false },
@@ -396,6 +427,7 @@ impl UpstreamTarget {
                         ),
                         Err(e) => Err(Failure {
                             connect: e.is_connect(),
+                            body: false,
                             error: Box::new(e),
                         }),
                     }
@@ -420,7 +452,7 @@ impl UpstreamTarget {
                 err: (Reject::PayloadTooLarge { limit: 0 }, ""),
                 retry: false,
             },
-            Ok(Err(e)) if request_body_failed(&*e.error) => {
+            Ok(Err(e)) if e.body || request_body_failed(&*e.error) => {
                 // The client's body failed (paused, broke off): not the
                 // endpoint's fault, and nothing to send again.
                 let detail = format!("request body to {}: {}", ep.display, error_chain(&*e.error));

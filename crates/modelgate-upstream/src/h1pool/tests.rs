@@ -5,11 +5,17 @@
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use http::header::{CONNECTION, HOST};
+use http::header::CONNECTION;
+use http::{HeaderMap, HeaderValue, Request};
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::service::service_fn;
 use modelgate_core::full;
 use tokio::net::TcpListener;
+
+use http_body::Frame;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::io::AsyncReadExt;
 
 use super::*;
 
@@ -34,6 +40,10 @@ async fn upstream() -> (Authority, Arc<AtomicUsize>) {
                             );
                             Response::new(StreamBody::new(chunks).boxed_unsync())
                         }
+                        "/echo" => {
+                            let body = req.into_body().collect().await.unwrap().to_bytes();
+                            Response::new(full(body))
+                        }
                         "/close" => {
                             let mut r = Response::new(full("bye"));
                             r.headers_mut().insert(CONNECTION, "close".parse().unwrap());
@@ -57,11 +67,32 @@ async fn upstream() -> (Authority, Arc<AtomicUsize>) {
     (addr.to_string().parse().unwrap(), accepted)
 }
 
-fn get(path: &str, host: &Authority) -> Request<BoxBody> {
-    let mut r = Request::new(full(""));
-    *r.uri_mut() = path.parse().unwrap();
-    r.headers_mut().insert(HOST, host.as_str().parse().unwrap());
-    r
+/// Sends `method path` with `body` through `pool`.
+async fn send_with(
+    pool: &Arc<H1Pool>,
+    method: Method,
+    path: &str,
+    host: &Authority,
+    body: BoxBody,
+) -> Result<Response<BoxBody>, Failure> {
+    let host = HeaderValue::from_str(host.as_str()).unwrap();
+    let headers = HeaderMap::new();
+    let head = Head {
+        method: &method,
+        path_and_query: path,
+        host: &host,
+        headers: &headers,
+        inject: &[],
+    };
+    pool.send(head, body).await
+}
+
+async fn get(
+    pool: &Arc<H1Pool>,
+    path: &str,
+    host: &Authority,
+) -> Result<Response<BoxBody>, Failure> {
+    send_with(pool, Method::GET, path, host, empty()).await
 }
 
 async fn text(resp: Response<BoxBody>) -> String {
@@ -82,7 +113,7 @@ async fn sequential_requests_share_one_connection() {
     let pool = H1Pool::new(&auth, Duration::from_secs(1));
     for i in 0..5 {
         let path = if i % 2 == 0 { "/sized" } else { "/chunked" };
-        let resp = send_ok(pool.send(get(path, &auth)).await);
+        let resp = send_ok(get(&pool, path, &auth).await);
         let want = if i % 2 == 0 { "ok /sized" } else { "abc" };
         assert_eq!(text(resp).await, want);
     }
@@ -94,32 +125,40 @@ async fn sequential_requests_share_one_connection() {
 async fn concurrent_requests_open_separate_connections_then_pool_them() {
     let (auth, accepted) = upstream().await;
     let pool = H1Pool::new(&auth, Duration::from_secs(1));
-    let a = send_ok(pool.send(get("/a", &auth)).await);
-    let b = send_ok(pool.send(get("/b", &auth)).await);
-    assert_eq!(text(a).await, "ok /a");
+    // `a`'s body is still being read: `b` needs a connection of its own.
+    let a = send_ok(get(&pool, "/big", &auth).await);
+    let b = send_ok(get(&pool, "/b", &auth).await);
+    assert_eq!(text(a).await.len(), 1 << 20);
     assert_eq!(text(b).await, "ok /b");
     assert_eq!(accepted.load(Ordering::SeqCst), 2);
     assert_eq!(pool.idle_count(worker::current_slot()), 2);
-    assert_eq!(
-        text(send_ok(pool.send(get("/c", &auth)).await)).await,
-        "ok /c"
-    );
+    assert_eq!(text(send_ok(get(&pool, "/c", &auth).await)).await, "ok /c");
     assert_eq!(accepted.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn an_answer_read_with_its_head_frees_the_connection_at_once() {
+    let (auth, accepted) = upstream().await;
+    let pool = H1Pool::new(&auth, Duration::from_secs(1));
+    // Both answers are whole when their heads arrive: the second request
+    // reuses the first one's connection before that body is read.
+    let a = send_ok(get(&pool, "/a", &auth).await);
+    let b = send_ok(get(&pool, "/b", &auth).await);
+    assert_eq!(text(a).await, "ok /a");
+    assert_eq!(text(b).await, "ok /b");
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test]
 async fn a_body_dropped_early_closes_its_connection() {
     let (auth, accepted) = upstream().await;
     let pool = H1Pool::new(&auth, Duration::from_secs(1));
-    let mut resp = send_ok(pool.send(get("/big", &auth)).await);
+    let mut resp = send_ok(get(&pool, "/big", &auth).await);
     let first = resp.body_mut().frame().await.unwrap().unwrap();
     assert!(first.is_data());
     drop(resp);
     assert_eq!(pool.idle_count(worker::current_slot()), 0);
-    assert_eq!(
-        text(send_ok(pool.send(get("/x", &auth)).await)).await,
-        "ok /x"
-    );
+    assert_eq!(text(send_ok(get(&pool, "/x", &auth).await)).await, "ok /x");
     assert_eq!(accepted.load(Ordering::SeqCst), 2);
 }
 
@@ -128,13 +167,10 @@ async fn connection_close_is_not_reused() {
     let (auth, accepted) = upstream().await;
     let pool = H1Pool::new(&auth, Duration::from_secs(1));
     assert_eq!(
-        text(send_ok(pool.send(get("/close", &auth)).await)).await,
+        text(send_ok(get(&pool, "/close", &auth).await)).await,
         "bye"
     );
-    assert_eq!(
-        text(send_ok(pool.send(get("/y", &auth)).await)).await,
-        "ok /y"
-    );
+    assert_eq!(text(send_ok(get(&pool, "/y", &auth).await)).await, "ok /y");
     assert_eq!(accepted.load(Ordering::SeqCst), 2);
 }
 
@@ -144,6 +180,136 @@ async fn a_refused_connection_is_a_connect_failure() {
     let auth: Authority = l.local_addr().unwrap().to_string().parse().unwrap();
     drop(l);
     let pool = H1Pool::new(&auth, Duration::from_secs(1));
-    let err = pool.send(get("/", &auth)).await.err().unwrap();
+    let err = get(&pool, "/", &auth).await.err().unwrap();
     assert!(err.connect);
+}
+
+#[tokio::test]
+async fn request_bodies_go_out_sized_or_chunked() {
+    let (auth, accepted) = upstream().await;
+    let pool = H1Pool::new(&auth, Duration::from_secs(1));
+    let sized = send_with(&pool, Method::POST, "/echo", &auth, full("hello")).await;
+    assert_eq!(text(send_ok(sized)).await, "hello");
+    // A body of unknown length, arriving in parts: chunked.
+    let parts = futures_util::stream::iter(
+        ["ab", "", "cd", "e"].map(|c| Ok::<_, BoxError>(Frame::data(Bytes::from(c)))),
+    );
+    let streamed = StreamBody::new(parts).boxed_unsync();
+    assert!(streamed.size_hint().exact().is_none());
+    let chunked = send_with(&pool, Method::POST, "/echo", &auth, streamed).await;
+    assert_eq!(text(send_ok(chunked)).await, "abcde");
+    let big = Bytes::from(vec![b'y'; 200_000]);
+    let resp = send_with(&pool, Method::PUT, "/echo", &auth, full(big.clone())).await;
+    assert_eq!(text(send_ok(resp)).await.len(), big.len());
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_failing_request_body_is_the_clients_failure() {
+    let (auth, _) = upstream().await;
+    let pool = H1Pool::new(&auth, Duration::from_secs(1));
+    let parts = futures_util::stream::iter([
+        Ok::<_, BoxError>(Frame::data(Bytes::from("ab"))),
+        Err("client went away".into()),
+    ]);
+    let err = send_with(
+        &pool,
+        Method::POST,
+        "/echo",
+        &auth,
+        StreamBody::new(parts).boxed_unsync(),
+    )
+    .await
+    .err()
+    .unwrap();
+    assert!(err.body && !err.connect);
+    assert_eq!(pool.idle_count(worker::current_slot()), 0);
+}
+
+/// A raw upstream answering every request on a connection with `answer`
+/// (then closing if `close`), recording what it read.
+async fn raw_upstream(answer: &'static [u8], close: bool) -> Authority {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (mut tcp, _) = l.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut tmp = [0u8; 4096];
+                loop {
+                    let n = tcp.read(&mut tmp).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&tmp[..n]);
+                    if buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        buf.clear();
+                        if tcp.write_all(answer).await.is_err() || close {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr.to_string().parse().unwrap()
+}
+
+#[tokio::test]
+async fn chunked_trailers_arrive_as_a_trailers_frame() {
+    let auth = raw_upstream(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nX-Checksum: 42\r\n\r\n",
+        false,
+    )
+    .await;
+    let pool = H1Pool::new(&auth, Duration::from_secs(1));
+    let resp = send_ok(get(&pool, "/", &auth).await);
+    let collected = resp.into_body().collect().await.unwrap();
+    assert_eq!(collected.trailers().unwrap()["x-checksum"], "42");
+    assert_eq!(collected.to_bytes(), "abc");
+    assert_eq!(pool.idle_count(worker::current_slot()), 1);
+}
+
+#[tokio::test]
+async fn a_body_until_close_is_read_whole_and_not_reused() {
+    let auth = raw_upstream(b"HTTP/1.1 200 OK\r\n\r\nall of it", true).await;
+    let pool = H1Pool::new(&auth, Duration::from_secs(1));
+    let resp = send_ok(get(&pool, "/", &auth).await);
+    assert_eq!(text(resp).await, "all of it");
+    assert_eq!(pool.idle_count(worker::current_slot()), 0);
+}
+
+#[tokio::test]
+async fn a_pooled_connection_closed_by_the_upstream_is_skipped() {
+    // Keep-alive announced, then closed right after the answer.
+    let auth = raw_upstream(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", true).await;
+    let pool = H1Pool::new(&auth, Duration::from_secs(1));
+    assert_eq!(text(send_ok(get(&pool, "/", &auth).await)).await, "ok");
+    assert_eq!(pool.idle_count(worker::current_slot()), 1);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(text(send_ok(get(&pool, "/", &auth).await)).await, "ok");
+}
+
+#[tokio::test]
+async fn a_truncated_or_garbled_answer_fails_cleanly() {
+    let auth = raw_upstream(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", true).await;
+    let pool = H1Pool::new(&auth, Duration::from_secs(1));
+    let resp = send_ok(get(&pool, "/", &auth).await);
+    assert!(resp.into_body().collect().await.is_err());
+    let auth = raw_upstream(b"SMTP ready\r\n\r\n", true).await;
+    let pool = H1Pool::new(&auth, Duration::from_secs(1));
+    let err = get(&pool, "/", &auth).await.err().unwrap();
+    assert!(!err.connect && !err.body);
+    assert!(err.error.to_string().contains("malformed"), "{}", err.error);
+}
+
+#[tokio::test]
+async fn a_head_answer_has_no_body() {
+    let auth = raw_upstream(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n", false).await;
+    let pool = H1Pool::new(&auth, Duration::from_secs(1));
+    let resp = send_ok(send_with(&pool, Method::HEAD, "/", &auth, empty()).await);
+    assert_eq!(resp.headers()["content-length"], "10");
+    assert_eq!(text(resp).await, "");
+    assert_eq!(pool.idle_count(worker::current_slot()), 1);
 }

@@ -43,8 +43,9 @@ fn injected_headers_replace_the_clients_and_are_sensitive() {
     assert_eq!(v, ["Bearer upstream-key"]);
     assert!(v[0].is_sensitive());
     assert_eq!(req.headers()[HOST], "127.0.0.1:9");
-    // Plain HTTP/1 goes through the pool: origin-form.
-    assert_eq!(req.uri(), "/v1/chat/completions");
+    // The general client's request is absolute-form; plain HTTP/1 goes
+    // through the pool, which writes its own head (`h1pool::codec` tests).
+    assert_eq!(req.uri(), "http://127.0.0.1:9/v1/chat/completions");
 }
 
 #[tokio::test]
