@@ -20,11 +20,11 @@ mod answer;
 pub mod codec;
 
 use std::collections::VecDeque;
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -33,7 +33,7 @@ use http::{Method, Response};
 use http_body::Body;
 use http_body_util::BodyExt;
 use modelgate_core::{BoxBody, BoxError, empty, full};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use self::answer::Answer;
@@ -48,6 +48,9 @@ pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 const COALESCE: usize = 16 * 1024;
 /// Read buffer growth step.
 const READ_CHUNK: usize = 8 * 1024;
+/// An idle connection older than this is probed with a read before reuse
+/// even when the event loop saw nothing arrive on it.
+const PROBE_AFTER: Duration = Duration::from_secs(1);
 
 /// Why a request failed: `connect` when no connection could be made (nothing
 /// was sent); `body` when the request body (the client's) failed.
@@ -97,24 +100,30 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
-    /// Reads what the socket has into `rbuf`; `Ok(0)` at end of stream.
+    /// Reads what the socket has into `rbuf` (its spare capacity, not
+    /// zeroed first); `Ok(0)` at end of stream. Through `AsyncRead`, so a
+    /// short read clears the socket's readiness (see [`Conn::is_usable`]).
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        loop {
-            if self.rbuf.capacity() - self.rbuf.len() < 1024 {
-                self.rbuf.reserve(READ_CHUNK);
-            }
-            match self.io.try_read_buf(&mut self.rbuf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    ready!(self.io.poll_read_ready(cx))?;
-                }
-                other => return Poll::Ready(other),
-            }
+        if self.rbuf.capacity() - self.rbuf.len() < 1024 {
+            self.rbuf.reserve(READ_CHUNK);
         }
+        std::pin::pin!(self.io.read_buf(&mut self.rbuf)).poll(cx)
     }
 
     /// An idle connection is usable if reading would block: no end of
-    /// stream, no error, no stray bytes.
-    fn is_usable(&self) -> bool {
+    /// stream, no error, no stray bytes. When the event loop has seen
+    /// nothing arrive since the last (short) read of the answer, that is
+    /// known without a system call; otherwise, or after [`PROBE_AFTER`]
+    /// idle, one non-blocking read of a byte tells.
+    fn is_usable(&self, idle: Duration) -> bool {
+        if idle < PROBE_AFTER {
+            let mut cx = Context::from_waker(Waker::noop());
+            match self.io.poll_read_ready(&mut cx) {
+                Poll::Pending => return true,
+                Poll::Ready(Err(_)) => return false,
+                Poll::Ready(Ok(())) => {}
+            }
+        }
         let mut probe = [0u8; 1];
         matches!(self.io.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
     }
@@ -301,12 +310,13 @@ impl H1Pool {
     fn checkout(&self, slot: usize) -> Option<Conn> {
         let mut idle = self.idle.get(slot)?.lock().ok()?;
         while let Some(Idle { conn, since }) = idle.pop_back() {
-            if since.elapsed() > IDLE_TIMEOUT {
+            let age = since.elapsed();
+            if age > IDLE_TIMEOUT {
                 // The rest are older still.
                 idle.clear();
                 return None;
             }
-            if conn.is_usable() {
+            if conn.is_usable(age) {
                 return Some(conn);
             }
         }

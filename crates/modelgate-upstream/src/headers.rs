@@ -82,11 +82,23 @@ fn is_identity(name: &str, extra: &[HeaderName]) -> bool {
 /// Removes hop-by-hop headers, including any named in `Connection`.
 /// `te: trailers` survives (gRPC needs it).
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    // One pass over the names (no hashing): most messages carry none.
-    if !headers.keys().any(|k| *k == TE || HOP_BY_HOP.contains(k)) {
+    // One pass over the names (no hashing) notes which are present: most
+    // messages carry none, most others only `Connection: keep-alive`.
+    let mut found = [false; HOP_BY_HOP.len()];
+    let mut te = false;
+    for k in headers.keys() {
+        if *k == TE {
+            te = true;
+        } else if let Some(i) = HOP_BY_HOP.iter().position(|h| h == k)
+            && let Some(f) = found.get_mut(i)
+        {
+            *f = true;
+        }
+    }
+    if !te && !found.contains(&true) {
         return;
     }
-    if headers.contains_key(CONNECTION) {
+    if found.first() == Some(&true) {
         // Names listed in Connection, beyond the usual `keep-alive`/`close`
         // (which are handled below or are no header at all).
         let listed: Vec<HeaderName> = headers
@@ -99,13 +111,16 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
             .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
             .collect();
         for n in listed {
+            if n == TE {
+                te = false;
+            }
             headers.remove(n);
         }
     }
-    for n in &HOP_BY_HOP {
+    for (n, _) in HOP_BY_HOP.iter().zip(found).filter(|(_, f)| *f) {
         headers.remove(n);
     }
-    if headers.contains_key(TE) {
+    if te {
         let te_trailers = headers.get_all(TE).iter().any(|v| {
             v.to_str().is_ok_and(|s| {
                 s.split(',')
@@ -131,33 +146,37 @@ pub struct RequestHeaderPolicy<'a> {
 }
 
 impl RequestHeaderPolicy<'_> {
+    /// A credential, spoofable identity or (from an untrusted peer)
+    /// forwarding header.
+    fn unwanted(&self, k: &HeaderName) -> bool {
+        let name = k.as_str();
+        self.credential_headers.contains(k)
+            || ((!self.strip.is_empty()
+                || matches!(name.as_bytes().first(), Some(b'k' | b'x' | b'f')))
+                && (is_identity(name, self.strip)
+                    || (!self.trusted_peer && FORWARDING.contains(&name))))
+    }
+
     pub fn apply(&self, headers: &mut HeaderMap) {
         remove_hop_by_hop(headers);
-        // One pass over the names finds credentials, spoofable identity and
+        // A pass over the names finds credentials, spoofable identity and
         // (from untrusted peers) forwarding headers; only those are looked up
-        // again to be removed. Every built-in identity and forwarding name
-        // starts with `k`, `x` or `f` (names are lower-case), so most names
-        // are passed over after one byte.
-        let unwanted: Vec<HeaderName> = headers
-            .keys()
-            .filter(|k| {
-                let name = k.as_str();
-                self.credential_headers.contains(k)
-                    || ((!self.strip.is_empty()
-                        || matches!(name.as_bytes().first(), Some(b'k' | b'x' | b'f')))
-                        && (is_identity(name, self.strip)
-                            || (!self.trusted_peer && FORWARDING.contains(&name))))
-            })
-            .cloned()
-            .collect();
-        for h in unwanted {
+        // again to be removed, one at a time (no list allocated: a request
+        // carries one or two, and at most as many as its fields). Every
+        // built-in identity and forwarding name starts with `k`, `x` or `f`
+        // (names are lower-case), so most names are passed over after one byte.
+        while let Some(h) = headers.keys().find(|k| self.unwanted(k)).cloned() {
             headers.remove(h);
         }
-        let xff = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-            Some(prev) if self.trusted_peer => {
-                HeaderValue::from_str(&format!("{prev}, {}", self.client_ip)).ok()
-            }
-            _ => Some(ip_header(self.client_ip)),
+        let prev = if self.trusted_peer {
+            headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok())
+        } else {
+            // Removed above: a forwarding header from an untrusted peer.
+            None
+        };
+        let xff = match prev {
+            Some(prev) => HeaderValue::from_str(&format!("{prev}, {}", self.client_ip)).ok(),
+            None => Some(ip_header(self.client_ip)),
         };
         if let Some(v) = xff {
             headers.insert(X_FORWARDED_FOR, v);

@@ -19,6 +19,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use modelgate_config::Upstream;
 use modelgate_core::{BoxBody, BoxError, Reject, redact_url};
+use prometheus_client::metrics::counter::Counter;
 
 use crate::h1pool::codec::Head;
 use crate::h1pool::{Failure, H1Pool};
@@ -111,6 +112,9 @@ pub struct UpstreamTarget {
     metrics: UpstreamMetrics,
     /// Metric label per REST endpoint (its index), then `grpc`.
     labels: Vec<Arc<str>>,
+    /// Per label: its `ok` attempts counter, resolved on first use (no
+    /// label hashing and family lock per request after that).
+    ok: Vec<OnceLock<Counter>>,
     gen_ai: GenAiClock,
     /// Per I/O thread: (REST client, gRPC client), made on first use.
     clients: Vec<OnceLock<(HttpClient, HttpClient)>>,
@@ -203,6 +207,7 @@ impl UpstreamTarget {
             stream_idle_timeout: cfg.llm.stream_idle_timeout,
             gen_ai: metrics.gen_ai(&model),
             metrics: metrics.clone(),
+            ok: labels.iter().map(|_| OnceLock::new()).collect(),
             labels,
             model,
             clients: (0..worker::slots()).map(|_| OnceLock::new()).collect(),
@@ -230,7 +235,10 @@ impl UpstreamTarget {
     }
 
     fn count(&self, i: usize, result: &'static str) {
-        if let Some(upstream) = self.labels.get(i) {
+        let Some(upstream) = self.labels.get(i) else {
+            return;
+        };
+        let series = || {
             self.metrics
                 .attempts
                 .get_or_create(&AttemptLabels {
@@ -238,8 +246,12 @@ impl UpstreamTarget {
                     upstream: upstream.clone(),
                     result,
                 })
-                .inc();
-        }
+                .clone()
+        };
+        match self.ok.get(i) {
+            Some(ok) if result == "ok" => ok.get_or_init(series).inc(),
+            _ => series().inc(),
+        };
     }
 
     /// Sends the request to the next healthy endpoint, and on a failure that
@@ -260,7 +272,8 @@ impl UpstreamTarget {
         let idempotent = method == Method::GET || method == Method::HEAD;
         let max = if opts.grpc { 1 } else { 1 + self.retries };
         let mut tried = 0u64;
-        let mut last = internal("no upstream endpoint");
+        // Made only when no attempt was possible (no allocation per request).
+        let mut last = None;
         for n in 1..=max {
             let (i, ep) = if opts.grpc {
                 let ep = self
@@ -330,14 +343,14 @@ impl UpstreamTarget {
                     });
                 }
                 Attempt::Failed { err, retry } => {
-                    last = err;
+                    last = Some(err);
                     if !retry {
                         break;
                     }
                 }
             }
         }
-        Err(last)
+        Err(last.unwrap_or_else(|| internal("no upstream endpoint")))
     }
 
     /// The request for endpoint `ep` on the general client (h2, TLS, gRPC),

@@ -5,6 +5,8 @@
 //! none, `Content-Length`, chunked with trailers, or until the peer closes.
 //! Everything here is fed by the upstream: it fails cleanly, never panics.
 
+use std::mem::MaybeUninit;
+
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
@@ -195,8 +197,17 @@ pub struct ResponseHead {
     pub keep_alive: bool,
 }
 
-/// Name and value of one field, as offsets into the head.
-type Span = (usize, usize, usize, usize);
+/// Name and value of one field, as offsets into the head (which is at most
+/// [`MAX_HEAD`] bytes, so `u32` holds them). Kept small: the array of them
+/// is initialised for every answer (100 × 16 bytes, not 100 × 32).
+type Span = (u32, u32, u32, u32);
+
+/// The offsets of `part` (a slice of the head starting at `base`).
+fn offsets(part: &[u8], base: usize) -> Option<(u32, u32)> {
+    let start = (part.as_ptr() as usize).checked_sub(base)?;
+    let end = start.checked_add(part.len())?;
+    Some((u32::try_from(start).ok()?, u32::try_from(end).ok()?))
+}
 
 /// Parses the response head at the start of `buf` and splits it off;
 /// `Ok(None)` while more bytes are needed. Interim (1xx) answers are
@@ -207,9 +218,12 @@ pub fn parse_response(
     head_request: bool,
 ) -> Result<Option<ResponseHead>, WireError> {
     loop {
-        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut res = httparse::Response::new(&mut slots);
-        let len = match res.parse(buf) {
+        // Left uninitialised: httparse writes only the fields it finds.
+        let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+        let mut res = httparse::Response::new(&mut []);
+        let len = match httparse::ParserConfig::default()
+            .parse_response_with_uninit_headers(&mut res, buf, &mut slots)
+        {
             Ok(httparse::Status::Complete(n)) => n,
             Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => {
                 return Err(WireError("response head larger than 64 KiB"));
@@ -242,9 +256,12 @@ pub fn parse_response(
         let mut spans: [Span; MAX_HEADERS] = [(0, 0, 0, 0); MAX_HEADERS];
         let count = res.headers.len();
         for (span, h) in spans.iter_mut().zip(res.headers.iter()) {
-            let n = h.name.as_ptr() as usize - base;
-            let v = h.value.as_ptr() as usize - base;
-            *span = (n, n + h.name.len(), v, v + h.value.len());
+            let (Some((ns, ne)), Some((vs, ve))) =
+                (offsets(h.name.as_bytes(), base), offsets(h.value, base))
+            else {
+                return Err(WireError("response head larger than 64 KiB"));
+            };
+            *span = (ns, ne, vs, ve);
         }
         let head = buf.split_to(len).freeze();
         return build(
@@ -278,8 +295,12 @@ fn build(
     let mut headers = HeaderMap::with_capacity(spans.len());
     let mut d = Delimiters::default();
     for &(ns, ne, vs, ve) in spans {
+        let (ns, ne, vs, ve) = (ns as usize, ne as usize, vs as usize, ve as usize);
         let name = HeaderName::from_bytes(head.get(ns..ne).unwrap_or(&[]))
             .map_err(|_| WireError("invalid response header name"))?;
+        if vs > ve || ve > head.len() {
+            return Err(WireError("invalid response header value"));
+        }
         let value = HeaderValue::from_maybe_shared(head.slice(vs..ve))
             .map_err(|_| WireError("invalid response header value"))?;
         if name == CONNECTION {
