@@ -12,6 +12,9 @@ use modelgate_core::{BoxBody, BoxError};
 use crate::h1pool::H1Pool;
 use crate::h1pool::codec::Head;
 
+/// Until the answer's head (as modelgate's default `upstream.timeout`).
+const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// One plain-HTTP/1 upstream, pooled per I/O thread.
 pub struct LeanClient {
     pool: Arc<H1Pool>,
@@ -43,6 +46,9 @@ impl LeanClient {
             headers,
             inject: &[],
         };
-        self.pool.send(head, body).await.map_err(|f| f.error)
+        self.pool
+            .send(head, body, SEND_TIMEOUT)
+            .await
+            .map_err(|f| f.error)
     }
 }

@@ -24,7 +24,7 @@ use std::future::{Future, poll_fn};
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll, Waker, ready};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -35,6 +35,7 @@ use http_body_util::BodyExt;
 use modelgate_core::{BoxBody, BoxError, empty, full};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::Sleep;
 
 use self::answer::Answer;
 use self::codec::{Framing, Head, ResponseHead, Sending, WireError};
@@ -53,10 +54,12 @@ const READ_CHUNK: usize = 8 * 1024;
 const PROBE_AFTER: Duration = Duration::from_secs(1);
 
 /// Why a request failed: `connect` when no connection could be made (nothing
-/// was sent); `body` when the request body (the client's) failed.
+/// was sent); `body` when the request body (the client's) failed;
+/// `timed_out` when the answer's head did not arrive before the deadline.
 pub(crate) struct Failure {
     pub connect: bool,
     pub body: bool,
+    pub timed_out: bool,
     pub error: BoxError,
 }
 
@@ -65,15 +68,25 @@ impl Failure {
         Failure {
             connect: false,
             body: false,
+            timed_out: false,
             error: error.into(),
         }
     }
 
     fn body(error: BoxError) -> Self {
         Failure {
-            connect: false,
             body: true,
-            error,
+            ..Failure::io(error)
+        }
+    }
+
+    fn timed_out() -> Self {
+        Failure {
+            timed_out: true,
+            ..Failure::io(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "no answer before upstream.timeout",
+            ))
         }
     }
 }
@@ -90,13 +103,18 @@ impl std::fmt::Display for LengthMismatch {
 
 impl std::error::Error for LengthMismatch {}
 
-/// One upstream connection: the socket and its two buffers.
+/// One upstream connection: the socket, its two buffers and its timer.
 pub(crate) struct Conn {
     io: TcpStream,
     /// Bytes read and not yet consumed (empty while idle).
     rbuf: BytesMut,
     /// The request being written (reused from request to request).
     wbuf: Vec<u8>,
+    /// The deadline of the exchange in progress, reused from request to
+    /// request: moving a registered timer later is one atomic operation,
+    /// where a new timer per request is registered in and removed from the
+    /// timer wheel under its lock. `None` while an exchange holds it.
+    timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl Conn {
@@ -222,12 +240,15 @@ impl H1Pool {
     }
 
     /// Sends the request on an idle connection of this I/O thread or a new
-    /// one, and returns the answer once its head arrived.
+    /// one, and returns the answer once its head arrived, at most `timeout`
+    /// from now (then [`Failure::timed_out`]).
     pub(crate) async fn send(
         self: &Arc<Self>,
         head: Head<'_>,
         mut body: BoxBody,
+        timeout: Duration,
     ) -> Result<Response<BoxBody>, Failure> {
+        let deadline = tokio::time::Instant::now() + timeout;
         let slot = worker::current_slot();
         let sending = head.sending(&body.size_hint(), body.is_end_stream());
         // The first part of the body, if already there, goes out with the head.
@@ -246,25 +267,31 @@ impl H1Pool {
             return Err(Failure::body(Box::new(LengthMismatch)));
         }
         head.check_target().map_err(Failure::io)?;
-        let mut conn = loop {
+        let (mut conn, mut timer) = loop {
             let (mut conn, reused) = match self.checkout(slot) {
                 Some(c) => (c, true),
-                None => (self.connect().await?, false),
+                None => (self.connect(deadline).await?, false),
             };
-            match write_start(&mut conn, &head, sending, first.as_ref(), body_done).await {
-                Ok(()) => break conn,
+            let mut timer = arm(&mut conn.timer, deadline);
+            let start = write_start(&mut conn, &head, sending, first.as_ref(), body_done);
+            match until(&mut timer, start).await {
+                Ok(()) => break (conn, timer),
                 // A reused connection that went away: the upstream cannot
                 // have read the request; send it on the next one.
-                Err(_) if reused => continue,
+                Err(e) if reused && !e.timed_out => continue,
                 Err(e) => return Err(e),
             }
         };
-        if !body_done {
-            conn.send_body(&mut body, sending, first_len).await?;
-        }
-        drop(body);
         let head_request = *head.method == Method::HEAD;
-        let answer = conn.read_head(head_request).await?;
+        let answer = until(&mut timer, async {
+            if !body_done {
+                conn.send_body(&mut body, sending, first_len).await?;
+            }
+            drop(body);
+            conn.read_head(head_request).await
+        })
+        .await?;
+        conn.timer = Some(timer);
         Ok(self.respond(conn, answer, slot))
     }
 
@@ -341,27 +368,33 @@ impl H1Pool {
         }
     }
 
-    async fn connect(&self) -> Result<Conn, Failure> {
+    /// A new connection, within `connect_timeout` (a connect failure) and
+    /// the exchange's `deadline` (a timeout).
+    async fn connect(&self, deadline: tokio::time::Instant) -> Result<Conn, Failure> {
         let failed = |error: BoxError| Failure {
             connect: true,
-            body: false,
-            error,
+            ..Failure::io(error)
         };
-        let tcp = tokio::time::timeout(self.connect_timeout, TcpStream::connect(&self.addr))
-            .await
-            .map_err(|_| {
-                failed(Box::new(io::Error::new(
+        let connect_by = tokio::time::Instant::now() + self.connect_timeout;
+        let tcp =
+            tokio::time::timeout_at(connect_by.min(deadline), TcpStream::connect(&self.addr)).await;
+        let tcp = match tcp {
+            Ok(r) => r.map_err(|e| failed(Box::new(e)))?,
+            Err(_) if deadline < connect_by => return Err(Failure::timed_out()),
+            Err(_) => {
+                return Err(failed(Box::new(io::Error::new(
                     io::ErrorKind::TimedOut,
                     "connect timed out (upstream.connect_timeout)",
-                )))
-            })?
-            .map_err(|e| failed(Box::new(e)))?;
+                ))));
+            }
+        };
         // Small requests and answers go out at once (as nginx's tcp_nodelay).
         let _ = tcp.set_nodelay(true);
         Ok(Conn {
             io: tcp,
             rbuf: BytesMut::new(),
             wbuf: Vec::with_capacity(1024),
+            timer: None,
         })
     }
 
@@ -372,6 +405,33 @@ impl H1Pool {
             .and_then(|m| m.lock().ok().map(|i| i.len()))
             .unwrap_or(0)
     }
+}
+
+/// The connection's timer (or a new one) set to `deadline`.
+fn arm(timer: &mut Option<Pin<Box<Sleep>>>, deadline: tokio::time::Instant) -> Pin<Box<Sleep>> {
+    match timer.take() {
+        Some(mut t) => {
+            t.as_mut().reset(deadline);
+            t
+        }
+        None => Box::pin(tokio::time::sleep_until(deadline)),
+    }
+}
+
+/// `step`, unless `timer` fires first.
+async fn until<T>(
+    timer: &mut Pin<Box<Sleep>>,
+    step: impl Future<Output = Result<T, Failure>>,
+) -> Result<T, Failure> {
+    let mut step = std::pin::pin!(step);
+    poll_fn(|cx| {
+        if let Poll::Ready(r) = step.as_mut().poll(cx) {
+            return Poll::Ready(r);
+        }
+        ready!(timer.as_mut().poll(cx));
+        Poll::Ready(Err(Failure::timed_out()))
+    })
+    .await
 }
 
 /// Writes the head, and the body's first part if there is one.

@@ -79,6 +79,24 @@ fn is_identity(name: &str, extra: &[HeaderName]) -> bool {
         || extra.iter().any(|h| same_name(name, h.as_str()))
 }
 
+/// Where a name is in [`HOP_BY_HOP`] ([`TE_INDEX`] for `te`): one string
+/// match (by length first), cheaper than comparing with each of them.
+fn hop_index(name: &str) -> Option<usize> {
+    match name {
+        "connection" => Some(0),
+        "keep-alive" => Some(1),
+        "proxy-connection" => Some(2),
+        "proxy-authenticate" => Some(3),
+        "proxy-authorization" => Some(4),
+        "transfer-encoding" => Some(5),
+        "upgrade" => Some(6),
+        "te" => Some(TE_INDEX),
+        _ => None,
+    }
+}
+
+const TE_INDEX: usize = HOP_BY_HOP.len();
+
 /// Removes hop-by-hop headers, including any named in `Connection`.
 /// `te: trailers` survives (gRPC needs it).
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
@@ -87,12 +105,14 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     let mut found = [false; HOP_BY_HOP.len()];
     let mut te = false;
     for k in headers.keys() {
-        if *k == TE {
-            te = true;
-        } else if let Some(i) = HOP_BY_HOP.iter().position(|h| h == k)
-            && let Some(f) = found.get_mut(i)
-        {
-            *f = true;
+        match hop_index(k.as_str()) {
+            Some(TE_INDEX) => te = true,
+            Some(i) => {
+                if let Some(f) = found.get_mut(i) {
+                    *f = true;
+                }
+            }
+            None => {}
         }
     }
     if !te && !found.contains(&true) {
@@ -239,6 +259,44 @@ fn ip_header(ip: IpAddr) -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_name_match_agrees_with_the_hop_by_hop_list() {
+        for (i, h) in HOP_BY_HOP.iter().enumerate() {
+            assert_eq!(hop_index(h.as_str()), Some(i), "{h}");
+        }
+        assert_eq!(hop_index(TE.as_str()), Some(TE_INDEX));
+        for other in [
+            "host",
+            "user-agent",
+            "content-type",
+            "authorization",
+            "trailer",
+        ] {
+            assert_eq!(hop_index(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn each_hop_by_hop_name_alone_is_removed_and_others_kept() {
+        for h in HOP_BY_HOP.iter() {
+            let mut m = map(&[(h.as_str(), "x"), ("x-kept", "1")]);
+            remove_hop_by_hop(&mut m);
+            assert!(!m.contains_key(h), "{h} kept");
+            assert_eq!(m["x-kept"], "1");
+        }
+        // `te` other than `trailers` goes; `te: trailers` stays.
+        let mut m = map(&[("te", "gzip")]);
+        remove_hop_by_hop(&mut m);
+        assert!(m.is_empty());
+        let mut m = map(&[("te", "gzip, trailers")]);
+        remove_hop_by_hop(&mut m);
+        assert_eq!(m["te"], "trailers");
+        // A `te` named in Connection goes entirely.
+        let mut m = map(&[("connection", "te"), ("te", "trailers")]);
+        remove_hop_by_hop(&mut m);
+        assert!(m.is_empty());
+    }
 
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();

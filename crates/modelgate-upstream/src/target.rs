@@ -413,7 +413,8 @@ impl UpstreamTarget {
                     headers: send.headers,
                     inject: &self.inject,
                 };
-                tokio::time::timeout(self.timeout, pool.send(head, send.body)).await
+                // The deadline is the connection's own reused timer.
+                pool.send(head, send.body, self.timeout).await
             }
             _ => {
                 let req = match self.request(
@@ -433,19 +434,23 @@ impl UpstreamTarget {
                 };
                 let client = if grpc { grpc_client } else { rest_client };
                 let sent = client.request(req);
-                tokio::time::timeout(self.timeout, async move {
-                    match sent.await {
-                        Ok(r) => Ok(
-                            r.map(|b| b.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync())
-                        ),
-                        Err(e) => Err(Failure {
-                            connect: e.is_connect(),
-                            body: false,
-                            error: Box::new(e),
-                        }),
+                match tokio::time::timeout(self.timeout, sent).await {
+                    Ok(Ok(r)) => {
+                        Ok(r.map(|b| b.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync()))
                     }
-                })
-                .await
+                    Ok(Err(e)) => Err(Failure {
+                        connect: e.is_connect(),
+                        body: false,
+                        timed_out: false,
+                        error: Box::new(e),
+                    }),
+                    Err(_) => Err(Failure {
+                        connect: false,
+                        body: false,
+                        timed_out: true,
+                        error: "upstream.timeout".into(),
+                    }),
+                }
             }
         };
         let tripped = || {
@@ -454,18 +459,18 @@ impl UpstreamTarget {
                 .is_some_and(|f| f.load(Ordering::Acquire))
         };
         match result {
-            Err(_) => {
+            Err(e) if e.timed_out => {
                 self.count(i, "timeout");
                 Attempt::Failed {
                     err: (Reject::UpstreamTimeout, "timeout"),
                     retry: false,
                 }
             }
-            Ok(Err(_)) if tripped() => Attempt::Failed {
+            Err(_) if tripped() => Attempt::Failed {
                 err: (Reject::PayloadTooLarge { limit: 0 }, ""),
                 retry: false,
             },
-            Ok(Err(e)) if e.body || request_body_failed(&*e.error) => {
+            Err(e) if e.body || request_body_failed(&*e.error) => {
                 // The client's body failed (paused, broke off): not the
                 // endpoint's fault, and nothing to send again.
                 let detail = format!("request body to {}: {}", ep.display, error_chain(&*e.error));
@@ -474,7 +479,7 @@ impl UpstreamTarget {
                     retry: false,
                 }
             }
-            Ok(Err(e)) => {
+            Err(e) => {
                 let kind = if e.connect { "connect" } else { "protocol" };
                 self.count(i, kind);
                 if !grpc {
@@ -492,7 +497,7 @@ impl UpstreamTarget {
                     retry: e.connect || replayable,
                 }
             }
-            Ok(Ok(r)) => Attempt::Answer(r),
+            Ok(r) => Attempt::Answer(r),
         }
     }
 

@@ -84,7 +84,7 @@ async fn send_with(
         headers: &headers,
         inject: &[],
     };
-    pool.send(head, body).await
+    pool.send(head, body, Duration::from_secs(10)).await
 }
 
 async fn get(
@@ -312,4 +312,98 @@ async fn a_head_answer_has_no_body() {
     assert_eq!(resp.headers()["content-length"], "10");
     assert_eq!(text(resp).await, "");
     assert_eq!(pool.idle_count(worker::current_slot()), 1);
+}
+
+/// An upstream answering the first request on each connection, then
+/// reading and never answering again.
+async fn answers_once() -> Authority {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (mut tcp, _) = l.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut tmp = [0u8; 4096];
+                let mut answered = false;
+                loop {
+                    let n = tcp.read(&mut tmp).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&tmp[..n]);
+                    if !answered && buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        answered = true;
+                        let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                        if tcp.write_all(ok).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr.to_string().parse().unwrap()
+}
+
+/// Sends a GET with `timeout`; returns the outcome and how long it took.
+async fn timed_get(
+    pool: &Arc<H1Pool>,
+    auth: &Authority,
+    timeout: Duration,
+) -> (Result<Response<BoxBody>, Failure>, Duration) {
+    let host = HeaderValue::from_str(auth.as_str()).unwrap();
+    let headers = HeaderMap::new();
+    let head = Head {
+        method: &Method::GET,
+        path_and_query: "/",
+        host: &host,
+        headers: &headers,
+        inject: &[],
+    };
+    let started = std::time::Instant::now();
+    let r = pool.send(head, empty(), timeout).await;
+    (r, started.elapsed())
+}
+
+fn assert_timed_out(r: Result<Response<BoxBody>, Failure>, took: Duration) {
+    match r {
+        Ok(_) => panic!("answered, expected a timeout"),
+        Err(f) => assert!(f.timed_out && !f.connect && !f.body, "{}", f.error),
+    }
+    assert!(
+        took >= Duration::from_millis(100),
+        "gave up early: {took:?}"
+    );
+    assert!(took < Duration::from_secs(3), "waited too long: {took:?}");
+}
+
+#[tokio::test]
+async fn an_answer_that_never_comes_times_out_at_the_deadline() {
+    let auth = answers_once().await;
+    let pool = H1Pool::new(&auth, Duration::from_secs(1));
+    let timeout = Duration::from_millis(150);
+    // Fresh connection: answered. Reused at once (its timer moved later): silent.
+    let (r, _) = timed_get(&pool, &auth, timeout).await;
+    assert_eq!(text(send_ok(r)).await, "ok");
+    let (r, took) = timed_get(&pool, &auth, timeout).await;
+    assert_timed_out(r, took);
+    // A timed-out connection is not kept.
+    assert_eq!(pool.idle_count(worker::current_slot()), 0);
+}
+
+#[tokio::test]
+async fn a_reused_connection_whose_old_deadline_passed_gets_a_new_one() {
+    let auth = answers_once().await;
+    let pool = H1Pool::new(&auth, Duration::from_secs(1));
+    let timeout = Duration::from_millis(150);
+    let (r, _) = timed_get(&pool, &auth, timeout).await;
+    assert_eq!(text(send_ok(r)).await, "ok");
+    // The connection's timer fires while it is idle in the pool ...
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(pool.idle_count(worker::current_slot()), 1);
+    // ... and is set again for the next exchange: neither an instant
+    // timeout from the old deadline nor an unbounded wait.
+    let (r, took) = timed_get(&pool, &auth, timeout).await;
+    assert_timed_out(r, took);
 }
