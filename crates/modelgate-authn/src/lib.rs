@@ -50,6 +50,7 @@ pub mod parsers {
     }
 }
 
+use std::borrow::Cow;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -372,26 +373,27 @@ impl Authenticator {
     /// The one bearer token the request presents (in the listener's
     /// credential sources or a JWT rule's locations), if any; two different
     /// ones are refused.
-    fn presented_token(
+    fn presented_token<'a>(
         &self,
-        facts: &RequestFacts,
+        facts: &'a RequestFacts,
         sources: &[CredentialSource],
-    ) -> Result<Option<String>, AuthFailure> {
-        let mut tokens = Vec::new();
-        match find_credential(&facts.headers, sources) {
-            Ok(c) => tokens.push(c.value().to_string()),
-            Err(AuthFailure::CredentialNotFound) => {}
-            Err(e) => return Err(e),
+    ) -> Result<Option<Cow<'a, str>>, AuthFailure> {
+        let mut token: Option<Cow<'a, str>> =
+            credential::credential_in(&facts.headers, sources)?.map(Cow::Borrowed);
+        let mut several = false;
+        self.locations.each(
+            &facts.headers,
+            facts.query.as_deref(),
+            &mut |t| match &token {
+                Some(first) if *first != t => several = true,
+                Some(_) => {}
+                None => token = Some(t),
+            },
+        )?;
+        if several {
+            return Err(invalid(st::MULTIPLE_TOKENS));
         }
-        for t in self
-            .locations
-            .find(&facts.headers, facts.query.as_deref())?
-        {
-            if !tokens.contains(&t) {
-                tokens.push(t);
-            }
-        }
-        token::single(tokens)
+        Ok(token)
     }
 
     /// The identity of the active API key named `name`, taken on trust
