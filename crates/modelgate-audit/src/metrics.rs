@@ -85,9 +85,12 @@ struct Series {
     samples: Option<Arc<crate::tap::ModelSamples>>,
 }
 
-/// The cache's hasher: keyed with a per-process random seed like std's
-/// SipHash (lookups use client-sent model names), but several times cheaper
-/// for these short keys.
+/// The cache's hasher: several times cheaper than std's SipHash for these
+/// short keys, and still seeded per process (from addresses that ASLR
+/// randomises: the crate is built without `std` so as not to change the
+/// features every other user of foldhash is built with). Lookups may carry a
+/// client-sent model name, but only configured names are ever stored, so no
+/// key a client picks can grow the map or collide its way into a slow path.
 type Fast = foldhash::fast::RandomState;
 
 /// (protocol, decision, status, model name) → its series. Only configured
