@@ -144,8 +144,13 @@ pub enum Identity {
 
 impl Identity {
     pub fn principal(&self) -> Option<&Principal> {
+        self.shared_principal().map(|p| &**p)
+    }
+
+    /// [`Self::principal`], shared.
+    pub fn shared_principal(&self) -> Option<&Arc<Principal>> {
         match self {
-            Identity::Verified(a) => Some(a.principal()),
+            Identity::Verified(a) => Some(a.shared_principal()),
             Identity::Assumed(p) => Some(p),
             _ => None,
         }
@@ -265,7 +270,7 @@ impl Decider<'_> {
                 retry_after_secs: Some(1),
             })?;
         // 1. Read: normalise the head; refuse ambiguity and declared oversize.
-        let facts = facts::build(ask, request_id).map_err(|(_, r)| r)?;
+        let facts = facts::build(ask, request_id, d.grpc).map_err(|(_, r)| r)?;
         let facts = &*d.facts.insert(facts);
         check_declared_length(&facts.headers, listener.max_body_bytes)?;
         // 2. Route: only protocol paths (and, where served, admin paths) exist.

@@ -2,14 +2,16 @@
 //! request id, gRPC detection. Ambiguous requests are refused here, before
 //! anything matches on them.
 
-use http::HeaderMap;
 use http::header::{CONTENT_TYPE, HOST};
+use http::{HeaderMap, HeaderName};
 use modelgate_core::{Reject, RequestFacts};
-use modelgate_route::{normalize_host, normalize_path};
+use modelgate_route::{normalize_host_owned, normalized_path};
 
 use crate::decide::Ask;
 
-pub const X_REQUEST_ID: &str = "x-request-id";
+/// A `HeaderName` constant, so that a lookup or insert does not parse and
+/// validate the name each time.
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Whether the request is gRPC (`content-type: application/grpc[+proto]`).
 pub fn is_grpc(headers: &HeaderMap) -> bool {
@@ -42,21 +44,26 @@ fn fresh_request_id() -> String {
         .to_owned()
 }
 
-/// Builds the facts from what an adapter was asked, under request id `id`.
-pub fn build(ask: Ask, id: String) -> Result<RequestFacts, (String, Reject)> {
-    let grpc = is_grpc(&ask.headers);
+/// Builds the facts from what an adapter was asked, under request id `id`;
+/// `grpc` is [`is_grpc`] of its headers (the caller has it already).
+pub fn build(ask: Ask, id: String, grpc: bool) -> Result<RequestFacts, (String, Reject)> {
     let refuse = |r: Reject| (id.clone(), r);
     if !ask.method.as_str().bytes().all(|b| b.is_ascii_uppercase()) {
         return Err(refuse(Reject::BadRequest(
             "method must be upper-case".into(),
         )));
     }
-    let path = normalize_path(&ask.path).map_err(|e| refuse(Reject::BadRequest(e.to_string())))?;
-    if grpc && path != ask.path {
-        return Err(refuse(Reject::BadRequest(
-            "gRPC path is not canonical".into(),
-        )));
-    }
+    // The path as sent is kept (not copied) when it is already normal.
+    let path = match normalized_path(&ask.path) {
+        Ok(None) => ask.path,
+        Ok(Some(p)) if grpc && p != ask.path => {
+            return Err(refuse(Reject::BadRequest(
+                "gRPC path is not canonical".into(),
+            )));
+        }
+        Ok(Some(p)) => p,
+        Err(e) => return Err(refuse(Reject::BadRequest(e.to_string()))),
+    };
     let mut hosts = ask.headers.get_all(HOST).iter();
     let host_header = hosts.next();
     if hosts.next().is_some() {
@@ -73,7 +80,7 @@ pub fn build(ask: Ask, id: String) -> Result<RequestFacts, (String, Reject)> {
         ),
         (None, None) => None,
     }
-    .map(|h| normalize_host(&h));
+    .map(normalize_host_owned);
     Ok(RequestFacts {
         request_id: id,
         method: ask.method,

@@ -2,7 +2,9 @@
 //! client's protocol shape, or the backend's answer), one decision record and
 //! the metrics. Nothing else writes either.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use http::{HeaderValue, Response};
@@ -20,15 +22,17 @@ use crate::pipeline::Pipeline;
 pub struct Trace {
     pub request_id: String,
     pub client: SocketAddr,
-    pub method: String,
+    /// A standard method is a `&'static str` (no copy per request).
+    pub method: Cow<'static, str>,
     pub path: String,
     pub host: Option<String>,
     pub grpc: bool,
     pub received: Instant,
     pub protocol: Option<Protocol>,
     pub operation: Option<Operation>,
-    pub model: Option<String>,
-    pub identity: Option<(String, AuthMethod, Option<String>)>,
+    /// The model's log name (a configured model's shares its name).
+    pub model: Option<Arc<str>>,
+    pub identity: Option<Who>,
     pub authorized: bool,
     pub upstream: Option<String>,
     pub upstream_elapsed: Option<Duration>,
@@ -54,9 +58,17 @@ pub struct Trace {
     pub limit_headers: Option<http::HeaderMap>,
 }
 
+/// Who a request was from, as the record names them.
+pub enum Who {
+    /// A verified or assumed identity (shared, not copied).
+    Principal(Arc<Principal>),
+    /// An inactive API key's name (refused, but named in the record).
+    InactiveKey(String),
+}
+
 impl Trace {
-    pub fn identify(&mut self, p: &Principal) {
-        self.identity = Some((p.name.clone(), p.method, p.issuer.clone()));
+    pub fn identify(&mut self, p: &Arc<Principal>) {
+        self.identity = Some(Who::Principal(p.clone()));
     }
 
     /// The error shape the client expects.
@@ -84,7 +96,14 @@ impl Trace {
         reason: Option<&'a str>,
     ) -> Decision<'a> {
         let (identity, auth_method, issuer) = match &self.identity {
-            Some((n, m, i)) => (Some(n.as_str()), Some(m.as_str()), i.as_deref()),
+            Some(Who::Principal(p)) => (
+                Some(p.name.as_str()),
+                Some(p.method.as_str()),
+                p.issuer.as_deref(),
+            ),
+            Some(Who::InactiveKey(name)) => {
+                (Some(name.as_str()), Some(AuthMethod::ApiKey.as_str()), None)
+            }
             None => (None, None, None),
         };
         Decision {
@@ -223,7 +242,7 @@ impl Trace {
         Trace {
             request_id: String::new(),
             client,
-            method: method.to_string(),
+            method: static_method(method),
             path: crate::facts::truncated(path, 256).to_string(),
             host: None,
             grpc: false,
@@ -245,5 +264,16 @@ impl Trace {
             tokens_later: None,
             limit_headers: None,
         }
+    }
+}
+
+/// `method` without a copy when it is a standard one.
+fn static_method(method: &str) -> Cow<'static, str> {
+    const STANDARD: [&str; 9] = [
+        "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE",
+    ];
+    match STANDARD.iter().find(|m| **m == method) {
+        Some(m) => Cow::Borrowed(m),
+        None => Cow::Owned(method.to_string()),
     }
 }

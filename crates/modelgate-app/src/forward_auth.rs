@@ -159,7 +159,7 @@ pub async fn check(
             return rejected(p, metrics, &trace, r, None);
         }
     };
-    trace.method = orig.method.to_string();
+    trace.method = orig.method.to_string().into();
     trace.path = orig.path.chars().take(256).collect();
     let mut headers = parts.headers;
     for h in [

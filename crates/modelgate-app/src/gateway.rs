@@ -339,16 +339,19 @@ pub(crate) fn note(trace: &mut Trace, d: &Decision) {
     if let Some(route) = &d.route {
         trace.protocol = Some(route.protocol);
         trace.operation = Some(route.operation);
-        let name = route.model.log_name();
-        trace.model = (!name.is_empty()).then(|| name.to_string());
+        trace.model = match &route.model {
+            ModelRef::Known(m) => Some(m.shared().clone()),
+            ModelRef::Unknown(name) if !name.is_empty() => Some(Arc::from(name.as_str())),
+            _ => None,
+        };
     }
-    if let Some(p) = d.identity.principal() {
+    if let Some(p) = d.identity.shared_principal() {
         trace.identify(p);
     } else if let crate::decide::Identity::Failed(modelgate_core::AuthFailure::InactiveApiKey(
         name,
     )) = &d.identity
     {
-        trace.identity = Some((name.clone(), modelgate_core::AuthMethod::ApiKey, None));
+        trace.identity = Some(crate::finish::Who::InactiveKey(name.clone()));
     }
     trace.authorized = d.ruling.as_ref().is_some_and(|r| r.verdict.is_allow());
 }

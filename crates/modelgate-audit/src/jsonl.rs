@@ -34,10 +34,10 @@ pub(crate) fn write(out: &mut Vec<u8>, d: &Decision<'_>) {
     string(out, d.path);
     opt_str(out, b",\"host\":", d.host);
     opt_str(out, b",\"model\":", d.model);
-    opt_str(out, b",\"protocol\":", d.protocol);
-    opt_str(out, b",\"operation\":", d.operation);
+    opt_fixed(out, b",\"protocol\":", d.protocol);
+    opt_fixed(out, b",\"operation\":", d.operation);
     opt_str(out, b",\"identity\":", d.identity);
-    opt_str(out, b",\"auth_method\":", d.auth_method);
+    opt_fixed(out, b",\"auth_method\":", d.auth_method);
     opt_str(out, b",\"issuer\":", d.issuer);
     out.extend_from_slice(b",\"decision\":\"");
     out.extend_from_slice(d.decision.as_str().as_bytes());
@@ -46,7 +46,7 @@ pub(crate) fn write(out: &mut Vec<u8>, d: &Decision<'_>) {
     } else {
         b"\",\"authorized\":false,\"response\":"
     });
-    string(out, d.response);
+    fixed(out, d.response);
     opt_str(out, b",\"reason\":", d.reason);
     out.extend_from_slice(b",\"status\":");
     uint(out, u64::from(d.status));
@@ -82,7 +82,7 @@ pub(crate) fn write(out: &mut Vec<u8>, d: &Decision<'_>) {
 
 /// The flattened [`Rule`] fields.
 fn rule(out: &mut Vec<u8>, r: &Rule<'_>) {
-    opt_str(out, b",\"basis\":", r.basis);
+    opt_fixed(out, b",\"basis\":", r.basis);
     if let Some(p) = &r.policy {
         out.extend_from_slice(b",\"policy\":");
         policy(out, p);
@@ -119,6 +119,23 @@ fn policy(out: &mut Vec<u8>, p: &PolicyNote<'_>) {
     string(out, p.action);
     opt_str(out, b",\"would\":", p.would);
     out.push(b'}');
+}
+
+/// A value fixed in the code (a protocol, operation, method or basis
+/// name: lower-case words), which never needs escaping; checked in debug
+/// builds.
+fn fixed(out: &mut Vec<u8>, s: &'static str) {
+    debug_assert!(clean(s.as_bytes()), "{s:?} needs escaping");
+    out.push(b'"');
+    out.extend_from_slice(s.as_bytes());
+    out.push(b'"');
+}
+
+fn opt_fixed(out: &mut Vec<u8>, key: &[u8], v: Option<&'static str>) {
+    if let Some(v) = v {
+        out.extend_from_slice(key);
+        fixed(out, v);
+    }
 }
 
 fn opt_str(out: &mut Vec<u8>, key: &[u8], v: Option<&str>) {

@@ -80,12 +80,23 @@ struct Series {
     requests: Counter,
     total: Histogram,
     upstream: Histogram,
+    /// The admin UI's samples of a configured model (`None` for `""` and
+    /// unknown names, which get none).
+    samples: Option<Arc<crate::tap::ModelSamples>>,
 }
+
+/// The cache's hasher: several times cheaper than std's SipHash for these
+/// short keys, and still seeded per process (from addresses that ASLR
+/// randomises: the crate is built without `std` so as not to change the
+/// features every other user of foldhash is built with). Lookups may carry a
+/// client-sent model name, but only configured names are ever stored, so no
+/// key a client picks can grow the map or collide its way into a slow path.
+type Fast = foldhash::fast::RandomState;
 
 /// (protocol, decision, status, model name) → its series. Only configured
 /// model names (and `""`) are inserted, so the map is bounded by the config;
 /// it is cleared whenever the configured models change.
-type SeriesCache = HashMap<(&'static str, &'static str, u16, Arc<str>), Series>;
+type SeriesCache = HashMap<(&'static str, &'static str, u16, Arc<str>), Series, Fast>;
 
 /// The label sets made for one configured model, so that a reload that
 /// removes the model can remove its series (a `Family` cannot be searched
@@ -237,7 +248,7 @@ impl Metrics {
             config_reloads,
             keystore_keys,
             decisions_dropped,
-            series: RwLock::new(HashMap::new()),
+            series: RwLock::new(HashMap::default()),
             known_models: RwLock::new(HashSet::new()),
             made: Mutex::new(HashMap::new()),
             unknown_model: Arc::from(UNKNOWN_MODEL),
@@ -318,20 +329,6 @@ impl Metrics {
         }
     }
 
-    /// The `model` label of a request: a configured name, `""` or
-    /// [`UNKNOWN_MODEL`] (also if the set cannot be read: fail closed).
-    fn model_label(&self, model: Option<&str>) -> Arc<str> {
-        match model {
-            None | Some("") => self.no_model.clone(),
-            Some(name) => self
-                .known_models
-                .read()
-                .ok()
-                .and_then(|known| known.get(name).cloned())
-                .unwrap_or_else(|| self.unknown_model.clone()),
-        }
-    }
-
     /// Counts one finished request.
     pub fn record(
         &self,
@@ -339,9 +336,6 @@ impl Metrics {
         deny_reason: Option<&'static str>,
         upstream_error: Option<&'static str>,
     ) {
-        let model = self.model_label(d.model);
-        let known = !model.is_empty() && !Arc::ptr_eq(&model, &self.unknown_model);
-        self.tap.observe(d, &model, known);
         let protocol = d.protocol.unwrap_or("");
         let key = (
             protocol,
@@ -350,12 +344,15 @@ impl Metrics {
             d.model.unwrap_or(""),
         );
         let count = |s: &Series| {
+            self.tap.observe(d, s.samples.as_deref());
             s.requests.inc();
             s.total.observe(d.total_ms.as_secs_f64());
             if let Some(u) = d.upstream_ms {
                 s.upstream.observe(u.as_secs_f64());
             }
         };
+        // One lookup for a cached series (every configured model and `""`);
+        // the tap is fed under the read lock, which it never takes itself.
         let cached = match self.series.read() {
             Ok(cache) => cache.get(&key as &dyn SeriesKey).map(count).is_some(),
             Err(_) => false,
@@ -418,7 +415,11 @@ impl Metrics {
             model: LabelValue(model.clone()),
             protocol,
         };
+        let configured =
+            known.is_some() && !model.is_empty() && !Arc::ptr_eq(&model, &self.unknown_model);
         let series = Series {
+            samples: configured.then(|| self.tap.samples(&model)),
+
             requests: self
                 .requests
                 .get_or_create(&RequestLabels {
@@ -444,6 +445,7 @@ impl Metrics {
                 requests: series.requests.clone(),
                 total: series.total.clone(),
                 upstream: series.upstream.clone(),
+                samples: series.samples.clone(),
             };
             cache.insert((protocol, decision, status, model), copy);
         }

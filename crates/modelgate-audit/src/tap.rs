@@ -49,11 +49,8 @@ pub struct TapEvent {
 
 impl TapEvent {
     fn of(d: &Decision<'_>) -> Self {
-        let ts_ms =
-            d.ts.duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0, |t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX));
         Self {
-            ts_ms,
+            ts_ms: unix_ms(d),
             request_id: d.request_id.to_string(),
             method: d.method.to_string(),
             path: d.path.to_string(),
@@ -68,6 +65,41 @@ impl TapEvent {
             total_ms: d.total_ms.as_secs_f64() * 1000.0,
         }
     }
+
+    /// Overwrites `self` with `d`, reusing its strings' buffers: equal to
+    /// `*self = TapEvent::of(d)`, without an allocation once the buffers are
+    /// large enough (the steady state of the recent ring).
+    fn refill(&mut self, d: &Decision<'_>) {
+        fn set(to: &mut String, from: &str) {
+            to.clear();
+            to.push_str(from);
+        }
+        fn set_opt(to: &mut Option<String>, from: Option<&str>) {
+            match (to.as_mut(), from) {
+                (Some(t), Some(f)) => set(t, f),
+                (_, f) => *to = f.map(str::to_string),
+            }
+        }
+        self.ts_ms = unix_ms(d);
+        set(&mut self.request_id, d.request_id);
+        set(&mut self.method, d.method);
+        set(&mut self.path, d.path);
+        set_opt(&mut self.model, d.model);
+        set_opt(&mut self.identity, d.identity);
+        self.auth_method = d.auth_method;
+        self.decision = d.decision.as_str();
+        self.status = d.status;
+        set_opt(&mut self.reason, d.reason);
+        self.basis = d.rule.basis;
+        set_opt(&mut self.policy, d.rule.policy.as_ref().map(|p| p.name));
+        self.total_ms = d.total_ms.as_secs_f64() * 1000.0;
+    }
+}
+
+/// A decision's time as Unix milliseconds.
+fn unix_ms(d: &Decision<'_>) -> u64 {
+    d.ts.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// A model's traffic over the last [`WINDOW`].
@@ -91,11 +123,15 @@ struct Samples {
     counts: RateRing,
 }
 
+/// A configured model's samples, held by its pre-resolved metric series
+/// ([`crate::Metrics`]) so that a request reaches them without a map lookup.
+pub(crate) struct ModelSamples(Mutex<Samples>);
+
 /// See the module docs.
 pub struct DecisionTap {
     tx: broadcast::Sender<Arc<TapEvent>>,
     recent: Mutex<VecDeque<Arc<TapEvent>>>,
-    samples: Mutex<HashMap<Arc<str>, Samples>>,
+    samples: Mutex<HashMap<Arc<str>, Arc<ModelSamples>>>,
     /// Where the rate buckets of every model start.
     origin: Instant,
 }
@@ -112,23 +148,52 @@ impl Default for DecisionTap {
 }
 
 impl DecisionTap {
-    /// Records one decision. `model` is its metric label: a configured model
-    /// gets latency samples, other labels (`""`, unknown) do not.
-    pub(crate) fn observe(&self, d: &Decision<'_>, model: &Arc<str>, known: bool) {
-        let event = Arc::new(TapEvent::of(d));
-        if let Ok(mut r) = self.recent.lock() {
-            if r.len() == RECENT {
-                r.pop_front();
-            }
-            r.push_back(event.clone());
-        }
-        let _ = self.tx.send(event);
-        if known && let Ok(mut s) = self.samples.lock() {
-            let now = Instant::now();
-            let m = s.entry(model.clone()).or_insert_with(|| Samples {
+    /// The samples of configured model `model`, made on first use.
+    pub(crate) fn samples(&self, model: &Arc<str>) -> Arc<ModelSamples> {
+        let fresh = || {
+            Arc::new(ModelSamples(Mutex::new(Samples {
                 latency: VecDeque::new(),
                 counts: RateRing::new(self.origin),
-            });
+            })))
+        };
+        match self.samples.lock() {
+            Ok(mut s) => s.entry(model.clone()).or_insert_with(fresh).clone(),
+            // Not kept: the admin UI shows no samples, the request is counted.
+            Err(_) => fresh(),
+        }
+    }
+
+    /// Records one decision, and its latency in `samples` (a configured
+    /// model's; `""` and unknown model labels have none).
+    pub(crate) fn observe(&self, d: &Decision<'_>, samples: Option<&ModelSamples>) {
+        let live = self.tx.receiver_count() > 0;
+        if let Ok(mut r) = self.recent.lock() {
+            // The evicted event is reused when nobody else holds it (no
+            // subscriber has it queued or in hand): no allocation per request.
+            let evicted = if r.len() == RECENT {
+                r.pop_front()
+            } else {
+                None
+            };
+            let event = match evicted {
+                Some(mut e) => match Arc::get_mut(&mut e) {
+                    Some(slot) => {
+                        slot.refill(d);
+                        e
+                    }
+                    None => Arc::new(TapEvent::of(d)),
+                },
+                None => Arc::new(TapEvent::of(d)),
+            };
+            if live {
+                let _ = self.tx.send(event.clone());
+            }
+            r.push_back(event);
+        } else if live {
+            let _ = self.tx.send(Arc::new(TapEvent::of(d)));
+        }
+        if let Some(Ok(mut m)) = samples.map(|s| s.0.lock()) {
+            let now = Instant::now();
             m.counts.add(now, 1);
             if m.latency.len() == SAMPLES {
                 m.latency.pop_front();
@@ -161,7 +226,9 @@ impl DecisionTap {
         let Ok(s) = self.samples.lock() else {
             return ModelStats::default();
         };
-        let Some(m) = s.get(model) else {
+        let m = s.get(model).cloned();
+        drop(s);
+        let Some(Ok(m)) = m.as_ref().map(|m| m.0.lock()) else {
             return ModelStats {
                 rate_series: vec![0; BUCKETS],
                 latency_series: vec![0.0; BUCKETS],
@@ -217,6 +284,93 @@ fn percentile(v: &mut [f64], p: usize) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{Outcome, PolicyNote, Rule};
+
+    fn decision<'a>(id: &'a str, identity: Option<&'a str>) -> Decision<'a> {
+        Decision {
+            ts: SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_123),
+            request_id: id,
+            client: "127.0.0.1:1".parse().unwrap(),
+            method: "POST",
+            path: "/v2/models/iris/infer",
+            host: None,
+            model: Some("iris"),
+            protocol: Some("v2"),
+            operation: Some("infer"),
+            identity,
+            auth_method: identity.map(|_| "api_key"),
+            issuer: None,
+            decision: Outcome::Allow,
+            authorized: true,
+            response: "OK",
+            reason: identity.is_none().then_some("no identity"),
+            status: 200,
+            upstream: None,
+            upstream_ms: None,
+            upstream_ttfb_ms: None,
+            stream_ms: None,
+            total_ms: Duration::from_micros(1500),
+            rule: Rule {
+                basis: Some("policy"),
+                policy: identity.map(|_| PolicyNote {
+                    name: "p1",
+                    action: "ALLOW",
+                    would: None,
+                }),
+                ..Rule::default()
+            },
+            wristband: None,
+            tokens: None,
+        }
+    }
+
+    fn ids(events: &[Arc<TapEvent>]) -> Vec<String> {
+        events.iter().map(|e| e.request_id.clone()).collect()
+    }
+
+    #[test]
+    fn a_reused_event_equals_a_fresh_one() {
+        let tap = DecisionTap::default();
+        // Alternate fields present and absent so every `Option` is both
+        // overwritten and cleared by the reuse.
+        for i in 0..(RECENT + 7) {
+            let id = format!("r{i}");
+            let who = (i % 2 == 0).then_some("alice");
+            tap.observe(&decision(&id, who), None);
+        }
+        let (recent, _) = tap.subscribe();
+        assert_eq!(recent.len(), RECENT);
+        for (k, e) in recent.iter().enumerate() {
+            let i = k + 7;
+            let id = format!("r{i}");
+            let fresh = TapEvent::of(&decision(&id, (i % 2 == 0).then_some("alice")));
+            assert_eq!(
+                serde_json::to_value(&**e).unwrap(),
+                serde_json::to_value(&fresh).unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn events_a_subscriber_holds_are_never_overwritten() {
+        let tap = DecisionTap::default();
+        for i in 0..RECENT {
+            tap.observe(&decision(&format!("a{i}"), Some("alice")), None);
+        }
+        let (held, mut rx) = tap.subscribe();
+        let before = ids(&held);
+        for i in 0..10 {
+            tap.observe(&decision(&format!("b{i}"), None), None);
+        }
+        assert_eq!(ids(&held), before);
+        for i in 0..10 {
+            assert_eq!(rx.try_recv().unwrap().request_id, format!("b{i}"));
+        }
+        let (now, _) = tap.subscribe();
+        assert_eq!(now.len(), RECENT);
+        assert_eq!(now.last().unwrap().request_id, "b9");
+        assert_eq!(now.first().unwrap().request_id, "a10");
+    }
 
     #[test]
     fn percentiles_are_nearest_rank() {

@@ -36,26 +36,51 @@ pub fn find_credential(
     headers: &HeaderMap,
     sources: &[CredentialSource],
 ) -> Result<Credential, AuthFailure> {
-    let mut found: Option<String> = None;
+    credential_in(headers, sources)?
+        .map(|v| Credential {
+            value: v.to_string(),
+        })
+        .ok_or(AuthFailure::CredentialNotFound)
+}
+
+/// [`find_credential`] without the copy: the credential as a slice of its
+/// header (`None`: not found).
+pub(crate) fn credential_in<'a>(
+    headers: &'a HeaderMap,
+    sources: &[CredentialSource],
+) -> Result<Option<&'a str>, AuthFailure> {
+    let mut found: Option<&str> = None;
     let mut auth_values = headers.get_all(AUTHORIZATION).iter();
     let authorization = auth_values.next();
     if auth_values.next().is_some() {
         return Err(invalid("more than one Authorization header"));
     }
+    // `Authorization` split at its first space, once for every scheme.
+    let mut scheme_and_rest: Option<Option<(&str, &str)>> = None;
     for source in sources {
         let value = match source {
             CredentialSource::AuthorizationHeader { scheme } => {
                 let Some(v) = authorization else { continue };
-                let v = v
-                    .to_str()
-                    .map_err(|_| invalid("malformed Authorization header"))?;
-                let Some((s, rest)) = v.split_once(' ') else {
+                let split = match scheme_and_rest {
+                    Some(split) => split,
+                    None => {
+                        let v = v
+                            .to_str()
+                            .map_err(|_| invalid("malformed Authorization header"))?;
+                        let split = v
+                            .bytes()
+                            .position(|b| b == b' ')
+                            .map(|at| (&v[..at], &v[at + 1..]));
+                        *scheme_and_rest.insert(split)
+                    }
+                };
+                let Some((s, rest)) = split else {
                     continue;
                 };
                 if !s.eq_ignore_ascii_case(scheme) {
                     continue;
                 }
-                rest.trim().to_string()
+                rest.trim()
             }
             CredentialSource::Header { name } => {
                 let mut values = headers.get_all(name).iter();
@@ -66,7 +91,6 @@ pub fn find_credential(
                 v.to_str()
                     .map_err(|_| invalid("malformed credential header"))?
                     .trim()
-                    .to_string()
             }
         };
         if value.is_empty() {
@@ -75,15 +99,13 @@ pub fn find_credential(
         if value.len() > MAX_CREDENTIAL_LEN {
             return Err(invalid("credential too long"));
         }
-        match &found {
-            Some(f) if *f != value => return Err(invalid("more than one credential")),
+        match found {
+            Some(f) if f != value => return Err(invalid("more than one credential")),
             Some(_) => {}
             None => found = Some(value),
         }
     }
-    found
-        .map(|value| Credential { value })
-        .ok_or(AuthFailure::CredentialNotFound)
+    Ok(found)
 }
 
 #[cfg(test)]

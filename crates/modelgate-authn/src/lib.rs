@@ -50,6 +50,7 @@ pub mod parsers {
     }
 }
 
+use std::borrow::Cow;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -308,10 +309,23 @@ impl Authenticator {
                     .as_ref()
                     .is_some_and(|s| s.load().holds_secret_key(t))
         });
-        let issuer = token
-            .as_deref()
-            .filter(|_| !api_key)
-            .and_then(parse::peek_issuer);
+        // A token a provider verified before names that provider's issuer
+        // (its `iss` picked the provider): found by its cache tag, without
+        // decoding the token again. Otherwise the issuer is read from it.
+        let mut seen: Option<(&jwt::Provider, jwt::verified::TokenTag)> = None;
+        let issuer: Option<Cow<'_, str>> = match token.as_deref().filter(|_| !api_key) {
+            None => None,
+            Some(t) => {
+                seen = self
+                    .providers
+                    .iter()
+                    .find_map(|p| p.verified_tag(t).map(|tag| (p, tag)));
+                match seen {
+                    Some((p, _)) => Some(Cow::Borrowed(p.rule.issuer.as_str())),
+                    None => parse::peek_issuer(t).map(Cow::Owned),
+                }
+            }
+        };
         let provider = |kind: ProviderKind| {
             issuer.as_deref().and_then(|iss| {
                 self.providers
@@ -319,6 +333,8 @@ impl Authenticator {
                     .find(|p| p.kind == kind && p.rule.issuer == iss)
             })
         };
+        // The tag already computed, for the provider it was computed for.
+        let tag = |p: &jwt::Provider| seen.and_then(|(q, tag)| std::ptr::eq(p, q).then_some(tag));
         for method in &self.order {
             let principal = match (method, token.as_deref()) {
                 (IdentityMethod::ApiKey, Some(t)) if api_key => match &self.keys {
@@ -326,12 +342,12 @@ impl Authenticator {
                     None => return Err(AuthFailure::InvalidApiKey),
                 },
                 (IdentityMethod::Jwt, Some(t)) if !api_key => match provider(ProviderKind::Jwt) {
-                    Some(p) => p.verify_token(t, now).await?,
+                    Some(p) => p.verify_tagged(t, tag(p), now).await?,
                     None => continue,
                 },
                 (IdentityMethod::Kubernetes, Some(t)) if !api_key => {
                     match (provider(ProviderKind::ServiceAccount), &self.token_review) {
-                        (Some(p), _) => p.verify_token(t, now).await?,
+                        (Some(p), _) => p.verify_tagged(t, tag(p), now).await?,
                         (None, Some(r)) => Arc::new(r.verify(t, now).await?),
                         (None, None) => continue,
                     }
@@ -372,26 +388,27 @@ impl Authenticator {
     /// The one bearer token the request presents (in the listener's
     /// credential sources or a JWT rule's locations), if any; two different
     /// ones are refused.
-    fn presented_token(
+    fn presented_token<'a>(
         &self,
-        facts: &RequestFacts,
+        facts: &'a RequestFacts,
         sources: &[CredentialSource],
-    ) -> Result<Option<String>, AuthFailure> {
-        let mut tokens = Vec::new();
-        match find_credential(&facts.headers, sources) {
-            Ok(c) => tokens.push(c.value().to_string()),
-            Err(AuthFailure::CredentialNotFound) => {}
-            Err(e) => return Err(e),
+    ) -> Result<Option<Cow<'a, str>>, AuthFailure> {
+        let mut token: Option<Cow<'a, str>> =
+            credential::credential_in(&facts.headers, sources)?.map(Cow::Borrowed);
+        let mut several = false;
+        self.locations.each(
+            &facts.headers,
+            facts.query.as_deref(),
+            &mut |t| match &token {
+                Some(first) if *first != t => several = true,
+                Some(_) => {}
+                None => token = Some(t),
+            },
+        )?;
+        if several {
+            return Err(invalid(st::MULTIPLE_TOKENS));
         }
-        for t in self
-            .locations
-            .find(&facts.headers, facts.query.as_deref())?
-        {
-            if !tokens.contains(&t) {
-                tokens.push(t);
-            }
-        }
-        token::single(tokens)
+        Ok(token)
     }
 
     /// The identity of the active API key named `name`, taken on trust

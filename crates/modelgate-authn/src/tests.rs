@@ -333,3 +333,50 @@ async fn forward_plan_outputs_claims_and_strips_tokens() {
 }
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+#[tokio::test]
+async fn a_verified_token_is_routed_by_its_cache_tag_as_by_its_issuer() {
+    let k = TestKey::rsa("k", RSA_A, "RS256");
+    let a = build(&k, None, introspection_fetch());
+    let bearer = |t: &str| facts(&[("authorization", format!("Bearer {t}"))], None, None);
+    let user = bearer(&k.sign(&claims(ISS, "alice")));
+    let sa = bearer(&k.sign(&claims(K8S, "system:serviceaccount:a:b")));
+    let now = SystemTime::now();
+    let who = |r: Result<Authenticated, AuthFailure>| {
+        r.map(|a| (a.principal().name.clone(), a.principal().method))
+    };
+    for f in [&user, &sa] {
+        let first = who(a.authenticate(f, &sources(), now).await);
+        assert!(first.is_ok(), "{first:?}");
+        // Now cached by exactly one provider: the one its issuer names.
+        let Some(t) = f.headers["authorization"]
+            .to_str()
+            .unwrap()
+            .strip_prefix("Bearer ")
+        else {
+            panic!("no bearer token");
+        };
+        assert_eq!(
+            a.providers
+                .iter()
+                .filter(|p| p.verified_tag(t).is_some())
+                .count(),
+            1
+        );
+        assert_eq!(who(a.authenticate(f, &sources(), now).await), first);
+    }
+    assert_ne!(
+        who(a.authenticate(&user, &sources(), now).await),
+        who(a.authenticate(&sa, &sources(), now).await)
+    );
+    // Expired since: the cached path refuses it as a fresh authenticator does.
+    let later = now + Duration::from_secs(3600);
+    let fresh = build(&k, None, introspection_fetch());
+    for f in [&user, &sa] {
+        let cached = a.authenticate(f, &sources(), later).await.unwrap_err();
+        assert_eq!(
+            cached,
+            fresh.authenticate(f, &sources(), later).await.unwrap_err()
+        );
+    }
+}

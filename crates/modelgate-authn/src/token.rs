@@ -2,12 +2,15 @@
 //! `fromCookies`; with none given, `Authorization: Bearer` and the
 //! `access_token` query parameter), and removing them before forwarding.
 
+use std::borrow::Cow;
+
 use http::header::{AUTHORIZATION, COOKIE};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use modelgate_config::identity::{JwtHeader, JwtRule};
 use modelgate_core::AuthFailure;
 
 use crate::credential::MAX_CREDENTIAL_LEN;
+#[cfg(test)]
 use crate::jwt::status as st;
 
 /// The union of every rule's token locations.
@@ -78,23 +81,40 @@ impl TokenLocations {
         out
     }
 
-    /// Every distinct token found in these locations.
+    /// Every distinct token found in these locations (the tests' view of
+    /// [`Self::each`]).
+    #[cfg(test)]
     pub fn find(
         &self,
         headers: &HeaderMap,
         query: Option<&str>,
     ) -> Result<Vec<String>, AuthFailure> {
         let mut found: Vec<String> = Vec::new();
-        let mut add = |v: String| -> Result<(), AuthFailure> {
+        self.each(headers, query, &mut |v| {
+            if !found.iter().any(|f| *f == *v) {
+                found.push(v.into_owned());
+            }
+        })?;
+        Ok(found)
+    }
+
+    /// Calls `add` with every non-empty token found, in [`Self::find`]'s
+    /// order and with its errors (checked before any token is judged), as a
+    /// slice of the request where it needs no decoding.
+    pub(crate) fn each<'a>(
+        &self,
+        headers: &'a HeaderMap,
+        query: Option<&'a str>,
+        add: &mut dyn FnMut(Cow<'a, str>),
+    ) -> Result<(), AuthFailure> {
+        let mut add = |v: Cow<'a, str>| -> Result<(), AuthFailure> {
             if v.is_empty() {
                 return Ok(());
             }
             if v.len() > MAX_CREDENTIAL_LEN {
                 return Err(invalid("credential too long"));
             }
-            if !found.contains(&v) {
-                found.push(v);
-            }
+            add(v);
             Ok(())
         };
         for loc in &self.headers {
@@ -107,7 +127,7 @@ impl TokenLocations {
                     && v.is_char_boundary(p.len())
                     && v[..p.len()].eq_ignore_ascii_case(p)
                 {
-                    add(v[p.len()..].trim().to_string())?;
+                    add(Cow::Borrowed(v[p.len()..].trim()))?;
                 }
             }
         }
@@ -117,7 +137,7 @@ impl TokenLocations {
             for pair in q.split('&') {
                 let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
                 if self.params.iter().any(|p| *p == decode_component(k)) {
-                    add(decode_component(v))?;
+                    add(Cow::Owned(decode_component(v)))?;
                 }
             }
         }
@@ -127,12 +147,12 @@ impl TokenLocations {
                 for c in h.split(';') {
                     let (k, v) = c.trim().split_once('=').unwrap_or((c.trim(), ""));
                     if self.cookies.iter().any(|n| n == k) {
-                        add(v.trim_matches('"').to_string())?;
+                        add(Cow::Borrowed(v.trim_matches('"')))?;
                     }
                 }
             }
         }
-        Ok(found)
+        Ok(())
     }
 
     /// The query without token parameters (`None` if nothing is left).
@@ -187,6 +207,8 @@ pub(crate) fn strip_cookies(headers: &mut HeaderMap, drop: impl Fn(&str) -> bool
 
 /// The one token a request carries across all locations; several distinct
 /// ones are refused (Envoy requires all to be valid; we do not guess).
+/// `Authenticator::presented_token` applies the same rule as it goes.
+#[cfg(test)]
 pub fn single(tokens: Vec<String>) -> Result<Option<String>, AuthFailure> {
     match tokens.len() {
         0 => Ok(None),

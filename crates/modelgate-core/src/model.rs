@@ -44,6 +44,11 @@ impl ModelName {
         Ok(Self(Arc::from(s)))
     }
 
+    /// The name, shared (a clone is a reference count, not a copy).
+    pub fn shared(&self) -> &Arc<str> {
+        &self.0
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -6,7 +6,9 @@ pub mod normalize;
 mod protocol_path;
 mod table;
 
-pub use normalize::{NormalizeError, normalize_host, normalize_path};
+pub use normalize::{
+    NormalizeError, normalize_host, normalize_host_owned, normalize_path, normalized_path,
+};
 pub use protocol_path::{ParsedPath, parse_protocol_path};
 pub use table::{ModelRef, RouteMatch, RouteTable, is_admin_path};
 

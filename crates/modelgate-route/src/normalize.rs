@@ -57,6 +57,12 @@ fn hex(b: u8) -> Option<u8> {
 
 /// Normalises a request path (without its query).
 pub fn normalize_path(raw: &str) -> Result<String, NormalizeError> {
+    Ok(normalized_path(raw)?.unwrap_or_else(|| raw.to_string()))
+}
+
+/// [`normalize_path`] without a copy in the common case: `None` when `raw`
+/// is already normal (nothing to decode, merge or resolve).
+pub fn normalized_path(raw: &str) -> Result<Option<String>, NormalizeError> {
     if raw.len() > MAX_PATH {
         return Err(NormalizeError::TooLong);
     }
@@ -64,7 +70,7 @@ pub fn normalize_path(raw: &str) -> Result<String, NormalizeError> {
         return Err(NormalizeError::NotAbsolute);
     }
     if is_canonical(raw) {
-        return Ok(raw.to_string());
+        return Ok(None);
     }
     // Pass 1: check characters and decode escapes of unreserved characters.
     let bytes = raw.as_bytes();
@@ -125,16 +131,55 @@ pub fn normalize_path(raw: &str) -> Result<String, NormalizeError> {
     if path.is_empty() || (trailing && !path.ends_with('/')) {
         path.push('/');
     }
-    Ok(path)
+    Ok(Some(path))
 }
 
-/// The common case: nothing to decode, merge or resolve (one pass, no work).
+/// The common case: nothing to decode, merge or resolve. One pass over the
+/// bytes: no byte to refuse or decode, no empty segment (`//`) and no `.` or
+/// `..` segment.
 fn is_canonical(raw: &str) -> bool {
+    // Length of the current segment, and whether it is all dots so far.
+    let mut seg_len = 0usize;
+    let mut dots = true;
+    let mut first = true;
+    for &c in raw.as_bytes() {
+        if c < 0x20 || c == 0x7f || matches!(c, b'%' | b'\\' | b'#' | b';') {
+            return false;
+        }
+        if c == b'/' {
+            // An empty segment between two slashes, or a dot segment.
+            if !first && (seg_len == 0 || (dots && seg_len <= 2)) {
+                return false;
+            }
+            first = false;
+            seg_len = 0;
+            dots = true;
+        } else {
+            seg_len += 1;
+            dots &= c == b'.';
+        }
+    }
+    // The last segment: `.` or `..` (an empty one is a trailing `/`).
+    !(seg_len > 0 && dots && seg_len <= 2)
+}
+
+/// [`normalize_host`] of an owned host, without a copy in the common case
+/// (a lower-case name or IPv4 address, perhaps with a port: the port is cut).
+pub fn normalize_host_owned(mut raw: String) -> String {
     let b = raw.as_bytes();
-    let clean_bytes = b
-        .iter()
-        .all(|&c| c >= 0x20 && c != 0x7f && !matches!(c, b'%' | b'\\' | b'#' | b';'));
-    clean_bytes && !raw.contains("//") && !raw.split('/').any(|seg| seg == "." || seg == "..")
+    let name_end = b.iter().position(|&c| c == b':').unwrap_or(b.len());
+    let (name, port) = b.split_at(name_end);
+    let simple = !name.is_empty()
+        && name
+            .iter()
+            .all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'.')
+        && name.last() != Some(&b'.')
+        && port.iter().skip(1).all(u8::is_ascii_digit);
+    if !simple {
+        return normalize_host(&raw);
+    }
+    raw.truncate(name_end);
+    raw
 }
 
 /// Lower-cases a host and strips any userinfo, its port and trailing dots
@@ -247,6 +292,22 @@ mod tests {
             if is_canonical(&raw) {
                 prop_assert_eq!(normalize_path(&raw), Ok(raw.clone()));
             }
+        }
+
+        #[test]
+        fn one_pass_canonical_check_matches_its_definition(raw in "/[a/.%;#\\\\\\x01é]{0,24}") {
+            let b = raw.as_bytes();
+            let reference = b
+                .iter()
+                .all(|&c| c >= 0x20 && c != 0x7f && !matches!(c, b'%' | b'\\' | b'#' | b';'))
+                && !raw.contains("//")
+                && !raw.split('/').any(|seg| seg == "." || seg == "..");
+            prop_assert_eq!(is_canonical(&raw), reference);
+        }
+
+        #[test]
+        fn owned_host_fast_path_agrees(raw in "[a-zA-Z0-9.:@\\[\\] -]{0,24}") {
+            prop_assert_eq!(normalize_host_owned(raw.clone()), normalize_host(&raw));
         }
 
         #[test]

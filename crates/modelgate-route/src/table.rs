@@ -74,7 +74,8 @@ pub struct RouteTable {
     any_openai: bool,
 }
 
-const SELDON_MODEL: &str = "seldon-model";
+/// A `HeaderName` constant: a lookup does not parse the name each time.
+const SELDON_MODEL: http::HeaderName = http::HeaderName::from_static("seldon-model");
 
 /// Whether `path` (normalised) is modelgate's admin API or UI: `/admin` or
 /// below it. Such paths are never forwarded; the caller serves them only on

@@ -214,3 +214,29 @@ fn a_reload_drops_the_series_of_removed_models_and_keeps_the_others() {
     let text = m.encode();
     assert!(text.contains("modelgate_requests_total{model=\"iris\",protocol=\"v2\",decision=\"deny\",status=\"200\"} 1"), "{text}");
 }
+
+#[test]
+fn admin_samples_follow_configured_models_through_the_cached_series() {
+    let m = Metrics::new();
+    m.set_models(["iris"]);
+    for _ in 0..3 {
+        m.record(&decision(Some("iris"), 200), None, None);
+    }
+    m.record(&decision(Some("nope"), 200), None, None);
+    m.record(&decision(None, 200), None, None);
+    let now = std::time::Instant::now();
+    assert_eq!(m.tap.stats("iris", now).requests, 3);
+    assert_eq!(m.tap.stats("nope", now).requests, 0);
+    assert_eq!(m.tap.stats(UNKNOWN_MODEL, now).requests, 0);
+    assert_eq!(m.tap.stats("", now).requests, 0);
+    // Removed: its samples go; added again: counted afresh.
+    m.set_models(["other"]);
+    m.record(&decision(Some("iris"), 200), None, None);
+    assert_eq!(m.tap.stats("iris", now).requests, 0);
+    m.set_models(["iris"]);
+    m.record(&decision(Some("iris"), 200), None, None);
+    assert_eq!(m.tap.stats("iris", std::time::Instant::now()).requests, 1);
+    // Every record reached the live view.
+    let (recent, _) = m.tap.subscribe();
+    assert_eq!(recent.len(), 7);
+}

@@ -22,7 +22,7 @@ use claims::check_audience;
 pub use claims::{claim_value, claims_principal, service_account_namespace};
 use keys::{VerifyError, verify_hmac};
 use parse::Jwt;
-use verified::{Verified, VerifiedCache};
+use verified::{TokenTag, Verified, VerifiedCache};
 
 /// What kind of identity a provider's tokens carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,11 +55,31 @@ impl Provider {
         token: &str,
         now: SystemTime,
     ) -> Result<Arc<Principal>, AuthFailure> {
+        self.verify_tagged(token, None, now).await
+    }
+
+    /// The cache tag of `token` if this provider verified it before (it
+    /// may have expired since: [`Self::verify_tagged`] checks). Only tokens
+    /// whose `iss` is this provider's issuer are ever verified here, so a
+    /// hit names the token's issuer without decoding it.
+    pub(crate) fn verified_tag(&self, token: &str) -> Option<TokenTag> {
+        let key = self.verified.key(token);
+        self.verified.holds(&key).then_some(key)
+    }
+
+    /// [`Self::verify_token`], with the token's tag when the caller has it
+    /// ([`Self::verified_tag`]).
+    pub(crate) async fn verify_tagged(
+        &self,
+        token: &str,
+        tag: Option<TokenTag>,
+        now: SystemTime,
+    ) -> Result<Arc<Principal>, AuthFailure> {
         let r = &self.rule;
         let now_s = now
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let key = self.verified.key(token);
+        let key = tag.unwrap_or_else(|| self.verified.key(token));
         if let Some(hit) = self.verified.get(&key) {
             let keys_current = match &hit.keys {
                 None => true,

@@ -51,6 +51,11 @@ impl VerifiedCache {
         crate::siphash::siphash128::<1, 3>(self.secret, token.as_bytes())
     }
 
+    /// Whether `key` is cached (without counting as a use).
+    pub fn holds(&self, key: &TokenTag) -> bool {
+        self.map.contains_key(key)
+    }
+
     pub fn get(&self, key: &TokenTag) -> Option<Verified> {
         self.map.get(key)
     }
