@@ -8,9 +8,12 @@ use serde_json::ser::{CompactFormatter, Formatter};
 
 use crate::TensorData;
 
-/// A tensor's elements as one flat JSON list.
+/// A tensor's elements as one flat JSON list, through serde (the reference
+/// [`flat`] is tested against).
+#[cfg(test)]
 pub struct Flat<'a>(pub &'a TensorData);
 
+#[cfg(test)]
 impl Serialize for Flat<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self.0 {
@@ -66,7 +69,7 @@ pub fn usizes(out: &mut Vec<u8>, v: &[usize]) {
 }
 
 /// Appends a tensor's elements as one flat JSON list, byte for byte what
-/// [`Flat`] serializes to (serde_json's own number formatting, `null` for a
+/// serde_json writes for the slice (its own number formatting, `null` for a
 /// non-finite float), without serde's per-element calls.
 pub fn flat(out: &mut Vec<u8>, data: &TensorData) -> Result<(), modelgate_core::Reject> {
     fn list<T: Copy>(

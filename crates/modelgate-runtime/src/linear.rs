@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 
 use tract_onnx::pb::{self, type_proto};
-use tract_onnx::prelude::{DatumType, TValue, TVec};
+use tract_onnx::prelude::{DatumType, TValue, TVec, tvec};
 
 use crate::{OutputTensor, TensorData};
 
@@ -329,13 +329,13 @@ impl LinearKernel {
                 // The last output of a value takes it; earlier ones copy it.
                 let last = !self.outputs[index + 1..].contains(v);
                 let (shape, data) = match v {
-                    Value::Label => (vec![rows], TensorData::Int64(take(&mut labels, last)?)),
+                    Value::Label => (tvec![rows], TensorData::Int64(take(&mut labels, last)?)),
                     Value::Scores => (
-                        vec![rows, width],
+                        tvec![rows, width],
                         TensorData::Fp32(take(&mut scores, last)?),
                     ),
                     Value::Normalized => (
-                        vec![rows, width],
+                        tvec![rows, width],
                         TensorData::Fp32(take(&mut normalized, last)?),
                     ),
                     Value::Input => return None,

@@ -178,7 +178,8 @@ pub struct InputTensor<'a> {
 pub struct OutputTensor {
     /// Index into the model's outputs (name, datatype, class labels).
     pub index: usize,
-    pub shape: Vec<usize>,
+    /// Inline up to four dimensions (no allocation for the usual shapes).
+    pub shape: tract_onnx::prelude::TVec<usize>,
     pub data: TensorData,
 }
 
