@@ -9,7 +9,9 @@
 //! answered as one frame plus `grpc-status: 0` trailers, exactly as tonic
 //! would. Everything else goes through the generated server.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
 use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{HeaderMap, Response};
 use http_body_util::BodyExt;
@@ -28,7 +30,7 @@ use tonic::{Code, Request, Status};
 
 use crate::http_io::read_body;
 use crate::model::LoadedModel;
-use crate::{Datatype, InputTensor, Runtime, TensorData, infer};
+use crate::{Datatype, InputTensor, OutputTensor, Runtime, TensorData, infer};
 
 /// Server name reported by `ServerMetadata`.
 pub const SERVER_NAME: &str = "modelgate";
@@ -51,10 +53,18 @@ pub async fn serve(rt: &Runtime, req: http::Request<BoxBody>) -> Response<BoxBod
     };
     if parts.uri.path() == MODEL_INFER
         && !parts.headers.contains_key("grpc-encoding")
-        && let Some(req) = single_message(&bytes)
+        && let Some(mut req) = single_message(&bytes)
     {
-        return match model_infer(rt, req).await {
-            Ok(resp) => unary_ok(&resp),
+        return match run(rt, &mut req).await {
+            Ok((model, outputs, raw)) => unary_ok(
+                crate::grpc_out::Answer {
+                    model: &model,
+                    id: &req.id,
+                    outputs: &outputs,
+                    raw,
+                }
+                .frame(),
+            ),
             Err(s) => trailers_only(s),
         };
     }
@@ -93,15 +103,9 @@ fn single_message(body: &[u8]) -> Option<ModelInferRequest> {
     ModelInferRequest::decode(message).ok()
 }
 
-/// `resp` as a successful unary gRPC response: what tonic sends (the message
-/// in one frame, then `grpc-status: 0` trailers).
-fn unary_ok(resp: &ModelInferResponse) -> Response<BoxBody> {
-    let len = resp.encoded_len();
-    let mut frame = BytesMut::with_capacity(5 + len);
-    frame.put_u8(0);
-    frame.put_u32(u32::try_from(len).unwrap_or(u32::MAX));
-    // Cannot fail: the buffer has room for the whole message.
-    let _ = resp.encode(&mut frame);
+/// A framed message as a successful unary gRPC response: what tonic sends
+/// (the one frame, then `grpc-status: 0` trailers).
+fn unary_ok(frame: BytesMut) -> Response<BoxBody> {
     let mut trailers = HeaderMap::with_capacity(1);
     trailers.insert("grpc-status", HeaderValue::from_static("0"));
     let body = http_body_util::Full::new(frame.freeze())
@@ -196,20 +200,47 @@ impl GrpcInferenceService for Api {
 }
 
 /// One `ModelInfer` call: raw inputs are answered with raw outputs.
-async fn model_infer(rt: &Runtime, req: ModelInferRequest) -> Result<ModelInferResponse, Status> {
+async fn model_infer(
+    rt: &Runtime,
+    mut req: ModelInferRequest,
+) -> Result<ModelInferResponse, Status> {
+    let (model, outputs, raw) = run(rt, &mut req).await?;
+    Ok(response(&model, req.id, outputs, raw))
+}
+
+/// Runs the call's model (taking the inputs out of `req`): the model, the
+/// picked outputs and whether the inputs (so the outputs) are raw.
+async fn run(
+    rt: &Runtime,
+    req: &mut ModelInferRequest,
+) -> Result<(Arc<LoadedModel>, Vec<OutputTensor>, bool), Status> {
     let name = model_name(&req.model_name)?;
     let model = rt.lookup(&name, Some(&req.model_version)).map_err(status)?;
     let raw = !req.raw_input_contents.is_empty();
-    let inputs = decode_inputs(req.inputs, req.raw_input_contents).map_err(status)?;
+    let inputs = decode_inputs(
+        std::mem::take(&mut req.inputs),
+        std::mem::take(&mut req.raw_input_contents),
+    )
+    .map_err(status)?;
     let picked = infer::select_outputs(&model, req.outputs.iter().map(|o| o.name.as_str()))
         .map_err(status)?;
     let values = infer::check(&model, inputs).map_err(status)?;
     let (model, outputs) = rt.execute(model, values).await.map_err(status)?;
-    let outputs = infer::pick(outputs, &picked);
+    Ok((model, infer::pick(outputs, &picked), raw))
+}
+
+/// The answer as a prost message (the generated server's path; the direct
+/// path writes the same bytes with `grpc_out`).
+pub(crate) fn response(
+    model: &LoadedModel,
+    id: String,
+    outputs: Vec<OutputTensor>,
+    raw: bool,
+) -> ModelInferResponse {
     let mut resp = ModelInferResponse {
         model_name: model.name.to_string(),
         model_version: model.version.clone(),
-        id: req.id,
+        id,
         outputs: Vec::with_capacity(outputs.len()),
         ..Default::default()
     };
@@ -235,7 +266,7 @@ async fn model_infer(rt: &Runtime, req: ModelInferRequest) -> Result<ModelInferR
         }
         resp.outputs.push(out);
     }
-    Ok(resp)
+    resp
 }
 
 /// Decodes typed or raw inputs; mixing the two is refused.
