@@ -55,7 +55,11 @@ pub fn prepare(model: &LoadedModel, inputs: Vec<InputTensor<'_>>) -> Result<TVec
 /// MLServer and the KServe sklearn server do (the KServe docs' iris body names
 /// it `input-0`, Seldon's `predict`); a model with several inputs needs each
 /// by its own name.
-pub fn check(model: &LoadedModel, inputs: Vec<InputTensor<'_>>) -> Result<Checked, Reject> {
+pub fn check<'a>(
+    model: &LoadedModel,
+    inputs: impl IntoIterator<Item = InputTensor<'a>, IntoIter: ExactSizeIterator>,
+) -> Result<Checked, Reject> {
+    let inputs = inputs.into_iter();
     let mut slots: TVec<Option<(TVec<usize>, TensorData)>> =
         model.inputs.iter().map(|_| None).collect();
     let mut bound: TVec<Option<usize>> = (0..model.symbols).map(|_| None).collect();

@@ -105,7 +105,8 @@ async fn infer(
     headers: &HeaderMap,
 ) -> Result<Response<BoxBody>, Reject> {
     let all_binary = binary::flag(req.parameters.as_ref(), "binary_data_output", "the request")?;
-    let mut inputs = Vec::with_capacity(req.inputs.len());
+    // Inline for up to four inputs: no allocation.
+    let mut inputs: tract_onnx::prelude::TVec<_> = tract_onnx::prelude::TVec::new();
     for input in req.inputs {
         inputs.push(decode_input(input, &mut tail)?);
     }
