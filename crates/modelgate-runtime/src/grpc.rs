@@ -108,7 +108,10 @@ fn single_message(body: &[u8]) -> Option<ModelInferRequest> {
 fn unary_ok(frame: BytesMut) -> Response<BoxBody> {
     let mut trailers = HeaderMap::with_capacity(1);
     trailers.insert("grpc-status", HeaderValue::from_static("0"));
+    // `map_frame` hides the exact length, so no `content-length` is sent
+    // (tonic's streaming body sends none either).
     let body = http_body_util::Full::new(frame.freeze())
+        .map_frame(|f| f)
         .with_trailers(std::future::ready(Some(Ok(trailers))))
         .map_err(|never| match never {})
         .boxed_unsync();
