@@ -322,7 +322,7 @@ policies:
       audiences: [models]
 """)
     iris_body = json.dumps({"inputs": [{"name": "input", "shape": [2, 4], "datatype": "FP32", "data": peers.IRIS_ROWS}]})
-    return mg, key, idp, iris_body
+    return mg, key, idp, iris_body, grpc_body("input")
 
 
 def _callgrind_many(work: Path, upstream: str):

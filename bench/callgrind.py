@@ -33,6 +33,12 @@ WARMUP = 300
 CONC = 4
 OUT = Path(__file__).resolve().parent / "callgrind"
 OHA = os.environ.get("MODELGATE_OHA", str(Path.home() / ".cargo" / "bin" / "oha"))
+# Only the rows whose label contains this (e.g. "built-in"): a quicker loop while working on one path.
+ONLY = os.environ.get("BENCH_CALLGRIND_ONLY", "")
+
+
+def wanted(label: str) -> bool:
+    return not ONLY or ONLY in label
 
 
 def wrapper(work: Path, name: str, real: str) -> Path:
@@ -73,6 +79,18 @@ def load(url: str, n: int, method: str = "GET", body: str = "", headers: dict[st
     return int(m.group(1)) if m else 0
 
 
+def load_grpc(url: str, n: int, body: Path, headers: dict[str, str]) -> int:
+    """Sends exactly `n` gRPC calls (h2c, CONC connections, one stream each) with
+    the framed message in `body`; returns how many got HTTP 200 (the caller checks
+    grpc-status once beforehand: h2load does not read trailers)."""
+    args = ["h2load", "-n", str(n), "-c", str(CONC), "-m", "1", "-d", str(body)]
+    for k, v in {"content-type": "application/grpc", "te": "trailers", **headers}.items():
+        args += ["-H", f"{k}: {v}"]
+    out = subprocess.run([*args, url], capture_output=True, text=True, timeout=600).stdout
+    m = re.search(r"status codes: (\d+) 2xx", out)
+    return int(m.group(1)) if m else 0
+
+
 def control(pid: int, *args: str) -> None:
     subprocess.run(["callgrind_control", *args, str(pid)], capture_output=True, check=True, timeout=120)
 
@@ -88,16 +106,23 @@ def totals(path: Path) -> int:
     return 0
 
 
-def measure(work: Path, name: str, pids: list[int], label: str, url: str, method="GET", body="", headers=None) -> dict:
-    """Instructions per request of the processes `pids` for N requests to `url`."""
-    ok = load(url, WARMUP, method, body, headers)
+def measure(work: Path, name: str, pids: list[int], label: str, url: str, method="GET", body="", headers=None,
+            grpc: Path | None = None) -> dict:
+    """Instructions per request of the processes `pids` for N requests to `url`
+    (gRPC calls with the framed message in `grpc` when given)."""
+    def send(n: int) -> int:
+        if grpc is not None:
+            return load_grpc(url, n, grpc, headers or {})
+        return load(url, n, method, body, headers)
+
+    ok = send(WARMUP)
     if ok != WARMUP:
         raise RuntimeError(f"{label}: {ok}/{WARMUP} warm-up requests answered 2xx")
     for pid in pids:
         control(pid, "-i", "on")
         control(pid, "-z")
     before = dumps(work, name)
-    ok = load(url, N, method, body, headers)
+    ok = send(N)
     time.sleep(0.1)  # let the decision-log writer flush its batch
     for pid in pids:
         control(pid, "-d")
@@ -122,16 +147,17 @@ def run(work: Path, static_block: str, proxy_block, modelgate_cfg, many_cfg=None
     hdr = {"Content-Type": "application/json"}
     real_nginx = peers.NGINX_BIN
     try:
-        peers.NGINX_BIN = str(wrapper(work, "nginx", real_nginx))
-        ng = peers.start_nginx(work / "nginx", proxy_block(up.url), worker_processes=1, timeout=60)
-        peers.NGINX_BIN = real_nginx
-        time.sleep(1.0)
-        procs = [ng.pid, *_children(ng.pid)]
-        rows.append(measure(work, "nginx", procs, "nginx plain proxy", f"{ng.url}/v1/models/fast:predict", "POST", body, hdr))
-        ng.stop()
+        if wanted("nginx plain proxy"):
+            peers.NGINX_BIN = str(wrapper(work, "nginx", real_nginx))
+            ng = peers.start_nginx(work / "nginx", proxy_block(up.url), worker_processes=1, timeout=60)
+            peers.NGINX_BIN = real_nginx
+            time.sleep(1.0)
+            procs = [ng.pid, *_children(ng.pid)]
+            rows.append(measure(work, "nginx", procs, "nginx plain proxy", f"{ng.url}/v1/models/fast:predict", "POST", body, hdr))
+            ng.stop()
         rows += _bare(work, up.url, body, hdr)
         rows += _modelgate(work, up.url, body, hdr, modelgate_cfg)
-        if many_cfg:
+        if many_cfg and wanted("modelgate API key, 1,000 models + 1,000 policies"):
             rows.append(_many(work, up.url, body, hdr, many_cfg))
     finally:
         peers.NGINX_BIN = real_nginx
@@ -150,6 +176,8 @@ def _bare(work: Path, upstream: str, body: str, hdr: dict) -> list[dict]:
     target = upstream.removeprefix("http://").rstrip("/")
     for mode, label in (("hyper", "bare hyper server + hyper client (floor)"),
                         ("lean", "bare hyper server + lean client (floor)")):
+        if not wanted(label):
+            continue
         port = peers.free_port()
         run = wrapper(work, f"bare-{mode}", real)
         proc = subprocess.Popen([str(run), f"127.0.0.1:{port}", target, mode],
@@ -178,21 +206,41 @@ def _modelgate(work: Path, upstream: str, body: str, hdr: dict, modelgate_cfg) -
     os.environ["MODELGATE_BIN"] = str(wrapper(work, "modelgate", real))
     os.environ.setdefault("MODELGATE_START_TIMEOUT", "120")
     try:
-        mg, key, idp, iris_body = modelgate_cfg(work, upstream)
+        mg, key, idp, iris_body, grpc_body = modelgate_cfg(work, upstream)
     finally:
         os.environ["MODELGATE_BIN"] = real
     rows = []
     try:
         u = f"{mg.url}/v1/models/fast:predict"
-        rows.append(measure(work, "modelgate", [mg.pid], "modelgate API key", u, "POST", body, {**hdr, "Authorization": f"Bearer {key}"}))
-        jwt = idp.token("urn:modelgate:rs256")
-        rows.append(measure(work, "modelgate", [mg.pid], "modelgate JWT RS256", u, "POST", body, {**hdr, "Authorization": f"Bearer {jwt}"}))
-        rows.append(measure(work, "modelgate", [mg.pid], "modelgate built-in iris V2", f"{mg.url}/v2/models/iris/infer", "POST", iris_body,
-                            {**hdr, "Authorization": f"Bearer {key}"}))
+        auth = {"Authorization": f"Bearer {key}"}
+        if wanted("modelgate API key"):
+            rows.append(measure(work, "modelgate", [mg.pid], "modelgate API key", u, "POST", body, {**hdr, **auth}))
+        if wanted("modelgate JWT RS256"):
+            jwt = idp.token("urn:modelgate:rs256")
+            rows.append(measure(work, "modelgate", [mg.pid], "modelgate JWT RS256", u, "POST", body, {**hdr, "Authorization": f"Bearer {jwt}"}))
+        if wanted("modelgate built-in iris V2"):
+            rows.append(measure(work, "modelgate", [mg.pid], "modelgate built-in iris V2", f"{mg.url}/v2/models/iris/infer", "POST", iris_body,
+                                {**hdr, **auth}))
+        if wanted("modelgate built-in iris V2 gRPC"):
+            grpc_url = f"{mg.url}/inference.GRPCInferenceService/ModelInfer"
+            _check_grpc(grpc_url, grpc_body, {"authorization": auth["Authorization"]})
+            rows.append(measure(work, "modelgate", [mg.pid], "modelgate built-in iris V2 gRPC", grpc_url,
+                                headers={"authorization": auth["Authorization"]}, grpc=grpc_body))
     finally:
         mg.stop()
         idp.stop()
     return rows
+
+
+def _check_grpc(url: str, body: Path, headers: dict[str, str]) -> None:
+    """One call with curl, so the row counts answers, not gRPC errors in 200s."""
+    args = ["curl", "-sS", "--http2-prior-knowledge", "-o", "/dev/null", "-D", "-", "--data-binary", f"@{body}",
+            "-H", "content-type: application/grpc", "-H", "te: trailers"]
+    for k, v in headers.items():
+        args += ["-H", f"{k}: {v}"]
+    out = subprocess.run([*args, url], capture_output=True, text=True, timeout=60).stdout.lower()
+    if "grpc-status: 0" not in out:
+        raise RuntimeError(f"gRPC check failed: {out!r}")
 
 
 def _many(work: Path, upstream: str, body: str, hdr: dict, many_cfg) -> dict:

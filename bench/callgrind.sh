@@ -7,4 +7,6 @@
 #
 #   bench/callgrind.sh
 #   BENCH_CALLGRIND_REQUESTS=10000 bench/callgrind.sh
+#   BENCH_CALLGRIND_ONLY=built-in bench/callgrind.sh   # only rows whose label contains it
+#     (a partial run rewrites the section with those rows only: re-run all before committing it)
 exec "$(dirname "$0")/run.sh" instructions

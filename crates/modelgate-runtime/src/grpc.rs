@@ -3,8 +3,17 @@
 //! `raw_input_contents`, and answers in the same form (raw in, raw out, as
 //! Triton does). Rejections become gRPC statuses with the codes of
 //! [`Reject::grpc_code`].
+//!
+//! A plain `ModelInfer` call (one uncompressed message that decodes) is
+//! served without tonic's stack: decoded with prost from the body read here,
+//! answered as one frame plus `grpc-status: 0` trailers, exactly as tonic
+//! would. Everything else goes through the generated server.
 
-use http::Response;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use http::header::{CONTENT_TYPE, HeaderValue};
+use http::{HeaderMap, Response};
 use http_body_util::BodyExt;
 use modelgate_core::{BoxBody, BoxError, ModelName, Reject, full};
 use modelgate_proto::inference::{
@@ -15,12 +24,13 @@ use modelgate_proto::inference::{
     model_infer_response::InferOutputTensor, model_metadata_response::TensorMetadata,
 };
 use modelgate_proto::{GrpcInferenceService, GrpcInferenceServiceServer};
+use prost::Message;
 use tonic::codegen::Service;
 use tonic::{Code, Request, Status};
 
 use crate::http_io::read_body;
 use crate::model::LoadedModel;
-use crate::{Datatype, InputTensor, Runtime, TensorData, infer};
+use crate::{Datatype, InputTensor, OutputTensor, Runtime, TensorData, infer};
 
 /// Server name reported by `ServerMetadata`.
 pub const SERVER_NAME: &str = "modelgate";
@@ -41,14 +51,75 @@ pub async fn serve(rt: &Runtime, req: http::Request<BoxBody>) -> Response<BoxBod
         }
         Err(r) => return trailers_only(status(r)),
     };
+    if parts.uri.path() == MODEL_INFER
+        && !parts.headers.contains_key("grpc-encoding")
+        && let Some(mut req) = single_message(&bytes)
+    {
+        return match run(rt, &mut req).await {
+            Ok((model, outputs, raw)) => unary_ok(
+                crate::grpc_out::Answer {
+                    model: &model,
+                    id: &req.id,
+                    outputs: &outputs,
+                    raw,
+                }
+                .frame(),
+            ),
+            Err(s) => trailers_only(s),
+        };
+    }
+    // Boxed: the generated server's future is large, and this path is rare.
+    Box::pin(serve_generated(rt, parts, bytes)).await
+}
+
+/// The gRPC path of `ModelInfer`.
+const MODEL_INFER: &str = "/inference.GRPCInferenceService/ModelInfer";
+
+async fn serve_generated(
+    rt: &Runtime,
+    parts: http::request::Parts,
+    bytes: Bytes,
+) -> Response<BoxBody> {
     let req = http::Request::from_parts(parts, full(bytes));
-    let mut svc =
-        GrpcInferenceServiceServer::new(Api { rt: rt.clone() }).max_decoding_message_size(limit);
+    let mut svc = GrpcInferenceServiceServer::new(Api { rt: rt.clone() })
+        .max_decoding_message_size(rt.max_body_bytes());
     let resp = match svc.call(req).await {
         Ok(resp) => resp,
         Err(never) => match never {},
     };
     resp.map(|b| b.map_err(|s| Box::new(s) as BoxError).boxed_unsync())
+}
+
+/// The request when `body` is exactly one uncompressed gRPC message that
+/// decodes; anything else is left to the generated server (and its errors).
+fn single_message(body: &[u8]) -> Option<ModelInferRequest> {
+    let [0, a, b, c, d, message @ ..] = body else {
+        return None;
+    };
+    let len = usize::try_from(u32::from_be_bytes([*a, *b, *c, *d])).ok()?;
+    if message.len() != len {
+        return None;
+    }
+    ModelInferRequest::decode(message).ok()
+}
+
+/// A framed message as a successful unary gRPC response: what tonic sends
+/// (the one frame, then `grpc-status: 0` trailers).
+fn unary_ok(frame: BytesMut) -> Response<BoxBody> {
+    let mut trailers = HeaderMap::with_capacity(1);
+    trailers.insert("grpc-status", HeaderValue::from_static("0"));
+    // `map_frame` hides the exact length, so no `content-length` is sent
+    // (tonic's streaming body sends none either).
+    let body = http_body_util::Full::new(frame.freeze())
+        .map_frame(|f| f)
+        .with_trailers(std::future::ready(Some(Ok(trailers))))
+        .map_err(|never| match never {})
+        .boxed_unsync();
+    let mut out = Response::new(body);
+    *out.version_mut() = http::Version::HTTP_2;
+    out.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    out
 }
 
 /// A gRPC response carrying only `status`, in its headers.
@@ -125,56 +196,87 @@ impl GrpcInferenceService for Api {
         &self,
         req: Request<ModelInferRequest>,
     ) -> Result<tonic::Response<ModelInferResponse>, Status> {
-        let req = req.into_inner();
-        let name = model_name(&req.model_name)?;
-        let model = self
-            .rt
-            .lookup(&name, Some(&req.model_version))
-            .map_err(status)?;
-        let raw = !req.raw_input_contents.is_empty();
-        let inputs = decode_inputs(req.inputs, req.raw_input_contents).map_err(status)?;
-        let picked = infer::select_outputs(&model, req.outputs.iter().map(|o| o.name.as_str()))
-            .map_err(status)?;
-        let values = infer::prepare(&model, inputs).map_err(status)?;
-        let (model, outputs) = self.rt.execute(model, values).await.map_err(status)?;
-        let outputs = infer::pick(outputs, &picked);
-        let mut resp = ModelInferResponse {
-            model_name: model.name.to_string(),
-            model_version: model.version.clone(),
-            id: req.id,
+        model_infer(&self.rt, req.into_inner())
+            .await
+            .map(tonic::Response::new)
+    }
+}
+
+/// One `ModelInfer` call: raw inputs are answered with raw outputs.
+async fn model_infer(
+    rt: &Runtime,
+    mut req: ModelInferRequest,
+) -> Result<ModelInferResponse, Status> {
+    let (model, outputs, raw) = run(rt, &mut req).await?;
+    Ok(response(&model, req.id, outputs, raw))
+}
+
+/// Runs the call's model (taking the inputs out of `req`): the model, the
+/// picked outputs and whether the inputs (so the outputs) are raw.
+async fn run(
+    rt: &Runtime,
+    req: &mut ModelInferRequest,
+) -> Result<(Arc<LoadedModel>, Vec<OutputTensor>, bool), Status> {
+    let name = model_name(&req.model_name)?;
+    let model = rt.lookup(&name, Some(&req.model_version)).map_err(status)?;
+    let raw = !req.raw_input_contents.is_empty();
+    let inputs = decode_inputs(
+        std::mem::take(&mut req.inputs),
+        std::mem::take(&mut req.raw_input_contents),
+    )
+    .map_err(status)?;
+    let picked = infer::select_outputs(&model, req.outputs.iter().map(|o| o.name.as_str()))
+        .map_err(status)?;
+    let values = infer::check(&model, inputs).map_err(status)?;
+    let (model, outputs) = rt.execute(model, values).await.map_err(status)?;
+    Ok((model, infer::pick(outputs, &picked), raw))
+}
+
+/// The answer as a prost message (the generated server's path; the direct
+/// path writes the same bytes with `grpc_out`).
+pub(crate) fn response(
+    model: &LoadedModel,
+    id: String,
+    outputs: Vec<OutputTensor>,
+    raw: bool,
+) -> ModelInferResponse {
+    let mut resp = ModelInferResponse {
+        model_name: model.name.to_string(),
+        model_version: model.version.clone(),
+        id,
+        outputs: Vec::with_capacity(outputs.len()),
+        ..Default::default()
+    };
+    for o in outputs {
+        let spec_name = model
+            .outputs
+            .get(o.index)
+            .map_or(String::new(), |s| s.name.clone());
+        let mut out = InferOutputTensor {
+            name: spec_name,
+            datatype: o.data.datatype().as_str().into(),
+            shape: o
+                .shape
+                .iter()
+                .map(|d| i64::try_from(*d).unwrap_or(i64::MAX))
+                .collect(),
             ..Default::default()
         };
-        for o in outputs {
-            let spec_name = model
-                .outputs
-                .get(o.index)
-                .map_or(String::new(), |s| s.name.clone());
-            let mut out = InferOutputTensor {
-                name: spec_name,
-                datatype: o.data.datatype().as_str().into(),
-                shape: o
-                    .shape
-                    .iter()
-                    .map(|d| i64::try_from(*d).unwrap_or(i64::MAX))
-                    .collect(),
-                ..Default::default()
-            };
-            if raw {
-                resp.raw_output_contents.push(o.data.to_le_bytes());
-            } else {
-                out.contents = Some(contents_of(o.data));
-            }
-            resp.outputs.push(out);
+        if raw {
+            resp.raw_output_contents.push(o.data.to_le_bytes());
+        } else {
+            out.contents = Some(contents_of(o.data));
         }
-        Ok(tonic::Response::new(resp))
+        resp.outputs.push(out);
     }
+    resp
 }
 
 /// Decodes typed or raw inputs; mixing the two is refused.
 fn decode_inputs(
     inputs: Vec<InferInputTensor>,
     raw: Vec<Vec<u8>>,
-) -> Result<Vec<InputTensor>, Reject> {
+) -> Result<Vec<InputTensor<'static>>, Reject> {
     if !raw.is_empty() && raw.len() != inputs.len() {
         return Err(Reject::BadRequest(format!(
             "raw_input_contents has {} entries for {} inputs",
@@ -198,7 +300,7 @@ fn decode_inputs(
             (None, c) => typed_contents(declared, c.unwrap_or_default()).map_err(bad)?,
         };
         out.push(InputTensor {
-            name: input.name,
+            name: input.name.into(),
             shape: input.shape,
             data,
         });

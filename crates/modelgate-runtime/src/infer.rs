@@ -6,22 +6,63 @@ use modelgate_core::Reject;
 use tract_onnx::prelude::{IntoTValue, TValue, TVec};
 
 use crate::model::{Dim, LoadedModel};
-use crate::{InputTensor, OutputTensor};
+use crate::{InputTensor, OutputTensor, TensorData};
 
 fn bad(msg: String) -> Reject {
     Reject::BadRequest(msg)
 }
 
+/// Request inputs checked against a model, in the model's input order, still
+/// as typed elements: the native kernel reads them in place, and only a
+/// tract run turns them into tensors ([`Checked::into_tract`]).
+#[derive(Debug)]
+pub struct Checked {
+    inputs: TVec<(TVec<usize>, TensorData)>,
+}
+
+impl Checked {
+    /// The only input, when it is FP32: its shape and elements.
+    pub fn single_f32(&self) -> Option<(&[usize], &[f32])> {
+        match self.inputs.as_slice() {
+            [(shape, TensorData::Fp32(x))] => Some((shape, x)),
+            _ => None,
+        }
+    }
+
+    /// Tract values, in the model's input order (moves the elements).
+    pub fn into_tract(self) -> Result<TVec<TValue>, Reject> {
+        let mut values = TVec::new();
+        for (shape, data) in self.inputs {
+            let tensor = data.into_tensor(&shape).map_err(|e| Reject::Internal {
+                detail: format!("building an input tensor: {e}"),
+            })?;
+            values.push(tensor.into_tvalue());
+        }
+        Ok(values)
+    }
+}
+
 /// Validates `inputs` against `model` and returns tract values in the model's
-/// input order.
+/// input order (what [`check`] returns, as tensors).
+#[cfg(test)]
+pub fn prepare(model: &LoadedModel, inputs: Vec<InputTensor<'_>>) -> Result<TVec<TValue>, Reject> {
+    check(model, inputs)?.into_tract()
+}
+
+/// Validates `inputs` against `model` and orders them like the model's inputs.
 ///
 /// A model with one input takes one request tensor under any name, as
 /// MLServer and the KServe sklearn server do (the KServe docs' iris body names
 /// it `input-0`, Seldon's `predict`); a model with several inputs needs each
 /// by its own name.
-pub fn prepare(model: &LoadedModel, inputs: Vec<InputTensor>) -> Result<TVec<TValue>, Reject> {
-    let mut slots: Vec<Option<(Vec<usize>, crate::TensorData)>> = vec![None; model.inputs.len()];
-    let mut bound: Vec<Option<usize>> = vec![None; model.symbols];
+pub fn check<'a>(
+    model: &LoadedModel,
+    inputs: impl IntoIterator<Item = InputTensor<'a>, IntoIter: ExactSizeIterator>,
+) -> Result<Checked, Reject> {
+    let inputs = inputs.into_iter();
+    let mut slots: TVec<Option<(TVec<usize>, TensorData)>> =
+        model.inputs.iter().map(|_| None).collect();
+    let mut bound: TVec<Option<usize>> = (0..model.symbols).map(|_| None).collect();
     let any_name = model.inputs.len() == 1 && inputs.len() == 1;
     for input in inputs {
         let idx = match model.inputs.iter().position(|s| s.name == input.name) {
@@ -73,20 +114,17 @@ pub fn prepare(model: &LoadedModel, inputs: Vec<InputTensor>) -> Result<TVec<TVa
         })?;
         slots[idx] = Some((shape, data));
     }
-    let mut values = TVec::new();
+    let mut checked = TVec::new();
     for (spec, slot) in model.inputs.iter().zip(slots) {
-        let Some((shape, data)) = slot else {
+        let Some(input) = slot else {
             return Err(bad(format!(
                 "missing inference input '{}' for model '{}'",
                 spec.name, model.name
             )));
         };
-        let tensor = data.into_tensor(&shape).map_err(|e| Reject::Internal {
-            detail: format!("building input '{}': {e}", spec.name),
-        })?;
-        values.push(tensor.into_tvalue());
+        checked.push(input);
     }
-    Ok(values)
+    Ok(Checked { inputs: checked })
 }
 
 /// Checks a request shape against input `idx` of `model`, binding variable
@@ -96,7 +134,7 @@ fn check_shape(
     idx: usize,
     shape: &[i64],
     bound: &mut [Option<usize>],
-) -> Result<Vec<usize>, Reject> {
+) -> Result<TVec<usize>, Reject> {
     let spec = &model.inputs[idx];
     let name = &spec.name;
     if shape.len() != spec.dims.len() {
@@ -106,7 +144,7 @@ fn check_shape(
             spec.shape()
         )));
     }
-    let mut out = Vec::with_capacity(shape.len());
+    let mut out = TVec::new();
     for (axis, (&got, want)) in shape.iter().zip(&spec.dims).enumerate() {
         let got = usize::try_from(got).map_err(|_| {
             bad(format!(
@@ -155,8 +193,8 @@ fn check_shape(
 pub fn select_outputs<'a>(
     model: &LoadedModel,
     requested: impl IntoIterator<Item = &'a str>,
-) -> Result<Vec<usize>, Reject> {
-    let mut picked = Vec::new();
+) -> Result<TVec<usize>, Reject> {
+    let mut picked = TVec::new();
     for name in requested {
         let idx = model.output_index(name).ok_or_else(|| {
             bad(format!(
@@ -177,6 +215,10 @@ pub fn select_outputs<'a>(
 
 /// Keeps `outputs` at `picked` indexes, in that order.
 pub fn pick(outputs: Vec<OutputTensor>, picked: &[usize]) -> Vec<OutputTensor> {
+    // All of them in order (no `outputs` in the request): nothing to move.
+    if picked.len() == outputs.len() && picked.iter().enumerate().all(|(i, p)| i == *p) {
+        return outputs;
+    }
     let mut slots: Vec<Option<OutputTensor>> = outputs.into_iter().map(Some).collect();
     picked
         .iter()
@@ -195,7 +237,7 @@ mod tests {
     use crate::load::{load, tests::fixture};
     use crate::{TensorData, settings::BuiltinModelSpec};
 
-    fn input(name: &str, shape: &[i64], data: TensorData) -> InputTensor {
+    fn input<'a>(name: &'a str, shape: &[i64], data: TensorData) -> InputTensor<'a> {
         InputTensor {
             name: name.into(),
             shape: shape.to_vec(),
@@ -363,8 +405,8 @@ mod tests {
     #[test]
     fn output_selection() {
         let m = load(&fixture("iris-logreg")).unwrap();
-        assert_eq!(select_outputs(&m, ["probabilities"]).unwrap(), vec![1]);
-        assert_eq!(select_outputs(&m, []).unwrap(), vec![0, 1]);
+        assert_eq!(select_outputs(&m, ["probabilities"]).unwrap().as_slice(), [1]);
+        assert_eq!(select_outputs(&m, []).unwrap().as_slice(), [0, 1]);
         let e = select_outputs(&m, ["nope"]).unwrap_err();
         assert_eq!(
             e,

@@ -4,12 +4,16 @@
 
 use serde::Serialize;
 use serde::ser::{SerializeSeq, Serializer};
+use serde_json::ser::{CompactFormatter, Formatter};
 
 use crate::TensorData;
 
-/// A tensor's elements as one flat JSON list.
+/// A tensor's elements as one flat JSON list, through serde (the reference
+/// [`flat`] is tested against).
+#[cfg(test)]
 pub struct Flat<'a>(pub &'a TensorData);
 
+#[cfg(test)]
 impl Serialize for Flat<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self.0 {
@@ -64,9 +68,47 @@ pub fn usizes(out: &mut Vec<u8>, v: &[usize]) {
     out.push(b']');
 }
 
-/// Appends a tensor's elements as one flat JSON list (exactly as [`Flat`]).
+/// Appends a tensor's elements as one flat JSON list, byte for byte what
+/// serde_json writes for the slice (its own number formatting, `null` for a
+/// non-finite float), without serde's per-element calls.
 pub fn flat(out: &mut Vec<u8>, data: &TensorData) -> Result<(), modelgate_core::Reject> {
-    serde_json::to_writer(&mut *out, &Flat(data)).map_err(|e| modelgate_core::Reject::Internal {
+    fn list<T: Copy>(
+        out: &mut Vec<u8>,
+        v: &[T],
+        per: usize,
+        write: impl Fn(&mut Vec<u8>, T) -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
+        out.reserve(2 + v.len() * per);
+        out.push(b'[');
+        for (i, x) in v.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            write(out, *x)?;
+        }
+        out.push(b']');
+        Ok(())
+    }
+    let written = match data {
+        TensorData::Bool(v) => list(out, v, 6, |o, x| CompactFormatter.write_bool(o, x)),
+        TensorData::Int32(v) => list(out, v, 4, |o, x| CompactFormatter.write_i32(o, x)),
+        TensorData::Int64(v) => list(out, v, 4, |o, x| CompactFormatter.write_i64(o, x)),
+        TensorData::Fp32(v) => list(out, v, 12, |o, x| {
+            if x.is_finite() {
+                CompactFormatter.write_f32(o, x)
+            } else {
+                CompactFormatter.write_null(o)
+            }
+        }),
+        TensorData::Fp64(v) => list(out, v, 20, |o, x| {
+            if x.is_finite() {
+                CompactFormatter.write_f64(o, x)
+            } else {
+                CompactFormatter.write_null(o)
+            }
+        }),
+    };
+    written.map_err(|e| modelgate_core::Reject::Internal {
         detail: format!("serializing response: {e}"),
     })
 }
@@ -172,6 +214,45 @@ mod tests {
         )
         .unwrap();
         assert_eq!(out, b"[0.8015485,1.0,null]");
+        // Every datatype, edge values included, exactly as serde_json.
+        let cases = [
+            TensorData::Bool(vec![true, false]),
+            TensorData::Bool(vec![]),
+            TensorData::Int32(vec![i32::MIN, -1, 0, 7, i32::MAX]),
+            TensorData::Int64(vec![i64::MIN, -42, 0, i64::MAX]),
+            TensorData::Fp32(vec![
+                0.0,
+                -0.0,
+                1e-45,
+                f32::MAX,
+                f32::MIN_POSITIVE,
+                1.0 / 3.0,
+                f32::INFINITY,
+                f32::NEG_INFINITY,
+                123_456_790.0,
+            ]),
+            TensorData::Fp64(vec![
+                0.1,
+                -0.0,
+                5e-324,
+                f64::MAX,
+                1e21,
+                1e-7,
+                f64::NAN,
+                f64::NEG_INFINITY,
+            ]),
+        ];
+        for d in cases {
+            let mut out = vec![b'x'];
+            flat(&mut out, &d).unwrap();
+            let mut want = vec![b'x'];
+            want.extend(serde_json::to_vec(&Flat(&d)).unwrap());
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                String::from_utf8(want).unwrap(),
+                "{d:?}"
+            );
+        }
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod binary;
 mod datatype;
 mod error;
 mod grpc;
+mod grpc_out;
 mod http_io;
 mod infer;
 mod json_data;

@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 
 use tract_onnx::pb::{self, type_proto};
-use tract_onnx::prelude::{DatumType, TValue, TVec};
+use tract_onnx::prelude::{DatumType, TValue, TVec, tvec};
 
 use crate::{OutputTensor, TensorData};
 
@@ -238,8 +238,16 @@ impl LinearKernel {
     /// Rows of a request the kernel can take: one f32 `[N, features]` input.
     pub(crate) fn rows(&self, inputs: &TVec<TValue>) -> Option<usize> {
         let [x] = inputs.as_slice() else { return None };
-        match x.shape() {
-            [n, f] if *f == self.features && x.datum_type() == DatumType::F32 => Some(*n),
+        if x.datum_type() != DatumType::F32 {
+            return None;
+        }
+        self.rows_of(x.shape())
+    }
+
+    /// Rows of an FP32 input of `shape` the kernel can take: `[N, features]`.
+    pub(crate) fn rows_of(&self, shape: &[usize]) -> Option<usize> {
+        match shape {
+            [n, f] if *f == self.features => Some(*n),
             _ => None,
         }
     }
@@ -253,8 +261,10 @@ impl LinearKernel {
         self.eval(x, rows)
     }
 
-    /// The outputs for `rows` rows of `x` (`rows * features` values).
-    fn eval(&self, x: &[f32], rows: usize) -> Option<Vec<OutputTensor>> {
+    /// The outputs for `rows` rows of `x` (`rows * features` values); `None`
+    /// when a value is not finite or the top classes nearly tie (tract
+    /// decides those).
+    pub(crate) fn eval(&self, x: &[f32], rows: usize) -> Option<Vec<OutputTensor>> {
         if x.len() != rows.checked_mul(self.features)? || !x.iter().all(|v| v.is_finite()) {
             return None;
         }
@@ -263,7 +273,7 @@ impl LinearKernel {
             _ => self.models,
         };
         let mut scores = Vec::with_capacity(rows * width);
-        let mut raw = vec![0f32; self.models];
+        let mut raw: TVec<f32> = (0..self.models).map(|_| 0.0).collect();
         for row in x.chunks_exact(self.features) {
             for ((r, w), b) in raw
                 .iter_mut()
@@ -319,13 +329,13 @@ impl LinearKernel {
                 // The last output of a value takes it; earlier ones copy it.
                 let last = !self.outputs[index + 1..].contains(v);
                 let (shape, data) = match v {
-                    Value::Label => (vec![rows], TensorData::Int64(take(&mut labels, last)?)),
+                    Value::Label => (tvec![rows], TensorData::Int64(take(&mut labels, last)?)),
                     Value::Scores => (
-                        vec![rows, width],
+                        tvec![rows, width],
                         TensorData::Fp32(take(&mut scores, last)?),
                     ),
                     Value::Normalized => (
-                        vec![rows, width],
+                        tvec![rows, width],
                         TensorData::Fp32(take(&mut normalized, last)?),
                     ),
                     Value::Input => return None,

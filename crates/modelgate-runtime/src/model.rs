@@ -127,7 +127,7 @@ impl LoadedModel {
             .map(|(index, v)| {
                 Ok(OutputTensor {
                     index,
-                    shape: v.shape().to_vec(),
+                    shape: v.shape().into(),
                     data: TensorData::from_tract(v)?,
                 })
             })
@@ -199,8 +199,8 @@ mod tests {
         let mut ctx = WorkerContext::default();
         for n in [1, 2, 7, 2, 1] {
             let out = m.run_plan(&mut ctx, rows(n)).unwrap();
-            assert_eq!(out[0].shape, vec![n]);
-            assert_eq!(out[1].shape, vec![n, 3]);
+            assert_eq!(out[0].shape.as_slice(), [n]);
+            assert_eq!(out[1].shape.as_slice(), [n, 3]);
             assert_eq!(out[0].data.len(), n);
         }
         assert_eq!(ctx.states.len(), 1);

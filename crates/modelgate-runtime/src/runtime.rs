@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use http::{HeaderMap, Response};
 use modelgate_core::{BoxBody, ModelName, Operation, Protocol, Reject};
-use tract_onnx::prelude::{TValue, TVec};
 
+use crate::infer::Checked;
 use crate::model::LoadedModel;
 use crate::pool::{Pool, Refused};
 use crate::reload::{ModelStatus, Registry};
@@ -152,20 +152,22 @@ impl Runtime {
     pub(crate) async fn execute(
         &self,
         model: Arc<LoadedModel>,
-        inputs: TVec<TValue>,
+        inputs: Checked,
     ) -> Result<(Arc<LoadedModel>, Vec<OutputTensor>), Reject> {
-        // A small run of the native kernel costs less than the hand-off.
+        // A small run of the native kernel costs less than the hand-off; it
+        // reads the request's elements in place (no tract tensor is built).
         if let Some(kernel) = &model.native
-            && kernel
-                .rows(&inputs)
-                .is_some_and(|rows| kernel.work(rows) <= INLINE_WORK)
-            && let Some(outputs) = kernel.run(&inputs)
+            && let Some((shape, x)) = inputs.single_f32()
+            && let Some(rows) = kernel.rows_of(shape)
+            && kernel.work(rows) <= INLINE_WORK
+            && let Some(outputs) = kernel.eval(x, rows)
         {
             // Counts against tokio's cooperative budget, so a connection
             // sending request after request still lets other tasks run.
             tokio::task::coop::consume_budget().await;
             return Ok((model, outputs));
         }
+        let inputs = inputs.into_tract()?;
         let job = Arc::clone(&model);
         let pending = self
             .inner

@@ -163,11 +163,11 @@ impl TensorData {
     }
 }
 
-/// One decoded request input: name, shape and elements, not yet checked
-/// against the model.
+/// One decoded request input: name (borrowed from the request when it can
+/// be), shape and elements, not yet checked against the model.
 #[derive(Debug, Clone, PartialEq)]
-pub struct InputTensor {
-    pub name: String,
+pub struct InputTensor<'a> {
+    pub name: std::borrow::Cow<'a, str>,
     /// As sent; negative dimensions are caught during validation.
     pub shape: Vec<i64>,
     pub data: TensorData,
@@ -178,7 +178,8 @@ pub struct InputTensor {
 pub struct OutputTensor {
     /// Index into the model's outputs (name, datatype, class labels).
     pub index: usize,
-    pub shape: Vec<usize>,
+    /// Inline up to four dimensions (no allocation for the usual shapes).
+    pub shape: tract_onnx::prelude::TVec<usize>,
     pub data: TensorData,
 }
 

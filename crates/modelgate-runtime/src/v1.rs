@@ -78,10 +78,10 @@ pub async fn handle(
             let values = data
                 .into_tensor_data(spec.datatype)
                 .map_err(|e| Reject::BadRequest(format!("input '{}': {e}", spec.name)))?;
-            let inputs = infer::prepare(
+            let inputs = infer::check(
                 &model,
                 vec![InputTensor {
-                    name: spec.name.clone(),
+                    name: spec.name.as_str().into(),
                     shape,
                     data: values,
                 }],

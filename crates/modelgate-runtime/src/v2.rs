@@ -105,7 +105,8 @@ async fn infer(
     headers: &HeaderMap,
 ) -> Result<Response<BoxBody>, Reject> {
     let all_binary = binary::flag(req.parameters.as_ref(), "binary_data_output", "the request")?;
-    let mut inputs = Vec::with_capacity(req.inputs.len());
+    // Inline for up to four inputs: no allocation.
+    let mut inputs: tract_onnx::prelude::TVec<_> = tract_onnx::prelude::TVec::new();
     for input in req.inputs {
         inputs.push(decode_input(input, &mut tail)?);
     }
@@ -120,7 +121,7 @@ async fn infer(
         }
     }
     let picked = infer::select_outputs(&model, requested.iter().map(|o| o.name.as_ref()))?;
-    let values = infer::prepare(&model, inputs)?;
+    let values = infer::check(&model, inputs)?;
     let (model, outputs) = rt.execute(model, values).await?;
     let outputs = infer::pick(outputs, &picked);
     let id = request_id(req.id.as_deref(), headers);
@@ -174,13 +175,15 @@ async fn infer(
     Ok(binary::response(json, &tail_out))
 }
 
+static X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+
 /// The response `id`: the request's, else the gateway's `x-request-id`, else
 /// a fresh UUID (KServe always answers with one).
 fn request_id<'a>(id: Option<&'a str>, headers: &'a HeaderMap) -> Cow<'a, str> {
     if let Some(id) = id {
         return Cow::Borrowed(id);
     }
-    if let Some(v) = headers.get("x-request-id").and_then(|v| v.to_str().ok()) {
+    if let Some(v) = headers.get(&X_REQUEST_ID).and_then(|v| v.to_str().ok()) {
         return Cow::Borrowed(v);
     }
     Cow::Owned(uuid::Uuid::new_v4().to_string())

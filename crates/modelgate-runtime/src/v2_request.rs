@@ -202,10 +202,10 @@ impl<'de: 'a, 'a> Visitor<'de> for CowStr<'a> {
 
 /// Decodes one request input, from JSON `data` or from the binary tail;
 /// checks that nested `data` spells its `shape`.
-pub(crate) fn decode_input(
-    input: RequestInput<'_>,
+pub(crate) fn decode_input<'a>(
+    input: RequestInput<'a>,
     tail: &mut Tail,
-) -> Result<InputTensor, Reject> {
+) -> Result<InputTensor<'a>, Reject> {
     // The shown name is built only for an error message.
     let bad = |m: String| Reject::BadRequest(format!("input '{}': {m}", infer::shown(&input.name)));
     let declared = Datatype::parse(&input.datatype).map_err(bad)?;
@@ -242,7 +242,7 @@ pub(crate) fn decode_input(
         }
     };
     Ok(InputTensor {
-        name: input.name.into_owned(),
+        name: input.name,
         shape: input.shape,
         data,
     })

@@ -54,6 +54,18 @@ fn frame(msg: &impl Message) -> Bytes {
 
 /// Sends one unary call; returns the response message bytes and trailers.
 async fn unary(addr: std::net::SocketAddr, method: &str, body: Bytes) -> (Bytes, http::HeaderMap) {
+    let (_, body, trailers) = unary_with(addr, method, body, &[]).await;
+    (body, trailers)
+}
+
+/// Sends one unary call with extra request headers; returns the response
+/// headers, message bytes and trailers.
+async fn unary_with(
+    addr: std::net::SocketAddr,
+    method: &str,
+    body: Bytes,
+    extra: &[(&str, &str)],
+) -> (http::HeaderMap, Bytes, http::HeaderMap) {
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let (mut send, conn) =
         hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
@@ -67,15 +79,22 @@ async fn unary(addr: std::net::SocketAddr, method: &str, body: Bytes) -> (Bytes,
     .header("te", "trailers")
     .body(Full::new(body))
     .unwrap();
+    let mut req = req;
+    for (k, v) in extra {
+        req.headers_mut().insert(
+            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            http::HeaderValue::from_str(v).unwrap(),
+        );
+    }
     let resp = send.send_request(req).await.unwrap();
     assert_eq!(resp.status(), 200);
     let headers = resp.headers().clone();
     let collected = resp.into_body().collect().await.unwrap();
     let mut trailers = collected.trailers().cloned().unwrap_or_default();
     if trailers.get("grpc-status").is_none() {
-        trailers = headers; // trailers-only response
+        trailers = headers.clone(); // trailers-only response
     }
-    (collected.to_bytes(), trailers)
+    (headers, collected.to_bytes(), trailers)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -115,4 +134,60 @@ async fn model_infer_over_http2() {
         trailers["grpc-message"],
         "Model%20with%20name%20nope%20does%20not%20exist."
     );
+}
+
+/// `ModelInfer` is answered without tonic's stack unless the call needs it
+/// (here `grpc-encoding`, which only the generated server reads): both paths
+/// give the same headers, message bytes and trailers, for typed and raw
+/// inputs, selected outputs and errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_and_generated_model_infer_answer_alike() {
+    let addr = serve(runtime(&["iris-logreg"])).await;
+    let rows = vec![6.8f32, 2.8, 4.8, 1.4, 6.0, 3.4, 4.5, 1.6];
+    let typed = ModelInferRequest {
+        model_name: "iris-logreg".into(),
+        id: "call-7".into(),
+        inputs: vec![model_infer_request::InferInputTensor {
+            name: "input".into(),
+            datatype: "FP32".into(),
+            shape: vec![2, 4],
+            contents: Some(InferTensorContents {
+                fp32_contents: rows.clone(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let mut raw = typed.clone();
+    raw.inputs[0].contents = None;
+    raw.raw_input_contents = vec![rows.iter().flat_map(|v| v.to_le_bytes()).collect()];
+    let mut picked = typed.clone();
+    picked.outputs = vec![model_infer_request::InferRequestedOutputTensor {
+        name: "probabilities".into(),
+        ..Default::default()
+    }];
+    let mut bad_shape = typed.clone();
+    bad_shape.inputs[0].shape = vec![2, 5];
+    let mut unknown = typed.clone();
+    unknown.model_name = "nope".into();
+    for req in [typed, raw, picked, bad_shape, unknown] {
+        let body = frame(&req);
+        let direct = unary_with(addr, "ModelInfer", body.clone(), &[]).await;
+        let generated =
+            unary_with(addr, "ModelInfer", body, &[("grpc-encoding", "identity")]).await;
+        assert_eq!(direct.1, generated.1, "message bytes, {req:?}");
+        assert_eq!(direct.2, generated.2, "trailers, {req:?}");
+        let without_date = |h: &http::HeaderMap| {
+            let mut h = h.clone();
+            h.remove("date");
+            h
+        };
+        assert_eq!(
+            without_date(&direct.0),
+            without_date(&generated.0),
+            "headers, {req:?}"
+        );
+        assert!(direct.0.get("content-length").is_none());
+    }
 }

@@ -82,7 +82,7 @@ pub(crate) fn agrees(
     }
     for ((m, t), spec) in mine.iter().zip(&theirs).zip(outputs) {
         let name = &spec.name;
-        if m.shape != t.shape() {
+        if m.shape.as_slice() != t.shape() {
             return Err(format!(
                 "output '{name}': shape {:?} vs {:?}",
                 m.shape,

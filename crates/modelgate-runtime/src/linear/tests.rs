@@ -66,7 +66,7 @@ fn iris_answers_are_the_reference_ones() {
     ];
     let out = m.native.as_ref().unwrap().run(&x).unwrap();
     assert_eq!(out[0].data, TensorData::Int64(vec![1, 1]));
-    assert_eq!(out[1].shape, vec![2, 3]);
+    assert_eq!(out[1].shape.as_slice(), [2, 3]);
     let TensorData::Fp32(p) = &out[1].data else {
         panic!("probabilities are FP32")
     };

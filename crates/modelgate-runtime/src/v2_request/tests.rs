@@ -7,11 +7,17 @@ use bytes::Bytes;
 use super::*;
 
 /// Decodes the one input of `body`: the JSON error, or the decode result.
-fn decode(body: &str) -> Result<Result<InputTensor, Reject>, String> {
+fn decode(body: &str) -> Result<Result<InputTensor<'static>, Reject>, String> {
     let req: InferRequest<'_> = serde_json::from_str(body).map_err(|e| e.to_string())?;
     let mut inputs = req.inputs.into_iter();
     let input = inputs.next().ok_or("no input")?;
-    Ok(decode_input(input, &mut Tail::new(Bytes::new())))
+    Ok(
+        decode_input(input, &mut Tail::new(Bytes::new())).map(|t| InputTensor {
+            name: Cow::Owned(t.name.into_owned()),
+            shape: t.shape,
+            data: t.data,
+        }),
+    )
 }
 
 fn body(datatype_first: bool, datatype: &str, shape: &str, data: &str) -> String {
@@ -26,7 +32,7 @@ fn body(datatype_first: bool, datatype: &str, shape: &str, data: &str) -> String
     }
 }
 
-fn message(r: &Result<InputTensor, Reject>) -> String {
+fn message(r: &Result<InputTensor<'_>, Reject>) -> String {
     match r {
         Ok(t) => format!("ok {t:?}"),
         Err(Reject::BadRequest(m)) => m.clone(),
