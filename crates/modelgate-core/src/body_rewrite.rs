@@ -20,8 +20,20 @@ pub trait Rewrite: Send + Unpin + 'static {
     /// The body ended (trailers or its end): what is still held, if any.
     fn flush(&mut self) -> Result<Option<Bytes>, BoxError>;
 
-    /// Whether bytes are held back (the body is not over until flushed).
+    /// Whether anything waits for the end (bytes held back, a count to
+    /// settle): until then the body does not say it has ended, so that its
+    /// end is polled.
     fn holds(&self) -> bool;
+
+    /// Whether the rewrite wants no more of the body (checked after each
+    /// [`Rewrite::data`]): the inner body is dropped at once (its request
+    /// ends) and the end follows. Default: never.
+    fn cut(&self) -> bool {
+        false
+    }
+
+    /// The inner body failed (its error goes on). Default: nothing.
+    fn failed(&mut self) {}
 }
 
 /// `inner`, its data rewritten by `R`.
@@ -70,17 +82,28 @@ impl<R: Rewrite> Body for Rewritten<R> {
         loop {
             match Pin::new(&mut this.inner).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
-                    Ok(data) => match this.rewrite.data(data) {
-                        Ok(Some(out)) => return Poll::Ready(Some(Ok(Frame::data(out)))),
-                        Ok(None) => {}
-                        Err(e) => return Poll::Ready(Some(Err(e))),
-                    },
+                    Ok(data) => {
+                        let out = this.rewrite.data(data);
+                        if this.rewrite.cut() {
+                            this.inner = crate::empty();
+                            this.done = true;
+                        }
+                        match out {
+                            Ok(Some(out)) => return Poll::Ready(Some(Ok(Frame::data(out)))),
+                            Ok(None) if this.done => return this.end(),
+                            Ok(None) => {}
+                            Err(e) => return Poll::Ready(Some(Err(e))),
+                        }
+                    }
                     Err(trailers) => {
                         this.stashed = Some(trailers);
                         return this.end();
                     }
                 },
-                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
+                Poll::Ready(Some(Err(e))) => {
+                    this.rewrite.failed();
+                    return Poll::Ready(Some(Err(e)));
+                }
                 Poll::Ready(None) => return this.end(),
                 Poll::Pending => return Poll::Pending,
             }
@@ -101,6 +124,8 @@ impl<R: Rewrite> Body for Rewritten<R> {
 mod tests {
     use std::collections::VecDeque;
     use std::future::Future;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
     use std::task::Waker;
 
     use http::HeaderMap;
@@ -108,14 +133,19 @@ mod tests {
 
     use super::*;
 
-    /// Upper-cases whole lines; holds an unfinished one.
+    /// Upper-cases whole lines; holds an unfinished one; a frame `bad`
+    /// fails, a frame `stop` cuts; counts the failures of the inner body.
     #[derive(Default)]
-    struct Lines(Vec<u8>);
+    struct Lines(Vec<u8>, bool, usize);
 
     impl Rewrite for Lines {
         fn data(&mut self, data: Bytes) -> Result<Option<Bytes>, BoxError> {
             if data.as_ref() == b"bad" {
                 return Err("bad frame".into());
+            }
+            if data.as_ref() == b"stop" {
+                self.1 = true;
+                return Ok(None);
             }
             self.0.extend_from_slice(&data);
             let Some(end) = self.0.iter().rposition(|b| *b == b'\n') else {
@@ -132,10 +162,19 @@ mod tests {
         fn holds(&self) -> bool {
             !self.0.is_empty()
         }
+
+        fn cut(&self) -> bool {
+            self.1
+        }
+
+        fn failed(&mut self) {
+            self.2 += 1;
+        }
     }
 
-    /// A body of the given frames, each ready at once.
-    struct Parts(VecDeque<Frame<Bytes>>);
+    /// A body of the given frames, each ready at once (`None`: an error);
+    /// it says when it is dropped.
+    struct Parts(VecDeque<Option<Frame<Bytes>>>, Arc<AtomicBool>);
 
     impl Body for Parts {
         type Data = Bytes;
@@ -144,12 +183,22 @@ mod tests {
             mut self: Pin<&mut Self>,
             _: &mut Context<'_>,
         ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-            Poll::Ready(self.0.pop_front().map(Ok))
+            Poll::Ready(
+                self.0
+                    .pop_front()
+                    .map(|f| f.ok_or_else(|| "upstream failed".into())),
+            )
+        }
+    }
+
+    impl Drop for Parts {
+        fn drop(&mut self) {
+            self.1.store(true, Ordering::SeqCst);
         }
     }
 
     fn frames(parts: Vec<Frame<Bytes>>) -> BoxBody {
-        Parts(parts.into()).boxed_unsync()
+        Parts(parts.into_iter().map(Some).collect(), Arc::default()).boxed_unsync()
     }
 
     fn data(b: &'static [u8]) -> Frame<Bytes> {
@@ -221,5 +270,42 @@ mod tests {
         ));
         assert!(body.is_end_stream(), "flushed at the end: nothing held");
         assert!(Rewritten::new(crate::empty(), Lines::default()).is_end_stream());
+    }
+
+    #[test]
+    fn a_cut_drops_the_inner_body_and_ends_after_the_flush() {
+        let dropped = Arc::new(AtomicBool::new(false));
+        let inner = Parts(
+            [data(b"a\nb"), data(b"stop"), data(b"never\n")]
+                .into_iter()
+                .map(Some)
+                .collect(),
+            dropped.clone(),
+        );
+        let mut body = Rewritten::new(inner.boxed_unsync(), Lines::default());
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut next = || match Pin::new(&mut body).poll_frame(&mut cx) {
+            Poll::Ready(Some(Ok(f))) => f.into_data().ok(),
+            _ => None,
+        };
+        assert_eq!(next().as_deref(), Some(&b"A\n"[..]));
+        assert!(!dropped.load(Ordering::SeqCst));
+        assert_eq!(next().as_deref(), Some(&b"b"[..]), "held bytes flushed");
+        assert!(
+            dropped.load(Ordering::SeqCst),
+            "the inner body is dropped at the cut"
+        );
+        assert_eq!(next(), None);
+        assert!(body.is_end_stream());
+    }
+
+    #[test]
+    fn a_failed_inner_body_is_told_and_its_error_passes() {
+        let inner = Parts([Some(data(b"x")), None].into(), Arc::default());
+        let mut body = Rewritten::new(inner.boxed_unsync(), Lines::default());
+        let mut cx = Context::from_waker(Waker::noop());
+        let polled = Pin::new(&mut body).poll_frame(&mut cx);
+        assert!(matches!(polled, Poll::Ready(Some(Err(e))) if e.to_string() == "upstream failed"));
+        assert_eq!(body.rewrite.2, 1);
     }
 }
