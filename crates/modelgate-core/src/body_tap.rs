@@ -26,23 +26,6 @@ pub trait Observer: Send + Unpin + 'static {
     fn end(self);
 }
 
-/// No observer: a body that needs none passes as it is.
-impl<O: Observer> Observer for Option<O> {
-    const END_IF_DONE: bool = O::END_IF_DONE;
-
-    fn frame(&mut self, frame: &Frame<Bytes>) {
-        if let Some(o) = self {
-            o.frame(frame);
-        }
-    }
-
-    fn end(self) {
-        if let Some(o) = self {
-            o.end();
-        }
-    }
-}
-
 /// `inner`, watched by `O`.
 pub struct Tap<O: Observer> {
     inner: BoxBody,
@@ -51,10 +34,12 @@ pub struct Tap<O: Observer> {
 
 impl<O: Observer> Tap<O> {
     pub fn new(inner: BoxBody, observer: O) -> Self {
-        let mut tap = Self {
-            inner,
-            observer: Some(observer),
-        };
+        Self::optional(inner, Some(observer))
+    }
+
+    /// `inner` watched by `observer` if there is one, else passed as it is.
+    pub fn optional(inner: BoxBody, observer: Option<O>) -> Self {
+        let mut tap = Self { inner, observer };
         if O::END_IF_DONE && tap.inner.is_end_stream() {
             tap.end();
         }
@@ -209,7 +194,7 @@ mod tests {
 
     #[test]
     fn no_observer_passes_the_body_as_it_is() {
-        let mut body = Tap::new(abc(), None::<Count>);
+        let mut body = Tap::optional(abc(), None::<Count>);
         assert_eq!(body.size_hint().exact(), Some(3));
         assert_eq!(next(&mut body).as_deref(), Some(&b"abc"[..]));
         assert!(body.is_end_stream());

@@ -60,7 +60,7 @@ impl Observer for Timing {
 
 /// A response body watched for idleness (and timed).
 pub struct Watched {
-    inner: Tap<Option<Timing>>,
+    inner: Tap<Timing>,
     idle: Duration,
     timer: Option<Pin<Box<Sleep>>>,
     armed: bool,
@@ -82,7 +82,7 @@ impl Watched {
             first: false,
         });
         Self {
-            inner: Tap::new(inner, timing),
+            inner: Tap::optional(inner, timing),
             idle,
             timer: None,
             armed: false,
