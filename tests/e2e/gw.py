@@ -12,6 +12,8 @@ import requests
 
 from peers import IRIS_ROWS
 
+ROOT = Path(__file__).resolve().parents[2]
+
 V2_BODY = {"inputs": [{"name": "input-0", "shape": [2, 4], "datatype": "FP32", "data": IRIS_ROWS}]}
 V1_BODY = {"instances": IRIS_ROWS}
 
@@ -36,6 +38,15 @@ def model(name: str, protocols: str | None = "v2", url: str | None = None, grpc_
         lines.append(f'    upstream: {{url: "{url}"}}')
     lines += [f"    {key}: {value}" for key, value in fields.items()]
     return "\n".join(lines) + "\n"
+
+
+def builtin_iris(tmp_path: Path) -> str:
+    """The bundled iris ONNX model copied to a model directory under
+    `tmp_path`, as the value of a model's `builtin:` key."""
+    model_dir = tmp_path / "models" / "iris"
+    model_dir.mkdir(parents=True)
+    (model_dir / "model.onnx").write_bytes((ROOT / "examples/models/iris/model.onnx").read_bytes())
+    return f'{{dir: "{model_dir}"}}'
 
 
 def gateway_config(keys: Path, *models: str, extra: str = "", admin: str = "") -> str:

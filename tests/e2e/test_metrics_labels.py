@@ -10,25 +10,19 @@ import random
 import socket
 import string
 import time
-from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from gw import bearer, create_key, gateway_config, model, raw_request
-
-ROOT = Path(__file__).resolve().parents[2]
+from gw import bearer, builtin_iris, create_key, gateway_config, model, raw_request
 
 
 @pytest.fixture
 def gateway(tmp_path, run_modelgate, start_modelgate):
     keys = tmp_path / "keys.json"
-    model_dir = tmp_path / "models" / "iris"
-    model_dir.mkdir(parents=True)
-    (model_dir / "model.onnx").write_bytes((ROOT / "examples/models/iris/model.onnx").read_bytes())
-    mg = start_modelgate(gateway_config(keys, model("iris", None, builtin=f'{{dir: "{model_dir}"}}')))
+    mg = start_modelgate(gateway_config(keys, model("iris", None, builtin=builtin_iris(tmp_path))))
     mg.key = create_key(run_modelgate, keys, "iris-user", "*")
     mg.wait_ready(lambda: requests.get(f"{mg.url}/v2/models/iris/ready", headers=bearer(mg.key), timeout=5).status_code == 200, 5, "key")
     return mg
