@@ -12,6 +12,8 @@ import requests
 
 from peers import IRIS_ROWS
 
+ROOT = Path(__file__).resolve().parents[2]
+
 V2_BODY = {"inputs": [{"name": "input-0", "shape": [2, 4], "datatype": "FP32", "data": IRIS_ROWS}]}
 V1_BODY = {"instances": IRIS_ROWS}
 
@@ -20,6 +22,42 @@ V1_BODY = {"instances": IRIS_ROWS}
 PROMPT = "Say something about Kubernetes."
 MSG = [{"role": "user", "content": PROMPT}]
 INPUT_ESTIMATE = -(-len(PROMPT) // 4) + 4
+
+
+def model(name: str, protocols: str | None = "v2", url: str | None = None, grpc_url: str | None = None,
+          **fields: str) -> str:
+    """One `models:` entry of a gateway config: its protocols (`"v2, grpc"`;
+    None leaves the key out), its upstream, and `fields`, more of its keys
+    each given as YAML text (`cost="{input_per_1k: 1}"`)."""
+    lines = [f"  - name: {name}"]
+    if protocols:
+        lines.append(f"    protocols: [{protocols}]")
+    if grpc_url:
+        lines += ["    upstream:", f'      url: "{url}"', f'      grpc_url: "{grpc_url}"']
+    elif url:
+        lines.append(f'    upstream: {{url: "{url}"}}')
+    lines += [f"    {key}: {value}" for key, value in fields.items()]
+    return "\n".join(lines) + "\n"
+
+
+def builtin_iris(tmp_path: Path) -> str:
+    """The bundled iris ONNX model copied to a model directory under
+    `tmp_path`, as the value of a model's `builtin:` key."""
+    model_dir = tmp_path / "models" / "iris"
+    model_dir.mkdir(parents=True)
+    (model_dir / "model.onnx").write_bytes((ROOT / "examples/models/iris/model.onnx").read_bytes())
+    return f'{{dir: "{model_dir}"}}'
+
+
+def gateway_config(keys: Path, *models: str, extra: str = "", admin: str = "") -> str:
+    """A gateway config for `start_modelgate`: listen and admin on the ports it
+    picks, API keys from the file `keys`, the `models` entries (see `model`),
+    then `extra`, more top-level YAML (`limits:`, `policies:`). `admin`: more
+    keys of the admin block (`keys: [limited]`)."""
+    admin_block = f'{{address: "__ADMIN__", {admin}}}' if admin else '{address: "__ADMIN__"}'
+    head = (f'listen: {{address: "__LISTEN__"}}\nadmin: {admin_block}\n'
+            f'auth:\n  api_keys: {{file: "{keys}"}}\nmodels:\n')
+    return head + "".join(models) + extra
 
 
 def create_key(run_modelgate, keys_file: Path, name: str, models: str = "*", expires: str | None = None,

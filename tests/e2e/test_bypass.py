@@ -10,7 +10,7 @@ import socket
 
 import pytest
 
-from gw import V2_BODY, create_key
+from gw import V2_BODY, create_key, gateway_config, model
 
 POLICIES = """
 policies:
@@ -38,17 +38,7 @@ policies:
 def gate(tmp_path, run_modelgate, start_modelgate, mlserver_iris):
     keys = tmp_path / "keys.json"
     key = create_key(run_modelgate, keys, "alice", "*")
-    mg = start_modelgate(f"""
-listen: {{address: "__LISTEN__"}}
-admin: {{address: "__ADMIN__"}}
-auth:
-  api_keys: {{file: "{keys}"}}
-models:
-  - name: iris
-    protocols: [v2]
-    upstream: {{url: "{mlserver_iris.rest_url}"}}
-{POLICIES}
-""")
+    mg = start_modelgate(gateway_config(keys, model("iris", "v2", mlserver_iris.rest_url), extra=POLICIES))
     return mg, key
 
 

@@ -8,18 +8,10 @@ import time
 
 import requests
 
-from gw import V2_BODY, bearer, create_key
+from gw import V2_BODY, bearer, create_key, gateway_config, model
 
-CONFIG = """
-listen: {{address: "__LISTEN__"}}
-admin: {{address: "__ADMIN__"}}
-auth:
-  api_keys: {{file: "{keys}"}}
-models:
-  - name: iris
-    protocols: [v2]
-    upstream: {{url: "{url}"}}
-"""
+def config(keys, url: str) -> str:
+    return gateway_config(keys, model("iris", "v2", url))
 
 
 def status(mg, key, model="iris"):
@@ -38,7 +30,7 @@ def wait_status(mg, key, want, timeout=5.0, model="iris"):
 
 def test_keys_are_picked_up_rotated_and_revoked_live(tmp_path, run_modelgate, start_modelgate, mlserver_iris):
     keys = tmp_path / "keys.json"
-    mg = start_modelgate(CONFIG.format(keys=keys, url=mlserver_iris.rest_url))
+    mg = start_modelgate(config(keys, mlserver_iris.rest_url))
     # The key file did not exist at start; a key created now works within a second or two.
     k1 = create_key(run_modelgate, keys, "svc")
     wait_status(mg, k1, 200)
@@ -65,7 +57,7 @@ def test_no_request_fails_while_keys_change(tmp_path, run_modelgate, start_model
     with a valid key."""
     keys = tmp_path / "keys.json"
     stable = create_key(run_modelgate, keys, "stable")
-    mg = start_modelgate(CONFIG.format(keys=keys, url=mlserver_iris.rest_url))
+    mg = start_modelgate(config(keys, mlserver_iris.rest_url))
     session = requests.Session()
     statuses = []
     for i in range(30):
@@ -77,7 +69,7 @@ def test_no_request_fails_while_keys_change(tmp_path, run_modelgate, start_model
 def test_expired_key_is_refused(tmp_path, run_modelgate, start_modelgate, mlserver_iris):
     keys = tmp_path / "keys.json"
     short = create_key(run_modelgate, keys, "short", expires="2s")
-    mg = start_modelgate(CONFIG.format(keys=keys, url=mlserver_iris.rest_url))
+    mg = start_modelgate(config(keys, mlserver_iris.rest_url))
     assert status(mg, short) == 200
     wait_status(mg, short, 401, timeout=5)
     r = requests.post(f"{mg.url}/v2/models/iris/infer", json=V2_BODY, headers=bearer(short), timeout=10)
@@ -87,7 +79,7 @@ def test_expired_key_is_refused(tmp_path, run_modelgate, start_modelgate, mlserv
 def test_corrupt_key_file_keeps_old_keys(tmp_path, run_modelgate, start_modelgate, mlserver_iris):
     keys = tmp_path / "keys.json"
     k = create_key(run_modelgate, keys, "a")
-    mg = start_modelgate(CONFIG.format(keys=keys, url=mlserver_iris.rest_url))
+    mg = start_modelgate(config(keys, mlserver_iris.rest_url))
     mark = len(mg.stderr())
     keys.write_text('{"version": 1, "keys": [')
     deadline = time.monotonic() + 5
@@ -101,7 +93,7 @@ def test_corrupt_key_file_keeps_old_keys(tmp_path, run_modelgate, start_modelgat
 def test_config_reload_applies_and_rejects(tmp_path, run_modelgate, start_modelgate, mlserver_iris, kserve_iris):
     keys = tmp_path / "keys.json"
     k = create_key(run_modelgate, keys, "a")
-    mg = start_modelgate(CONFIG.format(keys=keys, url=mlserver_iris.rest_url))
+    mg = start_modelgate(config(keys, mlserver_iris.rest_url))
     text = mg.config_path.read_text()
     assert status(mg, k, "sklearn-iris") == 404
     # Add a model and reload with SIGHUP.

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import requests
 
-from gw import bearer, create_key
+from gw import bearer, create_key, gateway_config, model
 from peers import IRIS_LABELS, IRIS_ROWS
 
 BODY = {"inputs": [{"name": "predict", "shape": [2, 4], "datatype": "FP32", "data": IRIS_ROWS}]}
@@ -21,20 +21,9 @@ BODY = {"inputs": [{"name": "predict", "shape": [2, 4], "datatype": "FP32", "dat
 
 def gateway(tmp_path, run_modelgate, start_modelgate, mlserver, limits: str):
     keys = tmp_path / "keys.json"
-    mg = start_modelgate(f"""
-listen: {{address: "__LISTEN__"}}
-admin: {{address: "__ADMIN__"}}
-auth:
-  api_keys: {{file: "{keys}"}}
-models:
-  - name: iris
-    protocols: [v2, grpc]
-    upstream:
-      url: "{mlserver.rest_url}"
-      grpc_url: "http://{mlserver.grpc_addr}"
-limits:
-{limits}
-""")
+    mg = start_modelgate(gateway_config(
+        keys, model("iris", "v2, grpc", mlserver.rest_url, f"http://{mlserver.grpc_addr}"),
+        extra=f"limits:\n{limits}\n"))
     mg.key = create_key(run_modelgate, keys, "tensors", "*")
     mg.wait_ready(lambda: requests.get(f"{mg.url}/v2/models/iris/ready", headers=bearer(mg.key),
                                        timeout=5).status_code == 200, 5, "keys")

@@ -17,7 +17,8 @@ import openai
 import pytest
 import requests
 
-from gw import INPUT_ESTIMATE, MSG, admin_usage, bearer, chat_records, create_key, metric_value
+from gw import (INPUT_ESTIMATE, MSG, admin_usage, bearer, chat_records, create_key, gateway_config, metric_value,
+                model)
 from redis_peer import start_restartable_redis
 
 COST = "{input_per_1k: 1, output_per_1k: 2}"
@@ -30,22 +31,11 @@ def micro(usage) -> int:
     return usage.prompt_tokens * 1000 + usage.completion_tokens * 2000
 
 
-def gateway(tmp_path, run_modelgate, start_modelgate, upstream: str, limits: str, model_extra: str = "",
+def gateway(tmp_path, run_modelgate, start_modelgate, upstream: str, limits: str, model_extra: dict | None = None,
             key_args: tuple = ()):
     keys = tmp_path / "keys.json"
-    mg = start_modelgate(f"""
-listen: {{address: "__LISTEN__"}}
-admin: {{address: "__ADMIN__", keys: [limited]}}
-auth:
-  api_keys: {{file: "{keys}"}}
-models:
-  - name: llama3
-    protocols: [openai]
-    upstream: {{url: "{upstream}"}}
-    cost: {COST}{model_extra}
-limits:
-{limits}
-""")
+    mg = start_modelgate(gateway_config(keys, model("llama3", "openai", upstream, cost=COST, **(model_extra or {})),
+                                        extra=f"limits:\n{limits}\n", admin="keys: [limited]"))
     mg.key = create_key(run_modelgate, keys, "limited", extra=key_args)
     mg.wait_ready(lambda: requests.get(f"{mg.url}/v1/models", headers=bearer(mg.key), timeout=5).status_code == 200,
                   5, "keys")
@@ -76,7 +66,7 @@ def spend_until_refused(c, n: int = 40):
 def test_daily_budget_refuses_with_429_and_the_books_agree(tmp_path, run_modelgate, start_modelgate, litellm_mock):
     budget = 300_000  # $0.30
     mg = gateway(tmp_path, run_modelgate, start_modelgate, litellm_mock.url, "  per_key: {budget_daily: 0.30}",
-                 model_extra="\n    limits: {rpm: 1000}")
+                 model_extra={"limits": "{rpm: 1000}"})
     mark = mg.log_mark()
     spent, last_ok, e = spend_until_refused(client(mg))
     # models[].limits is the model's own rpm limit; the budget header shows what is left.
@@ -146,19 +136,8 @@ def test_budget_shared_by_two_processes_and_keys_usage(tmp_path, run_modelgate, 
     redis = start_restartable_redis(tmp_path / "redis")
     try:
         keys = tmp_path / "keys.json"
-        text = f"""
-listen: {{address: "__LISTEN__"}}
-admin: {{address: "__ADMIN__"}}
-auth:
-  api_keys: {{file: "{keys}"}}
-models:
-  - name: llama3
-    protocols: [openai]
-    upstream: {{url: "{litellm_mock.url}"}}
-    cost: {COST}
-limits:
-  store: {{redis: {{url: "{redis.url}", prefix: budget}}}}
-"""
+        text = gateway_config(keys, model("llama3", "openai", litellm_mock.url, cost=COST),
+                              extra=f'limits:\n  store: {{redis: {{url: "{redis.url}", prefix: budget}}}}\n')
         key = create_key(run_modelgate, keys, "shared",
                          extra=("--budget-daily", "0.5", "--budget-monthly", "100", "--budget-total", "$1000"))
         config = tmp_path / "limits.yaml"

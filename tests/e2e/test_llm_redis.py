@@ -18,23 +18,17 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from gw import away_from_minute_end, bearer, create_key
+from gw import away_from_minute_end, bearer, create_key, gateway_config, model
 from redis_peer import start_restartable_redis
 
 TPM = 10_000
 MAX_TOKENS = 1000  # estimate ≈ 1000: at most ~10 requests hold 10k at once
 PROMPT = "Say something about Kubernetes."
 
-CONFIG = """
-listen: {{address: "__LISTEN__"}}
-admin: {{address: "__ADMIN__"}}
-auth:
-  api_keys: {{file: "{keys}"}}
-models:
-  - name: llama3
-    protocols: [openai]
-    upstream: {{url: "{upstream}"}}
-{limits}"""
+
+def gateway(keys, upstream: str, limits: str) -> str:
+    return gateway_config(keys, model("llama3", "openai", upstream), extra=limits)
+
 
 LIMITS = """limits:
   store:
@@ -46,7 +40,7 @@ LIMITS = """limits:
 
 def config(keys, upstream, redis_url, mode="closed", prefix="e2e", limits=True) -> str:
     block = LIMITS.format(url=redis_url, mode=mode, prefix=prefix, tpm=TPM, max_tokens=MAX_TOKENS) if limits else ""
-    return CONFIG.format(keys=keys, upstream=upstream, limits=block)
+    return gateway(keys, upstream, block)
 
 
 def require_step(tmp_path, run_modelgate, keys, upstream, redis_url) -> None:
@@ -172,7 +166,7 @@ def test_two_processes_share_one_gcra_request_rate(tmp_path, redis, keys, litell
     at most one interval (20 s at rpm 3), not the seconds to a minute's end."""
     require_step(tmp_path, run_modelgate, keys, litellm_mock.url, redis.url)
     key = create_key(run_modelgate, keys, "rate", "llama3")
-    text = CONFIG.format(keys=keys, upstream=litellm_mock.url, limits=f"""limits:
+    text = gateway(keys, litellm_mock.url, f"""limits:
   store:
     redis: {{url: "{redis.url}", timeout: 500ms, prefix: "gcra"}}
   per_key: {{rpm: 3}}

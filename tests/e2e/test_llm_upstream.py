@@ -25,7 +25,7 @@ import openai
 import pytest
 import requests
 
-from gw import bearer, create_key
+from gw import bearer, create_key, gateway_config
 from peers import IRIS_LABELS, IRIS_ROWS, LOCALHOST, free_port, start_litellm
 from sse_upstream import SseUpstream
 
@@ -53,14 +53,7 @@ def sse():
 
 def _gateway(tmp_path, run_modelgate, start_modelgate, models: str, env=None):
     keys = tmp_path / "keys.json"
-    mg = start_modelgate(f"""
-listen: {{address: "__LISTEN__"}}
-admin: {{address: "__ADMIN__"}}
-auth:
-  api_keys: {{file: "{keys}"}}
-models:
-{models}
-""", env=env)
+    mg = start_modelgate(gateway_config(keys, models), env=env)
     mg.key = create_key(run_modelgate, keys, "llm-user", "*")
     mg.wait_ready(lambda: requests.get(f"{mg.url}/v1/models", headers=bearer(mg.key), timeout=5).status_code == 200,
                   5, "keys")

@@ -10,32 +10,19 @@ import random
 import socket
 import string
 import time
-from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from gw import bearer, create_key, raw_request
-
-ROOT = Path(__file__).resolve().parents[2]
+from gw import bearer, builtin_iris, create_key, gateway_config, model, raw_request
 
 
 @pytest.fixture
 def gateway(tmp_path, run_modelgate, start_modelgate):
     keys = tmp_path / "keys.json"
-    model_dir = tmp_path / "models" / "iris"
-    model_dir.mkdir(parents=True)
-    (model_dir / "model.onnx").write_bytes((ROOT / "examples/models/iris/model.onnx").read_bytes())
-    mg = start_modelgate(f"""
-listen: {{address: "__LISTEN__"}}
-admin: {{address: "__ADMIN__"}}
-auth: {{api_keys: {{file: "{keys}"}}}}
-models:
-  - name: iris
-    builtin: {{dir: "{model_dir}"}}
-""")
+    mg = start_modelgate(gateway_config(keys, model("iris", None, builtin=builtin_iris(tmp_path))))
     mg.key = create_key(run_modelgate, keys, "iris-user", "*")
     mg.wait_ready(lambda: requests.get(f"{mg.url}/v2/models/iris/ready", headers=bearer(mg.key), timeout=5).status_code == 200, 5, "key")
     return mg
@@ -137,23 +124,21 @@ def test_a_reload_drops_the_series_of_a_removed_model(tmp_path, run_modelgate, s
     the other models keep their counts."""
     keys = tmp_path / "keys.json"
     dead = f"http://127.0.0.1:{free_port()}"  # nothing listens: each call is a 502
-    head = f'listen: {{address: "__LISTEN__"}}\nadmin: {{address: "__ADMIN__"}}\n' \
-           f'auth: {{api_keys: {{file: "{keys}"}}}}\nmodels:\n'
 
     def config(names):
-        return head + "".join(f'  - name: {n}\n    upstream: {{url: "{dead}"}}\n' for n in names)
+        return gateway_config(keys, *(model(n, None, dead) for n in names))
 
     mg = start_modelgate(config(["keep", "gone"]))
     key = create_key(run_modelgate, keys, "u", "*")
     mg.wait_ready(lambda: requests.get(f"{mg.url}/v2/models/keep/ready", headers=bearer(key),
                                        timeout=5).status_code != 401, 5, "key")
 
-    def requests_of(model: str) -> float:
+    def requests_of(name: str) -> float:
         return sum(s.value for s in scrape(mg)[1] if s.name == "modelgate_requests_total"
-                   and s.labels.get("model") == model)
+                   and s.labels.get("model") == name)
 
-    for model in ("keep", "gone", "keep"):
-        requests.get(f"{mg.url}/v2/models/{model}/ready", headers=bearer(key), timeout=5)
+    for name in ("keep", "gone", "keep"):
+        requests.get(f"{mg.url}/v2/models/{name}/ready", headers=bearer(key), timeout=5)
     kept = requests_of("keep")
     text, _ = scrape(mg)
     assert 'model="gone"' in text and kept >= 2, text
@@ -161,7 +146,7 @@ def test_a_reload_drops_the_series_of_a_removed_model(tmp_path, run_modelgate, s
 
     mark = len(mg.stderr())
     running = mg.config_path.read_text()
-    gone = f'  - name: gone\n    upstream: {{url: "{dead}"}}\n'
+    gone = model("gone", None, dead)
     assert gone in running
     mg.config_path.write_text(running.replace(gone, ""))
     mg.reload()

@@ -18,7 +18,7 @@ import socket
 import pytest
 import requests
 
-from gw import bearer, create_key
+from gw import bearer, create_key, gateway_config, model
 
 
 # --------------------------------------------------------------------------
@@ -29,19 +29,8 @@ def openai_gate(tmp_path, run_modelgate, start_modelgate, litellm_mock):
     keys = tmp_path / "keys.json"
     llama = create_key(run_modelgate, keys, "llama-only", "llama3")
     every = create_key(run_modelgate, keys, "all", "*")
-    mg = start_modelgate(f"""
-listen: {{address: "__LISTEN__"}}
-admin: {{address: "__ADMIN__"}}
-auth:
-  api_keys: {{file: "{keys}"}}
-models:
-  - name: llama3
-    protocols: [openai]
-    upstream: {{url: "{litellm_mock.url}"}}
-  - name: {litellm_mock.second_model}
-    protocols: [openai]
-    upstream: {{url: "{litellm_mock.url}"}}
-""")
+    mg = start_modelgate(gateway_config(keys, model("llama3", "openai", litellm_mock.url),
+                                        model(litellm_mock.second_model, "openai", litellm_mock.url)))
     mg.llama, mg.all = llama, every
     return mg
 
@@ -155,20 +144,11 @@ def test_seldon_model_on_a_public_path_is_answered_locally(seldon_gate, mlserver
 def host_gate(tmp_path, run_modelgate, start_modelgate, mlserver_iris):
     keys = tmp_path / "keys.json"
     key = create_key(run_modelgate, keys, "alice", "*")
-    mg = start_modelgate(f"""
-listen: {{address: "__LISTEN__"}}
-admin: {{address: "__ADMIN__"}}
-auth:
-  api_keys: {{file: "{keys}"}}
-models:
-  - name: iris
-    protocols: [v2]
-    upstream: {{url: "{mlserver_iris.rest_url}"}}
-policies:
+    mg = start_modelgate(gateway_config(keys, model("iris", "v2", mlserver_iris.rest_url), extra="""policies:
   - name: no-blocked-host
     action: DENY
-    rules: [{{to: [{{operation: {{hosts: [blocked.example.com]}}}}]}}]
-""")
+    rules: [{to: [{operation: {hosts: [blocked.example.com]}}]}]
+"""))
     mg.key = key
     return mg
 

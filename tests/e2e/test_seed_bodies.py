@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import requests
 
-from gw import bearer, create_key
+from gw import bearer, builtin_iris, create_key, gateway_config, model
 from peers import free_addr, require_modelgate_bin
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,18 +33,7 @@ INFER_PATH = "/v2/models/iris/infer"
 @pytest.fixture
 def builtin(tmp_path, run_modelgate, start_modelgate):
     keys = tmp_path / "keys.json"
-    model_dir = tmp_path / "models" / "iris"
-    model_dir.mkdir(parents=True)
-    (model_dir / "model.onnx").write_bytes((ROOT / "examples/models/iris/model.onnx").read_bytes())
-    mg = start_modelgate(f"""
-listen: {{address: "__LISTEN__"}}
-admin: {{address: "__ADMIN__"}}
-auth: {{api_keys: {{file: "{keys}"}}}}
-models:
-  - name: iris
-    protocols: [v1, v2, grpc]
-    builtin: {{dir: "{model_dir}"}}
-""")
+    mg = start_modelgate(gateway_config(keys, model("iris", "v1, v2, grpc", builtin=builtin_iris(tmp_path))))
     mg.key = create_key(run_modelgate, keys, "iris-user", "iris")
     mg.wait_ready(lambda: requests.get(f"{mg.url}/v2/models/iris/ready", headers=bearer(mg.key), timeout=5).status_code == 200, 5, "key")
     return mg

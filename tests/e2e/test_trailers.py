@@ -19,7 +19,7 @@ import threading
 
 import pytest
 
-from gw import V2_BODY, create_key
+from gw import V2_BODY, create_key, gateway_config, model
 
 SMUGGLED = [(b"kubeflow-userid", b"admin@example.com"), (b"x-forwarded-user", b"root"),
             (b"x-auth-request-email", b"admin@example.com")]
@@ -81,16 +81,7 @@ def gate(tmp_path, run_modelgate, start_modelgate):
     up = RecordingUpstream()
     keys = tmp_path / "keys.json"
     key = create_key(run_modelgate, keys, "alice", "*")
-    mg = start_modelgate(f"""
-listen: {{address: "__LISTEN__"}}
-admin: {{address: "__ADMIN__"}}
-auth:
-  api_keys: {{file: "{keys}"}}
-models:
-  - name: iris
-    protocols: [v2]
-    upstream: {{url: "http://{up.addr}"}}
-""")
+    mg = start_modelgate(gateway_config(keys, model("iris", "v2", f"http://{up.addr}")))
     mg.key = key
     yield mg, up
     up.close()

@@ -16,7 +16,6 @@ mod forward_auth;
 mod gateway;
 mod grpc_reply;
 mod local;
-mod on_end;
 mod openai_body;
 mod pipeline;
 mod ratelimit;

@@ -13,10 +13,10 @@ use http::header::CONTENT_TYPE;
 use http_body::Frame;
 use http_body_util::BodyExt;
 use modelgate_audit::Metrics;
+use modelgate_core::body_tap::{Observer, Tap};
 use modelgate_core::{BoxBody, Protocol};
 
 use crate::finish::{Trace, answered};
-use crate::on_end::{Observed, Observer};
 use crate::pipeline::Pipeline;
 
 /// A streamed answer's timing, for the decision record.
@@ -96,5 +96,5 @@ pub fn answered_at_end(
         first: None,
         trace,
     };
-    Response::from_parts(parts, Observed::new(body, pending).boxed_unsync())
+    Response::from_parts(parts, Tap::new(body, pending).boxed_unsync())
 }

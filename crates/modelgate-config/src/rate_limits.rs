@@ -12,6 +12,9 @@ use crate::cost::{Cost, usd_to_micro};
 use crate::error::Collector;
 use crate::redis_store::{RawRedisStore, RedisStoreConfig, redis_store};
 
+mod set;
+pub use set::{ClaimLimits, LimitSet, Limits, RawLimitSet};
+
 /// `limits:` as written.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -48,44 +51,6 @@ pub enum OnOverrun {
     Cut,
 }
 
-/// `limits.claim_limits`: for each limit, the claim whose number replaces
-/// `per_subject`'s value for that identity (budgets in USD).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ClaimLimits {
-    pub rps: Option<String>,
-    pub rpm: Option<String>,
-    pub tpm: Option<String>,
-    pub tpd: Option<String>,
-    pub input_tpm: Option<String>,
-    pub output_tpm: Option<String>,
-    pub max_concurrent: Option<String>,
-    pub budget_daily: Option<String>,
-    pub budget_monthly: Option<String>,
-    pub budget_total: Option<String>,
-}
-
-impl ClaimLimits {
-    /// `(limit name, claim)` for every limit taken from a claim.
-    pub fn entries(&self) -> Vec<(&'static str, &str)> {
-        [
-            ("rps", &self.rps),
-            ("rpm", &self.rpm),
-            ("tpm", &self.tpm),
-            ("tpd", &self.tpd),
-            ("input_tpm", &self.input_tpm),
-            ("output_tpm", &self.output_tpm),
-            ("max_concurrent", &self.max_concurrent),
-            ("budget_daily", &self.budget_daily),
-            ("budget_monthly", &self.budget_monthly),
-            ("budget_total", &self.budget_total),
-        ]
-        .into_iter()
-        .filter_map(|(n, c)| c.as_deref().map(|c| (n, c)))
-        .collect()
-    }
-}
-
 /// `limits.store`: absent = in-process counters.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -98,87 +63,6 @@ pub struct RawStore {
 #[serde(deny_unknown_fields)]
 pub struct RawEstimate {
     pub default_max_tokens: Option<u64>,
-}
-
-/// One set of limits as written (every key optional: absent = no limit).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawLimitSet {
-    pub rps: Option<u64>,
-    pub rpm: Option<u64>,
-    pub tpm: Option<u64>,
-    pub tpd: Option<u64>,
-    pub input_tpm: Option<u64>,
-    pub output_tpm: Option<u64>,
-    pub max_concurrent: Option<u64>,
-    /// Spend per UTC day, USD.
-    pub budget_daily: Option<f64>,
-    /// Spend per calendar month (UTC), USD.
-    pub budget_monthly: Option<f64>,
-    /// Spend ever, USD.
-    pub budget_total: Option<f64>,
-}
-
-/// One validated set of limits; `None` = no limit of that kind.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct LimitSet {
-    /// Requests per second.
-    pub rps: Option<u64>,
-    /// Requests per minute.
-    pub rpm: Option<u64>,
-    /// Total (input + output) tokens per minute.
-    pub tpm: Option<u64>,
-    /// Total tokens per day (UTC).
-    pub tpd: Option<u64>,
-    pub input_tpm: Option<u64>,
-    pub output_tpm: Option<u64>,
-    /// Requests running at once.
-    pub max_concurrent: Option<u64>,
-    /// Spend per UTC day, micro-USD.
-    pub budget_daily: Option<u64>,
-    /// Spend per calendar month (UTC), micro-USD.
-    pub budget_monthly: Option<u64>,
-    /// Spend ever, micro-USD.
-    pub budget_total: Option<u64>,
-}
-
-impl LimitSet {
-    pub fn is_empty(&self) -> bool {
-        *self == LimitSet::default()
-    }
-
-    /// Each limit set here, else `base`'s.
-    pub fn or(&self, base: &LimitSet) -> LimitSet {
-        LimitSet {
-            rps: self.rps.or(base.rps),
-            rpm: self.rpm.or(base.rpm),
-            tpm: self.tpm.or(base.tpm),
-            tpd: self.tpd.or(base.tpd),
-            input_tpm: self.input_tpm.or(base.input_tpm),
-            output_tpm: self.output_tpm.or(base.output_tpm),
-            max_concurrent: self.max_concurrent.or(base.max_concurrent),
-            budget_daily: self.budget_daily.or(base.budget_daily),
-            budget_monthly: self.budget_monthly.or(base.budget_monthly),
-            budget_total: self.budget_total.or(base.budget_total),
-        }
-    }
-
-    /// The limit named as in config (`tpm`, `budget_daily`, …).
-    pub fn get_mut(&mut self, name: &str) -> Option<&mut Option<u64>> {
-        Some(match name {
-            "rps" => &mut self.rps,
-            "rpm" => &mut self.rpm,
-            "tpm" => &mut self.tpm,
-            "tpd" => &mut self.tpd,
-            "input_tpm" => &mut self.input_tpm,
-            "output_tpm" => &mut self.output_tpm,
-            "max_concurrent" => &mut self.max_concurrent,
-            "budget_daily" => &mut self.budget_daily,
-            "budget_monthly" => &mut self.budget_monthly,
-            "budget_total" => &mut self.budget_total,
-            _ => return None,
-        })
-    }
 }
 
 /// The validated `limits:` section.
@@ -351,36 +235,20 @@ pub(crate) fn rate_limits(
 }
 
 pub(crate) fn limit_set(raw: RawLimitSet, key: &str, c: &mut Collector) -> LimitSet {
-    let mut one = |v: Option<u64>, name: &str| match v {
-        Some(n) if (1..=MAX_LIMIT).contains(&n) => Some(n),
-        Some(_) => {
-            c.push(
-                format!("{key}.{name}"),
-                "must be a positive number (at most 2^53 - 1)",
-                "write the limit, or remove the key for no limit",
-            );
-            None
+    let number = |c: &mut Collector, name, n| {
+        if (1..=MAX_LIMIT).contains(&n) {
+            return Some(n);
         }
-        None => None,
+        c.push(
+            format!("{key}.{name}"),
+            "must be a positive number (at most 2^53 - 1)",
+            "write the limit, or remove the key for no limit",
+        );
+        None
     };
-    LimitSet {
-        rps: one(raw.rps, "rps"),
-        rpm: one(raw.rpm, "rpm"),
-        tpm: one(raw.tpm, "tpm"),
-        tpd: one(raw.tpd, "tpd"),
-        input_tpm: one(raw.input_tpm, "input_tpm"),
-        output_tpm: one(raw.output_tpm, "output_tpm"),
-        max_concurrent: one(raw.max_concurrent, "max_concurrent"),
-        budget_daily: budget(raw.budget_daily, "budget_daily", key, c),
-        budget_monthly: budget(raw.budget_monthly, "budget_monthly", key, c),
-        budget_total: budget(raw.budget_total, "budget_total", key, c),
-    }
-}
-
-fn budget(v: Option<f64>, name: &str, key: &str, c: &mut Collector) -> Option<u64> {
-    match v.map(usd_to_micro) {
-        Some(Some(m)) if m > 0 => Some(m),
-        Some(_) => {
+    let budget = |c: &mut Collector, name, usd| match usd_to_micro(usd) {
+        Some(m) if m > 0 => Some(m),
+        _ => {
             c.push(
                 format!("{key}.{name}"),
                 "must be a positive amount of USD",
@@ -388,8 +256,8 @@ fn budget(v: Option<f64>, name: &str, key: &str, c: &mut Collector) -> Option<u6
             );
             None
         }
-        None => None,
-    }
+    };
+    raw.map(c, number, budget)
 }
 
 /// Adds what the model entries say to a validated `limits:` section: their

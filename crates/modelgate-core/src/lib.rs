@@ -4,6 +4,8 @@
 
 pub mod authenticated;
 pub mod body;
+pub mod body_rewrite;
+pub mod body_tap;
 pub mod facts;
 pub mod model;
 pub mod principal;

@@ -5,15 +5,11 @@
 //! that, `idle_timeout` from the end of the last response. A request is in
 //! flight from its head until its response body has been sent or dropped.
 
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body::{Body, Frame, SizeHint};
-use modelgate_core::{BoxBody, BoxError};
+use modelgate_core::body_tap::{Observer, Tap};
 
 use crate::gate::Deadline;
 
@@ -59,7 +55,7 @@ impl Activity {
 }
 
 /// A request in flight on its connection.
-pub(crate) struct Busy(Arc<Activity>);
+pub struct Busy(Arc<Activity>);
 
 impl Drop for Busy {
     fn drop(&mut self) {
@@ -71,41 +67,15 @@ impl Drop for Busy {
     }
 }
 
-/// A response body that keeps its request in flight until it is done.
-pub struct Tracked {
-    inner: BoxBody,
-    busy: Option<Busy>,
-}
+/// A response body that keeps its request in flight until it is done
+/// (sent, failed or dropped); an empty one does not keep it.
+pub type Tracked = Tap<Busy>;
 
-impl Tracked {
-    pub(crate) fn new(inner: BoxBody, busy: Busy) -> Self {
-        let busy = (!inner.is_end_stream()).then_some(busy);
-        Self { inner, busy }
-    }
-}
+impl Observer for Busy {
+    const END_IF_DONE: bool = true;
 
-impl Body for Tracked {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if matches!(polled, Poll::Ready(None | Some(Err(_)))) {
-            self.busy = None;
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
+    /// Dropping the guard ends the request.
+    fn end(self) {}
 }
 
 #[cfg(test)]

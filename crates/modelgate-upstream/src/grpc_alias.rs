@@ -6,11 +6,8 @@
 //! cannot be (compressed, over the limit) passes unchanged, and an answer with
 //! no message (an error's trailers only) passes as it is.
 
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
 use bytes::{Bytes, BytesMut};
-use http_body::{Body, Frame, SizeHint};
+use modelgate_core::body_rewrite::{Rewrite, Rewritten};
 use modelgate_core::{BoxBody, BoxError};
 
 use crate::alias::rewrite_grpc_frame;
@@ -28,45 +25,42 @@ impl std::error::Error for BadFirstMessage {}
 
 /// Rewrites the model name of the first message of a gRPC request body.
 pub struct RenameFirstMessage {
-    inner: BoxBody,
     name: String,
     /// Bytes held until the first message is whole; `None` once sent.
     held: Option<BytesMut>,
     limit: u64,
     /// An answer: pass what cannot be rewritten instead of failing.
     lenient: bool,
-    /// Trailers that came before the first message was whole (answer only).
-    stashed: Option<Frame<Bytes>>,
 }
 
 impl RenameFirstMessage {
-    pub fn new(inner: BoxBody, name: &str, limit: u64) -> Self {
-        Self {
-            inner,
-            name: name.to_string(),
-            held: Some(BytesMut::new()),
-            limit,
-            lenient: false,
-            stashed: None,
-        }
+    pub fn new(inner: BoxBody, name: &str, limit: u64) -> Rewritten<Self> {
+        Rewritten::new(inner, Self::with(name, limit, false))
     }
 
     /// For an upstream's answer: `model_name` of its first message set to
     /// the client's name, anything else passed through.
-    pub fn answer(inner: BoxBody, name: &str, limit: u64) -> Self {
+    pub fn answer(inner: BoxBody, name: &str, limit: u64) -> Rewritten<Self> {
+        Rewritten::new(inner, Self::with(name, limit, true))
+    }
+
+    fn with(name: &str, limit: u64, lenient: bool) -> Self {
         Self {
-            lenient: true,
-            ..Self::new(inner, name, limit)
+            name: name.to_string(),
+            held: Some(BytesMut::new()),
+            limit,
+            lenient,
         }
     }
 
-    /// Answer mode: what was held goes on as it is (then `stashed`, if any).
-    fn give_up(&mut self) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let held = self.held.take().unwrap_or_default();
-        if held.is_empty() {
-            return Poll::Ready(self.stashed.take().map(Ok));
+    /// What cannot be rewritten: an answer's goes on as it is (if anything
+    /// was held), a request fails.
+    fn give_up(&mut self) -> Result<Option<Bytes>, BoxError> {
+        if !self.lenient {
+            return Err(Box::new(BadFirstMessage));
         }
-        Poll::Ready(Some(Ok(Frame::data(held.freeze()))))
+        let held = self.held.take().unwrap_or_default();
+        Ok((!held.is_empty()).then(|| held.freeze()))
     }
 
     /// The frame's declared message length, once the prefix is there.
@@ -78,67 +72,41 @@ impl RenameFirstMessage {
     }
 }
 
-impl Body for RenameFirstMessage {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = &mut *self;
-        if this.stashed.is_some() {
-            return this.give_up();
-        }
-        let Some(held) = this.held.as_mut() else {
-            return Pin::new(&mut this.inner).poll_frame(cx);
+impl Rewrite for RenameFirstMessage {
+    fn data(&mut self, data: Bytes) -> Result<Option<Bytes>, BoxError> {
+        let Some(held) = self.held.as_mut() else {
+            return Ok(Some(data));
         };
-        loop {
-            if let Some(len) = Self::declared(held) {
-                if len > this.limit {
-                    if this.lenient {
-                        return this.give_up();
-                    }
-                    return Poll::Ready(Some(Err(Box::new(BadFirstMessage))));
-                }
-                if held.len() as u64 >= len + 5 {
-                    let out = rewrite_grpc_frame(held, &this.name);
-                    if out.is_none() && this.lenient {
-                        return this.give_up();
-                    }
-                    this.held = None;
-                    return Poll::Ready(Some(match out {
-                        Some(b) => Ok(Frame::data(b)),
-                        None => Err(Box::new(BadFirstMessage)),
-                    }));
-                }
+        held.extend_from_slice(&data);
+        let Some(len) = Self::declared(held) else {
+            return Ok(None);
+        };
+        if len > self.limit {
+            return self.give_up();
+        }
+        if (held.len() as u64) < len + 5 {
+            return Ok(None);
+        }
+        match rewrite_grpc_frame(held, &self.name) {
+            Some(b) => {
+                self.held = None;
+                Ok(Some(b))
             }
-            match Pin::new(&mut this.inner).poll_frame(cx) {
-                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
-                    Ok(d) => held.extend_from_slice(&d),
-                    // Trailers before the first message is whole: an error
-                    // answer (passed on), or a malformed request.
-                    Err(trailers) if this.lenient => {
-                        this.stashed = Some(trailers);
-                        return this.give_up();
-                    }
-                    Err(_) => return Poll::Ready(Some(Err(Box::new(BadFirstMessage)))),
-                },
-                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
-                Poll::Ready(None) if this.lenient => return this.give_up(),
-                Poll::Ready(None) => return Poll::Ready(Some(Err(Box::new(BadFirstMessage)))),
-                Poll::Pending => return Poll::Pending,
-            }
+            None => self.give_up(),
         }
     }
 
-    fn is_end_stream(&self) -> bool {
-        self.held.is_none() && self.stashed.is_none() && self.inner.is_end_stream()
+    /// Trailers or the end before the first message is whole: an error
+    /// answer (passed on), or a malformed request.
+    fn flush(&mut self) -> Result<Option<Bytes>, BoxError> {
+        if self.held.is_none() {
+            return Ok(None);
+        }
+        self.give_up()
     }
 
-    fn size_hint(&self) -> SizeHint {
-        // The rewritten message may change length.
-        SizeHint::new()
+    fn holds(&self) -> bool {
+        self.held.is_some()
     }
 }
 

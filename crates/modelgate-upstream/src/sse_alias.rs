@@ -4,11 +4,8 @@
 //! the unfinished tail of the last frame is held, up to [`MAX_EVENT`] bytes;
 //! a longer event passes through unchanged.
 
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
 use bytes::{Bytes, BytesMut};
-use http_body::{Body, Frame, SizeHint};
+use modelgate_core::body_rewrite::{Rewrite, Rewritten};
 use modelgate_core::{BoxBody, BoxError};
 
 use crate::alias::rewrite_response_model;
@@ -18,34 +15,47 @@ pub const MAX_EVENT: usize = 1 << 20;
 
 /// The stream with each event's `model` renamed from `from` to `to`.
 pub struct RenameEvents {
-    inner: BoxBody,
     from: String,
     to: String,
     /// The start of an event whose end has not arrived yet.
     pending: BytesMut,
-    /// A frame (trailers) to send once `pending` is flushed.
-    stashed: Option<Frame<Bytes>>,
-    done: bool,
 }
 
 impl RenameEvents {
-    pub fn new(inner: BoxBody, from: &str, to: &str) -> Self {
-        Self {
+    pub fn new(inner: BoxBody, from: &str, to: &str) -> Rewritten<Self> {
+        Rewritten::new(
             inner,
-            from: from.to_string(),
-            to: to.to_string(),
-            pending: BytesMut::new(),
-            stashed: None,
-            done: false,
+            Self {
+                from: from.to_string(),
+                to: to.to_string(),
+                pending: BytesMut::new(),
+            },
+        )
+    }
+}
+
+impl Rewrite for RenameEvents {
+    /// The complete events at the start of `pending`, renamed (the
+    /// unfinished rest stays), or an event past [`MAX_EVENT`] as it is.
+    fn data(&mut self, data: Bytes) -> Result<Option<Bytes>, BoxError> {
+        self.pending.extend_from_slice(&data);
+        if let Some(end) = last_boundary(&self.pending) {
+            let events = self.pending.split_to(end);
+            return Ok(Some(rename_events(&events, &self.from, &self.to)));
         }
+        if self.pending.len() > MAX_EVENT {
+            return Ok(Some(self.pending.split().freeze()));
+        }
+        Ok(None)
     }
 
-    /// Rewrites the complete events at the start of `pending` and returns
-    /// them; the unfinished rest stays.
-    fn take_events(&mut self) -> Option<Bytes> {
-        let end = last_boundary(&self.pending)?;
-        let events = self.pending.split_to(end);
-        Some(rename_events(&events, &self.from, &self.to))
+    /// An unfinished tail goes as it is.
+    fn flush(&mut self) -> Result<Option<Bytes>, BoxError> {
+        Ok((!self.pending.is_empty()).then(|| self.pending.split().freeze()))
+    }
+
+    fn holds(&self) -> bool {
+        !self.pending.is_empty()
     }
 }
 
@@ -90,74 +100,10 @@ pub fn rename_events(events: &[u8], from: &str, to: &str) -> Bytes {
     out.freeze()
 }
 
-impl Body for RenameEvents {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = &mut *self;
-        if this.done {
-            if !this.pending.is_empty() {
-                let rest = this.pending.split().freeze();
-                return Poll::Ready(Some(Ok(Frame::data(rest))));
-            }
-            return Poll::Ready(this.stashed.take().map(Ok));
-        }
-        loop {
-            match Pin::new(&mut this.inner).poll_frame(cx) {
-                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
-                    Ok(data) => {
-                        this.pending.extend_from_slice(&data);
-                        if let Some(events) = this.take_events() {
-                            return Poll::Ready(Some(Ok(Frame::data(events))));
-                        }
-                        if this.pending.len() > MAX_EVENT {
-                            let long = this.pending.split().freeze();
-                            return Poll::Ready(Some(Ok(Frame::data(long))));
-                        }
-                    }
-                    Err(trailers) => {
-                        this.done = true;
-                        this.stashed = Some(trailers);
-                        return this.flush_or_stashed();
-                    }
-                },
-                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
-                Poll::Ready(None) => {
-                    this.done = true;
-                    return this.flush_or_stashed();
-                }
-                Poll::Pending => return Poll::Pending,
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.done && self.pending.is_empty() && self.stashed.is_none()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        // Renaming changes the length.
-        SizeHint::new()
-    }
-}
-
-impl RenameEvents {
-    fn flush_or_stashed(&mut self) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        if !self.pending.is_empty() {
-            let rest = self.pending.split().freeze();
-            return Poll::Ready(Some(Ok(Frame::data(rest))));
-        }
-        Poll::Ready(self.stashed.take().map(Ok))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http_body::Frame;
     use http_body_util::{BodyExt, StreamBody};
 
     fn body(parts: Vec<&'static [u8]>) -> BoxBody {

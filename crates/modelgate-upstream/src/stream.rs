@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
+use modelgate_core::body_tap::{Observer, Tap};
 use modelgate_core::{BoxBody, BoxError};
 use tokio::time::Sleep;
 
@@ -33,34 +34,38 @@ impl std::error::Error for StreamIdle {}
 
 const SSE_IDLE_EVENT: &[u8] = b"data: {\"error\":{\"message\":\"the upstream stream paused longer than upstream.stream_idle_timeout\",\"type\":\"upstream_timeout\",\"code\":\"stream_idle_timeout\"}}\n\n";
 
-/// Timing of one answer, observed once.
+/// Timing of one answer: time to its first data, and its length.
 struct Timing {
     started: Instant,
     clock: GenAiClock,
     first: bool,
-    done: bool,
 }
 
-impl Timing {
-    fn finish(&mut self) {
-        if !self.done {
-            self.done = true;
+impl Observer for Timing {
+    fn frame(&mut self, frame: &Frame<Bytes>) {
+        if !self.first && frame.data_ref().is_some_and(|d| !d.is_empty()) {
+            self.first = true;
             self.clock
-                .duration
+                .ttft
                 .observe(self.started.elapsed().as_secs_f64());
         }
+    }
+
+    fn end(self) {
+        self.clock
+            .duration
+            .observe(self.started.elapsed().as_secs_f64());
     }
 }
 
 /// A response body watched for idleness (and timed).
 pub struct Watched {
-    inner: BoxBody,
+    inner: Tap<Timing>,
     idle: Duration,
     timer: Option<Pin<Box<Sleep>>>,
     armed: bool,
     sse: bool,
     ended: bool,
-    timing: Option<Timing>,
 }
 
 impl Watched {
@@ -71,45 +76,18 @@ impl Watched {
         sse: bool,
         timing: Option<(Instant, GenAiClock)>,
     ) -> Self {
+        let timing = timing.map(|(started, clock)| Timing {
+            started,
+            clock,
+            first: false,
+        });
         Self {
-            inner,
+            inner: Tap::optional(inner, timing),
             idle,
             timer: None,
             armed: false,
             sse,
             ended: false,
-            timing: timing.map(|(started, clock)| Timing {
-                started,
-                clock,
-                first: false,
-                done: false,
-            }),
-        }
-    }
-
-    fn on_frame(&mut self, frame: &Frame<Bytes>) {
-        self.armed = false;
-        if let Some(t) = &mut self.timing
-            && !t.first
-            && frame.data_ref().is_some_and(|d| !d.is_empty())
-        {
-            t.first = true;
-            t.clock.ttft.observe(t.started.elapsed().as_secs_f64());
-        }
-    }
-
-    fn end(&mut self) {
-        self.ended = true;
-        if let Some(t) = &mut self.timing {
-            t.finish();
-        }
-    }
-}
-
-impl Drop for Watched {
-    fn drop(&mut self) {
-        if let Some(t) = &mut self.timing {
-            t.finish();
         }
     }
 }
@@ -128,11 +106,11 @@ impl Body for Watched {
         }
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                this.on_frame(&frame);
+                this.armed = false;
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(other) => {
-                this.end();
+                this.ended = true;
                 Poll::Ready(other)
             }
             Poll::Pending => {
@@ -147,7 +125,8 @@ impl Body for Watched {
                 match timer.as_mut().poll(cx) {
                     Poll::Pending => Poll::Pending,
                     Poll::Ready(()) => {
-                        this.end();
+                        this.ended = true;
+                        this.inner.end();
                         tracing::warn!(
                             idle_ms = this.idle.as_millis() as u64,
                             "upstream response paused longer than upstream.stream_idle_timeout; ended"

@@ -3,10 +3,10 @@
 //! released when it ends, fails or is dropped (client gone).
 
 use modelgate_core::BoxBody;
+use modelgate_core::body_tap::{Observer, Tap};
 use modelgate_limit::plan::Outcome;
 
 use super::Held;
-use crate::on_end::{Observed, Observer};
 
 struct Lease(Held);
 
@@ -17,6 +17,6 @@ impl Observer for Lease {
 }
 
 /// `body`, holding `held` until it ends.
-pub(super) fn until_end(body: BoxBody, held: Held) -> Observed<impl Observer> {
-    Observed::new(body, Lease(held))
+pub(super) fn until_end(body: BoxBody, held: Held) -> Tap<impl Observer> {
+    Tap::new(body, Lease(held))
 }

@@ -5,12 +5,8 @@
 //! settles the reservation when the stream ends, fails or is dropped (client
 //! gone, upstream dead) — exactly once.
 
-use std::collections::VecDeque;
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
 use bytes::{Bytes, BytesMut};
-use http_body::{Body, Frame, SizeHint};
+use modelgate_core::body_rewrite::{Rewrite, Rewritten};
 use modelgate_core::{BoxBody, BoxError};
 use modelgate_limit::plan::{Outcome, Usage};
 use serde_json::Value;
@@ -22,36 +18,30 @@ use super::overrun::Watch;
 const MAX_EVENT: usize = 1 << 20;
 
 pub(super) struct UsageStream {
-    inner: BoxBody,
     held: Option<Held>,
     /// Drop the usage-only chunk (the client did not ask for it).
     strip: bool,
     /// Bytes of an event not yet ended by a blank line.
     partial: BytesMut,
-    ready: VecDeque<Bytes>,
     usage: Option<Usage>,
     /// With `on_overrun: cut`: how far the stream may go.
     watch: Option<Watch>,
     /// The stream was cut (the upstream's body is dropped).
     cut: bool,
-    /// The upstream's body has ended (or failed, or was cut).
-    done: bool,
 }
 
 impl UsageStream {
-    pub(super) fn new(inner: BoxBody, mut held: Held, strip: bool) -> Self {
+    pub(super) fn new(inner: BoxBody, mut held: Held, strip: bool) -> Rewritten<Self> {
         let watch = held.watch.take();
-        Self {
-            inner,
+        let stream = Self {
             held: Some(held),
             strip,
             partial: BytesMut::new(),
-            ready: VecDeque::new(),
             usage: None,
             watch,
             cut: false,
-            done: false,
-        }
+        };
+        Rewritten::new(inner, stream)
     }
 
     /// Settles once with the last usage seen (recorded for the log and the
@@ -141,15 +131,15 @@ impl UsageStream {
         Some(Bytes::from(format!("data: {v}\n\n")))
     }
 
-    fn feed(&mut self, data: Bytes) {
+    /// A frame's data: what goes on to the client now.
+    fn feed(&mut self, data: Bytes) -> Option<Bytes> {
         // Fast path: whole events, none with usage, nothing to count.
         if self.watch.is_none()
             && self.partial.is_empty()
             && data.ends_with(b"\n\n")
             && !Self::may_hold_usage(&data)
         {
-            self.ready.push_back(data);
-            return;
+            return Some(data);
         }
         self.partial.extend_from_slice(&data);
         let mut out = BytesMut::new();
@@ -166,9 +156,7 @@ impl UsageStream {
         } else if self.partial.len() > MAX_EVENT {
             out.extend_from_slice(&self.partial.split());
         }
-        if !out.is_empty() {
-            self.ready.push_back(out.freeze());
-        }
+        (!out.is_empty()).then(|| out.freeze())
     }
 }
 
@@ -186,63 +174,39 @@ impl Drop for UsageStream {
     }
 }
 
-impl Body for UsageStream {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = &mut *self;
-        loop {
-            if let Some(b) = this.ready.pop_front() {
-                return Poll::Ready(Some(Ok(Frame::data(b))));
-            }
-            if this.done {
-                return Poll::Ready(None);
-            }
-            match Pin::new(&mut this.inner).poll_frame(cx) {
-                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
-                    Ok(data) => {
-                        this.feed(data);
-                        if this.cut {
-                            // Drop the upstream's body: its request ends.
-                            this.inner = modelgate_core::empty();
-                            this.done = true;
-                            this.finish();
-                        }
-                    }
-                    Err(other) => return Poll::Ready(Some(Ok(other))),
-                },
-                Poll::Ready(Some(Err(e))) => {
-                    this.done = true;
-                    this.finish();
-                    return Poll::Ready(Some(Err(e)));
-                }
-                Poll::Ready(None) => {
-                    if !this.partial.is_empty() {
-                        let rest = this.partial.split().freeze();
-                        if let Some(b) = this.event(rest) {
-                            this.ready.push_back(b);
-                        }
-                    }
-                    this.done = true;
-                    this.finish();
-                }
-                Poll::Pending => return Poll::Pending,
-            }
+impl Rewrite for UsageStream {
+    fn data(&mut self, data: Bytes) -> Result<Option<Bytes>, BoxError> {
+        let out = self.feed(data);
+        if self.cut {
+            // The upstream's body is dropped next: its request ends.
+            self.finish();
         }
+        Ok(out)
+    }
+
+    /// The last event (if unfinished), then the settlement.
+    fn flush(&mut self) -> Result<Option<Bytes>, BoxError> {
+        let mut rest = None;
+        if !self.partial.is_empty() {
+            let tail = self.partial.split().freeze();
+            rest = self.event(tail);
+        }
+        self.finish();
+        Ok(rest)
     }
 
     /// Only once settled: the end must be polled, so that the usage is
     /// recorded before the stream log (outside this body) sees the end.
-    fn is_end_stream(&self) -> bool {
-        self.ready.is_empty() && self.done
+    fn holds(&self) -> bool {
+        self.held.is_some()
     }
 
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::default()
+    fn cut(&self) -> bool {
+        self.cut
+    }
+
+    fn failed(&mut self) {
+        self.finish();
     }
 }
 

@@ -1,6 +1,10 @@
+use std::collections::VecDeque;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use http_body::{Body, Frame};
 use http_body_util::BodyExt;
 use modelgate_config::rate_limits::{LimitSet, OnOverrun, RateLimits};
 use modelgate_limit::plan::{Estimate, Who, plan};
