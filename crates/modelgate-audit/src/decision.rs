@@ -168,8 +168,34 @@ fn ser_time<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Erro
 /// for every request). Civil date from days since the epoch: Howard
 /// Hinnant's `civil_from_days`.
 pub(crate) fn rfc3339_micros(t: SystemTime, buf: &mut [u8; 27]) -> &str {
+    thread_local! {
+        /// The last second written on this thread, as `YYYY-MM-DDThh:mm:ss.`
+        /// (records come many to a second: the date is worked out once).
+        static SECOND: std::cell::Cell<Option<(u64, [u8; 20])>> = const { std::cell::Cell::new(None) };
+    }
     let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs();
+    let prefix = match SECOND.get() {
+        Some((s, p)) if s == secs => p,
+        _ => {
+            let p = second_prefix(secs);
+            SECOND.set(Some((secs, p)));
+            p
+        }
+    };
+    buf[..20].copy_from_slice(&prefix);
+    let mut v = d.subsec_micros();
+    for i in (20..26).rev() {
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+    buf[26] = b'Z';
+    std::str::from_utf8(buf).unwrap_or("1970-01-01T00:00:00.000000Z")
+}
+
+/// `YYYY-MM-DDThh:mm:ss.` of a Unix time in seconds (UTC, proleptic
+/// Gregorian; Howard Hinnant's `civil_from_days`).
+fn second_prefix(secs: u64) -> [u8; 20] {
     let days = i64::try_from(secs / 86_400).unwrap_or(0);
     let sod = secs % 86_400;
     let z = days + 719_468;
@@ -181,23 +207,22 @@ pub(crate) fn rfc3339_micros(t: SystemTime, buf: &mut [u8; 27]) -> &str {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    let fields: [(usize, u64, usize); 7] = [
+    let fields: [(usize, u64, usize); 6] = [
         (0, u64::try_from(year).unwrap_or(0), 4),
         (5, u64::try_from(month).unwrap_or(0), 2),
         (8, u64::try_from(day).unwrap_or(0), 2),
         (11, sod / 3600, 2),
         (14, sod % 3600 / 60, 2),
         (17, sod % 60, 2),
-        (20, u64::from(d.subsec_micros()), 6),
     ];
-    *buf = *b"0000-00-00T00:00:00.000000Z";
+    let mut buf = *b"0000-00-00T00:00:00.";
     for (at, mut v, width) in fields {
         for i in (at..at + width).rev() {
             buf[i] = b'0' + (v % 10) as u8;
             v /= 10;
         }
     }
-    std::str::from_utf8(buf).unwrap_or("1970-01-01T00:00:00.000000Z")
+    buf
 }
 
 fn ser_addr<S: serde::Serializer>(a: &SocketAddr, s: S) -> Result<S::Ok, S::Error> {
@@ -211,7 +236,26 @@ fn ser_addr<S: serde::Serializer>(a: &SocketAddr, s: S) -> Result<S::Ok, S::Erro
 /// `a.b.c.d:port` without the formatting machinery (this runs for every
 /// request); `None` for IPv6, which goes through `Display`.
 pub(crate) fn ipv4_port<'b>(a: &SocketAddr, buf: &'b mut [u8; 21]) -> Option<&'b str> {
+    thread_local! {
+        /// The last address written on this thread (a connection's requests
+        /// come one after another): its text and length.
+        static LAST: std::cell::Cell<Option<(std::net::SocketAddrV4, [u8; 21], usize)>> =
+            const { std::cell::Cell::new(None) };
+    }
     let SocketAddr::V4(v4) = a else { return None };
+    if let Some((last, text, n)) = LAST.get()
+        && last == *v4
+    {
+        *buf = text;
+        return std::str::from_utf8(&buf[..n]).ok();
+    }
+    let n = ipv4_port_text(v4, buf);
+    LAST.set(Some((*v4, *buf, n)));
+    std::str::from_utf8(&buf[..n]).ok()
+}
+
+/// Writes `a.b.c.d:port` into `buf`; returns its length.
+fn ipv4_port_text(v4: &std::net::SocketAddrV4, buf: &mut [u8; 21]) -> usize {
     let mut n = 0;
     let mut push = |v: u32, sep: u8, buf: &mut [u8; 21]| {
         let mut digits = [0u8; 5];
@@ -240,7 +284,7 @@ pub(crate) fn ipv4_port<'b>(a: &SocketAddr, buf: &'b mut [u8; 21]) -> Option<&'b
     push(u32::from(o2), b'.', buf);
     push(u32::from(o3), b':', buf);
     push(u32::from(v4.port()), 0, buf);
-    std::str::from_utf8(&buf[..n]).ok()
+    n
 }
 
 /// A duration in whole microseconds (rounded), as an `f64`.
@@ -289,6 +333,13 @@ mod tests {
             "10.1.20.255:443",
             "[::1]:9000",
             "[2001:db8::5]:1",
+            // Repeats and near-repeats: the per-thread last address.
+            "10.1.20.255:443",
+            "10.1.20.255:443",
+            "10.1.20.255:44",
+            "10.1.20.25:443",
+            "[::1]:9000",
+            "10.1.20.25:443",
         ] {
             let addr: SocketAddr = a.parse().unwrap();
             let json = serde_json::to_string(&SerAddr(addr)).unwrap();
@@ -313,12 +364,21 @@ mod tests {
             4_102_444_799,
             253_402_300_799,
         ] {
-            let t = std::time::UNIX_EPOCH + Duration::new(secs, 123_456_789);
-            let mut buf = [0u8; 27];
-            assert_eq!(
-                rfc3339_micros(t, &mut buf),
-                humantime::format_rfc3339_micros(t).to_string()
-            );
+            // The same second again (its cached date), the next one, and
+            // back (the cache follows the clock either way).
+            for (s, nanos) in [
+                (secs, 123_456_789),
+                (secs, 999_999_000),
+                (secs + 1, 0),
+                (secs, 7_000),
+            ] {
+                let t = std::time::UNIX_EPOCH + Duration::new(s, nanos);
+                let mut buf = [0u8; 27];
+                assert_eq!(
+                    rfc3339_micros(t, &mut buf),
+                    humantime::format_rfc3339_micros(t).to_string()
+                );
+            }
         }
     }
 }

@@ -16,6 +16,9 @@ use crate::metrics::Metrics;
 const FLUSH_EVERY: Duration = Duration::from_millis(20);
 const WAKE_AT: usize = 256 * 1024;
 const MAX_PENDING: usize = 16 << 20;
+/// The written batch's buffer is handed back to the requests (no regrowing
+/// it record by record after every flush) unless it grew beyond this.
+const KEEP_BATCH: usize = 1 << 20;
 /// A thread's line buffer is trimmed back to this after an unusually long record.
 const KEEP_LINE: usize = 16 * 1024;
 
@@ -33,24 +36,34 @@ struct Queue {
     pending: Mutex<Pending>,
     wake: Condvar,
     /// Held while a batch is taken and written, so batches stay in order
-    /// whichever thread writes them.
-    sink: Mutex<Box<dyn Write + Send>>,
+    /// whichever thread writes them; with the buffer of the last batch
+    /// written, emptied, to give the requests for the next one.
+    sink: Mutex<(Box<dyn Write + Send>, Vec<u8>)>,
 }
 
 impl Queue {
     /// Writes whatever is pending, in order. Returns whether the log is closed.
     fn write_pending(&self) -> bool {
-        let Ok(mut w) = self.sink.lock() else {
+        let Ok(mut sink) = self.sink.lock() else {
             return true;
         };
-        let (batch, closed) = match self.pending.lock() {
-            Ok(mut p) => (std::mem::take(&mut p.buf), p.closed),
+        let (w, spare) = &mut *sink;
+        let closed = match self.pending.lock() {
+            Ok(mut p) => {
+                std::mem::swap(&mut p.buf, spare);
+                p.closed
+            }
             Err(_) => return true,
         };
+        let batch = spare;
         if !batch.is_empty()
-            && let Err(e) = w.write_all(&batch).and_then(|()| w.flush())
+            && let Err(e) = w.write_all(batch).and_then(|()| w.flush())
         {
             tracing::error!(error = %e, "cannot write the decision log");
+        }
+        batch.clear();
+        if batch.capacity() > KEEP_BATCH {
+            batch.shrink_to(KEEP_BATCH);
         }
         closed
     }
@@ -84,7 +97,7 @@ impl DecisionLog {
         let queue = Arc::new(Queue {
             pending: Mutex::new(Pending::default()),
             wake: Condvar::new(),
-            sink: Mutex::new(writer),
+            sink: Mutex::new((writer, Vec::new())),
         });
         let q = queue.clone();
         std::thread::Builder::new()

@@ -68,7 +68,10 @@ struct PrefixEntry {
 
 /// Routes for one configuration. Immutable; rebuilt on reload.
 pub struct RouteTable {
-    models: HashMap<ModelName, ModelEntry>,
+    /// Keyed by configured names only; looked up with client-sent ones
+    /// (foldhash, seeded per process: cheaper than SipHash for short names,
+    /// and no lookup can grow or degrade a map it cannot insert into).
+    models: HashMap<ModelName, ModelEntry, foldhash::fast::RandomState>,
     prefixes: Vec<PrefixEntry>,
     public_paths: Vec<PathPattern>,
     any_openai: bool,
