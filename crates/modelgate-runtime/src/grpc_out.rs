@@ -5,8 +5,8 @@
 
 use bytes::{BufMut, BytesMut};
 use prost::encoding::{
-    WireType, bool as pb_bool, double, encode_key, encode_varint, encoded_len_varint, float,
-    int32, int64, key_len,
+    WireType, bool as pb_bool, double, encode_key, encode_varint, encoded_len_varint, float, int32,
+    int64, key_len,
 };
 
 use crate::model::LoadedModel;

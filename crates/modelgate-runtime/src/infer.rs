@@ -405,7 +405,10 @@ mod tests {
     #[test]
     fn output_selection() {
         let m = load(&fixture("iris-logreg")).unwrap();
-        assert_eq!(select_outputs(&m, ["probabilities"]).unwrap().as_slice(), [1]);
+        assert_eq!(
+            select_outputs(&m, ["probabilities"]).unwrap().as_slice(),
+            [1]
+        );
         assert_eq!(select_outputs(&m, []).unwrap().as_slice(), [0, 1]);
         let e = select_outputs(&m, ["nope"]).unwrap_err();
         assert_eq!(

@@ -126,7 +126,11 @@ async fn infer(
     let outputs = infer::pick(outputs, &picked);
     let id = request_id(req.id.as_deref(), headers);
     let mut tail_out = Vec::new();
-    let mut json = Vec::with_capacity(256);
+    // Sized once for small answers: the envelope, then per output its keys
+    // and up to 24 bytes an element (an FP64 as serde_json writes it); capped,
+    // as binary outputs and long answers need not be reserved up front.
+    let per_output: usize = outputs.iter().map(|o| 96 + 24 * o.data.len()).sum();
+    let mut json = Vec::with_capacity((128 + id.len() + per_output).min(64 * 1024));
     json.extend_from_slice(b"{\"model_name\":");
     json_out::string(&mut json, model.name.as_str());
     json.extend_from_slice(b",\"model_version\":");
