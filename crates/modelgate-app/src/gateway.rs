@@ -51,7 +51,7 @@ impl Handler for Gateway {
         trace.received = received;
         let ready = self.shared.ready.load(Ordering::Acquire);
         if p.config.admin.on_public && crate::admin::console::is_admin_request(req.uri().path()) {
-            return self.console.serve_public(req, &conn).await;
+            return Box::pin(self.console.serve_public(req, &conn)).await;
         }
         let (mut parts, body) = req.into_parts();
         // The wristband's discovery document and JWKS: public, like health.
@@ -77,9 +77,17 @@ impl Handler for Gateway {
             {
                 tokio::spawn(drain(unread));
             }
-            return crate::forward_auth::check(&self.shared, &p, ep, parts, &conn).await;
+            return Box::pin(crate::forward_auth::check(
+                &self.shared,
+                &p,
+                ep,
+                parts,
+                &conn,
+            ))
+            .await;
         }
-        // Boxed: the flow future is large, and hyper moves the handler future by value.
+        // Boxed, as every large step above: hyper moves the handler's future
+        // by value (and over HTTP/2 tokio copies it into each stream's task).
         let resp = match Box::pin(flow(
             &p,
             self.shared.runtime.as_ref(),

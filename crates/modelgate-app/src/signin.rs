@@ -150,14 +150,17 @@ pub async fn endpoint(
         .listeners
         .get(listener)
         .is_some_and(|l| l.config.tls.is_some());
+    // The steps that call the IdP are boxed: this future is part of every
+    // request's, and those steps' futures are large.
     Some(match step {
-        Endpoint::Login => login(p, s, parts, tls, secure).await,
+        Endpoint::Login => Box::pin(login(p, s, parts, tls, secure)).await,
         Endpoint::Callback => {
             let q = parts.uri.query().unwrap_or_default();
-            match p
-                .authn
-                .finish_sign_in(q, &parts.headers, now_secs(), secure)
-                .await
+            match Box::pin(
+                p.authn
+                    .finish_sign_in(q, &parts.headers, now_secs(), secure),
+            )
+            .await
             {
                 Ok(r) => {
                     tracing::info!(target: "modelgate::signin", "browser signed in");
@@ -174,7 +177,9 @@ pub async fn endpoint(
             &cfg.landing_path,
             rd(parts.uri.query()).as_deref(),
         ),
-        Endpoint::SignOut => sign_out(p, s, parts, body.take(), listener, tls, secure).await,
+        Endpoint::SignOut => {
+            Box::pin(sign_out(p, s, parts, body.take(), listener, tls, secure)).await
+        }
         Endpoint::Landing => match p.authn.signed_in(&parts.headers, SystemTime::now()) {
             Some(user) => pages::landing(&user, &cfg.logout_path),
             None => redirect(Redirect {
@@ -311,9 +316,13 @@ pub async fn refresh(p: &Pipeline, parts: &mut Parts, listener: usize) -> Option
         return None;
     }
     let secure = secure(p, listener, s.config().cookie.secure);
-    p.authn
-        .refresh_session(&mut parts.headers, now_secs(), secure)
-        .await
+    // Boxed: a refresh calls the IdP; its future would otherwise weigh on
+    // every request's.
+    Box::pin(
+        p.authn
+            .refresh_session(&mut parts.headers, now_secs(), secure),
+    )
+    .await
 }
 
 /// Adds a renewed session cookie to the response.

@@ -242,10 +242,7 @@ fn service<H: Handler>(
         let info = info.clone();
         let busy = activity.begin();
         async move {
-            // Boxed: the handler's future is large (several kilobytes), and
-            // hyper moves this future by value; over HTTP/2 tokio copies it
-            // into each stream's task when it spawns it and again when it ends.
-            let resp = Box::pin(handler.handle(req, info)).await;
+            let resp = handler.handle(req, info).await;
             Ok::<_, Infallible>(resp.map(|b| Tracked::new(b, busy)))
         }
     })
