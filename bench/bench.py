@@ -45,20 +45,51 @@ def to_ms(v: str, unit: str) -> float:
     return float(v) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def wrk(url: str, method: str = "GET", body: str = "", headers: dict[str, str] | None = None, check=None) -> dict:
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def group_cpu(pid: int) -> tuple[int, int]:
+    """User and system CPU ticks of every thread of every process in `pid`'s
+    process group (peers start each server with setsid: nginx's master and
+    workers, modelgate's I/O and log threads)."""
+    user = system = 0
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            stat = (p / "stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+        if int(stat[2]) == pid:  # field 5 (pgrp), counted after the ")"
+            user += int(stat[11])
+            system += int(stat[12])
+    return user, system
+
+
+def wrk(url: str, method: str = "GET", body: str = "", headers: dict[str, str] | None = None, check=None,
+        cpu_of: int | None = None) -> dict:
+    """wrk at saturation. With `cpu_of` (a server's pid), also the CPU that
+    server's process group spent per request (user and system µs), which is
+    what req/s ratios on shared cores come down to."""
     headers = headers or {}
     script = lua(method, body, headers)
     if check:
         check()
     subprocess.run(["wrk", "-t2", "-c8", "-d2s", "-s", str(script), url], capture_output=True, check=True)  # warm-up
+    before = group_cpu(cpu_of) if cpu_of else None
     out = subprocess.run(["wrk", f"-t{THREADS}", f"-c{CONNS}", f"-d{DURATION}s", "--latency", "-s", str(script), url],
                          capture_output=True, text=True, check=True).stdout
+    after = group_cpu(cpu_of) if cpu_of else None
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     lat = {m.group(1): to_ms(m.group(2), m.group(3)) for m in re.finditer(r"^\s+(50|99)(?:\.000)?%\s+([\d.]+)(us|ms|s)", out, re.M)}
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     errors = re.search(r"Socket errors:.*", out)
+    cpu = {}
+    if before and after and rps:
+        per = 1e6 / CLK_TCK / (rps * DURATION)
+        cpu = {"cpu_user_us": (after[0] - before[0]) * per, "cpu_sys_us": (after[1] - before[1]) * per}
     return {"rps": rps, "p50": lat.get("50"), "p99": lat.get("99"), "non2xx": int(non2xx.group(1)) if non2xx else 0,
-            "socket_errors": errors.group(0) if errors else ""}
+            "socket_errors": errors.group(0) if errors else "", **cpu}
 
 
 def rss_kb(pid: int) -> int:
@@ -182,7 +213,7 @@ def spine_fast_upstream():
         ng = nginx(proxy_block(up.url))
         try:
             u = f"{ng.url}/v1/models/fast:predict"
-            record("fast", "nginx → fast upstream", wrk(u, "POST", body, hdr, expect_ok(u, "POST", body, hdr)))
+            record("fast", "nginx → fast upstream", wrk(u, "POST", body, hdr, expect_ok(u, "POST", body, hdr), cpu_of=ng.pid))
         finally:
             ng.stop()
         mg, key = modelgate(f'  - {{name: fast, protocols: [v1], upstream: {{url: "{up.url}"}}}}')
@@ -190,7 +221,7 @@ def spine_fast_upstream():
             idle = rss_kb(mg.pid)
             h = {**hdr, "Authorization": f"Bearer {key}"}
             u = f"{mg.url}/v1/models/fast:predict"
-            record("fast", "modelgate (API key) → fast upstream", wrk(u, "POST", body, h, expect_ok(u, "POST", body, h)),
+            record("fast", "modelgate (API key) → fast upstream", wrk(u, "POST", body, h, expect_ok(u, "POST", body, h), cpu_of=mg.pid),
                    idle_rss_kb=idle, loaded_rss_kb=rss_kb(mg.pid))
         finally:
             mg.stop()
@@ -208,7 +239,7 @@ def jwt_fast_upstream():
         ng = nginx(proxy_block(up.url))
         try:
             u = f"{ng.url}/v1/models/fast:predict"
-            record("jwt", "nginx → fast upstream (same run as JWT)", wrk(u, "POST", body, hdr, expect_ok(u, "POST", body, hdr)))
+            record("jwt", "nginx → fast upstream (same run as JWT)", wrk(u, "POST", body, hdr, expect_ok(u, "POST", body, hdr), cpu_of=ng.pid))
         finally:
             ng.stop()
         mg, key = modelgate(
@@ -225,7 +256,7 @@ def jwt_fast_upstream():
             u = f"{mg.url}/v1/models/fast:predict"
             for label, token in [("API key", key), ("JWT RS256", idp.token("urn:modelgate:rs256")), ("JWT ES256", idp.token("urn:modelgate:es256"))]:
                 h = {**hdr, "Authorization": f"Bearer {token}"}
-                record("jwt", f"modelgate ({label}, policy) → fast upstream", wrk(u, "POST", body, h, expect_ok(u, "POST", body, h)))
+                record("jwt", f"modelgate ({label}, policy) → fast upstream", wrk(u, "POST", body, h, expect_ok(u, "POST", body, h), cpu_of=mg.pid))
         finally:
             mg.stop()
     finally:
@@ -457,14 +488,20 @@ def report(scenario: str, rows: list[dict], extra: list[str]) -> str:
         f"{platform.system()} {platform.release()}; wrk -t{THREADS} -c{CONNS} -d{DURATION}s on the same machine; {load_note()}.",
         "",
     ]
+    with_cpu = any("cpu_user_us" in r for r in rows)
     if rows:
-        lines += ["| scenario | req/s | p50 ms | p99 ms |", "|---|---:|---:|---:|"]
+        lines += ["| scenario | req/s | p50 ms | p99 ms |" + (" proxy CPU µs/req (user + sys) |" if with_cpu else ""),
+                  "|---|---:|---:|---:|" + ("---:|" if with_cpu else "")]
     for r in rows:
         p50 = f"{r['p50']:.2f}" if r.get("p50") is not None else "-"
         p99 = f"{r['p99']:.2f}" if r.get("p99") is not None else "-"
         if r.get("mean_only"):
             p50 = f"{p50} (mean)"
-        lines.append(f"| {r['name']} | {r['rps']:.0f} | {p50} | {p99} |")
+        cpu = ""
+        if with_cpu:
+            cpu = (f" {r['cpu_user_us']:.1f} + {r['cpu_sys_us']:.1f} = {r['cpu_user_us'] + r['cpu_sys_us']:.1f} |"
+                   if "cpu_user_us" in r else " - |")
+        lines.append(f"| {r['name']} | {r['rps']:.0f} | {p50} | {p99} |{cpu}")
     names = {r["name"] for r in rows}
     measured = [(label, ratio(a, b), target) for label, a, b, target in RATIOS if a in names and b in names]
     if measured:
