@@ -363,3 +363,6 @@ pub(crate) fn note(trace: &mut Trace, d: &Decision) {
     }
     trace.authorized = d.ruling.as_ref().is_some_and(|r| r.verdict.is_allow());
 }
+
+#[cfg(test)]
+mod sizes;
