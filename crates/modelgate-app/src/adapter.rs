@@ -66,7 +66,7 @@ impl Checked {
         let Some(ruling) = &self.decision.ruling else {
             return (None, "not_reached");
         };
-        let policy = ruling.verdict.policy().map(|p| p.name.as_str());
+        let policy = ruling.verdict.policy().map(|p| &*p.name);
         match &ruling.verdict {
             Verdict::Allow { basis, .. } => (policy, basis.as_str()),
             Verdict::NeedCredential { .. } => (policy, "need_credential"),
@@ -314,9 +314,9 @@ async fn deny(resp: Response<BoxBody>) -> Answer {
 
 impl Decision {
     /// A decision refused before any step ran.
-    fn refused(request_id: &str, r: Reject) -> Self {
+    fn refused(request_id: &Arc<str>, r: Reject) -> Self {
         Self {
-            request_id: request_id.to_string(),
+            request_id: request_id.clone(),
             grpc: false,
             facts: None,
             route: None,

@@ -160,7 +160,7 @@ impl Identity {
 /// Everything decided about one request.
 #[derive(Debug)]
 pub struct Decision {
-    pub request_id: String,
+    pub request_id: Arc<str>,
     /// Whether the request is gRPC (known even when the head was refused).
     pub grpc: bool,
     /// The normalised request; `None` if the head was refused.
@@ -256,7 +256,7 @@ impl Decider<'_> {
     async fn steps<B: BodyModel>(
         &self,
         ask: Ask,
-        request_id: String,
+        request_id: Arc<str>,
         claimed: Claimed,
         body: &mut B,
         explain: bool,

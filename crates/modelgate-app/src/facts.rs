@@ -2,6 +2,8 @@
 //! request id, gRPC detection. Ambiguous requests are refused here, before
 //! anything matches on them.
 
+use std::sync::Arc;
+
 use http::header::{CONTENT_TYPE, HOST};
 use http::{HeaderMap, HeaderName};
 use modelgate_core::{Reject, RequestFacts};
@@ -26,27 +28,24 @@ pub fn is_grpc(headers: &HeaderMap) -> bool {
 }
 
 /// A client request id is kept if it is short, printable ASCII; otherwise a fresh one.
-pub fn request_id(headers: &HeaderMap) -> String {
+pub fn request_id(headers: &HeaderMap) -> Arc<str> {
     headers
         .get(X_REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .filter(|s| !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic()))
-        .map_or_else(fresh_request_id, str::to_string)
+        .map_or_else(fresh_request_id, Arc::from)
 }
 
 /// A random (v4) UUID, formatted without the `fmt` machinery (this runs for
 /// every request that brings no id of its own).
-fn fresh_request_id() -> String {
+fn fresh_request_id() -> Arc<str> {
     let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
-    uuid::Uuid::new_v4()
-        .hyphenated()
-        .encode_lower(&mut buf)
-        .to_owned()
+    Arc::from(&*uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf))
 }
 
 /// Builds the facts from what an adapter was asked, under request id `id`;
 /// `grpc` is [`is_grpc`] of its headers (the caller has it already).
-pub fn build(ask: Ask, id: String, grpc: bool) -> Result<RequestFacts, (String, Reject)> {
+pub fn build(ask: Ask, id: Arc<str>, grpc: bool) -> Result<RequestFacts, (Arc<str>, Reject)> {
     let refuse = |r: Reject| (id.clone(), r);
     if !ask.method.as_str().bytes().all(|b| b.is_ascii_uppercase()) {
         return Err(refuse(Reject::BadRequest(

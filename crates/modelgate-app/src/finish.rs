@@ -20,7 +20,8 @@ use crate::pipeline::Pipeline;
 
 /// What a request learned on its way through the pipeline.
 pub struct Trace {
-    pub request_id: String,
+    /// Empty until the request id is known (no allocation).
+    pub request_id: Arc<str>,
     pub client: SocketAddr,
     /// A standard method is a `&'static str` (no copy per request).
     pub method: Cow<'static, str>,
@@ -240,7 +241,7 @@ impl Trace {
     /// A trace for a request that has not been read yet.
     pub fn new(client: std::net::SocketAddr, method: &str, path: &str) -> Self {
         Trace {
-            request_id: String::new(),
+            request_id: Arc::default(),
             client,
             method: static_method(method),
             path: crate::facts::truncated(path, 256).to_string(),

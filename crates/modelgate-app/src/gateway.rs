@@ -236,7 +236,7 @@ async fn flow(
             false,
         )
         .await;
-    note(trace, &d);
+    note_but_host(trace, &d);
     // Only the rate-limit step needs the identity past the decision.
     let principal = p
         .limiter
@@ -244,13 +244,16 @@ async fn flow(
         .and_then(|_| d.identity.principal().cloned());
     let Decision {
         request_id,
-        facts,
+        mut facts,
         route,
         result,
         ruling,
         upstream_headers,
         ..
     } = d;
+    // The record's host is moved, not copied: nothing past the decision
+    // reads the facts' host.
+    trace.host = facts.as_mut().and_then(|f| f.host.take());
     trace.request_id = request_id;
     trace.ruling = ruling;
     let permit = result.map_err(refuse)?;
@@ -339,10 +342,19 @@ fn openai_alias<'a>(p: &'a Pipeline, model: &ModelRef) -> Option<&'a str> {
 /// Copies what the decision learned into the request's trace (the caller
 /// moves in the request id and the ruling).
 pub(crate) fn note(trace: &mut Trace, d: &Decision) {
-    trace.grpc = d.grpc;
+    note_but_host(trace, d);
     if let Some(f) = &d.facts {
-        trace.path.clone_from(&f.path);
         trace.host.clone_from(&f.host);
+    }
+}
+
+/// [`note`] without the host (the caller moves it from the facts).
+fn note_but_host(trace: &mut Trace, d: &Decision) {
+    trace.grpc = d.grpc;
+    if let Some(f) = &d.facts
+        && trace.path != f.path
+    {
+        trace.path.clone_from(&f.path);
     }
     if let Some(route) = &d.route {
         trace.protocol = Some(route.protocol);

@@ -39,7 +39,7 @@ pub(crate) fn stamp(
         protocol: route.protocol.as_str(),
         operation: route.operation.as_str(),
         basis: Some(permit.basis().as_str()),
-        policy: permit.policy().map(|r| r.name.as_str()),
+        policy: permit.policy().map(|r| &*r.name),
     };
     let minted = w
         .mint(&facts, SystemTime::now())

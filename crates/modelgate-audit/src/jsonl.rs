@@ -25,7 +25,8 @@ pub(crate) fn write(out: &mut Vec<u8>, d: &Decision<'_>) {
     out.extend_from_slice(b",\"client\":");
     let mut addr = [0u8; 21];
     match crate::decision::ipv4_port(&d.client, &mut addr) {
-        Some(a) => string(out, a),
+        // Digits, dots and a colon: nothing to escape.
+        Some(a) => unescaped(out, a),
         None => string(out, &d.client.to_string()),
     }
     out.extend_from_slice(b",\"method\":");
@@ -107,7 +108,7 @@ fn rule(out: &mut Vec<u8>, r: &Rule<'_>) {
         out.extend_from_slice(b",\"external\":{\"provider\":");
         string(out, e.provider);
         out.extend_from_slice(b",\"outcome\":");
-        string(out, e.outcome);
+        fixed(out, e.outcome);
         out.push(b'}');
     }
 }
@@ -116,16 +117,22 @@ fn policy(out: &mut Vec<u8>, p: &PolicyNote<'_>) {
     out.extend_from_slice(b"{\"name\":");
     string(out, p.name);
     out.extend_from_slice(b",\"action\":");
-    string(out, p.action);
-    opt_str(out, b",\"would\":", p.would);
+    fixed(out, p.action);
+    opt_fixed(out, b",\"would\":", p.would);
     out.push(b'}');
 }
 
-/// A value fixed in the code (a protocol, operation, method or basis
-/// name: lower-case words), which never needs escaping; checked in debug
-/// builds.
+/// A value fixed in the code (a protocol, operation, method, basis or
+/// policy action name: plain words), which never needs escaping; checked in
+/// debug builds.
 fn fixed(out: &mut Vec<u8>, s: &'static str) {
+    unescaped(out, s);
+}
+
+/// `s`, known to need no escaping, as a JSON string; checked in debug builds.
+fn unescaped(out: &mut Vec<u8>, s: &str) {
     debug_assert!(clean(s.as_bytes()), "{s:?} needs escaping");
+    out.reserve(s.len() + 2);
     out.push(b'"');
     out.extend_from_slice(s.as_bytes());
     out.push(b'"');

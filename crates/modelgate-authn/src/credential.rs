@@ -49,7 +49,17 @@ pub(crate) fn credential_in<'a>(
     headers: &'a HeaderMap,
     sources: &[CredentialSource],
 ) -> Result<Option<&'a str>, AuthFailure> {
+    credential_and_authorization(headers, sources).map(|(found, _)| found)
+}
+
+/// [`credential_in`], and the request's one `Authorization` value as text
+/// when a source read it (so that it is not validated again).
+pub(crate) fn credential_and_authorization<'a>(
+    headers: &'a HeaderMap,
+    sources: &[CredentialSource],
+) -> Result<(Option<&'a str>, Option<&'a str>), AuthFailure> {
     let mut found: Option<&str> = None;
+    let mut authorization_text: Option<&str> = None;
     let mut auth_values = headers.get_all(AUTHORIZATION).iter();
     let authorization = auth_values.next();
     if auth_values.next().is_some() {
@@ -67,6 +77,7 @@ pub(crate) fn credential_in<'a>(
                         let v = v
                             .to_str()
                             .map_err(|_| invalid("malformed Authorization header"))?;
+                        authorization_text = Some(v);
                         let split = v
                             .bytes()
                             .position(|b| b == b' ')
@@ -105,7 +116,7 @@ pub(crate) fn credential_in<'a>(
             None => found = Some(value),
         }
     }
-    Ok(found)
+    Ok((found, authorization_text))
 }
 
 #[cfg(test)]

@@ -393,14 +393,17 @@ impl Authenticator {
         facts: &'a RequestFacts,
         sources: &[CredentialSource],
     ) -> Result<Option<Cow<'a, str>>, AuthFailure> {
-        let mut token: Option<Cow<'a, str>> =
-            credential::credential_in(&facts.headers, sources)?.map(Cow::Borrowed);
+        let (found, authorization) =
+            credential::credential_and_authorization(&facts.headers, sources)?;
+        let mut token: Option<Cow<'a, str>> = found.map(Cow::Borrowed);
         let mut several = false;
-        self.locations.each(
+        self.locations.each_with(
             &facts.headers,
+            authorization,
             facts.query.as_deref(),
             &mut |t| match &token {
-                Some(first) if *first != t => several = true,
+                // The same slice of the same header is the same token.
+                Some(first) if !same_slice(first, &t) && *first != t => several = true,
                 Some(_) => {}
                 None => token = Some(t),
             },
@@ -538,6 +541,12 @@ impl Authenticator {
 
 fn invalid(s: &str) -> AuthFailure {
     AuthFailure::InvalidToken(s.to_string())
+}
+
+/// Whether `a` and `b` are the same bytes in memory (then equal, without
+/// comparing them).
+fn same_slice(a: &str, b: &str) -> bool {
+    std::ptr::eq(a.as_ptr(), b.as_ptr()) && a.len() == b.len()
 }
 
 #[cfg(test)]

@@ -106,6 +106,19 @@ impl TokenLocations {
         query: Option<&'a str>,
         add: &mut dyn FnMut(Cow<'a, str>),
     ) -> Result<(), AuthFailure> {
+        self.each_with(headers, None, query, add)
+    }
+
+    /// [`Self::each`], given the request's `Authorization` value already
+    /// read as text: `authorization` is `Some` only when `headers` hold
+    /// exactly one `Authorization` header and it is that header's text.
+    pub(crate) fn each_with<'a>(
+        &self,
+        headers: &'a HeaderMap,
+        authorization: Option<&'a str>,
+        query: Option<&'a str>,
+        add: &mut dyn FnMut(Cow<'a, str>),
+    ) -> Result<(), AuthFailure> {
         let mut add = |v: Cow<'a, str>| -> Result<(), AuthFailure> {
             if v.is_empty() {
                 return Ok(());
@@ -117,17 +130,25 @@ impl TokenLocations {
             Ok(())
         };
         for loc in &self.headers {
-            for v in headers.get_all(&loc.name) {
-                let Ok(v) = v.to_str() else {
-                    return Err(invalid("malformed credential header"));
-                };
-                let p = loc.prefix.as_str();
+            let p = loc.prefix.as_str();
+            let mut take = |v: &'a str| {
                 if v.len() >= p.len()
                     && v.is_char_boundary(p.len())
                     && v[..p.len()].eq_ignore_ascii_case(p)
                 {
                     add(Cow::Borrowed(v[p.len()..].trim()))?;
                 }
+                Ok(())
+            };
+            if let (Some(v), true) = (authorization, loc.name == AUTHORIZATION) {
+                take(v)?;
+                continue;
+            }
+            for v in headers.get_all(&loc.name) {
+                let Ok(v) = v.to_str() else {
+                    return Err(invalid("malformed credential header"));
+                };
+                take(v)?;
             }
         }
         if let Some(q) = query

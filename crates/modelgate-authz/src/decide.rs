@@ -13,7 +13,7 @@ use crate::cel::CelCondition;
 use crate::eval::{CompiledRule, Quantifier, rule_matches};
 use crate::input::Input;
 use crate::steps::Run;
-use crate::verdict::{Ruling, Verdict};
+use crate::verdict::{PolicyRef, Ruling, Verdict};
 
 /// Who is asking, as far as authorization is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +35,8 @@ pub const RBAC_DENIED: &str = "RBAC: access denied";
 pub struct CompiledPolicy {
     pub policy: Policy,
     pub rules: Option<Vec<CompiledRule>>,
+    /// The policy as verdicts name it, built once.
+    pub reference: PolicyRef,
 }
 
 /// Every policy of one configuration, grouped by action in file order.
@@ -101,6 +103,10 @@ impl Engine {
             let cp = CompiledPolicy {
                 policy: p.clone(),
                 rules,
+                reference: PolicyRef {
+                    name: Arc::from(p.name.as_str()),
+                    action: p.action,
+                },
             };
             match p.action {
                 Action::Custom => e.custom.push(cp),

@@ -4,7 +4,6 @@
 //! Each step either decides (returns a [`Verdict`]) or lets the next one run;
 //! each names the rule it used, and dry-run and AUDIT policies are recorded.
 
-use modelgate_config::policy::Policy;
 use modelgate_route::ModelRef;
 
 use crate::decide::{CallerKind, CompiledPolicy, Engine, RBAC_DENIED, grants_restrict};
@@ -25,11 +24,8 @@ pub(crate) struct Run<'e, 'i, 'x> {
     pub external: Option<ExternalCheck>,
 }
 
-fn named(p: &Policy) -> PolicyRef {
-    PolicyRef {
-        name: p.name.clone(),
-        action: p.action,
-    }
+fn named(p: &CompiledPolicy) -> PolicyRef {
+    p.reference.clone()
 }
 
 impl Run<'_, '_, '_> {
@@ -58,7 +54,7 @@ impl Run<'_, '_, '_> {
             .first_match(p, self.i, q, self.explain.as_deref_mut())
     }
 
-    fn would(&mut self, p: &Policy, would: &'static str) {
+    fn would(&mut self, p: &CompiledPolicy, would: &'static str) {
         self.dry_run.push(DryRun {
             policy: named(p),
             would,
@@ -88,14 +84,14 @@ impl Run<'_, '_, '_> {
                 } else {
                     "allow"
                 };
-                self.would(&p.policy, would);
+                self.would(p, would);
                 continue;
             }
             if anonymous {
                 self.note(&|| format!("CUSTOM {name} (provider {provider}, in-process) matched by rule {rule}: no verified credential → 401"));
                 return Some(Verdict::NeedCredential {
                     basis: Basis::Policy,
-                    policy: Some(named(&p.policy)),
+                    policy: Some(named(p)),
                 });
             }
             self.note(&|| format!("CUSTOM {name} (provider {provider}, in-process) matched by rule {rule}: verified identity → continue"));
@@ -109,7 +105,7 @@ impl Run<'_, '_, '_> {
             self.note(&|| {
                 format!("CUSTOM {name} is dry-run: external provider {provider} not asked")
             });
-            self.would(&p.policy, "check_external");
+            self.would(p, "check_external");
         } else if self.external.is_some() {
             self.note(&|| {
                 format!(
@@ -121,7 +117,7 @@ impl Run<'_, '_, '_> {
                 format!("CUSTOM {name} matched by rule {rule}: ask external provider {provider}")
             });
             self.external = Some(ExternalCheck {
-                policy: named(&p.policy),
+                policy: named(p),
                 provider: provider.to_string(),
                 outcome: ExternalOutcome::Pending,
             });
@@ -138,13 +134,13 @@ impl Run<'_, '_, '_> {
             let name = &p.policy.name;
             if p.policy.dry_run {
                 self.note(&|| format!("DENY {name} is dry-run: would deny (rule {rule})"));
-                self.would(&p.policy, "deny");
+                self.would(p, "deny");
                 continue;
             }
             self.note(&|| format!("DENY {name} matched by rule {rule} → 403"));
             return Some(Verdict::Forbidden {
                 basis: Basis::Policy,
-                policy: Some(named(&p.policy)),
+                policy: Some(named(p)),
                 message: RBAC_DENIED.into(),
             });
         }
@@ -158,7 +154,7 @@ impl Run<'_, '_, '_> {
             if let Some(rule) = self.first_match(p, Quantifier::Any) {
                 let name = &p.policy.name;
                 self.note(&|| format!("AUDIT {name} matched by rule {rule} (recorded only)"));
-                self.audit.push(named(&p.policy));
+                self.audit.push(named(p));
             }
         }
     }
@@ -261,7 +257,7 @@ impl Run<'_, '_, '_> {
                 let hit = self.first_match(p, Quantifier::All).is_some();
                 let would = if hit { "allow" } else { "not allow" };
                 self.note(&|| format!("ALLOW {name} is dry-run: would {would}"));
-                self.would(&p.policy, if hit { "allow" } else { "not_allow" });
+                self.would(p, if hit { "allow" } else { "not_allow" });
                 continue;
             }
             any_allow = true;
@@ -269,7 +265,7 @@ impl Run<'_, '_, '_> {
                 self.note(&|| format!("ALLOW {name} matched by rule {rule} → allow"));
                 return Some(self.not_found().unwrap_or(Verdict::Allow {
                     basis: Basis::Policy,
-                    policy: Some(named(&p.policy)),
+                    policy: Some(named(p)),
                 }));
             }
         }

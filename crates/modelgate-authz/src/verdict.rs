@@ -40,10 +40,11 @@ impl Basis {
     }
 }
 
-/// A policy, named for the decision log.
+/// A policy, named for the decision log. The name is shared with the
+/// compiled policy (a reference count, not a copy, per request).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyRef {
-    pub name: String,
+    pub name: std::sync::Arc<str>,
     pub action: Action,
 }
 

@@ -91,8 +91,9 @@ mod spiffe_tests {
 /// Facts about one request, with its path already normalised.
 #[derive(Debug)]
 pub struct RequestFacts {
-    /// Request id: the client's `x-request-id` if valid, else a fresh one.
-    pub request_id: String,
+    /// Request id: the client's `x-request-id` if valid, else a fresh one
+    /// (shared with the decision and its record, not copied).
+    pub request_id: std::sync::Arc<str>,
     pub method: Method,
     /// Normalised path (no query). This is what is authorized and forwarded.
     pub path: String,

@@ -222,7 +222,7 @@ fn text(s: impl Into<String>) -> Value {
 fn metadata(c: &Checked) -> Struct {
     let d = &c.decision;
     let mut f: BTreeMap<String, Value> = BTreeMap::new();
-    f.insert("request_id".into(), text(&d.request_id));
+    f.insert("request_id".into(), text(&*d.request_id));
     if let Some(p) = d.identity.principal() {
         f.insert("identity".into(), text(&p.name));
         f.insert("auth_method".into(), text(p.method.as_str()));

@@ -150,7 +150,7 @@ fn answer(asked: String, d: crate::decide::Decision) -> Answer {
         basis: ruling.and_then(|r| r.verdict.basis()).map(|b| b.as_str()),
         policy: ruling
             .and_then(|r| r.verdict.policy())
-            .map(|p| p.name.clone()),
+            .map(|p| p.name.to_string()),
         dry_run: ruling
             .map(|r| {
                 r.dry_run
@@ -160,7 +160,7 @@ fn answer(asked: String, d: crate::decide::Decision) -> Answer {
             })
             .unwrap_or_default(),
         audit: ruling
-            .map(|r| r.audit.iter().map(|p| p.name.clone()).collect())
+            .map(|r| r.audit.iter().map(|p| p.name.to_string()).collect())
             .unwrap_or_default(),
         why: d.explain,
     }

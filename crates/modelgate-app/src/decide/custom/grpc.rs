@@ -194,7 +194,7 @@ pub(super) fn check_request(
             }),
             request: Some(attribute_context::Request {
                 http: Some(attribute_context::HttpRequest {
-                    id: facts.request_id.clone(),
+                    id: facts.request_id.to_string(),
                     method: facts.method.as_str().into(),
                     path,
                     host,
