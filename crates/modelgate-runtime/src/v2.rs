@@ -86,7 +86,12 @@ pub async fn handle(
         Operation::Infer => {
             let bytes = read_body(headers, body, rt.max_body_bytes()).await?;
             let (json, tail) = binary::split(headers, bytes)?;
-            let req: InferRequest<'_> = parse_json(&json)?;
+            // The hand-written reader takes the usual body; it declines
+            // anything else, which the serde reader then answers.
+            let req: InferRequest<'_> = match crate::v2_request::fast::read(&json) {
+                Some(req) => req,
+                None => parse_json(&json)?,
+            };
             infer(rt, model, req, Tail::new(tail), headers).await
         }
         other => Err(Reject::NotFound(format!(
