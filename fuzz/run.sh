@@ -13,7 +13,7 @@ secs="${1:-60}"
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(normalize policy_parse jwt_parse jwks_parse credentials remote_answers openai_model v2_rest grpc_body grpc_peek signin h1_answer)
+    targets=(normalize policy_parse jwt_parse jwks_parse credentials remote_answers openai_model v2_rest v2_reader grpc_body grpc_peek signin h1_answer)
 fi
 per=$(( secs / ${#targets[@]} > 1 ? secs / ${#targets[@]} : 1 ))
 # The workspace's lock file as a start, so the fuzzed crates build with the versions the gateway ships.

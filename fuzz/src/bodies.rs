@@ -132,6 +132,14 @@ pub fn v2_rest(data: &[u8]) {
     }
 }
 
+/// The hand-written V2 `/infer` reader: on any body it either declines or
+/// reads exactly what the serde reader reads.
+pub fn v2_reader(data: &[u8]) {
+    if let Err(e) = modelgate_runtime::v2_readers_agree(data) {
+        panic!("the V2 readers disagree on {:?}: {e}", String::from_utf8_lossy(data));
+    }
+}
+
 /// A gRPC request to the runtime. The first byte picks the call (`% 4`:
 /// 1 `ModelReady`, 2 `ModelMetadata`, else `ModelInfer`) and whether the rest
 /// is one message to frame (high bit clear) or the raw body, frames and all.

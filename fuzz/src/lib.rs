@@ -6,7 +6,7 @@ mod bodies;
 mod signin;
 
 pub use authn::{credentials, jwks_parse, jwt_parse, remote_answers};
-pub use bodies::{grpc_body, grpc_peek, openai_model, v2_rest};
+pub use bodies::{grpc_body, grpc_peek, openai_model, v2_reader, v2_rest};
 pub use signin::signin;
 
 use std::path::Path;
@@ -24,6 +24,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("remote_answers", remote_answers),
     ("openai_model", openai_model),
     ("v2_rest", v2_rest),
+    ("v2_reader", v2_reader),
     ("grpc_body", grpc_body),
     ("grpc_peek", grpc_peek),
     ("signin", signin),

@@ -5,6 +5,7 @@ use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
 use http::{HeaderMap, Response, StatusCode};
 use http_body_util::BodyExt;
 use modelgate_core::{BoxBody, Reject, full};
+use tonic::codegen::Body;
 
 /// Reads the whole body, refusing more than `limit` bytes with 413 (early,
 /// from `Content-Length`, when the client declares it).
@@ -32,6 +33,9 @@ pub async fn read_body(headers: &HeaderMap, body: BoxBody, limit: usize) -> Resu
         let Ok(data) = frame.into_data() else {
             continue; // trailers
         };
+        // The body says it has ended (all of its `Content-Length` read):
+        // no second poll just to learn it.
+        let ended = Body::is_end_stream(&body);
         let so_far = first.as_ref().map_or(0, Bytes::len) + buf.len();
         if so_far + data.len() > limit {
             return Err(too_large);
@@ -44,6 +48,9 @@ pub async fn read_body(headers: &HeaderMap, body: BoxBody, limit: usize) -> Resu
                 buf.extend_from_slice(&f);
                 buf.extend_from_slice(&data);
             }
+        }
+        if ended {
+            break;
         }
     }
     // One frame (the common case) is returned without copying.

@@ -79,17 +79,24 @@ impl JsonData {
                 if bad.is_some() {
                     return;
                 }
-                let converted = match data {
-                    TensorData::Bool(v) => as_bool(s).map(|x| v.push(x)),
-                    TensorData::Int32(v) => as_i32(s).map(|x| v.push(x)),
-                    TensorData::Int64(v) => as_i64(s).map(|x| v.push(x)),
-                    TensorData::Fp32(v) => as_f32(s).map(|x| v.push(x)),
-                    TensorData::Fp64(v) => as_f64(s).map(|x| v.push(x)),
-                };
-                if converted.is_none() {
+                if !push_converted(data, s) {
                     *bad = Some((i, s));
                 }
             }
+        }
+    }
+
+    /// Data read by another reader straight into `data` (every element
+    /// converted), nested as `dims`: what the typed serde path builds for it.
+    pub fn typed(data: TensorData, dims: Vec<usize>) -> Self {
+        JsonData {
+            leaves: Leaves::Typed {
+                count: data.len(),
+                data,
+                bad: None,
+            },
+            dims,
+            problem: None,
         }
     }
 
@@ -156,6 +163,19 @@ impl JsonData {
         out.dims = dims.into_iter().map(|d| d.unwrap_or(0)).collect();
         Ok(out)
     }
+}
+
+/// Converts `s` to `data`'s datatype as the serde readers do and appends
+/// it; `false` (nothing appended) when it does not convert.
+pub(crate) fn push_converted(data: &mut TensorData, s: Scalar) -> bool {
+    let converted = match data {
+        TensorData::Bool(v) => as_bool(s).map(|x| v.push(x)),
+        TensorData::Int32(v) => as_i32(s).map(|x| v.push(x)),
+        TensorData::Int64(v) => as_i64(s).map(|x| v.push(x)),
+        TensorData::Fp32(v) => as_f32(s).map(|x| v.push(x)),
+        TensorData::Fp64(v) => as_f64(s).map(|x| v.push(x)),
+    };
+    converted.is_some()
 }
 
 fn as_bool(s: Scalar) -> Option<bool> {

@@ -37,3 +37,5 @@ pub use runtime::{BuiltinCall, Runtime};
 pub use settings::{BuiltinModelSpec, MODEL_FILE, ModelSettings, RuntimeSettings, SETTINGS_FILE};
 pub use tensor::{InputTensor, OutputTensor, TensorData};
 pub use v2::PLATFORM;
+#[doc(hidden)]
+pub use v2_request::fast::readers_agree as v2_readers_agree;

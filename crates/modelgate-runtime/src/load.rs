@@ -61,9 +61,11 @@ pub fn load(spec: &BuiltinModelSpec) -> Result<LoadedModel, RuntimeError> {
     };
     let plan = typed.into_runnable().map_err(|e| fail(format!("{e:#}")))?;
     let native = crate::linear::checked_kernel(graph, &inputs, &outputs, &plan);
+    let version = settings.version.unwrap_or_else(|| DEFAULT_VERSION.into());
+    let v2_text = crate::model::V2Text::new(name.as_str(), &version, &outputs);
     Ok(LoadedModel {
         name: name.clone(),
-        version: settings.version.unwrap_or_else(|| DEFAULT_VERSION.into()),
+        version,
         inputs,
         outputs,
         symbols,
@@ -72,6 +74,7 @@ pub fn load(spec: &BuiltinModelSpec) -> Result<LoadedModel, RuntimeError> {
         plan,
         native,
         fingerprint,
+        v2_text,
     })
 }
 

@@ -86,6 +86,36 @@ pub struct LoadedModel {
     /// A native evaluation of a linear graph, checked against `plan` at load.
     pub(crate) native: Option<LinearKernel>,
     pub(crate) fingerprint: Fingerprint,
+    /// The fixed parts of its V2 answer, escaped once.
+    pub(crate) v2_text: V2Text,
+}
+
+/// The parts of a V2 `/infer` answer that depend only on the model,
+/// written as JSON once at load rather than escaped for every answer.
+#[derive(Debug, Default)]
+pub(crate) struct V2Text {
+    /// `{"model_name":"…","model_version":"…"`
+    pub head: Vec<u8>,
+    /// Each output's name as a JSON string, in the model's output order.
+    pub output_names: Vec<Vec<u8>>,
+}
+
+impl V2Text {
+    pub fn new(name: &str, version: &str, outputs: &[OutputSpec]) -> Self {
+        let mut head = b"{\"model_name\":".to_vec();
+        crate::json_out::string(&mut head, name);
+        head.extend_from_slice(b",\"model_version\":");
+        crate::json_out::string(&mut head, version);
+        let output_names = outputs
+            .iter()
+            .map(|o| {
+                let mut v = Vec::new();
+                crate::json_out::string(&mut v, &o.name);
+                v
+            })
+            .collect();
+        V2Text { head, output_names }
+    }
 }
 
 impl std::fmt::Debug for LoadedModel {

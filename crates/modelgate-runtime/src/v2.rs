@@ -6,8 +6,6 @@
 //! output: `outputs[i].parameters.class_labels` (MLServer's tensor-metadata
 //! `parameters`). The binary tensor extension is served (see `crate::binary`).
 
-use std::borrow::Cow;
-
 use http::{HeaderMap, Response};
 use modelgate_core::{BoxBody, Operation, Reject};
 use serde::Serialize;
@@ -86,7 +84,12 @@ pub async fn handle(
         Operation::Infer => {
             let bytes = read_body(headers, body, rt.max_body_bytes()).await?;
             let (json, tail) = binary::split(headers, bytes)?;
-            let req: InferRequest<'_> = parse_json(&json)?;
+            // The hand-written reader takes the usual body; it declines
+            // anything else, which the serde reader then answers.
+            let req: InferRequest<'_> = match crate::v2_request::fast::read(&json) {
+                Some(req) => req,
+                None => parse_json(&json)?,
+            };
             infer(rt, model, req, Tail::new(tail), headers).await
         }
         other => Err(Reject::NotFound(format!(
@@ -131,12 +134,10 @@ async fn infer(
     // as binary outputs and long answers need not be reserved up front.
     let per_output: usize = outputs.iter().map(|o| 96 + 24 * o.data.len()).sum();
     let mut json = Vec::with_capacity((128 + id.len() + per_output).min(64 * 1024));
-    json.extend_from_slice(b"{\"model_name\":");
-    json_out::string(&mut json, model.name.as_str());
-    json.extend_from_slice(b",\"model_version\":");
-    json_out::string(&mut json, &model.version);
+    // `{"model_name":…,"model_version":…`, escaped once at load.
+    json.extend_from_slice(&model.v2_text.head);
     json.extend_from_slice(b",\"id\":");
-    json_out::string(&mut json, &id);
+    id.write(&mut json);
     json.extend_from_slice(b",\"outputs\":[");
     let mut any_binary = false;
     for (i, o) in outputs.iter().enumerate() {
@@ -154,7 +155,10 @@ async fn infer(
             json.push(b',');
         }
         json.extend_from_slice(b"{\"name\":");
-        json_out::string(&mut json, name);
+        match model.v2_text.output_names.get(o.index) {
+            Some(escaped) => json.extend_from_slice(escaped),
+            None => json_out::string(&mut json, name),
+        }
         json.extend_from_slice(b",\"datatype\":\"");
         json.extend_from_slice(o.data.datatype().as_str().as_bytes());
         json.extend_from_slice(b"\",\"shape\":");
@@ -183,14 +187,42 @@ static X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request
 
 /// The response `id`: the request's, else the gateway's `x-request-id`, else
 /// a fresh UUID (KServe always answers with one).
-fn request_id<'a>(id: Option<&'a str>, headers: &'a HeaderMap) -> Cow<'a, str> {
+enum RequestId<'a> {
+    Given(&'a str),
+    Fresh(uuid::Uuid),
+}
+
+impl RequestId<'_> {
+    fn len(&self) -> usize {
+        match self {
+            RequestId::Given(s) => s.len(),
+            RequestId::Fresh(_) => uuid::fmt::Hyphenated::LENGTH,
+        }
+    }
+
+    /// Appends the id as a JSON string.
+    fn write(&self, out: &mut Vec<u8>) {
+        match self {
+            RequestId::Given(s) => json_out::string(out, s),
+            RequestId::Fresh(u) => {
+                // Hex digits and hyphens: nothing to escape, no String.
+                let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+                out.push(b'"');
+                out.extend_from_slice(u.hyphenated().encode_lower(&mut buf).as_bytes());
+                out.push(b'"');
+            }
+        }
+    }
+}
+
+fn request_id<'a>(id: Option<&'a str>, headers: &'a HeaderMap) -> RequestId<'a> {
     if let Some(id) = id {
-        return Cow::Borrowed(id);
+        return RequestId::Given(id);
     }
     if let Some(v) = headers.get(&X_REQUEST_ID).and_then(|v| v.to_str().ok()) {
-        return Cow::Borrowed(v);
+        return RequestId::Given(v);
     }
-    Cow::Owned(uuid::Uuid::new_v4().to_string())
+    RequestId::Fresh(uuid::Uuid::new_v4())
 }
 
 fn metadata(model: &LoadedModel, reload_failed: bool) -> Metadata<'_> {

@@ -19,7 +19,7 @@ use crate::{Datatype, InputTensor, TensorData, infer};
 /// client's word, the data may be shorter (the vector grows past this).
 const MAX_RESERVE: usize = 16 * 1024;
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 pub(crate) struct InferRequest<'a> {
     #[serde(default, borrow)]
     pub id: Option<Cow<'a, str>>,
@@ -31,7 +31,7 @@ pub(crate) struct InferRequest<'a> {
     pub outputs: Option<Vec<RequestOutput<'a>>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 pub(crate) struct RequestOutput<'a> {
     #[serde(borrow)]
     pub name: Cow<'a, str>,
@@ -42,6 +42,7 @@ pub(crate) struct RequestOutput<'a> {
 /// One request input. Its `Deserialize` is written by hand (field for field
 /// what a derive would accept and refuse) to read `data` with the datatype
 /// already seen.
+#[derive(Debug)]
 pub(crate) struct RequestInput<'a> {
     pub name: Cow<'a, str>,
     pub shape: Vec<i64>,
@@ -248,5 +249,6 @@ pub(crate) fn decode_input<'a>(
     })
 }
 
+pub(crate) mod fast;
 #[cfg(test)]
 mod tests;

@@ -107,7 +107,11 @@ async fn v2_nested_data_output_selection_and_ids() {
     let resp = v2_infer(&rt, "iris-logreg", &v2_body(&json!([[1, 2, 3, 4]])))
         .await
         .unwrap();
-    assert_eq!(resp["id"].as_str().unwrap().len(), 36);
+    let id = resp["id"].as_str().unwrap();
+    let parsed = uuid::Uuid::parse_str(id).unwrap();
+    assert_eq!(parsed.get_version_num(), 4);
+    // Lowercase and hyphenated, as `Uuid`'s `Display` writes it.
+    assert_eq!(id, parsed.to_string());
 }
 
 #[tokio::test]
