@@ -304,7 +304,8 @@ impl Decider<'_> {
             let caller = caller_of(&d.identity);
             self.authz
                 .check_reach(caller, facts, route, self.routes, self.models, listener)?;
-            let name = body.model(facts.grpc).await?;
+            // Boxed: only body-model routes (OpenAI, gRPC) read the body here.
+            let name = Box::pin(body.model(facts.grpc)).await?;
             self.routes
                 .bind_body_model(route, &name, facts.host.as_deref(), &facts.headers)?;
         }

@@ -286,7 +286,8 @@ impl Authenticator {
         what: &modelgate_config::kube_access::KubernetesAccess,
     ) -> Result<(), kubernetes::access::AccessRefusal> {
         match &self.access {
-            Some(a) => a.review(who, what).await,
+            // Boxed: a remote call, rare; it must not size every request's future.
+            Some(a) => Box::pin(a.review(who, what)).await,
             None => Err(kubernetes::access::AccessRefusal::Unavailable),
         }
     }
@@ -348,12 +349,12 @@ impl Authenticator {
                 (IdentityMethod::Kubernetes, Some(t)) if !api_key => {
                     match (provider(ProviderKind::ServiceAccount), &self.token_review) {
                         (Some(p), _) => p.verify_tagged(t, tag(p), now).await?,
-                        (None, Some(r)) => Arc::new(r.verify(t, now).await?),
+                        (None, Some(r)) => Arc::new(Box::pin(r.verify(t, now)).await?),
                         (None, None) => continue,
                     }
                 }
                 (IdentityMethod::Introspection, Some(t)) if !api_key => match &self.introspection {
-                    Some(i) => Arc::new(i.verify(t, now).await?),
+                    Some(i) => Arc::new(Box::pin(i.verify(t, now)).await?),
                     None => continue,
                 },
                 (IdentityMethod::Mtls, _) => match (&self.mtls, &facts.peer) {

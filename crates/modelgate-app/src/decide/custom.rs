@@ -175,27 +175,28 @@ impl Decider<'_> {
         // the listener's body deadline); over the limit is a 413 even with
         // failOpen, as Envoy does.
         let sent = match p.config.body {
-            Some(b) => match body
-                .for_check(u64::from(b.max_bytes), b.allow_partial)
-                .await
-            {
-                Ok(sent) => sent,
-                Err(r) => {
-                    ruling.verdict = Verdict::Forbidden {
-                        basis: Basis::Policy,
-                        policy: Some(ext.policy.clone()),
-                        message: format!(
-                            "request body not sent to external authorizer {}: {}",
-                            ext.provider,
-                            r.client_message()
-                        ),
-                    };
-                    return Err(r);
+            Some(b) => {
+                match Box::pin(body.for_check(u64::from(b.max_bytes), b.allow_partial)).await {
+                    Ok(sent) => sent,
+                    Err(r) => {
+                        ruling.verdict = Verdict::Forbidden {
+                            basis: Basis::Policy,
+                            policy: Some(ext.policy.clone()),
+                            message: format!(
+                                "request body not sent to external authorizer {}: {}",
+                                ext.provider,
+                                r.client_message()
+                            ),
+                        };
+                        return Err(r);
+                    }
                 }
-            },
+            }
             None => None,
         };
-        let answer = p.check(facts, tls, sent.as_ref()).await;
+        // Boxed, as every remote step: only requests that reach an external
+        // authorizer carry its client's future.
+        let answer = Box::pin(p.check(facts, tls, sent.as_ref())).await;
         let (outcome, result, line) = match answer {
             Ok(Answer::Allow(h)) => {
                 let line = format!("allowed ({} header(s) to upstream)", h.len());

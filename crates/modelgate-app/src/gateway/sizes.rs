@@ -20,7 +20,11 @@ models:
 
 /// Release builds lay futures out tighter than test builds; the bound is for
 /// the build the tests run in, with room for small changes.
-const FLOW_MAX: usize = if cfg!(debug_assertions) { 16 * 1024 } else { 4 * 1024 };
+const FLOW_MAX: usize = if cfg!(debug_assertions) {
+    16 * 1024
+} else {
+    4 * 1024
+};
 
 #[test]
 fn the_flow_future_stays_small() {

@@ -97,7 +97,9 @@ impl Provider {
         }
         let jwt = parse::parse(token).map_err(invalid)?;
         let times = jwt.times;
-        let (principal, keys) = self.verify_with_keys(jwt, now).await?;
+        // Boxed: a cache miss (signature check, maybe a JWKS fetch) is rare;
+        // the cached path above must not carry its future.
+        let (principal, keys) = Box::pin(self.verify_with_keys(jwt, now)).await?;
         let principal = Arc::new(principal);
         self.verified.put(
             key,
