@@ -7,6 +7,7 @@
 //! running values; a reload that changes one warns, naming the key, and sets
 //! `modelgate_config_restart_required`.
 
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -271,8 +272,13 @@ impl Reloader {
             dirs.push(parent(&k));
         }
         dirs.dedup();
+        let mut names: Vec<OsString> = Vec::new();
+        names.extend(self.config_path.file_name().map(OsStr::to_os_string));
+        if let Some(k) = self.watched.lock().ok().and_then(|w| w.keys_path.clone()) {
+            names.extend(k.file_name().map(OsStr::to_os_string));
+        }
         let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-            if res.is_ok() {
+            if res.is_ok_and(|e| concerns(&e, &names)) {
                 let _ = tx.try_send(());
             }
         });
@@ -306,5 +312,69 @@ impl Reloader {
                 let _ = tokio::task::spawn_blocking(move || me.check()).await;
             }
         })
+    }
+}
+
+/// Whether a file event in a watched folder may concern the watched files:
+/// it names one of them (`names`: the configuration's and the key file's
+/// names), or a Kubernetes Secret mount's `..data` link or its `..`-named
+/// versions, or no file at all (the watcher lost events). Anything else
+/// written in those folders (a decision log, an editor's swap file) does not
+/// wake the reloader; the 1 s poll still compares the files' metadata.
+fn concerns(event: &notify::Event, names: &[OsString]) -> bool {
+    event.paths.is_empty()
+        || event.paths.iter().any(|p| {
+            p.file_name().is_some_and(|n| {
+                names.iter().any(|w| w == n) || n.as_encoded_bytes().starts_with(b"..")
+            })
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::event::{CreateKind, DataChange, EventKind, ModifyKind, RenameMode};
+
+    fn event(kind: EventKind, paths: &[&str]) -> notify::Event {
+        paths.iter().fold(notify::Event::new(kind), |e, p| {
+            e.add_path(PathBuf::from(p))
+        })
+    }
+
+    #[test]
+    fn only_events_about_the_watched_files_wake_the_reloader() {
+        let names = [
+            OsString::from("modelgate.yaml"),
+            OsString::from("keys.json"),
+        ];
+        let write = EventKind::Modify(ModifyKind::Data(DataChange::Content));
+        // The decision log (or any other file) written beside the config.
+        assert!(!concerns(
+            &event(write, &["/etc/mg/decisions.jsonl"]),
+            &names
+        ));
+        assert!(!concerns(
+            &event(write, &["/etc/mg/.modelgate.yaml.swp"]),
+            &names
+        ));
+        assert!(!concerns(&event(write, &["/etc/mg/keys.json.bak"]), &names));
+        // The watched files themselves, by name, in any watched folder.
+        assert!(concerns(&event(write, &["/etc/mg/modelgate.yaml"]), &names));
+        assert!(concerns(&event(write, &["/var/keys/keys.json"]), &names));
+        // An atomic replace: the rename's destination is a watched file.
+        let rename = EventKind::Modify(ModifyKind::Name(RenameMode::Both));
+        assert!(concerns(
+            &event(rename, &["/etc/mg/.tmpXYZ", "/etc/mg/keys.json"]),
+            &names
+        ));
+        // A Kubernetes Secret update swaps the `..data` link.
+        let create = EventKind::Create(CreateKind::Any);
+        assert!(concerns(&event(create, &["/var/keys/..data_tmp"]), &names));
+        assert!(concerns(
+            &event(create, &["/var/keys/..2026_12_01_16_00_00.123"]),
+            &names
+        ));
+        // An event naming no file (the watcher lost some) is not ignored.
+        assert!(concerns(&event(EventKind::Any, &[]), &names));
     }
 }

@@ -1,7 +1,13 @@
-//! Loads the key file straight into a [`KeyStore`]: the document is parsed
-//! from the file's bytes entry by entry, strings borrowed where they have no
-//! escapes, so a million keys are never held as a `Vec<KeyEntry>` too.
-//! Same checks and messages as [`super::KeyFile::read`] + [`KeyStore::from_file`].
+//! Loads the key file straight into a [`KeyStore`]: the file is read through
+//! a small buffer and split as it comes (`split.rs`) into its entries, each
+//! parsed from a slice (strings borrowed) and added to the store at once,
+//! and its skeleton (the document with `keys` emptied), parsed last. So
+//! neither the file's bytes (168 MB for a million keys) nor a
+//! `Vec<KeyEntry>` are ever held, and the store's tables are sized from the
+//! file's length up front instead of regrown: a large transient buffer's
+//! memory is not given back to the OS at once by every allocator (mimalloc
+//! purges freed memory after a delay, and only when it next runs).
+//! Same checks as [`super::KeyFile::read`] + [`KeyStore::from_file`].
 
 use std::borrow::Cow;
 use std::fmt;
@@ -11,6 +17,7 @@ use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 
 use super::file::KeyFileError;
+use super::split::{SplitError, split};
 use super::store::{Builder, EntryView, KeyStore, KeyStoreError};
 
 /// A string borrowed from the input when it can be.
@@ -125,20 +132,7 @@ impl<'de> Visitor<'de> for Keys<'_, '_> {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         let mut index = 0;
         while let Some(e) = seq.next_element::<Entry<'de>>()? {
-            let view = EntryView {
-                name: e.name.as_ref(),
-                id: e.id.as_ref(),
-                sha256: e.sha256.as_ref(),
-                models: &e.models,
-                expires_at: e.expires_at.as_ref().map(AsRef::as_ref),
-                revoked_at: e.revoked_at.as_ref().map(AsRef::as_ref),
-                previous: e
-                    .previous
-                    .iter()
-                    .map(|p| (p.id.as_ref(), p.sha256.as_ref(), p.valid_until.as_ref()))
-                    .collect(),
-            };
-            if let Err(err) = self.builder.add(index, &view) {
+            if let Err(err) = add(self.builder, index, &e) {
                 *self.failed = Some(err);
                 return Err(de::Error::custom("refused entry"));
             }
@@ -148,37 +142,79 @@ impl<'de> Visitor<'de> for Keys<'_, '_> {
     }
 }
 
-pub(super) fn load(path: &Path) -> Result<KeyStore, KeyStoreError> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(KeyStore::empty()),
-        Err(source) => {
-            return Err(KeyFileError::Read {
-                path: path.into(),
-                source,
-            }
-            .into());
-        }
+fn add(builder: &mut Builder<'_>, index: usize, e: &Entry<'_>) -> Result<(), KeyStoreError> {
+    let view = EntryView {
+        name: e.name.as_ref(),
+        id: e.id.as_ref(),
+        sha256: e.sha256.as_ref(),
+        models: &e.models,
+        expires_at: e.expires_at.as_ref().map(AsRef::as_ref),
+        revoked_at: e.revoked_at.as_ref().map(AsRef::as_ref),
+        previous: e
+            .previous
+            .iter()
+            .map(|p| (p.id.as_ref(), p.sha256.as_ref(), p.valid_until.as_ref()))
+            .collect(),
     };
+    builder.add(index, &view)
+}
+
+/// Why an entry of the `keys` list was not added.
+enum EntryError {
+    Corrupt(String),
+    Refused(KeyStoreError),
+}
+
+/// Bytes read from the file at a time.
+const READ_BUFFER: usize = 64 * 1024;
+
+pub(super) fn load(path: &Path) -> Result<KeyStore, KeyStoreError> {
+    let read_error = |source| KeyFileError::Read {
+        path: path.into(),
+        source,
+    };
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(KeyStore::empty()),
+        Err(source) => return Err(read_error(source).into()),
+    };
+    let len = file.metadata().map_err(read_error)?.len();
     let corrupt = |message: String| KeyFileError::Corrupt {
         path: path.into(),
         message,
     };
     let mut builder = Builder::new(path);
+    builder.reserve_for_file(len);
+    let reader = std::io::BufReader::with_capacity(READ_BUFFER, file);
+    let skeleton = split(reader, |index, bytes, at| {
+        let e: Entry<'_> = serde_json::from_slice(bytes)
+            .map_err(|e| EntryError::Corrupt(format!("keys[{index}] (at byte {at}): {e}")))?;
+        add(&mut builder, index, &e).map_err(EntryError::Refused)
+    });
+    let skeleton = match skeleton {
+        Ok(s) => s,
+        Err(SplitError::Io(e)) => return Err(read_error(e).into()),
+        Err(SplitError::Syntax(m) | SplitError::Entry(EntryError::Corrupt(m))) => {
+            return Err(corrupt(m).into());
+        }
+        Err(SplitError::Entry(EntryError::Refused(e))) => return Err(e),
+    };
+    // The rest of the document: `keys` is empty here (unless it was spelled
+    // with escapes, then its entries are parsed and added from here).
     let mut failed = None;
     let parsed = {
-        let mut de = serde_json::Deserializer::from_slice(&bytes);
+        let mut de = serde_json::Deserializer::from_slice(&skeleton);
         let seed = Document {
             builder: &mut builder,
             failed: &mut failed,
         };
         seed.deserialize(&mut de).and_then(|v| de.end().map(|()| v))
     };
-    drop(bytes);
     if let Some(err) = failed {
         return Err(err);
     }
-    match parsed.map_err(|e| corrupt(e.to_string()))? {
+    let version = parsed.map_err(|e| corrupt(e.to_string()))?;
+    match version {
         Some(1) => {}
         Some(v) => {
             return Err(corrupt(format!(
@@ -207,6 +243,24 @@ mod tests {
             (format!(r#"{{"version":1,"keys":[{entry}]}}"#), true),
             (format!(r#"{{"keys":[{entry}],"version":1}}"#), true),
             (r#"{"version":1}"#.to_string(), true),
+            (
+                format!("{{\n  \"version\": 1,\n  \"keys\": [\n    {entry}\n  ]\n}}\n"),
+                true,
+            ),
+            (format!(r#"{{"version":1,"k\u0065ys":[{entry}]}}"#), true),
+            (format!(r#"{{"version":1,"keys":[{entry},]}}"#), false),
+            (
+                format!(r#"{{"version":1,"keys":[{entry} {entry}]}}"#),
+                false,
+            ),
+            (format!(r#"{{"version":1,"keys":[{entry}"#), false),
+            (
+                format!(r#"{{"version":1,"keys":[{entry}],"keys":[]}}"#),
+                false,
+            ),
+            (r#"{"version":1,"keys":{}}"#.to_string(), false),
+            (r#"{"version":1,"keys":[1]}"#.to_string(), false),
+            (format!("[{entry}]"), false),
             (format!(r#"{{"version":2,"keys":[{entry}]}}"#), false),
             (format!(r#"{{"keys":[{entry}]}}"#), false),
             (format!(r#"{{"version":1,"keys":[{entry}],"x":1}}"#), false),

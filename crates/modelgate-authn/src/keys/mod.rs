@@ -9,6 +9,7 @@ mod file;
 mod format;
 mod load;
 mod secrets;
+mod split;
 mod store;
 mod tag;
 

@@ -37,6 +37,10 @@ struct Slot {
 
 const EMPTY: u32 = u32::MAX;
 
+/// At most this many slots are reserved ahead of a load (16M slots, 1.5 GB
+/// of address space; beyond that the table grows as entries arrive).
+const MAX_RESERVED_SLOTS: usize = 1 << 24;
+
 /// Verifies API keys. Cheap to share; rebuilt whole on every reload.
 #[derive(Default)]
 pub struct KeyStore {
@@ -129,6 +133,20 @@ impl<'p> Builder<'p> {
             interned: HashMap::new(),
             models_key: String::new(),
         }
+    }
+
+    /// Sizes the tables for a key file of `len` bytes, so they are not
+    /// regrown (each regrowth copies and frees the old table) while it
+    /// loads. Every slot takes at least its 64 hex digits plus quotes and
+    /// `"sha256":` in the file, so `len / 75` slots is an upper bound; the
+    /// part never written is never touched (address space, not memory).
+    /// A reservation the allocator refuses is skipped.
+    pub(super) fn reserve_for_file(&mut self, len: u64) {
+        let slots = usize::try_from(len / 75)
+            .unwrap_or(usize::MAX)
+            .min(MAX_RESERVED_SLOTS);
+        let _ = self.store.slots.try_reserve_exact(slots);
+        let _ = self.origin.try_reserve_exact(slots);
     }
 
     fn grants_of<M: AsRef<str>>(&mut self, models: &[M]) -> Result<u32, String> {
@@ -250,7 +268,9 @@ impl<'p> Builder<'p> {
         self.store.index = index;
         self.store.fast = FastPath::new(n);
         self.store.names.shrink_to_fit();
-        self.store.slots.shrink_to_fit();
+        // `slots` keeps its reserved capacity: the unused tail was never
+        // touched (address space, not memory), and shrinking it by more than
+        // half makes some allocators (mimalloc) copy the whole table.
         Ok(self.store)
     }
 }
