@@ -118,8 +118,9 @@ pub(super) struct Builder<'p> {
     store: KeyStore,
     /// File index of each slot, for duplicate-digest errors.
     origin: Vec<u32>,
-    ids: HashSet<[u8; 12]>,
-    interned: HashMap<String, u32>,
+    /// Key ids seen (admin-written file; foldhash is still seeded).
+    ids: HashSet<[u8; 12], foldhash::fast::RandomState>,
+    interned: HashMap<String, u32, foldhash::fast::RandomState>,
     models_key: String,
 }
 
@@ -129,8 +130,8 @@ impl<'p> Builder<'p> {
             path,
             store: KeyStore::default(),
             origin: Vec::new(),
-            ids: HashSet::new(),
-            interned: HashMap::new(),
+            ids: HashSet::default(),
+            interned: HashMap::default(),
             models_key: String::new(),
         }
     }
@@ -147,6 +148,9 @@ impl<'p> Builder<'p> {
             .min(MAX_RESERVED_SLOTS);
         let _ = self.store.slots.try_reserve_exact(slots);
         let _ = self.origin.try_reserve_exact(slots);
+        // Ids are about half the bound (one slot's bytes at least twice
+        // over); a short reservation only regrows once or twice.
+        let _ = self.ids.try_reserve(slots / 2);
     }
 
     fn grants_of<M: AsRef<str>>(&mut self, models: &[M]) -> Result<u32, String> {
