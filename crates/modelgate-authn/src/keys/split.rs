@@ -113,10 +113,7 @@ impl<E, F: FnMut(usize, &[u8], u64) -> Result<(), E>> Scan<F> {
                 // Most of the file is the entries' strings: copy up to the
                 // next quote or backslash at once.
                 let rest = buf.get(i..).unwrap_or_default();
-                let span = rest
-                    .iter()
-                    .position(|&c| c == b'"' || c == b'\\')
-                    .unwrap_or(rest.len());
+                let span = memchr::memchr2(b'"', b'\\', rest).unwrap_or(rest.len());
                 self.elem
                     .extend_from_slice(rest.get(..span).unwrap_or_default());
                 i += span;
