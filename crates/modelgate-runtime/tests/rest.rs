@@ -110,8 +110,7 @@ async fn v2_nested_data_output_selection_and_ids() {
     let id = resp["id"].as_str().unwrap();
     let parsed = uuid::Uuid::parse_str(id).unwrap();
     assert_eq!(parsed.get_version_num(), 4);
-    // Lowercase and hyphenated, as `Uuid`'s `Display` writes it.
-    assert_eq!(id, parsed.to_string());
+    assert_eq!(id, parsed.to_string(), "lowercase, hyphenated");
 }
 
 #[tokio::test]
