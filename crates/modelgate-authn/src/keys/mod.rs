@@ -5,9 +5,12 @@
 //! and used for lookup; the whole key is stored only as its SHA-256 digest and
 //! compared in constant time.
 
+mod build;
+mod entry;
 mod file;
 mod format;
 mod load;
+mod part;
 mod secrets;
 mod split;
 mod store;

@@ -1,22 +1,14 @@
-//! Splits a key file, as it is read, into its entries and its skeleton, so a
-//! million keys load through a small buffer: each element of the top-level
-//! `keys` array is handed over on its own (to be parsed from a slice, its
-//! strings borrowed), and everything else, with that array left empty, is
-//! kept as the skeleton, parsed at the end for `version` and unknown or
-//! duplicate fields. The scan only finds where values end (strings, escapes,
-//! nesting) and the commas between elements; serde_json checks the syntax
-//! of every part.
+//! Splits a key file, block by block as it is read, into its entries and its
+//! skeleton, so a million keys load through a few small blocks: each element
+//! of the top-level `keys` array is found where it lies in its block (handed
+//! on as a range, to be parsed from a slice with its strings borrowed, by
+//! whichever thread takes the block), and everything else, with that array
+//! left empty, is kept as the skeleton, parsed at the end for `version` and
+//! unknown or duplicate fields. The scan only finds where values end
+//! (strings, escapes, nesting) and the commas between elements; serde_json
+//! checks the syntax of every part.
 
-use std::io::BufRead;
-
-#[derive(Debug)]
-pub(super) enum SplitError<E> {
-    Io(std::io::Error),
-    /// The `keys` array is not a comma-separated list, or is not closed.
-    Syntax(String),
-    /// What the entry callback returned.
-    Entry(E),
-}
+use std::ops::Range;
 
 /// Where the scan is.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -37,15 +29,15 @@ fn is_ws(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r')
 }
 
-struct Scan<F> {
-    entry: F,
+/// The scan's state between blocks.
+pub(super) struct Splitter {
     mode: Mode,
     skeleton: Vec<u8>,
-    elem: Vec<u8>,
-    /// Byte offset of the current element in the file (for messages).
-    elem_at: u64,
+    /// Where the current element starts in the current block.
+    elem_start: usize,
     /// Nesting inside the current element; `None` for a bare scalar.
     elem_depth: Option<usize>,
+    /// Elements found so far.
     index: usize,
     /// Nesting of the skeleton.
     depth: usize,
@@ -58,88 +50,149 @@ struct Scan<F> {
     prev: u8,
 }
 
-/// Reads `r` to its end, calling `entry(index, bytes, offset)` for each
-/// element of the top-level object's `keys` array; returns the skeleton.
-pub(super) fn split<R: BufRead, E>(
-    mut r: R,
-    entry: impl FnMut(usize, &[u8], u64) -> Result<(), E>,
-) -> Result<Vec<u8>, SplitError<E>> {
-    let mut s = Scan {
-        entry,
-        mode: Mode::Outside,
-        skeleton: Vec::new(),
-        elem: Vec::new(),
-        elem_at: 0,
-        elem_depth: None,
-        index: 0,
-        depth: 0,
-        top_is_object: None,
-        in_str: false,
-        esc: false,
-        key: Vec::new(),
-        last_is_keys: false,
-        prev: 0,
-    };
-    let mut offset = 0u64;
-    loop {
-        let buf = match r.fill_buf() {
-            Ok([]) => break,
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(SplitError::Io(e)),
-        };
-        let n = buf.len();
-        s.chunk(buf, offset)?;
-        r.consume(n);
-        offset += n as u64;
-    }
-    match s.mode {
-        Mode::Outside => Ok(s.skeleton),
-        Mode::Elem if s.elem_depth.is_none() => {
-            s.finish_elem()?;
-            Err(SplitError::Syntax("keys: the list is not closed".into()))
+impl Splitter {
+    pub(super) fn new() -> Self {
+        Self {
+            mode: Mode::Outside,
+            skeleton: Vec::new(),
+            elem_start: 0,
+            elem_depth: None,
+            index: 0,
+            depth: 0,
+            top_is_object: None,
+            in_str: false,
+            esc: false,
+            key: Vec::new(),
+            last_is_keys: false,
+            prev: 0,
         }
-        _ => Err(SplitError::Syntax(
-            "keys: the list is not closed (the file ends inside it)".into(),
-        )),
     }
-}
 
-impl<E, F: FnMut(usize, &[u8], u64) -> Result<(), E>> Scan<F> {
-    fn chunk(&mut self, buf: &[u8], offset: u64) -> Result<(), SplitError<E>> {
-        let mut i = 0;
+    /// How many elements were found so far (the index of the next one).
+    pub(super) fn entries(&self) -> usize {
+        self.index
+    }
+
+    /// Scans `buf[from..]`; `buf` starts at file offset `base`, and
+    /// `buf[..from]` is what the last call returned as unfinished (an
+    /// element's start, scanned already). Appends the elements that end in
+    /// `buf` to `out`, and returns where the unfinished element starts
+    /// (`buf.len()` if there is none): the caller carries `buf[that..]`
+    /// to the front of the next block. On an error, `out` holds the
+    /// elements before it.
+    pub(super) fn scan(
+        &mut self,
+        buf: &[u8],
+        from: usize,
+        base: u64,
+        out: &mut Vec<Range<usize>>,
+    ) -> Result<usize, String> {
+        if self.mode == Mode::Elem {
+            self.elem_start = 0;
+        }
+        let mut i = from;
         while let Some(&b) = buf.get(i) {
-            if self.mode == Mode::Elem && self.in_str && !self.esc {
-                // Most of the file is the entries' strings: copy up to the
-                // next quote or backslash at once.
-                let rest = buf.get(i..).unwrap_or_default();
-                let span = memchr::memchr2(b'"', b'\\', rest).unwrap_or(rest.len());
-                self.elem
-                    .extend_from_slice(rest.get(..span).unwrap_or_default());
-                i += span;
-                let Some(&q) = buf.get(i) else { break };
-                self.elem.push(q);
-                if q == b'\\' {
-                    self.esc = true;
-                } else {
-                    self.in_str = false;
-                    if self.elem_depth == Some(0) {
-                        self.finish_elem()?;
-                    }
-                }
-                i += 1;
+            if self.mode == Mode::Elem {
+                i = self.elem(buf, i, out);
                 continue;
             }
-            self.byte(b, offset + i as u64)?;
+            self.byte(b, i, base + i as u64)?;
             i += 1;
         }
-        Ok(())
+        Ok(if self.mode == Mode::Elem {
+            self.elem_start.min(buf.len())
+        } else {
+            buf.len()
+        })
     }
 
-    fn byte(&mut self, b: u8, at: u64) -> Result<(), SplitError<E>> {
+    /// The file ended; `buf` is the last unfinished part (`scan`'s carry).
+    /// A bare scalar there is still handed over (so its own error shows
+    /// first). Returns the skeleton.
+    pub(super) fn finish(
+        mut self,
+        buf: &[u8],
+        out: &mut Vec<Range<usize>>,
+    ) -> Result<Vec<u8>, String> {
+        match self.mode {
+            Mode::Outside => Ok(self.skeleton),
+            Mode::Elem if self.elem_depth.is_none() => {
+                self.elem_start = 0;
+                self.end_elem(buf.len(), out);
+                Err("keys: the list is not closed".into())
+            }
+            _ => Err("keys: the list is not closed (the file ends inside it)".into()),
+        }
+    }
+
+    /// Scans the current element from `i` to its end or the block's end;
+    /// returns where the scan stopped.
+    fn elem(&mut self, buf: &[u8], mut i: usize, out: &mut Vec<Range<usize>>) -> usize {
+        let Some(mut depth) = self.elem_depth else {
+            // A bare scalar ends where the next token starts.
+            while let Some(&b) = buf.get(i) {
+                if is_ws(b) || b == b',' || b == b']' {
+                    self.end_elem(i, out);
+                    return i;
+                }
+                i += 1;
+            }
+            return i;
+        };
+        while let Some(&b) = buf.get(i) {
+            i += 1;
+            if self.in_str {
+                if self.esc {
+                    self.esc = false;
+                    continue;
+                }
+                // Most of the file is the entries' strings: jump to the
+                // next quote or backslash.
+                let rest = buf.get(i - 1..).unwrap_or_default();
+                let Some(k) = memchr::memchr2(b'"', b'\\', rest) else {
+                    self.elem_depth = Some(depth);
+                    return buf.len();
+                };
+                i += k;
+                if rest.get(k) == Some(&b'\\') {
+                    self.esc = true;
+                    continue;
+                }
+                self.in_str = false;
+                if depth == 0 {
+                    self.end_elem(i, out);
+                    return i;
+                }
+                continue;
+            }
+            match b {
+                b'"' => self.in_str = true,
+                b'{' | b'[' => depth += 1,
+                b'}' | b']' => {
+                    depth = depth.saturating_sub(1);
+                    if depth == 0 {
+                        self.end_elem(i, out);
+                        return i;
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.elem_depth = Some(depth);
+        i
+    }
+
+    fn end_elem(&mut self, end: usize, out: &mut Vec<Range<usize>>) {
+        out.push(self.elem_start..end);
+        self.index += 1;
+        self.mode = Mode::After;
+    }
+
+    /// One byte outside any element; `i` is its place in the block.
+    fn byte(&mut self, b: u8, i: usize, at: u64) -> Result<(), String> {
         match self.mode {
             Mode::Outside => self.outside(b),
-            Mode::Elem => self.in_elem(b, at)?,
+            Mode::Elem => {} // scanned by `elem`
             Mode::First | Mode::Next | Mode::After if is_ws(b) => {}
             Mode::First | Mode::After if b == b']' => {
                 self.skeleton.push(b']');
@@ -149,20 +202,18 @@ impl<E, F: FnMut(usize, &[u8], u64) -> Result<(), E>> Scan<F> {
             }
             Mode::After if b == b',' => self.mode = Mode::Next,
             Mode::After => {
-                return Err(SplitError::Syntax(format!(
+                return Err(format!(
                     "keys[{}] (at byte {at}): expected `,` or `]` after the entry",
                     self.index.saturating_sub(1)
-                )));
+                ));
             }
             Mode::Next if b == b']' => {
-                return Err(SplitError::Syntax(format!(
+                return Err(format!(
                     "keys (at byte {at}): a trailing comma after the last entry"
-                )));
+                ));
             }
             Mode::First | Mode::Next => {
-                self.elem.clear();
-                self.elem_at = at;
-                self.elem.push(b);
+                self.elem_start = i;
                 self.mode = Mode::Elem;
                 self.elem_depth = match b {
                     b'{' | b'[' => Some(1),
@@ -174,44 +225,6 @@ impl<E, F: FnMut(usize, &[u8], u64) -> Result<(), E>> Scan<F> {
                 };
             }
         }
-        Ok(())
-    }
-
-    fn in_elem(&mut self, b: u8, at: u64) -> Result<(), SplitError<E>> {
-        let Some(depth) = self.elem_depth else {
-            // A bare scalar ends where the next token starts.
-            if is_ws(b) || b == b',' || b == b']' {
-                self.finish_elem()?;
-                return self.byte(b, at);
-            }
-            self.elem.push(b);
-            return Ok(());
-        };
-        self.elem.push(b);
-        if self.in_str {
-            // Only reached after a backslash (see `chunk`).
-            self.esc = false;
-            return Ok(());
-        }
-        match b {
-            b'"' => self.in_str = true,
-            b'{' | b'[' => self.elem_depth = Some(depth + 1),
-            b'}' | b']' => {
-                let depth = depth.saturating_sub(1);
-                self.elem_depth = Some(depth);
-                if depth == 0 {
-                    self.finish_elem()?;
-                }
-            }
-            _ => {}
-        }
-        Ok(())
-    }
-
-    fn finish_elem(&mut self) -> Result<(), SplitError<E>> {
-        (self.entry)(self.index, &self.elem, self.elem_at).map_err(SplitError::Entry)?;
-        self.index += 1;
-        self.mode = Mode::After;
         Ok(())
     }
 
@@ -264,33 +277,68 @@ impl<E, F: FnMut(usize, &[u8], u64) -> Result<(), E>> Scan<F> {
     }
 }
 
+/// Splits `text` read `block` bytes at a time, as the loader does: the
+/// elements found (with their file offsets), and the skeleton or the error.
+#[cfg(test)]
+pub(super) type Split = (Vec<(u64, Vec<u8>)>, Result<Vec<u8>, String>);
+
+#[cfg(test)]
+pub(super) fn split_all(text: &[u8], block: usize) -> Split {
+    let mut s = Splitter::new();
+    let mut entries = Vec::new();
+    let mut buf: Vec<u8> = Vec::new();
+    let (mut base, mut read) = (0u64, 0);
+    let mut out = Vec::new();
+    let take = |buf: &[u8], out: &mut Vec<Range<usize>>, base: u64, entries: &mut Vec<_>| {
+        for r in out.drain(..) {
+            entries.push((base + r.start as u64, buf[r].to_vec()));
+        }
+    };
+    while read < text.len() {
+        let from = buf.len();
+        let end = (read + block).min(text.len());
+        buf.extend_from_slice(&text[read..end]);
+        read = end;
+        let r = s.scan(&buf, from, base, &mut out);
+        take(&buf, &mut out, base, &mut entries);
+        match r {
+            Ok(carry) => {
+                buf.drain(..carry);
+                base += carry as u64;
+            }
+            Err(e) => return (entries, Err(e)),
+        }
+    }
+    let r = s.finish(&buf, &mut out);
+    take(&buf, &mut out, base, &mut entries);
+    (entries, r)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn run(text: &str, chunk: usize) -> Result<(String, Vec<String>), String> {
-        let mut entries = Vec::new();
-        let reader = std::io::BufReader::with_capacity(chunk, text.as_bytes());
-        split(reader, |i, b, at| {
-            assert_eq!(i, entries.len());
-            let t = String::from_utf8(b.to_vec()).unwrap();
+    fn run(text: &str, block: usize) -> Result<(String, Vec<String>), String> {
+        let (entries, skeleton) = split_all(text.as_bytes(), block);
+        let skeleton = skeleton?;
+        let mut out = Vec::new();
+        for (at, bytes) in entries {
+            let t = String::from_utf8(bytes).unwrap();
             assert_eq!(
                 text.get(at as usize..at as usize + t.len()),
                 Some(t.as_str())
             );
-            entries.push(t);
-            Ok::<(), ()>(())
-        })
-        .map(|s| (String::from_utf8(s).unwrap(), entries))
-        .map_err(|e| format!("{e:?}"))
+            out.push(t);
+        }
+        Ok((String::from_utf8(skeleton).unwrap(), out))
     }
 
     #[test]
-    fn entries_are_cut_out_whatever_the_read_size() {
+    fn entries_are_cut_out_whatever_the_block_size() {
         let text = r#" { "version" : 1, "keys" : [ {"name":"a\"]}","m":["x",{}]} ,
             {"name":"b\\"} ,"s", 12 ,[1,[2]],true ] , "x": {"keys":[1]} } "#;
-        for chunk in [1, 2, 3, 7, 64, 4096] {
-            let (skeleton, entries) = run(text, chunk).unwrap();
+        for block in [1, 2, 3, 7, 64, 4096] {
+            let (skeleton, entries) = run(text, block).unwrap();
             assert_eq!(
                 entries,
                 [
@@ -301,11 +349,11 @@ mod tests {
                     "[1,[2]]",
                     "true"
                 ],
-                "read size {chunk}"
+                "block size {block}"
             );
             assert_eq!(
                 skeleton, r#" { "version" : 1, "keys" : [] , "x": {"keys":[1]} } "#,
-                "read size {chunk}"
+                "block size {block}"
             );
         }
     }
@@ -335,18 +383,29 @@ mod tests {
             r#"{"keys":[1"#,
             r#"{"keys":[1 2]}"#,
         ] {
-            assert!(run(text, 4).is_err(), "{text}");
+            for block in [1, 4, 100] {
+                assert!(run(text, block).is_err(), "{text}");
+            }
         }
     }
 
     #[test]
-    fn the_entry_callbacks_error_stops_the_read() {
-        let mut seen = 0;
-        let r = split(r#"{"keys":[1,2,3]}"#.as_bytes(), |i, _, _| {
-            seen += 1;
-            if i == 1 { Err("refused") } else { Ok(()) }
-        });
-        assert!(matches!(r, Err(SplitError::Entry("refused"))));
-        assert_eq!(seen, 2);
+    fn elements_before_an_error_are_still_handed_over() {
+        for (text, first) in [
+            (r#"{"keys":[{"a":1},{"b":2} 3]}"#, 2),
+            (r#"{"keys":[{"a":1},{"b":2},]}"#, 2),
+            // The bare scalar the file ends in is handed over, then the error.
+            (r#"{"keys":[{"a":1},7"#, 2),
+            (r#"{"keys":[{"a":1},{"#, 1),
+        ] {
+            for block in [1, 3, 100] {
+                let (entries, r) = split_all(text.as_bytes(), block);
+                assert!(r.is_err(), "{text}");
+                assert_eq!(entries.len(), first, "{text} block {block}");
+                assert_eq!(entries[0].1, br#"{"a":1}"#);
+            }
+        }
+        let (entries, _) = split_all(br#"{"keys":[{"a":1},7"#, 2);
+        assert_eq!(entries[1], (17, b"7".to_vec()));
     }
 }
