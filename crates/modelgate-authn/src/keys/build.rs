@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use super::part::{ID_SHIFT, Part, unpack_id};
-use super::store::{EMPTY, KeyStore, KeyStoreError, home};
+use super::store::{EMPTY, KeyStore, KeyStoreError, Slot, home};
 use super::tag::FastPath;
 
 /// At most this many slots are reserved ahead of a load (16M slots, 1.5 GB
@@ -104,9 +104,13 @@ impl<'p> Builder<'p> {
     /// The first slot (in file order) whose key id an earlier slot holds.
     fn duplicate_id(&mut self) -> Option<KeyStoreError> {
         self.ids.sort_unstable();
+        self.first_duplicate(&self.ids)
+    }
+
+    /// [`Self::duplicate_id`] over `ids`, sorted.
+    fn first_duplicate(&self, ids: &[u128]) -> Option<KeyStoreError> {
         let slot = |p: u128| (p & ((1 << ID_SHIFT) - 1)) as usize;
-        let second = self
-            .ids
+        let second = ids
             .windows(2)
             .filter(|w| w[0] >> ID_SHIFT == w[1] >> ID_SHIFT)
             .map(|w| w[1])
@@ -136,40 +140,44 @@ impl<'p> Builder<'p> {
         })
     }
 
-    /// Checks the ids, then indexes the slots by digest; a digest held
-    /// twice is an error.
+    /// Checks the ids (sorted on a second thread for a large file) while
+    /// the slots are indexed by digest; a duplicate id comes first, then a
+    /// digest held twice.
     pub(super) fn finish(mut self) -> Result<KeyStore, KeyStoreError> {
-        if let Some(err) = self.duplicate_id() {
+        let n = self.store.slots.len();
+        let mut ids = std::mem::take(&mut self.ids);
+        let slots = &self.store.slots;
+        let (index, sorted) = std::thread::scope(|sc| {
+            let ids = &mut ids;
+            let sorter = (n >= PARALLEL_FINISH).then(|| {
+                std::thread::Builder::new()
+                    .name("modelgate-keyload".into())
+                    .spawn_scoped(sc, move || ids.sort_unstable())
+            });
+            let index = index(slots);
+            let sorted = match sorter {
+                Some(Ok(h)) => h.join().is_ok(),
+                _ => false,
+            };
+            (index, sorted)
+        });
+        if !sorted {
+            ids.sort_unstable();
+        }
+        if let Some(err) = self.first_duplicate(&ids) {
             return Err(err);
         }
-        self.ids = Vec::new();
-        let n = self.store.slots.len();
-        if n == 0 {
-            return Ok(self.store);
-        }
-        let size = (n * 2).next_power_of_two().max(16);
-        let mask = size - 1;
-        let mut index = vec![EMPTY; size];
-        let slots = &self.store.slots;
-        for (s, slot) in slots.iter().enumerate() {
-            let mut i = home(&slot.digest, mask);
-            while let Some(&other) = index.get(i).filter(|&&o| o != EMPTY) {
-                if slots.get(other as usize).map(|o| o.digest) == Some(slot.digest) {
-                    let at = self.origin.get(s).copied().unwrap_or_default() as usize;
-                    return Err(KeyStoreError::Entry {
-                        path: self.path.into(),
-                        index: at,
-                        name: self.store.name(slot).to_string(),
-                        message: "sha256: the same digest as another key".into(),
-                    });
-                }
-                i = (i + 1) & mask;
+        drop(ids);
+        let index = index.map_err(|s| {
+            let at = self.origin.get(s).copied().unwrap_or_default() as usize;
+            let name = self.store.slots.get(s).map(|k| self.store.name(k));
+            KeyStoreError::Entry {
+                path: self.path.into(),
+                index: at,
+                name: name.unwrap_or_default().to_string(),
+                message: "sha256: the same digest as another key".into(),
             }
-            if let Some(free) = index.get_mut(i) {
-                // s < 2^32 - 1: checked at the merge.
-                *free = s as u32;
-            }
-        }
+        })?;
         self.store.index = index;
         self.store.fast = FastPath::new(n);
         self.store.names.shrink_to_fit();
@@ -178,4 +186,32 @@ impl<'p> Builder<'p> {
         // half makes some allocators (mimalloc) copy the whole table.
         Ok(self.store)
     }
+}
+
+/// Slots from which the id sort gets its own thread at `finish`.
+const PARALLEL_FINISH: usize = 1 << 13;
+
+/// The open-addressing index of `slots` by digest, or the first slot whose
+/// digest an earlier one holds.
+fn index(slots: &[Slot]) -> Result<Vec<u32>, usize> {
+    if slots.is_empty() {
+        return Ok(Vec::new());
+    }
+    let size = (slots.len() * 2).next_power_of_two().max(16);
+    let mask = size - 1;
+    let mut index = vec![EMPTY; size];
+    for (s, slot) in slots.iter().enumerate() {
+        let mut i = home(&slot.digest, mask);
+        while let Some(&other) = index.get(i).filter(|&&o| o != EMPTY) {
+            if slots.get(other as usize).map(|o| o.digest) == Some(slot.digest) {
+                return Err(s);
+            }
+            i = (i + 1) & mask;
+        }
+        if let Some(free) = index.get_mut(i) {
+            // s < 2^32 - 1: checked at the merge.
+            *free = s as u32;
+        }
+    }
+    Ok(index)
 }
