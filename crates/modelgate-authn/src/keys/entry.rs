@@ -155,10 +155,21 @@ impl Entry<'_> {
     }
 }
 
-/// Parses entry `index` of the file (`bytes`, at byte `at`) into `part`;
-/// a malformed one is `part`'s error.
-pub(super) fn add_entry(part: &mut Part, path: &Path, index: usize, bytes: &[u8], at: u64) {
-    match serde_json::from_slice::<Entry<'_>>(bytes) {
+/// Parses entry `index` of the file (at byte `at`; its text, or its bytes
+/// if they are not known to be UTF-8) into `part`; a malformed one is
+/// `part`'s error.
+pub(super) fn add_entry(
+    part: &mut Part,
+    path: &Path,
+    index: usize,
+    entry: Result<&str, &[u8]>,
+    at: u64,
+) {
+    let parsed = match entry {
+        Ok(text) => serde_json::from_str::<Entry<'_>>(text),
+        Err(bytes) => serde_json::from_slice::<Entry<'_>>(bytes),
+    };
+    match parsed {
         Ok(e) => e.add_to(part, path, index),
         Err(e) => {
             let message = format!("keys[{index}] (at byte {at}): {e}");

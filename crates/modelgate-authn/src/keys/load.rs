@@ -49,9 +49,18 @@ fn parse_batch(path: &Path, b: &Batch) -> Part {
     part.slots.reserve_exact(b.spans.len());
     part.origin.reserve_exact(b.spans.len());
     part.ids.reserve_exact(b.spans.len());
+    // The entries' UTF-8 is checked once for the block (fast for ASCII), so
+    // serde_json reads each one as a `str` instead of checking every string
+    // again; a block that is not UTF-8 is parsed as bytes (serde_json then
+    // names the entry at fault).
+    let lo = b.spans.first().map_or(0, |r| r.start);
+    let hi = b.spans.last().map_or(0, |r| r.end);
+    let text = b.buf.get(lo..hi).and_then(|t| std::str::from_utf8(t).ok());
     for (k, r) in b.spans.iter().enumerate() {
         let bytes = b.buf.get(r.clone()).unwrap_or_default();
-        add_entry(&mut part, path, b.first + k, bytes, b.base + r.start as u64);
+        let text = text.and_then(|t| t.get(r.start - lo..r.end - lo));
+        let at = b.base + r.start as u64;
+        add_entry(&mut part, path, b.first + k, text.ok_or(bytes), at);
         if part.error.is_some() {
             break;
         }

@@ -238,3 +238,19 @@ fn the_first_problem_in_file_order_is_reported() {
     let got = refused(&path, broken.as_bytes());
     assert!(got.contains("keys[2999] (at byte "), "{got}");
 }
+
+#[test]
+fn an_entry_that_is_not_utf8_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keys.json");
+    let (doc, _) = many(N);
+    let text = serde_json::to_vec(&doc).unwrap();
+    let at = text.windows(8).position(|w| w == b"\"k05000\"").unwrap();
+    let mut bad = text.clone();
+    bad[at + 2] = 0xff;
+    let got = refused(&path, &bad);
+    assert!(
+        got.contains("keys[5000] (at byte ") && got.contains("unicode"),
+        "{got}"
+    );
+}
