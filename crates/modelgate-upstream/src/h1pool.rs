@@ -245,10 +245,22 @@ impl H1Pool {
     pub(crate) async fn send(
         self: &Arc<Self>,
         head: Head<'_>,
-        mut body: BoxBody,
+        body: BoxBody,
         timeout: Duration,
     ) -> Result<Response<BoxBody>, Failure> {
-        let deadline = tokio::time::Instant::now() + timeout;
+        self.send_at(head, body, timeout, Instant::now()).await
+    }
+
+    /// [`H1Pool::send`] with the caller's reading of the clock (`now`), so
+    /// that a request reads it once.
+    pub(crate) async fn send_at(
+        self: &Arc<Self>,
+        head: Head<'_>,
+        mut body: BoxBody,
+        timeout: Duration,
+        now: Instant,
+    ) -> Result<Response<BoxBody>, Failure> {
+        let deadline = tokio::time::Instant::from_std(now) + timeout;
         let slot = worker::current_slot();
         let sending = head.sending(&body.size_hint(), body.is_end_stream());
         // The first part of the body, if already there, goes out with the head.
@@ -268,7 +280,7 @@ impl H1Pool {
         }
         head.check_target().map_err(Failure::io)?;
         let (mut conn, mut timer) = loop {
-            let (mut conn, reused) = match self.checkout(slot) {
+            let (mut conn, reused) = match self.checkout(slot, now) {
                 Some(c) => (c, true),
                 None => (self.connect(deadline).await?, false),
             };
@@ -333,11 +345,12 @@ impl H1Pool {
         resp
     }
 
-    /// The most recently used usable idle connection of `slot`.
-    fn checkout(&self, slot: usize) -> Option<Conn> {
+    /// The most recently used usable idle connection of `slot` (`now`: the
+    /// time of the request).
+    fn checkout(&self, slot: usize, now: Instant) -> Option<Conn> {
         let mut idle = self.idle.get(slot)?.lock().ok()?;
         while let Some(Idle { conn, since }) = idle.pop_back() {
-            let age = since.elapsed();
+            let age = now.saturating_duration_since(since);
             if age > IDLE_TIMEOUT {
                 // The rest are older still.
                 idle.clear();
@@ -443,7 +456,7 @@ async fn write_start(
     body_done: bool,
 ) -> Result<(), Failure> {
     conn.wbuf.clear();
-    head.encode(sending, &mut conn.wbuf).map_err(Failure::io)?;
+    head.encode(sending, &mut conn.wbuf);
     let chunked = sending == Sending::Chunked;
     let mut rest = None;
     if let Some(d) = first.filter(|d| !d.is_empty()) {

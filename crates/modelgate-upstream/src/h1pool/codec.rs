@@ -12,6 +12,9 @@ use http::header::{CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 use http_body::SizeHint;
 
+/// The `Keep-Alive` field (RFC 9112 §9.3; not one of `http`'s constants).
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+
 /// Largest response head (and trailer section) accepted.
 pub const MAX_HEAD: usize = 64 * 1024;
 /// Most header fields accepted in a response head (hyper's default too).
@@ -85,8 +88,8 @@ impl Head<'_> {
     }
 
     /// Appends the request head (request line, fields, blank line) to `buf`.
-    pub(crate) fn encode(&self, sending: Sending, buf: &mut Vec<u8>) -> Result<(), WireError> {
-        self.check_target()?;
+    /// The target must have passed [`Head::check_target`].
+    pub(crate) fn encode(&self, sending: Sending, buf: &mut Vec<u8>) {
         let pq = self.path_and_query.as_bytes();
         buf.extend_from_slice(self.method.as_str().as_bytes());
         buf.push(b' ');
@@ -124,7 +127,6 @@ impl Head<'_> {
             Sending::Chunked => buf.extend_from_slice(b"transfer-encoding: chunked\r\n"),
         }
         buf.extend_from_slice(b"\r\n");
-        Ok(())
     }
 }
 
@@ -304,11 +306,25 @@ fn build(
         let value = HeaderValue::from_maybe_shared(head.slice(vs..ve))
             .map_err(|_| WireError("invalid response header value"))?;
         if name == CONNECTION {
+            let mut listed = false;
             for t in value.as_bytes().split(|&b| b == b',') {
                 let t = t.trim_ascii();
-                d.close |= t.eq_ignore_ascii_case(b"close");
-                d.keep_alive |= t.eq_ignore_ascii_case(b"keep-alive");
+                let close = t.eq_ignore_ascii_case(b"close");
+                let keep_alive = t.eq_ignore_ascii_case(b"keep-alive");
+                d.close |= close;
+                d.keep_alive |= keep_alive;
+                listed |= !close && !keep_alive && !t.is_empty();
             }
+            // Hop-by-hop: the answer never carries it on. Kept in the map
+            // only when it names other fields, so that
+            // `crate::headers::remove_hop_by_hop` removes those too.
+            if listed {
+                headers.append(name, value);
+            }
+            continue;
+        } else if name == KEEP_ALIVE {
+            // Hop-by-hop, never forwarded (`remove_hop_by_hop` would drop it).
+            continue;
         } else if name == TRANSFER_ENCODING {
             d.transfer_encoding = true;
             // Only the last coding counts.

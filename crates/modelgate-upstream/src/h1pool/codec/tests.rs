@@ -24,8 +24,7 @@ fn head_bytes(method: Method, pq: &str, headers: &[(&str, &str)], sending: Sendi
         headers: &map,
         inject: &inject,
     }
-    .encode(sending, &mut buf)
-    .unwrap();
+    .encode(sending, &mut buf);
     String::from_utf8(buf).unwrap()
 }
 
@@ -93,7 +92,6 @@ fn request_target_with_spaces_or_controls_is_refused() {
     let map = HeaderMap::new();
     let host = HeaderValue::from_static("h");
     for pq in ["", "x", "/a b", "/a\r\nx: y", "/\x7f"] {
-        let mut buf = Vec::new();
         let r = Head {
             method: &Method::GET,
             path_and_query: pq,
@@ -101,7 +99,7 @@ fn request_target_with_spaces_or_controls_is_refused() {
             headers: &map,
             inject: &[],
         }
-        .encode(Sending::Nothing, &mut buf);
+        .check_target();
         assert!(r.is_err(), "{pq:?}");
     }
 }
@@ -187,6 +185,35 @@ fn response_head_framing_and_keep_alive() {
         .unwrap();
     assert_eq!(h.framing, Framing::Empty);
     assert_eq!(h.headers["content-length"], "10");
+}
+
+#[test]
+fn connection_and_keep_alive_fields_are_left_out_unless_connection_names_others() {
+    // The usual `Connection: keep-alive` (and `Keep-Alive`) never reach the map.
+    let h = parse(
+        b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nX-A: b\r\nContent-Length: 0\r\n\r\n",
+        false,
+    )
+    .unwrap()
+    .unwrap();
+    assert!(h.keep_alive);
+    let names: Vec<&str> = h.headers.keys().map(|k| k.as_str()).collect();
+    assert_eq!(names, ["x-a", "content-length"]);
+    let h = parse(
+        b"HTTP/1.1 200 OK\r\nConnection: Close\r\nContent-Length: 0\r\n\r\n",
+        false,
+    )
+    .unwrap()
+    .unwrap();
+    assert!(!h.keep_alive && !h.headers.contains_key("connection"));
+    // A Connection naming other fields stays, so that they are removed too.
+    let raw = b"HTTP/1.1 200 OK\r\nX-Secret: 1\r\nConnection: keep-alive, x-secret\r\nContent-Length: 0\r\n\r\n";
+    let mut h = parse(raw, false).unwrap().unwrap();
+    assert!(h.keep_alive);
+    assert_eq!(h.headers["connection"], "keep-alive, x-secret");
+    crate::headers::remove_hop_by_hop(&mut h.headers);
+    let names: Vec<&str> = h.headers.keys().map(|k| k.as_str()).collect();
+    assert_eq!(names, ["content-length"]);
 }
 
 #[test]
