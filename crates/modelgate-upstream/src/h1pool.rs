@@ -275,8 +275,15 @@ impl H1Pool {
             }
         }
         let first_len = first.as_ref().map_or(0, |d| d.len() as u64);
-        if body_done && matches!(sending, Sending::Length(n) if n != first_len) {
-            return Err(Failure::body(Box::new(LengthMismatch)));
+        match sending {
+            Sending::Length(n) if first_len > n || (body_done && n != first_len) => {
+                return Err(Failure::body(Box::new(LengthMismatch)));
+            }
+            // All the declared bytes are here: the body is not polled again
+            // (the server already holds its end; HTTP/1 sends no request
+            // trailers, see `crate::trailers`).
+            Sending::Length(n) if n == first_len => body_done = true,
+            _ => {}
         }
         head.check_target().map_err(Failure::io)?;
         let (mut conn, mut timer) = loop {
