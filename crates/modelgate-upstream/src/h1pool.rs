@@ -115,6 +115,8 @@ pub(crate) struct Conn {
     /// where a new timer per request is registered in and removed from the
     /// timer wheel under its lock. `None` while an exchange holds it.
     timer: Option<Pin<Box<Sleep>>>,
+    /// The field names of the previous answer ([`codec::Names`]).
+    names: codec::Names,
 }
 
 impl Conn {
@@ -149,7 +151,8 @@ impl Conn {
     async fn read_head(&mut self, head_request: bool) -> Result<ResponseHead, Failure> {
         loop {
             if let Some(head) =
-                codec::parse_response(&mut self.rbuf, head_request).map_err(Failure::io)?
+                codec::parse_response_with(&mut self.rbuf, head_request, &mut self.names)
+                    .map_err(Failure::io)?
             {
                 return Ok(head);
             }
@@ -415,6 +418,7 @@ impl H1Pool {
             rbuf: BytesMut::new(),
             wbuf: Vec::with_capacity(1024),
             timer: None,
+            names: codec::Names::default(),
         })
     }
 

@@ -219,6 +219,44 @@ pub fn parse_response(
     buf: &mut BytesMut,
     head_request: bool,
 ) -> Result<Option<ResponseHead>, WireError> {
+    parse_response_with(buf, head_request, &mut Names::default())
+}
+
+/// Field names kept from one answer for the next (see [`Names`]).
+const NAMES_KEPT: usize = 16;
+
+/// The field names of the previous answer on a connection, in order. An
+/// upstream sends the same names in the same order answer after answer;
+/// comparing a name's bytes with the one at its place last time is cheaper
+/// than making it again (and makes no copy of a name `http` does not know).
+#[derive(Debug, Default)]
+pub struct Names(Vec<HeaderName>);
+
+impl Names {
+    /// The name of field `i`, spelled `raw` (a token, as `httparse` checked).
+    fn get(&mut self, i: usize, raw: &[u8]) -> Result<HeaderName, WireError> {
+        if let Some(n) = self.0.get(i)
+            && n.as_str().as_bytes().eq_ignore_ascii_case(raw)
+        {
+            return Ok(n.clone());
+        }
+        let n =
+            HeaderName::from_bytes(raw).map_err(|_| WireError("invalid response header name"))?;
+        if let Some(kept) = self.0.get_mut(i) {
+            *kept = n.clone();
+        } else if i == self.0.len() && i < NAMES_KEPT {
+            self.0.push(n.clone());
+        }
+        Ok(n)
+    }
+}
+
+/// [`parse_response`], with the names of the connection's previous answer.
+pub fn parse_response_with(
+    buf: &mut BytesMut,
+    head_request: bool,
+    names: &mut Names,
+) -> Result<Option<ResponseHead>, WireError> {
     loop {
         // Left uninitialised: httparse writes only the fields it finds.
         let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
@@ -272,6 +310,7 @@ pub fn parse_response(
             status,
             version,
             head_request,
+            names,
         )
         .map(Some);
     }
@@ -293,13 +332,13 @@ fn build(
     status: StatusCode,
     version: Version,
     head_request: bool,
+    names: &mut Names,
 ) -> Result<ResponseHead, WireError> {
     let mut headers = HeaderMap::with_capacity(spans.len());
     let mut d = Delimiters::default();
-    for &(ns, ne, vs, ve) in spans {
+    for (i, &(ns, ne, vs, ve)) in spans.iter().enumerate() {
         let (ns, ne, vs, ve) = (ns as usize, ne as usize, vs as usize, ve as usize);
-        let name = HeaderName::from_bytes(head.get(ns..ne).unwrap_or(&[]))
-            .map_err(|_| WireError("invalid response header name"))?;
+        let name = names.get(i, head.get(ns..ne).unwrap_or(&[]))?;
         if vs > ve || ve > head.len() {
             return Err(WireError("invalid response header value"));
         }

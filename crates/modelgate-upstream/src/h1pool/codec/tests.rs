@@ -217,6 +217,45 @@ fn connection_and_keep_alive_fields_are_left_out_unless_connection_names_others(
 }
 
 #[test]
+fn names_kept_from_the_previous_answer_give_the_same_fields() {
+    let mut names = Names::default();
+    let mut fields = |raw: &[u8]| {
+        let mut buf = BytesMut::from(raw);
+        let h = parse_response_with(&mut buf, false, &mut names)
+            .unwrap()
+            .unwrap();
+        h.headers
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.to_str().unwrap()))
+            .collect::<Vec<_>>()
+    };
+    let first = fields(b"HTTP/1.1 200 OK\r\nServer: a\r\nX-Custom: b\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(first, ["server=a", "x-custom=b", "content-length=0"]);
+    // Same names in other spellings, another name in between, one more.
+    let second = fields(
+        b"HTTP/1.1 200 OK\r\nSERVER: c\r\nX-Other: d\r\nx-custom: e\r\nContent-Length: 0\r\nX-Z: f\r\n\r\n",
+    );
+    assert_eq!(
+        second,
+        ["server=c", "x-other=d", "x-custom=e", "content-length=0", "x-z=f"]
+    );
+    // A name that only starts like the kept one is not taken for it.
+    let third = fields(b"HTTP/1.1 200 OK\r\nServe: g\r\nX-Othe: h\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(third, ["serve=g", "x-othe=h", "content-length=0"]);
+    // More fields than are kept.
+    let mut raw = b"HTTP/1.1 200 OK\r\n".to_vec();
+    for i in 0..40 {
+        raw.extend_from_slice(format!("X-F{i}: {i}\r\n").as_bytes());
+    }
+    raw.extend_from_slice(b"Content-Length: 0\r\n\r\n");
+    for _ in 0..2 {
+        let got = fields(&raw);
+        assert_eq!(got.len(), 41);
+        assert_eq!(got[39], "x-f39=39");
+    }
+}
+
+#[test]
 fn both_delimiters_use_chunked_and_close_after() {
     let h = parse(
         b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
