@@ -127,7 +127,10 @@ mod tests {
         assert!(matches!(which, Deadline::Idle));
         assert_eq!(at, since + hdr);
         let busy = a.begin(false);
-        assert!(a.due(hdr, idle).is_none(), "no deadline while a request is in flight");
+        assert!(
+            a.due(hdr, idle).is_none(),
+            "no deadline while a request is in flight"
+        );
         drop(busy);
         assert!(matches!(a.due(hdr, idle), Some((_, Deadline::NextHead))));
     }

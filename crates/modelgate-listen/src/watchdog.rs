@@ -82,9 +82,10 @@ pub(crate) async fn run<C: Future>(
     // While a request is in flight, look again at the shorter deadline's
     // interval: the next HTTP/1.1 head's is counted from that request's end.
     let next = |activity: &Activity| {
-        activity
-            .due(limits.header, limits.idle)
-            .map_or(Instant::now() + limits.idle.min(limits.header), |(at, _)| at)
+        activity.due(limits.header, limits.idle).map_or(
+            Instant::now() + limits.idle.min(limits.header),
+            |(at, _)| at,
+        )
     };
     let mut timer = pin!(tokio::time::sleep_until(next(activity).into()));
     let mut changed = pin!(stop.changed());

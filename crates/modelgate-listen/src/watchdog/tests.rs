@@ -117,7 +117,15 @@ async fn shutdown_asks_the_connection_to_finish() {
         tx.send(true).unwrap();
         tx
     });
-    let out = run(conn, ask, &activity, limits(&gate, 10_000), rx, Instant::now()).await;
+    let out = run(
+        conn,
+        ask,
+        &activity,
+        limits(&gate, 10_000),
+        rx,
+        Instant::now(),
+    )
+    .await;
     assert_eq!(out, Some("finished"));
     assert_eq!(asked.load(Ordering::SeqCst), 1);
     drop(stop.await.unwrap());
@@ -148,6 +156,14 @@ async fn the_connections_own_wakeups_reach_it() {
     let (_tx, rx) = watch::channel(false);
     let activity = Activity::new();
     let conn = pin!(SelfWaking { left: 100 });
-    let out = run(conn, |_| {}, &activity, limits(&gate, 10_000), rx, Instant::now()).await;
+    let out = run(
+        conn,
+        |_| {},
+        &activity,
+        limits(&gate, 10_000),
+        rx,
+        Instant::now(),
+    )
+    .await;
     assert_eq!(out, Some(7));
 }

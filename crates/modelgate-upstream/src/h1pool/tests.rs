@@ -258,10 +258,16 @@ async fn a_body_whose_declared_length_came_first_is_not_polled_again() {
     let resp = send_declared(&pool, &auth, 2, StreamBody::new(parts).boxed_unsync()).await;
     assert_eq!(text(send_ok(resp)).await, "ab");
     // More bytes than declared: refused before anything is written.
-    let err = send_declared(&pool, &auth, 2, full("abc")).await.err().unwrap();
+    let err = send_declared(&pool, &auth, 2, full("abc"))
+        .await
+        .err()
+        .unwrap();
     assert!(err.body && !err.connect);
     // Fewer, and the body ends: refused too.
-    let err = send_declared(&pool, &auth, 3, full("ab")).await.err().unwrap();
+    let err = send_declared(&pool, &auth, 3, full("ab"))
+        .await
+        .err()
+        .unwrap();
     assert!(err.body && !err.connect);
 }
 

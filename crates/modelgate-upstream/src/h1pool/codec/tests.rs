@@ -237,7 +237,13 @@ fn names_kept_from_the_previous_answer_give_the_same_fields() {
     );
     assert_eq!(
         second,
-        ["server=c", "x-other=d", "x-custom=e", "content-length=0", "x-z=f"]
+        [
+            "server=c",
+            "x-other=d",
+            "x-custom=e",
+            "content-length=0",
+            "x-z=f"
+        ]
     );
     // A name that only starts like the kept one is not taken for it.
     let third = fields(b"HTTP/1.1 200 OK\r\nServe: g\r\nX-Othe: h\r\nContent-Length: 0\r\n\r\n");
