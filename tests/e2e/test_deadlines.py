@@ -140,6 +140,37 @@ def test_silent_socket_and_slow_head_are_closed(start_modelgate):
     assert 'modelgate_listener_connections_closed_by_deadline_total{listener="0",reason="header_timeout"}' in m
 
 
+def test_slow_head_on_a_kept_alive_connection_is_cut_off(start_modelgate):
+    """After an answer, the next HTTP/1.1 request head must be complete within
+    header_read_timeout too (idle_timeout is long here, so only that deadline
+    can close the connection)."""
+    mg = start_modelgate(config("""  header_read_timeout: 1s
+  limits: {idle_timeout: 60s}""", f'  - {{name: iris, upstream: {{url: "{UNREACHABLE}"}}}}'))
+    s = connect(mg.listen)
+    s.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+    s.settimeout(BOUND)
+    first = s.recv(65536)
+    assert first.startswith(b"HTTP/1.1 401"), first[:100]  # answered, kept alive
+    s.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n")
+    start = time.monotonic()
+    closed = False
+    try:
+        while time.monotonic() < start + BOUND:
+            s.sendall(b"X")  # one byte of a header, now and then
+            s.settimeout(0.3)
+            try:
+                if s.recv(4096) == b"":
+                    closed = True
+                    break
+            except socket.timeout:
+                continue
+    except (BrokenPipeError, ConnectionResetError):
+        closed = True
+    took = time.monotonic() - start
+    assert closed, "a slow request head on a kept-alive connection must hit header_read_timeout"
+    assert took >= 0.5, f"closed after {took:.2f} s, before the deadline"
+
+
 def test_idle_keepalive_connection_is_closed(start_modelgate):
     mg = start_modelgate(config(SHORT, f'  - {{name: iris, upstream: {{url: "{UNREACHABLE}"}}}}'))
     s = connect(mg.listen)

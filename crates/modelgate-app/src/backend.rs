@@ -94,12 +94,14 @@ impl Call<'_> {
                 // Last: an authorizer's headers never replace the wristband.
                 crate::wristband::stamp(p, route, permit, trace, &mut out.headers)
                     .map_err(refuse)?;
+                let sent = Instant::now();
                 let opts = ForwardOpts {
                     grpc: trace.grpc,
                     too_large: Some(tripped),
                     openai: route.protocol == Protocol::OpenAi,
+                    started: Some(sent),
                 };
-                trace.upstream_sent = Some(Instant::now());
+                trace.upstream_sent = Some(sent);
                 match target.forward(out, opts).await {
                     Ok(fwd) => {
                         trace.upstream = Some(fwd.upstream);

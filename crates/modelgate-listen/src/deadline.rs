@@ -2,11 +2,13 @@
 //! open only so long: until its first request starts, `header_read_timeout`
 //! from accept (this bounds silent sockets, slow request heads and HTTP/2
 //! connections that send a preface and SETTINGS but open no stream); after
-//! that, `idle_timeout` from the end of the last response. A request is in
-//! flight from its head until its response body has been sent or dropped.
+//! that, `idle_timeout` from the end of the last response, and on HTTP/1.1
+//! `header_read_timeout` if shorter (the next request head must be complete
+//! by then: a slow head on a kept-alive connection is cut off). A request is
+//! in flight from its head until its response body has been sent or dropped.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use modelgate_core::body_tap::{Observer, Tap};
@@ -18,6 +20,8 @@ pub(crate) struct Activity {
     base: Instant,
     in_flight: AtomicUsize,
     started: AtomicU64,
+    /// A request came over HTTP/2 (no per-request head deadline there).
+    h2: AtomicBool,
     /// Milliseconds from `base` to when the connection last became idle.
     idle_since_ms: AtomicU64,
 }
@@ -28,12 +32,17 @@ impl Activity {
             base: Instant::now(),
             in_flight: AtomicUsize::new(0),
             started: AtomicU64::new(0),
+            h2: AtomicBool::new(false),
             idle_since_ms: AtomicU64::new(0),
         })
     }
 
     /// Marks a request in flight until the returned guard is dropped.
-    pub(crate) fn begin(self: &Arc<Self>) -> Busy {
+    /// `h2`: it came over HTTP/2.
+    pub(crate) fn begin(self: &Arc<Self>, h2: bool) -> Busy {
+        if h2 {
+            self.h2.store(true, Ordering::Relaxed);
+        }
         self.started.fetch_add(1, Ordering::SeqCst);
         self.in_flight.fetch_add(1, Ordering::SeqCst);
         Busy(self.clone())
@@ -48,6 +57,8 @@ impl Activity {
         let since = self.base + Duration::from_millis(self.idle_since_ms.load(Ordering::SeqCst));
         Some(if self.started.load(Ordering::SeqCst) == 0 {
             (since + header, Deadline::Header)
+        } else if header < idle && !self.h2.load(Ordering::Relaxed) {
+            (since + header, Deadline::NextHead)
         } else {
             (since + idle, Deadline::Idle)
         })
@@ -90,9 +101,9 @@ mod tests {
         let (at, which) = a.due(hdr, idle).unwrap();
         assert!(matches!(which, Deadline::Header));
         assert!(at <= a.base + hdr);
-        let busy = a.begin();
+        let busy = a.begin(true);
         assert!(a.due(hdr, idle).is_none());
-        let busy2 = a.begin();
+        let busy2 = a.begin(true);
         drop(busy);
         assert!(a.due(hdr, idle).is_none(), "one request is still in flight");
         drop(busy2);
@@ -101,18 +112,41 @@ mod tests {
         assert!(at >= a.base + idle);
     }
 
+    #[test]
+    fn a_kept_alive_http1_connection_has_the_head_deadline_after_each_answer() {
+        let a = Activity::new();
+        let hdr = Duration::from_secs(10);
+        let idle = Duration::from_secs(60);
+        drop(a.begin(false));
+        let (at, which) = a.due(hdr, idle).unwrap();
+        assert!(matches!(which, Deadline::NextHead));
+        let since = a.base + Duration::from_millis(a.idle_since_ms.load(Ordering::SeqCst));
+        assert_eq!(at, since + hdr);
+        // The idle deadline when it is the shorter one.
+        let (at, which) = a.due(idle, hdr).unwrap();
+        assert!(matches!(which, Deadline::Idle));
+        assert_eq!(at, since + hdr);
+        let busy = a.begin(false);
+        assert!(
+            a.due(hdr, idle).is_none(),
+            "no deadline while a request is in flight"
+        );
+        drop(busy);
+        assert!(matches!(a.due(hdr, idle), Some((_, Deadline::NextHead))));
+    }
+
     #[tokio::test]
     async fn a_response_body_holds_its_request_until_sent() {
         use http_body_util::BodyExt;
         let a = Activity::new();
         let body = modelgate_core::full("hello");
-        let mut t = Tracked::new(body, a.begin());
+        let mut t = Tracked::new(body, a.begin(false));
         assert!(a.due(Duration::ZERO, Duration::ZERO).is_none());
         let frame = t.frame().await.unwrap().unwrap();
         assert_eq!(frame.into_data().unwrap(), "hello");
         assert!(t.frame().await.is_none());
         assert!(a.due(Duration::ZERO, Duration::ZERO).is_some());
-        let empty = Tracked::new(modelgate_core::empty(), a.begin());
+        let empty = Tracked::new(modelgate_core::empty(), a.begin(false));
         assert!(a.due(Duration::ZERO, Duration::ZERO).is_some());
         drop(empty);
     }

@@ -66,6 +66,10 @@ impl ListenStats {
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Deadline {
     Header,
+    /// An HTTP/1.1 request head after the first one was not complete within
+    /// `header_read_timeout` of the previous answer. Not counted: hyper
+    /// enforced this one itself before, and the metric counts the others.
+    NextHead,
     Idle,
     Close,
 }
@@ -120,6 +124,7 @@ impl Gate {
 
     pub(crate) fn closed_by(&self, d: Deadline) {
         let reason = match d {
+            Deadline::NextHead => return,
             Deadline::Header => "header_timeout",
             Deadline::Idle => "idle_timeout",
             Deadline::Close => "close_timeout",

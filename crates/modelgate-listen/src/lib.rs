@@ -9,6 +9,7 @@ mod deadline;
 mod gate;
 mod serve;
 pub mod tls;
+mod watchdog;
 
 pub use bind::bind_shared;
 pub use conn::ConnInfo;

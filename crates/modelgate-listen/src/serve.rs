@@ -19,8 +19,9 @@ use tokio::sync::watch;
 
 use crate::conn::ConnInfo;
 use crate::deadline::{Activity, Tracked};
-use crate::gate::{Deadline, Gate};
+use crate::gate::Gate;
 use crate::tls::TlsSetup;
+use crate::watchdog;
 
 /// Answers one request. Errors are responses too: a handler never fails.
 pub trait Handler: Send + Sync + 'static {
@@ -37,7 +38,8 @@ pub struct ServeOptions {
     pub listener: usize,
     pub http2: bool,
     /// Until the first request's head is complete (and the request head of
-    /// HTTP/1.1 requests on a kept-alive connection).
+    /// HTTP/1.1 requests on a kept-alive connection, from the previous
+    /// answer's end); enforced by the connection's watchdog.
     pub header_read_timeout: Duration,
     pub drain_timeout: Duration,
     pub limits: Limits,
@@ -47,9 +49,6 @@ pub struct ServeOptions {
 }
 
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// After a deadline closes a connection gracefully, how long the peer has to
-/// let it finish (e.g. to read a GOAWAY) before it is dropped.
-const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// HTTP/2 rapid reset (CVE-2023-44487): streams the client may reset before
 /// they are accepted, and streams we may reset for its errors, before the
 /// connection is closed with GOAWAY (ENHANCE_YOUR_CALM).
@@ -62,7 +61,9 @@ fn builder(opts: &ServeOptions) -> auto::Builder<TokioExecutor> {
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(opts.header_read_timeout)
+        // Enforced by the connection's watchdog instead (one timer per
+        // connection, moved; hyper's is a new boxed timer per request).
+        .header_read_timeout(None)
         .keep_alive(true);
     builder
         .http2()
@@ -168,14 +169,14 @@ pub async fn serve<H: Handler>(
 }
 
 /// Serves one connection until it ends, a deadline closes it, or shutdown
-/// drains it.
+/// drains it ([`watchdog`]).
 async fn connection<I, H>(
     io: I,
     builder: &auto::Builder<TokioExecutor>,
     handler: Arc<H>,
     info: ConnInfo,
     opts: &ServeOptions,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
     started: Instant,
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
@@ -184,46 +185,22 @@ async fn connection<I, H>(
     let activity = Activity::new();
     let conn = builder.serve_connection(io, service(handler, Arc::new(info), activity.clone()));
     tokio::pin!(conn);
-    let (header, idle) = (opts.header_read_timeout, opts.limits.idle_timeout);
-    let mut stopping = *stop.borrow();
-    if stopping {
-        conn.as_mut().graceful_shutdown();
-    }
-    // Set once a deadline has asked the connection to close.
-    let mut closing: Option<Instant> = None;
-    loop {
-        let wake = match closing {
-            Some(hard) => hard,
-            None => activity
-                .due(header, idle)
-                .map_or(Instant::now() + idle, |(at, _)| at),
-        };
-        tokio::select! {
-            r = conn.as_mut() => {
-                if let Err(e) = r {
-                    tracing::debug!(error = %e, "connection ended with an error");
-                }
-                return;
-            }
-            _ = stop.changed(), if !stopping => {
-                stopping = true;
-                conn.as_mut().graceful_shutdown();
-            }
-            () = tokio::time::sleep_until(wake.into()) => {
-                if closing.is_some() {
-                    opts.gate.closed_by(Deadline::Close);
-                    return;
-                }
-                if let Some((at, which)) = activity.due(header, idle)
-                    && at <= Instant::now()
-                {
-                    tracing::debug!(age_ms = started.elapsed().as_millis(), deadline = ?which, "closing an idle connection");
-                    opts.gate.closed_by(which);
-                    conn.as_mut().graceful_shutdown();
-                    closing = Some(Instant::now() + CLOSE_GRACE);
-                }
-            }
-        }
+    let limits = watchdog::Limits {
+        header: opts.header_read_timeout,
+        idle: opts.limits.idle_timeout,
+        gate: &opts.gate,
+    };
+    let ended = watchdog::run(
+        conn.as_mut(),
+        |c| c.graceful_shutdown(),
+        &activity,
+        limits,
+        stop,
+        started,
+    )
+    .await;
+    if let Some(Err(e)) = ended {
+        tracing::debug!(error = %e, "connection ended with an error");
     }
 }
 
@@ -240,7 +217,7 @@ fn service<H: Handler>(
     hyper::service::service_fn(move |req| {
         let handler = handler.clone();
         let info = info.clone();
-        let busy = activity.begin();
+        let busy = activity.begin(req.version() == http::Version::HTTP_2);
         async move {
             let resp = handler.handle(req, info).await;
             Ok::<_, Infallible>(resp.map(|b| Tracked::new(b, busy)))

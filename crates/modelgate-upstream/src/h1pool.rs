@@ -115,6 +115,8 @@ pub(crate) struct Conn {
     /// where a new timer per request is registered in and removed from the
     /// timer wheel under its lock. `None` while an exchange holds it.
     timer: Option<Pin<Box<Sleep>>>,
+    /// The field names of the previous answer ([`codec::Names`]).
+    names: codec::Names,
 }
 
 impl Conn {
@@ -149,7 +151,8 @@ impl Conn {
     async fn read_head(&mut self, head_request: bool) -> Result<ResponseHead, Failure> {
         loop {
             if let Some(head) =
-                codec::parse_response(&mut self.rbuf, head_request).map_err(Failure::io)?
+                codec::parse_response_with(&mut self.rbuf, head_request, &mut self.names)
+                    .map_err(Failure::io)?
             {
                 return Ok(head);
             }
@@ -245,10 +248,22 @@ impl H1Pool {
     pub(crate) async fn send(
         self: &Arc<Self>,
         head: Head<'_>,
-        mut body: BoxBody,
+        body: BoxBody,
         timeout: Duration,
     ) -> Result<Response<BoxBody>, Failure> {
-        let deadline = tokio::time::Instant::now() + timeout;
+        self.send_at(head, body, timeout, Instant::now()).await
+    }
+
+    /// [`H1Pool::send`] with the caller's reading of the clock (`now`), so
+    /// that a request reads it once.
+    pub(crate) async fn send_at(
+        self: &Arc<Self>,
+        head: Head<'_>,
+        mut body: BoxBody,
+        timeout: Duration,
+        now: Instant,
+    ) -> Result<Response<BoxBody>, Failure> {
+        let deadline = tokio::time::Instant::from_std(now) + timeout;
         let slot = worker::current_slot();
         let sending = head.sending(&body.size_hint(), body.is_end_stream());
         // The first part of the body, if already there, goes out with the head.
@@ -263,12 +278,19 @@ impl H1Pool {
             }
         }
         let first_len = first.as_ref().map_or(0, |d| d.len() as u64);
-        if body_done && matches!(sending, Sending::Length(n) if n != first_len) {
-            return Err(Failure::body(Box::new(LengthMismatch)));
+        match sending {
+            Sending::Length(n) if first_len > n || (body_done && n != first_len) => {
+                return Err(Failure::body(Box::new(LengthMismatch)));
+            }
+            // All the declared bytes are here: the body is not polled again
+            // (the server already holds its end; HTTP/1 sends no request
+            // trailers, see `crate::trailers`).
+            Sending::Length(n) if n == first_len => body_done = true,
+            _ => {}
         }
         head.check_target().map_err(Failure::io)?;
         let (mut conn, mut timer) = loop {
-            let (mut conn, reused) = match self.checkout(slot) {
+            let (mut conn, reused) = match self.checkout(slot, now) {
                 Some(c) => (c, true),
                 None => (self.connect(deadline).await?, false),
             };
@@ -333,11 +355,12 @@ impl H1Pool {
         resp
     }
 
-    /// The most recently used usable idle connection of `slot`.
-    fn checkout(&self, slot: usize) -> Option<Conn> {
+    /// The most recently used usable idle connection of `slot` (`now`: the
+    /// time of the request).
+    fn checkout(&self, slot: usize, now: Instant) -> Option<Conn> {
         let mut idle = self.idle.get(slot)?.lock().ok()?;
         while let Some(Idle { conn, since }) = idle.pop_back() {
-            let age = since.elapsed();
+            let age = now.saturating_duration_since(since);
             if age > IDLE_TIMEOUT {
                 // The rest are older still.
                 idle.clear();
@@ -395,6 +418,7 @@ impl H1Pool {
             rbuf: BytesMut::new(),
             wbuf: Vec::with_capacity(1024),
             timer: None,
+            names: codec::Names::default(),
         })
     }
 
@@ -443,7 +467,7 @@ async fn write_start(
     body_done: bool,
 ) -> Result<(), Failure> {
     conn.wbuf.clear();
-    head.encode(sending, &mut conn.wbuf).map_err(Failure::io)?;
+    head.encode(sending, &mut conn.wbuf);
     let chunked = sending == Sending::Chunked;
     let mut rest = None;
     if let Some(d) = first.filter(|d| !d.is_empty()) {

@@ -181,12 +181,27 @@ impl RequestHeaderPolicy<'_> {
         remove_hop_by_hop(headers);
         // A pass over the names finds credentials, spoofable identity and
         // (from untrusted peers) forwarding headers; only those are looked up
-        // again to be removed, one at a time (no list allocated: a request
-        // carries one or two, and at most as many as its fields). Every
+        // again to be removed (no list allocated: a request carries one or
+        // two; past four, another pass). Every
         // built-in identity and forwarding name starts with `k`, `x` or `f`
         // (names are lower-case), so most names are passed over after one byte.
-        while let Some(h) = headers.keys().find(|k| self.unwanted(k)).cloned() {
-            headers.remove(h);
+        loop {
+            let mut found: [Option<HeaderName>; 4] = Default::default();
+            let mut n = 0;
+            for k in headers.keys().filter(|k| self.unwanted(k)) {
+                let Some(slot) = found.get_mut(n) else {
+                    break;
+                };
+                *slot = Some(k.clone());
+                n += 1;
+            }
+            for h in found.into_iter().flatten() {
+                headers.remove(h);
+            }
+            // The array was full: look again for more.
+            if n < 4 {
+                break;
+            }
         }
         let prev = if self.trusted_peer {
             headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok())
@@ -333,6 +348,32 @@ mod tests {
         names.sort_unstable();
         assert_eq!(names, ["content-type", "traceparent", "x-forwarded-for"]);
         assert_eq!(h["x-forwarded-for"], "10.0.0.9");
+    }
+
+    #[test]
+    fn more_unwanted_headers_than_one_pass_holds_all_go() {
+        let mut h = map(&[
+            ("x-user", "a"),
+            ("accept", "*/*"),
+            ("x-userid", "b"),
+            ("x-email", "c"),
+            ("x-remote-user", "d"),
+            ("x-remote-group", "e"),
+            ("x-jwt-claim", "f"),
+            ("x-api-key", "k"),
+            ("forwarded", "for=6.6.6.6"),
+            ("x-kept", "1"),
+        ]);
+        RequestHeaderPolicy {
+            credential_headers: &[HeaderName::from_static("x-api-key")],
+            strip: &[],
+            trusted_peer: false,
+            client_ip: "10.0.0.9".parse().unwrap(),
+        }
+        .apply(&mut h);
+        let mut names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["accept", "x-forwarded-for", "x-kept"]);
     }
 
     #[test]

@@ -29,11 +29,13 @@ impl Health {
         u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// Whether endpoint `i` is up.
+    /// Whether endpoint `i` is up (the clock is read only for an endpoint
+    /// that was marked down).
     pub fn is_up(&self, i: usize) -> bool {
-        self.down_until
-            .get(i)
-            .is_none_or(|d| d.load(Ordering::Relaxed) <= self.now_ms())
+        self.down_until.get(i).is_none_or(|d| {
+            let until = d.load(Ordering::Relaxed);
+            until == 0 || until <= self.now_ms()
+        })
     }
 
     /// Marks endpoint `i` down for the cool-off.

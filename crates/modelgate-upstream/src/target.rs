@@ -91,6 +91,9 @@ pub struct ForwardOpts {
     /// OpenAI traffic: timed for the GenAI histograms, and a JSON answer's
     /// `model` goes back to the client's name when there is an alias.
     pub openai: bool,
+    /// When the caller started forwarding (default: when [`UpstreamTarget::forward`]
+    /// is called): a request reads the clock once.
+    pub started: Option<Instant>,
 }
 
 /// A model's upstream endpoints and clients.
@@ -261,7 +264,7 @@ impl UpstreamTarget {
         out: Outgoing,
         opts: ForwardOpts,
     ) -> Result<Forwarded, ForwardError> {
-        let started = Instant::now();
+        let started = opts.started.unwrap_or_else(Instant::now);
         let Outgoing {
             method,
             path_and_query,
@@ -297,7 +300,7 @@ impl UpstreamTarget {
             let Some(body) = replay.attempt() else {
                 break;
             };
-            let sent = Instant::now();
+            let sent = if n == 1 { started } else { Instant::now() };
             let send = Send {
                 method: &method,
                 path_and_query: &path_and_query,
@@ -312,6 +315,7 @@ impl UpstreamTarget {
                     opts.grpc,
                     idempotent || replay.is_buffered(),
                     &opts,
+                    sent,
                 )
                 .await;
             match attempt {
@@ -394,6 +398,8 @@ impl UpstreamTarget {
     /// One attempt on endpoint `i`. `replayable`: a failure before the
     /// answer may be retried (GET/HEAD, or a body held in memory); a failed
     /// connection always may (nothing was sent) if the body is unread.
+    /// `sent`: when the attempt started.
+    #[allow(clippy::too_many_arguments)]
     async fn attempt(
         &self,
         send: Send<'_>,
@@ -402,6 +408,7 @@ impl UpstreamTarget {
         grpc: bool,
         replayable: bool,
         opts: &ForwardOpts,
+        sent: Instant,
     ) -> Attempt {
         let result = match &ep.h1 {
             Some(pool) if !grpc => {
@@ -414,7 +421,7 @@ impl UpstreamTarget {
                     inject: &self.inject,
                 };
                 // The deadline is the connection's own reused timer.
-                pool.send(head, send.body, self.timeout).await
+                pool.send_at(head, send.body, self.timeout, sent).await
             }
             _ => {
                 let req = match self.request(

@@ -12,6 +12,9 @@ use http::header::{CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 use http_body::SizeHint;
 
+/// The `Keep-Alive` field (RFC 9112 §9.3; not one of `http`'s constants).
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+
 /// Largest response head (and trailer section) accepted.
 pub const MAX_HEAD: usize = 64 * 1024;
 /// Most header fields accepted in a response head (hyper's default too).
@@ -85,8 +88,8 @@ impl Head<'_> {
     }
 
     /// Appends the request head (request line, fields, blank line) to `buf`.
-    pub(crate) fn encode(&self, sending: Sending, buf: &mut Vec<u8>) -> Result<(), WireError> {
-        self.check_target()?;
+    /// The target must have passed [`Head::check_target`].
+    pub(crate) fn encode(&self, sending: Sending, buf: &mut Vec<u8>) {
         let pq = self.path_and_query.as_bytes();
         buf.extend_from_slice(self.method.as_str().as_bytes());
         buf.push(b' ');
@@ -124,7 +127,6 @@ impl Head<'_> {
             Sending::Chunked => buf.extend_from_slice(b"transfer-encoding: chunked\r\n"),
         }
         buf.extend_from_slice(b"\r\n");
-        Ok(())
     }
 }
 
@@ -217,6 +219,44 @@ pub fn parse_response(
     buf: &mut BytesMut,
     head_request: bool,
 ) -> Result<Option<ResponseHead>, WireError> {
+    parse_response_with(buf, head_request, &mut Names::default())
+}
+
+/// Field names kept from one answer for the next (see [`Names`]).
+const NAMES_KEPT: usize = 16;
+
+/// The field names of the previous answer on a connection, in order. An
+/// upstream sends the same names in the same order answer after answer;
+/// comparing a name's bytes with the one at its place last time is cheaper
+/// than making it again (and makes no copy of a name `http` does not know).
+#[derive(Debug, Default)]
+pub struct Names(Vec<HeaderName>);
+
+impl Names {
+    /// The name of field `i`, spelled `raw` (a token, as `httparse` checked).
+    fn get(&mut self, i: usize, raw: &[u8]) -> Result<HeaderName, WireError> {
+        if let Some(n) = self.0.get(i)
+            && n.as_str().as_bytes().eq_ignore_ascii_case(raw)
+        {
+            return Ok(n.clone());
+        }
+        let n =
+            HeaderName::from_bytes(raw).map_err(|_| WireError("invalid response header name"))?;
+        if let Some(kept) = self.0.get_mut(i) {
+            *kept = n.clone();
+        } else if i == self.0.len() && i < NAMES_KEPT {
+            self.0.push(n.clone());
+        }
+        Ok(n)
+    }
+}
+
+/// [`parse_response`], with the names of the connection's previous answer.
+pub fn parse_response_with(
+    buf: &mut BytesMut,
+    head_request: bool,
+    names: &mut Names,
+) -> Result<Option<ResponseHead>, WireError> {
     loop {
         // Left uninitialised: httparse writes only the fields it finds.
         let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
@@ -270,6 +310,7 @@ pub fn parse_response(
             status,
             version,
             head_request,
+            names,
         )
         .map(Some);
     }
@@ -291,24 +332,38 @@ fn build(
     status: StatusCode,
     version: Version,
     head_request: bool,
+    names: &mut Names,
 ) -> Result<ResponseHead, WireError> {
     let mut headers = HeaderMap::with_capacity(spans.len());
     let mut d = Delimiters::default();
-    for &(ns, ne, vs, ve) in spans {
+    for (i, &(ns, ne, vs, ve)) in spans.iter().enumerate() {
         let (ns, ne, vs, ve) = (ns as usize, ne as usize, vs as usize, ve as usize);
-        let name = HeaderName::from_bytes(head.get(ns..ne).unwrap_or(&[]))
-            .map_err(|_| WireError("invalid response header name"))?;
+        let name = names.get(i, head.get(ns..ne).unwrap_or(&[]))?;
         if vs > ve || ve > head.len() {
             return Err(WireError("invalid response header value"));
         }
         let value = HeaderValue::from_maybe_shared(head.slice(vs..ve))
             .map_err(|_| WireError("invalid response header value"))?;
         if name == CONNECTION {
+            let mut listed = false;
             for t in value.as_bytes().split(|&b| b == b',') {
                 let t = t.trim_ascii();
-                d.close |= t.eq_ignore_ascii_case(b"close");
-                d.keep_alive |= t.eq_ignore_ascii_case(b"keep-alive");
+                let close = t.eq_ignore_ascii_case(b"close");
+                let keep_alive = t.eq_ignore_ascii_case(b"keep-alive");
+                d.close |= close;
+                d.keep_alive |= keep_alive;
+                listed |= !close && !keep_alive && !t.is_empty();
             }
+            // Hop-by-hop: the answer never carries it on. Kept in the map
+            // only when it names other fields, so that
+            // `crate::headers::remove_hop_by_hop` removes those too.
+            if listed {
+                headers.append(name, value);
+            }
+            continue;
+        } else if name == KEEP_ALIVE {
+            // Hop-by-hop, never forwarded (`remove_hop_by_hop` would drop it).
+            continue;
         } else if name == TRANSFER_ENCODING {
             d.transfer_encoding = true;
             // Only the last coding counts.

@@ -226,6 +226,51 @@ async fn a_failing_request_body_is_the_clients_failure() {
     assert_eq!(pool.idle_count(worker::current_slot()), 0);
 }
 
+/// `POST /echo` with a `Content-Length` of `declared` and `body`.
+async fn send_declared(
+    pool: &Arc<H1Pool>,
+    auth: &Authority,
+    declared: u64,
+    body: BoxBody,
+) -> Result<Response<BoxBody>, Failure> {
+    let host = HeaderValue::from_str(auth.as_str()).unwrap();
+    let mut headers = HeaderMap::new();
+    headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(declared));
+    let head = Head {
+        method: &Method::POST,
+        path_and_query: "/echo",
+        host: &host,
+        headers: &headers,
+        inject: &[],
+    };
+    pool.send(head, body, Duration::from_secs(2)).await
+}
+
+#[tokio::test]
+async fn a_body_whose_declared_length_came_first_is_not_polled_again() {
+    use futures_util::StreamExt;
+    let (auth, _) = upstream().await;
+    let pool = H1Pool::new(&auth, Duration::from_secs(1));
+    // After its declared bytes the body would never end (and never fail):
+    // the answer comes anyway, so it was not waited for.
+    let parts = futures_util::stream::iter([Ok::<_, BoxError>(Frame::data(Bytes::from("ab")))])
+        .chain(futures_util::stream::pending());
+    let resp = send_declared(&pool, &auth, 2, StreamBody::new(parts).boxed_unsync()).await;
+    assert_eq!(text(send_ok(resp)).await, "ab");
+    // More bytes than declared: refused before anything is written.
+    let err = send_declared(&pool, &auth, 2, full("abc"))
+        .await
+        .err()
+        .unwrap();
+    assert!(err.body && !err.connect);
+    // Fewer, and the body ends: refused too.
+    let err = send_declared(&pool, &auth, 3, full("ab"))
+        .await
+        .err()
+        .unwrap();
+    assert!(err.body && !err.connect);
+}
+
 /// A raw upstream answering every request on a connection with `answer`
 /// (then closing if `close`), recording what it read.
 async fn raw_upstream(answer: &'static [u8], close: bool) -> Authority {

@@ -24,8 +24,7 @@ fn head_bytes(method: Method, pq: &str, headers: &[(&str, &str)], sending: Sendi
         headers: &map,
         inject: &inject,
     }
-    .encode(sending, &mut buf)
-    .unwrap();
+    .encode(sending, &mut buf);
     String::from_utf8(buf).unwrap()
 }
 
@@ -93,7 +92,6 @@ fn request_target_with_spaces_or_controls_is_refused() {
     let map = HeaderMap::new();
     let host = HeaderValue::from_static("h");
     for pq in ["", "x", "/a b", "/a\r\nx: y", "/\x7f"] {
-        let mut buf = Vec::new();
         let r = Head {
             method: &Method::GET,
             path_and_query: pq,
@@ -101,7 +99,7 @@ fn request_target_with_spaces_or_controls_is_refused() {
             headers: &map,
             inject: &[],
         }
-        .encode(Sending::Nothing, &mut buf);
+        .check_target();
         assert!(r.is_err(), "{pq:?}");
     }
 }
@@ -187,6 +185,80 @@ fn response_head_framing_and_keep_alive() {
         .unwrap();
     assert_eq!(h.framing, Framing::Empty);
     assert_eq!(h.headers["content-length"], "10");
+}
+
+#[test]
+fn connection_and_keep_alive_fields_are_left_out_unless_connection_names_others() {
+    // The usual `Connection: keep-alive` (and `Keep-Alive`) never reach the map.
+    let h = parse(
+        b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nX-A: b\r\nContent-Length: 0\r\n\r\n",
+        false,
+    )
+    .unwrap()
+    .unwrap();
+    assert!(h.keep_alive);
+    let names: Vec<&str> = h.headers.keys().map(|k| k.as_str()).collect();
+    assert_eq!(names, ["x-a", "content-length"]);
+    let h = parse(
+        b"HTTP/1.1 200 OK\r\nConnection: Close\r\nContent-Length: 0\r\n\r\n",
+        false,
+    )
+    .unwrap()
+    .unwrap();
+    assert!(!h.keep_alive && !h.headers.contains_key("connection"));
+    // A Connection naming other fields stays, so that they are removed too.
+    let raw = b"HTTP/1.1 200 OK\r\nX-Secret: 1\r\nConnection: keep-alive, x-secret\r\nContent-Length: 0\r\n\r\n";
+    let mut h = parse(raw, false).unwrap().unwrap();
+    assert!(h.keep_alive);
+    assert_eq!(h.headers["connection"], "keep-alive, x-secret");
+    crate::headers::remove_hop_by_hop(&mut h.headers);
+    let names: Vec<&str> = h.headers.keys().map(|k| k.as_str()).collect();
+    assert_eq!(names, ["content-length"]);
+}
+
+#[test]
+fn names_kept_from_the_previous_answer_give_the_same_fields() {
+    let mut names = Names::default();
+    let mut fields = |raw: &[u8]| {
+        let mut buf = BytesMut::from(raw);
+        let h = parse_response_with(&mut buf, false, &mut names)
+            .unwrap()
+            .unwrap();
+        h.headers
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.to_str().unwrap()))
+            .collect::<Vec<_>>()
+    };
+    let first = fields(b"HTTP/1.1 200 OK\r\nServer: a\r\nX-Custom: b\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(first, ["server=a", "x-custom=b", "content-length=0"]);
+    // Same names in other spellings, another name in between, one more.
+    let second = fields(
+        b"HTTP/1.1 200 OK\r\nSERVER: c\r\nX-Other: d\r\nx-custom: e\r\nContent-Length: 0\r\nX-Z: f\r\n\r\n",
+    );
+    assert_eq!(
+        second,
+        [
+            "server=c",
+            "x-other=d",
+            "x-custom=e",
+            "content-length=0",
+            "x-z=f"
+        ]
+    );
+    // A name that only starts like the kept one is not taken for it.
+    let third = fields(b"HTTP/1.1 200 OK\r\nServe: g\r\nX-Othe: h\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(third, ["serve=g", "x-othe=h", "content-length=0"]);
+    // More fields than are kept.
+    let mut raw = b"HTTP/1.1 200 OK\r\n".to_vec();
+    for i in 0..40 {
+        raw.extend_from_slice(format!("X-F{i}: {i}\r\n").as_bytes());
+    }
+    raw.extend_from_slice(b"Content-Length: 0\r\n\r\n");
+    for _ in 0..2 {
+        let got = fields(&raw);
+        assert_eq!(got.len(), 41);
+        assert_eq!(got[39], "x-f39=39");
+    }
 }
 
 #[test]
