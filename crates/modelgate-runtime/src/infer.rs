@@ -4,6 +4,7 @@
 
 use modelgate_core::Reject;
 use tract_onnx::prelude::{IntoTValue, TValue, TVec};
+use tract_onnx::tract_core::internal::tract_smallvec::SmallVec;
 
 use crate::model::{Dim, LoadedModel};
 use crate::{InputTensor, OutputTensor, TensorData};
@@ -17,7 +18,9 @@ fn bad(msg: String) -> Reject {
 /// tract run turns them into tensors ([`Checked::into_tract`]).
 #[derive(Debug)]
 pub struct Checked {
-    inputs: TVec<(TVec<usize>, TensorData)>,
+    /// One inline slot (most models take one input): a small value to move
+    /// into the inference future.
+    inputs: SmallVec<[(TVec<usize>, TensorData); 1]>,
 }
 
 impl Checked {
@@ -61,7 +64,7 @@ pub fn check<'a>(
 ) -> Result<Checked, Reject> {
     let mut inputs = inputs.into_iter();
     let mut bound: TVec<Option<usize>> = (0..model.symbols).map(|_| None).collect();
-    let mut checked = TVec::new();
+    let mut checked = SmallVec::new();
     // One input for a one-input model (the usual call): taken under any
     // name, nothing to order, nothing missing or given twice.
     if model.inputs.len() == 1 && inputs.len() == 1 {

@@ -9,6 +9,7 @@
 use http::{HeaderMap, Response};
 use modelgate_core::{BoxBody, Operation, Reject};
 use serde::Serialize;
+use tract_onnx::tract_core::internal::tract_smallvec::SmallVec;
 
 use crate::binary::{self, Tail};
 use crate::http_io::{json_response, parse_json, read_body, to_json_response};
@@ -108,8 +109,8 @@ async fn infer(
     headers: &HeaderMap,
 ) -> Result<Response<BoxBody>, Reject> {
     let all_binary = binary::flag(req.parameters.as_ref(), "binary_data_output", "the request")?;
-    // Inline for up to four inputs: no allocation.
-    let mut inputs: tract_onnx::prelude::TVec<_> = tract_onnx::prelude::TVec::new();
+    // Inline for one input (the usual call): no allocation, a small future.
+    let mut inputs: SmallVec<[_; 1]> = SmallVec::new();
     for input in req.inputs {
         inputs.push(decode_input(input, &mut tail)?);
     }
