@@ -130,11 +130,19 @@ async fn infer(
     let outputs = infer::pick(outputs, &picked);
     let id = request_id(req.id.as_deref(), headers);
     let mut tail_out = Vec::new();
-    // Sized once for small answers: the envelope, then per output its keys
-    // and up to 24 bytes an element (an FP64 as serde_json writes it); capped,
-    // as binary outputs and long answers need not be reserved up front.
-    let per_output: usize = outputs.iter().map(|o| 96 + 24 * o.data.len()).sum();
-    let mut json = Vec::with_capacity((128 + id.len() + per_output).min(64 * 1024));
+    // Sized once for small answers from the longest each part can be (no
+    // regrowth), and close enough to the answer that handing the buffer over
+    // without its spare capacity shrinks it in place; capped, as binary
+    // outputs and long answers need not be reserved up front.
+    let per_output: usize = outputs
+        .iter()
+        .map(|o| {
+            let name = model.v2_text.output_names.get(o.index).map_or(0, Vec::len);
+            64 + name + 21 * o.shape.len() + json_out::max_len(o.data.datatype()) * o.data.len()
+        })
+        .sum();
+    let envelope = model.v2_text.head.len() + 24 + 2 * id.len();
+    let mut json = Vec::with_capacity((envelope + per_output).min(64 * 1024));
     // `{"model_name":…,"model_version":…`, escaped once at load.
     json.extend_from_slice(&model.v2_text.head);
     json.extend_from_slice(b",\"id\":");
@@ -179,6 +187,9 @@ async fn infer(
     }
     json.extend_from_slice(b"]}");
     if !any_binary {
+        // Without spare capacity the body takes the buffer as it is (no
+        // shared header allocated for it).
+        json.shrink_to_fit();
         return Ok(json_response(json));
     }
     Ok(binary::response(json, &tail_out))
