@@ -313,7 +313,11 @@ impl<'a> Cursor<'a> {
     /// through its closing bracket, each converted into `out` as the serde
     /// reader converts it; the count read.
     #[inline]
-    fn numbers<T>(&mut self, out: &mut Vec<T>, convert: fn(Scalar) -> Option<T>) -> Option<usize> {
+    fn numbers<T>(
+        &mut self,
+        out: &mut Vec<T>,
+        convert: impl Fn(Scalar) -> Option<T>,
+    ) -> Option<usize> {
         let mut n = 0usize;
         loop {
             self.ws();
@@ -328,7 +332,7 @@ impl<'a> Cursor<'a> {
     /// Digits at `i`: how many, and the value of the first up to
     /// [`MAX_DIGITS`] of them appended to `sig` (wrapping past that; the
     /// caller declines such numbers).
-    #[inline]
+    #[inline(always)]
     fn digits(&self, mut i: usize, sig: &mut u64) -> usize {
         let start = i;
         while let Some(&d) = self.b.get(i) {
@@ -349,7 +353,7 @@ impl<'a> Cursor<'a> {
     /// float whose significand exceeds 2^53 or whose decimal exponent is
     /// outside ±22 (within those, `significand × 10^e` is exact before one
     /// rounding, so every correct reader agrees).
-    #[inline]
+    #[inline(always)]
     fn number(&mut self) -> Option<Scalar> {
         let b = self.b;
         let mut i = self.i;
