@@ -6,8 +6,8 @@
 //! `binary_data_output: true`) are answered the same way.
 
 use bytes::Bytes;
+use http::Response;
 use http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
-use http::{HeaderMap, Response};
 use modelgate_core::{BoxBody, Reject, full};
 
 /// Length of the JSON part of a binary body or response.
@@ -16,9 +16,10 @@ pub const HEADER: HeaderName = HeaderName::from_static("inference-header-content
 /// Parameters of a request, an input or an output.
 pub type Params = serde_json::Map<String, serde_json::Value>;
 
-/// Splits a body into its JSON part and its binary tail.
-pub fn split(headers: &HeaderMap, body: Bytes) -> Result<(Bytes, Bytes), Reject> {
-    let Some(v) = headers.get(HEADER) else {
+/// Splits a body into its JSON part and its binary tail, given the
+/// request's [`HEADER`] value.
+pub fn split_at(json_length: Option<&HeaderValue>, body: Bytes) -> Result<(Bytes, Bytes), Reject> {
+    let Some(v) = json_length else {
         return Ok((body, Bytes::new()));
     };
     let json_len = v
@@ -111,20 +112,21 @@ pub fn response(mut json: Vec<u8>, tail: &[u8]) -> Response<BoxBody> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderMap;
 
     #[test]
     fn splits_and_bounds_the_header() {
         let mut h = HeaderMap::new();
         let body = Bytes::from_static(b"{}abcd");
-        let (j, t) = split(&h, body.clone()).unwrap();
+        let (j, t) = split_at(h.get(HEADER), body.clone()).unwrap();
         assert_eq!((&j[..], t.len()), (&b"{}abcd"[..], 0));
         h.insert(HEADER, HeaderValue::from(2));
-        let (j, t) = split(&h, body.clone()).unwrap();
+        let (j, t) = split_at(h.get(HEADER), body.clone()).unwrap();
         assert_eq!((&j[..], &t[..]), (&b"{}"[..], &b"abcd"[..]));
         h.insert(HEADER, HeaderValue::from(7));
-        assert!(split(&h, body.clone()).is_err());
+        assert!(split_at(h.get(HEADER), body.clone()).is_err());
         h.insert(HEADER, HeaderValue::from_static("-1"));
-        assert!(split(&h, body).is_err());
+        assert!(split_at(h.get(HEADER), body).is_err());
     }
 
     #[test]

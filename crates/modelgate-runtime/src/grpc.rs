@@ -12,7 +12,7 @@
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use http::header::{CONTENT_TYPE, HeaderValue};
+use http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use http::{HeaderMap, Response};
 use http_body_util::BodyExt;
 use modelgate_core::{BoxBody, BoxError, ModelName, Reject, full};
@@ -52,7 +52,7 @@ pub async fn serve(rt: &Runtime, req: http::Request<BoxBody>) -> Response<BoxBod
         Err(r) => return trailers_only(status(r)),
     };
     if parts.uri.path() == MODEL_INFER
-        && !parts.headers.contains_key("grpc-encoding")
+        && !parts.headers.contains_key(GRPC_ENCODING)
         && let Some(mut req) = single_message(&bytes)
     {
         return match run(rt, &mut req).await {
@@ -71,6 +71,10 @@ pub async fn serve(rt: &Runtime, req: http::Request<BoxBody>) -> Response<BoxBod
     // Boxed: the generated server's future is large, and this path is rare.
     Box::pin(serve_generated(rt, parts, bytes)).await
 }
+
+/// Header names built at compile time (a `&str` name is parsed per call).
+const GRPC_ENCODING: HeaderName = HeaderName::from_static("grpc-encoding");
+const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 
 /// The gRPC path of `ModelInfer`.
 const MODEL_INFER: &str = "/inference.GRPCInferenceService/ModelInfer";
@@ -107,7 +111,7 @@ fn single_message(body: &[u8]) -> Option<ModelInferRequest> {
 /// (the one frame, then `grpc-status: 0` trailers).
 fn unary_ok(frame: BytesMut) -> Response<BoxBody> {
     let mut trailers = HeaderMap::with_capacity(1);
-    trailers.insert("grpc-status", HeaderValue::from_static("0"));
+    trailers.insert(GRPC_STATUS, HeaderValue::from_static("0"));
     // `map_frame` hides the exact length, so no `content-length` is sent
     // (tonic's streaming body sends none either).
     let body = http_body_util::Full::new(frame.freeze())

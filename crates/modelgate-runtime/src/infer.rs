@@ -4,6 +4,7 @@
 
 use modelgate_core::Reject;
 use tract_onnx::prelude::{IntoTValue, TValue, TVec};
+use tract_onnx::tract_core::internal::tract_smallvec::SmallVec;
 
 use crate::model::{Dim, LoadedModel};
 use crate::{InputTensor, OutputTensor, TensorData};
@@ -17,7 +18,9 @@ fn bad(msg: String) -> Reject {
 /// tract run turns them into tensors ([`Checked::into_tract`]).
 #[derive(Debug)]
 pub struct Checked {
-    inputs: TVec<(TVec<usize>, TensorData)>,
+    /// One inline slot (most models take one input): a small value to move
+    /// into the inference future.
+    inputs: SmallVec<[(TVec<usize>, TensorData); 1]>,
 }
 
 impl Checked {
@@ -59,62 +62,33 @@ pub fn check<'a>(
     model: &LoadedModel,
     inputs: impl IntoIterator<Item = InputTensor<'a>, IntoIter: ExactSizeIterator>,
 ) -> Result<Checked, Reject> {
-    let inputs = inputs.into_iter();
+    let mut inputs = inputs.into_iter();
+    let mut bound: TVec<Option<usize>> = (0..model.symbols).map(|_| None).collect();
+    let mut checked = SmallVec::new();
+    // One input for a one-input model (the usual call): taken under any
+    // name, nothing to order, nothing missing or given twice.
+    if model.inputs.len() == 1 && inputs.len() == 1 {
+        if let Some(input) = inputs.next() {
+            checked.push(check_one(model, 0, input, &mut bound)?);
+        }
+        return Ok(Checked { inputs: checked });
+    }
     let mut slots: TVec<Option<(TVec<usize>, TensorData)>> =
         model.inputs.iter().map(|_| None).collect();
-    let mut bound: TVec<Option<usize>> = (0..model.symbols).map(|_| None).collect();
-    let any_name = model.inputs.len() == 1 && inputs.len() == 1;
     for input in inputs {
-        let idx = match model.inputs.iter().position(|s| s.name == input.name) {
-            Some(idx) => idx,
-            None if any_name => 0,
-            None => {
-                return Err(bad(format!(
-                    "unexpected inference input '{}' for model '{}'",
-                    shown(&input.name),
-                    model.name
-                )));
-            }
+        let Some(idx) = model.inputs.iter().position(|s| s.name == input.name) else {
+            return Err(bad(format!(
+                "unexpected inference input '{}' for model '{}'",
+                shown(&input.name),
+                model.name
+            )));
         };
-        let spec = &model.inputs[idx];
-        let name = &spec.name;
         if slots[idx].is_some() {
+            let name = &model.inputs[idx].name;
             return Err(bad(format!("input '{name}' is given more than once")));
         }
-        let declared = input.data.datatype();
-        if !declared.widens_to(spec.datatype) {
-            return Err(bad(format!(
-                "input '{name}': datatype {declared} does not match the model's {}",
-                spec.datatype
-            )));
-        }
-        let shape = check_shape(model, idx, &input.shape, &mut bound)?;
-        let volume = shape
-            .iter()
-            .try_fold(1usize, |acc, d| acc.checked_mul(*d))
-            .ok_or_else(|| bad(format!("input '{name}': shape is too large")))?;
-        if volume == 0 {
-            return Err(bad(format!(
-                "input '{name}': empty tensor (shape {:?})",
-                input.shape
-            )));
-        }
-        if input.data.len() != volume {
-            return Err(bad(format!(
-                "input '{name}': shape {:?} needs {volume} values, data has {}",
-                input.shape,
-                input.data.len()
-            )));
-        }
-        let data = input.data.widen(spec.datatype).ok_or_else(|| {
-            bad(format!(
-                "input '{name}': cannot convert {declared} to {}",
-                spec.datatype
-            ))
-        })?;
-        slots[idx] = Some((shape, data));
+        slots[idx] = Some(check_one(model, idx, input, &mut bound)?);
     }
-    let mut checked = TVec::new();
     for (spec, slot) in model.inputs.iter().zip(slots) {
         let Some(input) = slot else {
             return Err(bad(format!(
@@ -125,6 +99,50 @@ pub fn check<'a>(
         checked.push(input);
     }
     Ok(Checked { inputs: checked })
+}
+
+/// Checks one request input against model input `idx`: datatype, shape,
+/// element count; widens its elements to the model's datatype.
+fn check_one(
+    model: &LoadedModel,
+    idx: usize,
+    input: InputTensor<'_>,
+    bound: &mut [Option<usize>],
+) -> Result<(TVec<usize>, TensorData), Reject> {
+    let spec = &model.inputs[idx];
+    let name = &spec.name;
+    let declared = input.data.datatype();
+    if !declared.widens_to(spec.datatype) {
+        return Err(bad(format!(
+            "input '{name}': datatype {declared} does not match the model's {}",
+            spec.datatype
+        )));
+    }
+    let shape = check_shape(model, idx, &input.shape, bound)?;
+    let volume = shape
+        .iter()
+        .try_fold(1usize, |acc, d| acc.checked_mul(*d))
+        .ok_or_else(|| bad(format!("input '{name}': shape is too large")))?;
+    if volume == 0 {
+        return Err(bad(format!(
+            "input '{name}': empty tensor (shape {:?})",
+            input.shape
+        )));
+    }
+    if input.data.len() != volume {
+        return Err(bad(format!(
+            "input '{name}': shape {:?} needs {volume} values, data has {}",
+            input.shape,
+            input.data.len()
+        )));
+    }
+    let data = input.data.widen(spec.datatype).ok_or_else(|| {
+        bad(format!(
+            "input '{name}': cannot convert {declared} to {}",
+            spec.datatype
+        ))
+    })?;
+    Ok((shape, data))
 }
 
 /// Checks a request shape against input `idx` of `model`, binding variable

@@ -185,7 +185,7 @@ fn as_bool(s: Scalar) -> Option<bool> {
     }
 }
 
-fn as_i32(s: Scalar) -> Option<i32> {
+pub(crate) fn as_i32(s: Scalar) -> Option<i32> {
     match s {
         Scalar::Int(i) => i32::try_from(i).ok(),
         Scalar::UInt(u) => i32::try_from(u).ok(),
@@ -193,7 +193,7 @@ fn as_i32(s: Scalar) -> Option<i32> {
     }
 }
 
-fn as_i64(s: Scalar) -> Option<i64> {
+pub(crate) fn as_i64(s: Scalar) -> Option<i64> {
     match s {
         Scalar::Int(i) => Some(i),
         Scalar::UInt(u) => i64::try_from(u).ok(),
@@ -201,7 +201,7 @@ fn as_i64(s: Scalar) -> Option<i64> {
     }
 }
 
-fn as_f32(s: Scalar) -> Option<f32> {
+pub(crate) fn as_f32(s: Scalar) -> Option<f32> {
     let f = match s {
         Scalar::Int(i) => i as f32,
         Scalar::UInt(u) => u as f32,
@@ -211,7 +211,7 @@ fn as_f32(s: Scalar) -> Option<f32> {
     f.is_finite().then_some(f)
 }
 
-fn as_f64(s: Scalar) -> Option<f64> {
+pub(crate) fn as_f64(s: Scalar) -> Option<f64> {
     match s {
         Scalar::Int(i) => Some(i as f64),
         Scalar::UInt(u) => Some(u as f64),

@@ -68,6 +68,20 @@ pub fn usizes(out: &mut Vec<u8>, v: &[usize]) {
     out.push(b']');
 }
 
+/// The longest one element of `datatype` is in a flat list, with its comma
+/// (`false,`, `-9223372036854775808,`; floats as serde_json writes them:
+/// decimal notation up to 10^15, e.g. `-1234567800000000.0,`). A longer
+/// one only makes the buffer grow.
+pub fn max_len(datatype: crate::Datatype) -> usize {
+    match datatype {
+        crate::Datatype::Bool => 6,
+        crate::Datatype::Int32 => 12,
+        crate::Datatype::Int64 => 21,
+        crate::Datatype::Fp32 => 20,
+        crate::Datatype::Fp64 => 25,
+    }
+}
+
 /// Appends a tensor's elements as one flat JSON list, byte for byte what
 /// serde_json writes for the slice (its own number formatting, `null` for a
 /// non-finite float), without serde's per-element calls.

@@ -268,52 +268,51 @@ impl LinearKernel {
         if x.len() != rows.checked_mul(self.features)? || !x.iter().all(|v| v.is_finite()) {
             return None;
         }
-        let width = match self.head {
-            Head::Classifier { binary: true, .. } => 2,
-            _ => self.models,
+        let (width, labels) = match &self.head {
+            Head::Classifier {
+                binary: true,
+                labels,
+            } => (2, Some(labels)),
+            Head::Classifier { labels, .. } => (self.models, Some(labels)),
+            Head::Regressor => (self.models, None),
         };
         let mut scores = Vec::with_capacity(rows * width);
-        let mut raw: TVec<f32> = (0..self.models).map(|_| 0.0).collect();
+        let mut picked = Vec::with_capacity(if labels.is_some() { rows } else { 0 });
         for row in x.chunks_exact(self.features) {
-            for ((r, w), b) in raw
-                .iter_mut()
-                .zip(self.coef.chunks_exact(self.features))
-                .zip(&self.intercepts)
-            {
-                *r = row.iter().zip(w).map(|(a, c)| a * c).sum::<f32>() + b;
-            }
             let start = scores.len();
+            let dot = |w: &[f32], b: f32| row.iter().zip(w).map(|(a, c)| a * c).sum::<f32>() + b;
             match (&self.head, self.post) {
-                (Head::Classifier { binary: true, .. }, Post::Logistic) => {
-                    let p = sigmoid(raw[0]);
-                    scores.extend([1.0 - p, p]);
-                }
                 (Head::Classifier { binary: true, .. }, post) => {
-                    scores.extend([-raw[0], raw[0]]);
-                    if post == Post::Softmax {
-                        softmax(&mut scores[start..]);
+                    let r = dot(self.coef.get(..self.features)?, *self.intercepts.first()?);
+                    if post == Post::Logistic {
+                        let p = sigmoid(r);
+                        scores.extend([1.0 - p, p]);
+                    } else {
+                        scores.extend([-r, r]);
+                        if post == Post::Softmax {
+                            softmax(&mut scores[start..]);
+                        }
                     }
                 }
-                (_, Post::None) => scores.extend_from_slice(&raw),
-                (_, Post::Softmax) => {
-                    scores.extend_from_slice(&raw);
-                    softmax(&mut scores[start..]);
+                (_, post) => {
+                    let models = self.coef.chunks_exact(self.features);
+                    scores.extend(models.zip(&self.intercepts).map(|(w, b)| dot(w, *b)));
+                    match post {
+                        Post::None => {}
+                        Post::Softmax => softmax(&mut scores[start..]),
+                        Post::Logistic => scores[start..].iter_mut().for_each(|v| *v = sigmoid(*v)),
+                    }
                 }
-                (_, Post::Logistic) => scores.extend(raw.iter().map(|v| sigmoid(*v))),
+            }
+            let row_scores = &scores[start..];
+            if !row_scores.iter().all(|v| v.is_finite()) {
+                return None;
+            }
+            if let Some(labels) = labels {
+                picked.push(*labels.get(argmax(row_scores)?)?);
             }
         }
-        if !scores.iter().all(|v| v.is_finite()) {
-            return None;
-        }
-        let labels = match &self.head {
-            Head::Classifier { labels, .. } => Some(
-                scores
-                    .chunks_exact(width)
-                    .map(|s| labels.get(argmax(s)?).copied())
-                    .collect::<Option<Vec<i64>>>()?,
-            ),
-            Head::Regressor => None,
-        };
+        let labels = labels.map(|_| picked);
         let normalized = self.norm.map(|n| {
             let mut v = scores.clone();
             for row in v.chunks_exact_mut(width) {

@@ -108,7 +108,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-type ModelMap = HashMap<ModelName, Arc<Entry>>;
+/// Keyed by configured names (the request's name is only looked up), hashed
+/// with foldhash: a lookup per request, SipHash's cost is not needed here.
+type ModelMap = HashMap<ModelName, Arc<Entry>, foldhash::fast::RandomState>;
 
 /// All served models. Reads are lock-free; changes are serialized.
 pub(crate) struct Registry {
@@ -119,7 +121,7 @@ pub(crate) struct Registry {
 impl Registry {
     pub fn start(specs: Vec<BuiltinModelSpec>) -> Result<Registry, RuntimeError> {
         let registry = Registry {
-            models: ArcSwap::from_pointee(HashMap::new()),
+            models: ArcSwap::from_pointee(ModelMap::default()),
             changing: Mutex::new(()),
         };
         registry.update(specs)?;
@@ -142,7 +144,7 @@ impl Registry {
     pub fn update(&self, specs: Vec<BuiltinModelSpec>) -> Result<(), RuntimeError> {
         let _serial = lock(&self.changing);
         let old = self.models.load_full();
-        let mut next = ModelMap::with_capacity(specs.len());
+        let mut next = ModelMap::with_capacity_and_hasher(specs.len(), Default::default());
         for spec in specs {
             if next.contains_key(&spec.name) {
                 return Err(RuntimeError::Duplicate(spec.name));

@@ -148,25 +148,29 @@ impl Runtime {
         }
     }
 
-    /// Runs `model` on the inference pool; 503 with `Retry-After` when full.
+    /// Runs `model`: a small native-kernel run right here, anything else on
+    /// the inference pool (503 with `Retry-After` when full).
     pub(crate) async fn execute(
         &self,
         model: Arc<LoadedModel>,
         inputs: Checked,
     ) -> Result<(Arc<LoadedModel>, Vec<OutputTensor>), Reject> {
-        // A small run of the native kernel costs less than the hand-off; it
-        // reads the request's elements in place (no tract tensor is built).
-        if let Some(kernel) = &model.native
-            && let Some((shape, x)) = inputs.single_f32()
-            && let Some(rows) = kernel.rows_of(shape)
-            && kernel.work(rows) <= INLINE_WORK
-            && let Some(outputs) = kernel.eval(x, rows)
-        {
+        if let Some(outputs) = run_inline(&model, &inputs) {
+            drop(inputs);
             // Counts against tokio's cooperative budget, so a connection
             // sending request after request still lets other tasks run.
             tokio::task::coop::consume_budget().await;
             return Ok((model, outputs));
         }
+        // Boxed: the pool's hand-off state stays out of every caller's future.
+        Box::pin(self.execute_on_pool(model, inputs)).await
+    }
+
+    async fn execute_on_pool(
+        &self,
+        model: Arc<LoadedModel>,
+        inputs: Checked,
+    ) -> Result<(Arc<LoadedModel>, Vec<OutputTensor>), Reject> {
         let inputs = inputs.into_tract()?;
         let job = Arc::clone(&model);
         let pending = self
@@ -198,4 +202,17 @@ impl Runtime {
     pub(crate) fn reload_error(&self, name: &ModelName) -> Option<String> {
         self.inner.registry.get(name)?.reload_error()
     }
+}
+
+/// A small run of the native kernel costs less than the pool hand-off: it
+/// runs on the calling (I/O) thread and reads the request's elements in
+/// place (no tract tensor is built). `None` when the pool must run it.
+fn run_inline(model: &LoadedModel, inputs: &Checked) -> Option<Vec<OutputTensor>> {
+    let kernel = model.native.as_ref()?;
+    let (shape, x) = inputs.single_f32()?;
+    let rows = kernel.rows_of(shape)?;
+    if kernel.work(rows) > INLINE_WORK {
+        return None;
+    }
+    kernel.eval(x, rows)
 }

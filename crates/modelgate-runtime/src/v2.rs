@@ -6,12 +6,15 @@
 //! output: `outputs[i].parameters.class_labels` (MLServer's tensor-metadata
 //! `parameters`). The binary tensor extension is served (see `crate::binary`).
 
-use http::{HeaderMap, Response};
+use http::{HeaderMap, HeaderValue, Response};
 use modelgate_core::{BoxBody, Operation, Reject};
 use serde::Serialize;
+use tract_onnx::tract_core::internal::tract_smallvec::SmallVec;
 
 use crate::binary::{self, Tail};
-use crate::http_io::{json_response, parse_json, read_body, to_json_response};
+use crate::http_io::{
+    InferHeaders, json_response, parse_json, read_body_declared, to_json_response,
+};
 use crate::json_out;
 use crate::model::{ClassLabels, LoadedModel};
 use crate::runtime::BuiltinCall;
@@ -82,15 +85,16 @@ pub async fn handle(
             to_json_response(&metadata(&model, reload_failed))
         }
         Operation::Infer => {
-            let bytes = read_body(headers, body, rt.max_body_bytes()).await?;
-            let (json, tail) = binary::split(headers, bytes)?;
+            let found = InferHeaders::scan(headers);
+            let bytes = read_body_declared(found.content_length, body, rt.max_body_bytes()).await?;
+            let (json, tail) = binary::split_at(found.json_length, bytes)?;
             // The hand-written reader takes the usual body; it declines
             // anything else, which the serde reader then answers.
             let req: InferRequest<'_> = match crate::v2_request::fast::read(&json) {
                 Some(req) => req,
                 None => parse_json(&json)?,
             };
-            infer(rt, model, req, Tail::new(tail), headers).await
+            infer(rt, model, req, Tail::new(tail), found.request_id).await
         }
         other => Err(Reject::NotFound(format!(
             "operation {} is not served for model '{}' over V2",
@@ -105,11 +109,11 @@ async fn infer(
     model: std::sync::Arc<LoadedModel>,
     req: InferRequest<'_>,
     mut tail: Tail,
-    headers: &HeaderMap,
+    gateway_id: Option<&HeaderValue>,
 ) -> Result<Response<BoxBody>, Reject> {
     let all_binary = binary::flag(req.parameters.as_ref(), "binary_data_output", "the request")?;
-    // Inline for up to four inputs: no allocation.
-    let mut inputs: tract_onnx::prelude::TVec<_> = tract_onnx::prelude::TVec::new();
+    // Inline for one input (the usual call): no allocation, a small future.
+    let mut inputs: SmallVec<[_; 1]> = SmallVec::new();
     for input in req.inputs {
         inputs.push(decode_input(input, &mut tail)?);
     }
@@ -127,13 +131,21 @@ async fn infer(
     let values = infer::check(&model, inputs)?;
     let (model, outputs) = rt.execute(model, values).await?;
     let outputs = infer::pick(outputs, &picked);
-    let id = request_id(req.id.as_deref(), headers);
+    let id = request_id(req.id.as_deref(), gateway_id);
     let mut tail_out = Vec::new();
-    // Sized once for small answers: the envelope, then per output its keys
-    // and up to 24 bytes an element (an FP64 as serde_json writes it); capped,
-    // as binary outputs and long answers need not be reserved up front.
-    let per_output: usize = outputs.iter().map(|o| 96 + 24 * o.data.len()).sum();
-    let mut json = Vec::with_capacity((128 + id.len() + per_output).min(64 * 1024));
+    // Sized once for small answers from the longest each part can be (no
+    // regrowth), and close enough to the answer that handing the buffer over
+    // without its spare capacity shrinks it in place; capped, as binary
+    // outputs and long answers need not be reserved up front.
+    let per_output: usize = outputs
+        .iter()
+        .map(|o| {
+            let name = model.v2_text.output_names.get(o.index).map_or(0, Vec::len);
+            64 + name + 21 * o.shape.len() + json_out::max_len(o.data.datatype()) * o.data.len()
+        })
+        .sum();
+    let envelope = model.v2_text.head.len() + 24 + 2 * id.len();
+    let mut json = Vec::with_capacity((envelope + per_output).min(64 * 1024));
     // `{"model_name":…,"model_version":…`, escaped once at load.
     json.extend_from_slice(&model.v2_text.head);
     json.extend_from_slice(b",\"id\":");
@@ -178,12 +190,13 @@ async fn infer(
     }
     json.extend_from_slice(b"]}");
     if !any_binary {
+        // Without spare capacity the body takes the buffer as it is (no
+        // shared header allocated for it).
+        json.shrink_to_fit();
         return Ok(json_response(json));
     }
     Ok(binary::response(json, &tail_out))
 }
-
-static X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
 /// The response `id`: the request's, else the gateway's `x-request-id`, else
 /// a fresh UUID (KServe always answers with one).
@@ -215,11 +228,11 @@ impl RequestId<'_> {
     }
 }
 
-fn request_id<'a>(id: Option<&'a str>, headers: &'a HeaderMap) -> RequestId<'a> {
+fn request_id<'a>(id: Option<&'a str>, gateway_id: Option<&'a HeaderValue>) -> RequestId<'a> {
     if let Some(id) = id {
         return RequestId::Given(id);
     }
-    if let Some(v) = headers.get(&X_REQUEST_ID).and_then(|v| v.to_str().ok()) {
+    if let Some(v) = gateway_id.and_then(|v| v.to_str().ok()) {
         return RequestId::Given(v);
     }
     RequestId::Fresh(uuid::Uuid::new_v4())

@@ -11,7 +11,7 @@
 
 use std::borrow::Cow;
 
-use crate::json_data::{JsonData, Scalar, push_converted};
+use crate::json_data::{JsonData, Scalar, as_f32, as_f64, as_i32, as_i64};
 use crate::{Datatype, TensorData};
 
 use super::{InferRequest, RequestInput, RequestOutput, reserve};
@@ -20,7 +20,10 @@ use super::{InferRequest, RequestInput, RequestOutput, reserve};
 const MAX_DEPTH: usize = 32;
 
 /// Significand digits read at most: 10^18 < 2^63, so no overflow.
-const MAX_DIGITS: u32 = 18;
+const MAX_DIGITS: usize = 18;
+
+/// Exponent digits read at most.
+const MAX_EXP_DIGITS: usize = 4;
 
 /// Powers of ten exact in an `f64` (as serde_json's table spells them).
 const POW10: [f64; 23] = [
@@ -36,12 +39,11 @@ pub(crate) fn read(body: &[u8]) -> Option<InferRequest<'_>> {
     let mut outputs = None;
     c.eat(b'{')?;
     loop {
-        let key = c.string()?;
-        c.eat(b':')?;
-        match key {
-            "id" if id.is_none() => id = Some(Cow::Borrowed(c.string()?)),
-            "inputs" if inputs.is_none() => inputs = Some(read_inputs(&mut c)?),
-            "outputs" if outputs.is_none() => outputs = Some(read_outputs(&mut c)?),
+        // Keys are compared as bytes: one that is not ours declines anyway.
+        match c.key()? {
+            b"id" if id.is_none() => id = Some(Cow::Borrowed(c.string()?)),
+            b"inputs" if inputs.is_none() => inputs = Some(read_inputs(&mut c)?),
+            b"outputs" if outputs.is_none() => outputs = Some(read_outputs(&mut c)?),
             _ => return None,
         }
         if !c.more(b'}')? {
@@ -74,22 +76,31 @@ fn read_inputs<'a>(c: &mut Cursor<'a>) -> Option<Vec<RequestInput<'a>>> {
     }
 }
 
+/// The datatypes read here; BOOL and every other name decline (an input
+/// without a served datatype, or with BOOL `data`, is the serde reader's).
+fn datatype(name: &[u8]) -> Option<Datatype> {
+    match name {
+        b"FP32" => Some(Datatype::Fp32),
+        b"FP64" => Some(Datatype::Fp64),
+        b"INT32" => Some(Datatype::Int32),
+        b"INT64" => Some(Datatype::Int64),
+        _ => None,
+    }
+}
+
 fn read_input<'a>(c: &mut Cursor<'a>) -> Option<RequestInput<'a>> {
     let mut name = None;
     let mut shape: Option<Vec<i64>> = None;
-    let mut datatype = None;
+    let mut declared = None;
     let mut data = None;
     c.eat(b'{')?;
     loop {
-        let key = c.string()?;
-        c.eat(b':')?;
-        match key {
-            "name" if name.is_none() => name = Some(c.string()?),
-            "shape" if shape.is_none() => shape = Some(read_shape(c)?),
-            "datatype" if datatype.is_none() => datatype = Some(c.string()?),
-            "data" if data.is_none() => {
-                let declared = Datatype::parse(datatype?).ok()?;
-                data = Some(read_data(c, declared, reserve(shape.as_deref()))?);
+        match c.key()? {
+            b"name" if name.is_none() => name = Some(c.string()?),
+            b"shape" if shape.is_none() => shape = Some(read_shape(c)?),
+            b"datatype" if declared.is_none() => declared = Some(datatype(c.raw_string()?)?),
+            b"data" if data.is_none() => {
+                data = Some(read_data(c, declared?, reserve(shape.as_deref()))?);
             }
             _ => return None,
         }
@@ -100,7 +111,8 @@ fn read_input<'a>(c: &mut Cursor<'a>) -> Option<RequestInput<'a>> {
     Some(RequestInput {
         name: Cow::Borrowed(name?),
         shape: shape?,
-        datatype: Cow::Borrowed(datatype?),
+        // The body spelled exactly this name (see `datatype`).
+        datatype: Cow::Borrowed(declared?.as_str()),
         parameters: None,
         data: Some(data?),
     })
@@ -114,10 +126,9 @@ fn read_outputs<'a>(c: &mut Cursor<'a>) -> Option<Vec<RequestOutput<'a>>> {
     }
     loop {
         c.eat(b'{')?;
-        if c.string()? != "name" {
+        if c.key()? != b"name" {
             return None;
         }
-        c.eat(b':')?;
         out.push(RequestOutput {
             name: Cow::Borrowed(c.string()?),
             parameters: None,
@@ -181,33 +192,37 @@ struct Nest {
 }
 
 impl Nest {
-    /// Reads the list at `depth` (its elements are at `depth + 1`).
+    /// Reads the list at `depth` (its elements are at `depth + 1`): lists
+    /// only, or numbers only (a mix is ragged: the serde reader flags it).
     fn list(&mut self, c: &mut Cursor<'_>, depth: usize) -> Option<()> {
         if depth >= MAX_DEPTH {
             return None;
         }
         c.eat(b'[')?;
-        let mut len = 0usize;
-        loop {
-            match c.peek()? {
-                b'[' => self.list(c, depth + 1)?,
-                _ => {
-                    if self.leaf_depth != depth + 1 {
-                        if self.leaf_depth != 0 {
-                            return None;
-                        }
-                        self.leaf_depth = depth + 1;
-                    }
-                    if !push_converted(&mut self.data, c.number()?) {
-                        return None;
-                    }
+        let len = if c.peek()? == b'[' {
+            let mut len = 0usize;
+            loop {
+                self.list(c, depth + 1)?;
+                len += 1;
+                if !c.more(b']')? {
+                    break len;
                 }
             }
-            len += 1;
-            if !c.more(b']')? {
-                break;
+        } else {
+            if self.leaf_depth != depth + 1 {
+                if self.leaf_depth != 0 {
+                    return None;
+                }
+                self.leaf_depth = depth + 1;
             }
-        }
+            match &mut self.data {
+                TensorData::Fp32(v) => c.numbers(v, as_f32)?,
+                TensorData::Fp64(v) => c.numbers(v, as_f64)?,
+                TensorData::Int32(v) => c.numbers(v, as_i32)?,
+                TensorData::Int64(v) => c.numbers(v, as_i64)?,
+                TensorData::Bool(_) => return None,
+            }
+        };
         // The first list to close at a depth sets its length; every other
         // one there must match (else ragged: the serde reader flags it).
         let seen = self.dims.get_mut(depth)?;
@@ -226,6 +241,7 @@ struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     /// Skips JSON whitespace.
+    #[inline]
     fn ws(&mut self) {
         while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.b.get(self.i) {
             self.i += 1;
@@ -233,12 +249,14 @@ impl<'a> Cursor<'a> {
     }
 
     /// The next byte after whitespace, not consumed.
+    #[inline]
     fn peek(&mut self) -> Option<u8> {
         self.ws();
         self.b.get(self.i).copied()
     }
 
     /// Consumes `byte` (after whitespace), or declines.
+    #[inline]
     fn eat(&mut self, byte: u8) -> Option<()> {
         (self.peek()? == byte).then(|| self.i += 1)
     }
@@ -254,6 +272,7 @@ impl<'a> Cursor<'a> {
 
     /// After an element: `Some(true)` on a comma (another element follows),
     /// `Some(false)` on `close`, both consumed; else declines.
+    #[inline]
     fn more(&mut self, close: u8) -> Option<bool> {
         let b = self.peek()?;
         self.i += 1;
@@ -264,8 +283,8 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    /// A string without escapes or control characters, borrowed.
-    fn string(&mut self) -> Option<&'a str> {
+    /// The bytes of a string without escapes or control characters.
+    fn raw_string(&mut self) -> Option<&'a [u8]> {
         self.eat(b'"')?;
         let rest = self.b.get(self.i..)?;
         let len = rest
@@ -275,7 +294,56 @@ impl<'a> Cursor<'a> {
             return None;
         }
         self.i += len + 1;
-        std::str::from_utf8(rest.get(..len)?).ok()
+        rest.get(..len)
+    }
+
+    /// A string without escapes or control characters, borrowed.
+    fn string(&mut self) -> Option<&'a str> {
+        std::str::from_utf8(self.raw_string()?).ok()
+    }
+
+    /// An object key and its colon, as bytes.
+    fn key(&mut self) -> Option<&'a [u8]> {
+        let key = self.raw_string()?;
+        self.eat(b':')?;
+        Some(key)
+    }
+
+    /// The rest of a list of numbers (the cursor is on its first element)
+    /// through its closing bracket, each converted into `out` as the serde
+    /// reader converts it; the count read.
+    #[inline]
+    fn numbers<T>(
+        &mut self,
+        out: &mut Vec<T>,
+        convert: impl Fn(Scalar) -> Option<T>,
+    ) -> Option<usize> {
+        let mut n = 0usize;
+        loop {
+            self.ws();
+            out.push(convert(self.number()?)?);
+            n += 1;
+            if !self.more(b']')? {
+                return Some(n);
+            }
+        }
+    }
+
+    /// Digits at `i`: how many, and the value of the first up to
+    /// [`MAX_DIGITS`] of them appended to `sig` (wrapping past that; the
+    /// caller declines such numbers).
+    #[inline(always)]
+    fn digits(&self, mut i: usize, sig: &mut u64) -> usize {
+        let start = i;
+        while let Some(&d) = self.b.get(i) {
+            let d = d.wrapping_sub(b'0');
+            if d > 9 {
+                break;
+            }
+            *sig = sig.wrapping_mul(10).wrapping_add(u64::from(d));
+            i += 1;
+        }
+        i - start
     }
 
     /// A JSON number at the cursor, as serde_json hands it to a visitor:
@@ -285,52 +353,34 @@ impl<'a> Cursor<'a> {
     /// float whose significand exceeds 2^53 or whose decimal exponent is
     /// outside ±22 (within those, `significand × 10^e` is exact before one
     /// rounding, so every correct reader agrees).
+    #[inline(always)]
     fn number(&mut self) -> Option<Scalar> {
         let b = self.b;
         let mut i = self.i;
         let negative = b.get(i) == Some(&b'-');
-        if negative {
-            i += 1;
-        }
+        i += usize::from(negative);
         let mut sig: u64 = 0;
-        let mut digits = 0u32;
-        match b.get(i)? {
-            b'0' => {
-                i += 1;
-                if let Some(b'0'..=b'9') = b.get(i) {
-                    return None;
-                }
-            }
-            b'1'..=b'9' => {
-                while let Some(&d @ b'0'..=b'9') = b.get(i) {
-                    sig = sig * 10 + u64::from(d - b'0');
-                    digits += 1;
-                    if digits > MAX_DIGITS {
-                        return None;
-                    }
-                    i += 1;
-                }
-            }
-            _ => return None,
+        let int_digits = self.digits(i, &mut sig);
+        // No digit, or a leading zero before more digits: not JSON.
+        if int_digits == 0 || (int_digits > 1 && b.get(i) == Some(&b'0')) {
+            return None;
         }
-        let mut float = false;
+        i += int_digits;
+        let mut digits = int_digits;
         let mut exp: i32 = 0;
+        let mut float = false;
         if b.get(i) == Some(&b'.') {
             float = true;
-            i += 1;
-            let start = i;
-            while let Some(&d @ b'0'..=b'9') = b.get(i) {
-                sig = sig * 10 + u64::from(d - b'0');
-                digits += 1;
-                if digits > MAX_DIGITS {
-                    return None;
-                }
-                exp -= 1;
-                i += 1;
-            }
-            if i == start {
+            let frac = self.digits(i + 1, &mut sig);
+            if frac == 0 {
                 return None;
             }
+            i += 1 + frac;
+            digits += frac;
+            exp = -i32::try_from(frac).ok()?;
+        }
+        if digits > MAX_DIGITS {
+            return None;
         }
         if let Some(b'e' | b'E') = b.get(i) {
             float = true;
@@ -346,18 +396,13 @@ impl<'a> Cursor<'a> {
                 }
                 _ => false,
             };
-            let start = i;
-            let mut e: i32 = 0;
-            while let Some(&d @ b'0'..=b'9') = b.get(i) {
-                if i - start >= 4 {
-                    return None;
-                }
-                e = e * 10 + i32::from(d - b'0');
-                i += 1;
-            }
-            if i == start {
+            let mut e: u64 = 0;
+            let n = self.digits(i, &mut e);
+            if n == 0 || n > MAX_EXP_DIGITS {
                 return None;
             }
+            i += n;
+            let e = i32::try_from(e).ok()?;
             exp += if exp_negative { -e } else { e };
         }
         self.i = i;
