@@ -217,16 +217,21 @@ impl<'a> Listeners<'a> {
     }
 }
 
-impl Decider<'_> {
+impl<'c> Decider<'c> {
     /// Decides one request. `explain` collects the reasons (also collected
     /// when `modelgate_authz` debug logging is on).
-    pub async fn decide<B: BodyModel>(
-        &self,
+    ///
+    /// The steps that do no I/O (reading the head into facts, routing) run
+    /// when this is called, so the future holds the facts and the route but
+    /// never the [`Ask`] (every byte of a future is copied when it is moved
+    /// or boxed: it is kept small).
+    pub fn decide<'s, B: BodyModel>(
+        &'s self,
         ask: Ask,
         claimed: Claimed,
-        body: &mut B,
+        body: &'s mut B,
         explain: bool,
-    ) -> Decision {
+    ) -> impl Future<Output = Decision> + 's {
         let request_id = facts::request_id(&ask.headers);
         let mut d = Decision {
             grpc: facts::is_grpc(&ask.headers),
@@ -241,27 +246,30 @@ impl Decider<'_> {
         };
         let explain =
             explain || tracing::enabled!(target: "modelgate_authz", tracing::Level::DEBUG);
-        d.result = self
-            .steps(ask, request_id, claimed, body, explain, &mut d)
-            .await;
-        if let (true, Some(v)) = (
-            tracing::enabled!(target: "modelgate_authz", tracing::Level::DEBUG),
-            &d.ruling,
-        ) {
-            tracing::debug!(target: "modelgate_authz", request_id = %d.request_id, decision = ?v.verdict, explain = %d.explain.join("; "), "authorization decision");
+        let read = self.read(ask, request_id, &mut d);
+        async move {
+            d.result = match read {
+                Ok(listener) => self.steps(listener, claimed, body, explain, &mut d).await,
+                Err(r) => Err(r),
+            };
+            if let (true, Some(v)) = (
+                tracing::enabled!(target: "modelgate_authz", tracing::Level::DEBUG),
+                &d.ruling,
+            ) {
+                tracing::debug!(target: "modelgate_authz", request_id = %d.request_id, decision = ?v.verdict, explain = %d.explain.join("; "), "authorization decision");
+            }
+            d
         }
-        d
     }
 
-    async fn steps<B: BodyModel>(
+    /// Steps 1 and 2, which do no I/O: the head read into `d.facts` and
+    /// routed into `d.route`. Returns the listener's settings.
+    fn read(
         &self,
         ask: Ask,
         request_id: Arc<str>,
-        claimed: Claimed,
-        body: &mut B,
-        explain: bool,
         d: &mut Decision,
-    ) -> Result<Option<Permit>, Reject> {
+    ) -> Result<&'c Listener, Reject> {
         let listener = self
             .listeners
             .get(ask.listener)
@@ -288,7 +296,24 @@ impl Decider<'_> {
             &facts.headers,
             facts.grpc,
         )?;
-        let route = d.route.insert(route);
+        d.route = Some(route);
+        Ok(listener)
+    }
+
+    /// Steps 3-7, after [`Decider::read`] filled the facts and the route.
+    async fn steps<B: BodyModel>(
+        &self,
+        listener: &Listener,
+        claimed: Claimed,
+        body: &mut B,
+        explain: bool,
+        d: &mut Decision,
+    ) -> Result<Option<Permit>, Reject> {
+        let (Some(facts), Some(route)) = (d.facts.as_ref(), d.route.as_mut()) else {
+            return Err(Reject::Internal {
+                detail: "decision steps without facts or route".into(),
+            });
+        };
         // 3. Authenticate, unless the route is public.
         d.identity = self.authenticate(facts, route, claimed, listener).await;
         if let Identity::Failed(f) = &d.identity {
@@ -317,9 +342,13 @@ impl Decider<'_> {
         // 6. An external CUSTOM authorizer, first as in Istio (custom.rs).
         let why = explain.then_some(&mut d.explain);
         let tls = listener.tls.is_some();
-        let external = self
-            .external_check(facts, tls, body, &mut ruling, why)
-            .await;
+        // Boxed, and only when a CUSTOM policy asked: its future is not part
+        // of every request's.
+        let external = if ruling.external.is_some() {
+            Box::pin(self.external_check(facts, tls, body, &mut ruling, why)).await
+        } else {
+            Ok(Vec::new())
+        };
         let refusal = match &external {
             Err(r) => Some(r.clone()),
             Ok(_) => ruling.verdict.reject(),
@@ -330,7 +359,12 @@ impl Decider<'_> {
         }
         // 7. Remote checks the verdict is subject to (decide/remote.rs).
         let why = explain.then_some(&mut d.explain);
-        if let Err(r) = self.remote_checks(route, &d.identity, why).await {
+        let remote = match self.remote_access(route) {
+            // Boxed: only models with remote checks await them.
+            Some(access) => Box::pin(self.remote_checks(access, &d.identity, why)).await,
+            None => Ok(()),
+        };
+        if let Err(r) = remote {
             // The record names the refusal, not the ALLOW that came before it.
             if let Some(ruling) = d.ruling.as_mut() {
                 ruling.verdict = modelgate_authz::Verdict::Forbidden {

@@ -90,11 +90,14 @@ impl Trace {
         }
     }
 
+    /// The record, as of `now` (the clock read once for the record's
+    /// `total_ms` and the metrics).
     fn decision<'a>(
         &'a self,
         status: u16,
         outcome: Outcome,
         reason: Option<&'a str>,
+        now: Instant,
     ) -> Decision<'a> {
         let (identity, auth_method, issuer) = match &self.identity {
             Some(Who::Principal(p)) => (
@@ -129,7 +132,7 @@ impl Trace {
             upstream_ms: self.upstream_elapsed,
             upstream_ttfb_ms: self.stream.map(|s| s.ttfb),
             stream_ms: self.stream.map(|s| s.duration),
-            total_ms: self.received.elapsed(),
+            total_ms: now.saturating_duration_since(self.received),
             rule: self.rule(),
             wristband: self
                 .wristband
@@ -186,8 +189,9 @@ pub fn answered(
 ) -> Response<BoxBody> {
     set_request_id(&mut resp, &trace.request_id);
     let status = resp.status().as_u16();
-    let d = trace.decision(status, Outcome::Allow, None);
-    metrics.record(&d, None, None);
+    let now = Instant::now();
+    let d = trace.decision(status, Outcome::Allow, None, now);
+    metrics.record_at(&d, None, None, now);
     p.decisions.write(&d, metrics);
     resp
 }
@@ -231,8 +235,9 @@ pub fn rejected(
         _ => (Outcome::Reject, None),
     };
     let reason = reject.log_reason();
-    let d = trace.decision(resp.status().as_u16(), outcome, Some(&reason));
-    metrics.record(&d, deny_reason, upstream_error);
+    let now = Instant::now();
+    let d = trace.decision(resp.status().as_u16(), outcome, Some(&reason), now);
+    metrics.record_at(&d, deny_reason, upstream_error, now);
     p.decisions.write(&d, metrics);
     resp
 }

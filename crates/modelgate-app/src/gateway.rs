@@ -46,9 +46,8 @@ impl Handler for Gateway {
         // In-flight requests keep the pipeline they started with.
         let p = self.shared.pipeline.load_full();
         let metrics = &self.shared.metrics;
-        let received = Instant::now();
+        // The request's clock starts here (`Trace::new` reads it once).
         let mut trace = Trace::new(conn.client, req.method().as_str(), req.uri().path());
-        trace.received = received;
         let ready = self.shared.ready.load(Ordering::Acquire);
         if p.config.admin.on_public && crate::admin::console::is_admin_request(req.uri().path()) {
             return Box::pin(self.console.serve_public(req, &conn)).await;

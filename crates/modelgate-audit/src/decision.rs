@@ -193,6 +193,14 @@ pub(crate) fn rfc3339_micros(t: SystemTime, buf: &mut [u8; 27]) -> &str {
     std::str::from_utf8(buf).unwrap_or("1970-01-01T00:00:00.000000Z")
 }
 
+/// [`rfc3339_micros`] appended to `out` (no UTF-8 check: digits and
+/// punctuation only).
+pub(crate) fn write_rfc3339_micros(out: &mut Vec<u8>, t: SystemTime) {
+    let mut buf = [0u8; 27];
+    let _ = rfc3339_micros(t, &mut buf);
+    out.extend_from_slice(&buf);
+}
+
 /// `YYYY-MM-DDThh:mm:ss.` of a Unix time in seconds (UTC, proleptic
 /// Gregorian; Howard Hinnant's `civil_from_days`).
 fn second_prefix(secs: u64) -> [u8; 20] {
@@ -252,6 +260,31 @@ pub(crate) fn ipv4_port<'b>(a: &SocketAddr, buf: &'b mut [u8; 21]) -> Option<&'b
     let n = ipv4_port_text(v4, buf);
     LAST.set(Some((*v4, *buf, n)));
     std::str::from_utf8(&buf[..n]).ok()
+}
+
+/// [`ipv4_port`] appended to `out` as a JSON string (digits, dots and a
+/// colon: nothing to escape); `false` (nothing written) for IPv6.
+pub(crate) fn write_ipv4_port(out: &mut Vec<u8>, a: &SocketAddr) -> bool {
+    thread_local! {
+        /// The last address written on this thread, as [`ipv4_port`]'s.
+        static LAST: std::cell::Cell<Option<(std::net::SocketAddrV4, [u8; 24], usize)>> =
+            const { std::cell::Cell::new(None) };
+    }
+    let SocketAddr::V4(v4) = a else { return false };
+    let (text, n) = match LAST.get() {
+        Some((last, text, n)) if last == *v4 => (text, n),
+        _ => {
+            let mut buf = [0u8; 21];
+            let len = ipv4_port_text(v4, &mut buf);
+            // Quoted: `"a.b.c.d:port"`.
+            let mut text = [b'"'; 24];
+            text[1..=len].copy_from_slice(&buf[..len]);
+            LAST.set(Some((*v4, text, len + 2)));
+            (text, len + 2)
+        }
+    };
+    out.extend_from_slice(&text[..n.min(text.len())]);
+    true
 }
 
 /// Writes `a.b.c.d:port` into `buf`; returns its length.

@@ -19,12 +19,6 @@ const MAX_PENDING: usize = 16 << 20;
 /// The written batch's buffer is handed back to the requests (no regrowing
 /// it record by record after every flush) unless it grew beyond this.
 const KEEP_BATCH: usize = 1 << 20;
-/// A thread's line buffer is trimmed back to this after an unusually long record.
-const KEEP_LINE: usize = 16 * 1024;
-
-thread_local! {
-    static LINE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-}
 
 #[derive(Default)]
 struct Pending {
@@ -120,28 +114,25 @@ impl DecisionLog {
         }
     }
 
-    /// Queues one record. It is serialised into a per-thread buffer (no
-    /// allocation per request) and appended to the shared batch.
+    /// Queues one record: serialised straight onto the end of the shared
+    /// batch (no per-request buffer, no second copy); a record that would
+    /// take the batch past [`MAX_PENDING`] is cut off again and counted as
+    /// dropped.
     pub fn write(&self, d: &Decision, metrics: &Metrics) {
         let Some(q) = &self.queue else { return };
-        LINE.with_borrow_mut(|line| {
-            line.clear();
-            if line.capacity() > KEEP_LINE {
-                line.shrink_to(KEEP_LINE);
-            }
-            crate::jsonl::write(line, d);
-            line.push(b'\n');
-            let Ok(mut p) = q.pending.lock() else { return };
-            if p.buf.len() + line.len() > MAX_PENDING {
-                drop(p);
-                metrics.decision_dropped();
-                return;
-            }
-            p.buf.extend_from_slice(line);
-            if p.buf.len() >= WAKE_AT {
-                q.wake.notify_one();
-            }
-        });
+        let Ok(mut p) = q.pending.lock() else { return };
+        let start = p.buf.len();
+        crate::jsonl::write(&mut p.buf, d);
+        p.buf.push(b'\n');
+        if p.buf.len() > MAX_PENDING {
+            p.buf.truncate(start);
+            drop(p);
+            metrics.decision_dropped();
+            return;
+        }
+        if p.buf.len() >= WAKE_AT {
+            q.wake.notify_one();
+        }
     }
 }
 

@@ -13,6 +13,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Metric, Registry};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
 
 use crate::Decision;
 
@@ -336,6 +337,18 @@ impl Metrics {
         deny_reason: Option<&'static str>,
         upstream_error: Option<&'static str>,
     ) {
+        self.record_at(d, deny_reason, upstream_error, Instant::now());
+    }
+
+    /// [`Metrics::record`] with the clock already read (`now`: when the
+    /// request finished, the end of its `total_ms`).
+    pub fn record_at(
+        &self,
+        d: &Decision<'_>,
+        deny_reason: Option<&'static str>,
+        upstream_error: Option<&'static str>,
+        now: Instant,
+    ) {
         let protocol = d.protocol.unwrap_or("");
         let key = (
             protocol,
@@ -344,7 +357,7 @@ impl Metrics {
             d.model.unwrap_or(""),
         );
         let count = |s: &Series| {
-            self.tap.observe(d, s.samples.as_deref());
+            self.tap.observe(d, s.samples.as_deref(), now);
             s.requests.inc();
             s.total.observe(d.total_ms.as_secs_f64());
             if let Some(u) = d.upstream_ms {

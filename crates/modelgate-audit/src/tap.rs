@@ -165,7 +165,7 @@ impl DecisionTap {
 
     /// Records one decision, and its latency in `samples` (a configured
     /// model's; `""` and unknown model labels have none).
-    pub(crate) fn observe(&self, d: &Decision<'_>, samples: Option<&ModelSamples>) {
+    pub(crate) fn observe(&self, d: &Decision<'_>, samples: Option<&ModelSamples>, now: Instant) {
         let live = self.tx.receiver_count() > 0;
         if let Ok(mut r) = self.recent.lock() {
             // The evicted event is reused when nobody else holds it (no
@@ -193,7 +193,6 @@ impl DecisionTap {
             let _ = self.tx.send(Arc::new(TapEvent::of(d)));
         }
         if let Some(Ok(mut m)) = samples.map(|s| s.0.lock()) {
-            let now = Instant::now();
             m.counts.add(now, 1);
             if m.latency.len() == SAMPLES {
                 m.latency.pop_front();
@@ -336,7 +335,7 @@ mod tests {
         for i in 0..(RECENT + 7) {
             let id = format!("r{i}");
             let who = (i % 2 == 0).then_some("alice");
-            tap.observe(&decision(&id, who), None);
+            tap.observe(&decision(&id, who), None, Instant::now());
         }
         let (recent, _) = tap.subscribe();
         assert_eq!(recent.len(), RECENT);
@@ -355,12 +354,16 @@ mod tests {
     fn events_a_subscriber_holds_are_never_overwritten() {
         let tap = DecisionTap::default();
         for i in 0..RECENT {
-            tap.observe(&decision(&format!("a{i}"), Some("alice")), None);
+            tap.observe(
+                &decision(&format!("a{i}"), Some("alice")),
+                None,
+                Instant::now(),
+            );
         }
         let (held, mut rx) = tap.subscribe();
         let before = ids(&held);
         for i in 0..10 {
-            tap.observe(&decision(&format!("b{i}"), None), None);
+            tap.observe(&decision(&format!("b{i}"), None), None, Instant::now());
         }
         assert_eq!(ids(&held), before);
         for i in 0..10 {

@@ -66,6 +66,15 @@ impl fmt::Debug for ModelName {
     }
 }
 
+/// Lets a map keyed by `ModelName` be searched with a client-sent `&str`
+/// (no validation or allocation for the lookup). Hash, equality and order are
+/// those of the name's text, as the derives on the `Arc<str>` already are.
+impl std::borrow::Borrow<str> for ModelName {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl AsRef<str> for ModelName {
     fn as_ref(&self) -> &str {
         &self.0

@@ -136,32 +136,57 @@ pub fn normalized_path(raw: &str) -> Result<Option<String>, NormalizeError> {
 
 /// The common case: nothing to decode, merge or resolve. One pass over the
 /// bytes: no byte to refuse or decode, no empty segment (`//`) and no `.` or
-/// `..` segment.
+/// `..` segment. Bytes are classed through a table (most are plain and only
+/// lengthen the segment); a segment is checked when its slash is reached.
 fn is_canonical(raw: &str) -> bool {
-    // Length of the current segment, and whether it is all dots so far.
-    let mut seg_len = 0usize;
-    let mut dots = true;
-    let mut first = true;
-    for &c in raw.as_bytes() {
-        if c < 0x20 || c == 0x7f || matches!(c, b'%' | b'\\' | b'#' | b';') {
-            return false;
-        }
-        if c == b'/' {
-            // An empty segment between two slashes, or a dot segment.
-            if !first && (seg_len == 0 || (dots && seg_len <= 2)) {
-                return false;
+    let b = raw.as_bytes();
+    // Where the current segment starts (after its slash); the first slash
+    // ends no segment.
+    let mut seg_start = usize::MAX;
+    for (i, &c) in b.iter().enumerate() {
+        match CLASS[usize::from(c)] {
+            PLAIN => {}
+            SLASH => {
+                if seg_start != usize::MAX && !segment_ok(&b[seg_start..i]) {
+                    return false;
+                }
+                seg_start = i + 1;
             }
-            first = false;
-            seg_len = 0;
-            dots = true;
-        } else {
-            seg_len += 1;
-            dots &= c == b'.';
+            _ => return false,
         }
     }
     // The last segment: `.` or `..` (an empty one is a trailing `/`).
-    !(seg_len > 0 && dots && seg_len <= 2)
+    let last = b.get(seg_start..).unwrap_or(b);
+    last.is_empty() || segment_ok(last)
 }
+
+/// A segment between two slashes: not empty, not `.` nor `..`.
+#[inline(always)]
+fn segment_ok(seg: &[u8]) -> bool {
+    !matches!(seg, [] | [b'.'] | [b'.', b'.'])
+}
+
+const PLAIN: u8 = 0;
+const SLASH: u8 = 1;
+const REFUSED: u8 = 2;
+
+/// Each byte's class for [`is_canonical`]: control characters and
+/// `% \ # ;` are [`REFUSED`] (to decode or refuse), `/` is [`SLASH`].
+static CLASS: [u8; 256] = {
+    let mut t = [PLAIN; 256];
+    let mut c = 0;
+    while c < 0x20 {
+        t[c] = REFUSED;
+        c += 1;
+    }
+    t[0x7f] = REFUSED;
+    t[b'%' as usize] = REFUSED;
+    t[b'\\' as usize] = REFUSED;
+    t[b'#' as usize] = REFUSED;
+    t[b';' as usize] = REFUSED;
+    t[b'/' as usize] = SLASH;
+    t
+};
 
 /// [`normalize_host`] of an owned host, without a copy in the common case
 /// (a lower-case name or IPv4 address, perhaps with a port: the port is cut).

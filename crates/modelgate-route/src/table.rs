@@ -273,9 +273,13 @@ impl RouteTable {
         Ok(())
     }
 
+    /// Every configured name is a valid [`ModelName`], so a name found in
+    /// the table needs no parsing; the configured name is shared, not copied.
     fn lookup(&self, name: &str, protocol: Protocol, host: Option<&str>) -> ModelRef {
-        match ModelName::parse(name) {
-            Ok(n) if self.speaks(&n, protocol, host) => ModelRef::Known(n),
+        match self.models.get_key_value(name) {
+            Some((n, e)) if e.protocols.contains(&protocol) && host_allowed(&e.hosts, host) => {
+                ModelRef::Known(n.clone())
+            }
             _ => ModelRef::Unknown(sanitize(name)),
         }
     }

@@ -7,27 +7,30 @@
 //! answer is a 403 with the reason `Kubernetes SubjectAccessReview is
 //! unavailable`, as Authorino answers.
 
+use modelgate_config::kube_access::KubernetesAccess;
 use modelgate_core::Reject;
 use modelgate_route::RouteMatch;
 
 use super::{Decider, Identity};
 
 impl Decider<'_> {
-    /// Runs the remote checks the route's model asks for.
-    pub(super) async fn remote_checks(
-        &self,
-        route: &RouteMatch,
-        identity: &Identity,
-        why: Option<&mut Vec<String>>,
-    ) -> Result<(), Reject> {
-        let Some(access) = route
+    /// The remote checks the route's model asks for, if any.
+    pub(super) fn remote_access(&self, route: &RouteMatch) -> Option<&KubernetesAccess> {
+        route
             .model
             .known()
             .and_then(|name| self.models.iter().find(|m| &m.name == name))
             .and_then(|m| m.kubernetes_access.as_ref())
-        else {
-            return Ok(());
-        };
+    }
+
+    /// Runs the remote checks the route's model asks for
+    /// ([`Decider::remote_access`]).
+    pub(super) async fn remote_checks(
+        &self,
+        access: &KubernetesAccess,
+        identity: &Identity,
+        why: Option<&mut Vec<String>>,
+    ) -> Result<(), Reject> {
         let answer = match identity {
             Identity::NotNeeded => return Ok(()),
             Identity::Verified(_) | Identity::Assumed(_) => match identity.principal() {

@@ -26,6 +26,24 @@ const FLOW_MAX: usize = if cfg!(debug_assertions) {
     4 * 1024
 };
 
+/// The decision's future (its I/O-free steps run before it is made).
+const DECIDE_MAX: usize = if cfg!(debug_assertions) { 2560 } else { 2048 };
+
+/// The handler's future, which hyper moves into its own box per request.
+const HANDLE_MAX: usize = if cfg!(debug_assertions) {
+    8 * 1024
+} else {
+    2 * 1024
+};
+
+/// The size of the future `handle` returns (without a `Gateway` to call it on).
+fn handle_future_size<'a, F, Fut>(_: F) -> usize
+where
+    F: FnOnce(&'a Gateway, Request<Incoming>, Arc<ConnInfo>) -> Fut,
+{
+    std::mem::size_of::<Fut>()
+}
+
 #[test]
 fn the_flow_future_stays_small() {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -64,7 +82,31 @@ fn the_flow_future_stays_small() {
         &mut source,
         false,
     ));
-    eprintln!("future sizes: flow {flow_size} B, decide {decide_size} B");
+    let handle_size = handle_future_size(<Gateway as Handler>::handle);
+    eprintln!(
+        "types: Trace {} Parts {} Request {} Decision {} Ask {} Facts {} RouteMatch {} Ruling {} Identity {} Result {} Permit {} Reject {}",
+        std::mem::size_of::<Trace>(),
+        std::mem::size_of::<http::request::Parts>(),
+        std::mem::size_of::<Request<Incoming>>(),
+        std::mem::size_of::<Decision>(),
+        std::mem::size_of::<Ask>(),
+        std::mem::size_of::<modelgate_core::RequestFacts>(),
+        std::mem::size_of::<modelgate_route::RouteMatch>(),
+        std::mem::size_of::<modelgate_authz::Ruling>(),
+        std::mem::size_of::<crate::decide::Identity>(),
+        std::mem::size_of::<Result<Option<modelgate_authz::Permit>, Reject>>(),
+        std::mem::size_of::<modelgate_authz::Permit>(),
+        std::mem::size_of::<Reject>(),
+    );
+    eprintln!("future sizes: handle {handle_size} B, flow {flow_size} B, decide {decide_size} B");
+    assert!(
+        decide_size <= DECIDE_MAX,
+        "decide's future is {decide_size} B; keep the Ask out of it and box the rare remote steps"
+    );
+    assert!(
+        handle_size <= HANDLE_MAX,
+        "the handler's future is {handle_size} B: hyper copies it once per request; box the large, rare step that grew it"
+    );
     assert!(
         flow_size <= FLOW_MAX,
         "flow's future is {flow_size} B (decide: {decide_size} B); box the large, rare step that grew it"

@@ -212,3 +212,50 @@ fn status_and_tokens_match_at_the_extremes() {
         same_as_serde_json(&rec);
     }
 }
+
+#[test]
+fn integer_micros_agree_with_the_float_rounding() {
+    // Every duration the integer path takes, sampled densely near the
+    // rounding points (nanos ending in 499 and 501) and across the range.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut taken = 0;
+    for i in 0..200_000u64 {
+        let secs = match i % 4 {
+            0 => 0,
+            1 => next() % 10,
+            2 => next() % 1000,
+            _ => next() % INTEGER_SECS,
+        };
+        let nanos = match i % 3 {
+            0 => (next() % 1_000_000) * 1000 + [499, 501, 0, 999][(i % 4) as usize],
+            _ => next() % 1_000_000_000,
+        } % 1_000_000_000;
+        let d = Duration::new(secs, nanos as u32);
+        if let Some(m) = whole_micros(&d) {
+            taken += 1;
+            assert_eq!(m as f64, ms_micros(&d), "{d:?}");
+        }
+    }
+    assert!(taken > 190_000, "the integer path took {taken}");
+    // Exact halves and long durations are left to the float path.
+    assert_eq!(whole_micros(&Duration::from_nanos(1_500)), None);
+    assert_eq!(whole_micros(&Duration::from_secs(INTEGER_SECS)), None);
+}
+
+#[test]
+fn a_line_appended_to_a_batch_keeps_what_was_there() {
+    let v4: SocketAddr = "10.1.2.3:4567".parse().unwrap();
+    let d = full("/p", "id", v4);
+    let mut batch = b"earlier\n".to_vec();
+    write(&mut batch, &d);
+    let mut alone = Vec::new();
+    write(&mut alone, &d);
+    assert_eq!(&batch[..8], b"earlier\n");
+    assert_eq!(&batch[8..], &alone[..]);
+}
