@@ -358,9 +358,11 @@ policies:
 
 def _callgrind_many(work: Path, upstream: str):
     """modelgate (one I/O thread) with 1,000 more models, each with its own
-    scoped ALLOW policy, besides `fast` and the unscoped policy."""
-    models = [f'  - {{name: fast, protocols: [v1], upstream: {{url: "{upstream}"}}}}']
-    models += [f'  - {{name: m{i:04d}, protocols: [v1], upstream: {{url: "{upstream}"}}}}' for i in range(1000)]
+    scoped ALLOW policy, besides `fast` and the unscoped policy. `fast`, the
+    model requested, is configured last: a per-request scan of the models
+    would show here."""
+    models = [f'  - {{name: m{i:04d}, protocols: [v1], upstream: {{url: "{upstream}"}}}}' for i in range(1000)]
+    models += [f'  - {{name: fast, protocols: [v1], upstream: {{url: "{upstream}"}}}}']
     policies = [ANY_IDENTITY_POLICY.rstrip()]
     policies += [f'  - {{name: p{i:04d}, models: [m{i:04d}], rules: [{{from: [{{source: {{principals: ["k{i}"]}}}}]}}]}}'
                  for i in range(1000)]

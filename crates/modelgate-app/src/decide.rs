@@ -191,6 +191,8 @@ pub struct Decider<'a> {
     /// The configured models (to tell, before a body is read, whether it can
     /// change the outcome).
     pub models: &'a [modelgate_config::Model],
+    /// The models with remote checks, by name (decide/remote.rs).
+    pub remote: &'a RemoteModels,
     pub listeners: Listeners<'a>,
     /// The external authorizers CUSTOM policies name (decide/custom.rs).
     pub providers: &'a Providers,
@@ -430,6 +432,7 @@ pub struct Explainer {
     authn: Authenticator,
     authz: Authorizer,
     providers: Arc<Providers>,
+    remote: RemoteModels,
 }
 
 impl Explainer {
@@ -459,7 +462,9 @@ impl Explainer {
         )
         .map_err(lines)?;
         let providers = Providers::build(&config.extension_providers);
+        let remote = RemoteModels::build(&config.models);
         Ok(Self {
+            remote,
             config,
             routes,
             authn,
@@ -483,6 +488,7 @@ impl Explainer {
             authn: &self.authn,
             authz: &self.authz,
             models: &self.config.models,
+            remote: &self.remote,
             listeners: Listeners::Configs(&self.config.listeners),
             providers: &self.providers,
             // `check` explains admin paths as the admin listener sees them.
@@ -495,5 +501,6 @@ mod custom;
 mod remote;
 
 pub use custom::Providers;
+pub use remote::RemoteModels;
 #[cfg(test)]
 mod tests;

@@ -18,7 +18,7 @@ use modelgate_route::RouteTable;
 use modelgate_upstream::UpstreamTarget;
 use modelgate_upstream::metrics::UpstreamMetrics;
 
-use crate::decide::{Decider, Listeners, Providers};
+use crate::decide::{Decider, Listeners, Providers, RemoteModels};
 
 /// What the pipeline does for one model once a request is permitted.
 pub enum ModelBackend {
@@ -52,6 +52,8 @@ pub struct Pipeline {
     pub wristband: Option<Wristbands>,
     /// External authorizers (`extension_providers`), with their pools.
     pub providers: Arc<Providers>,
+    /// The models with remote checks, by name.
+    pub remote: RemoteModels,
     /// Upstream attempt and GenAI metrics, shared likewise.
     pub upstream_metrics: UpstreamMetrics,
     /// The rate-limit step (`limits:`), with its counter store.
@@ -76,6 +78,7 @@ impl Pipeline {
             authn: &self.authn,
             authz: &self.authz,
             models: &self.config.models,
+            remote: &self.remote,
             listeners: Listeners::Views(&self.listeners),
             providers: &self.providers,
             admin_routes: self.config.admin.on_public,
@@ -202,6 +205,7 @@ impl Pipeline {
         };
         Ok(Self {
             limiter,
+            remote: RemoteModels::build(&config.models),
             providers,
             routes,
             authn,

@@ -7,20 +7,43 @@
 //! answer is a 403 with the reason `Kubernetes SubjectAccessReview is
 //! unavailable`, as Authorino answers.
 
+use std::collections::HashMap;
+
+use modelgate_config::Model;
 use modelgate_config::kube_access::KubernetesAccess;
-use modelgate_core::Reject;
+use modelgate_core::{ModelName, Reject};
 use modelgate_route::RouteMatch;
 
 use super::{Decider, Identity};
 
+/// The models with remote checks (`kubernetes_access`), by name, to their
+/// place in the configured models: one hash lookup per request, none when
+/// no model has them (not a scan of every configured model).
+#[derive(Default)]
+pub struct RemoteModels(HashMap<ModelName, usize>);
+
+impl RemoteModels {
+    pub fn build(models: &[Model]) -> Self {
+        Self(
+            models
+                .iter()
+                .enumerate()
+                .filter(|(_, m)| m.kubernetes_access.is_some())
+                .map(|(i, m)| (m.name.clone(), i))
+                .collect(),
+        )
+    }
+}
+
 impl Decider<'_> {
     /// The remote checks the route's model asks for, if any.
     pub(super) fn remote_access(&self, route: &RouteMatch) -> Option<&KubernetesAccess> {
-        route
-            .model
-            .known()
-            .and_then(|name| self.models.iter().find(|m| &m.name == name))
-            .and_then(|m| m.kubernetes_access.as_ref())
+        if self.remote.0.is_empty() {
+            return None;
+        }
+        let name = route.model.known()?;
+        let i = *self.remote.0.get(name)?;
+        self.models.get(i)?.kubernetes_access.as_ref()
     }
 
     /// Runs the remote checks the route's model asks for
