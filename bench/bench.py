@@ -487,7 +487,7 @@ def report(scenario: str, rows: list[dict], extra: list[str]) -> str:
         f"## Scenario `{scenario}`",
         "",
         f"Measured {results.now()} on {os.cpu_count()} cores ({cpu}), "
-        f"{platform.system()} {platform.release()}; wrk -t{THREADS} -c{CONNS} -d{DURATION}s on the same machine; {load_note()}.",
+        f"{platform.system()} {platform.release()}; modelgate {results.build()}; wrk -t{THREADS} -c{CONNS} -d{DURATION}s on the same machine; {load_note()}.",
         "",
     ]
     with_cpu = any("cpu_user_us" in r for r in rows)

@@ -278,7 +278,7 @@ def section(rows: list[dict]) -> str:
     lines = [
         "## Scenario `instructions` (callgrind, issue 14 items 1 and 7)",
         "",
-        f"Measured {results.now()}: {N} requests after {WARMUP} warm-up, {gen} -c {CONC}, each server under",
+        f"Measured {results.now()} (modelgate {results.build()}): {N} requests after {WARMUP} warm-up, {gen} -c {CONC}, each server under",
         "`valgrind --tool=callgrind` (modelgate with `runtime.io_threads: 1`, nginx with one worker), nginx",
         "`return 200` upstream. Counts are of the whole server process (all its threads) between",
         f"`callgrind_control -z` and `-d`; load does not change them (load average {la[0]:.1f} at the end).",

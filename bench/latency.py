@@ -42,7 +42,7 @@ def run(targets: list[tuple[str, str, dict[str, str]]], body: str) -> str:
     lines = [
         "## Scenario `latency` (fixed rate, issue 14 item 4, P2)",
         "",
-        f"Measured {results.now()}: `oha -q RATE --latency-correction -c 16 -z {SECONDS}s` after a 2 s warm-up, all",
+        f"Measured {results.now()} (modelgate {results.build()}): `oha -q RATE --latency-correction -c 16 -z {SECONDS}s` after a 2 s warm-up, all",
         f"rows in one run on the same 2 cores (load average {la0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end).",
         "Added = the row's percentile minus direct's at the same rate.",
         "",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import re
 from pathlib import Path
 
@@ -33,6 +34,13 @@ TARGET_ROWS = [
     ("P4", "modelgate → MLServer vs direct", "≥ 0.98×"),
     ("P5", "idle RSS / 1M keys RSS / startup", "≤ 20 MB / ≤ 300 MB / ≤ 100 ms"),
 ]
+
+
+def build() -> str:
+    """Which cargo profile the measured modelgate binary was built with
+    (`dist`, `release`, ...): the name of the folder holding `MODELGATE_BIN`."""
+    parent = Path(os.environ.get("MODELGATE_BIN", "")).parent.name
+    return f"`{parent}` build" if parent else "build not named (MODELGATE_BIN unset)"
 
 
 def now() -> str:

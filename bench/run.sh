@@ -9,6 +9,11 @@
 #   BENCH_DURATION=20 bench/run.sh
 #   bench/run.sh spine           # only scenarios whose name matches
 #   bench/run.sh instructions    # callgrind instructions/request (also bench/callgrind.sh)
+#   BENCH_PROFILE=release bench/run.sh   # measure the `release` build instead of `dist`
+#
+# modelgate is measured as it ships: the `dist` profile (release + fat LTO,
+# one codegen unit; deploy/Dockerfile builds the same). Its first build takes
+# about twice as long as `release`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CACHE="${MODELGATE_CACHE:-$HOME/.cache/modelgate}"
@@ -23,14 +28,17 @@ wants() { # does this run include a scenario whose name contains $1?
   return 1
 }
 ARGS=("$@")
+PROFILE="${BENCH_PROFILE:-dist}"
+export MODELGATE_BENCH_PROFILE="$PROFILE"
 
-cargo build --release -p modelgate --locked
+# One package per command: `-p a -p b --example x` would build only the example.
+cargo build --profile "$PROFILE" -p modelgate --locked
 if wants instructions; then
   # The floor row: a bare hyper proxy (crates/modelgate-upstream/examples/bare_proxy.rs).
-  cargo build --release -p modelgate-upstream --example bare_proxy --locked
+  cargo build --profile "$PROFILE" -p modelgate-upstream --example bare_proxy --locked
 fi
 if wants ext-authz; then
-  cargo build --release -p modelgate-extauthz --example check_request --locked
+  cargo build --profile "$PROFILE" -p modelgate-extauthz --example check_request --locked
 fi
 # oha: fixed request counts (instructions) and fixed rates (latency).
 OHA="${MODELGATE_OHA:-$HOME/.cargo/bin/oha}"
@@ -38,7 +46,7 @@ if { wants instructions || wants latency; } && [ ! -x "$OHA" ]; then
   CARGO_TARGET_DIR="$CACHE/oha-target" cargo install oha --locked --root "$HOME/.cargo"
 fi
 export MODELGATE_OHA="$OHA"
-export MODELGATE_BIN="$CARGO_TARGET_DIR/release/modelgate"
-export MODELGATE_BARE_PROXY_BIN="$CARGO_TARGET_DIR/release/examples/bare_proxy"
-export MODELGATE_CHECK_REQUEST_BIN="$CARGO_TARGET_DIR/release/examples/check_request"
+export MODELGATE_BIN="$CARGO_TARGET_DIR/$PROFILE/modelgate"
+export MODELGATE_BARE_PROXY_BIN="$CARGO_TARGET_DIR/$PROFILE/examples/bare_proxy"
+export MODELGATE_CHECK_REQUEST_BIN="$CARGO_TARGET_DIR/$PROFILE/examples/check_request"
 exec "$CACHE/venv/bin/python" bench/bench.py "$@"

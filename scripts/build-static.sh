@@ -4,7 +4,7 @@
 # distroless/static base with no libc. This is the build step of
 # deploy/Dockerfile; tests/e2e/test_deploy.py runs it too.
 #
-#   scripts/build-static.sh [PROFILE]     # PROFILE: release (default) or dev
+#   scripts/build-static.sh [PROFILE]     # PROFILE: release (default), dist (the image) or dev
 #
 # The target is named explicitly (--target) so the static flag applies to the
 # binary only, not to build scripts and proc macros. Only the

@@ -146,14 +146,14 @@ def test_dockerfile_uses_the_static_build_on_a_minimal_nonroot_base():
     final = text.split("FROM", 2)[-1]
     user = re.search(r"^USER\s+(\S+)", final, re.M)
     assert user and user.group(1).split(":")[0] not in ("0", "root")
-    assert "scripts/build-static.sh release" in text
+    assert "scripts/build-static.sh dist" in text
     assert (ROOT / "scripts" / "build-static.sh").stat().st_mode & 0o111
 
 
 def test_static_build_step_gives_a_static_binary_that_runs():
     """Runs the Dockerfile's build step. Profile `dev` by default to keep CI
-    cheap (the flags and target are the same as the image's release build);
-    MODELGATE_STATIC_PROFILE=release checks the image's exact build."""
+    cheap (the flags and target are the same as the image's `dist` build);
+    MODELGATE_STATIC_PROFILE=dist checks the image's exact build."""
     profile = os.environ.get("MODELGATE_STATIC_PROFILE", "dev")
     out = subprocess.run([str(ROOT / "scripts" / "build-static.sh"), profile], capture_output=True, text=True,
                          timeout=3600, cwd=ROOT)
