@@ -9,6 +9,7 @@
 #   BENCH_DURATION=20 bench/run.sh
 #   bench/run.sh spine           # only scenarios whose name matches
 #   bench/run.sh instructions    # callgrind instructions/request (also bench/callgrind.sh)
+#   bench/run.sh syscalls        # syscalls and context switches per request (bench/syscalls.py)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CACHE="${MODELGATE_CACHE:-$HOME/.cache/modelgate}"
@@ -25,7 +26,7 @@ wants() { # does this run include a scenario whose name contains $1?
 ARGS=("$@")
 
 cargo build --release -p modelgate --locked
-if wants instructions; then
+if wants instructions || wants syscalls; then
   # The floor row: a bare hyper proxy (crates/modelgate-upstream/examples/bare_proxy.rs).
   cargo build --release -p modelgate-upstream --example bare_proxy --locked
 fi
