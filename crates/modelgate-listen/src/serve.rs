@@ -5,6 +5,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,7 +15,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use modelgate_config::Limits;
 use modelgate_core::BoxBody;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::conn::ConnInfo;
@@ -111,7 +112,7 @@ pub async fn serve<H: Handler>(
             _ = shutdown.changed() => break,
         };
         let _ = stream.set_nodelay(true);
-        let local = stream.local_addr().ok().or(local).unwrap_or(client);
+        let local = accepted_on(local, &stream).unwrap_or(client);
         let info = ConnInfo {
             listener: opts.listener,
             client,
@@ -165,6 +166,16 @@ pub async fn serve<H: Handler>(
             listener = opts.listener,
             "drain timeout passed; closing remaining connections"
         );
+    }
+}
+
+/// The local address of a connection accepted on a listener bound to
+/// `listener`: the listener's own when it names one address (no system
+/// call), else the socket's (a wildcard listener accepts on any address).
+fn accepted_on(listener: Option<SocketAddr>, stream: &TcpStream) -> Option<SocketAddr> {
+    match listener {
+        Some(l) if !l.ip().is_unspecified() => Some(l),
+        _ => stream.local_addr().ok().or(listener),
     }
 }
 
@@ -223,4 +234,29 @@ fn service<H: Handler>(
             Ok::<_, Infallible>(resp.map(|b| Tracked::new(b, busy)))
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The address [`accepted_on`] gives is the one the socket reports, for a
+    /// listener on one address (taken from the listener) and on the wildcard.
+    #[tokio::test]
+    async fn accepted_on_matches_the_sockets_local_address() {
+        for bind in ["127.0.0.1:0", "0.0.0.0:0"] {
+            let listener = TcpListener::bind(bind).await.unwrap();
+            let bound = listener.local_addr().unwrap();
+            let port = bound.port();
+            let client =
+                tokio::spawn(
+                    async move { tokio::net::TcpStream::connect(("127.0.0.1", port)).await },
+                );
+            let (stream, _) = listener.accept().await.unwrap();
+            let _client = client.await.unwrap().unwrap();
+            let got = accepted_on(Some(bound), &stream).unwrap();
+            assert_eq!(got, stream.local_addr().unwrap(), "bound to {bind}");
+            assert!(!got.ip().is_unspecified(), "bound to {bind}: {got}");
+        }
+    }
 }
