@@ -20,6 +20,7 @@ use tokio::sync::watch;
 
 use crate::conn::ConnInfo;
 use crate::deadline::{Activity, Tracked};
+use crate::detect::{Builders, Detect};
 use crate::gate::Gate;
 use crate::tls::TlsSetup;
 use crate::watchdog;
@@ -57,6 +58,15 @@ const H2_MAX_PENDING_RESETS: usize = 20;
 const H2_MAX_LOCAL_ERROR_RESETS: usize = 256;
 const H2_MAX_HEADER_LIST: u32 = 64 << 10;
 
+/// The builders of a listener's connections: HTTP/1, and HTTP/2 (prior
+/// knowledge) when the listener serves it ([`Detect`] tells them apart).
+fn builders(opts: &ServeOptions) -> Builders {
+    Builders {
+        h1: builder(opts).http1_only(),
+        h2: opts.http2.then(|| builder(opts).http2_only()),
+    }
+}
+
 fn builder(opts: &ServeOptions) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -75,9 +85,6 @@ fn builder(opts: &ServeOptions) -> auto::Builder<TokioExecutor> {
         .max_pending_accept_reset_streams(H2_MAX_PENDING_RESETS)
         .max_local_error_reset_streams(H2_MAX_LOCAL_ERROR_RESETS)
         .max_header_list_size(H2_MAX_HEADER_LIST);
-    if !opts.http2 {
-        builder = builder.http1_only();
-    }
     builder
 }
 
@@ -89,7 +96,7 @@ pub async fn serve<H: Handler>(
     handler: Arc<H>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let builder = Arc::new(builder(&opts));
+    let builder = Arc::new(builders(&opts));
     let local = listener.local_addr().ok();
     loop {
         let (stream, client) = tokio::select! {
@@ -183,7 +190,7 @@ fn accepted_on(listener: Option<SocketAddr>, stream: &TcpStream) -> Option<Socke
 /// drains it ([`watchdog`]).
 async fn connection<I, H>(
     io: I,
-    builder: &auto::Builder<TokioExecutor>,
+    builders: &Builders,
     handler: Arc<H>,
     info: ConnInfo,
     opts: &ServeOptions,
@@ -194,7 +201,11 @@ async fn connection<I, H>(
     H: Handler,
 {
     let activity = Activity::new();
-    let conn = builder.serve_connection(io, service(handler, Arc::new(info), activity.clone()));
+    let conn = Detect::new(
+        io,
+        service(handler, Arc::new(info), activity.clone()),
+        builders,
+    );
     tokio::pin!(conn);
     let limits = watchdog::Limits {
         header: opts.header_read_timeout,
