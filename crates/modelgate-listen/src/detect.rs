@@ -3,7 +3,9 @@
 //! 24 bytes of the HTTP/2 preface first, so an HTTP/1 request costs a second
 //! `recv` for the rest of its head; here the first read takes up to
 //! [`FIRST_READ`] bytes, and hyper gets them back before reading the socket
-//! again ([`Prefixed`]).
+//! again ([`Prefixed`]). The connection is then served by hyper's HTTP/1 or
+//! HTTP/2 connection directly (no second rewind layer, no auto state machine
+//! on each poll).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -14,10 +16,11 @@ use std::task::{Context, Poll, ready};
 use bytes::{Buf, Bytes};
 use http::{Request, Response};
 use hyper::body::Incoming;
+use hyper::rt::bounds::Http2ServerConnExec;
 use hyper::rt::{Read, ReadBuf, ReadBufCursor, Write};
+use hyper::server::conn::{http1, http2};
 use hyper::service::{HttpService, Service};
 use hyper_util::rt::TokioExecutor;
-use hyper_util::server::conn::auto::{self, HttpServerConnExec};
 
 use crate::deadline::Tracked;
 
@@ -26,7 +29,6 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 const FIRST_READ: usize = 4096;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
-type Conn<'a, I, S> = auto::Connection<'a, Prefixed<I>, S, TokioExecutor>;
 
 /// `io`, whose first bytes were read already and are read again from
 /// `prefix` first.
@@ -90,11 +92,11 @@ impl<I: Write + Unpin> Write for Prefixed<I> {
 /// listener serves HTTP/2 too, else every connection is HTTP/1 (`h1`, which
 /// reads nothing to tell).
 pub(crate) struct Builders {
-    pub h1: auto::Builder<TokioExecutor>,
-    pub h2: Option<auto::Builder<TokioExecutor>>,
+    pub h1: http1::Builder,
+    pub h2: Option<http2::Builder<TokioExecutor>>,
 }
 
-enum State<'a, I, S: HttpService<Incoming>> {
+enum State<I, S: HttpService<Incoming>> {
     /// Reading until the bytes are, or cannot be, the HTTP/2 preface.
     Reading {
         io: I,
@@ -102,15 +104,15 @@ enum State<'a, I, S: HttpService<Incoming>> {
         buf: Vec<u8>,
         filled: usize,
     },
-    Serving(Pin<Box<Conn<'a, I, S>>>),
+    H1(Pin<Box<http1::Connection<Prefixed<I>, S>>>),
+    H2(Pin<Box<http2::Connection<Prefixed<I>, S, TokioExecutor>>>),
     Done,
 }
 
-/// One connection: its first read, then hyper serving it (the output of
-/// hyper_util's auto connection).
+/// One connection: its first read, then hyper serving it.
 pub(crate) struct Detect<'a, I, S: HttpService<Incoming>> {
     builders: &'a Builders,
-    state: State<'a, I, S>,
+    state: State<I, S>,
 }
 
 impl<'a, I, S> Detect<'a, I, S>
@@ -118,7 +120,7 @@ where
     I: Read + Write + Unpin + 'static,
     S: Service<Request<Incoming>, Response = Response<Tracked>, Error = Infallible> + Unpin,
     S::Future: 'static,
-    TokioExecutor: HttpServerConnExec<S::Future, Tracked>,
+    TokioExecutor: Http2ServerConnExec<S::Future, Tracked>,
 {
     pub(crate) fn new(io: I, service: S, builders: &'a Builders) -> Self {
         let state = if builders.h2.is_some() {
@@ -133,7 +135,7 @@ where
                 prefix: Bytes::new(),
                 io,
             };
-            State::Serving(Box::pin(builders.h1.serve_connection(io, service)))
+            State::H1(Box::pin(builders.h1.serve_connection(io, service)))
         };
         Self { builders, state }
     }
@@ -142,7 +144,8 @@ where
     pub(crate) fn graceful_shutdown(self: Pin<&mut Self>) {
         let this = self.get_mut();
         match &mut this.state {
-            State::Serving(conn) => conn.as_mut().graceful_shutdown(),
+            State::H1(conn) => conn.as_mut().graceful_shutdown(),
+            State::H2(conn) => conn.as_mut().graceful_shutdown(),
             State::Reading { .. } => this.state = State::Done,
             State::Done => {}
         }
@@ -164,7 +167,7 @@ where
     I: Read + Write + Unpin + 'static,
     S: Service<Request<Incoming>, Response = Response<Tracked>, Error = Infallible> + Unpin,
     S::Future: 'static,
-    TokioExecutor: HttpServerConnExec<S::Future, Tracked>,
+    TokioExecutor: Http2ServerConnExec<S::Future, Tracked>,
 {
     type Output = Result<(), BoxError>;
 
@@ -172,7 +175,8 @@ where
         let this = self.get_mut();
         loop {
             match &mut this.state {
-                State::Serving(conn) => return conn.as_mut().poll(cx),
+                State::H1(conn) => return conn.as_mut().poll(cx).map_err(Into::into),
+                State::H2(conn) => return conn.as_mut().poll(cx).map_err(Into::into),
                 State::Done => return Poll::Ready(Ok(())),
                 State::Reading {
                     io, buf, filled, ..
@@ -204,11 +208,10 @@ where
                         prefix: Bytes::from(buf),
                         io,
                     };
-                    let builder = match &this.builders.h2 {
-                        Some(b) if h2 => b,
-                        _ => &this.builders.h1,
+                    this.state = match &this.builders.h2 {
+                        Some(b) if h2 => State::H2(Box::pin(b.serve_connection(io, service))),
+                        _ => State::H1(Box::pin(this.builders.h1.serve_connection(io, service))),
                     };
-                    this.state = State::Serving(Box::pin(builder.serve_connection(io, service)));
                 }
             }
         }

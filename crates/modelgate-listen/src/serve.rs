@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use http::{Request, Response};
 use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use modelgate_config::Limits;
 use modelgate_core::BoxBody;
 use tokio::net::{TcpListener, TcpStream};
@@ -61,31 +61,24 @@ const H2_MAX_HEADER_LIST: u32 = 64 << 10;
 /// The builders of a listener's connections: HTTP/1, and HTTP/2 (prior
 /// knowledge) when the listener serves it ([`Detect`] tells them apart).
 fn builders(opts: &ServeOptions) -> Builders {
-    Builders {
-        h1: builder(opts).http1_only(),
-        h2: opts.http2.then(|| builder(opts).http2_only()),
-    }
-}
-
-fn builder(opts: &ServeOptions) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
+    let mut h1 = http1::Builder::new();
+    h1.timer(TokioTimer::new())
         // Enforced by the connection's watchdog instead (one timer per
         // connection, moved; hyper's is a new boxed timer per request).
         .header_read_timeout(None)
         .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(opts.limits.max_concurrent_streams)
-        .keep_alive_interval(opts.limits.h2_keepalive_interval)
-        .keep_alive_timeout(opts.limits.h2_keepalive_timeout)
-        .max_pending_accept_reset_streams(H2_MAX_PENDING_RESETS)
-        .max_local_error_reset_streams(H2_MAX_LOCAL_ERROR_RESETS)
-        .max_header_list_size(H2_MAX_HEADER_LIST);
-    builder
+    let h2 = opts.http2.then(|| {
+        let mut h2 = http2::Builder::new(TokioExecutor::new());
+        h2.timer(TokioTimer::new())
+            .max_concurrent_streams(opts.limits.max_concurrent_streams)
+            .keep_alive_interval(opts.limits.h2_keepalive_interval)
+            .keep_alive_timeout(opts.limits.h2_keepalive_timeout)
+            .max_pending_accept_reset_streams(H2_MAX_PENDING_RESETS)
+            .max_local_error_reset_streams(H2_MAX_LOCAL_ERROR_RESETS)
+            .max_header_list_size(H2_MAX_HEADER_LIST);
+        h2
+    });
+    Builders { h1, h2 }
 }
 
 /// Serves `listener` until `shutdown` turns true, then stops accepting and
