@@ -380,6 +380,28 @@ def instructions():
 SCENARIOS["instructions"] = instructions
 
 
+def _syscalls_modelgate(work: Path, upstream: str):
+    """modelgate as in `jwt-fast` (default I/O threads, decision log on, a policy)
+    with the fast upstream and the built-in iris."""
+    iris = peers.write_iris_model(work / "iris")
+    mg, key = modelgate(
+        f"""  - {{name: fast, protocols: [v1], upstream: {{url: "{upstream}"}}}}
+  - {{name: iris, builtin: {{dir: "{iris}"}}}}""",
+        ANY_IDENTITY_POLICY)
+    iris_body = json.dumps({"inputs": [{"name": "input", "shape": [2, 4], "datatype": "FP32", "data": peers.IRIS_ROWS}]})
+    return mg, key, iris_body
+
+
+def syscalls():
+    import syscalls as kernel_side  # bench/syscalls.py
+
+    print("system calls and context switches per request (perf stat tracepoints, /proc)", flush=True)
+    EXTRA_TABLES.append(kernel_side.run(WORK / "syscalls", STATIC_BLOCK, proxy_block, _syscalls_modelgate))
+
+
+SCENARIOS["syscalls"] = syscalls
+
+
 def scale():
     import scale as keys_scale  # bench/scale.py
 

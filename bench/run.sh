@@ -9,6 +9,7 @@
 #   BENCH_DURATION=20 bench/run.sh
 #   bench/run.sh spine           # only scenarios whose name matches
 #   bench/run.sh instructions    # callgrind instructions/request (also bench/callgrind.sh)
+#   bench/run.sh syscalls        # syscalls and context switches per request (bench/syscalls.py)
 #   BENCH_PROFILE=release bench/run.sh   # measure the `release` build instead of `dist`
 #
 # modelgate is measured as it ships: the `dist` profile (release + fat LTO,
@@ -33,7 +34,7 @@ export MODELGATE_BENCH_PROFILE="$PROFILE"
 
 # One package per command: `-p a -p b --example x` would build only the example.
 cargo build --profile "$PROFILE" -p modelgate --locked
-if wants instructions; then
+if wants instructions || wants syscalls; then
   # The floor row: a bare hyper proxy (crates/modelgate-upstream/examples/bare_proxy.rs).
   cargo build --profile "$PROFILE" -p modelgate-upstream --example bare_proxy --locked
 fi

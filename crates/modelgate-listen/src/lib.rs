@@ -6,6 +6,7 @@
 mod bind;
 mod conn;
 mod deadline;
+mod detect;
 mod gate;
 mod serve;
 pub mod tls;

@@ -5,20 +5,22 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::{Request, Response};
 use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use modelgate_config::Limits;
 use modelgate_core::BoxBody;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::conn::ConnInfo;
 use crate::deadline::{Activity, Tracked};
+use crate::detect::{Builders, Detect};
 use crate::gate::Gate;
 use crate::tls::TlsSetup;
 use crate::watchdog;
@@ -56,28 +58,27 @@ const H2_MAX_PENDING_RESETS: usize = 20;
 const H2_MAX_LOCAL_ERROR_RESETS: usize = 256;
 const H2_MAX_HEADER_LIST: u32 = 64 << 10;
 
-fn builder(opts: &ServeOptions) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
+/// The builders of a listener's connections: HTTP/1, and HTTP/2 (prior
+/// knowledge) when the listener serves it ([`Detect`] tells them apart).
+fn builders(opts: &ServeOptions) -> Builders {
+    let mut h1 = http1::Builder::new();
+    h1.timer(TokioTimer::new())
         // Enforced by the connection's watchdog instead (one timer per
         // connection, moved; hyper's is a new boxed timer per request).
         .header_read_timeout(None)
         .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(opts.limits.max_concurrent_streams)
-        .keep_alive_interval(opts.limits.h2_keepalive_interval)
-        .keep_alive_timeout(opts.limits.h2_keepalive_timeout)
-        .max_pending_accept_reset_streams(H2_MAX_PENDING_RESETS)
-        .max_local_error_reset_streams(H2_MAX_LOCAL_ERROR_RESETS)
-        .max_header_list_size(H2_MAX_HEADER_LIST);
-    if !opts.http2 {
-        builder = builder.http1_only();
-    }
-    builder
+    let h2 = opts.http2.then(|| {
+        let mut h2 = http2::Builder::new(TokioExecutor::new());
+        h2.timer(TokioTimer::new())
+            .max_concurrent_streams(opts.limits.max_concurrent_streams)
+            .keep_alive_interval(opts.limits.h2_keepalive_interval)
+            .keep_alive_timeout(opts.limits.h2_keepalive_timeout)
+            .max_pending_accept_reset_streams(H2_MAX_PENDING_RESETS)
+            .max_local_error_reset_streams(H2_MAX_LOCAL_ERROR_RESETS)
+            .max_header_list_size(H2_MAX_HEADER_LIST);
+        h2
+    });
+    Builders { h1, h2 }
 }
 
 /// Serves `listener` until `shutdown` turns true, then stops accepting and
@@ -88,7 +89,7 @@ pub async fn serve<H: Handler>(
     handler: Arc<H>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let builder = Arc::new(builder(&opts));
+    let builder = Arc::new(builders(&opts));
     let local = listener.local_addr().ok();
     loop {
         let (stream, client) = tokio::select! {
@@ -111,7 +112,7 @@ pub async fn serve<H: Handler>(
             _ = shutdown.changed() => break,
         };
         let _ = stream.set_nodelay(true);
-        let local = stream.local_addr().ok().or(local).unwrap_or(client);
+        let local = accepted_on(local, &stream).unwrap_or(client);
         let info = ConnInfo {
             listener: opts.listener,
             client,
@@ -168,11 +169,21 @@ pub async fn serve<H: Handler>(
     }
 }
 
+/// The local address of a connection accepted on a listener bound to
+/// `listener`: the listener's own when it names one address (no system
+/// call), else the socket's (a wildcard listener accepts on any address).
+fn accepted_on(listener: Option<SocketAddr>, stream: &TcpStream) -> Option<SocketAddr> {
+    match listener {
+        Some(l) if !l.ip().is_unspecified() => Some(l),
+        _ => stream.local_addr().ok().or(listener),
+    }
+}
+
 /// Serves one connection until it ends, a deadline closes it, or shutdown
 /// drains it ([`watchdog`]).
 async fn connection<I, H>(
     io: I,
-    builder: &auto::Builder<TokioExecutor>,
+    builders: &Builders,
     handler: Arc<H>,
     info: ConnInfo,
     opts: &ServeOptions,
@@ -183,7 +194,11 @@ async fn connection<I, H>(
     H: Handler,
 {
     let activity = Activity::new();
-    let conn = builder.serve_connection(io, service(handler, Arc::new(info), activity.clone()));
+    let conn = Detect::new(
+        io,
+        service(handler, Arc::new(info), activity.clone()),
+        builders,
+    );
     tokio::pin!(conn);
     let limits = watchdog::Limits {
         header: opts.header_read_timeout,
@@ -223,4 +238,29 @@ fn service<H: Handler>(
             Ok::<_, Infallible>(resp.map(|b| Tracked::new(b, busy)))
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The address [`accepted_on`] gives is the one the socket reports, for a
+    /// listener on one address (taken from the listener) and on the wildcard.
+    #[tokio::test]
+    async fn accepted_on_matches_the_sockets_local_address() {
+        for bind in ["127.0.0.1:0", "0.0.0.0:0"] {
+            let listener = TcpListener::bind(bind).await.unwrap();
+            let bound = listener.local_addr().unwrap();
+            let port = bound.port();
+            let client =
+                tokio::spawn(
+                    async move { tokio::net::TcpStream::connect(("127.0.0.1", port)).await },
+                );
+            let (stream, _) = listener.accept().await.unwrap();
+            let _client = client.await.unwrap().unwrap();
+            let got = accepted_on(Some(bound), &stream).unwrap();
+            assert_eq!(got, stream.local_addr().unwrap(), "bound to {bind}");
+            assert!(!got.ip().is_unspecified(), "bound to {bind}: {got}");
+        }
+    }
 }
