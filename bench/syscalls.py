@@ -235,7 +235,7 @@ def section(rows: list[dict]) -> str:
     lines = [
         "## Scenario `syscalls` (system calls and context switches per request, issue 14 P1/P2/P3)",
         "",
-        f"Measured {results.now()}: {N} requests after {WARMUP} warm-up, `h2load --h1 -c C` (C = 0: {NEW_N} requests,",
+        f"Measured {results.now()} (modelgate {results.build()}): {N} requests after {WARMUP} warm-up, `h2load --h1 -c C` (C = 0: {NEW_N} requests,",
         "each on a new connection, one at a time, `oha --disable-keepalive`), counted with",
         "`perf stat -e syscalls:sys_enter_*` on the server's process (every thread) and its `/proc` context-switch",
         "counters. modelgate and nginx run as in `jwt-fast` (2 I/O threads / `worker_processes auto`, decision log",
