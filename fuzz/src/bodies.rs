@@ -69,7 +69,7 @@ pub fn grpc_peek(data: &[u8]) {
 fn world() -> Option<&'static (tokio::runtime::Runtime, Runtime)> {
     static W: OnceLock<Option<(tokio::runtime::Runtime, Runtime)>> = OnceLock::new();
     W.get_or_init(|| {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/models/iris");
+        let dir = crate::crate_dir().join("../examples/models/iris");
         let spec = BuiltinModelSpec::new(ModelName::parse("iris").ok()?, dir);
         let settings = RuntimeSettings {
             threads: 1,
@@ -180,10 +180,7 @@ mod tests {
     use super::*;
 
     fn seed(target: &str, name: &str) -> Vec<u8> {
-        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("corpus")
-            .join(target)
-            .join(name);
+        let p = crate::crate_dir().join("corpus").join(target).join(name);
         std::fs::read(p).unwrap()
     }
 

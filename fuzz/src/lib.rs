@@ -126,3 +126,14 @@ pub fn h1_answer(data: &[u8]) {
         assert_eq!(b1, b2);
     }
 }
+
+/// The fuzz crate's folder, from `CARGO_MANIFEST_DIR` as cargo sets it when it
+/// runs the binary, else as compiled in: the compile-time value names
+/// whichever clone built the artifact, and a shared target dir shares
+/// artifacts across clones.
+pub fn crate_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(
+        || std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+        std::path::PathBuf::from,
+    )
+}

@@ -269,8 +269,20 @@ fn auth_config_v1beta2_and_v1beta3_read_alike() {
     }
 }
 
+/// The repository's fixtures, from `CARGO_MANIFEST_DIR` as cargo sets it when
+/// the test runs (the compile-time value names whichever clone built the
+/// artifact; a shared target dir shares artifacts across clones).
+fn fixtures_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(
+            || std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+            std::path::PathBuf::from,
+        )
+        .join("../../tests/fixtures")
+}
+
 fn fixture(path: &str) -> Input {
-    let full = format!("{}/../../tests/fixtures/{path}", env!("CARGO_MANIFEST_DIR"));
+    let full = fixtures_dir().join(path);
     Input {
         name: path.into(),
         text: std::fs::read_to_string(full).unwrap(),
@@ -409,16 +421,10 @@ fn bad_yaml_is_an_error() {
 /// Seed 000's InferenceService and the Authorino API-key AuthConfig its
 /// rotation section refers to (the key Secret the seed patches).
 fn seed_000_with_api_key(extra: &str) -> Imported {
-    let isvc = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/fixtures/derived/000-inferenceservice.yaml"
-    ))
-    .unwrap();
-    let ac = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/fixtures/derived/000-authconfig-apikey.yaml"
-    ))
-    .unwrap();
+    let isvc =
+        std::fs::read_to_string(fixtures_dir().join("derived/000-inferenceservice.yaml")).unwrap();
+    let ac =
+        std::fs::read_to_string(fixtures_dir().join("derived/000-authconfig-apikey.yaml")).unwrap();
     import(
         &[
             Input {

@@ -10,8 +10,13 @@ use std::path::{Path, PathBuf};
 use modelgate_import::{Imported, Input, Level, Options, import};
 use yaml_serde::Value;
 
+/// The repository's fixtures, from `CARGO_MANIFEST_DIR` as cargo sets it when
+/// the test runs (the compile-time value names whichever clone built the
+/// artifact; a shared target dir shares artifacts across clones).
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+        .join("../../tests/fixtures")
 }
 
 fn input(rel: &str) -> Input {

@@ -58,7 +58,11 @@ fn tract_alone(
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let dir = args.next().map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/iris-logreg"),
+        || {
+            std::env::var_os("CARGO_MANIFEST_DIR")
+                .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+                .join("tests/fixtures/iris-logreg")
+        },
         PathBuf::from,
     );
     let requests: usize = args.next().map_or(Ok(50_000), |s| s.parse())?;

@@ -318,10 +318,16 @@ pub(crate) mod tests {
     use modelgate_core::ModelName;
     use std::path::PathBuf;
 
+    /// This crate's folder, read when the test runs (cargo sets it): the
+    /// compile-time value names whichever clone built a shared target dir's
+    /// artifact, and artifacts are shared across clones.
+    fn crate_dir() -> PathBuf {
+        std::env::var_os("CARGO_MANIFEST_DIR")
+            .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+    }
+
     pub fn fixture(name: &str) -> BuiltinModelSpec {
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures")
-            .join(name);
+        let dir = crate_dir().join("tests/fixtures").join(name);
         BuiltinModelSpec::new(ModelName::parse(name).unwrap(), dir)
     }
 

@@ -108,7 +108,8 @@ fn main() {
         );
         std::process::exit(2);
     }
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = modelgate_fuzz::crate_dir();
+    let root = root.as_path();
     let per = Duration::from_secs(secs.max(1)).mul_f64(1.0 / targets.len() as f64);
     let mut rng = 0x9e37_79b9_7f4a_7c15u64 ^ u64::from(std::process::id());
     let mut next = move || {

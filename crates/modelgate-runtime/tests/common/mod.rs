@@ -10,8 +10,12 @@ use modelgate_core::{ModelName, Operation, Protocol, Reject, full};
 use modelgate_runtime::{BuiltinCall, BuiltinModelSpec, Runtime, RuntimeSettings};
 use serde_json::Value;
 
+/// The fixtures of this crate, found from `CARGO_MANIFEST_DIR` as cargo sets
+/// it when the test runs: the compile-time value names whichever clone built
+/// the artifact, and a shared target dir shares artifacts across clones.
 pub fn fixture_dir(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
         .join("tests/fixtures")
         .join(name)
 }
