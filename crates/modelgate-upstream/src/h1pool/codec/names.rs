@@ -42,26 +42,38 @@ struct Kept {
     raw: Vec<u8>,
     name: HeaderName,
     /// An owned copy of the value (not a view of the read buffer, which it
-    /// would keep from being reused), kept while the value has been the same
-    /// in every answer since the name came at this place.
+    /// would keep from being reused), kept while the value repeats.
     value: Option<HeaderValue>,
+    /// The kept value came again at least once: when it then changes (a
+    /// date, to the second), the new one is kept instead. A value that
+    /// changes before it ever repeats is no longer kept.
+    repeated: bool,
 }
 
 impl Fields {
     /// The name of field `i`, spelled `raw` (a token, as `httparse` checked),
     /// and whether it is new at this place (its value is then worth keeping).
+    #[inline(always)]
     pub(super) fn name(&mut self, i: usize, raw: &[u8]) -> Result<(HeaderName, bool), WireError> {
         if let Some(k) = self.0.get(i)
             && same(&k.raw, raw)
         {
             return Ok((k.name.clone(), false));
         }
+        self.renew(i, raw)
+    }
+
+    /// A name not at place `i` last time: made, and kept for next time.
+    #[cold]
+    #[inline(never)]
+    fn renew(&mut self, i: usize, raw: &[u8]) -> Result<(HeaderName, bool), WireError> {
         let name =
             HeaderName::from_bytes(raw).map_err(|_| WireError("invalid response header name"))?;
         let kept = Kept {
             raw: raw.to_vec(),
             name: name.clone(),
             value: None,
+            repeated: false,
         };
         if let Some(k) = self.0.get_mut(i) {
             *k = kept;
@@ -74,6 +86,7 @@ impl Fields {
     /// The value of field `i` (named by [`Fields::name`] just before, which
     /// said whether the name is `fresh`), the bytes `raw` at `start..end` of
     /// `head`.
+    #[inline]
     pub(super) fn value(
         &mut self,
         i: usize,
@@ -84,19 +97,23 @@ impl Fields {
     ) -> Result<HeaderValue, WireError> {
         let invalid = |_| WireError("invalid response header value");
         if let Some(k) = self.0.get_mut(i) {
-            if fresh {
-                if raw.len() <= VALUE_KEPT {
-                    let v = HeaderValue::from_bytes(raw).map_err(invalid)?;
-                    k.value = Some(v.clone());
-                    return Ok(v);
-                }
-            } else if let Some(v) = &k.value {
-                if same(v.as_bytes(), raw) {
+            let keep = match &k.value {
+                _ if fresh => true,
+                Some(v) if same(v.as_bytes(), raw) => {
+                    k.repeated = true;
                     return Ok(v.clone());
                 }
-                // It changes from answer to answer (a date, a length).
-                k.value = None;
+                Some(_) => k.repeated,
+                None => false,
+            };
+            if keep && raw.len() <= VALUE_KEPT {
+                let v = HeaderValue::from_bytes(raw).map_err(invalid)?;
+                k.value = Some(v.clone());
+                k.repeated = false;
+                return Ok(v);
             }
+            // It changes from answer to answer (an id, a length).
+            k.value = None;
         }
         HeaderValue::from_maybe_shared(head.slice(start..end)).map_err(invalid)
     }

@@ -449,6 +449,17 @@ fn values_kept_from_the_previous_answer_give_the_same_fields() {
             ]
         );
     }
+    // A value that held for a while and then changed (a date at the next
+    // second) is taken anew each time, on a fresh connection's names too.
+    let mut fresh = Names::default();
+    for date in ["s1", "s1", "s2", "s2", "s2", "s3", "s4", "s4"] {
+        let raw = format!("HTTP/1.1 200 OK\r\nDate: {date}\r\nContent-Length: 0\r\n\r\n");
+        let mut buf = BytesMut::from(raw.as_bytes());
+        let h = parse_response_with(&mut buf, false, &mut fresh)
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.headers["date"], date);
+    }
     // A name that changes case keeps its value right too.
     assert_eq!(
         fields(b"HTTP/1.1 200 OK\r\nSERVER: nginx\r\nDate: d1\r\n\r\n"),
