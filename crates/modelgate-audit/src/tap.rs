@@ -278,11 +278,7 @@ impl DecisionTap {
     /// The live stream, and the recent decisions it started after.
     pub fn subscribe(&self) -> (Vec<Arc<TapEvent>>, broadcast::Receiver<Arc<TapEvent>>) {
         let rx = self.tx.subscribe();
-        let recent = self
-            .recent
-            .lock()
-            .map(|r| r.events())
-            .unwrap_or_default();
+        let recent = self.recent.lock().map(|r| r.events()).unwrap_or_default();
         (recent, rx)
     }
 

@@ -13,8 +13,8 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 use http_body::SizeHint;
 
 mod names;
-use names::{Fields, Span};
 pub use names::Names;
+use names::{Fields, Span};
 
 /// The `Keep-Alive` field (RFC 9112 §9.3; not one of `http`'s constants).
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
@@ -86,7 +86,9 @@ impl Head<'_> {
     pub(crate) fn check_target(&self) -> Result<(), WireError> {
         let pq = self.path_and_query.as_bytes();
         // Every byte looked at, without an early exit: the loop vectorises.
-        let bad = pq.iter().fold(false, |bad, &b| bad | (b <= b' ') | (b == 0x7f));
+        let bad = pq
+            .iter()
+            .fold(false, |bad, &b| bad | (b <= b' ') | (b == 0x7f));
         if !pq.starts_with(b"/") || bad {
             return Err(WireError("the upstream path is not a valid request target"));
         }
@@ -313,7 +315,7 @@ fn build(
     let mut d = Delimiters::default();
     for (i, &(ns, ne, vs, ve)) in spans.iter().enumerate() {
         let (ns, ne, vs, ve) = (ns as usize, ne as usize, vs as usize, ve as usize);
-        let (name, fresh) = fields.name(i, head.get(ns..ne).unwrap_or(&[]))?;
+        let name = fields.name(i, head.get(ns..ne).unwrap_or(&[]))?;
         let Some(raw) = head.get(vs..ve) else {
             return Err(WireError("invalid response header value"));
         };
@@ -331,7 +333,7 @@ fn build(
             // only when it names other fields, so that
             // `crate::headers::remove_hop_by_hop` removes those too.
             if listed {
-                headers.append(name, fields.value(i, fresh, raw, head, (vs, ve))?);
+                headers.append(name, fields.value(i, raw, head, (vs, ve))?);
             }
             continue;
         } else if name == KEEP_ALIVE {
@@ -340,10 +342,7 @@ fn build(
         } else if name == TRANSFER_ENCODING {
             d.transfer_encoding = true;
             // Only the last coding counts.
-            let last = raw
-                .rsplit(|&b| b == b',')
-                .next()
-                .unwrap_or(&[]);
+            let last = raw.rsplit(|&b| b == b',').next().unwrap_or(&[]);
             d.chunked = last.trim_ascii().eq_ignore_ascii_case(b"chunked");
         } else if name == CONTENT_LENGTH {
             for v in raw.split(|&b| b == b',') {
@@ -354,7 +353,7 @@ fn build(
                 d.length = Some(n);
             }
         }
-        headers.append(name, fields.value(i, fresh, raw, head, (vs, ve))?);
+        headers.append(name, fields.value(i, raw, head, (vs, ve))?);
     }
     let framing =
         if head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {

@@ -44,21 +44,20 @@ struct Kept {
     /// An owned copy of the value (not a view of the read buffer, which it
     /// would keep from being reused), kept while the value repeats.
     value: Option<HeaderValue>,
-    /// The kept value came again at least once: when it then changes (a
-    /// date, to the second), the new one is kept instead. A value that
-    /// changes before it ever repeats is no longer kept.
-    repeated: bool,
+    /// The previous (short) value at this place, not kept: one that comes
+    /// twice in a row (a date, within its second) is kept from then on, one
+    /// that changes with every answer never is.
+    last: Vec<u8>,
 }
 
 impl Fields {
-    /// The name of field `i`, spelled `raw` (a token, as `httparse` checked),
-    /// and whether it is new at this place (its value is then worth keeping).
+    /// The name of field `i`, spelled `raw` (a token, as `httparse` checked).
     #[inline(always)]
-    pub(super) fn name(&mut self, i: usize, raw: &[u8]) -> Result<(HeaderName, bool), WireError> {
+    pub(super) fn name(&mut self, i: usize, raw: &[u8]) -> Result<HeaderName, WireError> {
         if let Some(k) = self.0.get(i)
             && same(&k.raw, raw)
         {
-            return Ok((k.name.clone(), false));
+            return Ok(k.name.clone());
         }
         self.renew(i, raw)
     }
@@ -66,54 +65,49 @@ impl Fields {
     /// A name not at place `i` last time: made, and kept for next time.
     #[cold]
     #[inline(never)]
-    fn renew(&mut self, i: usize, raw: &[u8]) -> Result<(HeaderName, bool), WireError> {
+    fn renew(&mut self, i: usize, raw: &[u8]) -> Result<HeaderName, WireError> {
         let name =
             HeaderName::from_bytes(raw).map_err(|_| WireError("invalid response header name"))?;
         let kept = Kept {
             raw: raw.to_vec(),
             name: name.clone(),
             value: None,
-            repeated: false,
+            last: Vec::new(),
         };
         if let Some(k) = self.0.get_mut(i) {
             *k = kept;
         } else if i == self.0.len() && i < KEPT {
             self.0.push(kept);
         }
-        Ok((name, true))
+        Ok(name)
     }
 
-    /// The value of field `i` (named by [`Fields::name`] just before, which
-    /// said whether the name is `fresh`), the bytes `raw` at `start..end` of
-    /// `head`.
+    /// The value of field `i` (named by [`Fields::name`] just before), the
+    /// bytes `raw` at `start..end` of `head`.
     #[inline]
     pub(super) fn value(
         &mut self,
         i: usize,
-        fresh: bool,
         raw: &[u8],
         head: &Bytes,
         (start, end): (usize, usize),
     ) -> Result<HeaderValue, WireError> {
         let invalid = |_| WireError("invalid response header value");
         if let Some(k) = self.0.get_mut(i) {
-            let keep = match &k.value {
-                _ if fresh => true,
-                Some(v) if same(v.as_bytes(), raw) => {
-                    k.repeated = true;
-                    return Ok(v.clone());
-                }
-                Some(_) => k.repeated,
-                None => false,
-            };
-            if keep && raw.len() <= VALUE_KEPT {
-                let v = HeaderValue::from_bytes(raw).map_err(invalid)?;
-                k.value = Some(v.clone());
-                k.repeated = false;
-                return Ok(v);
+            match &k.value {
+                Some(v) if same(v.as_bytes(), raw) => return Ok(v.clone()),
+                Some(_) => k.value = None,
+                None => {}
             }
-            // It changes from answer to answer (an id, a length).
-            k.value = None;
+            if raw.len() <= VALUE_KEPT {
+                if same(&k.last, raw) {
+                    let v = HeaderValue::from_bytes(raw).map_err(invalid)?;
+                    k.value = Some(v.clone());
+                    return Ok(v);
+                }
+                k.last.clear();
+                k.last.extend_from_slice(raw);
+            }
         }
         HeaderValue::from_maybe_shared(head.slice(start..end)).map_err(invalid)
     }

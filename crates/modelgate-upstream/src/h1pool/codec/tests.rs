@@ -490,3 +490,29 @@ fn a_kept_value_does_not_hold_the_read_buffer() {
         assert_eq!(buf.as_ptr(), base);
     }
 }
+
+#[test]
+fn a_value_that_comes_twice_in_a_row_is_kept_until_it_changes() {
+    let mut names = Names::default();
+    // (date, whether the answer's value is a view of the read buffer).
+    let rounds = [
+        ("s1", true),  // first seen: not kept
+        ("s1", false), // twice in a row: kept from now on
+        ("s1", false),
+        ("s2", true), // changed: read from the answer again
+        ("s3", true),
+        ("s3", false),
+        ("s1", true),
+    ];
+    for (date, view) in rounds {
+        let raw = format!("HTTP/1.1 200 OK\r\nDate: {date}\r\nContent-Length: 0\r\n\r\n");
+        let mut buf = BytesMut::from(raw.as_bytes());
+        let (lo, hi) = (buf.as_ptr() as usize, buf.as_ptr() as usize + buf.len());
+        let h = parse_response_with(&mut buf, false, &mut names)
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.headers["date"], date);
+        let at = h.headers["date"].as_bytes().as_ptr() as usize;
+        assert_eq!((lo..hi).contains(&at), view, "{date}");
+    }
+}
