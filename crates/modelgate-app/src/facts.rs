@@ -17,14 +17,14 @@ pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Whether the request is gRPC (`content-type: application/grpc[+proto]`).
 pub fn is_grpc(headers: &HeaderMap) -> bool {
-    headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| {
-            ct == "application/grpc"
-                || ct.starts_with("application/grpc+")
-                || ct.starts_with("application/grpc;")
-        })
+    headers.get(CONTENT_TYPE).is_some_and(|v| {
+        let ct = v.as_bytes();
+        let grpc = ct == b"application/grpc"
+            || ct.starts_with(b"application/grpc+")
+            || ct.starts_with(b"application/grpc;");
+        // Only a text value is gRPC (checked last: most requests are not).
+        grpc && v.to_str().is_ok()
+    })
 }
 
 /// A client request id is kept if it is short, printable ASCII; otherwise a fresh one.
@@ -101,4 +101,39 @@ pub fn truncated(s: &str, max: usize) -> &str {
         return s;
     }
     s.char_indices().nth(max).map_or(s, |(at, _)| &s[..at])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    #[test]
+    fn grpc_is_told_by_a_text_content_type() {
+        let grpc = |ct: Option<&[u8]>| {
+            let mut h = HeaderMap::new();
+            if let Some(ct) = ct {
+                h.insert(CONTENT_TYPE, HeaderValue::from_bytes(ct).unwrap());
+            }
+            is_grpc(&h)
+        };
+        for yes in [
+            &b"application/grpc"[..],
+            b"application/grpc+proto",
+            b"application/grpc;charset=utf-8",
+        ] {
+            assert!(grpc(Some(yes)), "{yes:?}");
+        }
+        for no in [
+            &b"application/grpcx"[..],
+            b"application/grp",
+            b"application/json",
+            b"Application/grpc",
+            b"application/grpc+\xff",
+            b"",
+        ] {
+            assert!(!grpc(Some(no)), "{no:?}");
+        }
+        assert!(!grpc(None));
+    }
 }

@@ -168,6 +168,12 @@ fn ser_time<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Erro
 /// for every request). Civil date from days since the epoch: Howard
 /// Hinnant's `civil_from_days`.
 pub(crate) fn rfc3339_micros(t: SystemTime, buf: &mut [u8; 27]) -> &str {
+    rfc3339_bytes(t, buf);
+    std::str::from_utf8(buf).unwrap_or("1970-01-01T00:00:00.000000Z")
+}
+
+/// [`rfc3339_micros`]'s bytes (digits and punctuation only).
+fn rfc3339_bytes(t: SystemTime, buf: &mut [u8; 27]) {
     thread_local! {
         /// The last second written on this thread, as `YYYY-MM-DDThh:mm:ss.`
         /// (records come many to a second: the date is worked out once).
@@ -190,14 +196,13 @@ pub(crate) fn rfc3339_micros(t: SystemTime, buf: &mut [u8; 27]) -> &str {
         v /= 10;
     }
     buf[26] = b'Z';
-    std::str::from_utf8(buf).unwrap_or("1970-01-01T00:00:00.000000Z")
 }
 
 /// [`rfc3339_micros`] appended to `out` (no UTF-8 check: digits and
 /// punctuation only).
 pub(crate) fn write_rfc3339_micros(out: &mut Vec<u8>, t: SystemTime) {
     let mut buf = [0u8; 27];
-    let _ = rfc3339_micros(t, &mut buf);
+    rfc3339_bytes(t, &mut buf);
     out.extend_from_slice(&buf);
 }
 
@@ -287,37 +292,55 @@ pub(crate) fn write_ipv4_port(out: &mut Vec<u8>, a: &SocketAddr) -> bool {
     true
 }
 
-/// Writes `a.b.c.d:port` into `buf`; returns its length.
+/// `0`..=`255` as text: its length, then its digits.
+const OCTETS: [[u8; 4]; 256] = {
+    let mut t = [[0u8; 4]; 256];
+    let mut i = 0;
+    while i < 256 {
+        let (h, d, o) = (
+            b'0' + (i / 100) as u8,
+            b'0' + (i / 10 % 10) as u8,
+            b'0' + (i % 10) as u8,
+        );
+        t[i] = if i >= 100 {
+            [3, h, d, o]
+        } else if i >= 10 {
+            [2, d, o, 0]
+        } else {
+            [1, o, 0, 0]
+        };
+        i += 1;
+    }
+    t
+};
+
+/// Writes `a.b.c.d:port` into `buf`; returns its length. The octets come
+/// from a table (three bytes stored, its length kept), the port digit by
+/// digit.
 fn ipv4_port_text(v4: &std::net::SocketAddrV4, buf: &mut [u8; 21]) -> usize {
     let mut n = 0;
-    let mut push = |v: u32, sep: u8, buf: &mut [u8; 21]| {
-        let mut digits = [0u8; 5];
-        let mut len = 0;
-        let mut v = v;
-        loop {
-            digits[len] = b'0' + (v % 10) as u8;
-            len += 1;
-            v /= 10;
-            if v == 0 {
-                break;
-            }
-        }
-        for i in (0..len).rev() {
-            buf[n] = digits[i];
-            n += 1;
-        }
-        if sep != 0 {
-            buf[n] = sep;
-            n += 1;
-        }
+    for (o, sep) in v4.ip().octets().into_iter().zip(*b"...:") {
+        let [len, digits @ ..] = OCTETS[usize::from(o)];
+        // At most 4 × 4 bytes before the port: always inside `buf`.
+        buf[n..n + 3].copy_from_slice(&digits);
+        n += usize::from(len);
+        buf[n] = sep;
+        n += 1;
+    }
+    let port = v4.port();
+    let len = match port {
+        0..=9 => 1,
+        10..=99 => 2,
+        100..=999 => 3,
+        1000..=9999 => 4,
+        _ => 5,
     };
-    let [o0, o1, o2, o3] = v4.ip().octets();
-    push(u32::from(o0), b'.', buf);
-    push(u32::from(o1), b'.', buf);
-    push(u32::from(o2), b'.', buf);
-    push(u32::from(o3), b':', buf);
-    push(u32::from(v4.port()), 0, buf);
-    n
+    let mut v = port;
+    for i in (n..n + len).rev() {
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+    n + len
 }
 
 /// A duration in whole microseconds (rounded), as an `f64`.
@@ -377,6 +400,22 @@ mod tests {
             let addr: SocketAddr = a.parse().unwrap();
             let json = serde_json::to_string(&SerAddr(addr)).unwrap();
             assert_eq!(json, format!("\"{addr}\""));
+        }
+    }
+
+    #[test]
+    fn every_octet_and_port_length_is_written_as_display_writes_it() {
+        let ports = [0u16, 9, 10, 99, 100, 999, 1000, 9999, 10_000, 65_535];
+        for o in 0..=255u8 {
+            for (k, &port) in ports.iter().enumerate() {
+                // Each octet value at each place, with ports of every length.
+                let mut ip = [1u8, 22, 255, 7];
+                ip[k % 4] = o;
+                let v4 = std::net::SocketAddrV4::new(ip.into(), port);
+                let mut buf = [0u8; 21];
+                let n = ipv4_port_text(&v4, &mut buf);
+                assert_eq!(std::str::from_utf8(&buf[..n]).unwrap(), v4.to_string());
+            }
         }
     }
 

@@ -235,8 +235,21 @@ fn millis(out: &mut Vec<u8>, m: u64) {
 }
 
 fn uint(out: &mut Vec<u8>, mut v: u64) {
+    // Statuses and most milliseconds: a fixed-size store, no loop.
     if v < 10 {
         out.push(b'0' + v as u8);
+        return;
+    }
+    if v < 100 {
+        out.extend_from_slice(&[b'0' + (v / 10) as u8, b'0' + (v % 10) as u8]);
+        return;
+    }
+    if v < 1000 {
+        out.extend_from_slice(&[
+            b'0' + (v / 100) as u8,
+            b'0' + (v / 10 % 10) as u8,
+            b'0' + (v % 10) as u8,
+        ]);
         return;
     }
     let mut buf = [0u8; 20];
@@ -269,21 +282,48 @@ fn hits(x: u64) -> u64 {
         & HIGH
 }
 
-/// Whether no byte of `s` needs escaping, eight bytes at a time.
+/// Whether no byte of `s` needs escaping, eight bytes at a time. The last
+/// 1-7 bytes are read as the (overlapping) last eight, and a string shorter
+/// than eight as two overlapping halves: fixed-size loads, no copy.
 fn clean(s: &[u8]) -> bool {
-    let mut chunks = s.chunks_exact(8);
-    let mut found = 0u64;
-    for c in &mut chunks {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(c);
-        found |= hits(u64::from_le_bytes(word));
+    let n = s.len();
+    if n >= 8 {
+        let mut chunks = s.chunks_exact(8);
+        let mut found = 0u64;
+        for c in &mut chunks {
+            found |= hits(word8(c));
+        }
+        if !chunks.remainder().is_empty() {
+            found |= hits(word8(s.get(n - 8..).unwrap_or(&[])));
+        }
+        found == 0
+    } else if n >= 4 {
+        let half = |at: usize| {
+            let mut w = [0u8; 4];
+            if let Some(b) = s.get(at..at + 4) {
+                w.copy_from_slice(b);
+            }
+            u64::from(u32::from_le_bytes(w))
+        };
+        hits(half(0) | (half(n - 4) << 32)) == 0
+    } else {
+        // 0-3 bytes, padded with a byte that never matches.
+        let mut w = [b'a'; 8];
+        for (to, from) in w.iter_mut().zip(s) {
+            *to = *from;
+        }
+        hits(u64::from_le_bytes(w)) == 0
     }
-    // The last 0-7 bytes, padded with a byte that never matches.
-    let rest = chunks.remainder();
-    let mut word = [b'a'; 8];
-    word[..rest.len()].copy_from_slice(rest);
-    found |= hits(u64::from_le_bytes(word));
-    found == 0
+}
+
+/// Eight bytes as a word (`b` is eight bytes long).
+#[inline(always)]
+fn word8(b: &[u8]) -> u64 {
+    let mut w = [0u8; 8];
+    if b.len() == 8 {
+        w.copy_from_slice(b);
+    }
+    u64::from_le_bytes(w)
 }
 
 /// `s` as a JSON string.

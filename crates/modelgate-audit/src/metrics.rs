@@ -97,7 +97,7 @@ type Fast = foldhash::fast::RandomState;
 /// (protocol, decision, status, model name) → its series. Only configured
 /// model names (and `""`) are inserted, so the map is bounded by the config;
 /// it is cleared whenever the configured models change.
-type SeriesCache = HashMap<(&'static str, &'static str, u16, Arc<str>), Series, Fast>;
+type SeriesCache = HashMap<SeriesId, Series, Fast>;
 
 /// The label sets made for one configured model, so that a reload that
 /// removes the model can remove its series (a `Family` cannot be searched
@@ -143,7 +143,10 @@ trait SeriesKey {
     fn key(&self) -> (&str, &str, u16, &str);
 }
 
-impl SeriesKey for (&'static str, &'static str, u16, Arc<str>) {
+/// A cached series' labels: protocol, decision, status and model name.
+struct SeriesId(&'static str, &'static str, u16, Arc<str>);
+
+impl SeriesKey for SeriesId {
     fn key(&self) -> (&str, &str, u16, &str) {
         (self.0, self.1, self.2, &self.3)
     }
@@ -155,7 +158,7 @@ impl SeriesKey for (&'static str, &'static str, u16, &str) {
     }
 }
 
-impl<'a> std::borrow::Borrow<dyn SeriesKey + 'a> for (&'static str, &'static str, u16, Arc<str>) {
+impl<'a> std::borrow::Borrow<dyn SeriesKey + 'a> for SeriesId {
     fn borrow(&self) -> &(dyn SeriesKey + 'a) {
         self
     }
@@ -163,7 +166,12 @@ impl<'a> std::borrow::Borrow<dyn SeriesKey + 'a> for (&'static str, &'static str
 
 impl PartialEq for dyn SeriesKey + '_ {
     fn eq(&self, other: &Self) -> bool {
-        self.key() == other.key()
+        let (p, d, s, m) = self.key();
+        let (op, od, os, om) = other.key();
+        // The protocol and decision are fixed words, usually the very same
+        // `&'static str`s: compared by address first.
+        let word = |a: &str, b: &str| std::ptr::eq(a, b) || a == b;
+        s == os && word(p, op) && word(d, od) && m == om
     }
 }
 
@@ -171,9 +179,33 @@ impl Eq for dyn SeriesKey + '_ {}
 
 impl std::hash::Hash for dyn SeriesKey + '_ {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.key().hash(state);
+        let (protocol, decision, status, model) = self.key();
+        // The protocol and decision are each one of a few fixed words, told
+        // apart by their lengths and first two bytes (two that agree on all
+        // of those only share a hash: the comparison still tells them apart).
+        let word = |w: &str| {
+            let b = w.as_bytes();
+            let at = |i: usize| u64::from(b.get(i).copied().unwrap_or(0));
+            (w.len() as u64 & 0xff) | (at(0) << 8) | (at(1) << 16)
+        };
+        state.write_u64(u64::from(status) | (word(protocol) << 16) | (word(decision) << 40));
+        state.write(model.as_bytes());
     }
 }
+
+impl std::hash::Hash for SeriesId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (self as &dyn SeriesKey).hash(state);
+    }
+}
+
+impl PartialEq for SeriesId {
+    fn eq(&self, other: &Self) -> bool {
+        (self as &dyn SeriesKey) == (other as &dyn SeriesKey)
+    }
+}
+
+impl Eq for SeriesId {}
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -460,7 +492,7 @@ impl Metrics {
                 upstream: series.upstream.clone(),
                 samples: series.samples.clone(),
             };
-            cache.insert((protocol, decision, status, model), copy);
+            cache.insert(SeriesId(protocol, decision, status, model), copy);
         }
         drop(known);
         series

@@ -50,7 +50,7 @@ pub struct TapEvent {
 impl TapEvent {
     fn of(d: &Decision<'_>) -> Self {
         Self {
-            ts_ms: unix_ms(d),
+            ts_ms: unix_ms(d.ts),
             request_id: d.request_id.to_string(),
             method: d.method.to_string(),
             path: d.path.to_string(),
@@ -62,43 +62,123 @@ impl TapEvent {
             reason: d.reason.map(str::to_string),
             basis: d.rule.basis,
             policy: d.rule.policy.as_ref().map(|p| p.name.to_string()),
-            total_ms: d.total_ms.as_secs_f64() * 1000.0,
+            total_ms: ms(d.total_ms),
         }
-    }
-
-    /// Overwrites `self` with `d`, reusing its strings' buffers: equal to
-    /// `*self = TapEvent::of(d)`, without an allocation once the buffers are
-    /// large enough (the steady state of the recent ring).
-    fn refill(&mut self, d: &Decision<'_>) {
-        fn set(to: &mut String, from: &str) {
-            to.clear();
-            to.push_str(from);
-        }
-        fn set_opt(to: &mut Option<String>, from: Option<&str>) {
-            match (to.as_mut(), from) {
-                (Some(t), Some(f)) => set(t, f),
-                (_, f) => *to = f.map(str::to_string),
-            }
-        }
-        self.ts_ms = unix_ms(d);
-        set(&mut self.request_id, d.request_id);
-        set(&mut self.method, d.method);
-        set(&mut self.path, d.path);
-        set_opt(&mut self.model, d.model);
-        set_opt(&mut self.identity, d.identity);
-        self.auth_method = d.auth_method;
-        self.decision = d.decision.as_str();
-        self.status = d.status;
-        set_opt(&mut self.reason, d.reason);
-        self.basis = d.rule.basis;
-        set_opt(&mut self.policy, d.rule.policy.as_ref().map(|p| p.name));
-        self.total_ms = d.total_ms.as_secs_f64() * 1000.0;
     }
 }
 
+/// The recent decisions, oldest first: kept as their parts (one text buffer
+/// per decision, reused when the ring wraps), made into [`TapEvent`]s only
+/// for a subscriber. Nothing is allocated per request once the ring is full.
+struct Recent {
+    slots: Vec<Kept>,
+    /// The slot the next decision overwrites once the ring is full (the
+    /// oldest).
+    next: usize,
+}
+
+impl Recent {
+    fn push(&mut self, d: &Decision<'_>) {
+        if self.slots.len() < RECENT {
+            let mut k = Kept::default();
+            k.fill(d);
+            self.slots.push(k);
+        } else if let Some(k) = self.slots.get_mut(self.next) {
+            k.fill(d);
+            self.next = (self.next + 1) % RECENT;
+        }
+    }
+
+    fn events(&self) -> Vec<Arc<TapEvent>> {
+        let (newer, older) = self.slots.split_at(self.next.min(self.slots.len()));
+        older
+            .iter()
+            .chain(newer)
+            .map(|k| Arc::new(k.event()))
+            .collect()
+    }
+}
+
+/// One decision's parts in the [`Recent`] ring.
+#[derive(Default)]
+struct Kept {
+    ts: Option<SystemTime>,
+    /// The request id, method, path, model, identity, reason and policy, one
+    /// after the other (the absent ones left out).
+    text: String,
+    /// Where each part of `text` ends; `None` for an absent one.
+    ends: [Option<usize>; 7],
+    auth_method: Option<&'static str>,
+    decision: &'static str,
+    status: u16,
+    basis: Option<&'static str>,
+    total: Duration,
+}
+
+impl Kept {
+    /// Overwrites `self` with `d`, reusing the text's buffer.
+    fn fill(&mut self, d: &Decision<'_>) {
+        self.ts = Some(d.ts);
+        self.text.clear();
+        let parts = [
+            Some(d.request_id),
+            Some(d.method),
+            Some(d.path),
+            d.model,
+            d.identity,
+            d.reason,
+            d.rule.policy.as_ref().map(|p| p.name),
+        ];
+        for (end, part) in self.ends.iter_mut().zip(parts) {
+            *end = part.map(|p| {
+                self.text.push_str(p);
+                self.text.len()
+            });
+        }
+        self.auth_method = d.auth_method;
+        self.decision = d.decision.as_str();
+        self.status = d.status;
+        self.basis = d.rule.basis;
+        self.total = d.total_ms;
+    }
+
+    /// The event, as [`TapEvent::of`] made it from the decision.
+    fn event(&self) -> TapEvent {
+        let mut parts = [const { None }; 7];
+        let mut start = 0;
+        for (part, end) in parts.iter_mut().zip(self.ends) {
+            if let Some(end) = end {
+                *part = self.text.get(start..end).map(str::to_string);
+                start = end;
+            }
+        }
+        let [request_id, method, path, model, identity, reason, policy] = parts;
+        TapEvent {
+            ts_ms: self.ts.map_or(0, unix_ms),
+            request_id: request_id.unwrap_or_default(),
+            method: method.unwrap_or_default(),
+            path: path.unwrap_or_default(),
+            model,
+            identity,
+            auth_method: self.auth_method,
+            decision: self.decision,
+            status: self.status,
+            reason,
+            basis: self.basis,
+            policy,
+            total_ms: ms(self.total),
+        }
+    }
+}
+
+/// A duration in (fractional) milliseconds.
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
 /// A decision's time as Unix milliseconds.
-fn unix_ms(d: &Decision<'_>) -> u64 {
-    d.ts.duration_since(SystemTime::UNIX_EPOCH)
+fn unix_ms(ts: SystemTime) -> u64 {
+    ts.duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX))
 }
 
@@ -130,7 +210,7 @@ pub(crate) struct ModelSamples(Mutex<Samples>);
 /// See the module docs.
 pub struct DecisionTap {
     tx: broadcast::Sender<Arc<TapEvent>>,
-    recent: Mutex<VecDeque<Arc<TapEvent>>>,
+    recent: Mutex<Recent>,
     samples: Mutex<HashMap<Arc<str>, Arc<ModelSamples>>>,
     /// Where the rate buckets of every model start.
     origin: Instant,
@@ -140,7 +220,10 @@ impl Default for DecisionTap {
     fn default() -> Self {
         Self {
             tx: broadcast::channel(CHANNEL).0,
-            recent: Mutex::new(VecDeque::with_capacity(RECENT)),
+            recent: Mutex::new(Recent {
+                slots: Vec::with_capacity(RECENT),
+                next: 0,
+            }),
             samples: Mutex::new(HashMap::new()),
             origin: Instant::now(),
         }
@@ -168,27 +251,11 @@ impl DecisionTap {
     pub(crate) fn observe(&self, d: &Decision<'_>, samples: Option<&ModelSamples>, now: Instant) {
         let live = self.tx.receiver_count() > 0;
         if let Ok(mut r) = self.recent.lock() {
-            // The evicted event is reused when nobody else holds it (no
-            // subscriber has it queued or in hand): no allocation per request.
-            let evicted = if r.len() == RECENT {
-                r.pop_front()
-            } else {
-                None
-            };
-            let event = match evicted {
-                Some(mut e) => match Arc::get_mut(&mut e) {
-                    Some(slot) => {
-                        slot.refill(d);
-                        e
-                    }
-                    None => Arc::new(TapEvent::of(d)),
-                },
-                None => Arc::new(TapEvent::of(d)),
-            };
+            r.push(d);
+            // Sent under the lock, as the ring's order.
             if live {
-                let _ = self.tx.send(event.clone());
+                let _ = self.tx.send(Arc::new(TapEvent::of(d)));
             }
-            r.push_back(event);
         } else if live {
             let _ = self.tx.send(Arc::new(TapEvent::of(d)));
         }
@@ -197,8 +264,7 @@ impl DecisionTap {
             if m.latency.len() == SAMPLES {
                 m.latency.pop_front();
             }
-            m.latency
-                .push_back((now, d.total_ms.as_secs_f64() * 1000.0));
+            m.latency.push_back((now, ms(d.total_ms)));
         }
     }
 
@@ -212,11 +278,7 @@ impl DecisionTap {
     /// The live stream, and the recent decisions it started after.
     pub fn subscribe(&self) -> (Vec<Arc<TapEvent>>, broadcast::Receiver<Arc<TapEvent>>) {
         let rx = self.tx.subscribe();
-        let recent = self
-            .recent
-            .lock()
-            .map(|r| r.iter().cloned().collect())
-            .unwrap_or_default();
+        let recent = self.recent.lock().map(|r| r.events()).unwrap_or_default();
         (recent, rx)
     }
 
@@ -281,132 +343,4 @@ fn percentile(v: &mut [f64], p: usize) -> Option<f64> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::{Outcome, PolicyNote, Rule};
-
-    fn decision<'a>(id: &'a str, identity: Option<&'a str>) -> Decision<'a> {
-        Decision {
-            ts: SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_123),
-            request_id: id,
-            client: "127.0.0.1:1".parse().unwrap(),
-            method: "POST",
-            path: "/v2/models/iris/infer",
-            host: None,
-            model: Some("iris"),
-            protocol: Some("v2"),
-            operation: Some("infer"),
-            identity,
-            auth_method: identity.map(|_| "api_key"),
-            issuer: None,
-            decision: Outcome::Allow,
-            authorized: true,
-            response: "OK",
-            reason: identity.is_none().then_some("no identity"),
-            status: 200,
-            upstream: None,
-            upstream_ms: None,
-            upstream_ttfb_ms: None,
-            stream_ms: None,
-            total_ms: Duration::from_micros(1500),
-            rule: Rule {
-                basis: Some("policy"),
-                policy: identity.map(|_| PolicyNote {
-                    name: "p1",
-                    action: "ALLOW",
-                    would: None,
-                }),
-                ..Rule::default()
-            },
-            wristband: None,
-            tokens: None,
-        }
-    }
-
-    fn ids(events: &[Arc<TapEvent>]) -> Vec<String> {
-        events.iter().map(|e| e.request_id.clone()).collect()
-    }
-
-    #[test]
-    fn a_reused_event_equals_a_fresh_one() {
-        let tap = DecisionTap::default();
-        // Alternate fields present and absent so every `Option` is both
-        // overwritten and cleared by the reuse.
-        for i in 0..(RECENT + 7) {
-            let id = format!("r{i}");
-            let who = (i % 2 == 0).then_some("alice");
-            tap.observe(&decision(&id, who), None, Instant::now());
-        }
-        let (recent, _) = tap.subscribe();
-        assert_eq!(recent.len(), RECENT);
-        for (k, e) in recent.iter().enumerate() {
-            let i = k + 7;
-            let id = format!("r{i}");
-            let fresh = TapEvent::of(&decision(&id, (i % 2 == 0).then_some("alice")));
-            assert_eq!(
-                serde_json::to_value(&**e).unwrap(),
-                serde_json::to_value(&fresh).unwrap()
-            );
-        }
-    }
-
-    #[test]
-    fn events_a_subscriber_holds_are_never_overwritten() {
-        let tap = DecisionTap::default();
-        for i in 0..RECENT {
-            tap.observe(
-                &decision(&format!("a{i}"), Some("alice")),
-                None,
-                Instant::now(),
-            );
-        }
-        let (held, mut rx) = tap.subscribe();
-        let before = ids(&held);
-        for i in 0..10 {
-            tap.observe(&decision(&format!("b{i}"), None), None, Instant::now());
-        }
-        assert_eq!(ids(&held), before);
-        for i in 0..10 {
-            assert_eq!(rx.try_recv().unwrap().request_id, format!("b{i}"));
-        }
-        let (now, _) = tap.subscribe();
-        assert_eq!(now.len(), RECENT);
-        assert_eq!(now.last().unwrap().request_id, "b9");
-        assert_eq!(now.first().unwrap().request_id, "a10");
-    }
-
-    #[test]
-    fn percentiles_are_nearest_rank() {
-        let mut v: Vec<f64> = (1..=100).map(f64::from).collect();
-        assert_eq!(percentile(&mut v, 50), Some(50.0));
-        assert_eq!(percentile(&mut v, 99), Some(99.0));
-        assert_eq!(percentile(&mut [7.0], 99), Some(7.0));
-        assert_eq!(percentile(&mut [], 50), None);
-    }
-
-    #[test]
-    fn only_the_last_minute_counts_and_buckets_run_oldest_first() {
-        let now = Instant::now() + Duration::from_secs(120);
-        let ring: VecDeque<(Instant, f64)> = [
-            (now - Duration::from_secs(90), 1000.0), // outside the window
-            (now - Duration::from_secs(58), 10.0),
-            (now - Duration::from_secs(1), 20.0),
-            (now - Duration::from_secs(2), 30.0),
-        ]
-        .into_iter()
-        .collect();
-        let mut counts = RateRing::new(now - Duration::from_millis(119_900));
-        for (at, _) in &ring {
-            counts.add(*at, 1);
-        }
-        let s = summarize(&ring, &counts, now);
-        assert_eq!(s.requests, 3);
-        assert_eq!(s.rate_series.first(), Some(&1));
-        assert_eq!(s.rate_series.last(), Some(&2));
-        assert_eq!(s.rate_series.iter().sum::<u64>(), 3);
-        assert!((s.rate_per_s - 3.0 / 60.0).abs() < 1e-9);
-        assert_eq!(s.p99_ms, Some(30.0));
-        assert_eq!(s.p50_ms, Some(20.0));
-        assert_eq!(s.latency_series.last(), Some(&20.0));
-    }
-}
+mod tests;

@@ -134,7 +134,9 @@ const fn special(b: u8) -> bool {
 
 #[test]
 fn clean_finds_every_special_byte_at_every_position() {
-    for len in [1usize, 7, 8, 9, 16, 23] {
+    // Every length up to three words: the short, overlapping-half and
+    // overlapping-tail cases.
+    for len in 1usize..=24 {
         for at in 0..len {
             for b in 0..=255u8 {
                 let mut s = vec![b'a'; len];
@@ -258,4 +260,15 @@ fn a_line_appended_to_a_batch_keeps_what_was_there() {
     write(&mut alone, &d);
     assert_eq!(&batch[..8], b"earlier\n");
     assert_eq!(&batch[8..], &alone[..]);
+}
+
+#[test]
+fn integers_are_written_as_display_writes_them() {
+    let mut values: Vec<u64> = (0..=1100).collect();
+    values.extend([9_999, 10_000, 65_535, 1 << 32, u64::MAX - 1, u64::MAX]);
+    for v in values {
+        let mut out = b"x".to_vec();
+        uint(&mut out, v);
+        assert_eq!(out, format!("x{v}").as_bytes(), "{v}");
+    }
 }

@@ -12,6 +12,10 @@ use http::header::{CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 use http_body::SizeHint;
 
+mod names;
+pub use names::Names;
+use names::{Fields, Span};
+
 /// The `Keep-Alive` field (RFC 9112 §9.3; not one of `http`'s constants).
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 
@@ -81,7 +85,11 @@ impl Head<'_> {
     /// (origin-form: no spaces, no control bytes).
     pub(crate) fn check_target(&self) -> Result<(), WireError> {
         let pq = self.path_and_query.as_bytes();
-        if !pq.starts_with(b"/") || pq.iter().any(|&b| b <= b' ' || b == 0x7f) {
+        // Every byte looked at, without an early exit: the loop vectorises.
+        let bad = pq
+            .iter()
+            .fold(false, |bad, &b| bad | (b <= b' ') | (b == 0x7f));
+        if !pq.starts_with(b"/") || bad {
             return Err(WireError("the upstream path is not a valid request target"));
         }
         Ok(())
@@ -199,11 +207,6 @@ pub struct ResponseHead {
     pub keep_alive: bool,
 }
 
-/// Name and value of one field, as offsets into the head (which is at most
-/// [`MAX_HEAD`] bytes, so `u32` holds them). Kept small: the array of them
-/// is initialised for every answer (100 × 16 bytes, not 100 × 32).
-type Span = (u32, u32, u32, u32);
-
 /// The offsets of `part` (a slice of the head starting at `base`).
 fn offsets(part: &[u8], base: usize) -> Option<(u32, u32)> {
     let start = (part.as_ptr() as usize).checked_sub(base)?;
@@ -222,35 +225,6 @@ pub fn parse_response(
     parse_response_with(buf, head_request, &mut Names::default())
 }
 
-/// Field names kept from one answer for the next (see [`Names`]).
-const NAMES_KEPT: usize = 16;
-
-/// The field names of the previous answer on a connection, in order. An
-/// upstream sends the same names in the same order answer after answer;
-/// comparing a name's bytes with the one at its place last time is cheaper
-/// than making it again (and makes no copy of a name `http` does not know).
-#[derive(Debug, Default)]
-pub struct Names(Vec<HeaderName>);
-
-impl Names {
-    /// The name of field `i`, spelled `raw` (a token, as `httparse` checked).
-    fn get(&mut self, i: usize, raw: &[u8]) -> Result<HeaderName, WireError> {
-        if let Some(n) = self.0.get(i)
-            && n.as_str().as_bytes().eq_ignore_ascii_case(raw)
-        {
-            return Ok(n.clone());
-        }
-        let n =
-            HeaderName::from_bytes(raw).map_err(|_| WireError("invalid response header name"))?;
-        if let Some(kept) = self.0.get_mut(i) {
-            *kept = n.clone();
-        } else if i == self.0.len() && i < NAMES_KEPT {
-            self.0.push(n.clone());
-        }
-        Ok(n)
-    }
-}
-
 /// [`parse_response`], with the names of the connection's previous answer.
 pub fn parse_response_with(
     buf: &mut BytesMut,
@@ -258,6 +232,9 @@ pub fn parse_response_with(
     names: &mut Names,
 ) -> Result<Option<ResponseHead>, WireError> {
     loop {
+        if buf.is_empty() {
+            return Ok(None);
+        }
         // Left uninitialised: httparse writes only the fields it finds.
         let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
         let mut res = httparse::Response::new(&mut []);
@@ -293,24 +270,24 @@ pub fn parse_response_with(
             continue;
         }
         let base = buf.as_ptr() as usize;
-        let mut spans: [Span; MAX_HEADERS] = [(0, 0, 0, 0); MAX_HEADERS];
-        let count = res.headers.len();
-        for (span, h) in spans.iter_mut().zip(res.headers.iter()) {
+        let state = &mut *names.0;
+        state.spans.clear();
+        for h in res.headers.iter() {
             let (Some((ns, ne)), Some((vs, ve))) =
                 (offsets(h.name.as_bytes(), base), offsets(h.value, base))
             else {
                 return Err(WireError("response head larger than 64 KiB"));
             };
-            *span = (ns, ne, vs, ve);
+            state.spans.push((ns, ne, vs, ve));
         }
         let head = buf.split_to(len).freeze();
         return build(
             &head,
-            spans.get(..count).unwrap_or(&[]),
+            &state.spans,
             status,
             version,
             head_request,
-            names,
+            &mut state.fields,
         )
         .map(Some);
     }
@@ -332,21 +309,19 @@ fn build(
     status: StatusCode,
     version: Version,
     head_request: bool,
-    names: &mut Names,
+    fields: &mut Fields,
 ) -> Result<ResponseHead, WireError> {
     let mut headers = HeaderMap::with_capacity(spans.len());
     let mut d = Delimiters::default();
     for (i, &(ns, ne, vs, ve)) in spans.iter().enumerate() {
         let (ns, ne, vs, ve) = (ns as usize, ne as usize, vs as usize, ve as usize);
-        let name = names.get(i, head.get(ns..ne).unwrap_or(&[]))?;
-        if vs > ve || ve > head.len() {
+        let name = fields.name(i, head.get(ns..ne).unwrap_or(&[]))?;
+        let Some(raw) = head.get(vs..ve) else {
             return Err(WireError("invalid response header value"));
-        }
-        let value = HeaderValue::from_maybe_shared(head.slice(vs..ve))
-            .map_err(|_| WireError("invalid response header value"))?;
+        };
         if name == CONNECTION {
             let mut listed = false;
-            for t in value.as_bytes().split(|&b| b == b',') {
+            for t in raw.split(|&b| b == b',') {
                 let t = t.trim_ascii();
                 let close = t.eq_ignore_ascii_case(b"close");
                 let keep_alive = t.eq_ignore_ascii_case(b"keep-alive");
@@ -358,7 +333,7 @@ fn build(
             // only when it names other fields, so that
             // `crate::headers::remove_hop_by_hop` removes those too.
             if listed {
-                headers.append(name, value);
+                headers.append(name, fields.value(i, raw, head, (vs, ve))?);
             }
             continue;
         } else if name == KEEP_ALIVE {
@@ -367,14 +342,10 @@ fn build(
         } else if name == TRANSFER_ENCODING {
             d.transfer_encoding = true;
             // Only the last coding counts.
-            let last = value
-                .as_bytes()
-                .rsplit(|&b| b == b',')
-                .next()
-                .unwrap_or(&[]);
+            let last = raw.rsplit(|&b| b == b',').next().unwrap_or(&[]);
             d.chunked = last.trim_ascii().eq_ignore_ascii_case(b"chunked");
         } else if name == CONTENT_LENGTH {
-            for v in value.as_bytes().split(|&b| b == b',') {
+            for v in raw.split(|&b| b == b',') {
                 let n = digits(v.trim_ascii()).ok_or(WireError("invalid Content-Length"))?;
                 if d.length.is_some_and(|m| m != n) {
                     return Err(WireError("conflicting Content-Length values"));
@@ -382,7 +353,7 @@ fn build(
                 d.length = Some(n);
             }
         }
-        headers.append(name, value);
+        headers.append(name, fields.value(i, raw, head, (vs, ve))?);
     }
     let framing =
         if head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {

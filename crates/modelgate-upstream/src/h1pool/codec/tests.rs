@@ -408,3 +408,111 @@ fn bad_chunks_fail_cleanly() {
         WireError("chunk-size line too long")
     );
 }
+
+#[test]
+fn values_kept_from_the_previous_answer_give_the_same_fields() {
+    let mut names = Names::default();
+    let mut fields = |raw: &[u8]| {
+        let mut buf = BytesMut::from(raw);
+        let h = parse_response_with(&mut buf, false, &mut names)
+            .unwrap()
+            .unwrap();
+        h.headers
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.to_str().unwrap()))
+            .collect::<Vec<_>>()
+    };
+    let long = "v".repeat(100);
+    let answer = |date: &str, length: &str, long: &str| {
+        format!(
+            "HTTP/1.1 200 OK\r\nServer: nginx\r\nDate: {date}\r\nX-Long: {long}\r\nContent-Length: {length}\r\n\r\n"
+        )
+    };
+    // The same values, then one that changes every time, then one that comes
+    // back after a change: every answer reads as it was sent.
+    let rounds = [
+        ("d1", "0", long.as_str()),
+        ("d1", "0", long.as_str()),
+        ("d2", "0", "w"),
+        ("d3", "0", long.as_str()),
+        ("d3", "0", "w"),
+        ("d1", "0", "w"),
+    ];
+    for (date, length, x) in rounds {
+        assert_eq!(
+            fields(answer(date, length, x).as_bytes()),
+            [
+                "server=nginx".to_string(),
+                format!("date={date}"),
+                format!("x-long={x}"),
+                format!("content-length={length}"),
+            ]
+        );
+    }
+    // A value that held for a while and then changed (a date at the next
+    // second) is taken anew each time, on a fresh connection's names too.
+    let mut fresh = Names::default();
+    for date in ["s1", "s1", "s2", "s2", "s2", "s3", "s4", "s4"] {
+        let raw = format!("HTTP/1.1 200 OK\r\nDate: {date}\r\nContent-Length: 0\r\n\r\n");
+        let mut buf = BytesMut::from(raw.as_bytes());
+        let h = parse_response_with(&mut buf, false, &mut fresh)
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.headers["date"], date);
+    }
+    // A name that changes case keeps its value right too.
+    assert_eq!(
+        fields(b"HTTP/1.1 200 OK\r\nSERVER: nginx\r\nDate: d1\r\n\r\n"),
+        ["server=nginx", "date=d1"]
+    );
+    assert_eq!(
+        fields(b"HTTP/1.1 200 OK\r\nserver: other\r\nDate: d1\r\n\r\n"),
+        ["server=other", "date=d1"]
+    );
+}
+
+#[test]
+fn a_kept_value_does_not_hold_the_read_buffer() {
+    let mut names = Names::default();
+    for _ in 0..3 {
+        let mut buf = BytesMut::with_capacity(256);
+        let base = buf.as_ptr();
+        buf.extend_from_slice(b"HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Length: 0\r\n\r\n");
+        let h = parse_response_with(&mut buf, false, &mut names)
+            .unwrap()
+            .unwrap();
+        drop(h);
+        // Nothing else shares the buffer, so asking for more than is left
+        // after the head reuses its front (a shared one would be copied to a
+        // new allocation): a kept value is a copy, not a view of it.
+        assert!(buf.is_empty() && buf.capacity() < 240);
+        buf.reserve(240);
+        assert_eq!(buf.as_ptr(), base);
+    }
+}
+
+#[test]
+fn a_value_that_comes_twice_in_a_row_is_kept_until_it_changes() {
+    let mut names = Names::default();
+    // (date, whether the answer's value is a view of the read buffer).
+    let rounds = [
+        ("s1", true),  // first seen: not kept
+        ("s1", false), // twice in a row: kept from now on
+        ("s1", false),
+        ("s2", true), // changed: read from the answer again
+        ("s3", true),
+        ("s3", false),
+        ("s1", true),
+    ];
+    for (date, view) in rounds {
+        let raw = format!("HTTP/1.1 200 OK\r\nDate: {date}\r\nContent-Length: 0\r\n\r\n");
+        let mut buf = BytesMut::from(raw.as_bytes());
+        let (lo, hi) = (buf.as_ptr() as usize, buf.as_ptr() as usize + buf.len());
+        let h = parse_response_with(&mut buf, false, &mut names)
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.headers["date"], date);
+        let at = h.headers["date"].as_bytes().as_ptr() as usize;
+        assert_eq!((lo..hi).contains(&at), view, "{date}");
+    }
+}
