@@ -179,30 +179,18 @@ def _bare(work: Path, upstream: str, body: str, hdr: dict) -> list[dict]:
     """The floor: a bare hyper HTTP/1 server forwarding with hyper's pooled
     client, then with modelgate's lean client (`examples/bare_proxy.rs`, built
     by run.sh; skipped when MODELGATE_BARE_PROXY_BIN is not there)."""
-    real = os.environ.get("MODELGATE_BARE_PROXY_BIN", "")
-    if not real or not Path(real).exists():
+    found = results.floors(wanted)
+    if not found:
         return []
+    real, modes = found
     rows = []
     target = upstream.removeprefix("http://").rstrip("/")
-    for mode, label in (("hyper", "bare hyper server + hyper client (floor)"),
-                        ("lean", "bare hyper server + lean client (floor)")):
-        if not wanted(label):
-            continue
+    for mode, label in modes:
         port = peers.free_port()
         run = wrapper(work, f"bare-{mode}", real)
-        proc = subprocess.Popen([str(run), f"127.0.0.1:{port}", target, mode],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            deadline = time.monotonic() + 60
-            while not peers.port_open(port):
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError(f"bare_proxy {mode} did not start")
-                time.sleep(0.2)
+        with results.floor_server([str(run), f"127.0.0.1:{port}", target, mode], port, mode, 60) as proc:
             rows.append(measure(work, f"bare-{mode}", [proc.pid], label,
                                 f"http://127.0.0.1:{port}/v1/models/fast:predict", "POST", body, hdr))
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
     return rows
 
 

@@ -10,10 +10,13 @@ on every run, so `bench/run.sh instructions` does not erase P3.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
 import re
+import subprocess
+import time
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
@@ -34,6 +37,39 @@ TARGET_ROWS = [
     ("P4", "modelgate → MLServer vs direct", "≥ 0.98×"),
     ("P5", "idle RSS / 1M keys RSS / startup", "≤ 20 MB / ≤ 300 MB / ≤ 100 ms"),
 ]
+
+
+FLOORS = (("hyper", "bare hyper server + hyper client (floor)"),
+          ("lean", "bare hyper server + lean client (floor)"))
+
+
+def floors(wanted) -> tuple[str, list[tuple[str, str]]] | None:
+    """The floor binary (`crates/modelgate-upstream/examples/bare_proxy.rs`,
+    MODELGATE_BARE_PROXY_BIN as run.sh builds it) and the (mode, row label)
+    pairs `wanted` keeps; None when the binary is not there."""
+    real = os.environ.get("MODELGATE_BARE_PROXY_BIN", "")
+    if not real or not Path(real).exists():
+        return None
+    return real, [(mode, label) for mode, label in FLOORS if wanted(label)]
+
+
+@contextlib.contextmanager
+def floor_server(argv: list[str], port: int, mode: str, wait_s: float):
+    """Runs one floor proxy (`argv`, listening on `port`) until the block
+    ends; stops it by PID."""
+    import peers  # tests/e2e, on the path of every bench script
+
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + wait_s
+        while not peers.port_open(port):
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError(f"bare_proxy {mode} did not start")
+            time.sleep(0.1)
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 def build() -> str:

@@ -185,29 +185,17 @@ def run(work: Path, static_block: str, proxy_block, modelgate_cfg) -> str:
 
 
 def _bare(upstream: str, body: Path, hdr: dict) -> list[dict]:
-    real = os.environ.get("MODELGATE_BARE_PROXY_BIN", "")
-    if not real or not Path(real).exists():
+    found = results.floors(wanted)
+    if not found:
         return []
+    real, modes = found
     rows = []
     target = upstream.removeprefix("http://").rstrip("/")
-    for mode, label in (("hyper", "bare hyper server + hyper client (floor)"),
-                        ("lean", "bare hyper server + lean client (floor)")):
-        if not wanted(label):
-            continue
+    for mode, label in modes:
         port = peers.free_port()
-        proc = subprocess.Popen([real, f"127.0.0.1:{port}", target, mode],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            deadline = time.monotonic() + 30
-            while not peers.port_open(port):
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError(f"bare_proxy {mode} did not start")
-                time.sleep(0.1)
+        with results.floor_server([real, f"127.0.0.1:{port}", target, mode], port, mode, 30) as proc:
             for c in concurrencies():
                 rows.append(measure([proc.pid], label, f"http://127.0.0.1:{port}/v1/models/fast:predict", c, body, hdr))
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
     return rows
 
 
