@@ -216,19 +216,23 @@ fn connection_and_keep_alive_fields_are_left_out_unless_connection_names_others(
     assert_eq!(names, ["content-length"]);
 }
 
+/// The fields of answer `raw` as `name=value`, parsed with a connection's
+/// kept `names`.
+fn fields_with(raw: &[u8], names: &mut Names) -> Vec<String> {
+    let mut buf = BytesMut::from(raw);
+    let h = parse_response_with(&mut buf, false, names)
+        .unwrap()
+        .unwrap();
+    h.headers
+        .iter()
+        .map(|(k, v)| format!("{k}={}", v.to_str().unwrap()))
+        .collect()
+}
+
 #[test]
 fn names_kept_from_the_previous_answer_give_the_same_fields() {
     let mut names = Names::default();
-    let mut fields = |raw: &[u8]| {
-        let mut buf = BytesMut::from(raw);
-        let h = parse_response_with(&mut buf, false, &mut names)
-            .unwrap()
-            .unwrap();
-        h.headers
-            .iter()
-            .map(|(k, v)| format!("{k}={}", v.to_str().unwrap()))
-            .collect::<Vec<_>>()
-    };
+    let mut fields = |raw: &[u8]| fields_with(raw, &mut names);
     let first = fields(b"HTTP/1.1 200 OK\r\nServer: a\r\nX-Custom: b\r\nContent-Length: 0\r\n\r\n");
     assert_eq!(first, ["server=a", "x-custom=b", "content-length=0"]);
     // Same names in other spellings, another name in between, one more.
@@ -412,16 +416,7 @@ fn bad_chunks_fail_cleanly() {
 #[test]
 fn values_kept_from_the_previous_answer_give_the_same_fields() {
     let mut names = Names::default();
-    let mut fields = |raw: &[u8]| {
-        let mut buf = BytesMut::from(raw);
-        let h = parse_response_with(&mut buf, false, &mut names)
-            .unwrap()
-            .unwrap();
-        h.headers
-            .iter()
-            .map(|(k, v)| format!("{k}={}", v.to_str().unwrap()))
-            .collect::<Vec<_>>()
-    };
+    let mut fields = |raw: &[u8]| fields_with(raw, &mut names);
     let long = "v".repeat(100);
     let answer = |date: &str, length: &str, long: &str| {
         format!(
