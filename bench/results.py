@@ -20,8 +20,12 @@ import time
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
-RESULTS = BENCH / "RESULTS.md"
-TARGETS = BENCH / "targets.json"
+# BENCH_RESULTS_DIR: write RESULTS.md and targets.json there instead (a
+# training run for profile-guided optimisation, scripts/pgo-train.sh, must not
+# overwrite the recorded figures).
+_OUT = Path(os.environ.get("BENCH_RESULTS_DIR") or BENCH)
+RESULTS = _OUT / "RESULTS.md"
+TARGETS = _OUT / "targets.json"
 HEADER = (
     "# Benchmark results\n\n"
     "Produced by `bench/run.sh`: each scenario rewrites only its own section (between its\n"
@@ -75,6 +79,9 @@ def floor_server(argv: list[str], port: int, mode: str, wait_s: float):
 def build() -> str:
     """Which cargo profile the measured modelgate binary was built with
     (`dist`, `release`, ...): the name of the folder holding `MODELGATE_BIN`."""
+    named = os.environ.get("MODELGATE_BENCH_BUILD", "")
+    if named:
+        return f"`{named}` build"
     parent = Path(os.environ.get("MODELGATE_BIN", "")).parent.name
     return f"`{parent}` build" if parent else "build not named (MODELGATE_BIN unset)"
 

@@ -12,9 +12,11 @@
 #   bench/run.sh syscalls        # syscalls and context switches per request (bench/syscalls.py)
 #   BENCH_PROFILE=release bench/run.sh   # measure the `release` build instead of `dist`
 #
-# modelgate is measured as it ships: the `dist` profile (release + fat LTO,
-# one codegen unit; deploy/Dockerfile builds the same). Its first build takes
-# about twice as long as `release`.
+# modelgate is measured as it ships: scripts/build-static.sh dist, the binary
+# deploy/Dockerfile builds (release + fat LTO, one codegen unit, static, and
+# profile-guided with deploy/pgo/modelgate.profdata; MODELGATE_PGO=off
+# measures it without the profile). Its first build takes about twice as long
+# as `release`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CACHE="${MODELGATE_CACHE:-$HOME/.cache/modelgate}"
@@ -33,7 +35,18 @@ PROFILE="${BENCH_PROFILE:-dist}"
 export MODELGATE_BENCH_PROFILE="$PROFILE"
 
 # One package per command: `-p a -p b --example x` would build only the example.
-cargo build --profile "$PROFILE" -p modelgate --locked
+if [ "$PROFILE" = dist ]; then
+  # The shipped binary itself: static, and optimised with the PGO profile
+  # (deploy/pgo/modelgate.profdata) unless MODELGATE_PGO=off.
+  MODELGATE_BIN="$(scripts/build-static.sh dist | tail -n 1)"
+  build="dist, static"
+  if [ "${MODELGATE_PGO:-use}" = use ] && [ -f deploy/pgo/modelgate.profdata ]; then build="$build, PGO"; fi
+  export MODELGATE_BENCH_BUILD="$build"
+else
+  cargo build --profile "$PROFILE" -p modelgate --locked
+  MODELGATE_BIN="$CARGO_TARGET_DIR/$PROFILE/modelgate"
+fi
+export MODELGATE_BIN
 if wants instructions || wants syscalls; then
   # The floor row: a bare hyper proxy (crates/modelgate-upstream/examples/bare_proxy.rs).
   cargo build --profile "$PROFILE" -p modelgate-upstream --example bare_proxy --locked
@@ -47,7 +60,6 @@ if { wants instructions || wants latency; } && [ ! -x "$OHA" ]; then
   CARGO_TARGET_DIR="$CACHE/oha-target" cargo install oha --locked --root "$HOME/.cargo"
 fi
 export MODELGATE_OHA="$OHA"
-export MODELGATE_BIN="$CARGO_TARGET_DIR/$PROFILE/modelgate"
 export MODELGATE_BARE_PROXY_BIN="$CARGO_TARGET_DIR/$PROFILE/examples/bare_proxy"
 export MODELGATE_CHECK_REQUEST_BIN="$CARGO_TARGET_DIR/$PROFILE/examples/check_request"
 exec "$CACHE/venv/bin/python" bench/bench.py "$@"

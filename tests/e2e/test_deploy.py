@@ -164,3 +164,19 @@ def test_static_build_step_gives_a_static_binary_that_runs():
     assert "interpreter" not in desc, desc
     version = subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=30)
     assert version.returncode == 0 and version.stdout.startswith("modelgate "), version
+
+
+def test_image_build_and_its_pgo_profile_agree():
+    """The image's `dist` build is optimised with deploy/pgo/modelgate.profdata
+    (scripts/pgo-train.sh). build-static.sh uses it only when the profile was
+    made by rustc's own LLVM major (deploy/pgo/llvm-major), and rejects an
+    unknown MODELGATE_PGO mode before building anything."""
+    pgo = ROOT / "deploy" / "pgo"
+    assert (pgo / "modelgate.profdata").stat().st_size > 0
+    assert re.fullmatch(r"\d+\n", (pgo / "llvm-major").read_text())
+    text = (ROOT / "scripts" / "build-static.sh").read_text()
+    assert "deploy/pgo/modelgate.profdata" in text and "-Cprofile-use=" in text
+    out = subprocess.run([str(ROOT / "scripts" / "build-static.sh"), "dist"], capture_output=True, text=True,
+                         timeout=60, cwd=ROOT, env={**os.environ, "MODELGATE_PGO": "sometimes"})
+    assert out.returncode == 2, out
+    assert "MODELGATE_PGO must be use, off or generate=DIR (got 'sometimes')" in out.stderr
