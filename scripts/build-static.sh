@@ -38,7 +38,7 @@ case "${MODELGATE_PGO:-use}" in
       used="$(cd "$pgo_dir" && pwd)/$(sha256sum "$PGO_DATA" | cut -c1-16).profdata"
       [ -f "$used" ] || cp "$PGO_DATA" "$used"
       # Functions changed since the profile was taken are built without it.
-      RUSTFLAGS="$RUSTFLAGS -Cprofile-use=$used -Cllvm-args=-pgo-warn-mismatch=false"
+      RUSTFLAGS="$RUSTFLAGS -Cprofile-use=$used"
     fi ;;
   off) ;;
   generate=?*) RUSTFLAGS="$RUSTFLAGS -Cprofile-generate=${MODELGATE_PGO#generate=}" ;;
