@@ -32,7 +32,6 @@ wants() { # does this run include a scenario whose name contains $1?
 }
 ARGS=("$@")
 PROFILE="${BENCH_PROFILE:-dist}"
-export MODELGATE_BENCH_PROFILE="$PROFILE"
 
 # One package per command: `-p a -p b --example x` would build only the example.
 if [ "$PROFILE" = dist ]; then
@@ -40,7 +39,12 @@ if [ "$PROFILE" = dist ]; then
   # (deploy/pgo/modelgate.profdata) unless MODELGATE_PGO=off.
   MODELGATE_BIN="$(scripts/build-static.sh dist | tail -n 1)"
   build="dist, static"
-  if [ "${MODELGATE_PGO:-use}" = use ] && [ -f deploy/pgo/modelgate.profdata ]; then build="$build, PGO"; fi
+  # The same test as build-static.sh's: the profile is used only with the LLVM that made it.
+  llvm="$(rustc -vV | sed -n 's/^LLVM version: \([0-9]*\).*/\1/p')"
+  if [ "${MODELGATE_PGO:-use}" = use ] && [ -f deploy/pgo/modelgate.profdata ] \
+    && [ "$(cat deploy/pgo/llvm-major 2>/dev/null)" = "$llvm" ]; then
+    build="$build, PGO"
+  fi
   export MODELGATE_BENCH_BUILD="$build"
 else
   cargo build --profile "$PROFILE" -p modelgate --locked
