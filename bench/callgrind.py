@@ -179,18 +179,12 @@ def _bare(work: Path, upstream: str, body: str, hdr: dict) -> list[dict]:
     """The floor: a bare hyper HTTP/1 server forwarding with hyper's pooled
     client, then with modelgate's lean client (`examples/bare_proxy.rs`, built
     by run.sh; skipped when MODELGATE_BARE_PROXY_BIN is not there)."""
-    found = results.floors(wanted)
-    if not found:
-        return []
-    real, modes = found
     rows = []
-    target = upstream.removeprefix("http://").rstrip("/")
-    for mode, label in modes:
-        port = peers.free_port()
-        run = wrapper(work, f"bare-{mode}", real)
-        with results.floor_server([str(run), f"127.0.0.1:{port}", target, mode], port, mode, 60) as proc:
-            rows.append(measure(work, f"bare-{mode}", [proc.pid], label,
-                                f"http://127.0.0.1:{port}/v1/models/fast:predict", "POST", body, hdr))
+    def wrap(mode: str, real: str) -> Path:
+        return wrapper(work, f"bare-{mode}", real)
+
+    for proc, mode, label, url in results.floor_proxies(wanted, upstream, 60, wrap):
+        rows.append(measure(work, f"bare-{mode}", [proc.pid], label, url, "POST", body, hdr))
     return rows
 
 

@@ -76,6 +76,24 @@ def floor_server(argv: list[str], port: int, mode: str, wait_s: float):
         proc.wait(timeout=30)
 
 
+def floor_proxies(wanted, upstream: str, wait_s: float, wrap=lambda mode, real: real):
+    """Each floor proxy `wanted` keeps, in turn, in front of `upstream`:
+    yields (process, mode, row label, predict URL) while it runs. `wrap(mode,
+    binary)` may return another command to start (callgrind's wrapper)."""
+    import peers
+
+    found = floors(wanted)
+    if not found:
+        return
+    real, modes = found
+    target = upstream.removeprefix("http://").rstrip("/")
+    for mode, label in modes:
+        port = peers.free_port()
+        argv = [str(wrap(mode, real)), f"127.0.0.1:{port}", target, mode]
+        with floor_server(argv, port, mode, wait_s) as proc:
+            yield proc, mode, label, f"http://127.0.0.1:{port}/v1/models/fast:predict"
+
+
 def build() -> str:
     """Which cargo profile the measured modelgate binary was built with
     (`dist`, `release`, ...): the name of the folder holding `MODELGATE_BIN`."""

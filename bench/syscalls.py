@@ -185,17 +185,10 @@ def run(work: Path, static_block: str, proxy_block, modelgate_cfg) -> str:
 
 
 def _bare(upstream: str, body: Path, hdr: dict) -> list[dict]:
-    found = results.floors(wanted)
-    if not found:
-        return []
-    real, modes = found
     rows = []
-    target = upstream.removeprefix("http://").rstrip("/")
-    for mode, label in modes:
-        port = peers.free_port()
-        with results.floor_server([real, f"127.0.0.1:{port}", target, mode], port, mode, 30) as proc:
-            for c in concurrencies():
-                rows.append(measure([proc.pid], label, f"http://127.0.0.1:{port}/v1/models/fast:predict", c, body, hdr))
+    for proc, _mode, label, url in results.floor_proxies(wanted, upstream, 30):
+        for c in concurrencies():
+            rows.append(measure([proc.pid], label, url, c, body, hdr))
     return rows
 
 
