@@ -339,4 +339,4 @@ fn string(out: &mut Vec<u8>, s: &str) {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -1,10 +1,13 @@
 //! The decision log writer. Request threads append serialised records to a
 //! shared buffer; one writer thread flushes it every 20 ms (sooner when it
-//! grows), so no request waits on the sink and none pays a thread wake-up.
-//! If the sink falls more than 16 MiB behind, records are counted as dropped
-//! rather than stalling traffic or growing memory without bound.
+//! grows), so no request waits on the sink and none pays a thread wake-up
+//! (only the first record after the log went idle wakes the writer, which
+//! sleeps without a timer while nothing is pending). If the sink falls more
+//! than 16 MiB behind, records are counted as dropped rather than stalling
+//! traffic or growing memory without bound.
 
 use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -24,6 +27,8 @@ const KEEP_BATCH: usize = 1 << 20;
 struct Pending {
     buf: Vec<u8>,
     closed: bool,
+    /// The writer sleeps until a record arrives: the next `write` wakes it.
+    idle: bool,
 }
 
 struct Queue {
@@ -33,6 +38,8 @@ struct Queue {
     /// whichever thread writes them; with the buffer of the last batch
     /// written, emptied, to give the requests for the next one.
     sink: Mutex<(Box<dyn Write + Send>, Vec<u8>)>,
+    /// Times the writer thread woke (for tests: none while idle).
+    wakeups: AtomicU64,
 }
 
 impl Queue {
@@ -92,6 +99,7 @@ impl DecisionLog {
             pending: Mutex::new(Pending::default()),
             wake: Condvar::new(),
             sink: Mutex::new((writer, Vec::new())),
+            wakeups: AtomicU64::new(0),
         });
         let q = queue.clone();
         std::thread::Builder::new()
@@ -130,7 +138,8 @@ impl DecisionLog {
             metrics.decision_dropped();
             return;
         }
-        if p.buf.len() >= WAKE_AT {
+        if p.idle || p.buf.len() >= WAKE_AT {
+            p.idle = false;
             q.wake.notify_one();
         }
     }
@@ -151,6 +160,14 @@ fn write_loop(q: &Queue) {
     loop {
         {
             let Ok(guard) = q.pending.lock() else { return };
+            // Nothing pending: sleep, with no timer, until a record arrives.
+            let Ok(guard) = q.wake.wait_while(guard, |p| {
+                p.idle = p.buf.is_empty() && !p.closed;
+                p.idle
+            }) else {
+                return;
+            };
+            // Then gather a batch for up to FLUSH_EVERY.
             if q.wake
                 .wait_timeout_while(guard, FLUSH_EVERY, |p| p.buf.len() < WAKE_AT && !p.closed)
                 .is_err()
@@ -158,8 +175,12 @@ fn write_loop(q: &Queue) {
                 return;
             }
         }
+        q.wakeups.fetch_add(1, Ordering::Relaxed);
         if q.write_pending() {
             return;
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -16,7 +16,7 @@ fn same_as_serde_json(v: &Decision<'_>) {
     );
 }
 
-fn full<'a>(path: &'a str, identity: &'a str, client: SocketAddr) -> Decision<'a> {
+pub(crate) fn full<'a>(path: &'a str, identity: &'a str, client: SocketAddr) -> Decision<'a> {
     Decision {
         ts: SystemTime::UNIX_EPOCH + Duration::new(1_795_434_695, 123_456_789),
         request_id: "0b6f1c1e-7a2d-4a57-9a39-2c0d7e1f3a44",
