@@ -7,6 +7,7 @@
 #
 #   bench/run.sh                 # all scenarios, 10 s each
 #   BENCH_DURATION=20 bench/run.sh
+#   BENCH_ROUNDS=5 bench/run.sh jwt-fast   # interleaved rounds of jwt-fast (default 3)
 #   bench/run.sh spine           # only scenarios whose name matches
 #   bench/run.sh instructions    # callgrind instructions/request (also bench/callgrind.sh)
 #   bench/run.sh syscalls        # syscalls and context switches per request (bench/syscalls.py)

@@ -59,7 +59,7 @@ OHA="${MODELGATE_OHA:-$HOME/.cargo/bin/oha}"
 [ -x "$OHA" ] || CARGO_TARGET_DIR="$CACHE/oha-target" cargo install oha --locked --root "$HOME/.cargo"
 # shellcheck disable=SC2086
 LLVM_PROFILE_FILE="$RAW/modelgate-%p-%m.profraw" \
-  BENCH_RESULTS_DIR="$SCRATCH" BENCH_DURATION="${BENCH_DURATION:-3}" \
+  BENCH_RESULTS_DIR="$SCRATCH" BENCH_DURATION="${BENCH_DURATION:-3}" BENCH_ROUNDS=1 \
   MODELGATE_BIN="$BIN" MODELGATE_OHA="$OHA" \
   MODELGATE_CHECK_REQUEST_BIN="$CARGO_TARGET_DIR/release/examples/check_request" \
   "$CACHE/venv/bin/python" bench/bench.py ${PGO_SCENARIOS:-jwt-fast builtin ext-authz fwdauth-fast llm}
