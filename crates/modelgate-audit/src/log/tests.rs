@@ -24,12 +24,18 @@ fn wait_for_lines(path: &std::path::Path, n: usize) {
     }
 }
 
-#[test]
-fn the_writer_sleeps_while_idle_and_the_first_record_wakes_it() {
+/// A log writing to a file in a fresh temporary folder (kept alive by the
+/// returned guard).
+fn file_log() -> (tempfile::TempDir, std::path::PathBuf, DecisionLog, Metrics) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("decisions.jsonl");
     let log = DecisionLog::open(&DecisionSink::File(path.clone())).unwrap();
-    let metrics = Metrics::new();
+    (dir, path, log, Metrics::new())
+}
+
+#[test]
+fn the_writer_sleeps_while_idle_and_the_first_record_wakes_it() {
+    let (_dir, path, log, metrics) = file_log();
     let client = "10.1.2.3:4567".parse().unwrap();
     let queue = log.queue.clone().unwrap();
 
@@ -72,10 +78,7 @@ fn the_writer_sleeps_while_idle_and_the_first_record_wakes_it() {
 
 #[test]
 fn records_queued_before_drop_are_flushed() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("decisions.jsonl");
-    let log = DecisionLog::open(&DecisionSink::File(path.clone())).unwrap();
-    let metrics = Metrics::new();
+    let (_dir, path, log, metrics) = file_log();
     let client = "[2001:db8::5]:1".parse().unwrap();
     for _ in 0..3 {
         log.write(&full("/v1/models/iris:predict", "carol", client), &metrics);
