@@ -4,6 +4,7 @@ while modelgate runs; configuration reloads keep the old config on error."""
 from __future__ import annotations
 
 import json
+import os
 import time
 
 import requests
@@ -81,7 +82,11 @@ def test_corrupt_key_file_keeps_old_keys(tmp_path, run_modelgate, start_modelgat
     k = create_key(run_modelgate, keys, "a")
     mg = start_modelgate(config(keys, mlserver_iris.rest_url))
     mark = len(mg.stderr())
-    keys.write_text('{"version": 1, "keys": [')
+    # Replaced in one step (as Kubernetes swaps a Secret's files): an in-place
+    # write could be read half-done (empty, then cut off) and counted twice.
+    bad = tmp_path / "keys.json.new"
+    bad.write_text('{"version": 1, "keys": [')
+    os.replace(bad, keys)
     deadline = time.monotonic() + 5
     while "API-key store reload rejected" not in mg.stderr()[mark:] and time.monotonic() < deadline:
         time.sleep(0.1)
