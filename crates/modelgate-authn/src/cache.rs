@@ -1,6 +1,6 @@
-//! Bounded caches of token checks, keyed by the SHA-256 of the token (the
-//! token itself is never stored): the remote verdicts of TokenReview and
-//! introspection, and (through [`TtlCache`]) the JWT verified-token cache.
+//! Bounded caches of remote token checks, keyed by the SHA-256 of the token
+//! (the token itself is not stored): the verdicts of TokenReview and
+//! introspection. The JWT verified-token cache is `jwt::verified`.
 //! Each is a fixed-size CLOCK-Pro cache (`quick_cache`): a flood of tokens
 //! seen once only churns its cold part, so entries in use survive it.
 //! Failures live in their own small cache, briefly, so garbage tokens

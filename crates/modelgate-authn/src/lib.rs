@@ -311,21 +311,14 @@ impl Authenticator {
                     .is_some_and(|s| s.load().holds_secret_key(t))
         });
         // A token a provider verified before names that provider's issuer
-        // (its `iss` picked the provider): found by its cache tag, without
+        // (its `iss` picked the provider): found in its cache, without
         // decoding the token again. Otherwise the issuer is read from it.
-        let mut seen: Option<(&jwt::Provider, jwt::verified::TokenTag)> = None;
         let issuer: Option<Cow<'_, str>> = match token.as_deref().filter(|_| !api_key) {
             None => None,
-            Some(t) => {
-                seen = self
-                    .providers
-                    .iter()
-                    .find_map(|p| p.verified_tag(t).map(|tag| (p, tag)));
-                match seen {
-                    Some((p, _)) => Some(Cow::Borrowed(p.rule.issuer.as_str())),
-                    None => parse::peek_issuer(t).map(Cow::Owned),
-                }
-            }
+            Some(t) => match self.providers.iter().find(|p| p.verified_before(t)) {
+                Some(p) => Some(Cow::Borrowed(p.rule.issuer.as_str())),
+                None => parse::peek_issuer(t).map(Cow::Owned),
+            },
         };
         let provider = |kind: ProviderKind| {
             issuer.as_deref().and_then(|iss| {
@@ -334,8 +327,6 @@ impl Authenticator {
                     .find(|p| p.kind == kind && p.rule.issuer == iss)
             })
         };
-        // The tag already computed, for the provider it was computed for.
-        let tag = |p: &jwt::Provider| seen.and_then(|(q, tag)| std::ptr::eq(p, q).then_some(tag));
         for method in &self.order {
             let principal = match (method, token.as_deref()) {
                 (IdentityMethod::ApiKey, Some(t)) if api_key => match &self.keys {
@@ -343,12 +334,12 @@ impl Authenticator {
                     None => return Err(AuthFailure::InvalidApiKey),
                 },
                 (IdentityMethod::Jwt, Some(t)) if !api_key => match provider(ProviderKind::Jwt) {
-                    Some(p) => p.verify_tagged(t, tag(p), now).await?,
+                    Some(p) => p.verify_token(t, now).await?,
                     None => continue,
                 },
                 (IdentityMethod::Kubernetes, Some(t)) if !api_key => {
                     match (provider(ProviderKind::ServiceAccount), &self.token_review) {
-                        (Some(p), _) => p.verify_tagged(t, tag(p), now).await?,
+                        (Some(p), _) => p.verify_token(t, now).await?,
                         (None, Some(r)) => Arc::new(Box::pin(r.verify(t, now)).await?),
                         (None, None) => continue,
                     }

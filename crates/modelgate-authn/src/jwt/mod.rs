@@ -22,7 +22,7 @@ use claims::check_audience;
 pub use claims::{claim_value, claims_principal, service_account_namespace};
 use keys::{VerifyError, verify_hmac};
 use parse::Jwt;
-use verified::{TokenTag, Verified, VerifiedCache};
+use verified::{Verified, VerifiedCache};
 
 /// What kind of identity a provider's tokens carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,32 +55,11 @@ impl Provider {
         token: &str,
         now: SystemTime,
     ) -> Result<Arc<Principal>, AuthFailure> {
-        self.verify_tagged(token, None, now).await
-    }
-
-    /// The cache tag of `token` if this provider verified it before (it
-    /// may have expired since: [`Self::verify_tagged`] checks). Only tokens
-    /// whose `iss` is this provider's issuer are ever verified here, so a
-    /// hit names the token's issuer without decoding it.
-    pub(crate) fn verified_tag(&self, token: &str) -> Option<TokenTag> {
-        let key = self.verified.key(token);
-        self.verified.holds(&key).then_some(key)
-    }
-
-    /// [`Self::verify_token`], with the token's tag when the caller has it
-    /// ([`Self::verified_tag`]).
-    pub(crate) async fn verify_tagged(
-        &self,
-        token: &str,
-        tag: Option<TokenTag>,
-        now: SystemTime,
-    ) -> Result<Arc<Principal>, AuthFailure> {
         let r = &self.rule;
         let now_s = now
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let key = tag.unwrap_or_else(|| self.verified.key(token));
-        if let Some(hit) = self.verified.get(&key) {
+        if let Some(hit) = self.verified.get(token) {
             let keys_current = match &hit.keys {
                 None => true,
                 Some(k) => self.keys.loaded().is_some_and(|cur| Arc::ptr_eq(&cur, k)),
@@ -93,7 +72,7 @@ impl Provider {
             {
                 return Ok(hit.principal);
             }
-            self.verified.remove(&key);
+            self.verified.remove(token);
         }
         let jwt = parse::parse(token).map_err(invalid)?;
         let times = jwt.times;
@@ -102,7 +81,7 @@ impl Provider {
         let (principal, keys) = Box::pin(self.verify_with_keys(jwt, now)).await?;
         let principal = Arc::new(principal);
         self.verified.put(
-            key,
+            token,
             Verified {
                 principal: principal.clone(),
                 keys,
@@ -110,6 +89,14 @@ impl Provider {
             },
         );
         Ok(principal)
+    }
+
+    /// Whether this provider verified `token` before (it may have expired
+    /// since: [`Self::verify_token`] checks). Only tokens whose `iss` is
+    /// this provider's issuer are ever verified here, so a hit names the
+    /// token's issuer without decoding it.
+    pub(crate) fn verified_before(&self, token: &str) -> bool {
+        self.verified.holds(token)
     }
 
     /// Verifies a decoded token whose `iss` names this provider: times,

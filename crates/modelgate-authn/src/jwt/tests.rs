@@ -474,13 +474,13 @@ async fn garbage_tokens_never_enter_the_verified_cache() {
         assert!(p.verify_token(&garbage, now()).await.is_err());
     }
     assert_eq!(p.verified.len(), 1);
-    assert!(p.verified.get(&p.verified.key(&good)).is_some());
+    assert!(p.verified.get(&good).is_some());
 }
 
-/// The verified-token cache is keyed by a keyed tag of the whole token: a
-/// token that differs from a cached one in any byte is checked afresh (and
+/// A hit in the verified-token cache needs the whole token, byte for byte:
+/// a token that differs from a cached one in any byte is checked afresh (and
 /// refused when its signature or claims are wrong), never served the cached
-/// principal.
+/// principal, and the cached token stays cached.
 #[tokio::test]
 async fn a_token_one_byte_off_a_cached_one_is_checked_afresh() {
     let k = TestKey::ec("es", "ES256");
@@ -492,9 +492,70 @@ async fn a_token_one_byte_off_a_cached_one_is_checked_afresh() {
         let mut bytes = good.clone().into_bytes();
         bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
         let bad = String::from_utf8(bytes).unwrap();
-        assert_ne!(p.verified.key(&bad), p.verified.key(&good));
+        assert!(!p.verified.holds(&bad), "byte {at}");
         assert!(p.verify_token(&bad, now()).await.is_err(), "byte {at}");
     }
-    let other = provider_with(&[&k], ProviderKind::Jwt);
-    assert_ne!(other.verified.key(&good), p.verified.key(&good));
+    assert!(p.verified.holds(&good));
+    assert_eq!(p.verified.len(), 1);
+}
+
+/// Attack: the table hashes only a token's tail (its signature's end), so a
+/// forged token that reuses a cached token's signature lands in the cached
+/// token's bucket. It must still be checked afresh and refused: a payload
+/// with another subject or more audiences under a copied signature, a token
+/// that is the cached one with bytes prepended, and a cached token's
+/// signature alone. The genuine entry survives every attempt.
+#[tokio::test]
+async fn a_forged_token_sharing_a_cached_signature_is_refused() {
+    let k = TestKey::ec("es", "ES256");
+    let p = provider_with(&[&k], ProviderKind::Jwt);
+    let good = k.sign(&claims());
+    let want = p.verify_token(&good, now()).await.unwrap();
+    let (_, sig) = good.rsplit_once('.').unwrap();
+    let mut admin = claims();
+    admin["sub"] = json!("admin");
+    admin["aud"] = json!(["everything"]);
+    let forged_payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&admin).unwrap());
+    let (head, _) = good.split_once('.').unwrap();
+    let attempts = [
+        format!("{head}.{forged_payload}.{sig}"),
+        format!("x{good}"),
+        format!("{head}..{sig}"),
+        sig.to_string(),
+    ];
+    for forged in &attempts {
+        assert_eq!(
+            super::verified::HASHED_TAIL.min(forged.len()),
+            super::verified::HASHED_TAIL.min(good.len()),
+            "the forgery shares the cached token's hashed tail"
+        );
+        assert!(forged.ends_with(&good[good.len() - super::verified::HASHED_TAIL..]));
+        assert!(!p.verified.holds(forged), "{forged}");
+        assert!(p.verify_token(forged, now()).await.is_err(), "{forged}");
+        assert!(p.verified.holds(&good), "the genuine entry was evicted by {forged}");
+    }
+    assert_eq!(p.verified.len(), 1);
+    let again = p.verify_token(&good, now()).await.unwrap();
+    assert!(Arc::ptr_eq(&want, &again), "served from the cache");
+}
+
+/// Tokens of any length are cached by their bytes: one shorter than the
+/// hashed tail, and one of 60 KiB (a header's worth), each hit only by itself.
+#[test]
+fn short_and_long_tokens_are_cached_by_their_bytes() {
+    let cache = super::verified::VerifiedCache::default();
+    let v = |name: &str| super::verified::Verified {
+        principal: Arc::new(modelgate_core::Principal::api_key(name, modelgate_core::Grants::Nothing)),
+        keys: None,
+        times: super::claims::Times::default(),
+    };
+    let long = "a".repeat(60 * 1024);
+    let long_other = format!("b{}", &long[1..]);
+    cache.put("ab.c", v("short"));
+    cache.put(&long, v("long"));
+    assert_eq!(cache.get("ab.c").unwrap().principal.name, "short");
+    assert_eq!(cache.get(&long).unwrap().principal.name, "long");
+    assert!(cache.get("ab.").is_none());
+    assert!(cache.get(&long_other).is_none());
+    assert_eq!(cache.len(), 2);
 }
