@@ -226,40 +226,26 @@ async fn flow(
         deadline: BodyDeadline::start(&listener.config.limits),
         head: None,
     };
-    let d = p
-        .decider()
-        .decide(
-            ask(parts, conn, trace.received),
-            Claimed::FromRequest,
-            &mut source,
-            false,
-        )
-        .await;
-    note_but_host(trace, &d);
-    // Only the rate-limit step needs the identity past the decision.
-    let principal = p
-        .limiter
-        .as_ref()
-        .and_then(|_| d.identity.principal().cloned());
-    let Decision {
-        request_id,
-        mut facts,
+    // In its own block, consumed by a plain function: a local's storage in
+    // a future lasts to the end of its scope, moved out or not, and the
+    // decision (776 B) would otherwise ride along in every later state.
+    let Allowed {
+        facts,
         route,
-        result,
-        ruling,
+        permit,
         upstream_headers,
-        ..
-    } = d;
-    // The record's host is moved, not copied: nothing past the decision
-    // reads the facts' host.
-    trace.host = facts.as_mut().and_then(|f| f.host.take());
-    trace.request_id = request_id;
-    trace.ruling = ruling;
-    let permit = result.map_err(refuse)?;
-    let (Some(facts), Some(route), Some(permit)) = (facts, route, permit) else {
-        return Err(refuse(Reject::Internal {
-            detail: "allowed without facts, route or permit".into(),
-        }));
+        principal,
+    } = {
+        let d = p
+            .decider()
+            .decide(
+                ask(parts, conn, trace.received),
+                Claimed::FromRequest,
+                &mut source,
+                false,
+            )
+            .await;
+        allowed(p, trace, d)?
     };
     // The admin API and UI are served on this listener only with
     // `admin.ui.on_public` (see `Gateway::handle`); never forwarded.
@@ -279,15 +265,19 @@ async fn flow(
     };
     let inference = matches!(route.protocol, Protocol::V1 | Protocol::V2 | Protocol::Grpc)
         && matches!(route.operation, Operation::Infer | Operation::Explain);
+    // Boxed: a reservation is held across the backend call, and only with
+    // a rate limit configured; unboxed it would add 256 B to every request's future.
     let held = match (&p.limiter, &route.model, &mut openai) {
         (Some(l), ModelRef::Known(m), Some(b)) => l
-            .reserve(m.as_str(), principal.as_ref(), b, trace)
+            .reserve(m.as_str(), principal.as_deref(), b, trace)
             .await
-            .map_err(refuse)?,
+            .map_err(refuse)?
+            .map(Box::new),
         (Some(l), ModelRef::Known(m), None) if inference => l
-            .reserve_requests(m.as_str(), principal.as_ref(), trace)
+            .reserve_requests(m.as_str(), principal.as_deref(), trace)
             .await
-            .map_err(refuse)?,
+            .map_err(refuse)?
+            .map(Box::new),
         _ => None,
     };
     let mut body_renamed = false;
@@ -325,6 +315,54 @@ async fn flow(
         Some(h) => h.answer(resp, trace).await.map_err(refuse),
         None => Ok(resp),
     }
+}
+
+/// What the pipeline needs past an allowing decision.
+struct Allowed {
+    facts: modelgate_core::RequestFacts,
+    route: modelgate_route::RouteMatch,
+    permit: modelgate_authz::Permit,
+    upstream_headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// For the rate-limit step only (`None` without one).
+    principal: Option<Arc<modelgate_core::Principal>>,
+}
+
+/// Notes the decision in the trace and keeps what the later steps need; a
+/// refusal (or an allow missing its facts, route or permit) is the failure.
+fn allowed(p: &Pipeline, trace: &mut Trace, d: Decision) -> Result<Allowed, Failure> {
+    note_but_host(trace, &d);
+    // Only the rate-limit step needs the identity past the decision.
+    let principal = p
+        .limiter
+        .as_ref()
+        .and_then(|_| d.identity.shared_principal().cloned());
+    let Decision {
+        request_id,
+        mut facts,
+        route,
+        result,
+        ruling,
+        upstream_headers,
+        ..
+    } = d;
+    // The record's host is moved, not copied: nothing past the decision
+    // reads the facts' host.
+    trace.host = facts.as_mut().and_then(|f| f.host.take());
+    trace.request_id = request_id;
+    trace.ruling = ruling;
+    let permit = result.map_err(refuse)?;
+    let (Some(facts), Some(route), Some(permit)) = (facts, route, permit) else {
+        return Err(refuse(Reject::Internal {
+            detail: "allowed without facts, route or permit".into(),
+        }));
+    };
+    Ok(Allowed {
+        facts,
+        route,
+        permit,
+        upstream_headers,
+        principal,
+    })
 }
 
 /// The upstream's name for an OpenAI model with an alias (`upstream.model`).

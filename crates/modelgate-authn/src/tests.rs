@@ -357,10 +357,7 @@ async fn a_verified_token_is_routed_by_its_cache_tag_as_by_its_issuer() {
             panic!("no bearer token");
         };
         assert_eq!(
-            a.providers
-                .iter()
-                .filter(|p| p.verified_before(t))
-                .count(),
+            a.providers.iter().filter(|p| p.verified_before(t)).count(),
             1
         );
         assert_eq!(who(a.authenticate(f, &sources(), now).await), first);

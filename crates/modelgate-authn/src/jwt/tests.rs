@@ -532,7 +532,10 @@ async fn a_forged_token_sharing_a_cached_signature_is_refused() {
         assert!(forged.ends_with(&good[good.len() - super::verified::HASHED_TAIL..]));
         assert!(!p.verified.holds(forged), "{forged}");
         assert!(p.verify_token(forged, now()).await.is_err(), "{forged}");
-        assert!(p.verified.holds(&good), "the genuine entry was evicted by {forged}");
+        assert!(
+            p.verified.holds(&good),
+            "the genuine entry was evicted by {forged}"
+        );
     }
     assert_eq!(p.verified.len(), 1);
     let again = p.verify_token(&good, now()).await.unwrap();
@@ -545,7 +548,10 @@ async fn a_forged_token_sharing_a_cached_signature_is_refused() {
 fn short_and_long_tokens_are_cached_by_their_bytes() {
     let cache = super::verified::VerifiedCache::default();
     let v = |name: &str| super::verified::Verified {
-        principal: Arc::new(modelgate_core::Principal::api_key(name, modelgate_core::Grants::Nothing)),
+        principal: Arc::new(modelgate_core::Principal::api_key(
+            name,
+            modelgate_core::Grants::Nothing,
+        )),
         keys: None,
         times: super::claims::Times::default(),
     };
