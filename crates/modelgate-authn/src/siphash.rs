@@ -1,8 +1,7 @@
 //! SipHash-C-D with a 128-bit output (Aumasson & Bernstein), for the keyed
-//! tags of verified credentials: API keys (`keys/tag.rs`) and the JWT
-//! verified-token cache. A PRF under a secret random key, so nobody without
-//! the key can produce an input whose tag equals another's; ~20× cheaper than
-//! SHA-256 on the same bytes.
+//! tags of verified API keys (`keys/tag.rs`). A PRF under a secret random
+//! key, so nobody without the key can produce an input whose tag equals
+//! another's; ~20× cheaper than SHA-256 on the same bytes.
 
 fn round(v: &mut [u64; 4]) {
     v[0] = v[0].wrapping_add(v[1]);

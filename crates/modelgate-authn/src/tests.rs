@@ -335,7 +335,7 @@ async fn forward_plan_outputs_claims_and_strips_tokens() {
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 #[tokio::test]
-async fn a_verified_token_is_routed_by_its_cache_tag_as_by_its_issuer() {
+async fn a_verified_token_is_routed_by_its_cache_entry_as_by_its_issuer() {
     let k = TestKey::rsa("k", RSA_A, "RS256");
     let a = build(&k, None, introspection_fetch());
     let bearer = |t: &str| facts(&[("authorization", format!("Bearer {t}"))], None, None);
